@@ -106,3 +106,27 @@ def user_op_hash_v08(
     types, values = _struct_fields(op, eip7702_delegate)
     struct_hash = keccak(encode(["bytes32", *types], [PACKED_USEROP_TYPEHASH, *values]))
     return keccak(b"\x19\x01" + domain_separator_v08(entry_point, chain_id) + struct_hash)
+
+
+def unpack(packed: tuple) -> UserOperation:
+    """Inverse of pack(): a PackedUserOperation tuple as decoded by eth_abi."""
+    sender, nonce, init_code, call_data, gas_limits, pvg, fees, pm_and_data, signature = packed
+    factory = "0x" + init_code[:20].hex() if init_code else None
+    paymaster = "0x" + pm_and_data[:20].hex() if pm_and_data else None
+    return UserOperation(
+        sender=sender.lower(),
+        nonce=nonce,
+        call_data=call_data,
+        verification_gas_limit=int.from_bytes(gas_limits[:16], "big"),
+        call_gas_limit=int.from_bytes(gas_limits[16:], "big"),
+        pre_verification_gas=pvg,
+        max_priority_fee_per_gas=int.from_bytes(fees[:16], "big"),
+        max_fee_per_gas=int.from_bytes(fees[16:], "big"),
+        signature=signature,
+        factory=factory,
+        factory_data=init_code[20:] if init_code else b"",
+        paymaster=paymaster,
+        paymaster_verification_gas_limit=int.from_bytes(pm_and_data[20:36], "big") if paymaster else 0,
+        paymaster_post_op_gas_limit=int.from_bytes(pm_and_data[36:52], "big") if paymaster else 0,
+        paymaster_data=pm_and_data[52:] if paymaster else b"",
+    )

@@ -1,0 +1,105 @@
+"""Composition root: builds every service from a Config and runs them in one event loop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from . import entrypoint as eps
+from .builder.builder import Builder
+from .builder.executor import Executor
+from .chain.client import NodeClient
+from .chain.head import HeadTracker
+from .chain.lookup import UserOpLookup
+from .config import Config
+from .gas.estimate import Estimator
+from .pool.admission import Admission
+from .pool.mempool import Mempool
+from .rpc.methods import debug_registry, eth_registry
+from .rpc.server import build_app
+from .sim import Simulator
+from .store.memory import MemoryStore
+
+log = logging.getLogger(__name__)
+
+
+class Bundler:
+    def __init__(self, config: Config):
+        self.config = config
+        self.node = NodeClient(config.rpc_url)
+        self.entry_points = [ep for ep in eps.ALL if ep.version in config.entry_points]
+        keys = config.executor_keys()
+        if not keys:
+            raise SystemExit("no executor key: pass --private-key, BUNDLER_PRIVATE_KEY or --private-key-file")
+        self.executors = [Executor(k) for k in keys]
+        self.chain_id: int = 0
+        self.store = MemoryStore()
+        self.mempool = Mempool(config.max_ops_per_sender)
+        self.head = HeadTracker(self.node, config.head_poll_interval)
+        self._tasks: list[asyncio.Task] = []
+        self._runner: web.AppRunner | None = None
+        self.url: str | None = None
+
+    async def start(self) -> None:
+        self.chain_id = await self.node.chain_id()
+        for ep in self.entry_points:
+            if not await self.node.get_code(ep.address):
+                raise SystemExit(f"EntryPoint v{ep.version} has no code at {ep.address} on {self.config.rpc_url}")
+        await self.head.fresh()
+        self.simulator = Simulator(self.config.rpc_url, self.chain_id, workers=self.config.sim_workers)
+        self.builder = Builder(
+            node=self.node, head=self.head, simulator=self.simulator, mempool=self.mempool,
+            store=self.store, executors=self.executors, entry_points=self.entry_points,
+            chain_id=self.chain_id, config=self.config,
+        )
+        self.admission = Admission(
+            head=self.head, simulator=self.simulator, mempool=self.mempool, store=self.store,
+            config=self.config, chain_id=self.chain_id,
+            on_admitted=lambda _entry: self.builder.notify_new_op(),
+        )
+        self.estimator = Estimator(head=self.head, simulator=self.simulator, config=self.config,
+                                   chain_id=self.chain_id)
+        self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
+                                   self.config.receipt_lookback_blocks)
+        registry = eth_registry(self)
+        if self.config.debug_api:
+            registry.merge(debug_registry(self))
+        app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://{self.config.host}:{port}"
+        self._tasks = [
+            asyncio.create_task(self.head.run(), name="head"),
+            asyncio.create_task(self.builder.run(), name="builder"),
+        ]
+        log.info("bundler listening on %s (chain %d, node %s)", self.url, self.chain_id, self.config.rpc_url)
+
+    def clear_state(self) -> None:
+        self.mempool.clear()
+        self.store.clear()
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if getattr(self, "simulator", None) is not None:
+            await self.simulator.close()
+        await self.node.close()
+
+
+async def serve(config: Config, ready=None) -> None:
+    """Run until cancelled (SIGINT/SIGTERM are turned into cancellation by the CLI)."""
+    bundler = Bundler(config)
+    await bundler.start()
+    try:
+        if ready:
+            ready(bundler)
+        await asyncio.Event().wait()
+    finally:
+        await bundler.stop()

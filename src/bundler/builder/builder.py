@@ -1,0 +1,243 @@
+"""Turns pending ops into handleOps transactions: select, simulate the whole bundle, drop what
+fails, sign, send, replace if stuck, and record the outcome of every op."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from eth_abi import encode
+
+from ..chain.client import NodeClient, NodeRpcError
+from ..chain.fees import suggest_fees
+from ..chain.head import HeadTracker
+from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt
+from ..entrypoint import EntryPointVersion
+from ..errors import BundlerError
+from ..pool.mempool import Mempool, PoolEntry
+from ..store.records import OpStatus
+from ..userop.packing import PACKED_USEROP_TYPE, pack
+from .executor import Executor
+
+log = logging.getLogger(__name__)
+
+# EntryPoint work per bundle outside the ops' own limits (loop, beneficiary payment)
+BUNDLE_OVERHEAD_GAS = 60_000
+
+
+@dataclass
+class BundleResult:
+    entry_point: str
+    tx_hash: str
+    block_number: int | None
+    status: str  # "mined" | "reverted" | "not_mined"
+    included: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
+
+
+def encode_handle_ops(entries: list[PoolEntry], beneficiary: str) -> bytes:
+    return HANDLE_OPS_SELECTOR + encode(
+        [f"{PACKED_USEROP_TYPE}[]", "address"], [[pack(e.op) for e in entries], beneficiary]
+    )
+
+
+class Builder:
+    def __init__(
+        self,
+        *,
+        node: NodeClient,
+        head: HeadTracker,
+        simulator,
+        mempool: Mempool,
+        store,
+        executors: list[Executor],
+        entry_points: list[EntryPointVersion],
+        chain_id: int,
+        config,
+        admission=None,
+    ):
+        self.node = node
+        self.head = head
+        self.simulator = simulator
+        self.mempool = mempool
+        self.store = store
+        self.executors = executors
+        self.entry_points = entry_points
+        self.chain_id = chain_id
+        self.config = config
+        self.mode = config.bundle_mode
+        self._wakeup = asyncio.Event()
+        self._next_executor = 0
+
+    # triggers ---------------------------------------------------------------
+    def notify_new_op(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Auto mode: bundle when ops arrive, on new blocks, and every bundle_interval_ms."""
+        interval = self.config.bundle_interval_ms / 1000 if self.config.bundle_interval_ms else 1.0
+        while True:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wakeup.clear()
+            if self.mode != "auto" or not len(self.mempool):
+                continue
+            try:
+                await self.bundle_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("bundling round failed")
+                await asyncio.sleep(0.5)
+
+    async def bundle_all(self) -> list[BundleResult]:
+        """One bundle per EntryPoint that has candidates, sent in parallel when several
+        executor keys are free."""
+        tasks = [self.bundle(ep) for ep in self.entry_points if self.mempool.entries(ep)]
+        results = await asyncio.gather(*tasks)
+        return [r for r in results if r is not None]
+
+    def _pick_executor(self) -> Executor:
+        for i in range(len(self.executors)):
+            ex = self.executors[(self._next_executor + i) % len(self.executors)]
+            if not ex.lock.locked():
+                self._next_executor = (self._next_executor + i + 1) % len(self.executors)
+                return ex
+        ex = self.executors[self._next_executor]
+        self._next_executor = (self._next_executor + 1) % len(self.executors)
+        return ex
+
+    # one bundle -------------------------------------------------------------
+    def _select(self, ep: EntryPointVersion, header) -> list[PoolEntry]:
+        now = time.time()
+        selected: list[PoolEntry] = []
+        gas = BUNDLE_OVERHEAD_GAS
+        limit = min(self.config.max_bundle_gas, header.gas_limit)
+        for entry in self.mempool.bundle_candidates(ep, header.base_fee):
+            op = entry.op
+            if entry.valid_until and entry.valid_until < now:
+                self.drop(entry, "expired: validUntil passed before inclusion", -32503)
+                continue
+            if entry.valid_after and entry.valid_after > header.timestamp:
+                continue  # not yet valid; stays pending
+            if op.max_fee_per_gas < header.base_fee:
+                continue  # cannot pay the current base fee; stays pending
+            if gas + op.total_gas_limit() > limit:
+                continue
+            selected.append(entry)
+            gas += op.total_gas_limit()
+            if len(selected) >= self.config.max_bundle_ops:
+                break
+        return selected
+
+    def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
+        log.info("dropping op %s: %s", entry.hash, reason)
+        self.mempool.remove(entry.hash)
+        self.store.update(entry.hash, status=OpStatus.DROPPED, reason=reason, error_code=code)
+
+    async def bundle(self, ep: EntryPointVersion) -> BundleResult | None:
+        executor = self._pick_executor()
+        async with executor.lock:
+            header = await self.head.fresh()
+            selected = self._select(ep, header)
+            dropped: dict[str, str] = {}
+            beneficiary = self.config.beneficiary or executor.address
+            outcome = None
+            while selected:
+                outcome = await self.simulator.simulate_bundle(
+                    [e.op for e in selected], ep, beneficiary, executor.address, header
+                )
+                if outcome.failed_index is None:
+                    break
+                bad = selected.pop(outcome.failed_index)
+                reason = f"failed in bundle simulation: {outcome.reason}"
+                dropped[bad.hash] = reason
+                self.drop(bad, reason, getattr(outcome, "error_code", None))
+            if not selected:
+                return None
+            return await self._send(ep, executor, selected, beneficiary, header, dropped)
+
+    async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
+                    header, dropped: dict[str, str]) -> BundleResult:
+        data = encode_handle_ops(entries, beneficiary)
+        gas_limit = min(
+            header.gas_limit,
+            BUNDLE_OVERHEAD_GAS + sum(e.op.total_gas_limit() for e in entries) + 16 * len(data),
+        )
+        max_fee, priority = await suggest_fees(self.node, header)
+        # the bundle must not pay more per gas than its ops pay the beneficiary
+        priority = min(priority, min(e.op.max_priority_fee_per_gas for e in entries))
+        max_fee = max(min(max_fee, min(e.op.max_fee_per_gas for e in entries)), header.base_fee)
+        first_max_fee = max_fee
+        nonce = await executor.next_nonce(self.node)
+        sent: list[str] = []
+        deadline_replace = time.monotonic() + self.config.tx_replace_after_s
+
+        async def send_once(fee: int, prio: int) -> str:
+            raw = executor.sign({
+                "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": ep.address,
+                "data": data, "value": 0, "gas": gas_limit,
+                "maxFeePerGas": fee, "maxPriorityFeePerGas": prio,
+            })
+            return await self.node.send_raw_transaction(raw)
+
+        try:
+            tx_hash = await send_once(max_fee, priority)
+        except NodeRpcError as e:
+            executor.forget_nonce()
+            log.warning("bundle transaction refused by the node: %s", e.message)
+            raise BundlerError(f"bundle transaction refused by the node: {e.message}") from None
+        executor.consumed(nonce)
+        sent.append(tx_hash)
+        for e in entries:
+            e.submitted_in = tx_hash
+            self.store.update(e.hash, status=OpStatus.SUBMITTED, tx_hash=tx_hash)
+        log.info("sent bundle %s with %d ops (nonce %d)", tx_hash, len(entries), nonce)
+
+        receipt = None
+        while receipt is None:
+            for h in reversed(sent):
+                receipt = await self.node.get_receipt(h)
+                if receipt is not None:
+                    break
+            if receipt is not None:
+                break
+            if time.monotonic() > deadline_replace:
+                bumped_fee = max_fee * (100 + self.config.fee_bump_percent) // 100
+                if bumped_fee <= first_max_fee * self.config.max_fee_multiplier:
+                    max_fee = bumped_fee
+                    priority = max(priority * (100 + self.config.fee_bump_percent) // 100, priority + 1)
+                    try:
+                        new_hash = await send_once(max_fee, priority)
+                        sent.append(new_hash)
+                        log.info("replaced stuck bundle %s with %s (maxFee %d)", sent[-2], new_hash, max_fee)
+                    except NodeRpcError as e:
+                        log.warning("fee bump refused: %s", e.message)
+                deadline_replace = time.monotonic() + self.config.tx_replace_after_s
+            await self.head.wait_new_block(self.head.latest.number if self.head.latest else None, 0.2)
+        return self._settle(ep, entries, receipt, dropped)
+
+    def _settle(self, ep, entries: list[PoolEntry], receipt: dict, dropped: dict[str, str]) -> BundleResult:
+        tx_hash = receipt["transactionHash"]
+        block = int(receipt["blockNumber"], 16)
+        result = BundleResult(ep.address, tx_hash, block, "mined", dropped=dropped)
+        if receipt["status"] != "0x1":
+            result.status = "reverted"
+            log.warning("bundle %s reverted on chain; its ops go back to the pool", tx_hash)
+            for e in entries:
+                e.submitted_in = None
+                self.store.update(e.hash, status=OpStatus.PENDING, tx_hash=None)
+            return result
+        for e in entries:
+            if build_receipt(e.hash, receipt) is not None:
+                self.mempool.remove(e.hash)
+                self.store.update(e.hash, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
+                                  block_hash=receipt["blockHash"])
+                result.included.append(e.hash)
+            else:
+                e.submitted_in = None
+                self.store.update(e.hash, status=OpStatus.PENDING, tx_hash=None)
+        return result

@@ -1,0 +1,3 @@
+from .client import BlockHeader, NodeClient, NodeRpcError
+
+__all__ = ["BlockHeader", "NodeClient", "NodeRpcError"]

@@ -1,0 +1,60 @@
+"""Follows the chain head: the latest header on demand (single-flight), and a signal per new
+block for the builder and the receipt follower."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .client import BlockHeader, NodeClient
+
+log = logging.getLogger(__name__)
+
+
+class HeadTracker:
+    def __init__(self, node: NodeClient, poll_interval: float = 0.25):
+        self.node = node
+        self.poll_interval = poll_interval
+        self.latest: BlockHeader | None = None
+        self._inflight: asyncio.Future | None = None
+        self._new_block = asyncio.Condition()
+
+    async def fresh(self) -> BlockHeader:
+        """The node's latest header now; concurrent callers share one request."""
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self.node.header("latest"))
+            self._inflight.add_done_callback(lambda _f: setattr(self, "_inflight", None))
+        header = await asyncio.shield(self._inflight)
+        await self._observe(header)
+        return header
+
+    async def _observe(self, header: BlockHeader) -> None:
+        if self.latest is None or header.number != self.latest.number or header.hash != self.latest.hash:
+            if self.latest is None or header.number >= self.latest.number:
+                self.latest = header
+                async with self._new_block:
+                    self._new_block.notify_all()
+
+    async def wait_new_block(self, after: int | None, timeout: float) -> BlockHeader | None:
+        """Wait until a block newer than `after` is seen (or timeout); returns the head."""
+        async def newer() -> None:
+            async with self._new_block:
+                await self._new_block.wait_for(
+                    lambda: self.latest is not None and (after is None or self.latest.number > after)
+                )
+        try:
+            await asyncio.wait_for(newer(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        return self.latest
+
+    async def run(self) -> None:
+        while True:
+            try:
+                number = await self.node.block_number()
+                if self.latest is None or number != self.latest.number:
+                    await self.fresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # node hiccup: keep following
+                log.warning("head poll failed: %s", e)
+            await asyncio.sleep(self.poll_interval)

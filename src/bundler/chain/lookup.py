@@ -1,0 +1,88 @@
+"""eth_getUserOperationByHash / eth_getUserOperationReceipt: from our own op index when we
+know the op, from the EntryPoint's logs otherwise (ops sent by other bundlers)."""
+from __future__ import annotations
+
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from .. import entrypoint as eps
+from ..store.records import OpStatus
+from ..userop.codec import format_user_operation
+from ..userop.packing import unpack
+from .client import NodeClient
+from .userop_logs import build_receipt, decode_handle_ops, find_event_log
+
+
+class UserOpLookup:
+    def __init__(self, node: NodeClient, store, entry_points: list[eps.EntryPointVersion],
+                 chain_id: int, lookback_blocks: int):
+        self.node = node
+        self.store = store
+        self.entry_points = entry_points
+        self.chain_id = chain_id
+        self.lookback_blocks = lookback_blocks
+
+    async def _mined_tx_hash(self, op_hash: str) -> str | None:
+        record = self.store.get(op_hash)
+        if record is not None and record.status == OpStatus.MINED and record.tx_hash:
+            return record.tx_hash
+        latest = await self.node.block_number()
+        log = await find_event_log(
+            self.node, op_hash, [ep.address for ep in self.entry_points], latest - self.lookback_blocks
+        )
+        return log["transactionHash"] if log else None
+
+    async def receipt(self, op_hash: str) -> dict[str, Any] | None:
+        tx_hash = await self._mined_tx_hash(op_hash)
+        if tx_hash is None:
+            return None
+        tx_receipt = await self.node.get_receipt(tx_hash)
+        if tx_receipt is None:  # reorged out since we recorded it
+            return None
+        return build_receipt(op_hash, tx_receipt)
+
+    async def by_hash(self, op_hash: str) -> dict[str, Any] | None:
+        record = self.store.get(op_hash)
+        if record is not None and record.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
+            return {
+                "userOperation": format_user_operation(record.op),
+                "entryPoint": to_checksum_address(record.entry_point),
+                "transactionHash": None,
+                "blockHash": None,
+                "blockNumber": None,
+            }
+        tx_hash = await self._mined_tx_hash(op_hash)
+        if tx_hash is None:
+            return None
+        tx = await self.node.get_transaction(tx_hash)
+        if tx is None or tx.get("blockHash") is None:
+            return None
+        entry_point = tx["to"].lower() if tx.get("to") else None
+        ep = eps.by_address(entry_point) if entry_point else None
+        found = None
+        if record is not None:
+            found = record.op
+        elif ep is not None:
+            calldata = bytes.fromhex(tx["input"][2:])
+            for packed in decode_handle_ops(calldata):
+                op = unpack(packed)
+                delegate = None
+                if op.is_eip7702:  # the v0.8 hash covers the delegate the sender pointed to
+                    code = await self.node.get_code(op.sender, tx["blockNumber"])
+                    if code[:3] == b"\xef\x01\x00":
+                        delegate = "0x" + code[3:23].hex()
+                    else:
+                        continue
+                if "0x" + ep.user_op_hash(op, self.chain_id, delegate).hex() == op_hash:
+                    found = op
+                    break
+        if found is None:
+            return None
+        return {
+            "userOperation": format_user_operation(found),
+            "entryPoint": to_checksum_address(entry_point),
+            "transactionHash": tx_hash,
+            "blockHash": tx["blockHash"],
+            "blockNumber": tx["blockNumber"],
+        }

@@ -1,0 +1,117 @@
+"""`bundler run` against any node; `bundler dev` on an embedded anvil chain."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from eth_account import Account
+from eth_hash.auto import keccak
+
+from . import CLIENT_VERSION, config as cfg
+
+# Deterministic so a restarted dev chain and bundler agree; never use on a real network.
+DEV_EXECUTOR_KEY = "0x" + keccak(b"bundler dev executor key").hex()
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run_until_signal(coro_factory) -> int:
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        pass
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        await coro_factory()
+
+    try:
+        asyncio.run(main())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        pass
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = cfg.load(args)
+    _setup_logging(config.log_level)
+    from .app import serve
+
+    return _run_until_signal(lambda: serve(config))
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from .devchain import ANVIL_ACCOUNT0, ANVIL_ACCOUNT0_KEY, deploy_all, fund, start_anvil
+
+    overrides = {"debug_api": True if args.debug_api is None else args.debug_api}
+    if not args.private_key and not args.private_key_file:
+        overrides["private_key"] = [DEV_EXECUTOR_KEY]
+    node = start_anvil(port=args.node_port, chain_id=args.chain_id, block_time=args.block_time)
+    try:
+        deployment = deploy_all(node.url)
+        overrides["rpc_url"] = node.url
+        config = cfg.load(args, **overrides)
+        _setup_logging(config.log_level)
+        for key in config.executor_keys():
+            fund(node.url, Account.from_key(key).address, 10_000 * 10**18)
+
+        def ready(bundler) -> None:
+            lines = [
+                f"{CLIENT_VERSION} on the embedded dev chain",
+                f"  bundler URL     {bundler.url}",
+                f"  node URL        {node.url}  (anvil, chain id {bundler.chain_id})",
+            ]
+            for version, address in deployment.entry_points.items():
+                lines.append(f"  EntryPoint v{version}  {address}")
+                lines.append(f"    SimpleAccountFactory {deployment.factories[version]}")
+            lines += [
+                f"  executor        {', '.join(e.address for e in bundler.executors)}",
+                f"  funded test key {ANVIL_ACCOUNT0_KEY}  ({ANVIL_ACCOUNT0})",
+                "  debug_bundler_* methods enabled" if config.debug_api else "",
+                "Ctrl-C stops the bundler and the chain.",
+            ]
+            print("\n".join(line for line in lines if line), flush=True)
+
+        from .app import serve
+
+        return _run_until_signal(lambda: serve(config, ready))
+    finally:
+        node.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bundler", description="ERC-4337 bundler with session-aware validation")
+    parser.add_argument("--version", action="version", version=CLIENT_VERSION)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run against a node whose EntryPoints are deployed")
+    cfg.add_arguments(run)
+    run.set_defaults(func=cmd_run)
+    dev = sub.add_parser("dev", help="start anvil with the EntryPoints deployed, and the bundler on it")
+    cfg.add_arguments(dev, skip=("rpc_url",))
+    dev.add_argument("--node-port", type=int, default=8545, help="anvil's port (default 8545)")
+    dev.add_argument("--chain-id", type=int, default=1337, help="anvil's chain id (default 1337)")
+    dev.add_argument("--block-time", type=float, default=None, help="mine a block every N seconds (default: on each transaction)")
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""preVerificationGas: what the EntryPoint cannot meter but the bundler pays for an op.
+
+The op's share of the bundle transaction is its calldata inside `handleOps` plus the
+EntryPoint's per-op bookkeeping outside the op's gas limits, plus a share of the 21,000 base
+cost. Since Prague (EIP-7623) a transaction whose execution is small pays a calldata floor of
+10 gas per token instead of 4, so the op must also cover that floor.
+"""
+from __future__ import annotations
+
+from eth_abi import encode
+
+from ..userop.model import UserOperation
+from ..userop.packing import PACKED_USEROP_TYPE, pack
+
+TX_BASE_GAS = 21_000
+PER_OP_OVERHEAD = 18_300  # EntryPoint bookkeeping per op outside verification/call limits
+PER_WORD_OVERHEAD = 4
+STANDARD_GAS_PER_TOKEN = 4
+FLOOR_GAS_PER_TOKEN = 10  # EIP-7623 TOTAL_COST_FLOOR_PER_TOKEN
+BIG_QUANTITY = (1 << 120) - 1  # stands in for gas fields not yet known during estimation
+
+
+def op_calldata(op: UserOperation) -> bytes:
+    """The op as it appears inside handleOps calldata (one tuple element of the array)."""
+    return encode([PACKED_USEROP_TYPE], [pack(op)])[32:]
+
+
+def tokens(data: bytes) -> int:
+    zeros = data.count(0)
+    return zeros + 4 * (len(data) - zeros)
+
+
+def _pvg(op: UserOperation, bundle_size: int) -> tuple[int, int]:
+    data = op_calldata(op)
+    t = tokens(data)
+    share = TX_BASE_GAS // max(bundle_size, 1)
+    standard = share + STANDARD_GAS_PER_TOKEN * t + PER_OP_OVERHEAD + PER_WORD_OVERHEAD * ((len(data) + 31) // 32)
+    floor = share + FLOOR_GAS_PER_TOKEN * t
+    return standard, floor
+
+
+def required_pre_verification_gas(op: UserOperation, bundle_size: int = 1) -> int:
+    """The least preVerificationGas this bundler accepts for `op` as submitted."""
+    return max(_pvg(op, bundle_size))
+
+
+def floor_pre_verification_gas(op: UserOperation, bundle_size: int = 1) -> int:
+    return _pvg(op, bundle_size)[1]
+
+
+def estimate_pre_verification_gas(op: UserOperation, bundle_size: int = 1) -> int:
+    """An upper bound that stays valid once the client fills in the real gas fields and
+    signature: unknown gas fields are taken as large values and every signature byte as
+    non-zero (a dummy signature can have zero bytes where the real one has none)."""
+    filled = op.with_changes(
+        call_gas_limit=max(op.call_gas_limit, BIG_QUANTITY),
+        verification_gas_limit=max(op.verification_gas_limit, BIG_QUANTITY),
+        pre_verification_gas=max(op.pre_verification_gas, BIG_QUANTITY),
+        max_fee_per_gas=max(op.max_fee_per_gas, BIG_QUANTITY),
+        max_priority_fee_per_gas=max(op.max_priority_fee_per_gas, BIG_QUANTITY),
+        paymaster_verification_gas_limit=max(op.paymaster_verification_gas_limit, BIG_QUANTITY)
+        if op.paymaster else 0,
+        paymaster_post_op_gas_limit=max(op.paymaster_post_op_gas_limit, BIG_QUANTITY)
+        if op.paymaster else 0,
+        signature=b"\xff" * max(len(op.signature), 65),
+    )
+    return required_pre_verification_gas(filled, bundle_size)

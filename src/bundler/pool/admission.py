@@ -1,0 +1,120 @@
+"""eth_sendUserOperation's pipeline: static checks, simulation against the latest block,
+then the mempool rules. Every refusal is a BundlerError with its ERC-7769 code."""
+from __future__ import annotations
+
+import logging
+import time
+
+from eth_abi import encode
+from eth_hash.auto import keccak
+
+from ..chain.head import HeadTracker
+from ..entrypoint import EntryPointVersion
+from ..errors import InvalidParams
+from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
+from ..store.records import OpRecord, OpStatus
+from ..userop.model import UserOperation
+from .mempool import Mempool, PoolEntry
+
+log = logging.getLogger(__name__)
+
+# Storage slot of NonceManager.nonceSequenceNumber in both EntryPoint versions (after
+# StakeManager.deposits at slot 0).
+NONCE_MAPPING_SLOT = 1
+MIN_CALL_GAS_LIMIT = 9_100  # a CALL carrying value costs at least this much (ERC-7562 / EIP-150)
+
+
+def nonce_storage_slot(sender: str, key: int) -> str:
+    inner = keccak(encode(["address", "uint256"], [sender, NONCE_MAPPING_SLOT]))
+    return "0x" + keccak(encode(["uint192", "bytes32"], [key, inner])).hex()
+
+
+def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: int) -> None:
+    if op.verification_gas_limit > config.max_verification_gas:
+        raise InvalidParams(
+            f"verificationGasLimit {op.verification_gas_limit} is above this bundler's maximum "
+            f"{config.max_verification_gas}"
+        )
+    if op.call_gas_limit < MIN_CALL_GAS_LIMIT and op.call_data:
+        raise InvalidParams(f"callGasLimit {op.call_gas_limit} is below the minimum {MIN_CALL_GAS_LIMIT}")
+    if op.total_gas_limit() > config.max_bundle_gas:
+        raise InvalidParams(
+            f"the op's total gas ({op.total_gas_limit()}) exceeds the bundle gas limit {config.max_bundle_gas}"
+        )
+    if op.max_priority_fee_per_gas > op.max_fee_per_gas:
+        raise InvalidParams("maxPriorityFeePerGas is higher than maxFeePerGas")
+    if op.max_priority_fee_per_gas < config.min_priority_fee:
+        raise InvalidParams(
+            f"maxPriorityFeePerGas {op.max_priority_fee_per_gas} is below this bundler's minimum "
+            f"{config.min_priority_fee}"
+        )
+    if op.max_fee_per_gas < base_fee:
+        raise InvalidParams(
+            f"maxFeePerGas {op.max_fee_per_gas} is below the current base fee {base_fee}; "
+            f"the op could not be included"
+        )
+    need = required_pre_verification_gas(op)
+    if op.pre_verification_gas < need:
+        floor = floor_pre_verification_gas(op)
+        raise InvalidParams(
+            f"preVerificationGas {op.pre_verification_gas} is too low: at least {need} is needed "
+            f"to cover the op's calldata (EIP-7623 calldata floor {floor})",
+            {"field": "preVerificationGas", "minimum": hex(need)},
+        )
+    if op.is_eip7702 and not ep.supports_eip7702:
+        raise InvalidParams(f"EIP-7702 UserOperations need EntryPoint v0.8 (got v{ep.version})")
+    if op.eip7702_auth is not None and not op.is_eip7702:
+        raise InvalidParams("eip7702Auth is set but factory is not 0x7702")
+
+
+class Admission:
+    def __init__(self, *, head: HeadTracker, simulator, mempool: Mempool, store, config,
+                 chain_id: int, on_admitted=None):
+        self.head = head
+        self.simulator = simulator
+        self.mempool = mempool
+        self.store = store
+        self.config = config
+        self.chain_id = chain_id
+        self.on_admitted = on_admitted
+
+    def _nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
+        """Ops of one sender queue up: an op whose nonce follows pending ops of the same
+        sender and key is validated as if those were already mined."""
+        pending = {e.op.nonce for e in self.mempool.for_sender(op.sender)
+                   if e.entry_point == ep and e.op.nonce_key == op.nonce_key}
+        if not pending or op.nonce in pending:
+            return None
+        seq = op.nonce_sequence
+        if seq == 0 or (op.nonce - 1) not in pending:
+            return None
+        return {ep.address: {"stateDiff": {nonce_storage_slot(op.sender, op.nonce_key): "0x" + seq.to_bytes(32, "big").hex()}}}
+
+    async def submit(self, op: UserOperation, ep: EntryPointVersion) -> str:
+        header = await self.head.fresh()
+        static_checks(op, ep, self.config, header.base_fee)
+        replaced = self.mempool.check_admissible(op, ep)
+        outcome = await self.simulator.validate(op, ep, header, state_override=self._nonce_override(op, ep))
+        self.simulator.check_outcome(outcome, now=time.time(), valid_until_margin=self.config.valid_until_margin)
+        op_hash = "0x" + outcome.user_op_hash.hex() if hasattr(outcome, "user_op_hash") else \
+            "0x" + ep.user_op_hash(op, self.chain_id, _delegate(op)).hex()
+        # the pool may have changed while we simulated
+        replaced = self.mempool.check_admissible(op, ep)
+        entry = PoolEntry(
+            op=op, entry_point=ep, hash=op_hash,
+            valid_after=outcome.valid_after, valid_until=outcome.valid_until,
+            prefund=outcome.prefund, eip7702_delegate=_delegate(op),
+        )
+        self.mempool.add(entry)
+        if replaced is not None:
+            self.store.update(replaced.hash, status=OpStatus.DROPPED,
+                              reason=f"replaced by {op_hash} with higher fees")
+        self.store.put(OpRecord(hash=op_hash, entry_point=ep.address, op=op))
+        log.info("admitted op %s sender %s nonce %s", op_hash, op.sender, hex(op.nonce))
+        if self.on_admitted:
+            self.on_admitted(entry)
+        return op_hash
+
+
+def _delegate(op: UserOperation) -> str | None:
+    return op.eip7702_auth.address if op.is_eip7702 and op.eip7702_auth else None

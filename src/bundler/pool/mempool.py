@@ -1,0 +1,130 @@
+"""The set of admitted, not yet mined UserOperations, indexed the ways admission and the
+builder need: by hash, by (entry point, sender, nonce), by sender."""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ..entrypoint import EntryPointVersion
+from ..errors import InvalidParams
+from ..userop.model import UserOperation
+
+REPLACEMENT_BUMP_PERCENT = 10
+
+
+@dataclass
+class PoolEntry:
+    op: UserOperation
+    entry_point: EntryPointVersion
+    hash: str
+    valid_after: int = 0
+    valid_until: int = 0
+    prefund: int = 0
+    received_at: float = field(default_factory=time.time)
+    # tx hash of the in-flight bundle carrying this op, if any
+    submitted_in: str | None = None
+    # EIP-7702 delegate the hash was computed with (v0.8 7702 ops)
+    eip7702_delegate: str | None = None
+
+    @property
+    def slot(self) -> tuple[str, str, int]:
+        return (self.entry_point.address, self.op.sender, self.op.nonce)
+
+
+class MempoolFull(InvalidParams):
+    pass
+
+
+def _bumped(old: int, new: int) -> bool:
+    return new * 100 >= old * (100 + REPLACEMENT_BUMP_PERCENT)
+
+
+class Mempool:
+    def __init__(self, max_ops_per_sender: int = 4):
+        self.max_ops_per_sender = max_ops_per_sender
+        self._by_hash: dict[str, PoolEntry] = {}
+        self._by_slot: dict[tuple[str, str, int], PoolEntry] = {}
+        self._by_sender: dict[str, set[str]] = defaultdict(set)
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def get(self, op_hash: str) -> PoolEntry | None:
+        return self._by_hash.get(op_hash)
+
+    def entries(self, entry_point: EntryPointVersion | None = None) -> list[PoolEntry]:
+        return [e for e in self._by_hash.values() if entry_point is None or e.entry_point == entry_point]
+
+    def for_sender(self, sender: str) -> list[PoolEntry]:
+        return [self._by_hash[h] for h in self._by_sender.get(sender, ())]
+
+    def check_admissible(self, op: UserOperation, entry_point: EntryPointVersion, sender_staked: bool = False) -> PoolEntry | None:
+        """Raise if `op` may not enter; return the entry it would replace, if any."""
+        existing = self._by_slot.get((entry_point.address, op.sender, op.nonce))
+        if existing is not None:
+            if existing.submitted_in is not None:
+                raise InvalidParams(
+                    "replacement refused: the UserOperation with this sender and nonce is already "
+                    "in a bundle transaction awaiting inclusion"
+                )
+            old = existing.op
+            if not (_bumped(old.max_fee_per_gas, op.max_fee_per_gas)
+                    and _bumped(old.max_priority_fee_per_gas, op.max_priority_fee_per_gas)):
+                raise InvalidParams(
+                    f"replacement underpriced: a UserOperation with this sender and nonce is pending; "
+                    f"raise both maxFeePerGas and maxPriorityFeePerGas by at least "
+                    f"{REPLACEMENT_BUMP_PERCENT}% (pending: maxFeePerGas {hex(old.max_fee_per_gas)}, "
+                    f"maxPriorityFeePerGas {hex(old.max_priority_fee_per_gas)})"
+                )
+            return existing
+        if not sender_staked and len(self._by_sender.get(op.sender, ())) >= self.max_ops_per_sender:
+            raise MempoolFull(
+                f"sender {op.sender} already has {self.max_ops_per_sender} UserOperations pending "
+                f"(the limit for an unstaked sender); wait for them to be mined"
+            )
+        return None
+
+    def add(self, entry: PoolEntry) -> PoolEntry | None:
+        replaced = self._by_slot.get(entry.slot)
+        if replaced is not None:
+            self.remove(replaced.hash)
+        self._by_hash[entry.hash] = entry
+        self._by_slot[entry.slot] = entry
+        self._by_sender[entry.op.sender].add(entry.hash)
+        return replaced
+
+    def remove(self, op_hash: str) -> PoolEntry | None:
+        entry = self._by_hash.pop(op_hash, None)
+        if entry is None:
+            return None
+        if self._by_slot.get(entry.slot) is entry:
+            del self._by_slot[entry.slot]
+        hashes = self._by_sender.get(entry.op.sender)
+        if hashes is not None:
+            hashes.discard(op_hash)
+            if not hashes:
+                del self._by_sender[entry.op.sender]
+        return entry
+
+    def clear(self) -> None:
+        self._by_hash.clear()
+        self._by_slot.clear()
+        self._by_sender.clear()
+
+    def bundle_candidates(self, entry_point: EntryPointVersion, base_fee: int) -> list[PoolEntry]:
+        """Ops not yet in flight, best paying first, each sender's ops in nonce order."""
+        ready = [e for e in self._by_hash.values()
+                 if e.entry_point == entry_point and e.submitted_in is None]
+        ready.sort(key=lambda e: (-e.op.gas_price(base_fee), e.op.sender, e.op.nonce))
+        # keep nonce order within a sender while ordering senders by their best op
+        by_sender: dict[str, list[PoolEntry]] = defaultdict(list)
+        order: list[str] = []
+        for e in ready:
+            if e.op.sender not in by_sender:
+                order.append(e.op.sender)
+            by_sender[e.op.sender].append(e)
+        out: list[PoolEntry] = []
+        for sender in order:
+            out.extend(sorted(by_sender[sender], key=lambda e: e.op.nonce))
+        return out

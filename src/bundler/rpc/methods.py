@@ -1,0 +1,106 @@
+"""The JSON-RPC method tables: parse params, call the services, format results. No logic."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from eth_utils import to_checksum_address
+from pjrpc.server import MethodRegistry
+
+from .. import CLIENT_VERSION
+from .. import entrypoint as eps
+from ..errors import InvalidParams
+from ..userop.codec import format_user_operation, parse_user_operation
+
+_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+def _entry_point(bundler, address: Any) -> eps.EntryPointVersion:
+    ep = eps.by_address(address) if isinstance(address, str) else None
+    if ep is None or ep not in bundler.entry_points:
+        supported = ", ".join(to_checksum_address(e.address) for e in bundler.entry_points)
+        raise InvalidParams(f"unsupported entryPoint {address!r}; this bundler serves {supported}")
+    return ep
+
+
+def _op_hash(value: Any) -> str:
+    if not isinstance(value, str) or not _HASH.match(value):
+        raise InvalidParams("invalid userOpHash: expected a 32-byte 0x-prefixed hex string")
+    return value.lower()
+
+
+def eth_registry(bundler) -> MethodRegistry:
+    r = MethodRegistry()
+
+    @r.add(name="eth_chainId")
+    async def chain_id() -> str:
+        return hex(bundler.chain_id)
+
+    @r.add(name="eth_supportedEntryPoints")
+    async def supported_entry_points() -> list[str]:
+        return [to_checksum_address(ep.address) for ep in bundler.entry_points]
+
+    @r.add(name="web3_clientVersion")
+    async def client_version() -> str:
+        return CLIENT_VERSION
+
+    @r.add(name="eth_sendUserOperation")
+    async def send_user_operation(user_op: Any, entry_point: Any) -> str:
+        ep = _entry_point(bundler, entry_point)
+        op = parse_user_operation(user_op)
+        return await bundler.admission.submit(op, ep)
+
+    @r.add(name="eth_estimateUserOperationGas")
+    async def estimate_user_operation_gas(user_op: Any, entry_point: Any, state_override: Any = None) -> dict:
+        ep = _entry_point(bundler, entry_point)
+        op = parse_user_operation(user_op, for_estimation=True)
+        if state_override is not None and not isinstance(state_override, dict):
+            raise InvalidParams("invalid stateOverride: expected an object keyed by address")
+        return await bundler.estimator.estimate(op, ep, state_override)
+
+    @r.add(name="eth_getUserOperationByHash")
+    async def get_user_operation_by_hash(op_hash: Any) -> dict | None:
+        return await bundler.lookup.by_hash(_op_hash(op_hash))
+
+    @r.add(name="eth_getUserOperationReceipt")
+    async def get_user_operation_receipt(op_hash: Any) -> dict | None:
+        return await bundler.lookup.receipt(_op_hash(op_hash))
+
+    return r
+
+
+def debug_registry(bundler) -> MethodRegistry:
+    r = MethodRegistry()
+
+    @r.add(name="debug_bundler_clearState")
+    async def clear_state() -> str:
+        bundler.clear_state()
+        return "ok"
+
+    @r.add(name="debug_bundler_clearMempool")
+    async def clear_mempool() -> str:
+        bundler.mempool.clear()
+        return "ok"
+
+    @r.add(name="debug_bundler_dumpMempool")
+    async def dump_mempool(entry_point: Any = None) -> list[dict]:
+        ep = _entry_point(bundler, entry_point) if entry_point is not None else None
+        return [format_user_operation(e.op) for e in bundler.mempool.entries(ep)]
+
+    @r.add(name="debug_bundler_setBundlingMode")
+    async def set_bundling_mode(mode: Any) -> str:
+        if mode not in ("auto", "manual"):
+            raise InvalidParams("bundling mode must be 'auto' or 'manual'")
+        bundler.builder.mode = mode
+        if mode == "auto":
+            bundler.builder.notify_new_op()
+        return "ok"
+
+    @r.add(name="debug_bundler_sendBundleNow")
+    async def send_bundle_now() -> Any:
+        results = await bundler.builder.bundle_all()
+        if not results:
+            return "ok"
+        return results[0].tx_hash if len(results) == 1 else [r.tx_hash for r in results]
+
+    return r

@@ -1,0 +1,100 @@
+"""aiohttp + pjrpc: JSON-RPC 2.0 over HTTP (batches included), with errors that always carry a
+code and a message, whatever the caller sends."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Awaitable, Callable
+
+import pjrpc
+from aiohttp import web
+from pjrpc.server import AsyncDispatcher, MethodRegistry
+from pjrpc.server.exceptions import InvalidParamsError, JsonRpcError
+
+from ..chain.client import NodeClient, NodeRpcError
+from ..errors import BundlerError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 1 << 20
+DEFAULT_MAX_BATCH = 100
+
+
+def _error_body(code: int, message: str) -> str:
+    return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
+
+
+def _make_middleware(registry: MethodRegistry, node: NodeClient | None):
+    async def middleware(request: pjrpc.common.Request, context: Any, handler: Callable[..., Awaitable]):
+        method = request.method
+        if registry.get(method) is None and node is not None and method.startswith("eth_"):
+            return await _forward(request, node)
+        try:
+            return await handler(request, context)
+        except BundlerError as e:
+            raise JsonRpcError(e.code, e.message, pjrpc.common.UNSET if e.data is None else e.data) from None
+        except InvalidParamsError as e:
+            raise JsonRpcError(-32602, f"invalid params for {method}: {e.data}") from None
+
+    return middleware
+
+
+async def _forward(request: pjrpc.common.Request, node: NodeClient):
+    """Methods we do not serve ourselves go to the node, so a client can use one URL."""
+    params = request.params
+    if params is None:
+        params = []
+    if not isinstance(params, list):
+        raise JsonRpcError(-32602, f"invalid params for {request.method}: expected an array")
+    try:
+        result = await node.call(request.method, *params)
+    except NodeRpcError as e:
+        raise JsonRpcError(e.code, e.message, pjrpc.common.UNSET if e.data is None else e.data) from None
+    except BundlerError as e:
+        raise JsonRpcError(e.code, e.message) from None
+    if request.id is None:
+        return pjrpc.common.UNSET
+    return pjrpc.common.Response(id=request.id, result=result)
+
+
+def build_app(
+    registry: MethodRegistry,
+    node: NodeClient | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    extra_routes: Callable[[web.Application], None] | None = None,
+) -> web.Application:
+    dispatcher = AsyncDispatcher(
+        middlewares=[_make_middleware(registry, node)], max_batch_size=max_batch
+    )
+    dispatcher.add_methods(registry)
+
+    async def handle(http_request: web.Request) -> web.Response:
+        try:
+            raw = await http_request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return web.Response(
+                status=413, content_type="application/json",
+                text=_error_body(-32600, f"request body larger than {max_body_bytes} bytes"),
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return web.json_response(text=_error_body(-32700, "parse error: body is not UTF-8"))
+        if not text.strip():
+            return web.json_response(text=_error_body(-32700, "parse error: empty body"))
+        try:
+            answer = await dispatcher.dispatch(text, context=http_request)
+        except RecursionError:
+            return web.json_response(text=_error_body(-32700, "parse error: JSON nested too deeply"))
+        if answer is None:  # notifications only
+            return web.Response(status=204)
+        response_text, _codes = answer
+        return web.json_response(text=response_text)
+
+    app = web.Application(client_max_size=max_body_bytes)
+    app.router.add_post("/", handle)
+    app.router.add_post("/rpc", handle)
+    if extra_routes:
+        extra_routes(app)
+    return app

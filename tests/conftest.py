@@ -1,0 +1,96 @@
+"""Shared fixtures: one anvil with the EntryPoints per test session, and a bundler served over
+HTTP on a free port inside the test event loop."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from eth_account import Account
+
+from bundler import config as cfg
+from bundler.devchain import deploy_all, free_port, fund, start_anvil
+
+EXECUTOR_KEY = "0x" + "5e" * 32
+
+
+@pytest.fixture(scope="session")
+def anvil():
+    node = start_anvil()
+    try:
+        node.deployment = deploy_all(node.url)
+        fund(node.url, Account.from_key(EXECUTOR_KEY).address, 10_000 * 10**18)
+        yield node
+    finally:
+        node.stop()
+
+
+def bundler_config(anvil, **overrides) -> cfg.Config:
+    values = dict(
+        rpc_url=anvil.url, port=free_port(), private_key=[EXECUTOR_KEY], debug_api=True,
+        sim_workers=1, bundle_mode="manual",
+    )
+    values.update(overrides)
+    return cfg.Config(**values)
+
+
+class RpcClient:
+    """A minimal JSON-RPC caller that returns whole response objects, errors included."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession):
+        self.url = url
+        self.session = session
+        self._id = 0
+
+    async def raw(self, body: str | bytes, content_type: str = "application/json") -> tuple[int, object]:
+        async with self.session.post(self.url, data=body, headers={"Content-Type": content_type}) as resp:
+            text = await resp.text()
+            return resp.status, (json.loads(text) if text else None)
+
+    async def request(self, method: str, *params) -> dict:
+        self._id += 1
+        _status, answer = await self.raw(json.dumps({"jsonrpc": "2.0", "id": self._id, "method": method,
+                                                     "params": list(params)}))
+        return answer
+
+    async def call(self, method: str, *params):
+        answer = await self.request(method, *params)
+        if "error" in answer:
+            raise RpcError(answer["error"])
+        return answer["result"]
+
+
+class RpcError(Exception):
+    def __init__(self, error: dict):
+        super().__init__(f"{error.get('code')}: {error.get('message')}")
+        self.code = error.get("code")
+        self.message = error.get("message")
+        self.data = error.get("data")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def bundler(anvil):
+    from bundler.app import Bundler
+
+    b = Bundler(bundler_config(anvil))
+    await b.start()
+    try:
+        yield b
+    finally:
+        await b.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def rpc(bundler):
+    async with aiohttp.ClientSession() as session:
+        yield RpcClient(bundler.url, session)
+
+
+@pytest_asyncio.fixture
+async def clean_bundler(bundler, rpc):
+    """The shared bundler with an empty mempool and manual bundling."""
+    await rpc.call("debug_bundler_clearState")
+    await rpc.call("debug_bundler_setBundlingMode", "manual")
+    yield bundler
