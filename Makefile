@@ -5,9 +5,13 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test bench clean
+.PHONY: setup contracts run test bench clean
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed contracts
+
+# our own Solidity (contracts/), compiled with solc-js; the script skips unchanged sources
+contracts: node_modules/.installed
+	node contracts/compile.mjs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -43,11 +43,18 @@ class Bundler:
 
     async def start(self) -> None:
         self.chain_id = await self.node.chain_id()
+        if self.config.expected_chain_id and self.chain_id != self.config.expected_chain_id:
+            raise SystemExit(
+                f"the node at {self.config.rpc_url} is on chain {self.chain_id}, "
+                f"expected {self.config.expected_chain_id}"
+            )
         for ep in self.entry_points:
             if not await self.node.get_code(ep.address):
                 raise SystemExit(f"EntryPoint v{ep.version} has no code at {ep.address} on {self.config.rpc_url}")
         await self.head.fresh()
-        self.simulator = Simulator(self.config.rpc_url, self.chain_id, workers=self.config.sim_workers)
+        self.simulator = Simulator(self.config.rpc_url, self.chain_id, workers=self.config.sim_workers,
+                                   min_valid_for=self.config.valid_until_margin)
+        await self.simulator.start()
         self.builder = Builder(
             node=self.node, head=self.head, simulator=self.simulator, mempool=self.mempool,
             store=self.store, executors=self.executors, entry_points=self.entry_points,

@@ -20,6 +20,7 @@ def _setting(default: Any, help: str, secret: bool = False, choices: tuple | Non
 @dataclass
 class Config:
     rpc_url: str = _setting("http://127.0.0.1:8545", "URL of the Ethereum node (JSON-RPC over HTTP)")
+    expected_chain_id: int = _setting(0, "refuse to start if the node's chain id differs (0: accept any)")
     host: str = _setting("127.0.0.1", "address the bundler's JSON-RPC server listens on")
     port: int = _setting(4337, "port the bundler's JSON-RPC server listens on")
     entry_points: list[str] = _setting(

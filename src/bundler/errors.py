@@ -74,3 +74,12 @@ class NodeError(BundlerError):
     """The node failed or answered with an error we could not attribute to the caller."""
 
     code = -32603
+
+
+class OpDropped(BundlerError):
+    """Looked up an op that was acknowledged and later dropped; keeps the original code."""
+
+    def __init__(self, op_hash: str, reason: str, code: int | None):
+        super().__init__(f"UserOperation {op_hash} was dropped: {reason}",
+                         {"userOpHash": op_hash, "status": "dropped", "reason": reason})
+        self.code = code if code is not None else ValidationRejected.code

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from eth_abi import encode
+from eth_utils import to_checksum_address
 
 from ..chain.client import NodeClient, NodeRpcError
 from ..chain.fees import suggest_fees
@@ -16,6 +17,7 @@ from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError
 from ..pool.mempool import Mempool, PoolEntry
+from ..sim.results import failure_error
 from ..store.records import OpStatus
 from ..userop.packing import PACKED_USEROP_TYPE, pack
 from .executor import Executor
@@ -148,14 +150,18 @@ class Builder:
             outcome = None
             while selected:
                 outcome = await self.simulator.simulate_bundle(
-                    [e.op for e in selected], ep, beneficiary, executor.address, header
+                    [e.op for e in selected], ep, header, beneficiary=beneficiary, sender=executor.address
                 )
-                if outcome.failed_index is None:
+                if outcome.success:
                     break
-                bad = selected.pop(outcome.failed_index)
-                reason = f"failed in bundle simulation: {outcome.reason}"
+                if outcome.failed_op_index is None:
+                    log.error("bundle simulation failed outside any op: %s", outcome.failure)
+                    return None
+                bad = selected.pop(outcome.failed_op_index)
+                error = failure_error(outcome.failure, bad.op.paymaster)
+                reason = f"failed in bundle simulation: {outcome.failure.message}"
                 dropped[bad.hash] = reason
-                self.drop(bad, reason, getattr(outcome, "error_code", None))
+                self.drop(bad, reason, error.code)
             if not selected:
                 return None
             return await self._send(ep, executor, selected, beneficiary, header, dropped)
@@ -178,7 +184,7 @@ class Builder:
 
         async def send_once(fee: int, prio: int) -> str:
             raw = executor.sign({
-                "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": ep.address,
+                "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": to_checksum_address(ep.address),
                 "data": data, "value": 0, "gas": gas_limit,
                 "maxFeePerGas": fee, "maxPriorityFeePerGas": prio,
             })

@@ -1,3 +1,3 @@
-from .client import BlockHeader, NodeClient, NodeRpcError
+from .client import NodeClient, NodeRpcError
 
-__all__ = ["BlockHeader", "NodeClient", "NodeRpcError"]
+__all__ = ["NodeClient", "NodeRpcError"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -11,6 +10,7 @@ import pjrpc
 from pjrpc.client.backend import aiohttp as pjrpc_aiohttp
 
 from ..errors import NodeError
+from ..sim.types import PinnedBlock
 
 log = logging.getLogger(__name__)
 
@@ -21,31 +21,6 @@ class NodeRpcError(NodeError):
     def __init__(self, code: int, message: str, data: Any = None):
         super().__init__(message, data)
         self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class BlockHeader:
-    number: int
-    hash: str
-    parent_hash: str
-    timestamp: int
-    base_fee: int
-    gas_limit: int
-    miner: str
-    prev_randao: str
-
-    @classmethod
-    def from_rpc(cls, b: dict) -> "BlockHeader":
-        return cls(
-            number=int(b["number"], 16),
-            hash=b["hash"],
-            parent_hash=b["parentHash"],
-            timestamp=int(b["timestamp"], 16),
-            base_fee=int(b.get("baseFeePerGas") or "0x0", 16),
-            gas_limit=int(b["gasLimit"], 16),
-            miner=b["miner"].lower(),
-            prev_randao=b.get("mixHash") or b.get("prevRandao") or "0x" + "00" * 32,
-        )
 
 
 class NodeClient:
@@ -108,11 +83,11 @@ class NodeClient:
         tag = hex(tag) if isinstance(tag, int) else tag
         return await self.call("eth_getBlockByNumber", tag, full)
 
-    async def header(self, tag: str | int = "latest") -> BlockHeader:
+    async def header(self, tag: str | int = "latest") -> PinnedBlock:
         block = await self.get_block(tag)
         if block is None:
             raise NodeError(f"block {tag} not found")
-        return BlockHeader.from_rpc(block)
+        return PinnedBlock.from_rpc(block)
 
     async def get_code(self, address: str, tag: str = "latest") -> bytes:
         return bytes.fromhex((await self.call("eth_getCode", address, tag))[2:])

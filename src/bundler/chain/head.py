@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .client import BlockHeader, NodeClient
+from ..sim.types import PinnedBlock
+from .client import NodeClient
 
 log = logging.getLogger(__name__)
 
@@ -14,11 +15,11 @@ class HeadTracker:
     def __init__(self, node: NodeClient, poll_interval: float = 0.25):
         self.node = node
         self.poll_interval = poll_interval
-        self.latest: BlockHeader | None = None
+        self.latest: PinnedBlock | None = None
         self._inflight: asyncio.Future | None = None
         self._new_block = asyncio.Condition()
 
-    async def fresh(self) -> BlockHeader:
+    async def fresh(self) -> PinnedBlock:
         """The node's latest header now; concurrent callers share one request."""
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self.node.header("latest"))
@@ -27,14 +28,14 @@ class HeadTracker:
         await self._observe(header)
         return header
 
-    async def _observe(self, header: BlockHeader) -> None:
+    async def _observe(self, header: PinnedBlock) -> None:
         if self.latest is None or header.number != self.latest.number or header.hash != self.latest.hash:
             if self.latest is None or header.number >= self.latest.number:
                 self.latest = header
                 async with self._new_block:
                     self._new_block.notify_all()
 
-    async def wait_new_block(self, after: int | None, timeout: float) -> BlockHeader | None:
+    async def wait_new_block(self, after: int | None, timeout: float) -> PinnedBlock | None:
         """Wait until a block newer than `after` is seen (or timeout); returns the head."""
         async def newer() -> None:
             async with self._new_block:

@@ -7,6 +7,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from .. import entrypoint as eps
+from ..errors import OpDropped
 from ..store.records import OpStatus
 from ..userop.codec import format_user_operation
 from ..userop.packing import unpack
@@ -23,8 +24,13 @@ class UserOpLookup:
         self.chain_id = chain_id
         self.lookback_blocks = lookback_blocks
 
+    def _raise_if_dropped(self, record) -> None:
+        if record is not None and record.status == OpStatus.DROPPED:
+            raise OpDropped(record.hash, record.reason or "unknown reason", record.error_code)
+
     async def _mined_tx_hash(self, op_hash: str) -> str | None:
         record = self.store.get(op_hash)
+        self._raise_if_dropped(record)
         if record is not None and record.status == OpStatus.MINED and record.tx_hash:
             return record.tx_hash
         latest = await self.node.block_number()

@@ -3,7 +3,6 @@ then the mempool rules. Every refusal is a BundlerError with its ERC-7769 code."
 from __future__ import annotations
 
 import logging
-import time
 
 from eth_abi import encode
 from eth_hash.auto import keccak
@@ -93,11 +92,12 @@ class Admission:
     async def submit(self, op: UserOperation, ep: EntryPointVersion) -> str:
         header = await self.head.fresh()
         static_checks(op, ep, self.config, header.base_fee)
-        replaced = self.mempool.check_admissible(op, ep)
-        outcome = await self.simulator.validate(op, ep, header, state_override=self._nonce_override(op, ep))
-        self.simulator.check_outcome(outcome, now=time.time(), valid_until_margin=self.config.valid_until_margin)
-        op_hash = "0x" + outcome.user_op_hash.hex() if hasattr(outcome, "user_op_hash") else \
-            "0x" + ep.user_op_hash(op, self.chain_id, _delegate(op)).hex()
+        op_hash = "0x" + ep.user_op_hash(op, self.chain_id, _delegate(op)).hex()
+        known = self.store.get(op_hash)
+        if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
+            raise InvalidParams(f"UserOperation {op_hash} is already known and {known.status.value}")
+        self.mempool.check_admissible(op, ep)
+        outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep))
         # the pool may have changed while we simulated
         replaced = self.mempool.check_admissible(op, ep)
         entry = PoolEntry(

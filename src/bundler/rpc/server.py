@@ -2,10 +2,12 @@
 code and a message, whatever the caller sends."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any, Awaitable, Callable
 
+import orjson
 import pjrpc
 from aiohttp import web
 from pjrpc.server import AsyncDispatcher, MethodRegistry
@@ -24,6 +26,13 @@ def _error_body(code: int, message: str) -> str:
     return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
 
 
+def _load_json(text: str, cls=None):
+    # orjson refuses nesting deeper than 1024 by itself. The stdlib parser recurses on the C
+    # stack, and py-evm raises the interpreter's recursion limit on import, so a deeply
+    # nested body would crash the process instead of raising.
+    return orjson.loads(text)
+
+
 def _make_middleware(registry: MethodRegistry, node: NodeClient | None):
     async def middleware(request: pjrpc.common.Request, context: Any, handler: Callable[..., Awaitable]):
         method = request.method
@@ -31,12 +40,22 @@ def _make_middleware(registry: MethodRegistry, node: NodeClient | None):
             return await _forward(request, node)
         try:
             return await handler(request, context)
-        except BundlerError as e:
-            raise JsonRpcError(e.code, e.message, pjrpc.common.UNSET if e.data is None else e.data) from None
         except InvalidParamsError as e:
             raise JsonRpcError(-32602, f"invalid params for {method}: {e.data}") from None
 
     return middleware
+
+
+def _as_rpc_errors(func):
+    """pjrpc turns any exception other than its own into a bare -32000; ours carry codes."""
+    @functools.wraps(func)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await func(*args, **kwargs)
+        except BundlerError as e:
+            raise JsonRpcError(e.code, e.message, pjrpc.common.UNSET if e.data is None else e.data) from None
+
+    return wrapper
 
 
 async def _forward(request: pjrpc.common.Request, node: NodeClient):
@@ -65,8 +84,10 @@ def build_app(
     extra_routes: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
     dispatcher = AsyncDispatcher(
-        middlewares=[_make_middleware(registry, node)], max_batch_size=max_batch
+        middlewares=[_make_middleware(registry, node)], max_batch_size=max_batch, json_loader=_load_json
     )
+    for method in registry.values():
+        method.func = _as_rpc_errors(method.func)
     dispatcher.add_methods(registry)
 
     async def handle(http_request: web.Request) -> web.Response:
@@ -83,10 +104,7 @@ def build_app(
             return web.json_response(text=_error_body(-32700, "parse error: body is not UTF-8"))
         if not text.strip():
             return web.json_response(text=_error_body(-32700, "parse error: empty body"))
-        try:
-            answer = await dispatcher.dispatch(text, context=http_request)
-        except RecursionError:
-            return web.json_response(text=_error_body(-32700, "parse error: JSON nested too deeply"))
+        answer = await dispatcher.dispatch(text, context=http_request)
         if answer is None:  # notifications only
             return web.Response(status=204)
         response_text, _codes = answer

@@ -1,0 +1,149 @@
+"""Per-op validation time: py-evm (tracer hook off / do-nothing tracer on) vs anvil's eth_call.
+
+    .venv/bin/python benchmarks/sim_validation.py [--accounts 20] [--rounds 5] [--workers 2]
+
+Starts its own anvil on a free port, deploys the EntryPoints, creates real SimpleAccounts
+(v0.7 and v0.8), signs one op per account, then for each version measures:
+
+  py-evm warm      SimWorker.simulate_validation in this process, block cache warm
+  py-evm + tracer  the same with NoopTracer hooking every opcode an ERC-7562 tracer needs
+  py-evm cold      first validation of each account in a fresh block (node reads included)
+  anvil eth_call   eth_call of simulateValidation with EntryPointSimulations as code override
+  pool             Simulator(workers=N) throughput with 8 validations in flight (warm)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import requests
+from eth_abi import encode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "src"))
+
+from bundler.entrypoint import V07, V08  # noqa: E402
+from bundler.sim import NoopTracer, SimConfig, Simulator, SimWorker, ValidationResult  # noqa: E402
+from bundler.sim import entrypoint_sim as eps  # noqa: E402
+from helpers.accounts import DevChain, mine  # noqa: E402
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.2f} ms"
+
+
+def bench_pyevm(worker: SimWorker, ops, ep, block, rounds: int) -> tuple[float, float]:
+    """Mean seconds per op with the hook off and with NoopTracer, interleaved per op."""
+    off, on = [], []
+    for op in ops:  # warm the block cache and code caches
+        assert isinstance(worker.simulate_validation(op, ep, block), ValidationResult)
+    for _ in range(rounds):
+        for op in ops:
+            t0 = time.perf_counter()
+            worker.simulate_validation(op, ep, block)
+            t1 = time.perf_counter()
+            worker.simulate_validation(op, ep, block, tracer=NoopTracer)
+            t2 = time.perf_counter()
+            off.append(t1 - t0)
+            on.append(t2 - t1)
+    return statistics.mean(off), statistics.mean(on)
+
+
+def bench_cold(worker: SimWorker, chain: DevChain, ops, ep) -> tuple[float, int]:
+    mine(chain.url)
+    block = chain.pinned()
+    before = worker.reader.requests_sent
+    t0 = time.perf_counter()
+    for op in ops:
+        worker.simulate_validation(op, ep, block)
+    return (time.perf_counter() - t0) / len(ops), worker.reader.requests_sent - before
+
+
+def bench_anvil(url: str, ops, ep, block_number: int, rounds: int) -> float:
+    session = requests.Session()
+    override = {ep.address: {"code": "0x" + eps.simulation_code(ep).hex()}}
+    bodies = []
+    for i, op in enumerate(ops):
+        data = eps.SEL_SIMULATE_VALIDATION + encode([eps.PACKED_USEROP_TYPE], [eps.pack(op)])
+        bodies.append(json.dumps({"jsonrpc": "2.0", "id": i, "method": "eth_call", "params": [
+            {"to": ep.address, "data": "0x" + data.hex(), "gas": hex(30_000_000)}, hex(block_number), override]}))
+    headers = {"Content-Type": "application/json"}
+    for body in bodies:  # warm
+        answer = session.post(url, data=body, headers=headers).json()
+        assert "result" in answer, answer
+    times = []
+    for _ in range(rounds):
+        for body in bodies:
+            t0 = time.perf_counter()
+            session.post(url, data=body, headers=headers).json()
+            times.append(time.perf_counter() - t0)
+    return statistics.mean(times)
+
+
+async def bench_pool(url: str, chain_id: int, workers: int, jobs, block, concurrency: int = 8) -> float:
+    async with Simulator(url, chain_id, workers=workers) as sim:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(op, ep):
+            async with sem:
+                return await sim.simulate_validation(op, ep, block)
+
+        await asyncio.gather(*(one(op, ep) for op, ep in jobs))  # warm every worker's cache
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one(op, ep) for op, ep in jobs * 3))
+        elapsed = time.perf_counter() - t0
+        assert all(isinstance(r, ValidationResult) for r in results)
+        return len(results) / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--accounts", type=int, default=20, help="accounts (= ops) per EntryPoint version")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+
+    chain = DevChain.start()
+    try:
+        print(f"anvil at {chain.url}; {args.accounts} SimpleAccounts per version, {args.rounds} rounds")
+        ops = {}
+        for ep in (V07, V08):
+            accts = [chain.account(ep) for _ in range(args.accounts)]
+            ops[ep.version] = [a.sign(a.op(a.execute(a.owner, 1, b"")), chain.chain_id) for a in accts]
+        mine(chain.url)
+        block = chain.pinned()
+        worker = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
+        gc.collect()
+
+        rows = []
+        for ep in (V07, V08):
+            version_ops = ops[ep.version]
+            off, on = bench_pyevm(worker, version_ops, ep, block, args.rounds)
+            cold, cold_requests = bench_cold(worker, chain, version_ops, ep)
+            anvil = bench_anvil(chain.url, version_ops, ep, block.number, args.rounds)
+            rows.append((ep.version, off, on, cold, cold_requests / len(version_ops), anvil))
+
+        jobs = [(op, V07) for op in ops["0.7"]] + [(op, V08) for op in ops["0.8"]]
+        rate = asyncio.run(bench_pool(chain.url, chain.chain_id, args.workers, jobs, chain.pinned()))
+
+        print()
+        print("version | py-evm warm | +NoopTracer | tracer/off | py-evm cold (node reads/op) | anvil eth_call | py-evm/anvil")
+        for version, off, on, cold, reads, anvil in rows:
+            print(f"  v{version} | {ms(off)} | {ms(on)} | {on / off:9.2f}x | {ms(cold)} ({reads:.1f})"
+                  f"            | {ms(anvil)}    | {off / anvil:9.2f}x")
+        print()
+        print(f"Simulator pool ({args.workers} workers, 8 in flight, v0.7+v0.8 mixed, warm): {rate:.0f} validations/s")
+        worker.close()
+    finally:
+        chain.stop()
+
+
+if __name__ == "__main__":
+    main()

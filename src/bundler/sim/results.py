@@ -1,0 +1,335 @@
+"""Results of EntryPoint simulations (picklable) and their decoding.
+
+Everything here is pure: revert data in, dataclasses out; dataclasses in, bundler.errors out.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_abi import decode
+from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
+
+from ..errors import (
+    AggregatorUnsupported, BundlerError, PaymasterDepositTooLow, PaymasterRejected, SignatureInvalid,
+    TimeRangeInvalid, ValidationRejected,
+)
+
+UINT48_MAX = (1 << 48) - 1
+ADDRESS_MASK = (1 << 160) - 1
+
+
+def selector(signature: str) -> bytes:
+    return keccak(signature.encode())[:4]
+
+
+SEL_ERROR = selector("Error(string)")
+SEL_PANIC = selector("Panic(uint256)")
+SEL_FAILED_OP = selector("FailedOp(uint256,string)")
+SEL_FAILED_OP_WITH_REVERT = selector("FailedOpWithRevert(uint256,string,bytes)")
+SEL_POST_OP_REVERTED = selector("PostOpReverted(bytes)")
+SEL_SIGNATURE_VALIDATION_FAILED = selector("SignatureValidationFailed(address)")
+
+PANIC_REASONS = {
+    0x00: "generic panic",
+    0x01: "assert failed",
+    0x11: "arithmetic overflow or underflow",
+    0x12: "division or modulo by zero",
+    0x21: "invalid enum value",
+    0x22: "invalid storage byte array",
+    0x31: "pop on empty array",
+    0x32: "array index out of bounds",
+    0x41: "out of memory",
+    0x51: "call to a zero-initialized function",
+}
+
+_AA_CODE = re.compile(r"^(AA\d\d)\b")
+
+
+def _address_or_none(value: int) -> str | None:
+    return None if value == 0 else "0x" + value.to_bytes(20, "big").hex()
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationData:
+    """validationData as returned by validateUserOp / validatePaymasterUserOp, unpacked."""
+
+    raw: int
+    aggregator: str | None  # a real aggregator address; None for 0 (ok) and 1 (sig failed)
+    sig_failed: bool
+    valid_after: int
+    valid_until: int  # 0 in the packed form means "forever": stored here as 2**48-1
+
+    @classmethod
+    def unpack(cls, raw: int) -> "ValidationData":
+        agg = raw & ADDRESS_MASK
+        valid_until = (raw >> 160) & UINT48_MAX
+        return cls(
+            raw=raw,
+            aggregator=None if agg in (0, 1) else _address_or_none(agg),
+            sig_failed=agg == 1,
+            valid_after=(raw >> 208) & UINT48_MAX,
+            valid_until=valid_until or UINT48_MAX,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StakeInfo:
+    stake: int
+    unstake_delay_sec: int
+
+    def is_staked(self, min_stake: int, min_unstake_delay: int) -> bool:
+        return self.stake >= min_stake and self.unstake_delay_sec >= min_unstake_delay
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationResult:
+    """Decoded IEntryPointSimulations.ValidationResult of a successful simulateValidation."""
+
+    pre_op_gas: int
+    prefund: int
+    account: ValidationData
+    paymaster: ValidationData
+    paymaster_context: bytes
+    sender_info: StakeInfo
+    factory_info: StakeInfo
+    paymaster_info: StakeInfo
+    aggregator: str | None
+    aggregator_info: StakeInfo | None
+    gas_used: int  # by the simulateValidation call
+    block_number: int  # the pinned block the state was read at
+    trace: Any = None  # what a tracer reported (next phase: ERC-7562 findings)
+
+    @property
+    def valid_after(self) -> int:
+        return max(self.account.valid_after, self.paymaster.valid_after)
+
+    @property
+    def valid_until(self) -> int:
+        return min(self.account.valid_until, self.paymaster.valid_until)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationFailure:
+    """A simulation that reverted: FailedOp / FailedOpWithRevert / anything else, decoded."""
+
+    reason: str  # the EntryPoint's reason ("AA23 reverted") or a description of the failure
+    code: str | None = None  # "AA23"
+    op_index: int | None = None
+    inner: bytes = b""  # revert data of the account/paymaster/factory (FailedOpWithRevert)
+    inner_reason: str | None = None  # that revert data, decoded
+    revert_data: bytes = b""  # the whole revert data of the call
+    trace: Any = None
+
+    @property
+    def message(self) -> str:
+        if self.inner_reason is not None:
+            return f"{self.reason}: {self.inner_reason}"
+        return self.reason
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def describe_revert(data: bytes) -> str:
+    """Human-readable revert data: Error(string), Panic(uint256), known EntryPoint errors, or
+    a custom error selector."""
+    if not data:
+        return "reverted without data"
+    sel = data[:4]
+    try:
+        if sel == SEL_ERROR:
+            (text,) = decode(["string"], data[4:])
+            return text
+        if sel == SEL_PANIC:
+            (code,) = decode(["uint256"], data[4:])
+            return f"panic 0x{code:02x} ({PANIC_REASONS.get(code, 'unknown panic code')})"
+        if sel == SEL_FAILED_OP:
+            index, text = decode(["uint256", "string"], data[4:])
+            return f"FailedOp({index}, {text!r})"
+        if sel == SEL_FAILED_OP_WITH_REVERT:
+            index, text, inner = decode(["uint256", "string", "bytes"], data[4:])
+            return f"FailedOpWithRevert({index}, {text!r}, {describe_revert(inner)})"
+        if sel == SEL_POST_OP_REVERTED:
+            (inner,) = decode(["bytes"], data[4:])
+            return f"postOp reverted: {describe_revert(inner)}"
+    except Exception:  # malformed ABI data: fall through to the raw description
+        pass
+    if len(data) < 4:
+        return f"reverted with data 0x{data.hex()}"
+    text = f"custom error 0x{sel.hex()}"
+    if len(data) > 4:
+        rest = data[4:]
+        shown = rest[:96].hex()
+        text += f" with data 0x{shown}{'...' if len(rest) > 96 else ''}"
+    return text
+
+
+def decode_failure(data: bytes, error: str | None = "Revert") -> SimulationFailure:
+    """Revert data of simulateValidation/simulateHandleOp/handleOps -> SimulationFailure."""
+    if error is not None and error != "Revert":
+        return SimulationFailure(reason=f"simulation failed: {error}", revert_data=data)
+    sel = data[:4]
+    try:
+        if sel == SEL_FAILED_OP:
+            index, reason = decode(["uint256", "string"], data[4:])
+            return SimulationFailure(reason=reason, code=_aa_code(reason), op_index=index, revert_data=data)
+        if sel == SEL_FAILED_OP_WITH_REVERT:
+            index, reason, inner = decode(["uint256", "string", "bytes"], data[4:])
+            return SimulationFailure(
+                reason=reason, code=_aa_code(reason), op_index=index, inner=inner,
+                inner_reason=describe_revert(inner), revert_data=data,
+            )
+        if sel == SEL_SIGNATURE_VALIDATION_FAILED:
+            (aggregator,) = decode(["address"], data[4:])
+            return SimulationFailure(
+                reason=f"aggregator {aggregator} rejected the signatures", code=None, revert_data=data,
+            )
+        if sel == SEL_ERROR:
+            (reason,) = decode(["string"], data[4:])
+            return SimulationFailure(reason=reason, code=_aa_code(reason), revert_data=data)
+    except Exception:
+        pass
+    return SimulationFailure(reason=f"EntryPoint reverted: {describe_revert(data)}", revert_data=data)
+
+
+def _aa_code(reason: str) -> str | None:
+    m = _AA_CODE.match(reason)
+    return m.group(1) if m else None
+
+
+# -- mapping to bundler.errors --
+def _checksum(address: str | None) -> str | None:
+    return to_checksum_address(address) if address else None
+
+
+def failure_error(failure: SimulationFailure, paymaster: str | None = None) -> BundlerError:
+    """The ERC-7769 error for a failed validation. `paymaster` is the op's paymaster (for data)."""
+    code = failure.code or ""
+    message = failure.message
+    pm_data = {"paymaster": _checksum(paymaster)} if paymaster else None
+    if code == "AA22":
+        return TimeRangeInvalid(
+            f"{message}: the account's validAfter/validUntil window does not include the next block"
+        )
+    if code == "AA32":
+        return TimeRangeInvalid(
+            f"{message}: the paymaster's validAfter/validUntil window does not include the next block",
+            pm_data,
+        )
+    if code == "AA24":
+        return SignatureInvalid(f"{message}: invalid UserOperation signature")
+    if code == "AA34":
+        return SignatureInvalid(f"{message}: invalid paymaster signature", pm_data)
+    if code == "AA31":
+        return PaymasterDepositTooLow(
+            f"{message}: the paymaster's EntryPoint deposit does not cover the op's maximum cost",
+            pm_data,
+        )
+    if code.startswith("AA3"):
+        return PaymasterRejected(message, pm_data)
+    if code == "AA21":
+        return ValidationRejected(
+            f"{message}: the sender's EntryPoint deposit and balance do not cover the op's maximum "
+            f"cost (fund the account or use a paymaster)"
+        )
+    return ValidationRejected(message)
+
+
+def validation_error(
+    result: ValidationResult, *, now: int, min_valid_for: int = 30, paymaster: str | None = None,
+) -> BundlerError | None:
+    """Checks the EntryPoint leaves to the bundler after a successful simulateValidation:
+    signature failure, aggregator, and the validity window against `now`."""
+    acct, pm = result.account, result.paymaster
+    pm_data = {"paymaster": _checksum(paymaster)} if paymaster else {}
+    if acct.sig_failed:
+        return SignatureInvalid(
+            "Invalid UserOperation signature: the account's validateUserOp returned "
+            "SIG_VALIDATION_FAILED"
+        )
+    if acct.aggregator is not None:
+        return AggregatorUnsupported(
+            f"the account requires signature aggregator {_checksum(acct.aggregator)}, which this "
+            f"bundler does not support",
+            {"aggregator": _checksum(acct.aggregator)},
+        )
+    if pm.sig_failed or pm.aggregator is not None:
+        return SignatureInvalid(
+            "Invalid paymaster signature: validatePaymasterUserOp returned SIG_VALIDATION_FAILED",
+            pm_data or None,
+        )
+    for who, vd, extra in (("account", acct, {}), ("paymaster", pm, pm_data)):
+        data = {"validAfter": vd.valid_after, "validUntil": vd.valid_until, **extra}
+        if vd.valid_after > now:
+            return TimeRangeInvalid(
+                f"UserOperation is not valid yet: the {who} returned validAfter {vd.valid_after}, "
+                f"{vd.valid_after - now} s in the future",
+                data,
+            )
+        if vd.valid_until < now + min_valid_for:
+            if vd.valid_until < now:
+                text = f"expired {now - vd.valid_until} s ago"
+            else:
+                text = f"expires in {vd.valid_until - now} s (less than {min_valid_for} s)"
+            return TimeRangeInvalid(
+                f"UserOperation {text}: the {who} returned validUntil {vd.valid_until}", data
+            )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class GasEstimate:
+    """What one simulateHandleOp run measured, the limits proposed from it, and whether a
+    confirming run with those limits succeeded."""
+
+    pre_op_gas: int
+    validation_gas: int  # preOpGas - preVerificationGas (account + factory + paymaster + EP)
+    account_validation_gas: int  # gas the account's validateUserOp frame needed
+    factory_gas: int  # gas the SenderCreator.createSender frame needed (0 without factory)
+    paymaster_validation_gas: int  # gas the paymaster's validatePaymasterUserOp frame needed
+    execution_gas_used: int  # gas the EntryPoint -> sender execution frame used
+    execution_gas_needed: int  # gas that frame must be given (63/64 rule of inner calls)
+    post_op_gas: int  # gas the paymaster's postOp frame needed (0 if not called)
+    execution_success: bool
+    execution_revert: bytes
+    verification_gas_limit: int
+    call_gas_limit: int
+    paymaster_verification_gas_limit: int
+    paymaster_post_op_gas_limit: int
+    confirmed: bool
+    confirm_failure: SimulationFailure | None = None
+    account: ValidationData | None = None
+    paymaster: ValidationData | None = None
+    paid: int = 0  # what the op paid in the confirming run (wei)
+    block_number: int = 0
+
+    @property
+    def execution_revert_reason(self) -> str | None:
+        return None if self.execution_success else describe_revert(self.execution_revert)
+
+
+@dataclass(frozen=True, slots=True)
+class OpOutcome:
+    """One UserOperationEvent of a simulated handleOps."""
+
+    user_op_hash: bytes
+    sender: str
+    paymaster: str | None
+    nonce: int
+    success: bool
+    actual_gas_cost: int
+    actual_gas_used: int
+    revert_reason: bytes | None = None  # UserOperationRevertReason, if emitted
+
+
+@dataclass(frozen=True, slots=True)
+class BundleResult:
+    success: bool
+    gas_used: int  # of the handleOps transaction (intrinsic + execution - refund, EIP-7623 floor)
+    failed_op_index: int | None = None
+    failure: SimulationFailure | None = None
+    ops: tuple[OpOutcome, ...] = field(default_factory=tuple)
+    block_number: int = 0

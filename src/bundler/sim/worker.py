@@ -1,0 +1,196 @@
+"""The synchronous side: one SimWorker per worker process (or per debugging thread).
+
+A worker keeps its node connection and the state cache of the block(s) it was last asked
+about; a request for a new pinned block starts a new cache (the previous one is kept for
+requests still pinned to it, older ones are dropped).
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from ..entrypoint import EntryPointVersion
+from ..userop import UserOperation
+from . import entrypoint_sim as eps
+from .executor import EvmSession, Tracer
+from .node import NodeReader
+from .results import BundleResult, GasEstimate, SimulationFailure, ValidationResult
+from .state import BlockState, OverlayAccountDB
+from .types import ZERO_ADDRESS, AccountOverride, BlockContext, PinnedBlock
+
+TracerSpec = Tracer | Callable[[], Tracer] | None
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    chain_id: int
+    # `from` of simulateValidation / simulateHandleOp calls (an eth_call, no fees)
+    caller: str = ZERO_ADDRESS
+    # gas of the simulateValidation call
+    validation_call_gas: int = 30_000_000
+    # blocks whose caches a worker keeps (the current one and the one before)
+    cached_blocks: int = 2
+    gas_policy: eps.GasPolicy = field(default_factory=eps.GasPolicy)
+    node_timeout: float = 10.0
+
+
+def _overrides_bytes(overrides: Mapping[str, AccountOverride] | None) -> dict[bytes, AccountOverride]:
+    if not overrides:
+        return {}
+    return {bytes.fromhex(a[2:]): ov for a, ov in overrides.items()}
+
+
+def _make_tracer(spec: TracerSpec) -> Tracer | None:
+    if spec is None:
+        return None
+    if hasattr(spec, "opcodes") and hasattr(spec, "on_enter") and not isinstance(spec, type):
+        return spec  # an instance
+    return spec()  # a class or factory
+
+
+def _report(tracer: Tracer | None) -> Any:
+    report = getattr(tracer, "report", None)
+    return report() if callable(report) else None
+
+
+class SimWorker:
+    def __init__(self, node_url: str | None, config: SimConfig):
+        self.config = config
+        self.reader = NodeReader(node_url, timeout=config.node_timeout) if node_url else None
+        self._blocks: OrderedDict[tuple, BlockState] = OrderedDict()
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+
+    # -- state --
+    def block_state(self, block: PinnedBlock) -> BlockState:
+        key = block.cache_key
+        bs = self._blocks.get(key)
+        if bs is None:
+            bs = self._blocks[key] = BlockState(self.reader, block)
+            while len(self._blocks) > self.config.cached_blocks:
+                self._blocks.popitem(last=False)
+        else:
+            self._blocks.move_to_end(key)
+        return bs
+
+    def session(
+        self,
+        block: PinnedBlock,
+        overrides: Mapping[str, AccountOverride] | None = None,
+        tracer: Tracer | None = None,
+        timestamp: int | None = None,
+    ) -> EvmSession:
+        base = self.block_state(block)
+        db = OverlayAccountDB(base, _overrides_bytes(overrides))
+        ctx = BlockContext.after(block, self.config.chain_id, timestamp)
+        return EvmSession(db, ctx, tracer)
+
+    # -- tasks --
+    def ping(self, delay: float = 0.0) -> int:
+        if delay:
+            time.sleep(delay)
+        return self.pid
+
+    def stats(self) -> dict:
+        return {
+            "pid": self.pid,
+            "node_requests": self.reader.requests_sent if self.reader else 0,
+            "blocks": [k[0] for k in self._blocks],
+            "accounts": sum(len(b.accounts) for b in self._blocks.values()),
+        }
+
+    def simulate_validation(
+        self,
+        op: UserOperation,
+        ep: EntryPointVersion,
+        block: PinnedBlock,
+        overrides: Mapping[str, AccountOverride] | None = None,
+        tracer: TracerSpec = None,
+        timestamp: int | None = None,
+    ) -> ValidationResult | SimulationFailure:
+        t = _make_tracer(tracer)
+        session = self.session(block, overrides, t, timestamp)
+        eps.prefetch_for_ops(session.db._base, (op,), ep)
+        out = eps.simulate_validation(
+            session, op, ep, caller=self.config.caller, gas=self.config.validation_call_gas,
+            block_number=block.number,
+        )
+        if t is not None:
+            trace = _report(t)
+            if trace is not None:
+                out = _with_trace(out, trace)
+        return out
+
+    def measure_gas(
+        self,
+        op: UserOperation,
+        ep: EntryPointVersion,
+        block: PinnedBlock,
+        overrides: Mapping[str, AccountOverride] | None = None,
+        fund: bool = True,
+        timestamp: int | None = None,
+        policy: eps.GasPolicy | None = None,
+    ) -> GasEstimate | SimulationFailure:
+        base = self.block_state(block)
+        eps.prefetch_for_ops(base, (op,), ep)
+        if timestamp is None:  # both runs must see the same block
+            timestamp = BlockContext.after(block, self.config.chain_id).timestamp
+        return eps.measure_gas(
+            lambda: self.session(block, overrides, None, timestamp),
+            op, ep, caller=self.config.caller, policy=policy or self.config.gas_policy, fund=fund,
+            block_number=block.number,
+        )
+
+    def simulate_handle_ops(
+        self,
+        ops: Sequence[UserOperation],
+        ep: EntryPointVersion,
+        block: PinnedBlock,
+        beneficiary: str,
+        sender: str,
+        gas: int | None = None,
+        gas_price: int | None = None,
+        overrides: Mapping[str, AccountOverride] | None = None,
+        timestamp: int | None = None,
+    ) -> BundleResult:
+        session = self.session(block, overrides, None, timestamp)
+        eps.prefetch_for_ops(session.db._base, ops, ep)
+        if gas_price is None:
+            gas_price = session.block.base_fee
+        return eps.simulate_handle_ops(
+            session, ops, ep, beneficiary=beneficiary, sender=sender,
+            gas=gas if gas is not None else block.gas_limit, gas_price=gas_price,
+            block_number=block.number,
+        )
+
+
+def _with_trace(out, trace):
+    from dataclasses import replace
+
+    return replace(out, trace=trace)
+
+
+# -- process-pool plumbing: one SimWorker per process, built by the initializer --
+_WORKER: SimWorker | None = None
+
+
+def init_process(node_url: str, config: SimConfig) -> None:
+    global _WORKER
+    _WORKER = SimWorker(node_url, config)
+    # warm up: artifacts parsed, code interned, opcode tables and decoders imported
+    from ..entrypoint import ALL
+
+    for ep in ALL:
+        eps.simulation_code(ep)
+
+
+def run_in_process(method: str, *args, **kwargs):
+    if _WORKER is None:  # pragma: no cover - initializer always runs first
+        raise RuntimeError("simulation worker not initialised")
+    return getattr(_WORKER, method)(*args, **kwargs)

@@ -1,0 +1,102 @@
+"""The JSON-RPC surface through real HTTP: shapes, batches, forwarding, and bad input of every
+kind answered with a clear JSON-RPC error while the server keeps serving."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bundler import CLIENT_VERSION
+from bundler.entrypoint import V07, V08
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_chain_id_and_entry_points(rpc, anvil):
+    assert await rpc.call("eth_chainId") == hex(anvil.chain_id)
+    assert await rpc.call("eth_supportedEntryPoints") == [
+        "0x0000000071727De22E5E9d8BAf0edAc6f37da032", "0x4337084D9E255Ff0702461CF8895CE9E3b5Ff108",
+    ]
+    assert await rpc.call("web3_clientVersion") == CLIENT_VERSION
+
+
+async def test_batch_mixes_results_and_errors(rpc):
+    body = json.dumps([
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+        {"jsonrpc": "2.0", "id": 2, "method": "no_suchMethod", "params": []},
+        {"jsonrpc": "2.0", "id": 3, "method": "eth_blockNumber", "params": []},
+    ])
+    status, answer = await rpc.raw(body)
+    assert status == 200
+    by_id = {a["id"]: a for a in answer}
+    assert by_id[1]["result"].startswith("0x")
+    assert by_id[2]["error"]["code"] == -32601
+    assert int(by_id[3]["result"], 16) >= 0  # forwarded to the node
+
+
+async def test_unknown_eth_method_is_forwarded_with_node_errors_intact(rpc):
+    balance = await rpc.call("eth_getBalance", "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "latest")
+    assert int(balance, 16) > 0
+    answer = await rpc.request("eth_getBalance", "not-an-address", "latest")
+    assert answer["error"]["code"] != 0 and answer["error"]["message"]
+
+
+@pytest.mark.parametrize("body,code", [
+    ("{not json", -32700),
+    ("", -32700),
+    ("[]", -32600),
+    ('"just a string"', -32600),
+    ('{"jsonrpc": "2.0", "id": 1}', -32600),
+    ('{"jsonrpc": "2.0", "id": 1, "method": 5}', -32600),
+    ('[' * 100_000 + ']' * 100_000, -32700),
+])
+async def test_malformed_requests(rpc, body, code):
+    status, answer = await rpc.raw(body)
+    assert status in (200, 400)
+    err = answer["error"] if isinstance(answer, dict) else answer[0]["error"]
+    assert err["code"] == code and err["message"]
+    assert await rpc.call("eth_chainId")  # still serving
+
+
+async def test_non_utf8_and_wrong_content_type(rpc):
+    status, answer = await rpc.raw(b"\xff\xfe\x00garbage")
+    assert answer["error"]["code"] == -32700
+    status, answer = await rpc.raw(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}),
+                                   content_type="text/plain")
+    assert answer["result"].startswith("0x")
+
+
+async def test_huge_body_and_batch_are_refused(rpc, bundler):
+    big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId",
+                      "params": ["x" * (bundler.config.max_body_bytes + 10)]})
+    status, answer = await rpc.raw(big)
+    assert status == 413 and answer["error"]["code"] == -32600 and "larger than" in answer["error"]["message"]
+    batch = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_chainId"}
+                        for i in range(bundler.config.max_batch + 1)])
+    status, answer = await rpc.raw(batch)
+    assert answer["error"]["code"] == -32600
+    assert await rpc.call("eth_chainId")
+
+
+async def test_user_operation_param_errors_name_the_problem(rpc):
+    from test_userop import VALID
+
+    answer = await rpc.request("eth_sendUserOperation", dict(VALID, sender="0x12"), V07.address)
+    assert answer["error"]["code"] == -32602 and "invalid sender" in answer["error"]["message"]
+    answer = await rpc.request("eth_sendUserOperation", {"sender": "0x" + "11" * 20}, V07.address)
+    assert answer["error"]["code"] == -32602 and "missing field nonce" in answer["error"]["message"]
+    answer = await rpc.request("eth_sendUserOperation", "not an object", V07.address)
+    assert answer["error"]["code"] == -32602
+    answer = await rpc.request("eth_sendUserOperation", {})
+    assert answer["error"]["code"] == -32602
+    answer = await rpc.request("eth_sendUserOperation", {"sender": "0x" + "11" * 20}, "0x" + "22" * 20)
+    assert answer["error"]["code"] == -32602 and "unsupported entryPoint" in answer["error"]["message"]
+    answer = await rpc.request("eth_getUserOperationReceipt", "0x1234")
+    assert answer["error"]["code"] == -32602 and "userOpHash" in answer["error"]["message"]
+    answer = await rpc.request("eth_getUserOperationByHash", 12)
+    assert answer["error"]["code"] == -32602
+
+
+async def test_unknown_hash_is_null(rpc):
+    assert await rpc.call("eth_getUserOperationReceipt", "0x" + "ab" * 32) is None
+    assert await rpc.call("eth_getUserOperationByHash", "0x" + "ab" * 32) is None
