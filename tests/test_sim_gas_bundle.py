@@ -8,7 +8,7 @@ from bundler.devchain.anvil import ANVIL_ACCOUNT0, rpc
 from bundler.entrypoint import V07, V08
 from bundler.sim import GasEstimate, GasPolicy, SimConfig, SimulationFailure, SimWorker
 from helpers.accounts import (
-    DevChain, handle_ops_data, mine, selector, send_handle_ops, user_operation_events,
+    DevChain, handle_ops_data, selector, send_handle_ops, user_operation_events,
 )
 
 EPS = pytest.mark.parametrize("ep", [V07, V08], ids=["v07", "v08"])

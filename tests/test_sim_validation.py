@@ -10,7 +10,7 @@ from bundler.entrypoint import V07, V08
 from bundler.errors import NodeError, SignatureInvalid, TimeRangeInvalid, ValidationRejected
 from bundler.sim import SimConfig, SimulationFailure, SimWorker, ValidationResult, validation_error
 from bundler.sim import entrypoint_sim as eps
-from helpers.accounts import DevChain, entry_point_deposit, eth_call, mine
+from helpers.accounts import DevChain, entry_point_deposit, mine
 
 EPS = pytest.mark.parametrize("ep", [V07, V08], ids=["v07", "v08"])
 

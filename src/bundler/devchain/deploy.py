@@ -80,3 +80,5 @@ def deploy_all(url: str) -> Deployment:
 
 def fund(url: str, address: str, wei: int) -> None:
     rpc(url, "anvil_setBalance", [address, hex(wei)])
+    # anvil_set* changes state without a block; simulation reads state per block, so mine one
+    rpc(url, "evm_mine", [])

@@ -441,13 +441,16 @@ def simulate_handle_ops(
     sender: str,
     gas: int,
     gas_price: int,
+    charge_fees: bool = True,
     block_number: int = 0,
 ) -> BundleResult:
-    """handleOps on the REAL EntryPoint code, as a transaction from `sender` (origin == sender)."""
+    """handleOps on the REAL EntryPoint code, as a transaction from `sender` (origin == sender).
+    With charge_fees the sender must afford gas * gas_price, as a node would require."""
     apply_eip7702_authorizations(session.db, ops)
     data = handle_ops_calldata(ops, beneficiary)
     res = session.call(
         sender=sender, to=ep.address, data=data, gas=gas, gas_price=gas_price, transaction=True,
+        charge_fees=charge_fees,
     )
     if res.success:
         return BundleResult(True, res.gas_used, ops=_outcomes(res.logs, ep), block_number=block_number)

@@ -315,12 +315,13 @@ class EvmSession:
         origin: str | bytes | None = None,
         gas_price: int = 0,
         transaction: bool = False,
+        charge_fees: bool = True,
         access_list: Sequence[tuple[bytes, Sequence[int]]] = (),
     ) -> CallResult:
         """Run one call like a transaction's top frame (intrinsic gas, warm sender/target,
-        refunds, EIP-7623 floor). With transaction=True the sender's nonce is increased and
-        it pays gas * gas_price (the coinbase gets the priority part); otherwise it is an
-        eth_call and no fee moves."""
+        refunds, EIP-7623 floor). With transaction=True the sender's nonce is increased and,
+        unless charge_fees=False, it must afford and pays gas * gas_price (the coinbase gets the
+        priority part); otherwise it is an eth_call and no fee moves."""
         state = self.state
         sender_b = _addr(sender)
         to_b = _addr(to)
@@ -332,7 +333,8 @@ class EvmSession:
             return CallResult(False, b"", gas, error="IntrinsicGasTooLow")
         tx_ctx = CancunTransactionContext(gas_price=gas_price, origin=_addr(origin) if origin else sender_b)
 
-        if transaction and gas_price:
+        charge = transaction and charge_fees and gas_price > 0
+        if charge:
             if state.get_balance(sender_b) < gas * gas_price + value:
                 return CallResult(False, b"", 0, error="InsufficientFundsForGas")
             state.delta_balance(sender_b, -gas * gas_price)
@@ -388,7 +390,7 @@ class EvmSession:
         refund = min(computation.get_gas_refund(), used // MAX_REFUND_QUOTIENT)
         used = max(used - refund, calldata_floor_gas(data))
 
-        if transaction and gas_price:
+        if charge:
             state.delta_balance(sender_b, (gas - used) * gas_price)
             tip = max(gas_price - self.block.base_fee, 0)
             state.delta_balance(self.block.coinbase, used * tip)

@@ -161,7 +161,9 @@ class Simulator:
         overrides: Overrides = None,
         timestamp: int | None = None,
     ) -> BundleResult:
-        """handleOps(ops, beneficiary) on the real EntryPoint as a transaction from `sender`."""
+        """handleOps(ops, beneficiary) on the real EntryPoint as a transaction from `sender`
+        (gas defaults to the block gas limit; with gas_price given, `sender` must afford
+        gas * gas_price like a node would require, without it no fee is charged)."""
         return await self._run(
             "simulate_handle_ops", tuple(ops), ep, block, beneficiary, sender, gas, gas_price,
             _parse(overrides), timestamp,

@@ -145,6 +145,10 @@ class OverlayAccountDB(AccountDatabaseAPI):
             for address, ov in overrides.items():
                 self.apply_override(address, ov)
 
+    @property
+    def base(self) -> BlockState:
+        return self._base
+
     # -- overrides (outside any transaction, so not journaled) --
     def apply_override(self, address: bytes, ov: AccountOverride) -> None:
         balance, nonce, code = self._get(address)

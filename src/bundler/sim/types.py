@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..errors import InvalidParams
@@ -198,14 +198,3 @@ class CallResult:
     @property
     def reverted(self) -> bool:
         return not self.success and self.error == "Revert"
-
-
-@dataclass
-class Counters:
-    """Per-worker counters, returned by Simulator.stats() for tests and benchmarks."""
-
-    node_requests: int = 0
-    cached_accounts: int = 0
-    cached_slots: int = 0
-    blocks_seen: int = 0
-    extra: dict = field(default_factory=dict)

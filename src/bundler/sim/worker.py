@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from ..entrypoint import EntryPointVersion
@@ -116,7 +116,7 @@ class SimWorker:
     ) -> ValidationResult | SimulationFailure:
         t = _make_tracer(tracer)
         session = self.session(block, overrides, t, timestamp)
-        eps.prefetch_for_ops(session.db._base, (op,), ep)
+        eps.prefetch_for_ops(session.db.base, (op,), ep)
         out = eps.simulate_validation(
             session, op, ep, caller=self.config.caller, gas=self.config.validation_call_gas,
             block_number=block.number,
@@ -160,19 +160,19 @@ class SimWorker:
         timestamp: int | None = None,
     ) -> BundleResult:
         session = self.session(block, overrides, None, timestamp)
-        eps.prefetch_for_ops(session.db._base, ops, ep)
-        if gas_price is None:
-            gas_price = session.block.base_fee
+        eps.prefetch_for_ops(session.db.base, ops, ep)
+        # without an explicit price: GASPRICE reads the base fee and no fee is charged, so the
+        # default gas (the block gas limit) does not require the executor to afford it
+        charge = gas_price is not None
         return eps.simulate_handle_ops(
             session, ops, ep, beneficiary=beneficiary, sender=sender,
-            gas=gas if gas is not None else block.gas_limit, gas_price=gas_price,
+            gas=gas if gas is not None else block.gas_limit,
+            gas_price=gas_price if charge else session.block.base_fee, charge_fees=charge,
             block_number=block.number,
         )
 
 
 def _with_trace(out, trace):
-    from dataclasses import replace
-
     return replace(out, trace=trace)
 
 
