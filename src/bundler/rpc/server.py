@@ -54,6 +54,11 @@ def _as_rpc_errors(func):
             return await func(*args, **kwargs)
         except BundlerError as e:
             raise JsonRpcError(e.code, e.message, pjrpc.common.UNSET if e.data is None else e.data) from None
+        except JsonRpcError:
+            raise
+        except Exception as e:  # a bug of ours: say so, keep serving
+            log.exception("internal error in %s", func.__name__)
+            raise JsonRpcError(-32603, f"internal error: {type(e).__name__}: {e}"[:500]) from None
 
     return wrapper
 
