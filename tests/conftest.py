@@ -94,3 +94,25 @@ async def clean_bundler(bundler, rpc):
     await rpc.call("debug_bundler_clearState")
     await rpc.call("debug_bundler_setBundlingMode", "manual")
     yield bundler
+
+
+@pytest.fixture(scope="module")
+def chain():
+    """A private anvil per test module, for modules that change state or time freely."""
+    from helpers.accounts import DevChain
+
+    c = DevChain.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(chain):
+    """A simulation worker used synchronously, in-process."""
+    from bundler.sim import SimConfig, SimWorker
+
+    w = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
+    yield w
+    w.close()

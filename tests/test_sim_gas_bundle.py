@@ -6,29 +6,13 @@ from eth_abi import encode
 
 from bundler.devchain.anvil import ANVIL_ACCOUNT0, rpc
 from bundler.entrypoint import V07, V08
-from bundler.sim import GasEstimate, GasPolicy, SimConfig, SimulationFailure, SimWorker
+from bundler.sim import GasEstimate, GasPolicy, SimulationFailure
 from helpers.accounts import (
-    DevChain, handle_ops_data, selector, send_handle_ops, user_operation_events,
+    handle_ops_data, selector, send_handle_ops, user_operation_events,
 )
 
 EPS = pytest.mark.parametrize("ep", [V07, V08], ids=["v07", "v08"])
 BENEFICIARY = "0x" + "be" * 20
-
-
-@pytest.fixture(scope="module")
-def chain():
-    c = DevChain.start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
-def worker(chain):
-    w = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
-    yield w
-    w.close()
 
 
 def deposit_call(acct, ep, value=10**15) -> bytes:

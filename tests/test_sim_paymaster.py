@@ -8,29 +8,13 @@ import pytest
 from bundler.entrypoint import V07
 from bundler.errors import PaymasterDepositTooLow, PaymasterRejected, SignatureInvalid, TimeRangeInvalid
 from bundler.sim import (
-    GasEstimate, SimConfig, SimulationFailure, SimWorker, ValidationResult, failure_error,
+    GasEstimate, SimulationFailure, ValidationResult, failure_error,
     validation_error,
 )
-from helpers.accounts import DUMMY_SIGNATURE, DevChain, mine, send_handle_ops, user_operation_events
+from helpers.accounts import DUMMY_SIGNATURE, mine, send_handle_ops, user_operation_events
 from helpers.paymaster import VerifyingPaymasterHelper
 
 BENEFICIARY = "0x" + "be" * 20
-
-
-@pytest.fixture(scope="module")
-def chain():
-    c = DevChain.start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
-def worker(chain):
-    w = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
-    yield w
-    w.close()
 
 
 @pytest.fixture(scope="module")

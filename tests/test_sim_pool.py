@@ -12,18 +12,9 @@ from bundler.devchain.anvil import ANVIL_ACCOUNT0
 from bundler.entrypoint import V07, V08
 from bundler.errors import ExecutionReverted, SignatureInvalid, ValidationRejected
 from bundler.sim import GasEstimate, NoopTracer, Simulator, ValidationResult
-from helpers.accounts import DevChain, selector, send_handle_ops, user_operation_events
+from helpers.accounts import selector, send_handle_ops, user_operation_events
 
 from eth_abi import encode
-
-
-@pytest.fixture(scope="module")
-def chain():
-    c = DevChain.start()
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 @pytest_asyncio.fixture(scope="module", params=[2, 0], ids=["processes", "thread"])

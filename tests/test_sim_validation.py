@@ -10,25 +10,9 @@ from bundler.entrypoint import V07, V08
 from bundler.errors import NodeError, SignatureInvalid, TimeRangeInvalid, ValidationRejected
 from bundler.sim import SimConfig, SimulationFailure, SimWorker, ValidationResult, validation_error
 from bundler.sim import entrypoint_sim as eps
-from helpers.accounts import DevChain, entry_point_deposit, mine
+from helpers.accounts import entry_point_deposit, mine
 
 EPS = pytest.mark.parametrize("ep", [V07, V08], ids=["v07", "v08"])
-
-
-@pytest.fixture(scope="module")
-def chain():
-    c = DevChain.start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
-def worker(chain):
-    w = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
-    yield w
-    w.close()
 
 
 def transfer_op(acct, **kw):
