@@ -2,7 +2,6 @@
 HTTP on a free port inside the test event loop."""
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bundler import CLIENT_VERSION
-from bundler.entrypoint import V07, V08
+from bundler.entrypoint import V07
 
 pytestmark = pytest.mark.asyncio
 
