@@ -305,6 +305,26 @@ def test_blame():
     assert blame(ents(), None) is None and blame(ents(), "AA95") is None
 
 
+def test_failed_revalidation_without_ban(clean_bundler):
+    """A re-validation failure (ban=False) keeps the op seen for the entity at fault and gives
+    a paymaster not at fault its seen op back; nothing is banned."""
+    from bundler.pool.mempool import PoolEntry
+    from bundler.userop import UserOperation
+
+    rules = clean_bundler.reputation
+    op = UserOperation(sender="0x" + "0a" * 20, nonce=0, call_data=b"", call_gas_limit=0, verification_gas_limit=0,
+                       pre_verification_gas=0, max_fee_per_gas=0, max_priority_fee_per_gas=0, signature=b"",
+                       factory="0x" + "0f" * 20, paymaster="0x" + "0e" * 20)
+    entry = PoolEntry(op=op, entry_point=V07, hash="0x01")
+    rules.admitted(entry)
+    assert rules.bundle_failure(entry, "AA13", ban=False) == []
+    assert (rules.book.get(V07, op.factory).ops_seen, rules.book.get(V07, op.paymaster).ops_seen) == (1, 0)
+    assert rules.book.status(V07, op.factory) is Status.OK
+    rules.bundle_failure(entry, "AA13")
+    assert rules.book.status(V07, op.factory) is Status.BANNED
+    rules.clear()
+
+
 # ---------------------------------------------------------------- bundle-time failures
 
 
@@ -346,7 +366,7 @@ async def test_staked_sender_is_blamed_for_its_paymaster(rpc, anvil, clean_bundl
     drain_deposit(anvil.url, ep, paymaster)
     await rpc.call("debug_bundler_sendBundleNow")
     assert (await reputation_of(rpc, ep, account))["status"] == "banned"
-    assert (await reputation_of(rpc, ep, paymaster))["opsSeen"] == "0x1"
+    assert (await reputation_of(rpc, ep, paymaster))["opsSeen"] == "0x0"  # not at fault: seen op back
 
 
 @pytest.mark.parametrize("ep", EPS)

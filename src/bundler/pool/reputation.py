@@ -405,18 +405,20 @@ class ReputationRules:
         for ref in self.entities_of(entry).tracked():
             self.book.included(entry.entry_point, ref.address)
 
-    def bundle_failure(self, entry, code: str | None) -> list:
-        """An op failed its bundle-time simulation with AA `code`: the entity at fault gets the
-        GREP-040 penalty (banned), a paymaster not at fault of an account/factory failure gets
-        its opsSeen back (EREP-015). Returns the other pending ops that use an entity banned
-        now (GREP-010), for the caller to drop."""
+    def bundle_failure(self, entry, code: str | None, ban: bool = True) -> list:
+        """An op failed at bundle time with AA `code`. The op's paymaster, when another entity
+        is at fault, gets its opsSeen back (EREP-015, and EREP-030's staked sender). With `ban`
+        (the failure came from building the bundle: GREP-040) the entity at fault gets
+        opsSeen = BAN_OPS_SEEN_PENALTY, opsIncluded = 0; without it (a failed re-validation)
+        it only keeps an op seen that will never be included. Returns the other pending ops
+        that use an entity banned now (GREP-010), for the caller to drop."""
         ep = entry.entry_point
         entities = self.entities_of(entry)
         at_fault = blame(entities, code)
         paymaster = entities.get(PAYMASTER)
-        if paymaster is not None and code and code[:3] in ("AA1", "AA2") and at_fault is not paymaster:
+        if paymaster is not None and at_fault is not None and at_fault is not paymaster:
             self.book.unseen(ep, paymaster.address)
-        if at_fault is None or not at_fault.tracked:
+        if not ban or at_fault is None or not at_fault.tracked:
             return []
         log.warning("%s failed at bundle time (%s) because of %s: penalized", entry.hash, code, at_fault.name())
         self.book.penalize(ep, at_fault.address)
