@@ -405,3 +405,31 @@ async def test_staked_factory_is_blamed_for_its_account(rpc, anvil, clean_bundle
     await rpc.call("debug_bundler_sendBundleNow")
     entry = await reputation_of(rpc, ep, factory)
     assert entry["status"] == "banned" and entry["opsSeen"] == hex(10_000)
+
+
+async def test_unstaked_aggregator_needs_stake():
+    """EREP-040 (unreachable through the RPC while aggregators are refused with -32506)."""
+    from bundler.config import Config
+    from bundler.errors import StakeTooLow
+    from bundler.pool.mempool import Mempool
+    from bundler.pool.reputation import ReputationRules
+    from bundler.sim import PinnedBlock, StakeInfo, ValidationData, ValidationResult
+    from bundler.userop import UserOperation
+
+    rules = ReputationRules.from_config(Config(), Mempool())
+    op = UserOperation(sender="0x" + "0a" * 20, nonce=0, call_data=b"", call_gas_limit=0, verification_gas_limit=0,
+                       pre_verification_gas=0, max_fee_per_gas=0, max_priority_fee_per_gas=0, signature=b"")
+    none = StakeInfo(0, 0)
+
+    def result(agg_stake):
+        vd = ValidationData.unpack(0)
+        return ValidationResult(pre_op_gas=0, prefund=0, account=vd, paymaster=vd, paymaster_context=b"",
+                                sender_info=none, factory_info=none, paymaster_info=none,
+                                aggregator="0x" + "0c" * 20, aggregator_info=agg_stake, gas_used=0, block_number=1)
+
+    block = PinnedBlock(number=1, timestamp=0, base_fee=0, gas_limit=30_000_000)
+    with pytest.raises(StakeTooLow) as e:
+        await rules.check_after_validation(op, V07, result(none), block)
+    assert "aggregator" in e.value.message
+    entities = await rules.check_after_validation(op, V07, result(StakeInfo(10**18, 86_400)), block)
+    assert [r.role for r in entities.tracked()] == ["aggregator"]

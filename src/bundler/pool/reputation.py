@@ -346,6 +346,15 @@ class ReputationRules:
         entities = OpEntities.of(op, result, self.policy, block.number)
         self._staked_senders[(ep.address, op.sender)] = entities.get(SENDER).staked
         self._check_status(ep, entities.refs, replacing)
+        aggregator = entities.get(AGGREGATOR)
+        if aggregator is not None and not aggregator.staked:  # EREP-040
+            raise StakeTooLow(
+                f"aggregator {to_checksum_address(aggregator.address)} is not staked; an aggregator needs "
+                f"{self.policy.describe()} in the EntryPoint",
+                {"entity": AGGREGATOR, "address": to_checksum_address(aggregator.address),
+                 "minimumStake": str(self.policy.min_stake),
+                 "minimumUnstakeDelay": str(self.policy.min_unstake_delay)},
+            )
         paymaster = entities.get(PAYMASTER)
         if paymaster is not None:
             if not paymaster.staked:
