@@ -15,7 +15,9 @@ from .chain.lookup import UserOpLookup
 from .config import Config
 from .gas.estimate import Estimator
 from .pool.admission import Admission
+from .pool.eip7702 import Eip7702Checker
 from .pool.mempool import Mempool
+from .pool.reputation import ReputationRules
 from .rpc.methods import debug_registry, eth_registry
 from .rpc.server import build_app
 from .sim import Simulator
@@ -36,6 +38,7 @@ class Bundler:
         self.chain_id: int = 0
         self.store = MemoryStore()
         self.mempool = Mempool(config.max_ops_per_sender)
+        self.reputation = ReputationRules.from_config(config, self.mempool, self.node)
         self.head = HeadTracker(self.node, config.head_poll_interval)
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None
@@ -55,15 +58,17 @@ class Bundler:
         self.simulator = Simulator(self.config.rpc_url, self.chain_id, workers=self.config.sim_workers,
                                    min_valid_for=self.config.valid_until_margin)
         await self.simulator.start()
+        self.eip7702 = Eip7702Checker(self.node, self.chain_id)
         self.builder = Builder(
             node=self.node, head=self.head, simulator=self.simulator, mempool=self.mempool,
             store=self.store, executors=self.executors, entry_points=self.entry_points,
-            chain_id=self.chain_id, config=self.config,
+            chain_id=self.chain_id, config=self.config, reputation=self.reputation, eip7702=self.eip7702,
         )
         self.admission = Admission(
             head=self.head, simulator=self.simulator, mempool=self.mempool, store=self.store,
             config=self.config, chain_id=self.chain_id,
             on_admitted=lambda _entry: self.builder.notify_new_op(),
+            reputation=self.reputation, eip7702=self.eip7702,
         )
         self.estimator = Estimator(head=self.head, simulator=self.simulator, config=self.config,
                                    chain_id=self.chain_id)
@@ -88,6 +93,7 @@ class Bundler:
     def clear_state(self) -> None:
         self.mempool.clear()
         self.store.clear()
+        self.reputation.clear()
 
     async def stop(self) -> None:
         for t in self._tasks:

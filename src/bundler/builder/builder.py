@@ -15,7 +15,8 @@ from ..chain.fees import suggest_fees
 from ..chain.head import HeadTracker
 from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt
 from ..entrypoint import EntryPointVersion
-from ..errors import BundlerError
+from ..errors import BundlerError, EntityThrottled, InvalidParams
+from ..pool.eip7702 import GAS_PER_AUTHORIZATION
 from ..pool.mempool import Mempool, PoolEntry
 from ..sim.results import failure_error
 from ..store.records import OpStatus
@@ -58,6 +59,8 @@ class Builder:
         chain_id: int,
         config,
         admission=None,
+        reputation=None,
+        eip7702=None,
     ):
         self.node = node
         self.head = head
@@ -69,6 +72,8 @@ class Builder:
         self.chain_id = chain_id
         self.config = config
         self.mode = config.bundle_mode
+        self.reputation = reputation  # pool.reputation.ReputationRules, or None
+        self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker, or None
         self._wakeup = asyncio.Event()
         self._next_executor = 0
 
@@ -118,6 +123,8 @@ class Builder:
         selected: list[PoolEntry] = []
         gas = BUNDLE_OVERHEAD_GAS
         limit = min(self.config.max_bundle_gas, header.gas_limit)
+        gate = self.reputation.bundle_gate(ep, header.number) if self.reputation else None
+        authorized: set[str] = set()  # senders with an EIP-7702 authorization in this bundle
         for entry in self.mempool.bundle_candidates(ep, header.base_fee):
             op = entry.op
             if entry.valid_until and entry.valid_until < now:
@@ -129,6 +136,17 @@ class Builder:
                 continue  # cannot pay the current base fee; stays pending
             if gas + op.total_gas_limit() > limit:
                 continue
+            if op.eip7702_auth is not None and op.sender in authorized:
+                continue  # one authorization per sender and bundle; the next one waits
+            if gate is not None:
+                verdict, reason = gate.check(entry)
+                if verdict == "drop":
+                    self.drop(entry, reason, EntityThrottled.code)
+                    continue
+                if verdict == "skip":
+                    continue
+            if op.eip7702_auth is not None:
+                authorized.add(op.sender)
             selected.append(entry)
             gas += op.total_gas_limit()
             if len(selected) >= self.config.max_bundle_ops:
@@ -146,6 +164,13 @@ class Builder:
             header = await self.head.fresh()
             selected = self._select(ep, header)
             dropped: dict[str, str] = {}
+            authorizations: dict[str, dict] = {}
+            if self.eip7702 is not None and any(e.op.eip7702_auth for e in selected):
+                authorizations, stale = await self.eip7702.bundle_authorizations(selected, header.tag)
+                for e in [e for e in selected if e.hash in stale]:
+                    selected.remove(e)
+                    dropped[e.hash] = stale[e.hash]
+                    self.drop(e, stale[e.hash], InvalidParams.code)
             beneficiary = self.config.beneficiary or executor.address
             outcome = None
             while selected:
@@ -162,16 +187,25 @@ class Builder:
                 reason = f"failed in bundle simulation: {outcome.failure.message}"
                 dropped[bad.hash] = reason
                 self.drop(bad, reason, error.code)
+                if self.reputation is not None:
+                    for other in self.reputation.bundle_failure(bad, outcome.failure.code):
+                        why = f"an entity it uses was banned: {reason}"
+                        if any(other is e for e in selected):
+                            selected = [e for e in selected if e is not other]
+                            dropped[other.hash] = why
+                        self.drop(other, why, EntityThrottled.code)
             if not selected:
                 return None
-            return await self._send(ep, executor, selected, beneficiary, header, dropped)
+            auth_list = [authorizations[e.hash] for e in selected if e.hash in authorizations]
+            return await self._send(ep, executor, selected, beneficiary, header, dropped, auth_list)
 
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
-                    header, dropped: dict[str, str]) -> BundleResult:
+                    header, dropped: dict[str, str], authorizations: list[dict] | None = None) -> BundleResult:
         data = encode_handle_ops(entries, beneficiary)
         gas_limit = min(
             header.gas_limit,
-            BUNDLE_OVERHEAD_GAS + sum(e.op.total_gas_limit() for e in entries) + 16 * len(data),
+            BUNDLE_OVERHEAD_GAS + sum(e.op.total_gas_limit() for e in entries) + 16 * len(data)
+            + GAS_PER_AUTHORIZATION * len(authorizations or ()),
         )
         max_fee, priority = await suggest_fees(self.node, header)
         # the bundle must not pay more per gas than its ops pay the beneficiary
@@ -183,12 +217,14 @@ class Builder:
         deadline_replace = time.monotonic() + self.config.tx_replace_after_s
 
         async def send_once(fee: int, prio: int) -> str:
-            raw = executor.sign({
+            tx = {
                 "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": to_checksum_address(ep.address),
                 "data": data, "value": 0, "gas": gas_limit,
                 "maxFeePerGas": fee, "maxPriorityFeePerGas": prio,
-            })
-            return await self.node.send_raw_transaction(raw)
+            }
+            if authorizations:  # EIP-7702 ops: a set-code transaction carrying their authorizations
+                tx.update(type=4, authorizationList=authorizations)
+            return await self.node.send_raw_transaction(executor.sign(tx))
 
         try:
             tx_hash = await send_once(max_fee, priority)
@@ -243,6 +279,8 @@ class Builder:
                 self.store.update(e.hash, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
                                   block_hash=receipt["blockHash"])
                 result.included.append(e.hash)
+                if self.reputation is not None:
+                    self.reputation.included(e)
             else:
                 e.submitted_in = None
                 self.store.update(e.hash, status=OpStatus.PENDING, tx_hash=None)

@@ -68,7 +68,7 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
 
 class Admission:
     def __init__(self, *, head: HeadTracker, simulator, mempool: Mempool, store, config,
-                 chain_id: int, on_admitted=None):
+                 chain_id: int, on_admitted=None, reputation=None, eip7702=None):
         self.head = head
         self.simulator = simulator
         self.mempool = mempool
@@ -76,6 +76,8 @@ class Admission:
         self.config = config
         self.chain_id = chain_id
         self.on_admitted = on_admitted
+        self.reputation = reputation  # pool.reputation.ReputationRules (None: no reputation rules)
+        self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker (None: authorizations not checked)
 
     def _nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
@@ -92,20 +94,33 @@ class Admission:
     async def submit(self, op: UserOperation, ep: EntryPointVersion) -> str:
         header = await self.head.fresh()
         static_checks(op, ep, self.config, header.base_fee)
-        op_hash = "0x" + ep.user_op_hash(op, self.chain_id, _delegate(op)).hex()
+        delegate = _delegate(op)
+        if self.eip7702 is not None:
+            delegate = await self.eip7702.delegate_for(op, header.tag)
+        op_hash = "0x" + ep.user_op_hash(op, self.chain_id, delegate).hex()
         known = self.store.get(op_hash)
         if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
             raise InvalidParams(f"UserOperation {op_hash} is already known and {known.status.value}")
-        self.mempool.check_admissible(op, ep)
+        rep = self.reputation
+        sender_staked = rep is not None and rep.sender_known_staked(ep, op.sender)
+        replacing = self.mempool.check_admissible(op, ep, sender_staked)
+        if rep is not None:
+            rep.check_before_validation(op, ep, replacing)
         outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep))
+        entities = None
+        if rep is not None:
+            entities = await rep.check_after_validation(op, ep, outcome, header, replacing)
+            sender_staked = entities.get("sender").staked
         # the pool may have changed while we simulated
-        replaced = self.mempool.check_admissible(op, ep)
+        replaced = self.mempool.check_admissible(op, ep, sender_staked)
         entry = PoolEntry(
             op=op, entry_point=ep, hash=op_hash,
             valid_after=outcome.valid_after, valid_until=outcome.valid_until,
-            prefund=outcome.prefund, eip7702_delegate=_delegate(op),
+            prefund=outcome.prefund, eip7702_delegate=delegate, entities=entities,
         )
         self.mempool.add(entry)
+        if rep is not None:
+            rep.admitted(entry)
         if replaced is not None:
             self.store.update(replaced.hash, status=OpStatus.DROPPED,
                               reason=f"replaced by {op_hash} with higher fees")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..entrypoint import EntryPointVersion
 from ..errors import InvalidParams
@@ -26,10 +27,21 @@ class PoolEntry:
     submitted_in: str | None = None
     # EIP-7702 delegate the hash was computed with (v0.8 7702 ops)
     eip7702_delegate: str | None = None
+    # the op's entities and their stake as admission saw them (pool.reputation.OpEntities)
+    entities: Any = None
 
     @property
     def slot(self) -> tuple[str, str, int]:
         return (self.entry_point.address, self.op.sender, self.op.nonce)
+
+    def addresses(self) -> set[str]:
+        """sender, factory (when deploying) and paymaster: what the reputation rules count."""
+        out = {self.op.sender}
+        if self.op.deploys_account:
+            out.add(self.op.factory)
+        if self.op.paymaster is not None:
+            out.add(self.op.paymaster)
+        return out
 
 
 class MempoolFull(InvalidParams):
@@ -46,6 +58,8 @@ class Mempool:
         self._by_hash: dict[str, PoolEntry] = {}
         self._by_slot: dict[tuple[str, str, int], PoolEntry] = {}
         self._by_sender: dict[str, set[str]] = defaultdict(set)
+        # (entry point, address) -> hashes of ops using that address as sender/factory/paymaster
+        self._by_address: dict[tuple[str, str], set[str]] = defaultdict(set)
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -58,6 +72,13 @@ class Mempool:
 
     def for_sender(self, sender: str) -> list[PoolEntry]:
         return [self._by_hash[h] for h in self._by_sender.get(sender, ())]
+
+    def count_using(self, entry_point: EntryPointVersion, address: str) -> int:
+        """Pending ops of this EntryPoint with `address` as sender, factory or paymaster."""
+        return len(self._by_address.get((entry_point.address, address), ()))
+
+    def entries_using(self, entry_point: EntryPointVersion, address: str) -> list[PoolEntry]:
+        return [self._by_hash[h] for h in self._by_address.get((entry_point.address, address), ())]
 
     def check_admissible(self, op: UserOperation, entry_point: EntryPointVersion, sender_staked: bool = False) -> PoolEntry | None:
         """Raise if `op` may not enter; return the entry it would replace, if any."""
@@ -92,6 +113,8 @@ class Mempool:
         self._by_hash[entry.hash] = entry
         self._by_slot[entry.slot] = entry
         self._by_sender[entry.op.sender].add(entry.hash)
+        for address in entry.addresses():
+            self._by_address[(entry.entry_point.address, address)].add(entry.hash)
         return replaced
 
     def remove(self, op_hash: str) -> PoolEntry | None:
@@ -105,12 +128,20 @@ class Mempool:
             hashes.discard(op_hash)
             if not hashes:
                 del self._by_sender[entry.op.sender]
+        for address in entry.addresses():
+            key = (entry.entry_point.address, address)
+            hashes = self._by_address.get(key)
+            if hashes is not None:
+                hashes.discard(op_hash)
+                if not hashes:
+                    del self._by_address[key]
         return entry
 
     def clear(self) -> None:
         self._by_hash.clear()
         self._by_slot.clear()
         self._by_sender.clear()
+        self._by_address.clear()
 
     def bundle_candidates(self, entry_point: EntryPointVersion, base_fee: int) -> list[PoolEntry]:
         """Ops not yet in flight, best paying first, each sender's ops in nonce order."""

@@ -10,7 +10,8 @@ from pjrpc.server import MethodRegistry
 from .. import CLIENT_VERSION
 from .. import entrypoint as eps
 from ..errors import InvalidParams
-from ..userop.codec import format_user_operation, parse_user_operation
+from ..pool.staking import read_deposit_info, stake_status
+from ..userop.codec import format_user_operation, parse_address, parse_quantity, parse_user_operation
 
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
@@ -95,6 +96,45 @@ def debug_registry(bundler) -> MethodRegistry:
         if mode == "auto":
             bundler.builder.notify_new_op()
         return "ok"
+
+    @r.add(name="debug_bundler_clearReputation")
+    async def clear_reputation() -> str:
+        bundler.reputation.clear()
+        return "ok"
+
+    @r.add(name="debug_bundler_setReputation")
+    async def set_reputation(entries: Any, entry_point: Any) -> str:
+        ep = _entry_point(bundler, entry_point)
+        if not isinstance(entries, list):
+            raise InvalidParams("invalid reputation entries: expected an array of {address, opsSeen, opsIncluded}")
+        parsed = []
+        for i, item in enumerate(entries):
+            if not isinstance(item, dict):
+                raise InvalidParams(f"invalid reputation entry {i}: expected an object")
+            parsed.append((
+                parse_address(item.get("address"), f"reputation entry {i} address"),
+                parse_quantity(item.get("opsSeen", 0), f"reputation entry {i} opsSeen"),
+                parse_quantity(item.get("opsIncluded", 0), f"reputation entry {i} opsIncluded"),
+            ))
+        for address, seen, included in parsed:
+            bundler.reputation.book.set(ep, address, seen, included)
+        return "ok"
+
+    @r.add(name="debug_bundler_dumpReputation")
+    async def dump_reputation(entry_point: Any) -> list[dict]:
+        ep = _entry_point(bundler, entry_point)
+        return [
+            {"address": to_checksum_address(address), "opsSeen": hex(e.ops_seen),
+             "opsIncluded": hex(e.ops_included), "status": status.value}
+            for address, e, status in bundler.reputation.book.dump(ep)
+        ]
+
+    @r.add(name="debug_bundler_getStakeStatus")
+    async def get_stake_status(address: Any, entry_point: Any) -> dict:
+        ep = _entry_point(bundler, entry_point)
+        address = parse_address(address, "address")
+        info = await read_deposit_info(bundler.node, ep, address)
+        return stake_status(address, info, bundler.reputation.policy)
 
     @r.add(name="debug_bundler_sendBundleNow")
     async def send_bundle_now() -> Any:
