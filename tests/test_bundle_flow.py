@@ -330,3 +330,24 @@ async def test_op_failing_at_bundle_time_is_dropped_with_reason(rpc, anvil, clea
         await rpc.call("eth_getUserOperationReceipt", op_hash)
     assert e.value.code == -32500 and "AA21" in e.value.message and "dropped" in e.value.message
     assert await rpc.call("debug_bundler_dumpMempool", ep.address) == []
+
+
+@pytest.mark.parametrize("ep", EPS)
+async def test_bundle_failing_outside_any_op_drops_the_culprit(rpc, anvil, clean_bundler, ep):
+    """An account whose code vanished after admission makes handleOps fail without naming an
+    op in v0.7; the builder finds the culprit alone and still mines the healthy op."""
+    healthy, broken = new_account(anvil, ep), new_account(anvil, ep)
+    h_ok = await rpc.call("eth_sendUserOperation",
+                          rpc_op(healthy.sign(healthy.op(healthy.execute(ANVIL_ACCOUNT0, 1)), anvil.chain_id)),
+                          ep.address)
+    h_bad = await rpc.call("eth_sendUserOperation",
+                           rpc_op(broken.sign(broken.op(broken.execute(ANVIL_ACCOUNT0, 1)), anvil.chain_id)),
+                           ep.address)
+    node_rpc(anvil.url, "anvil_setCode", [broken.address, "0x"])
+    mine(anvil.url)
+    await rpc.call("debug_bundler_sendBundleNow")
+    assert (await rpc.call("eth_getUserOperationReceipt", h_ok))["success"] is True
+    with pytest.raises(RpcError) as e:
+        await rpc.call("eth_getUserOperationReceipt", h_bad)
+    assert "dropped" in e.value.message
+    assert await rpc.call("debug_bundler_dumpMempool", ep.address) == []

@@ -180,8 +180,9 @@ class Builder:
                 if outcome.success:
                     break
                 if outcome.failed_op_index is None:
-                    log.error("bundle simulation failed outside any op: %s", outcome.failure)
-                    return None
+                    log.warning("bundle simulation failed outside any op: %s", outcome.failure)
+                    selected = await self._isolate(ep, selected, header, beneficiary, executor.address, dropped)
+                    continue
                 bad = selected.pop(outcome.failed_op_index)
                 error = failure_error(outcome.failure, bad.op.paymaster)
                 reason = f"failed in bundle simulation: {outcome.failure.message}"
@@ -198,6 +199,26 @@ class Builder:
                 return None
             auth_list = [authorizations[e.hash] for e in selected if e.hash in authorizations]
             return await self._send(ep, executor, selected, beneficiary, header, dropped, auth_list)
+
+    async def _isolate(self, ep, selected: list[PoolEntry], header, beneficiary: str, sender: str,
+                       dropped: dict[str, str]) -> list[PoolEntry]:
+        """The bundle failed without naming an op: try each op alone, drop those that fail
+        alone; if all pass alone, their combination fails, so keep only the first for now."""
+        outcomes = await asyncio.gather(*(
+            self.simulator.simulate_bundle([e.op], ep, header, beneficiary=beneficiary, sender=sender)
+            for e in selected
+        ))
+        keep = []
+        for entry, alone in zip(selected, outcomes):
+            if alone.success:
+                keep.append(entry)
+                continue
+            message = alone.failure.message if alone.failure else "handleOps reverted"
+            reason = f"failed in bundle simulation: {message}"
+            code = failure_error(alone.failure, entry.op.paymaster).code if alone.failure else None
+            dropped[entry.hash] = reason
+            self.drop(entry, reason, code)
+        return keep if len(keep) < len(selected) else keep[:1]
 
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
                     header, dropped: dict[str, str], authorizations: list[dict] | None = None) -> BundleResult:

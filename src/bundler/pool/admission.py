@@ -62,8 +62,8 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
         )
     if op.is_eip7702 and not ep.supports_eip7702:
         raise InvalidParams(f"EIP-7702 UserOperations need EntryPoint v0.8 (got v{ep.version})")
-    if op.eip7702_auth is not None and not op.is_eip7702:
-        raise InvalidParams("eip7702Auth is set but factory is not 0x7702")
+    if op.eip7702_auth is not None and not ep.supports_eip7702:
+        raise InvalidParams(f"eip7702Auth needs EntryPoint v0.8 (got v{ep.version})")
 
 
 class Admission:

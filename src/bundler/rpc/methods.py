@@ -30,6 +30,9 @@ def _op_hash(value: Any) -> str:
     return value.lower()
 
 
+REPUTATION_STATUS_CODES = {"ok": 0, "throttled": 1, "banned": 2}
+
+
 def eth_registry(bundler) -> MethodRegistry:
     r = MethodRegistry()
 
@@ -125,7 +128,9 @@ def debug_registry(bundler) -> MethodRegistry:
         ep = _entry_point(bundler, entry_point)
         return [
             {"address": to_checksum_address(address), "opsSeen": hex(e.ops_seen),
-             "opsIncluded": hex(e.ops_included), "status": status.value}
+             "opsIncluded": hex(e.ops_included),
+             # compliance tools read status as a number (0 ok, 1 throttled, 2 banned)
+             "status": hex(REPUTATION_STATUS_CODES[status.value]), "statusName": status.value}
             for address, e, status in bundler.reputation.book.dump(ep)
         ]
 
