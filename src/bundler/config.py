@@ -42,6 +42,10 @@ class Config:
     max_verification_gas: int = _setting(10_000_000, "largest verificationGasLimit accepted")
     valid_until_margin: int = _setting(30, "an op must stay valid at least this many seconds after admission")
     sim_workers: int = _setting(2, "simulation worker processes (0: in-process thread)")
+    unsafe: bool = _setting(False, "skip the ERC-7562 validation rules (opcode, storage, stake, code-hash checks); "
+                                   "only for trusted private deployments")
+    min_stake_value: int = _setting(10**18, "least EntryPoint stake (wei) for an entity to count as staked (ERC-7562 MIN_STAKE_VALUE)")
+    min_unstake_delay: int = _setting(86_400, "least unstake delay (seconds) for an entity to count as staked (ERC-7562 MIN_UNSTAKE_DELAY)")
     debug_api: bool = _setting(False, "serve the debug_bundler_* methods (tests and operators only)")
     max_body_bytes: int = _setting(1 << 20, "largest HTTP request body accepted")
     max_batch: int = _setting(100, "most requests in one JSON-RPC batch")

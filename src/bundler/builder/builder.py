@@ -15,8 +15,9 @@ from ..chain.fees import suggest_fees
 from ..chain.head import HeadTracker
 from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt
 from ..entrypoint import EntryPointVersion
-from ..errors import BundlerError
+from ..errors import BundlerError, NodeError
 from ..pool.mempool import Mempool, PoolEntry
+from ..pool.safe import SafeMode
 from ..sim.results import failure_error
 from ..store.records import OpStatus
 from ..userop.packing import PACKED_USEROP_TYPE, pack
@@ -71,6 +72,7 @@ class Builder:
         self.mode = config.bundle_mode
         self._wakeup = asyncio.Event()
         self._next_executor = 0
+        self.safe = SafeMode(config, mempool)
 
     # triggers ---------------------------------------------------------------
     def notify_new_op(self) -> None:
@@ -146,6 +148,7 @@ class Builder:
             header = await self.head.fresh()
             selected = self._select(ep, header)
             dropped: dict[str, str] = {}
+            selected = await self._second_validation(ep, header, selected, dropped)
             beneficiary = self.config.beneficiary or executor.address
             outcome = None
             while selected:
@@ -165,6 +168,24 @@ class Builder:
             if not selected:
                 return None
             return await self._send(ep, executor, selected, beneficiary, header, dropped)
+
+    async def _second_validation(self, ep: EntryPointVersion, header, selected: list[PoolEntry],
+                                 dropped: dict[str, str]) -> list[PoolEntry]:
+        """ERC-7562 second validation (safe mode): each op validated again with the rules on and
+        its code hashes compared with admission's; what fails is dropped with its reason."""
+        if not self.safe.enabled or not selected:
+            return selected
+        keep = []
+        for entry, error in await self.safe.revalidate(self.simulator, ep, header, selected):
+            if error is None:
+                keep.append(entry)
+            elif isinstance(error, NodeError):
+                log.warning("second validation of %s failed on the node: %s", entry.hash, error.message)
+            else:
+                reason = f"failed second validation: {error.message}"
+                dropped[entry.hash] = reason
+                self.drop(entry, reason, error.code)
+        return keep
 
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
                     header, dropped: dict[str, str]) -> BundleResult:

@@ -14,6 +14,7 @@ from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..store.records import OpRecord, OpStatus
 from ..userop.model import UserOperation
 from .mempool import Mempool, PoolEntry
+from .safe import SafeMode
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Admission:
         self.config = config
         self.chain_id = chain_id
         self.on_admitted = on_admitted
+        self.safe = SafeMode(config, mempool)
 
     def _nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
@@ -97,13 +99,16 @@ class Admission:
         if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
             raise InvalidParams(f"UserOperation {op_hash} is already known and {known.status.value}")
         self.mempool.check_admissible(op, ep)
-        outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep))
+        outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep),
+                                                tracer=self.safe.tracer(op, ep))
+        self.safe.enforce(op, ep, outcome)  # ERC-7562 rules (off with --unsafe)
         # the pool may have changed while we simulated
         replaced = self.mempool.check_admissible(op, ep)
         entry = PoolEntry(
             op=op, entry_point=ep, hash=op_hash,
             valid_after=outcome.valid_after, valid_until=outcome.valid_until,
             prefund=outcome.prefund, eip7702_delegate=_delegate(op),
+            code_hashes=self.safe.code_hashes(outcome),
         )
         self.mempool.add(entry)
         if replaced is not None:

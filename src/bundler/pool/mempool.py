@@ -26,6 +26,8 @@ class PoolEntry:
     submitted_in: str | None = None
     # EIP-7702 delegate the hash was computed with (v0.8 7702 ops)
     eip7702_delegate: str | None = None
+    # code hashes of the contracts its validation ran or inspected, at admission (ERC-7562 COD-010)
+    code_hashes: dict[str, str] | None = None
 
     @property
     def slot(self) -> tuple[str, str, int]:
