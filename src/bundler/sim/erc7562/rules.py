@@ -251,8 +251,7 @@ def _check_creates(phase: PhaseTrace, ctx: RuleContext, created_sender: bool) ->
                    f"(OP-032, EREP-060)")
         out.append(Violation(
             "OP-031" if rec.opcode == CREATE2 else "OP-032", entity,
-            f"{entity} uses banned opcode: {name} (by {_hex(rec.creator)}, creating "
-            f"{_hex(rec.created)}; {why})",
+            f"{entity} uses banned opcode: {name} (by {_hex(rec.creator)}; {why})",
             needs_stake="factory" if factory is not None and not factory_staked else None,
         ))
     return out, created_sender

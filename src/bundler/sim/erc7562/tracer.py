@@ -99,7 +99,7 @@ class CodeAccess:
 class CreateRecord:
     opcode: int  # CREATE or CREATE2
     creator: bytes
-    created: bytes
+    created: bytes  # empty if no frame was opened (e.g. an address collision)
 
 
 @dataclass(slots=True)
@@ -200,22 +200,13 @@ class ValidationTracer:
             if self._phase is not None:
                 self._remember_code(msg)
             return
-        caller = parent.msg.storage_address
         if pending in CREATE_OPCODES:
-            phase.creates.append(CreateRecord(pending, caller, msg.storage_address))
+            if phase.creates:
+                phase.creates[-1].created = msg.storage_address
             return
-        kind = pending if pending is not None else CALL
-        target = msg.code_address if kind in (DELEGATECALL, CALLCODE) else msg.to
-        precompile = target in parent.precompiles
-        code = msg.code
-        data = msg.data
-        phase.calls.append(CallRecord(
-            kind, caller, target, msg.value if msg.should_transfer_value else 0,
-            bytes(data[:36]), len(data), bool(code), precompile,
-        ))
-        if msg.code_address == self._ep or target == self._ep:
+        if msg.code_address == self._ep or msg.to == self._ep:
             self._phase = None  # the EntryPoint's own code (deposit, fallback): not an entity's
-        elif code:
+        elif msg.code:
             self._remember_code(msg)
 
     def on_exit(self, msg, computation) -> None:
@@ -312,10 +303,29 @@ class ValidationTracer:
         phase.code_access.append(CodeAccess(opcode, c.msg.storage_address, target, bool(code), then_iszero))
 
     def _call(self, phase: PhaseTrace, opcode: int, c) -> None:
+        # recorded here, not when the frame opens: a call that fails before opening one (e.g. a
+        # value transfer without the balance) still counts
         self._pending = opcode
+        values = c._stack.values
+        with_value = opcode == CALL or opcode == CALLCODE
+        if len(values) < (7 if with_value else 6):
+            return
+        words = [v if isinstance(v, int) else int.from_bytes(v, "big") for v in values[-7:]]
+        words.reverse()  # top of the stack first: gas, address, [value,] in offset, in size, ...
+        target = (words[1] & _ADDRESS_MASK).to_bytes(20, "big")
+        if with_value:
+            value, start, size = words[2], words[3], words[4]
+        else:
+            value, start, size = 0, words[2], words[3]
+        head = bytes(c._memory._bytes[start:start + min(size, 36)]) if size else b""
+        precompile = target in c.precompiles
+        has_code = bool(c.state.get_code(target)) if not precompile else False
+        phase.calls.append(CallRecord(opcode, c.msg.storage_address, target, value, head, size,
+                                      has_code, precompile))
 
     def _create(self, phase: PhaseTrace, opcode: int, c) -> None:
-        self._pending = opcode
+        self._pending = opcode  # the created address is filled in when its frame opens
+        phase.creates.append(CreateRecord(opcode, c.msg.storage_address, b""))
 
     # -- result --
     def report(self) -> Trace:
