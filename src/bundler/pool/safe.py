@@ -39,14 +39,23 @@ class SafeMode:
         return TracerFactory.for_op(op, ep.address) if self.enabled else None
 
     def context(self, op: UserOperation, ep: EntryPointVersion, result) -> RuleContext:
+        """The rules' context, with the mempool's part (STO-040/041) reduced to what the rules
+        will ask: which of this op's entities and touched contracts are senders of other pending
+        ops (an indexed lookup each), and which entities other ops use (one pass over the pool)."""
         sender = op.sender.lower()
-        senders: set[str] = set()
+        candidates = {a.lower() for a in (op.factory if op.deploys_account else None, op.paymaster) if a}
+        trace = getattr(result, "trace", None)
+        if trace is not None:
+            for phase in trace.phases.values():
+                candidates.update("0x" + a.hex() for a in phase.storage)
+                candidates.update("0x" + a.hex() for a in phase.transient)
+        candidates.discard(sender)
+        senders = {a for a in candidates if self._pending_sender(a)}
         entities: set[str] = set()
         for e in self.mempool.entries():
             other = e.op
             if other.sender.lower() == sender:
                 continue
-            senders.add(other.sender.lower())
             if other.deploys_account:
                 entities.add(other.factory.lower())
             if other.paymaster:
@@ -55,6 +64,9 @@ class SafeMode:
             op, ep.address, result, min_stake=self.min_stake, min_unstake_delay=self.min_unstake_delay,
             mempool_senders=senders, mempool_entities=entities,
         )
+
+    def _pending_sender(self, address: str) -> bool:
+        return bool(self.mempool.for_sender(address))  # addresses are lower-case (userop.codec)
 
     def violation(self, op: UserOperation, ep: EntryPointVersion, result) -> BundlerError | None:
         """The error for the first rule the validation broke, or None."""
