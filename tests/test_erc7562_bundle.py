@@ -73,7 +73,7 @@ async def test_code_change_since_admission_is_dropped(rpc, anvil, clean_bundler,
     await rpc.call("debug_bundler_sendBundleNow")
     err = await dropped_error(rpc, op_hash)
     assert err.code == OPCODE_VIOLATION
-    assert f"the code of" in err.message and "changed since the UserOperation was admitted" in err.message
+    assert "the code of" in err.message and "changed since the UserOperation was admitted" in err.message
     assert err.data["reason"].startswith("failed second validation")
 
 

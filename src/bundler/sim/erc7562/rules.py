@@ -348,6 +348,9 @@ def _storage_violation(entity: str, address: bytes, slot: int, access: int, tran
     staked = ctx.is_staked(entity)
     where = f"{'transient storage' if transient else 'storage'} of {_hex(address)} slot {hex(slot)}"
     data = {"address": _hex(address), "slot": hex(slot)}
+    stake = ctx.stake_of(entity)
+    # "unstaked" when it has no stake at all (a stake below the minimum is -32505, said there)
+    who = entity if staked or stake.stake or stake.unstake_delay_sec else f"unstaked {entity}"
 
     if address == sender:
         return None  # STO-010
@@ -362,7 +365,7 @@ def _storage_violation(entity: str, address: bytes, slot: int, access: int, tran
             return None  # STO-031
         return Violation(
             "STO-031", entity,
-            f"unstaked {entity} accessed its own {where} (only a staked {entity} may)",
+            f"{who} accessed its own {where} (only a staked {entity} may)",
             needs_stake=entity, data=data,
         )
     if address in entities:
@@ -385,7 +388,7 @@ def _storage_violation(entity: str, address: bytes, slot: int, access: int, tran
             return None  # STO-032
         return Violation(
             "STO-032", entity,
-            f"unstaked {entity} accessed {where}, associated with the {entity} (only a staked "
+            f"{who} accessed {where}, associated with the {entity} (only a staked "
             f"{entity} may)",
             needs_stake=entity, data=data,
         )
