@@ -115,3 +115,24 @@ def worker(chain):
     w = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
     yield w
     w.close()
+
+
+UNSAFE_EXECUTOR_KEY = "0x" + "7a" * 32
+
+
+@pytest_asyncio.fixture(scope="session")
+async def unsafe_rpc(anvil):
+    """A second bundler with the ERC-7562 rules off (hence no second validation at bundle
+    time). Its own executor key keeps it from racing the shared bundler for nonces."""
+    from bundler.app import Bundler
+
+    fund(anvil.url, Account.from_key(UNSAFE_EXECUTOR_KEY).address, 10_000 * 10**18)
+    b = Bundler(bundler_config(anvil, unsafe=True, private_key=[UNSAFE_EXECUTOR_KEY]))
+    await b.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = RpcClient(b.url, session)
+            await client.call("debug_bundler_setBundlingMode", "manual")
+            yield client
+    finally:
+        await b.stop()

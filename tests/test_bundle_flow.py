@@ -351,3 +351,26 @@ async def test_bundle_failing_outside_any_op_drops_the_culprit(rpc, anvil, clean
         await rpc.call("eth_getUserOperationReceipt", h_bad)
     assert "dropped" in e.value.message
     assert await rpc.call("debug_bundler_dumpMempool", ep.address) == []
+
+
+async def test_executor_key_used_elsewhere_meanwhile(rpc, anvil, clean_bundler):
+    """Someone else spends the executor's nonce (an operator's manual transaction): the next
+    bundle refreshes the nonce from the node instead of failing."""
+    from eth_account import Account
+
+    from conftest import EXECUTOR_KEY
+
+    acct = new_account(anvil, V07)
+    op = acct.sign(acct.op(acct.execute(ANVIL_ACCOUNT0, 1)), anvil.chain_id)
+    await rpc.call("eth_sendUserOperation", rpc_op(op), V07.address)
+    await rpc.call("debug_bundler_sendBundleNow")  # the bundler now caches its next nonce
+    executor = Account.from_key(EXECUTOR_KEY)
+    nonce = int(node_rpc(anvil.url, "eth_getTransactionCount", [executor.address, "pending"]), 16)
+    manual = executor.sign_transaction({"type": 2, "chainId": anvil.chain_id, "nonce": nonce, "to": executor.address,
+                                        "value": 0, "gas": 21_000, "maxFeePerGas": 10**10,
+                                        "maxPriorityFeePerGas": 10**9})
+    node_rpc(anvil.url, "eth_sendRawTransaction", ["0x" + bytes(manual.raw_transaction).hex()])
+    op2 = acct.sign(acct.op(acct.execute(ANVIL_ACCOUNT0, 1)), anvil.chain_id)
+    h2 = await rpc.call("eth_sendUserOperation", rpc_op(op2), V07.address)
+    await rpc.call("debug_bundler_sendBundleNow")
+    assert (await rpc.call("eth_getUserOperationReceipt", h2))["success"] is True

@@ -329,7 +329,8 @@ def test_failed_revalidation_without_ban(clean_bundler):
 
 
 @pytest.mark.parametrize("ep", EPS)
-async def test_paymaster_failing_at_bundle_time_is_banned(rpc, anvil, clean_bundler, ep):
+async def test_paymaster_failing_at_bundle_time_is_banned(unsafe_rpc, anvil, ep):
+    rpc = unsafe_rpc  # safe mode's second validation would catch the failure first (no ban)
     accounts = [make_account(anvil.url, ep) for _ in range(2)]
     paymaster = make_paymaster(anvil.url, ep)
     h1 = await send(rpc, paymaster_op(anvil.url, ep, accounts[0], paymaster), ep)
@@ -357,8 +358,9 @@ async def test_paymaster_failing_at_bundle_time_is_banned(rpc, anvil, clean_bund
 
 
 @pytest.mark.parametrize("ep", EPS)
-async def test_staked_sender_is_blamed_for_its_paymaster(rpc, anvil, clean_bundler, ep):
+async def test_staked_sender_is_blamed_for_its_paymaster(unsafe_rpc, anvil, ep):
     """EREP-030: a staked account is accountable for its paymaster's failure."""
+    rpc = unsafe_rpc  # safe mode's second validation would catch the failure first (no ban)
     account = make_account(anvil.url, ep)
     add_stake(anvil.url, ep, account)
     paymaster = make_paymaster(anvil.url, ep)
@@ -390,9 +392,10 @@ async def test_account_failure_gives_the_paymaster_its_seen_op_back(rpc, anvil, 
 
 
 @pytest.mark.parametrize("ep", EPS)
-async def test_staked_factory_is_blamed_for_its_account(rpc, anvil, clean_bundler, ep):
+async def test_staked_factory_is_blamed_for_its_account(unsafe_rpc, anvil, ep):
     """EREP-020: the counterfactual account cannot pay at bundle time (AA21); its staked
     factory is accountable."""
+    rpc = unsafe_rpc  # safe mode's second validation would catch the failure first (no ban)
     art = ep.artifact("SimpleAccountFactory")
     factory = deploy_bytecode(anvil.url, bytes.fromhex(art["bytecode"][2:]), ("address", ep.address))
     add_stake(anvil.url, ep, factory)
@@ -433,3 +436,21 @@ async def test_unstaked_aggregator_needs_stake():
     assert "aggregator" in e.value.message
     entities = await rules.check_after_validation(op, V07, result(StakeInfo(10**18, 86_400)), block)
     assert [r.role for r in entities.tracked()] == ["aggregator"]
+
+
+
+
+@pytest.mark.parametrize("ep", EPS)
+async def test_failure_found_by_second_validation_drops_without_ban(rpc, anvil, clean_bundler, ep):
+    """EREP-030 / GREP-040: an op failing the second validation is dropped; its paymaster is not
+    banned (only a failure while building the bundle, after passing it, bans)."""
+    paymaster = make_paymaster(anvil.url, ep)
+    account = make_account(anvil.url, ep)
+    op_hash = await send(rpc, paymaster_op(anvil.url, ep, account, paymaster), ep)
+    drain_deposit(anvil.url, ep, paymaster)
+    mine(anvil.url)
+    await rpc.call("debug_bundler_sendBundleNow")
+    with pytest.raises(RpcError) as e:
+        await rpc.call("eth_getUserOperationReceipt", op_hash)
+    assert "second validation" in e.value.message
+    assert (await reputation_of(rpc, ep, paymaster))["statusName"] != "banned"

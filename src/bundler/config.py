@@ -42,9 +42,11 @@ class Config:
     max_verification_gas: int = _setting(10_000_000, "largest verificationGasLimit accepted")
     valid_until_margin: int = _setting(30, "an op must stay valid at least this many seconds after admission")
     sim_workers: int = _setting(2, "simulation worker processes (0: in-process thread)")
+    unsafe: bool = _setting(False, "skip the ERC-7562 validation rules (opcode, storage, stake, code-hash checks); "
+                                   "only for trusted private deployments")
+    min_stake_value: int = _setting(10**18, "least EntryPoint stake (wei) for an entity to count as staked (ERC-7562 MIN_STAKE_VALUE)")
+    min_unstake_delay: int = _setting(86_400, "least unstake delay (seconds) for an entity to count as staked (ERC-7562 MIN_UNSTAKE_DELAY)")
     # staking and ERC-7562 reputation (docs/reputation.md)
-    min_stake_value: int = _setting(10**18, "least EntryPoint stake (wei) for an entity to count as staked")
-    min_unstake_delay: int = _setting(86_400, "least unstake delay (s) for an entity to count as staked")
     reputation_min_inclusion_denominator: int = _setting(
         10, "MIN_INCLUSION_RATE_DENOMINATOR: 10 for a bundler, 100 for a node that does not bundle")
     reputation_throttling_slack: int = _setting(10, "THROTTLING_SLACK")

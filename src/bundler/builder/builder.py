@@ -3,6 +3,7 @@ fails, sign, send, replace if stuck, and record the outcome of every op."""
 from __future__ import annotations
 
 import asyncio
+import re
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ from ..chain.fees import suggest_fees
 from ..chain.head import HeadTracker
 from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt
 from ..entrypoint import EntryPointVersion
-from ..errors import BundlerError, EntityThrottled, InvalidParams
+from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
 from ..pool.eip7702 import GAS_PER_AUTHORIZATION
 from ..pool.mempool import Mempool, PoolEntry
+from ..pool.safe import SafeMode
 from ..sim.results import failure_error
 from ..store.records import OpStatus
 from ..userop.packing import PACKED_USEROP_TYPE, pack
@@ -76,6 +78,7 @@ class Builder:
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker, or None
         self._wakeup = asyncio.Event()
         self._next_executor = 0
+        self.safe = SafeMode(config, mempool)
 
     # triggers ---------------------------------------------------------------
     def notify_new_op(self) -> None:
@@ -164,6 +167,7 @@ class Builder:
             header = await self.head.fresh()
             selected = self._select(ep, header)
             dropped: dict[str, str] = {}
+            selected = await self._second_validation(ep, header, selected, dropped)
             authorizations: dict[str, dict] = {}
             if self.eip7702 is not None and any(e.op.eip7702_auth for e in selected):
                 authorizations, stale = await self.eip7702.bundle_authorizations(selected, header.tag)
@@ -220,6 +224,27 @@ class Builder:
             self.drop(entry, reason, code)
         return keep if len(keep) < len(selected) else keep[:1]
 
+    async def _second_validation(self, ep: EntryPointVersion, header, selected: list[PoolEntry],
+                                 dropped: dict[str, str]) -> list[PoolEntry]:
+        """ERC-7562 second validation (safe mode): each op validated again with the rules on and
+        its code hashes compared with admission's; what fails is dropped with its reason."""
+        if not self.safe.enabled or not selected:
+            return selected
+        keep = []
+        for entry, error in await self.safe.revalidate(self.simulator, ep, header, selected):
+            if error is None:
+                keep.append(entry)
+            elif isinstance(error, NodeError):
+                log.warning("second validation of %s failed on the node: %s", entry.hash, error.message)
+            else:
+                reason = f"failed second validation: {error.message}"
+                dropped[entry.hash] = reason
+                self.drop(entry, reason, error.code)
+                if self.reputation is not None:  # a re-validation failure costs no ban (EREP-030)
+                    aa = re.match(r"AA\d\d", error.message)
+                    self.reputation.bundle_failure(entry, aa.group(0) if aa else None, ban=False)
+        return keep
+
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
                     header, dropped: dict[str, str], authorizations: list[dict] | None = None) -> BundleResult:
         data = encode_handle_ops(entries, beneficiary)
@@ -248,7 +273,17 @@ class Builder:
             return await self.node.send_raw_transaction(executor.sign(tx))
 
         try:
-            tx_hash = await send_once(max_fee, priority)
+            try:
+                tx_hash = await send_once(max_fee, priority)
+            except NodeRpcError as e:
+                if "nonce" not in e.message.lower():
+                    raise
+                # the key was used elsewhere (another instance, an operator's manual tx): the
+                # node's count is the truth; one retry with it
+                log.warning("executor %s nonce %d refused (%s); refreshing", executor.address, nonce, e.message)
+                executor.forget_nonce()
+                nonce = await executor.next_nonce(self.node)
+                tx_hash = await send_once(max_fee, priority)
         except NodeRpcError as e:
             executor.forget_nonce()
             log.warning("bundle transaction refused by the node: %s", e.message)

@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import logging
 
-from eth_abi import encode
-from eth_hash.auto import keccak
 
 from ..chain.head import HeadTracker
 from ..entrypoint import EntryPointVersion
 from ..errors import InvalidParams
+from ..sim.entrypoint_sim import queued_nonce_override
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..store.records import OpRecord, OpStatus
 from ..userop.model import UserOperation
 from .mempool import Mempool, PoolEntry
+from .safe import SafeMode
 
 log = logging.getLogger(__name__)
 
-# Storage slot of NonceManager.nonceSequenceNumber in both EntryPoint versions (after
-# StakeManager.deposits at slot 0).
-NONCE_MAPPING_SLOT = 1
 MIN_CALL_GAS_LIMIT = 9_100  # a CALL carrying value costs at least this much (ERC-7562 / EIP-150)
-
-
-def nonce_storage_slot(sender: str, key: int) -> str:
-    inner = keccak(encode(["address", "uint256"], [sender, NONCE_MAPPING_SLOT]))
-    return "0x" + keccak(encode(["uint192", "bytes32"], [key, inner])).hex()
 
 
 def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: int) -> None:
@@ -78,6 +70,7 @@ class Admission:
         self.on_admitted = on_admitted
         self.reputation = reputation  # pool.reputation.ReputationRules (None: no reputation rules)
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker (None: authorizations not checked)
+        self.safe = SafeMode(config, mempool)
 
     def _nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
@@ -89,7 +82,7 @@ class Admission:
         seq = op.nonce_sequence
         if seq == 0 or (op.nonce - 1) not in pending:
             return None
-        return {ep.address: {"stateDiff": {nonce_storage_slot(op.sender, op.nonce_key): "0x" + seq.to_bytes(32, "big").hex()}}}
+        return queued_nonce_override(ep, op)
 
     async def submit(self, op: UserOperation, ep: EntryPointVersion) -> str:
         header = await self.head.fresh()
@@ -106,7 +99,9 @@ class Admission:
         replacing = self.mempool.check_admissible(op, ep, sender_staked)
         if rep is not None:
             rep.check_before_validation(op, ep, replacing)
-        outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep))
+        outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep),
+                                                tracer=self.safe.tracer(op, ep))
+        self.safe.enforce(op, ep, outcome)  # ERC-7562 rules (off with --unsafe)
         entities = None
         if rep is not None:
             entities = await rep.check_after_validation(op, ep, outcome, header, replacing)
@@ -117,6 +112,7 @@ class Admission:
             op=op, entry_point=ep, hash=op_hash,
             valid_after=outcome.valid_after, valid_until=outcome.valid_until,
             prefund=outcome.prefund, eip7702_delegate=delegate, entities=entities,
+            code_hashes=self.safe.code_hashes(outcome),
         )
         self.mempool.add(entry)
         if rep is not None:

@@ -29,6 +29,8 @@ class PoolEntry:
     eip7702_delegate: str | None = None
     # the op's entities and their stake as admission saw them (pool.reputation.OpEntities)
     entities: Any = None
+    # code hashes of the contracts its validation ran or inspected, at admission (ERC-7562 COD-010)
+    code_hashes: dict[str, str] | None = None
 
     @property
     def slot(self) -> tuple[str, str, int]:

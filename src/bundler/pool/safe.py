@@ -1,0 +1,141 @@
+"""Safe mode: the ERC-7562 rules at admission and at bundle time, between the mempool and the
+simulation's tracer/rules (bundler.sim.erc7562).
+
+    safe = SafeMode(config, mempool)                 # None-like when config.unsafe
+    tracer = safe.tracer(op, ep)                     # pass to simulator.validate(..., tracer=)
+    safe.enforce(op, ep, result)                     # raises the first violation (-32502/-32505)
+    entry.code_hashes = safe.code_hashes(result)     # kept for the second validation
+    results = await safe.revalidate(simulator, ep, block, entries)   # builder, before sending
+
+The mempool context (STO-040/041) is the senders and entities of the *other* ops in the pool
+(ops of the same sender do not count against each other).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Sequence
+
+from eth_utils import to_checksum_address
+
+from ..entrypoint import EntryPointVersion
+from ..errors import BundlerError, NodeError, OpcodeViolation
+from ..sim.erc7562 import RuleContext, TracerFactory, check, violation_error
+from ..sim.entrypoint_sim import queued_nonce_override
+from ..sim.results import SimulationFailure, failure_error, validation_error
+from ..userop.model import UserOperation
+from .mempool import Mempool, PoolEntry
+
+
+class SafeMode:
+    def __init__(self, config, mempool: Mempool):
+        self.enabled = not getattr(config, "unsafe", False)
+        self.min_stake = getattr(config, "min_stake_value", 10**18)
+        self.min_unstake_delay = getattr(config, "min_unstake_delay", 86_400)
+        self.mempool = mempool
+
+    # -- admission --
+    def tracer(self, op: UserOperation, ep: EntryPointVersion) -> TracerFactory | None:
+        return TracerFactory.for_op(op, ep.address) if self.enabled else None
+
+    def context(self, op: UserOperation, ep: EntryPointVersion, result) -> RuleContext:
+        """The rules' context, with the mempool's part (STO-040/041) reduced to what the rules
+        will ask: which of this op's entities and touched contracts are senders of other pending
+        ops (an indexed lookup each), and which entities other ops use (one pass over the pool)."""
+        sender = op.sender.lower()
+        candidates = {a.lower() for a in (op.factory if op.deploys_account else None, op.paymaster) if a}
+        trace = getattr(result, "trace", None)
+        if trace is not None:
+            for phase in trace.phases.values():
+                candidates.update("0x" + a.hex() for a in phase.storage)
+                candidates.update("0x" + a.hex() for a in phase.transient)
+        candidates.discard(sender)
+        senders = {a for a in candidates if self._pending_sender(a)}
+        entities: set[str] = set()
+        for e in self.mempool.entries():
+            other = e.op
+            if other.sender.lower() == sender:
+                continue
+            if other.deploys_account:
+                entities.add(other.factory.lower())
+            if other.paymaster:
+                entities.add(other.paymaster.lower())
+        return RuleContext.for_op(
+            op, ep.address, result, min_stake=self.min_stake, min_unstake_delay=self.min_unstake_delay,
+            mempool_senders=senders, mempool_entities=entities,
+        )
+
+    def _pending_sender(self, address: str) -> bool:
+        return bool(self.mempool.for_sender(address))  # addresses are lower-case (userop.codec)
+
+    def violation(self, op: UserOperation, ep: EntryPointVersion, result) -> BundlerError | None:
+        """The error for the first rule the validation broke, or None."""
+        if not self.enabled or result.trace is None:
+            return None
+        ctx = self.context(op, ep, result)
+        found = check(result.trace, ctx)
+        return violation_error(found[0], ctx) if found else None
+
+    def enforce(self, op: UserOperation, ep: EntryPointVersion, result) -> None:
+        err = self.violation(op, ep, result)
+        if err is not None:
+            raise err
+
+    @staticmethod
+    def code_hashes(result) -> dict[str, str] | None:
+        trace = getattr(result, "trace", None)
+        return dict(trace.code_hashes) if trace is not None else None
+
+    # -- second validation (builder) --
+    async def revalidate(self, simulator, ep: EntryPointVersion, block,
+                         entries: Sequence[PoolEntry]) -> list[tuple[PoolEntry, BundlerError | None]]:
+        """Validate each entry again, in parallel, with the rules on and the code hashes compared
+        with admission's (COD-010). An op following another op of the same sender in `entries`
+        is validated as if that one were mined (nonce override), as at admission."""
+        now = int(time.time())
+        seen: dict[tuple[str, int], set[int]] = {}
+        jobs = []
+        for entry in entries:
+            op = entry.op
+            key = (op.sender.lower(), op.nonce_key)
+            earlier = seen.setdefault(key, set())
+            overrides = None
+            if op.nonce - 1 in earlier and op.nonce_sequence > 0:
+                overrides = queued_nonce_override(ep, op)
+            earlier.add(op.nonce)
+            jobs.append(self._revalidate_one(simulator, ep, block, entry, overrides, now))
+        return list(zip(entries, await asyncio.gather(*jobs)))
+
+    async def _revalidate_one(self, simulator, ep, block, entry: PoolEntry, overrides, now: int) -> BundlerError | None:
+        op = entry.op
+        try:
+            out = await simulator.simulate_validation(op, ep, block, overrides=overrides, tracer=self.tracer(op, ep))
+        except BundlerError as e:  # node trouble: not the op's fault
+            return e if isinstance(e, NodeError) else NodeError(e.message)
+        except Exception as e:  # a broken worker, ...: retried next round
+            return NodeError(f"second validation could not run: {type(e).__name__}: {e}")
+        if isinstance(out, SimulationFailure):
+            return failure_error(out, op.paymaster)
+        # the validity window is the builder's business (it keeps not-yet-valid ops pending)
+        err = validation_error(out, now=now, min_valid_for=0, paymaster=op.paymaster)
+        if err is not None:
+            return err
+        err = self.violation(op, ep, out)
+        if err is not None:
+            return err
+        return code_hash_change(entry.code_hashes, self.code_hashes(out))
+
+
+def code_hash_change(before: dict[str, str] | None, after: dict[str, str] | None) -> BundlerError | None:
+    """COD-010: a contract whose code the first validation ran or inspected has other code now."""
+    if not before or not after:
+        return None
+    for address, old in before.items():
+        new = after.get(address)
+        if new is not None and new != old:
+            return OpcodeViolation(
+                f"the code of {to_checksum_address(address)} changed since the UserOperation was "
+                f"admitted (ERC-7562 COD-010: validation must see the same code at bundle time)",
+                {"rule": "COD-010", "address": address, "codeHash": old, "newCodeHash": new},
+            )
+    return None

@@ -1,0 +1,15 @@
+"""ERC-7562 validation rules enforced inside the py-evm simulation (no debug API needed).
+
+    factory = TracerFactory.for_op(op, ep.address)          # picklable, built in the worker
+    result = await simulator.validate(op, ep, block, tracer=factory)
+    ctx = RuleContext.for_op(op, ep.address, result, min_stake=..., mempool_senders=...)
+    violations = check(result.trace, ctx)                   # [] when the op is clean
+    raise violation_error(violations[0], ctx)
+"""
+from .rules import RuleContext, Violation, check, violation_error
+from .tracer import PhaseTrace, Trace, TracerFactory, ValidationTracer
+
+__all__ = [
+    "PhaseTrace", "RuleContext", "Trace", "TracerFactory", "ValidationTracer", "Violation", "check",
+    "violation_error",
+]
