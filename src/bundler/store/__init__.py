@@ -1,4 +1,19 @@
-from .records import OpRecord, OpStatus
+from .base import Store, ops_in_order
 from .memory import MemoryStore
+from .records import InflightTx, OpRecord, OpStatus, ReputationRow, TxAttempt
 
-__all__ = ["MemoryStore", "OpRecord", "OpStatus"]
+__all__ = ["InflightTx", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "Store", "TxAttempt",
+           "open_store", "ops_in_order"]
+
+
+def open_store(config) -> Store:
+    """The store named by config.store ('sqlite' under config.data_dir, or 'memory')."""
+    kind = getattr(config, "store", "sqlite")
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        from .sqlite import SqliteStore
+
+        return SqliteStore(config.data_dir, synchronous=config.store_sync,
+                           retention_s=config.op_retention_hours * 3600)
+    raise ValueError(f"unknown store {kind!r}")
