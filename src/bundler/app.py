@@ -22,6 +22,7 @@ from .sim import Simulator
 from .chain.reorgs import ChainWatcher, MinedBundle
 from .pool.requeue import Requeue, entry_from_record
 from .store import OpStatus, Store, open_store
+from .store.sqlite import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,14 @@ class Bundler:
             if not await self.node.get_code(ep.address):
                 raise SystemExit(f"EntryPoint v{ep.version} has no code at {ep.address} on {self.config.rpc_url}")
         genesis = await self.node.get_block(0)
-        self.store = open_store(self.config)
-        self.store.bind_chain(self.chain_id, genesis["hash"] if genesis else "0x")
+        try:
+            self.store = open_store(self.config)
+            self.store.bind_chain(self.chain_id, genesis["hash"] if genesis else "0x")
+        except StoreError as e:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+            raise SystemExit(f"store: {e}") from None
         await self.head.fresh()
         self.simulator = Simulator(self.config.rpc_url, self.chain_id, workers=self.config.sim_workers,
                                    min_valid_for=self.config.valid_until_margin)
@@ -165,7 +172,11 @@ class Bundler:
 async def serve(config: Config, ready=None) -> None:
     """Run until cancelled (SIGINT/SIGTERM are turned into cancellation by the CLI)."""
     bundler = Bundler(config)
-    await bundler.start()
+    try:
+        await bundler.start()
+    except BaseException:
+        await bundler.stop()
+        raise
     try:
         if ready:
             ready(bundler)

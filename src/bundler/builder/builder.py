@@ -111,7 +111,8 @@ class Builder:
     async def bundle_all(self) -> list[BundleResult]:
         """One bundle per EntryPoint that has candidates, sent in parallel when several
         executor keys are free."""
-        tasks = [self.bundle(ep) for ep in self.entry_points if self.mempool.entries(ep)]
+        tasks = [self.bundle(ep) for ep in self.entry_points
+                 if any(e.submitted_in is None for e in self.mempool.entries(ep))]
         results = await asyncio.gather(*tasks)
         return [r for r in results if r is not None]
 
@@ -155,12 +156,13 @@ class Builder:
 
     async def bundle(self, ep: EntryPointVersion) -> BundleResult | None:
         """Select, simulate, send and follow one bundle until it is mined. A bundle that reverts
-        on chain is simulated again at the new head (which drops the ops that now fail) and the
-        rest is sent again, up to max_bundle_reverts times."""
+        on chain, or whose nonce another transaction took, is simulated again at the new head
+        (which drops the ops that now fail) and the rest is sent again, up to max_bundle_reverts
+        rounds."""
         result = None
         for _round in range(max(1, self.config.max_bundle_reverts)):
             result = await self._bundle_once(ep)
-            if result is None or result.status != "reverted":
+            if result is None or result.status == "mined":
                 return result
         return result
 
@@ -268,6 +270,7 @@ class Builder:
                     if e is not None:
                         e.submitted_in = None
                     self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
+            log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
             if self.watcher is not None and mined:
                 self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor))
         self.store.delete_inflight(inflight.executor, inflight.nonce)

@@ -50,7 +50,11 @@ class UserOpLookup:
 
     async def by_hash(self, op_hash: str) -> dict[str, Any] | None:
         record = self.store.get(op_hash)
-        if record is not None and record.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
+        mined_tx = None
+        if record is not None and record.status == OpStatus.SUBMITTED:
+            # its bundle may be mined a moment before the builder records it; agree with receipt()
+            mined_tx = await self._mined_tx_hash(op_hash)
+        if record is not None and record.status in (OpStatus.PENDING, OpStatus.SUBMITTED) and mined_tx is None:
             return {
                 "userOperation": format_user_operation(record.op),
                 "entryPoint": to_checksum_address(record.entry_point),
@@ -58,7 +62,7 @@ class UserOpLookup:
                 "blockHash": None,
                 "blockNumber": None,
             }
-        tx_hash = await self._mined_tx_hash(op_hash)
+        tx_hash = mined_tx or await self._mined_tx_hash(op_hash)
         if tx_hash is None:
             return None
         tx = await self.node.get_transaction(tx_hash)
