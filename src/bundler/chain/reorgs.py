@@ -107,6 +107,8 @@ class ChainWatcher:
                 self.untrack(b.tx_hash)  # deep enough to be final
             elif canonical is not None and canonical != b.block_hash:
                 reorged.append(b)
+        if reorged and not (replaced or shortened):
+            self.reorgs_seen += 1  # replaced before we ever saw the old block as head
         for b in reorged:
             self.untrack(b.tx_hash)
             log.warning("bundle %s mined in block %d (%s) was reorged out; %d op(s) to re-check",
