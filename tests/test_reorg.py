@@ -13,7 +13,8 @@ from bundler.devchain.anvil import ANVIL_ACCOUNT0, rpc
 from bundler.entrypoint import V07, V08
 from conftest import RpcError
 from helpers.accounts import SEL_EXECUTE, DevChain
-from helpers.inproc import eventually, running_bundler, send_op
+from bundler.store import OpStatus
+from helpers.inproc import eventually, running_bundler, send_op, set_automine
 
 pytestmark = pytest.mark.asyncio
 EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8")]
@@ -122,4 +123,54 @@ async def test_op_invalid_on_the_new_chain_is_reported_dropped(chain):
 
         e = await eventually(dropped, what="the op to be reported dropped")
         assert e.code == -32500 and "AA21" in e.message and "reorged out" in e.message
+        assert await client.call("debug_bundler_dumpMempool", V07.address) == []
+
+
+async def test_bundle_back_in_the_node_pool_is_followed_not_sent_again(chain):
+    """Nodes put the transactions of dropped blocks back in their pool (anvil does not: the test
+    does it): the bundler follows that same transaction again instead of re-bundling its ops."""
+    acct = chain.account(V08)
+    async with running_bundler(chain) as (b, client):
+        op_hash = await send_op(client, chain, acct)
+        old = await mined_bundle(client, op_hash)
+        executor = b.executors[0].address
+        nonce_after = int(rpc(chain.url, "eth_getTransactionCount", [executor, "latest"]), 16)
+        raw = rpc(chain.url, "eth_getRawTransactionByHash", [old["transactionHash"]])
+        set_automine(chain.url, False)
+        try:
+            rpc(chain.url, "anvil_reorg", [1, []])
+            rpc(chain.url, "eth_sendRawTransaction", [raw])
+            await eventually(lambda: b.store.get(op_hash).status == OpStatus.SUBMITTED,
+                             what="the op to wait for its transaction again")
+            assert (await client.call("eth_getUserOperationByHash", op_hash))["transactionHash"] is None
+            assert await client.call("debug_bundler_sendBundleNow") == "ok"  # nothing to re-bundle
+            rpc(chain.url, "evm_mine", [])
+        finally:
+            set_automine(chain.url, True)
+        landed = rpc(chain.url, "eth_getTransactionReceipt", [old["transactionHash"]])
+        await eventually(lambda: b.store.get(op_hash).status == OpStatus.MINED, what="the op mined again")
+        assert b.store.get(op_hash).block_hash == landed["blockHash"] != old["blockHash"]
+        receipt = await client.call("eth_getUserOperationReceipt", op_hash)
+        assert receipt["receipt"]["transactionHash"] == old["transactionHash"]
+        assert int(rpc(chain.url, "eth_getTransactionCount", [executor, "latest"]), 16) == nonce_after
+        await eventually(lambda: b.store.inflight() == [], what="the in-flight record to be cleared")
+
+
+async def test_op_mined_by_a_forgotten_transaction_is_recorded_mined_not_dropped(chain):
+    """The reorged-out bundle went back to the pool, then its old transaction was mined after
+    all (another node still had it): the next bundle simulation fails the op on its nonce
+    (AA25), and the bundler finds its UserOperationEvent and records it mined."""
+    acct = chain.account(V07)
+    async with running_bundler(chain) as (b, client):
+        op_hash = await send_op(client, chain, acct)
+        old = await mined_bundle(client, op_hash)
+        raw = rpc(chain.url, "eth_getRawTransactionByHash", [old["transactionHash"]])
+        rpc(chain.url, "anvil_reorg", [1, []])
+        await eventually(lambda: _is_pending(client, op_hash), what="the op back in the pool")
+        rpc(chain.url, "eth_sendRawTransaction", [raw])  # mined (automine)
+        assert await client.call("debug_bundler_sendBundleNow") == "ok"
+        record = b.store.get(op_hash)
+        assert record.status == OpStatus.MINED and record.tx_hash == old["transactionHash"]
+        receipt = await client.call("eth_getUserOperationReceipt", op_hash)
+        assert receipt["success"] is True and receipt["receipt"]["transactionHash"] == old["transactionHash"]
         assert await client.call("debug_bundler_dumpMempool", V07.address) == []

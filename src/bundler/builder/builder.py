@@ -14,7 +14,7 @@ from ..chain.client import NodeClient
 from ..chain.fees import suggest_fees
 from ..chain.head import HeadTracker
 from ..chain.reorgs import ChainWatcher, MinedBundle
-from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt
+from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt, find_event_log
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError
 from ..pool.mempool import Mempool, PoolEntry
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # EntryPoint work per bundle outside the ops' own limits (loop, beneficiary payment)
 BUNDLE_OVERHEAD_GAS = 60_000
+# after a reorg, how long a vanished bundle transaction gets to reappear in the node's pool
+REINJECT_GRACE_S = 1.0
 
 
 @dataclass
@@ -149,6 +151,26 @@ class Builder:
                 break
         return selected
 
+    async def _found_mined(self, entry: PoolEntry) -> bool:
+        """An op refused for its nonce may be mined by a transaction we lost track of: if its
+        UserOperationEvent is on chain, record it mined instead of dropped."""
+        try:
+            head = self.head.latest.number if self.head.latest else 0
+            event = await find_event_log(self.node, entry.hash, [entry.entry_point.address],
+                                         head - self.config.receipt_lookback_blocks)
+        except Exception:
+            return False
+        if event is None:
+            return False
+        self.mempool.remove(entry.hash)
+        self.store.update(entry.hash, status=OpStatus.MINED, tx_hash=event["transactionHash"],
+                          block_number=int(event["blockNumber"], 16), block_hash=event["blockHash"])
+        log.info("op %s is already mined in %s; recorded mined", entry.hash, event["transactionHash"])
+        if self.watcher is not None:
+            self.watcher.track(MinedBundle(event["transactionHash"], int(event["blockNumber"], 16),
+                                           event["blockHash"], [entry.hash]))
+        return True
+
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
         log.info("dropping op %s: %s", entry.hash, reason)
         self.mempool.remove(entry.hash)
@@ -187,6 +209,8 @@ class Builder:
                 bad = selected.pop(outcome.failed_op_index)
                 error = failure_error(outcome.failure, bad.op.paymaster)
                 reason = f"failed in bundle simulation: {outcome.failure.message}"
+                if "AA25" in outcome.failure.message and await self._found_mined(bad):
+                    continue  # its nonce is used because it is mined already (e.g. after a reorg)
                 dropped[bad.hash] = reason
                 self.drop(bad, reason, error.code)
             if dropped:
@@ -333,8 +357,21 @@ class Builder:
     # -- reorgs ----------------------------------------------------------------------------------
     async def on_reorged(self, bundle: MinedBundle) -> None:
         """A block that mined one of our bundles left the canonical chain."""
-        receipt = await self.node.get_receipt(bundle.tx_hash)
         records = [r for r in (self.store.get(h) for h in bundle.op_hashes) if r is not None]
+        for check in range(2):
+            if await self._reorged_bundle_found(bundle, records):
+                return
+            if check == 0:  # nodes put the transactions of dropped blocks back in their pool
+                await asyncio.sleep(REINJECT_GRACE_S)  # a moment after the new head
+        # gone from the chain and from the node: the ops must be bundled again
+        for ex in self.executors:
+            ex.forget_nonce()
+        await self._back_to_pool([r.hash for r in records], [None] * len(records), "reorged out")
+        self.notify_new_op()
+
+    async def _reorged_bundle_found(self, bundle: MinedBundle, records) -> bool:
+        """True if the reorged bundle is in the new chain (recorded) or pending again (followed)."""
+        receipt = await self.node.get_receipt(bundle.tx_hash)
         if receipt is not None and receipt.get("blockHash"):
             # the same transaction is in the new chain too
             block = int(receipt["blockNumber"], 16)
@@ -353,7 +390,7 @@ class Builder:
             if lost and self.requeue is not None:
                 await self.requeue.readmit(lost, "reorged out")
             await self.store.flush()
-            return
+            return True
         tx = await self.node.get_transaction(bundle.tx_hash)
         if tx is not None and tx.get("blockHash") is None:
             # the node put it back in its pool: it will be mined again with the same nonce
@@ -384,9 +421,5 @@ class Builder:
             task = asyncio.create_task(self._guarded(follow_again()))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-            return
-        # gone from the chain and from the node: the ops must be bundled again
-        for ex in self.executors:
-            ex.forget_nonce()
-        await self._back_to_pool([r.hash for r in records], [None] * len(records), "reorged out")
-        self.notify_new_op()
+            return True
+        return False

@@ -113,7 +113,11 @@ class ChainWatcher:
             self.untrack(b.tx_hash)
             log.warning("bundle %s mined in block %d (%s) was reorged out; %d op(s) to re-check",
                         b.tx_hash, b.block_number, b.block_hash, len(b.op_hashes))
-            await self.on_reorged(b)
+        results = await asyncio.gather(*(self.on_reorged(b) for b in reorged), return_exceptions=True)
+        for b, r in zip(reorged, results):
+            if isinstance(r, BaseException):
+                log.error("handling reorged bundle %s failed (%r); trying again", b.tx_hash, r)
+                self.track(b)
         return reorged
 
     def _needs_backfill(self, number: int) -> bool:
