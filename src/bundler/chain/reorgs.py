@@ -43,7 +43,11 @@ class ChainWatcher:
         self._head_hash: str | None = None
 
     def track(self, bundle: MinedBundle) -> None:
-        self.bundles[bundle.tx_hash] = bundle
+        known = self.bundles.get(bundle.tx_hash)
+        if known is not None and known.block_hash == bundle.block_hash:
+            known.op_hashes.extend(h for h in bundle.op_hashes if h not in known.op_hashes)
+        else:
+            self.bundles[bundle.tx_hash] = bundle
 
     def untrack(self, tx_hash: str) -> None:
         self.bundles.pop(tx_hash, None)
