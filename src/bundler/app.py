@@ -21,6 +21,7 @@ from .rpc.server import build_app
 from .sim import Simulator
 from .chain.reorgs import ChainWatcher, MinedBundle
 from .pool.requeue import Requeue, entry_from_record
+from .pool.shared import SharedPoolSync
 from .store import OpStatus, Store, open_store
 from .store.sqlite import StoreError
 
@@ -83,6 +84,14 @@ class Bundler:
         self.watcher = ChainWatcher(self.node, self.head, self.config.reorg_depth, self.builder.on_reorged)
         self.builder.requeue = self.requeue
         self.builder.watcher = self.watcher
+        self.pool_sync = None
+        if self.store.shared:
+            try:
+                self.store.lock_executors([e.address for e in self.executors])
+            except StoreError as e:
+                raise SystemExit(f"store: {e}") from None
+            self.pool_sync = SharedPoolSync(self.store, self.mempool, self.entry_points,
+                                            on_new=self.builder.notify_new_op)
         await self._recover()
         self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
                                    self.config.receipt_lookback_blocks)
@@ -102,7 +111,9 @@ class Bundler:
             asyncio.create_task(self.watcher.run(), name="chain-watcher"),
             asyncio.create_task(self.builder.balances.run(), name="executor-balances"),
         ]
-        for inflight in self.store.inflight():
+        if self.pool_sync is not None:
+            self._tasks.append(asyncio.create_task(self.pool_sync.run(), name="shared-pool-sync"))
+        for inflight in self._own_inflight():
             self.builder.start_resume(inflight)
         log.info("bundler listening on %s (chain %d, node %s)", self.url, self.chain_id, self.config.rpc_url)
 
@@ -112,7 +123,11 @@ class Bundler:
         of the last reorg_depth blocks are watched for reorgs."""
         store = self.store
         in_flight: set[str] = set()
-        for t in store.inflight():
+        if store.shared:
+            released = await store.release_stale([e.address for e in self.executors])
+            if released:
+                log.info("released %d op(s) claimed before a restart but never sent", released)
+        for t in self._own_inflight():
             for h in t.op_hashes:
                 record = store.get(h)
                 if record is None or record.status not in (OpStatus.PENDING, OpStatus.SUBMITTED):
@@ -121,7 +136,11 @@ class Bundler:
                 if entry is not None:
                     self.mempool.add(entry)
                     in_flight.add(h)
-        pending = [r for r in store.with_status(OpStatus.PENDING, OpStatus.SUBMITTED) if r.hash not in in_flight]
+        if store.shared:  # the others' ops come in through the pool sync; bundle simulation re-checks them
+            pending = []
+            self.pool_sync.sync_once()
+        else:
+            pending = [r for r in store.with_status(OpStatus.PENDING, OpStatus.SUBMITTED) if r.hash not in in_flight]
         if pending:
             await self.requeue.readmit(pending, "re-validated after restart")
         head = self.head.latest.number if self.head.latest else 0
@@ -134,7 +153,13 @@ class Bundler:
             self.watcher.track(b)
         if in_flight or pending:
             log.info("recovered from the store: %d op(s) in %d in-flight bundle(s), %d pending re-validated",
-                     len(in_flight), len(store.inflight()), len(pending))
+                     len(in_flight), len(self._own_inflight()), len(pending))
+
+    def _own_inflight(self):
+        """In-flight nonces to follow: all of them, except with a shared store, where only those
+        of this instance's executor keys (the others belong to other instances)."""
+        mine = {e.address for e in self.executors}
+        return [t for t in self.store.inflight() if not self.store.shared or t.executor in mine]
 
     def clear_state(self) -> None:
         self.mempool.clear()

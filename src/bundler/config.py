@@ -51,7 +51,9 @@ class Config:
     max_fee_multiplier: int = _setting(4, "cap of replacement fees, as a multiple of the first attempt")
     head_poll_interval: float = _setting(0.25, "seconds between polls of the node's block number")
     store: str = _setting("sqlite", "where acknowledged ops, in-flight bundles and reputation are kept "
-                          "(memory: lost on restart)", choices=("sqlite", "memory"))
+                          "(memory: lost on restart; postgres: shared by several instances)",
+                          choices=("sqlite", "memory", "postgres"))
+    postgres_dsn: str = _setting("", "PostgreSQL connection string for --store postgres", secret=True)
     data_dir: str = _setting("./bundler-data", "directory of the durable store (one bundler process per directory)")
     store_sync: str = _setting("full", "SQLite synchronous mode: full survives power loss, normal survives "
                                "a killed process", choices=("full", "normal"))

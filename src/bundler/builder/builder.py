@@ -19,6 +19,7 @@ from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError
 from ..pool.mempool import Mempool, PoolEntry
 from ..pool.requeue import Requeue, entry_from_record
+from ..pool.shared import CLAIMED_ELSEWHERE
 from ..sim.results import failure_error
 from ..store.records import InflightTx, OpStatus, TxAttempt
 from ..userop.packing import PACKED_USEROP_TYPE, pack
@@ -193,31 +194,53 @@ class Builder:
         async with executor.lock:
             await self.balances.check(executor)
             header = await self.head.fresh()
-            selected = self._select(ep, header)
-            dropped: dict[str, str] = {}
-            beneficiary = self.config.beneficiary or executor.address
-            outcome = None
-            while selected:
-                outcome = await self.simulator.simulate_bundle(
-                    [e.op for e in selected], ep, header, beneficiary=beneficiary, sender=executor.address
-                )
-                if outcome.success:
-                    break
-                if outcome.failed_op_index is None:
-                    log.error("bundle simulation failed outside any op: %s", outcome.failure)
-                    return None
-                bad = selected.pop(outcome.failed_op_index)
-                error = failure_error(outcome.failure, bad.op.paymaster)
-                reason = f"failed in bundle simulation: {outcome.failure.message}"
-                if "AA25" in outcome.failure.message and await self._found_mined(bad):
-                    continue  # its nonce is used because it is mined already (e.g. after a reorg)
-                dropped[bad.hash] = reason
-                self.drop(bad, reason, error.code)
-            if dropped:
-                await self.store.flush()
-            if not selected:
+            selected = await self._claim(self._select(ep, header), executor)
+            try:
+                return await self._simulate_and_send(ep, executor, selected, header)
+            except BaseException:
+                await self._release([e for e in selected if e.submitted_in is None], executor)
+                raise
+
+    async def _claim(self, selected: list[PoolEntry], executor: Executor) -> list[PoolEntry]:
+        """With a store shared by several instances, bundle only the ops this instance claims."""
+        if not selected or not self.store.shared:
+            return selected
+        got = await self.store.claim([e.hash for e in selected], executor.address)
+        for e in selected:
+            if e.hash not in got:
+                e.submitted_in = CLAIMED_ELSEWHERE
+        return [e for e in selected if e.hash in got]
+
+    async def _release(self, entries: list[PoolEntry], executor: Executor) -> None:
+        if entries and self.store.shared:
+            await self.store.release([e.hash for e in entries], executor.address)
+
+    async def _simulate_and_send(self, ep, executor: Executor, selected: list[PoolEntry], header) -> BundleResult | None:
+        dropped: dict[str, str] = {}
+        beneficiary = self.config.beneficiary or executor.address
+        outcome = None
+        while selected:
+            outcome = await self.simulator.simulate_bundle(
+                [e.op for e in selected], ep, header, beneficiary=beneficiary, sender=executor.address
+            )
+            if outcome.success:
+                break
+            if outcome.failed_op_index is None:
+                log.error("bundle simulation failed outside any op: %s", outcome.failure)
+                await self._release(selected, executor)
                 return None
-            return await self._send(ep, executor, selected, beneficiary, header, dropped)
+            bad = selected.pop(outcome.failed_op_index)
+            error = failure_error(outcome.failure, bad.op.paymaster)
+            reason = f"failed in bundle simulation: {outcome.failure.message}"
+            if "AA25" in outcome.failure.message and await self._found_mined(bad):
+                continue  # its nonce is used because it is mined already (e.g. after a reorg)
+            dropped[bad.hash] = reason
+            self.drop(bad, reason, error.code)
+        if dropped:
+            await self.store.flush()
+        if not selected:
+            return None
+        return await self._send(ep, executor, selected, beneficiary, header, dropped)
 
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
                     header, dropped: dict[str, str]) -> BundleResult:

@@ -7,7 +7,8 @@ __all__ = ["InflightTx", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow",
 
 
 def open_store(config) -> Store:
-    """The store named by config.store ('sqlite' under config.data_dir, or 'memory')."""
+    """The store named by config.store: 'sqlite' under config.data_dir, 'postgres' at
+    config.postgres_dsn, or 'memory'."""
     kind = getattr(config, "store", "sqlite")
     if kind == "memory":
         return MemoryStore()
@@ -16,4 +17,10 @@ def open_store(config) -> Store:
 
         return SqliteStore(config.data_dir, synchronous=config.store_sync,
                            retention_s=config.op_retention_hours * 3600)
+    if kind == "postgres":
+        from .postgres import PostgresStore
+
+        if not config.postgres_dsn:
+            raise ValueError("--store postgres needs --postgres-dsn (or BUNDLER_POSTGRES_DSN)")
+        return PostgresStore(config.postgres_dsn, retention_s=config.op_retention_hours * 3600)
     raise ValueError(f"unknown store {kind!r}")

@@ -5,7 +5,8 @@ what is active in memory and write behind in batches); `await store.flush()` ret
 everything written before the call is durable. The admission path calls it before
 eth_sendUserOperation answers, the builder before it broadcasts a transaction.
 
-Implementations: MemoryStore (nothing survives the process), SqliteStore (default).
+Implementations: MemoryStore (nothing survives the process), SqliteStore (default),
+PostgresStore (several instances share one mempool and op index).
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ class Store(Protocol):
 
     def put_reputation(self, row: ReputationRow) -> None: ...
 
+    def add_reputation(self, address: str, ops_seen: int = 0, ops_included: int = 0) -> ReputationRow:
+        """Add to the counters (atomic across instances sharing a store); returns the row."""
+
     def reputation_rows(self) -> list[ReputationRow]: ...
 
     def clear_reputation(self) -> None: ...
@@ -49,6 +53,18 @@ class Store(Protocol):
     def delete_inflight(self, executor: str, nonce: int) -> None: ...
 
     def inflight(self) -> list[InflightTx]: ...
+
+    # -- claims: which instance bundles an op (several instances on one shared store) -----
+    async def claim(self, op_hashes: list[str], owner: str) -> set[str]:
+        """Take pending ops for a bundle of `owner` (an executor address); returns those taken.
+        Single-process stores take them all."""
+
+    async def release(self, op_hashes: list[str], owner: str) -> None:
+        """Give back ops claimed but not sent."""
+
+    @property
+    def shared(self) -> bool:
+        """True if other bundler instances use the same store (PostgresStore)."""
 
     # -- durability ----------------------------------------------------------------
     def bind_chain(self, chain_id: int, genesis_hash: str) -> None:

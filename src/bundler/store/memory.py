@@ -10,6 +10,7 @@ from .records import FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow
 
 class MemoryStore:
     durable = False
+    shared = False  # one process owns everything: claims always succeed
 
     def __init__(self, max_finished: int = 100_000):
         self._records: dict[str, OpRecord] = {}
@@ -84,6 +85,16 @@ class MemoryStore:
         row.updated_at = time.time()
         self._reputation[row.address] = row
 
+    def add_reputation(self, address: str, ops_seen: int = 0, ops_included: int = 0) -> ReputationRow:
+        """Add to an address's counters (atomic also when several instances share the store)."""
+        address = address.lower()
+        row = self._reputation.get(address) or ReputationRow(address)
+        row.ops_seen += ops_seen
+        row.ops_included += ops_included
+        row.updated_at = time.time()
+        self._reputation[address] = row
+        return row
+
     def reputation_rows(self) -> list[ReputationRow]:
         return list(self._reputation.values())
 
@@ -99,6 +110,13 @@ class MemoryStore:
 
     def inflight(self) -> list[InflightTx]:
         return sorted(self._inflight.values(), key=lambda t: (t.executor, t.nonce))
+
+    # -- claims (only a shared store can refuse) -----------------------------------------
+    async def claim(self, op_hashes: list[str], owner: str) -> set[str]:
+        return set(op_hashes)
+
+    async def release(self, op_hashes: list[str], owner: str) -> None:
+        return None
 
     # -- durability -------------------------------------------------------------------
     def bind_chain(self, chain_id: int, genesis_hash: str) -> None:

@@ -11,12 +11,10 @@ one chain (chain id + genesis hash): pointing it at another chain refuses to sta
 """
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import logging
 import os
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from .codec import (
 )
 from .memory import MemoryStore
 from .records import ACTIVE, FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow
+from .writebehind import StoreError, WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +78,6 @@ _OP_UPSERT = (f"INSERT OR REPLACE INTO ops ({', '.join(OP_COLUMNS)}) "
               f"VALUES ({', '.join('?' for _ in OP_COLUMNS)})")
 
 
-class StoreError(Exception):
-    pass
-
-
 class DataDirInUse(StoreError):
     pass
 
@@ -91,7 +86,7 @@ class WrongChain(StoreError):
     pass
 
 
-class SqliteStore(MemoryStore):
+class SqliteStore(WriteBehind, MemoryStore):
     durable = True
 
     def __init__(self, data_dir: str | os.PathLike, *, synchronous: str = "full",
@@ -113,24 +108,10 @@ class SqliteStore(MemoryStore):
         except BaseException:
             self._release_lock()
             raise
-        # write-behind queue, touched under _cv by the loop thread and the writer thread
-        self._cv = threading.Condition()
-        self._pending_ops: dict[str, tuple] = {}
-        self._pending_rep: dict[str, tuple | None] = {}
-        self._pending_inflight: dict[tuple[str, int], tuple | None] = {}
-        self._pending_clear_ops = False
-        self._pending_clear_rep = False
-        self._seq = 0               # writes issued
-        self._committed = 0         # writes durable
         self._clear_seq = 0         # seq of the last clear() (reads miss the file until durable)
         self._row_seq: dict[str, int] = {}
         self._op_json: dict[str, str] = {}
-        self._error: BaseException | None = None
-        self._closing = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: list[tuple[int, asyncio.Future]] = []
-        self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)
-        self._thread.start()
+        self._start_writer("store-writer")
 
     # -- set-up ---------------------------------------------------------------------------
     def _acquire_lock(self) -> int:
@@ -235,16 +216,14 @@ class SqliteStore(MemoryStore):
         return list(out.values())
 
     # -- writes (queued) ----------------------------------------------------------------------
+    def describe(self) -> str:
+        return str(self.path)
+
     def _written(self, record: OpRecord) -> None:
         op_json = self._op_json.get(record.hash)
         if op_json is None:
             op_json = self._op_json[record.hash] = op_to_json(record.op)
-        row = op_row(record, op_json)
-        with self._cv:
-            self._seq += 1
-            self._pending_ops[record.hash] = row
-            self._row_seq[record.hash] = self._seq
-            self._cv.notify()
+        self._row_seq[record.hash] = self._queue("ops", record.hash, op_row(record, op_json))
 
     def _evictable(self, op_hash: str) -> bool:
         return self._row_seq.get(op_hash, 0) <= self._committed
@@ -264,154 +243,54 @@ class SqliteStore(MemoryStore):
         super().clear()
         self._op_json.clear()
         self._row_seq.clear()
-        with self._cv:
-            self._seq += 1
-            self._clear_seq = self._seq
-            self._pending_ops.clear()
-            self._pending_clear_ops = True
-            self._cv.notify()
+        self._clear_seq = self._queue_flag("clear_ops", clears=("ops",))
 
     def put_reputation(self, row: ReputationRow) -> None:
         super().put_reputation(row)
-        self._queue(self._pending_rep, row.address, reputation_row(row))
+        self._queue("reputation", row.address, reputation_row(row))
+
+    def add_reputation(self, address: str, ops_seen: int = 0, ops_included: int = 0) -> ReputationRow:
+        row = super().add_reputation(address, ops_seen, ops_included)
+        self._queue("reputation", row.address, reputation_row(row))
+        return row
 
     def clear_reputation(self) -> None:
         super().clear_reputation()
-        with self._cv:
-            self._seq += 1
-            self._pending_rep.clear()
-            self._pending_clear_rep = True
-            self._cv.notify()
+        self._queue_flag("clear_reputation", clears=("reputation",))
 
     def put_inflight(self, tx: InflightTx) -> None:
         super().put_inflight(tx)
-        self._queue(self._pending_inflight, tx.key, inflight_row(tx))
+        self._queue("inflight", tx.key, inflight_row(tx))
 
     def delete_inflight(self, executor: str, nonce: int) -> None:
         super().delete_inflight(executor, nonce)
-        self._queue(self._pending_inflight, (executor, nonce), None)
+        self._queue("inflight", (executor, nonce), None)
 
-    def _queue(self, table: dict, key, row) -> None:
-        with self._cv:
-            self._seq += 1
-            table[key] = row
-            self._cv.notify()
+    # -- writer thread ----------------------------------------------------------------------------
+    def _writer_connect(self):
+        return self._connect()
 
-    # -- durability ---------------------------------------------------------------------------
-    async def flush(self) -> None:
-        with self._cv:
-            target = self._seq
-            if self._committed >= target:
-                return
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        fut = loop.create_future()
-        self._waiters.append((target, fut))
-        with self._cv:  # the writer may have committed while we registered
-            committed, error = self._committed, self._error
-        self._wake(committed, error)
-        await fut
-
-    def _wake(self, committed: int, error: BaseException | None) -> None:
-        """On the loop thread: resolve the waiters whose writes are committed (or failed)."""
-        keep = []
-        for target, fut in self._waiters:
-            if fut.done():
-                continue
-            if committed >= target:
-                fut.set_result(None)
-            elif error is not None:
-                fut.set_exception(StoreError(f"could not write to {self.path}: {error}"))
-            else:
-                keep.append((target, fut))
-        self._waiters = keep
-
-    def _writer(self) -> None:
-        conn = self._connect()
-        last_prune = 0.0
-        try:
-            while True:
-                with self._cv:
-                    while not self._has_pending() and not self._closing:
-                        self._cv.wait(timeout=60)
-                        if time.time() - last_prune > 3600:
-                            break
-                    if self._closing and not self._has_pending():
-                        return
-                    batch = (self._pending_clear_ops, self._pending_ops, self._pending_clear_rep,
-                             self._pending_rep, self._pending_inflight)
-                    upto = self._seq
-                    self._pending_clear_ops, self._pending_clear_rep = False, False
-                    self._pending_ops, self._pending_rep, self._pending_inflight = {}, {}, {}
-                error = None
-                try:
-                    self._commit(conn, *batch)
-                    if time.time() - last_prune > 3600:
-                        last_prune = time.time()
-                        self._prune(conn)
-                except Exception as e:  # disk full, I/O error: keep the rows, retry, tell waiters
-                    error = e
-                    log.error("store write failed (%s); retrying", e)
-                    try:
-                        conn.rollback()
-                    except sqlite3.Error:
-                        pass
-                    with self._cv:
-                        self._requeue(*batch)
-                with self._cv:
-                    if error is None:
-                        self._committed = upto
-                        self._error = None
-                    else:
-                        self._error = error
-                    committed = self._committed
-                loop = self._loop
-                if loop is not None and not loop.is_closed():
-                    try:
-                        loop.call_soon_threadsafe(self._wake, committed, error)
-                    except RuntimeError:  # loop closed meanwhile
-                        pass
-                if error is not None:
-                    time.sleep(0.5)
-        finally:
-            conn.close()
-
-    def _has_pending(self) -> bool:
-        return bool(self._pending_clear_ops or self._pending_ops or self._pending_clear_rep
-                    or self._pending_rep or self._pending_inflight)
-
-    @staticmethod
-    def _commit(conn, clear_ops, ops, clear_rep, rep, inflight) -> None:
+    def _commit(self, conn, flags: set[str], tables: dict[str, dict]) -> None:
         conn.execute("BEGIN IMMEDIATE")
-        if clear_ops:
+        if "clear_ops" in flags:
             conn.execute("DELETE FROM ops")
-        if ops:
-            conn.executemany(_OP_UPSERT, list(ops.values()))
-        if clear_rep:
+        if tables.get("ops"):
+            conn.executemany(_OP_UPSERT, list(tables["ops"].values()))
+        if "clear_reputation" in flags:
             conn.execute("DELETE FROM reputation")
-        for address, row in rep.items():
+        for address, row in tables.get("reputation", {}).items():
             if row is None:
                 conn.execute("DELETE FROM reputation WHERE address = ?", (address,))
             else:
                 conn.execute("INSERT OR REPLACE INTO reputation (address, ops_seen, ops_included, updated_at) "
                              "VALUES (?, ?, ?, ?)", row)
-        for (executor, nonce), row in inflight.items():
+        for (executor, nonce), row in tables.get("inflight", {}).items():
             if row is None:
                 conn.execute("DELETE FROM inflight WHERE executor = ? AND nonce = ?", (executor, nonce))
             else:
                 conn.execute("INSERT OR REPLACE INTO inflight (executor, nonce, entry_point, op_hashes, attempts, "
                              "created_at) VALUES (?, ?, ?, ?, ?, ?)", row)
         conn.execute("COMMIT")
-
-    def _requeue(self, clear_ops, ops, clear_rep, rep, inflight) -> None:
-        """Put a failed batch back under anything written since (newer rows win)."""
-        if clear_ops:
-            self._pending_clear_ops = True
-        if clear_rep:
-            self._pending_clear_rep = True
-        for mine, theirs in ((self._pending_ops, ops), (self._pending_rep, rep), (self._pending_inflight, inflight)):
-            for k, v in theirs.items():
-                mine.setdefault(k, v)
 
     def _prune(self, conn) -> None:
         if self._retention_s <= 0:
@@ -424,10 +303,7 @@ class SqliteStore(MemoryStore):
     def close(self) -> None:
         if self._lock_fd is None:
             return
-        with self._cv:
-            self._closing = True
-            self._cv.notify()
-        self._thread.join(timeout=30)
+        self._stop_writer()
         try:
             self._read.close()
         finally:
