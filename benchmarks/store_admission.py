@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/store_admission.py [--accounts 200] [--concurrency 8] [--writes 20000]
 
 1. store only: `concurrency` tasks each doing put(record) + `await flush()` (what admission does
-   per op before it answers), for MemoryStore and SqliteStore with synchronous=normal / full.
+   per op before it answers), for MemoryStore, SqliteStore with synchronous=normal / full, and
+   PostgresStore on a private cluster (tests/helpers/pg.py, fsync off) when one can be started.
    Reports durable acknowledgements per second and the mean commit batch size.
 2. end to end: a bundler in this process (2 simulation workers, manual bundling so nothing is
    mined) on its own anvil; `accounts` pre-signed ops from as many deployed SimpleAccounts v0.7
@@ -50,7 +51,7 @@ async def bench_store(make_store, writes: int, concurrency: int) -> tuple[float,
     store = make_store()
     records = [fake_record(i) for i in range(writes)]
     commits = 0
-    if isinstance(store, SqliteStore):
+    if hasattr(store, "_commit"):
         original = store._commit
 
         def counting(*a):
@@ -73,12 +74,14 @@ async def bench_store(make_store, writes: int, concurrency: int) -> tuple[float,
     return writes / elapsed, (writes / commits if commits else float("nan"))
 
 
-async def bench_e2e(chain: DevChain, ops: list[UserOperation], store: str, concurrency: int, sync: str) -> dict:
+async def bench_e2e(chain: DevChain, ops: list[UserOperation], store: str, concurrency: int, sync: str,
+                    dsn: str = "") -> dict:
     from bundler.app import Bundler
 
     data_dir = tempfile.mkdtemp(prefix="bench-store-")
     config = cfg.Config(rpc_url=chain.url, port=free_port(), private_key=[EXECUTOR_KEY], bundle_mode="manual",
-                        sim_workers=2, store=store, data_dir=data_dir, store_sync=sync, max_ops_per_sender=4)
+                        sim_workers=2, store=store, data_dir=data_dir, store_sync=sync, max_ops_per_sender=4,
+                        postgres_dsn=dsn)
     b = Bundler(config)
     await b.start()
     latencies: list[float] = []
@@ -125,15 +128,32 @@ async def main() -> None:
     args = ap.parse_args()
 
     print(f"1. store only: {args.writes} put+flush, {args.concurrency} and 64 concurrent")
-    for conc in (args.concurrency, 64):
-        for name, make in (
-            ("memory", MemoryStore),
-            ("sqlite normal", lambda: SqliteStore(tempfile.mkdtemp(prefix="bench-store-"), synchronous="normal")),
-            ("sqlite full", lambda: SqliteStore(tempfile.mkdtemp(prefix="bench-store-"), synchronous="full")),
-        ):
-            rate, batch = await bench_store(make, args.writes, conc)
-            print(f"   {name:14s} concurrency {conc:3d}: {rate:9.0f} acks/s  (mean commit batch {batch:.1f})")
+    stores = [
+        ("memory", MemoryStore),
+        ("sqlite normal", lambda: SqliteStore(tempfile.mkdtemp(prefix="bench-store-"), synchronous="normal")),
+        ("sqlite full", lambda: SqliteStore(tempfile.mkdtemp(prefix="bench-store-"), synchronous="full")),
+    ]
+    pg = None
+    try:
+        from helpers.pg import PostgresUnavailable, start_postgres
+        from bundler.store.postgres import PostgresStore
 
+        pg = start_postgres()  # a private cluster with fsync off: measures our overhead, not the disk
+        stores.append(("postgres", lambda: PostgresStore(pg.database())))
+    except (ImportError, PostgresUnavailable) as e:
+        print(f"   (postgres left out: {e})")
+    try:
+        for conc in (args.concurrency, 64):
+            for name, make in stores:
+                rate, batch = await bench_store(make, args.writes, conc)
+                print(f"   {name:14s} concurrency {conc:3d}: {rate:9.0f} acks/s  (mean commit batch {batch:.1f})")
+        await end_to_end(args, pg)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+async def end_to_end(args, pg) -> None:
     print(f"2. end to end: {args.accounts} ops from as many SimpleAccounts v0.7, {args.concurrency} in flight")
     chain = DevChain.start()
     try:
@@ -142,13 +162,16 @@ async def main() -> None:
         fund(chain.url, Account.from_key(EXECUTOR_KEY).address, 10**21)
         accts = [chain.account(V07) for _ in range(args.accounts)]
         ops = [a.sign(a.op(a.execute("0x" + os.urandom(20).hex(), 1)), chain.chain_id) for a in accts]
-        kinds = (("memory", "full"), ("sqlite", "normal"), ("sqlite", "full"))
+        kinds = [("memory", "full"), ("sqlite", "normal"), ("sqlite", "full")]
+        if pg is not None:
+            kinds.append(("postgres", "full"))
         runs: dict[tuple, list[dict]] = {k: [] for k in kinds}
         for _ in range(args.rounds):  # interleaved, so a noisy neighbour hits every store alike
             for store, sync in kinds:
-                runs[(store, sync)].append(await bench_e2e(chain, ops, store, args.concurrency, sync))
+                runs[(store, sync)].append(await bench_e2e(chain, ops, store, args.concurrency, sync,
+                                                           pg.database() if store == "postgres" else ""))
         for (store, sync), rs in runs.items():
-            label = store if store == "memory" else f"{store} {sync}"
+            label = f"{store} {sync}" if store == "sqlite" else store
             med = lambda key: statistics.median(r[key] for r in rs)  # noqa: E731
             print(f"   {label:14s}: median of {len(rs)}: {med('ops_per_s'):6.1f} ops/s accepted "
                   f"(runs {', '.join('%.0f' % r['ops_per_s'] for r in rs)}), p50 {med('p50_ms'):6.1f} ms, "

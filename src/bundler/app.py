@@ -161,6 +161,11 @@ class Bundler:
         mine = {e.address for e in self.executors}
         return [t for t in self.store.inflight() if not self.store.shared or t.executor in mine]
 
+    def executor_health(self) -> list[dict]:
+        """Per executor key: address, balance (wei, None before the first read), minBalance, ok,
+        checkedAt. Below the minimum a key sends no bundles (for /health and metrics)."""
+        return self.builder.balances.status()
+
     def clear_state(self) -> None:
         self.mempool.clear()
         self.store.clear()
