@@ -3,10 +3,7 @@ HTTP on a free port inside the test event loop."""
 from __future__ import annotations
 
 import asyncio
-import atexit
 import json
-import shutil
-import tempfile
 
 import aiohttp
 import pytest
@@ -30,14 +27,10 @@ def anvil():
         node.stop()
 
 
-_DATA_ROOT = tempfile.mkdtemp(prefix="bundler-tests-")
-atexit.register(shutil.rmtree, _DATA_ROOT, True)
-
-
 def bundler_config(anvil, **overrides) -> cfg.Config:
     values = dict(
         rpc_url=anvil.url, port=free_port(), private_key=[EXECUTOR_KEY], debug_api=True,
-        sim_workers=1, bundle_mode="manual", data_dir=tempfile.mkdtemp(dir=_DATA_ROOT),
+        sim_workers=1, bundle_mode="manual",
     )
     values.update(overrides)
     return cfg.Config(**values)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import shutil
+import tempfile
 
 from aiohttp import web
 
@@ -39,6 +42,7 @@ class Bundler:
         self.executors = [Executor(k) for k in keys]
         self.chain_id: int = 0
         self.store: Store | None = None  # opened by start(): it locks the data dir
+        self._temp_data_dir: str | None = None
         self.mempool = Mempool(config.max_ops_per_sender)
         self.head = HeadTracker(self.node, config.head_poll_interval)
         self._tasks: list[asyncio.Task] = []
@@ -56,6 +60,10 @@ class Bundler:
             if not await self.node.get_code(ep.address):
                 raise SystemExit(f"EntryPoint v{ep.version} has no code at {ep.address} on {self.config.rpc_url}")
         genesis = await self.node.get_block(0)
+        if self.config.store == "sqlite" and not self.config.data_dir:
+            # built in code without a data dir (tests, benchmarks): private and thrown away at stop
+            self._temp_data_dir = tempfile.mkdtemp(prefix="bundler-data-")
+            self.config = dataclasses.replace(self.config, data_dir=self._temp_data_dir)
         try:
             self.store = open_store(self.config)
             self.store.bind_chain(self.chain_id, genesis["hash"] if genesis else "0x")
@@ -196,6 +204,8 @@ class Bundler:
             except Exception as e:
                 log.error("store flush at shutdown failed: %s", e)
             self.store.close()
+        if self._temp_data_dir:
+            shutil.rmtree(self._temp_data_dir, ignore_errors=True)
         await self.node.close()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -48,8 +47,13 @@ def _run_until_signal(coro_factory) -> int:
     return 0
 
 
+DEFAULT_DATA_DIR = "./bundler-data"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = cfg.load(args)
+    if not config.data_dir:
+        config.data_dir = DEFAULT_DATA_DIR
     _setup_logging(config.log_level)
     from .app import serve
 
@@ -62,17 +66,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
     overrides = {"debug_api": True if args.debug_api is None else args.debug_api}
     if not args.private_key and not args.private_key_file:
         overrides["private_key"] = [DEV_EXECUTOR_KEY]
-    # the dev chain starts empty every time, so by default its bundler state does too: a temp
-    # data dir removed at exit (give --data-dir to keep it)
     temp_data_dir = None
-    if args.data_dir is None and "BUNDLER_DATA_DIR" not in os.environ:
-        temp_data_dir = tempfile.mkdtemp(prefix="bundler-dev-")
-        overrides["data_dir"] = temp_data_dir
     node = start_anvil(port=args.node_port, chain_id=args.chain_id, block_time=args.block_time)
     try:
         deployment = deploy_all(node.url)
         overrides["rpc_url"] = node.url
         config = cfg.load(args, **overrides)
+        if not config.data_dir:
+            # the dev chain starts empty every time, so by default its bundler state does too:
+            # a temporary data dir removed at exit (give --data-dir to keep it)
+            temp_data_dir = config.data_dir = tempfile.mkdtemp(prefix="bundler-dev-")
         _setup_logging(config.log_level)
         for key in config.executor_keys():
             fund(node.url, Account.from_key(key).address, 10_000 * 10**18)

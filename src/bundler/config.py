@@ -54,7 +54,9 @@ class Config:
                           "(memory: lost on restart; postgres: shared by several instances)",
                           choices=("sqlite", "memory", "postgres"))
     postgres_dsn: str = _setting("", "PostgreSQL connection string for --store postgres", secret=True)
-    data_dir: str = _setting("./bundler-data", "directory of the durable store (one bundler process per directory)")
+    data_dir: str = _setting("", "directory of the durable store, one bundler process per directory "
+                             "(empty: ./bundler-data for `bundler run`, a temporary dir for `bundler dev` "
+                             "and for a Bundler built in code)")
     store_sync: str = _setting("full", "SQLite synchronous mode: full survives power loss, normal survives "
                                "a killed process", choices=("full", "normal"))
     op_retention_hours: float = _setting(168.0, "keep mined/dropped ops this long for the by-hash/receipt methods (0: forever)")
