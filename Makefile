@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup contracts run test bench clean
+.PHONY: setup contracts run test bench clean postgres
 
 setup: $(VENV)/.installed node_modules/.installed contracts
 
@@ -26,8 +26,18 @@ node_modules/.installed: package.json package-lock.json
 run: setup
 	$(BIN)/bundler dev $(ARGS)
 
-test: setup
+test: setup postgres
 	$(BIN)/pytest -q $(ARGS)
+
+# Debian's PostgreSQL server for the PostgresStore tests (they start a private cluster from
+# it, and skip saying why if it is not there); installed when missing and we are root.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing postgresql (Debian package) for the PostgresStore tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "could not install postgresql: the PostgresStore tests will be skipped"; \
+	else echo "postgresql is not installed (needs root for apt-get): the PostgresStore tests will be skipped"; fi
 
 bench: setup
 	$(BIN)/python benchmarks/load.py $(ARGS)

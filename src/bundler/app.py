@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import shutil
+import tempfile
 
 from aiohttp import web
 
@@ -21,7 +24,11 @@ from .pool.reputation import ReputationRules
 from .rpc.methods import debug_registry, eth_registry
 from .rpc.server import build_app
 from .sim import Simulator
-from .store.memory import MemoryStore
+from .chain.reorgs import ChainWatcher, MinedBundle
+from .pool.requeue import Requeue, entry_from_record
+from .pool.shared import SharedPoolSync
+from .store import OpStatus, Store, open_store
+from .store.sqlite import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +43,8 @@ class Bundler:
             raise SystemExit("no executor key: pass --private-key, BUNDLER_PRIVATE_KEY or --private-key-file")
         self.executors = [Executor(k) for k in keys]
         self.chain_id: int = 0
-        self.store = MemoryStore()
+        self.store: Store | None = None  # opened by start(): it locks the data dir
+        self._temp_data_dir: str | None = None
         self.mempool = Mempool(config.max_ops_per_sender)
         self.reputation = ReputationRules.from_config(config, self.mempool, self.node)
         self.head = HeadTracker(self.node, config.head_poll_interval)
@@ -54,6 +62,19 @@ class Bundler:
         for ep in self.entry_points:
             if not await self.node.get_code(ep.address):
                 raise SystemExit(f"EntryPoint v{ep.version} has no code at {ep.address} on {self.config.rpc_url}")
+        genesis = await self.node.get_block(0)
+        if self.config.store == "sqlite" and not self.config.data_dir:
+            # built in code without a data dir (tests, benchmarks): private and thrown away at stop
+            self._temp_data_dir = tempfile.mkdtemp(prefix="bundler-data-")
+            self.config = dataclasses.replace(self.config, data_dir=self._temp_data_dir)
+        try:
+            self.store = open_store(self.config)
+            self.store.bind_chain(self.chain_id, genesis["hash"] if genesis else "0x")
+        except StoreError as e:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+            raise SystemExit(f"store: {e}") from None
         await self.head.fresh()
         self.simulator = Simulator(self.config.rpc_url, self.chain_id, workers=self.config.sim_workers,
                                    min_valid_for=self.config.valid_until_margin)
@@ -72,6 +93,19 @@ class Bundler:
         )
         self.estimator = Estimator(head=self.head, simulator=self.simulator, config=self.config,
                                    chain_id=self.chain_id)
+        self.requeue = Requeue(self.admission, self.store, concurrency=max(2, 2 * self.config.sim_workers))
+        self.watcher = ChainWatcher(self.node, self.head, self.config.reorg_depth, self.builder.on_reorged)
+        self.builder.requeue = self.requeue
+        self.builder.watcher = self.watcher
+        self.pool_sync = None
+        if self.store.shared:
+            try:
+                self.store.lock_executors([e.address for e in self.executors])
+            except StoreError as e:
+                raise SystemExit(f"store: {e}") from None
+            self.pool_sync = SharedPoolSync(self.store, self.mempool, self.entry_points,
+                                            on_new=self.builder.notify_new_op)
+        await self._recover()
         self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
                                    self.config.receipt_lookback_blocks)
         registry = eth_registry(self)
@@ -87,13 +121,76 @@ class Bundler:
         self._tasks = [
             asyncio.create_task(self.head.run(), name="head"),
             asyncio.create_task(self.builder.run(), name="builder"),
+            asyncio.create_task(self.watcher.run(), name="chain-watcher"),
+            asyncio.create_task(self.builder.balances.run(), name="executor-balances"),
         ]
+        if self.pool_sync is not None:
+            self._tasks.append(asyncio.create_task(self.pool_sync.run(), name="shared-pool-sync"))
+        for inflight in self._own_inflight():
+            self.builder.start_resume(inflight)
         log.info("bundler listening on %s (chain %d, node %s)", self.url, self.chain_id, self.config.rpc_url)
+
+    async def _recover(self) -> None:
+        """Rebuild the pool from the store after a restart: ops of in-flight bundles wait for
+        their transaction (resumed once serving), pending ops are validated again, mined ops
+        of the last reorg_depth blocks are watched for reorgs."""
+        store = self.store
+        in_flight: set[str] = set()
+        if store.shared:
+            released = await store.release_stale([e.address for e in self.executors])
+            if released:
+                log.info("released %d op(s) claimed before a restart but never sent", released)
+        for t in self._own_inflight():
+            for h in t.op_hashes:
+                record = store.get(h)
+                if record is None or record.status not in (OpStatus.PENDING, OpStatus.SUBMITTED):
+                    continue
+                entry = entry_from_record(record, submitted_in=t.latest.tx_hash if t.latest else None)
+                if entry is not None:
+                    self.mempool.add(entry)
+                    in_flight.add(h)
+        if store.shared:  # the others' ops come in through the pool sync; bundle simulation re-checks them
+            pending = []
+            self.pool_sync.sync_once()
+        else:
+            pending = [r for r in store.with_status(OpStatus.PENDING, OpStatus.SUBMITTED) if r.hash not in in_flight]
+        if pending:
+            await self.requeue.readmit(pending, "re-validated after restart")
+        head = self.head.latest.number if self.head.latest else 0
+        bundles: dict[str, MinedBundle] = {}
+        for r in store.mined_since(max(0, head - self.config.reorg_depth)):
+            if r.tx_hash and r.block_hash:
+                b = bundles.setdefault(r.tx_hash, MinedBundle(r.tx_hash, r.block_number, r.block_hash))
+                b.op_hashes.append(r.hash)
+        for b in bundles.values():
+            self.watcher.track(b)
+        if in_flight or pending:
+            log.info("recovered from the store: %d op(s) in %d in-flight bundle(s), %d pending re-validated",
+                     len(in_flight), len(self._own_inflight()), len(pending))
+
+    def _own_inflight(self):
+        """In-flight nonces to follow: all of them, except with a shared store, where only those
+        of this instance's executor keys (the others belong to other instances)."""
+        mine = {e.address for e in self.executors}
+        return [t for t in self.store.inflight() if not self.store.shared or t.executor in mine]
+
+    def executor_health(self) -> list[dict]:
+        """Per executor key: address, balance (wei, None before the first read), minBalance, ok,
+        checkedAt. Below the minimum a key sends no bundles (for /health and metrics)."""
+        return self.builder.balances.status()
 
     def clear_state(self) -> None:
         self.mempool.clear()
         self.store.clear()
         self.reputation.clear()
+
+    def clear_mempool(self) -> None:
+        """debug_bundler_clearMempool: the removed ops are recorded dropped, so they do not come
+        back on the next restart."""
+        for e in self.mempool.entries():
+            if e.submitted_in is None:
+                self.store.update(e.hash, status=OpStatus.DROPPED, reason="removed by debug_bundler_clearMempool")
+        self.mempool.clear()
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -101,15 +198,31 @@ class Bundler:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+        if getattr(self, "builder", None) is not None:
+            for t in list(self.builder._background):
+                t.cancel()
+            await asyncio.gather(*self.builder._background, return_exceptions=True)
         if getattr(self, "simulator", None) is not None:
             await self.simulator.close()
+        if self.store is not None:
+            try:
+                await self.store.flush()
+            except Exception as e:
+                log.error("store flush at shutdown failed: %s", e)
+            self.store.close()
+        if self._temp_data_dir:
+            shutil.rmtree(self._temp_data_dir, ignore_errors=True)
         await self.node.close()
 
 
 async def serve(config: Config, ready=None) -> None:
     """Run until cancelled (SIGINT/SIGTERM are turned into cancellation by the CLI)."""
     bundler = Bundler(config)
-    await bundler.start()
+    try:
+        await bundler.start()
+    except BaseException:
+        await bundler.stop()
+        raise
     try:
         if ready:
             ready(bundler)

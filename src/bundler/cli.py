@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import signal
 import sys
+import tempfile
 
 from eth_account import Account
 from eth_hash.auto import keccak
@@ -45,8 +47,13 @@ def _run_until_signal(coro_factory) -> int:
     return 0
 
 
+DEFAULT_DATA_DIR = "./bundler-data"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = cfg.load(args)
+    if not config.data_dir:
+        config.data_dir = DEFAULT_DATA_DIR
     _setup_logging(config.log_level)
     from .app import serve
 
@@ -59,11 +66,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
     overrides = {"debug_api": True if args.debug_api is None else args.debug_api}
     if not args.private_key and not args.private_key_file:
         overrides["private_key"] = [DEV_EXECUTOR_KEY]
+    temp_data_dir = None
     node = start_anvil(port=args.node_port, chain_id=args.chain_id, block_time=args.block_time)
     try:
         deployment = deploy_all(node.url)
         overrides["rpc_url"] = node.url
         config = cfg.load(args, **overrides)
+        if not config.data_dir:
+            # the dev chain starts empty every time, so by default its bundler state does too:
+            # a temporary data dir removed at exit (give --data-dir to keep it)
+            temp_data_dir = config.data_dir = tempfile.mkdtemp(prefix="bundler-dev-")
         _setup_logging(config.log_level)
         for key in config.executor_keys():
             fund(node.url, Account.from_key(key).address, 10_000 * 10**18)
@@ -79,6 +91,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 lines.append(f"    SimpleAccountFactory {deployment.factories[version]}")
             lines += [
                 f"  executor        {', '.join(e.address for e in bundler.executors)}",
+                f"  store           {config.store}" + (f" in {config.data_dir}" if config.store != "memory" else "")
+                + (" (temporary)" if temp_data_dir and config.store != "memory" else ""),
                 f"  funded test key {ANVIL_ACCOUNT0_KEY}  ({ANVIL_ACCOUNT0})",
                 "  debug_bundler_* methods enabled" if config.debug_api else "",
                 "Ctrl-C stops the bundler and the chain.",
@@ -90,6 +104,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return _run_until_signal(lambda: serve(config, ready))
     finally:
         node.stop()
+        if temp_data_dir:
+            shutil.rmtree(temp_data_dir, ignore_errors=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,6 +66,19 @@ class Config:
     fee_bump_percent: int = _setting(15, "fee increase of a replacement bundle transaction")
     max_fee_multiplier: int = _setting(4, "cap of replacement fees, as a multiple of the first attempt")
     head_poll_interval: float = _setting(0.25, "seconds between polls of the node's block number")
+    store: str = _setting("sqlite", "where acknowledged ops, in-flight bundles and reputation are kept "
+                          "(memory: lost on restart; postgres: shared by several instances)",
+                          choices=("sqlite", "memory", "postgres"))
+    postgres_dsn: str = _setting("", "PostgreSQL connection string for --store postgres", secret=True)
+    data_dir: str = _setting("", "directory of the durable store, one bundler process per directory "
+                             "(empty: ./bundler-data for `bundler run`, a temporary dir for `bundler dev` "
+                             "and for a Bundler built in code)")
+    store_sync: str = _setting("full", "SQLite synchronous mode: full survives power loss, normal survives "
+                               "a killed process", choices=("full", "normal"))
+    op_retention_hours: float = _setting(168.0, "keep mined/dropped ops this long for the by-hash/receipt methods (0: forever)")
+    reorg_depth: int = _setting(64, "blocks during which a mined bundle is watched for reorgs")
+    min_executor_balance: int = _setting(10**16, "refuse to send bundles from an executor with less than this (wei); ops stay pending")
+    max_bundle_reverts: int = _setting(3, "drop an op after this many on-chain reverts of bundles carrying it")
     log_level: str = _setting("info", "logging level", choices=("debug", "info", "warning", "error"))
 
     def redacted(self) -> dict[str, Any]:

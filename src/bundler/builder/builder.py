@@ -9,26 +9,32 @@ import time
 from dataclasses import dataclass, field
 
 from eth_abi import encode
-from eth_utils import to_checksum_address
 
-from ..chain.client import NodeClient, NodeRpcError
+from ..chain.client import NodeClient
 from ..chain.fees import suggest_fees
 from ..chain.head import HeadTracker
-from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt
+from ..chain.reorgs import ChainWatcher, MinedBundle
+from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt, find_event_log
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
 from ..pool.eip7702 import GAS_PER_AUTHORIZATION
 from ..pool.mempool import Mempool, PoolEntry
+from ..pool.requeue import Requeue, entry_from_record
 from ..pool.safe import SafeMode
+from ..pool.shared import CLAIMED_ELSEWHERE
 from ..sim.results import failure_error
-from ..store.records import OpStatus
+from ..store.records import InflightTx, OpStatus, TxAttempt
 from ..userop.packing import PACKED_USEROP_TYPE, pack
+from .balance import BalanceGuard, ExecutorBalanceLow
 from .executor import Executor
+from .sender import BundleSender
 
 log = logging.getLogger(__name__)
 
 # EntryPoint work per bundle outside the ops' own limits (loop, beneficiary payment)
 BUNDLE_OVERHEAD_GAS = 60_000
+# after a reorg, how long a vanished bundle transaction gets to reappear in the node's pool
+REINJECT_GRACE_S = 1.0
 
 
 @dataclass
@@ -79,6 +85,13 @@ class Builder:
         self._wakeup = asyncio.Event()
         self._next_executor = 0
         self.safe = SafeMode(config, mempool)
+        self.sender = BundleSender(node, head, store, config, chain_id)
+        # executor balances (for /health: self.balances.status(), self.balances.all_low)
+        self.balances = BalanceGuard(node, executors, config.min_executor_balance)
+        self.watcher: ChainWatcher | None = None   # set by the app
+        self.requeue: Requeue | None = None        # set by the app
+        self._reverts: dict[str, int] = {}         # op hash -> reverted bundles that carried it
+        self._background: set[asyncio.Task] = set()
 
     # triggers ---------------------------------------------------------------
     def notify_new_op(self) -> None:
@@ -99,6 +112,8 @@ class Builder:
                 await self.bundle_all()
             except asyncio.CancelledError:
                 raise
+            except ExecutorBalanceLow:  # BalanceGuard has said so in the log
+                await asyncio.sleep(interval)
             except Exception:
                 log.exception("bundling round failed")
                 await asyncio.sleep(0.5)
@@ -106,14 +121,15 @@ class Builder:
     async def bundle_all(self) -> list[BundleResult]:
         """One bundle per EntryPoint that has candidates, sent in parallel when several
         executor keys are free."""
-        tasks = [self.bundle(ep) for ep in self.entry_points if self.mempool.entries(ep)]
+        tasks = [self.bundle(ep) for ep in self.entry_points
+                 if any(e.submitted_in is None for e in self.mempool.entries(ep))]
         results = await asyncio.gather(*tasks)
         return [r for r in results if r is not None]
 
     def _pick_executor(self) -> Executor:
         for i in range(len(self.executors)):
             ex = self.executors[(self._next_executor + i) % len(self.executors)]
-            if not ex.lock.locked():
+            if not ex.lock.locked() and not self.balances.is_low(ex.address):
                 self._next_executor = (self._next_executor + i + 1) % len(self.executors)
                 return ex
         ex = self.executors[self._next_executor]
@@ -156,53 +172,115 @@ class Builder:
                 break
         return selected
 
+    async def _found_mined(self, entry: PoolEntry) -> bool:
+        """An op refused for its nonce may be mined by a transaction we lost track of: if its
+        UserOperationEvent is on chain, record it mined instead of dropped."""
+        try:
+            head = self.head.latest.number if self.head.latest else 0
+            event = await find_event_log(self.node, entry.hash, [entry.entry_point.address],
+                                         head - self.config.receipt_lookback_blocks)
+        except Exception:
+            return False
+        if event is None:
+            return False
+        self.mempool.remove(entry.hash)
+        self.store.update(entry.hash, status=OpStatus.MINED, tx_hash=event["transactionHash"],
+                          block_number=int(event["blockNumber"], 16), block_hash=event["blockHash"])
+        log.info("op %s is already mined in %s; recorded mined", entry.hash, event["transactionHash"])
+        if self.watcher is not None:
+            self.watcher.track(MinedBundle(event["transactionHash"], int(event["blockNumber"], 16),
+                                           event["blockHash"], [entry.hash]))
+        return True
+
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
         log.info("dropping op %s: %s", entry.hash, reason)
         self.mempool.remove(entry.hash)
         self.store.update(entry.hash, status=OpStatus.DROPPED, reason=reason, error_code=code)
 
     async def bundle(self, ep: EntryPointVersion) -> BundleResult | None:
+        """Select, simulate, send and follow one bundle until it is mined. A bundle that reverts
+        on chain, or whose nonce another transaction took, is simulated again at the new head
+        (which drops the ops that now fail) and the rest is sent again, up to max_bundle_reverts
+        rounds."""
+        result = None
+        for _round in range(max(1, self.config.max_bundle_reverts)):
+            result = await self._bundle_once(ep)
+            if result is None or result.status == "mined":
+                return result
+        return result
+
+    async def _bundle_once(self, ep: EntryPointVersion) -> BundleResult | None:
         executor = self._pick_executor()
         async with executor.lock:
+            await self.balances.check(executor)
             header = await self.head.fresh()
             selected = self._select(ep, header)
             dropped: dict[str, str] = {}
             selected = await self._second_validation(ep, header, selected, dropped)
-            authorizations: dict[str, dict] = {}
-            if self.eip7702 is not None and any(e.op.eip7702_auth for e in selected):
-                authorizations, stale = await self.eip7702.bundle_authorizations(selected, header.tag)
-                for e in [e for e in selected if e.hash in stale]:
-                    selected.remove(e)
-                    dropped[e.hash] = stale[e.hash]
-                    self.drop(e, stale[e.hash], InvalidParams.code)
-            beneficiary = self.config.beneficiary or executor.address
-            outcome = None
-            while selected:
-                outcome = await self.simulator.simulate_bundle(
-                    [e.op for e in selected], ep, header, beneficiary=beneficiary, sender=executor.address
-                )
-                if outcome.success:
-                    break
-                if outcome.failed_op_index is None:
-                    log.warning("bundle simulation failed outside any op: %s", outcome.failure)
-                    selected = await self._isolate(ep, selected, header, beneficiary, executor.address, dropped)
-                    continue
-                bad = selected.pop(outcome.failed_op_index)
-                error = failure_error(outcome.failure, bad.op.paymaster)
-                reason = f"failed in bundle simulation: {outcome.failure.message}"
-                dropped[bad.hash] = reason
-                self.drop(bad, reason, error.code)
-                if self.reputation is not None:
-                    for other in self.reputation.bundle_failure(bad, outcome.failure.code):
-                        why = f"an entity it uses was banned: {reason}"
-                        if any(other is e for e in selected):
-                            selected = [e for e in selected if e is not other]
-                            dropped[other.hash] = why
-                        self.drop(other, why, EntityThrottled.code)
-            if not selected:
-                return None
-            auth_list = [authorizations[e.hash] for e in selected if e.hash in authorizations]
-            return await self._send(ep, executor, selected, beneficiary, header, dropped, auth_list)
+            selected = await self._claim(selected, executor)
+            try:
+                return await self._simulate_and_send(ep, executor, selected, header, dropped)
+            except BaseException:
+                await self._release([e for e in selected if e.submitted_in is None], executor)
+                raise
+
+    async def _claim(self, selected: list[PoolEntry], executor: Executor) -> list[PoolEntry]:
+        """With a store shared by several instances, bundle only the ops this instance claims."""
+        if not selected or not self.store.shared:
+            return selected
+        got = await self.store.claim([e.hash for e in selected], executor.address)
+        for e in selected:
+            if e.hash not in got:
+                e.submitted_in = CLAIMED_ELSEWHERE
+        return [e for e in selected if e.hash in got]
+
+    async def _release(self, entries: list[PoolEntry], executor: Executor) -> None:
+        if entries and self.store.shared:
+            await self.store.release([e.hash for e in entries], executor.address)
+
+    async def _simulate_and_send(self, ep, executor: Executor, selected: list[PoolEntry], header,
+                                 dropped: dict[str, str]) -> BundleResult | None:
+        authorizations: dict[str, dict] = {}
+        if self.eip7702 is not None and any(e.op.eip7702_auth for e in selected):
+            authorizations, stale = await self.eip7702.bundle_authorizations(selected, header.tag)
+            for e in [e for e in selected if e.hash in stale]:
+                selected.remove(e)
+                dropped[e.hash] = stale[e.hash]
+                self.drop(e, stale[e.hash], InvalidParams.code)
+        beneficiary = self.config.beneficiary or executor.address
+        outcome = None
+        while selected:
+            outcome = await self.simulator.simulate_bundle(
+                [e.op for e in selected], ep, header, beneficiary=beneficiary, sender=executor.address
+            )
+            if outcome.success:
+                break
+            if outcome.failed_op_index is None:
+                log.warning("bundle simulation failed outside any op: %s", outcome.failure)
+                before = selected
+                selected = await self._isolate(ep, selected, header, beneficiary, executor.address, dropped)
+                await self._release([e for e in before if e not in selected and e.submitted_in is None], executor)
+                continue
+            bad = selected.pop(outcome.failed_op_index)
+            error = failure_error(outcome.failure, bad.op.paymaster)
+            reason = f"failed in bundle simulation: {outcome.failure.message}"
+            if "AA25" in outcome.failure.message and await self._found_mined(bad):
+                continue  # its nonce is used because it is mined already (e.g. after a reorg)
+            dropped[bad.hash] = reason
+            self.drop(bad, reason, error.code)
+            if self.reputation is not None:
+                for other in self.reputation.bundle_failure(bad, outcome.failure.code):
+                    why = f"an entity it uses was banned: {reason}"
+                    if any(other is e for e in selected):
+                        selected = [e for e in selected if e is not other]
+                        dropped[other.hash] = why
+                    self.drop(other, why, EntityThrottled.code)
+        if dropped:
+            await self.store.flush()
+        if not selected:
+            return None
+        auth_list = [authorizations[e.hash] for e in selected if e.hash in authorizations]
+        return await self._send(ep, executor, selected, beneficiary, header, dropped, auth_list)
 
     async def _isolate(self, ep, selected: list[PoolEntry], header, beneficiary: str, sender: str,
                        dropped: dict[str, str]) -> list[PoolEntry]:
@@ -236,6 +314,8 @@ class Builder:
                 keep.append(entry)
             elif isinstance(error, NodeError):
                 log.warning("second validation of %s failed on the node: %s", entry.hash, error.message)
+            elif "AA25" in error.message and await self._found_mined(entry):
+                continue  # its nonce is used because it is mined already (e.g. after a reorg)
             else:
                 reason = f"failed second validation: {error.message}"
                 dropped[entry.hash] = reason
@@ -257,87 +337,199 @@ class Builder:
         # the bundle must not pay more per gas than its ops pay the beneficiary
         priority = min(priority, min(e.op.max_priority_fee_per_gas for e in entries))
         max_fee = max(min(max_fee, min(e.op.max_fee_per_gas for e in entries)), header.base_fee)
-        first_max_fee = max_fee
-        nonce = await executor.next_nonce(self.node)
-        sent: list[str] = []
-        deadline_replace = time.monotonic() + self.config.tx_replace_after_s
+        priority = min(priority, max_fee)
 
-        async def send_once(fee: int, prio: int) -> str:
-            tx = {
-                "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": to_checksum_address(ep.address),
-                "data": data, "value": 0, "gas": gas_limit,
-                "maxFeePerGas": fee, "maxPriorityFeePerGas": prio,
-            }
-            if authorizations:  # EIP-7702 ops: a set-code transaction carrying their authorizations
-                tx.update(type=4, authorizationList=authorizations)
-            return await self.node.send_raw_transaction(executor.sign(tx))
+        def mark_submitted(inflight) -> None:
+            tx_hash = inflight.latest.tx_hash
+            for e in entries:
+                e.submitted_in = tx_hash
+                self.store.update(e.hash, status=OpStatus.SUBMITTED, tx_hash=tx_hash)
 
         try:
-            try:
-                tx_hash = await send_once(max_fee, priority)
-            except NodeRpcError as e:
-                if "nonce" not in e.message.lower():
-                    raise
-                # the key was used elsewhere (another instance, an operator's manual tx): the
-                # node's count is the truth; one retry with it
-                log.warning("executor %s nonce %d refused (%s); refreshing", executor.address, nonce, e.message)
-                executor.forget_nonce()
-                nonce = await executor.next_nonce(self.node)
-                tx_hash = await send_once(max_fee, priority)
-        except NodeRpcError as e:
-            executor.forget_nonce()
-            log.warning("bundle transaction refused by the node: %s", e.message)
-            raise BundlerError(f"bundle transaction refused by the node: {e.message}") from None
-        executor.consumed(nonce)
-        sent.append(tx_hash)
-        for e in entries:
-            e.submitted_in = tx_hash
-            self.store.update(e.hash, status=OpStatus.SUBMITTED, tx_hash=tx_hash)
-        log.info("sent bundle %s with %d ops (nonce %d)", tx_hash, len(entries), nonce)
-
-        receipt = None
-        while receipt is None:
-            for h in reversed(sent):
-                receipt = await self.node.get_receipt(h)
-                if receipt is not None:
-                    break
-            if receipt is not None:
-                break
-            if time.monotonic() > deadline_replace:
-                bumped_fee = max_fee * (100 + self.config.fee_bump_percent) // 100
-                if bumped_fee <= first_max_fee * self.config.max_fee_multiplier:
-                    max_fee = bumped_fee
-                    priority = max(priority * (100 + self.config.fee_bump_percent) // 100, priority + 1)
-                    try:
-                        new_hash = await send_once(max_fee, priority)
-                        sent.append(new_hash)
-                        log.info("replaced stuck bundle %s with %s (maxFee %d)", sent[-2], new_hash, max_fee)
-                    except NodeRpcError as e:
-                        log.warning("fee bump refused: %s", e.message)
-                deadline_replace = time.monotonic() + self.config.tx_replace_after_s
-            await self.head.wait_new_block(self.head.latest.number if self.head.latest else None, 0.2)
-        return self._settle(ep, entries, receipt, dropped)
-
-    def _settle(self, ep, entries: list[PoolEntry], receipt: dict, dropped: dict[str, str]) -> BundleResult:
-        tx_hash = receipt["transactionHash"]
-        block = int(receipt["blockNumber"], 16)
-        result = BundleResult(ep.address, tx_hash, block, "mined", dropped=dropped)
-        if receipt["status"] != "0x1":
-            result.status = "reverted"
-            log.warning("bundle %s reverted on chain; its ops go back to the pool", tx_hash)
+            inflight = await self.sender.send_new(executor, ep.address, [e.hash for e in entries], data, gas_limit,
+                                                  max_fee, priority, before_send=mark_submitted,
+                                                  authorizations=authorizations)
+        except BundlerError:
             for e in entries:
                 e.submitted_in = None
                 self.store.update(e.hash, status=OpStatus.PENDING, tx_hash=None)
+            await self.store.flush()
+            raise
+        followed = await self.sender.follow(inflight, executor)
+        return await self._settle(inflight, followed, dropped, executor)
+
+    async def _settle(self, inflight, followed, dropped: dict[str, str] | None = None,
+                      executor: Executor | None = None) -> BundleResult:
+        """Record the fate of every op of an in-flight nonce once it is resolved, then forget it."""
+        entries = [self.mempool.get(h) for h in inflight.op_hashes]
+        receipt = followed.receipt
+        if receipt is None:  # the nonce went to a transaction we never sent: ops are not mined
+            if executor is not None:
+                executor.forget_nonce()
+            result = BundleResult(inflight.entry_point, inflight.latest.tx_hash, None, "not_mined",
+                                  dropped=dropped or {})
+            await self._back_to_pool(inflight.op_hashes, entries, "bundle nonce taken by another transaction")
+            self.store.delete_inflight(inflight.executor, inflight.nonce)
+            await self.store.flush()
             return result
-        for e in entries:
-            if build_receipt(e.hash, receipt) is not None:
-                self.mempool.remove(e.hash)
-                self.store.update(e.hash, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
-                                  block_hash=receipt["blockHash"])
-                result.included.append(e.hash)
-                if self.reputation is not None:
-                    self.reputation.included(e)
-            else:
-                e.submitted_in = None
-                self.store.update(e.hash, status=OpStatus.PENDING, tx_hash=None)
+        tx_hash = receipt["transactionHash"]
+        block = int(receipt["blockNumber"], 16)
+        result = BundleResult(inflight.entry_point, tx_hash, block, "mined", dropped=dropped or {})
+        if receipt["status"] != "0x1":
+            result.status = "reverted"
+            log.warning("bundle %s reverted on chain (block %d); its ops are simulated again", tx_hash, block)
+            for h, e in zip(inflight.op_hashes, entries):
+                self._reverts[h] = self._reverts.get(h, 0) + 1
+                if e is not None and self._reverts[h] >= self.config.max_bundle_reverts:
+                    e.submitted_in = None
+                    self.drop(e, f"dropped after {self._reverts[h]} bundles carrying it reverted on chain "
+                                 f"(last {tx_hash})", -32500)
+                    continue
+                if e is not None:
+                    e.submitted_in = None
+                self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
+        else:
+            mined = []
+            for h, e in zip(inflight.op_hashes, entries):
+                self._reverts.pop(h, None)
+                if build_receipt(h, receipt) is not None:
+                    self.mempool.remove(h)
+                    self.store.update(h, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
+                                      block_hash=receipt["blockHash"])
+                    result.included.append(h)
+                    mined.append(h)
+                    if self.reputation is not None and e is not None:
+                        self.reputation.included(e)
+                else:
+                    if e is not None:
+                        e.submitted_in = None
+                    self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
+            log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
+            if self.watcher is not None and mined:
+                self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor))
+        self.store.delete_inflight(inflight.executor, inflight.nonce)
+        await self.store.flush()
         return result
+
+    async def _back_to_pool(self, op_hashes: list[str], entries: list[PoolEntry | None], context: str) -> None:
+        """Ops whose transaction will never be mined: validated again, pending or dropped."""
+        records = []
+        for h, e in zip(op_hashes, entries):
+            if e is not None:
+                e.submitted_in = None
+            record = self.store.get(h)
+            if record is not None and record.status != OpStatus.DROPPED:
+                records.append(record)
+        if self.requeue is not None:
+            await self.requeue.readmit(records, context)
+        else:
+            for r in records:
+                self.store.update(r.hash, status=OpStatus.PENDING, tx_hash=None)
+
+    # -- after a restart ----------------------------------------------------------------------
+    def _executor(self, address: str) -> Executor | None:
+        return next((e for e in self.executors if e.address == address), None)
+
+    async def resume(self, inflight) -> BundleResult | None:
+        """Follow an in-flight nonce found in the store at start-up: same nonce, same signed
+        bytes (broadcast again only if the node lost them), replaced with higher fees if stuck."""
+        executor = self._executor(inflight.executor)
+        if executor is None:
+            log.warning("in-flight bundle %s was sent by %s, which is not configured any more: following "
+                        "its receipt without replacing it", inflight.latest.tx_hash, inflight.executor)
+            followed = await self.sender.resume(inflight, None)
+            return await self._settle(inflight, followed)
+        async with executor.lock:
+            log.info("resuming in-flight bundle %s (executor %s nonce %d, %d ops, %d attempt(s))",
+                     inflight.latest.tx_hash, inflight.executor, inflight.nonce, len(inflight.op_hashes),
+                     len(inflight.attempts))
+            followed = await self.sender.resume(inflight, executor)
+            executor.forget_nonce()
+            result = await self._settle(inflight, followed, executor=executor)
+        if result.status != "mined":
+            self.notify_new_op()
+        return result
+
+    def start_resume(self, inflight) -> asyncio.Task:
+        task = asyncio.create_task(self._guarded(self.resume(inflight)), name=f"resume-{inflight.nonce}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _guarded(self, coro) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background bundle task failed")
+
+    # -- reorgs ----------------------------------------------------------------------------------
+    async def on_reorged(self, bundle: MinedBundle) -> None:
+        """A block that mined one of our bundles left the canonical chain."""
+        records = [r for r in (self.store.get(h) for h in bundle.op_hashes) if r is not None]
+        for check in range(2):
+            if await self._reorged_bundle_found(bundle, records):
+                return
+            if check == 0:  # nodes put the transactions of dropped blocks back in their pool
+                await asyncio.sleep(REINJECT_GRACE_S)  # a moment after the new head
+        # gone from the chain and from the node: the ops must be bundled again
+        for ex in self.executors:
+            ex.forget_nonce()
+        await self._back_to_pool([r.hash for r in records], [None] * len(records), "reorged out")
+        self.notify_new_op()
+
+    async def _reorged_bundle_found(self, bundle: MinedBundle, records) -> bool:
+        """True if the reorged bundle is in the new chain (recorded) or pending again (followed)."""
+        receipt = await self.node.get_receipt(bundle.tx_hash)
+        if receipt is not None and receipt.get("blockHash"):
+            # the same transaction is in the new chain too
+            block = int(receipt["blockNumber"], 16)
+            again, lost = [], []
+            for r in records:
+                if receipt["status"] == "0x1" and build_receipt(r.hash, receipt) is not None:
+                    self.store.update(r.hash, status=OpStatus.MINED, tx_hash=bundle.tx_hash, block_number=block,
+                                      block_hash=receipt["blockHash"])
+                    again.append(r.hash)
+                else:
+                    lost.append(r)
+            log.info("bundle %s is in the new chain too (block %d %s): %d op(s) mined again", bundle.tx_hash,
+                     block, receipt["blockHash"], len(again))
+            if again and self.watcher is not None:
+                self.watcher.track(MinedBundle(bundle.tx_hash, block, receipt["blockHash"], again, bundle.executor))
+            if lost and self.requeue is not None:
+                await self.requeue.readmit(lost, "reorged out")
+            await self.store.flush()
+            return True
+        tx = await self.node.get_transaction(bundle.tx_hash)
+        if tx is not None and tx.get("blockHash") is None:
+            # the node put it back in its pool: it will be mined again with the same nonce
+            log.info("bundle %s is pending again after the reorg; following it", bundle.tx_hash)
+            executor = (tx.get("from") or bundle.executor or "").lower()
+            raw = ""
+            try:
+                raw = await self.node.call("eth_getRawTransactionByHash", bundle.tx_hash) or ""
+            except Exception:
+                pass
+            inflight = InflightTx(executor=executor, nonce=int(tx["nonce"], 16), entry_point=(tx.get("to") or "").lower(),
+                                  op_hashes=[r.hash for r in records],
+                                  attempts=[TxAttempt(bundle.tx_hash, raw, int(tx.get("maxFeePerGas") or tx.get("gasPrice"), 16),
+                                                      int(tx.get("maxPriorityFeePerGas") or "0x0", 16))])
+            for r in records:
+                self.store.update(r.hash, status=OpStatus.SUBMITTED, tx_hash=bundle.tx_hash, block_number=None,
+                                  block_hash=None)
+                entry = entry_from_record(r, submitted_in=bundle.tx_hash)
+                if entry is not None:
+                    self.mempool.add(entry)
+            self.store.put_inflight(inflight)
+            await self.store.flush()
+
+            async def follow_again() -> None:
+                followed = await self.sender.follow(inflight, None)
+                await self._settle(inflight, followed)
+
+            task = asyncio.create_task(self._guarded(follow_again()))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return True
+        return False

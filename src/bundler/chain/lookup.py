@@ -15,6 +15,9 @@ from .client import NodeClient
 from .userop_logs import build_receipt, decode_handle_ops, find_event_log
 
 
+SUBMITTED_LOOKBACK_BLOCKS = 1024
+
+
 class UserOpLookup:
     def __init__(self, node: NodeClient, store, entry_points: list[eps.EntryPointVersion],
                  chain_id: int, lookback_blocks: int):
@@ -28,14 +31,15 @@ class UserOpLookup:
         if record is not None and record.status == OpStatus.DROPPED:
             raise OpDropped(record.hash, record.reason or "unknown reason", record.error_code)
 
-    async def _mined_tx_hash(self, op_hash: str) -> str | None:
+    async def _mined_tx_hash(self, op_hash: str, lookback: int | None = None) -> str | None:
         record = self.store.get(op_hash)
         self._raise_if_dropped(record)
         if record is not None and record.status == OpStatus.MINED and record.tx_hash:
             return record.tx_hash
         latest = await self.node.block_number()
         log = await find_event_log(
-            self.node, op_hash, [ep.address for ep in self.entry_points], latest - self.lookback_blocks
+            self.node, op_hash, [ep.address for ep in self.entry_points],
+            latest - (self.lookback_blocks if lookback is None else lookback)
         )
         return log["transactionHash"] if log else None
 
@@ -50,7 +54,12 @@ class UserOpLookup:
 
     async def by_hash(self, op_hash: str) -> dict[str, Any] | None:
         record = self.store.get(op_hash)
-        if record is not None and record.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
+        mined_tx = None
+        if record is not None and record.status == OpStatus.SUBMITTED:
+            # its bundle may be mined a moment before the builder records it; agree with receipt()
+            # (a recent bundle: a short log search, not the whole lookback)
+            mined_tx = await self._mined_tx_hash(op_hash, SUBMITTED_LOOKBACK_BLOCKS)
+        if record is not None and record.status in (OpStatus.PENDING, OpStatus.SUBMITTED) and mined_tx is None:
             return {
                 "userOperation": format_user_operation(record.op),
                 "entryPoint": to_checksum_address(record.entry_point),
@@ -58,7 +67,7 @@ class UserOpLookup:
                 "blockHash": None,
                 "blockNumber": None,
             }
-        tx_hash = await self._mined_tx_hash(op_hash)
+        tx_hash = mined_tx or await self._mined_tx_hash(op_hash)
         if tx_hash is None:
             return None
         tx = await self.node.get_transaction(tx_hash)

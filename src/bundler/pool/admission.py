@@ -7,7 +7,7 @@ import logging
 
 from ..chain.head import HeadTracker
 from ..entrypoint import EntryPointVersion
-from ..errors import InvalidParams
+from ..errors import BundlerError, InvalidParams
 from ..sim.entrypoint_sim import queued_nonce_override
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..store.records import OpRecord, OpStatus
@@ -120,11 +120,26 @@ class Admission:
         if replaced is not None:
             self.store.update(replaced.hash, status=OpStatus.DROPPED,
                               reason=f"replaced by {op_hash} with higher fees")
-        self.store.put(OpRecord(hash=op_hash, entry_point=ep.address, op=op))
+        self.store.put(OpRecord(hash=op_hash, entry_point=ep.address, op=op, valid_after=entry.valid_after,
+                                valid_until=entry.valid_until, prefund=entry.prefund,
+                                eip7702_delegate=entry.eip7702_delegate, received_at=entry.received_at))
+        await self._persist(entry, replaced)
         log.info("admitted op %s sender %s nonce %s", op_hash, op.sender, hex(op.nonce))
         if self.on_admitted:
             self.on_admitted(entry)
         return op_hash
+
+
+    async def _persist(self, entry: PoolEntry, replaced: PoolEntry | None) -> None:
+        """The acknowledgement is durable: the op is in the store before the client hears back."""
+        try:
+            await self.store.flush()
+        except Exception as e:
+            log.error("could not persist op %s: %s", entry.hash, e)
+            self.mempool.remove(entry.hash)
+            if replaced is not None and self.mempool.get(replaced.hash) is None:
+                self.mempool.add(replaced)
+            raise BundlerError(f"the bundler could not store the UserOperation ({e}); try again") from None
 
 
 def _delegate(op: UserOperation) -> str | None:

@@ -83,7 +83,7 @@ def debug_registry(bundler) -> MethodRegistry:
 
     @r.add(name="debug_bundler_clearMempool")
     async def clear_mempool() -> str:
-        bundler.mempool.clear()
+        bundler.clear_mempool()
         return "ok"
 
     @r.add(name="debug_bundler_dumpMempool")

@@ -1,4 +1,26 @@
-from .records import OpRecord, OpStatus
+from .base import Store, ops_in_order
 from .memory import MemoryStore
+from .records import InflightTx, OpRecord, OpStatus, ReputationRow, TxAttempt
 
-__all__ = ["MemoryStore", "OpRecord", "OpStatus"]
+__all__ = ["InflightTx", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "Store", "TxAttempt",
+           "open_store", "ops_in_order"]
+
+
+def open_store(config) -> Store:
+    """The store named by config.store: 'sqlite' under config.data_dir, 'postgres' at
+    config.postgres_dsn, or 'memory'."""
+    kind = getattr(config, "store", "sqlite")
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        from .sqlite import SqliteStore
+
+        return SqliteStore(config.data_dir, synchronous=config.store_sync,
+                           retention_s=config.op_retention_hours * 3600)
+    if kind == "postgres":
+        from .postgres import PostgresStore
+
+        if not config.postgres_dsn:
+            raise ValueError("--store postgres needs --postgres-dsn (or BUNDLER_POSTGRES_DSN)")
+        return PostgresStore(config.postgres_dsn, retention_s=config.op_retention_hours * 3600)
+    raise ValueError(f"unknown store {kind!r}")

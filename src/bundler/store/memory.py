@@ -1,44 +1,129 @@
-"""In-process op index (the default until a durable store is configured)."""
+"""In-process store: the Store interface with nothing surviving the process (`--store memory`,
+and the write-through cache the durable stores build on)."""
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
-from .records import OpRecord, OpStatus
+from .records import FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow
 
 
 class MemoryStore:
+    durable = False
+    shared = False  # one process owns everything: claims always succeed
+
     def __init__(self, max_finished: int = 100_000):
         self._records: dict[str, OpRecord] = {}
+        # finished (mined/dropped) hashes, oldest first: only these are ever evicted
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._max_finished = max_finished
+        self._reputation: dict[str, ReputationRow] = {}
+        self._inflight: dict[tuple[str, int], InflightTx] = {}
 
+    # -- ops --------------------------------------------------------------------------
     def put(self, record: OpRecord) -> None:
         record.updated_at = time.time()
         self._records[record.hash] = record
-        if len(self._records) > self._max_finished * 2:
-            self._evict_finished()
+        self._track(record)
+        self._written(record)
 
     def get(self, op_hash: str) -> OpRecord | None:
         return self._records.get(op_hash)
 
     def update(self, op_hash: str, **fields) -> OpRecord | None:
-        record = self._records.get(op_hash)
+        record = self.get(op_hash)
         if record is None:
             return None
         for k, v in fields.items():
             setattr(record, k, v)
         record.updated_at = time.time()
+        self._records[op_hash] = record
+        self._track(record)
+        self._written(record)
         return record
 
     def with_status(self, *statuses: OpStatus) -> list[OpRecord]:
         return [r for r in self._records.values() if r.status in statuses]
 
+    def mined_since(self, block_number: int) -> list[OpRecord]:
+        return [r for r in self._records.values()
+                if r.status == OpStatus.MINED and r.block_number is not None and r.block_number >= block_number]
+
     def clear(self) -> None:
         self._records.clear()
+        self._finished.clear()
 
-    def _evict_finished(self) -> None:
-        finished = sorted(
-            (r for r in self._records.values() if r.status in (OpStatus.MINED, OpStatus.DROPPED)),
-            key=lambda r: r.updated_at,
-        )
-        for r in finished[: len(finished) - self._max_finished]:
-            del self._records[r.hash]
+    def _track(self, record: OpRecord) -> None:
+        if record.status in FINISHED:
+            self._finished[record.hash] = None
+            self._finished.move_to_end(record.hash)
+            if len(self._finished) > self._max_finished:
+                self._evict()
+        else:
+            self._finished.pop(record.hash, None)
+
+    def _evict(self) -> None:
+        while len(self._finished) > self._max_finished:
+            victim = next(iter(self._finished))
+            if not self._evictable(victim):
+                break
+            del self._finished[victim]
+            self._records.pop(victim, None)
+
+    def _evictable(self, op_hash: str) -> bool:  # the durable stores keep unwritten rows
+        return True
+
+    def _written(self, record: OpRecord) -> None:  # hook for write-behind stores
+        pass
+
+    # -- reputation ---------------------------------------------------------------------
+    def get_reputation(self, address: str) -> ReputationRow | None:
+        return self._reputation.get(address.lower())
+
+    def put_reputation(self, row: ReputationRow) -> None:
+        row.address = row.address.lower()
+        row.updated_at = time.time()
+        self._reputation[row.address] = row
+
+    def add_reputation(self, address: str, ops_seen: int = 0, ops_included: int = 0) -> ReputationRow:
+        """Add to an address's counters (atomic also when several instances share the store)."""
+        address = address.lower()
+        row = self._reputation.get(address) or ReputationRow(address)
+        row.ops_seen += ops_seen
+        row.ops_included += ops_included
+        row.updated_at = time.time()
+        self._reputation[address] = row
+        return row
+
+    def reputation_rows(self) -> list[ReputationRow]:
+        return list(self._reputation.values())
+
+    def clear_reputation(self) -> None:
+        self._reputation.clear()
+
+    # -- in-flight transactions -----------------------------------------------------------
+    def put_inflight(self, tx: InflightTx) -> None:
+        self._inflight[tx.key] = tx
+
+    def delete_inflight(self, executor: str, nonce: int) -> None:
+        self._inflight.pop((executor, nonce), None)
+
+    def inflight(self) -> list[InflightTx]:
+        return sorted(self._inflight.values(), key=lambda t: (t.executor, t.nonce))
+
+    # -- claims (only a shared store can refuse) -----------------------------------------
+    async def claim(self, op_hashes: list[str], owner: str) -> set[str]:
+        return set(op_hashes)
+
+    async def release(self, op_hashes: list[str], owner: str) -> None:
+        return None
+
+    # -- durability -------------------------------------------------------------------
+    def bind_chain(self, chain_id: int, genesis_hash: str) -> None:
+        return None
+
+    async def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

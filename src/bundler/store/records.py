@@ -1,4 +1,6 @@
-"""What the bundler remembers about every UserOperation it acknowledged."""
+"""What the bundler remembers: every UserOperation it acknowledged (with what the builder needs
+to bundle it again after a restart), reputation counters, and the executor's in-flight
+transactions."""
 from __future__ import annotations
 
 import enum
@@ -15,6 +17,10 @@ class OpStatus(str, enum.Enum):
     DROPPED = "dropped"        # removed without inclusion; `reason` says why
 
 
+ACTIVE = (OpStatus.PENDING, OpStatus.SUBMITTED)
+FINISHED = (OpStatus.MINED, OpStatus.DROPPED)
+
+
 @dataclass
 class OpRecord:
     hash: str
@@ -27,3 +33,55 @@ class OpRecord:
     block_number: int | None = None
     block_hash: str | None = None
     updated_at: float = field(default_factory=time.time)
+    # what admission learnt and the builder needs (kept so a restart can rebuild the pool)
+    valid_after: int = 0
+    valid_until: int = 0
+    prefund: int = 0
+    eip7702_delegate: str | None = None
+    received_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class ReputationRow:
+    """Key-value row for the reputation engine (ERC-7562 counters per entity address)."""
+
+    address: str
+    ops_seen: int = 0
+    ops_included: int = 0
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class TxAttempt:
+    """One signed transaction sent (or about to be sent) for an in-flight nonce."""
+
+    tx_hash: str
+    raw: str  # 0x-hex signed transaction, so it can be broadcast again after a restart
+    max_fee: int
+    priority: int
+    sent_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class InflightTx:
+    """A bundle transaction of one executor key, not yet mined: every attempt (the first one and
+    its fee-bumped replacements) shares the nonce and carries the same ops."""
+
+    executor: str
+    nonce: int
+    entry_point: str
+    op_hashes: list[str]
+    attempts: list[TxAttempt] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.executor, self.nonce)
+
+    @property
+    def tx_hashes(self) -> list[str]:
+        return [a.tx_hash for a in self.attempts]
+
+    @property
+    def latest(self) -> TxAttempt | None:
+        return self.attempts[-1] if self.attempts else None

@@ -1,0 +1,130 @@
+"""Chain watcher: keeps the hashes of the recent canonical blocks (linked by parentHash) and the
+blocks that mined our bundles; when such a block leaves the canonical chain it reports the
+bundle, and the builder puts its ops back in the pool or records where they landed.
+
+Cost: one eth_getBlockByNumber("latest") per new block (and one a second while idle, which also
+catches a replacement at the same height); after a reorg, one eth_getBlockByHash per replaced
+block, at most `depth`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from ..errors import NodeError
+from .client import NodeClient
+from .head import HeadTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MinedBundle:
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    op_hashes: list[str] = field(default_factory=list)
+    executor: str | None = None
+
+
+class ChainWatcher:
+    def __init__(self, node: NodeClient, head: HeadTracker, depth: int,
+                 on_reorged: Callable[[MinedBundle], Awaitable[None]], idle_poll: float = 1.0):
+        self.node = node
+        self.head = head
+        self.depth = depth
+        self.on_reorged = on_reorged
+        self.idle_poll = idle_poll
+        self.hashes: dict[int, str] = {}          # block number -> canonical hash
+        self.bundles: dict[str, MinedBundle] = {}  # tx hash -> where it was mined
+        self.reorgs_seen = 0
+        self._head_hash: str | None = None
+
+    def track(self, bundle: MinedBundle) -> None:
+        known = self.bundles.get(bundle.tx_hash)
+        if known is not None and known.block_hash == bundle.block_hash:
+            known.op_hashes.extend(h for h in bundle.op_hashes if h not in known.op_hashes)
+        else:
+            self.bundles[bundle.tx_hash] = bundle
+
+    def untrack(self, tx_hash: str) -> None:
+        self.bundles.pop(tx_hash, None)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # keep watching through node hiccups
+                log.warning("chain watcher: %s", getattr(e, "message", e))
+            latest = self.head.latest.number if self.head.latest else None
+            await self.head.wait_new_block(latest, self.idle_poll)
+
+    async def _block(self, tag_or_hash: str) -> dict | None:
+        if tag_or_hash.startswith("0x") and len(tag_or_hash) == 66:
+            return await self.node.call("eth_getBlockByHash", tag_or_hash, False)
+        return await self.node.call("eth_getBlockByNumber", tag_or_hash, False)
+
+    async def check(self) -> list[MinedBundle]:
+        """Update the canonical hashes from the node's head; report and return the bundles
+        whose block is no longer canonical."""
+        block = await self._block("latest")
+        if block is None:
+            raise NodeError("node returned no latest block")
+        number, block_hash = int(block["number"], 16), block["hash"]
+        if block_hash == self._head_hash and not self._needs_backfill(number):
+            return []
+        self._head_hash = block_hash
+        floor = max(0, number - self.depth)
+        lowest_needed = min([b.block_number for b in self.bundles.values()] + [number])
+        new = {number: block_hash}
+        m, parent = number - 1, block["parentHash"]
+        while m >= max(floor, lowest_needed):
+            if self.hashes.get(m) == parent:
+                break  # the rest below is the chain we already hold
+            new[m] = parent
+            blk = await self._block(parent)
+            if blk is None:  # the node dropped it meanwhile: try again next round
+                self._head_hash = None
+                return []
+            parent = blk["parentHash"]
+            m -= 1
+        replaced = [n for n in new if n in self.hashes and self.hashes[n] != new[n]]
+        shortened = [n for n in self.hashes if n > number]
+        if replaced or shortened:
+            self.reorgs_seen += 1
+            log.warning("reorg: %d block(s) replaced from %d (head now %d %s)", len(replaced) + len(shortened),
+                        min(replaced + shortened), number, block_hash)
+        for n in shortened:
+            del self.hashes[n]
+        self.hashes.update(new)
+        for n in [n for n in self.hashes if n < floor]:
+            del self.hashes[n]
+
+        reorged = []
+        for b in list(self.bundles.values()):
+            canonical = self.hashes.get(b.block_number)
+            if b.block_number < floor:
+                self.untrack(b.tx_hash)  # deep enough to be final
+            elif canonical is not None and canonical != b.block_hash:
+                reorged.append(b)
+        if reorged and not (replaced or shortened):
+            self.reorgs_seen += 1  # replaced before we ever saw the old block as head
+        for b in reorged:
+            self.untrack(b.tx_hash)
+            log.warning("bundle %s mined in block %d (%s) was reorged out; %d op(s) to re-check",
+                        b.tx_hash, b.block_number, b.block_hash, len(b.op_hashes))
+        results = await asyncio.gather(*(self.on_reorged(b) for b in reorged), return_exceptions=True)
+        for b, r in zip(reorged, results):
+            if isinstance(r, BaseException):
+                log.error("handling reorged bundle %s failed (%r); trying again", b.tx_hash, r)
+                self.track(b)
+        return reorged
+
+    def _needs_backfill(self, number: int) -> bool:
+        """A newly tracked bundle below the hashes we hold."""
+        low = min(self.hashes) if self.hashes else number
+        return any(low > b.block_number >= number - self.depth for b in self.bundles.values())

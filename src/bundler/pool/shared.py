@@ -1,0 +1,69 @@
+"""With a shared store (PostgreSQL), other instances admit ops too: every `interval` seconds the
+local mempool takes in the pending ops it does not have, marks those another instance has
+claimed for a bundle, and lets go of those mined or dropped elsewhere. Which instance bundles an
+op is decided by the store's claim (row locks), not by this view, so a stale view costs at
+most a refused claim."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .. import entrypoint as eps
+from .mempool import Mempool
+from .requeue import entry_from_record
+
+log = logging.getLogger(__name__)
+
+# submitted_in of an op another instance claimed and has not sent yet
+CLAIMED_ELSEWHERE = "claimed"
+
+
+class SharedPoolSync:
+    def __init__(self, store, mempool: Mempool, entry_points, interval: float = 0.5, on_new=None):
+        self.store = store
+        self.mempool = mempool
+        self.served = {ep.address for ep in entry_points}
+        self.interval = interval
+        self.on_new = on_new
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.sync_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("shared pool sync failed: %s", e)
+            await asyncio.sleep(self.interval)
+
+    def sync_once(self) -> int:
+        local = {e.hash: e for e in self.mempool.entries()}
+        summary = self.store.active_summary(also=list(local))
+        added = 0
+        for h, (status, _tx_hash, _claimed_by) in summary.items():
+            entry = local.get(h)
+            active = status in ("pending", "submitted")
+            if entry is None:
+                if not active:
+                    continue
+                record = self.store.get(h)
+                if record is None or record.entry_point not in self.served:
+                    continue
+                new = entry_from_record(record, submitted_in=CLAIMED_ELSEWHERE if status == "submitted" else None)
+                if new is None or self.mempool._by_slot.get(new.slot) is not None:
+                    continue
+                self.mempool.add(new)
+                added += 1
+            elif not active:
+                if entry.submitted_in in (None, CLAIMED_ELSEWHERE):
+                    self.mempool.remove(h)  # mined or dropped by another instance
+            elif status == "submitted" and entry.submitted_in is None:
+                entry.submitted_in = CLAIMED_ELSEWHERE  # not ours: our bundles set their tx hash
+            elif status == "pending" and entry.submitted_in == CLAIMED_ELSEWHERE:
+                entry.submitted_in = None  # released
+        if added and self.on_new is not None:
+            self.on_new()
+        return added
+
+
+__all__ = ["CLAIMED_ELSEWHERE", "SharedPoolSync", "eps"]

@@ -1,0 +1,87 @@
+"""The one persistence interface the rest of the bundler talks to.
+
+Reads and writes are plain synchronous calls that return at once (the durable stores keep
+what is active in memory and write behind in batches); `await store.flush()` returns when
+everything written before the call is durable. The admission path calls it before
+eth_sendUserOperation answers, the builder before it broadcasts a transaction.
+
+Implementations: MemoryStore (nothing survives the process), SqliteStore (default),
+PostgresStore (several instances share one mempool and op index).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Protocol, runtime_checkable
+
+from .records import InflightTx, OpRecord, OpStatus, ReputationRow
+
+
+@runtime_checkable
+class Store(Protocol):
+    # -- op index (eth_getUserOperationByHash / Receipt) and the persisted mempool --------
+    def put(self, record: OpRecord) -> None:
+        """Insert or replace the record of one op."""
+
+    def get(self, op_hash: str) -> OpRecord | None: ...
+
+    def update(self, op_hash: str, **fields) -> OpRecord | None:
+        """Change some fields of a record (None if unknown); returns the updated record."""
+
+    def with_status(self, *statuses: OpStatus) -> list[OpRecord]: ...
+
+    def mined_since(self, block_number: int) -> list[OpRecord]:
+        """MINED records with block_number >= block_number (the reorg watcher's window)."""
+
+    def clear(self) -> None:
+        """Forget every op record (debug_bundler_clearState)."""
+
+    # -- reputation: address -> counters, for the reputation engine ----------------------
+    def get_reputation(self, address: str) -> ReputationRow | None: ...
+
+    def put_reputation(self, row: ReputationRow) -> None: ...
+
+    def add_reputation(self, address: str, ops_seen: int = 0, ops_included: int = 0) -> ReputationRow:
+        """Add to the counters (atomic across instances sharing a store); returns the row."""
+
+    def reputation_rows(self) -> list[ReputationRow]: ...
+
+    def clear_reputation(self) -> None: ...
+
+    # -- the executors' in-flight transactions -----------------------------------------
+    def put_inflight(self, tx: InflightTx) -> None:
+        """Insert or replace by (executor, nonce)."""
+
+    def delete_inflight(self, executor: str, nonce: int) -> None: ...
+
+    def inflight(self) -> list[InflightTx]: ...
+
+    # -- claims: which instance bundles an op (several instances on one shared store) -----
+    async def claim(self, op_hashes: list[str], owner: str) -> set[str]:
+        """Take pending ops for a bundle of `owner` (an executor address); returns those taken.
+        Single-process stores take them all."""
+
+    async def release(self, op_hashes: list[str], owner: str) -> None:
+        """Give back ops claimed but not sent."""
+
+    @property
+    def shared(self) -> bool:
+        """True if other bundler instances use the same store (PostgresStore)."""
+
+    # -- durability ----------------------------------------------------------------
+    def bind_chain(self, chain_id: int, genesis_hash: str) -> None:
+        """Tie the store to one chain; raise if it holds another chain's data."""
+
+    async def flush(self) -> None:
+        """Return once every write issued before this call is durable (raises if it failed)."""
+
+    def close(self) -> None:
+        """Write what is pending and release the store (its files, its lock)."""
+
+    @property
+    def durable(self) -> bool:
+        """False for MemoryStore: nothing survives a restart."""
+
+
+def ops_in_order(records: Iterable[OpRecord]) -> list[OpRecord]:
+    """Records sorted so each sender's ops come in nonce order (re-admission after a restart
+    validates later nonces as if the earlier ones were mined)."""
+    return sorted(records, key=lambda r: (r.entry_point, r.op.sender, r.op.nonce_key, r.op.nonce, r.received_at))

@@ -1,0 +1,67 @@
+"""Records <-> table rows, shared by the SQL stores. Ops are kept in their ERC-7769 JSON form
+(what clients sent), quantities that may exceed 64 bits as decimal text."""
+from __future__ import annotations
+
+import orjson
+
+from ..userop.codec import format_user_operation, parse_user_operation
+from ..userop.model import UserOperation
+from .records import InflightTx, OpRecord, OpStatus, ReputationRow, TxAttempt
+
+OP_COLUMNS = (
+    "hash", "entry_point", "sender", "nonce", "op", "status", "reason", "error_code", "tx_hash",
+    "block_number", "block_hash", "valid_after", "valid_until", "prefund", "eip7702_delegate",
+    "received_at", "updated_at",
+)
+
+def op_to_json(op: UserOperation) -> str:
+    return orjson.dumps(format_user_operation(op)).decode()
+
+
+def op_from_json(text: str | bytes) -> UserOperation:
+    return parse_user_operation(orjson.loads(text))
+
+
+def op_row(r: OpRecord, op_json: str) -> tuple:
+    return (
+        r.hash, r.entry_point, r.op.sender, str(r.op.nonce), op_json, r.status.value, r.reason,
+        r.error_code, r.tx_hash, r.block_number, r.block_hash, r.valid_after, r.valid_until,
+        str(r.prefund), r.eip7702_delegate, r.received_at, r.updated_at,
+    )
+
+
+def op_from_row(row) -> OpRecord:
+    (h, entry_point, _sender, _nonce, op_json, status, reason, error_code, tx_hash, block_number,
+     block_hash, valid_after, valid_until, prefund, delegate, received_at, updated_at) = row
+    return OpRecord(
+        hash=h, entry_point=entry_point, op=op_from_json(op_json), status=OpStatus(status),
+        reason=reason, error_code=error_code, tx_hash=tx_hash, block_number=block_number,
+        block_hash=block_hash, updated_at=updated_at, valid_after=valid_after or 0,
+        valid_until=valid_until or 0, prefund=int(prefund or 0), eip7702_delegate=delegate,
+        received_at=received_at,
+    )
+
+
+def reputation_row(r: ReputationRow) -> tuple:
+    return (r.address, r.ops_seen, r.ops_included, r.updated_at)
+
+
+def reputation_from_row(row) -> ReputationRow:
+    return ReputationRow(address=row[0], ops_seen=row[1], ops_included=row[2], updated_at=row[3])
+
+
+def inflight_row(t: InflightTx) -> tuple:
+    attempts = [{"txHash": a.tx_hash, "raw": a.raw, "maxFee": str(a.max_fee), "priority": str(a.priority),
+                 "sentAt": a.sent_at} for a in t.attempts]
+    return (t.executor, t.nonce, t.entry_point, orjson.dumps(t.op_hashes).decode(),
+            orjson.dumps(attempts).decode(), t.created_at)
+
+
+def inflight_from_row(row) -> InflightTx:
+    executor, nonce, entry_point, op_hashes, attempts, created_at = row
+    return InflightTx(
+        executor=executor, nonce=int(nonce), entry_point=entry_point, op_hashes=list(orjson.loads(op_hashes)),
+        attempts=[TxAttempt(tx_hash=a["txHash"], raw=a["raw"], max_fee=int(a["maxFee"]),
+                            priority=int(a["priority"]), sent_at=a["sentAt"]) for a in orjson.loads(attempts)],
+        created_at=created_at,
+    )

@@ -1,0 +1,172 @@
+"""Write-behind queue shared by the SQL stores: writes return at once and are coalesced per key;
+one writer thread commits whatever has queued up in a single transaction (group commit), and
+`await flush()` returns once everything written before it is committed."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0
+
+
+class StoreError(Exception):
+    pass
+
+
+class WriteBehind:
+    """Subclasses implement _writer_connect(), _commit(conn, flags, tables) and optionally
+    _prune(conn) / _merge_back(table, key, old, new)."""
+
+    def _start_writer(self, name: str) -> None:
+        self._cv = threading.Condition()
+        self._tables: dict[str, dict] = {}
+        self._flags: set[str] = set()
+        self._seq = 0               # writes issued
+        self._committed = 0         # writes durable
+        self._error: BaseException | None = None
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: list[tuple[int, asyncio.Future]] = []
+        self._thread = threading.Thread(target=self._writer, name=name, daemon=True)
+        self._thread.start()
+
+    # -- queueing (loop thread) ----------------------------------------------------------
+    def _queue(self, table: str, key, value, combine=None) -> int:
+        with self._cv:
+            self._seq += 1
+            pending = self._tables.setdefault(table, {})
+            if combine is not None and key in pending:
+                value = combine(pending[key], value)
+            pending[key] = value
+            self._cv.notify()
+            return self._seq
+
+    def _queue_flag(self, flag: str, clears: tuple[str, ...] = ()) -> int:
+        """A whole-table operation (e.g. clear) applied before the rows queued after it."""
+        with self._cv:
+            self._seq += 1
+            for t in clears:
+                self._tables.pop(t, None)
+            self._flags.add(flag)
+            self._cv.notify()
+            return self._seq
+
+    # -- durability ---------------------------------------------------------------------
+    async def flush(self) -> None:
+        with self._cv:
+            target = self._seq
+            if self._committed >= target:
+                return
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        fut = loop.create_future()
+        self._waiters.append((target, fut))
+        with self._cv:  # the writer may have committed while we registered
+            committed, error = self._committed, self._error
+        self._wake(committed, error)
+        await fut
+
+    def _wake(self, committed: int, error: BaseException | None) -> None:
+        keep = []
+        for target, fut in self._waiters:
+            if fut.done():
+                continue
+            if committed >= target:
+                fut.set_result(None)
+            elif error is not None:
+                fut.set_exception(StoreError(f"could not write to {self.describe()}: {error}"))
+            else:
+                keep.append((target, fut))
+        self._waiters = keep
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    # -- writer thread --------------------------------------------------------------------
+    def _writer(self) -> None:
+        conn = None
+        last_prune = time.time()
+        try:
+            while True:
+                with self._cv:
+                    while not (self._tables or self._flags) and not self._closing:
+                        self._cv.wait(timeout=60)
+                        if time.time() - last_prune > PRUNE_EVERY_S:
+                            break
+                    if self._closing and not (self._tables or self._flags):
+                        return
+                    flags, tables = self._flags, self._tables
+                    self._flags, self._tables = set(), {}
+                    upto = self._seq
+                error = None
+                try:
+                    if conn is None:
+                        conn = self._writer_connect()
+                    if flags or tables:
+                        self._commit(conn, flags, tables)
+                    if time.time() - last_prune > PRUNE_EVERY_S:
+                        last_prune = time.time()
+                        self._prune(conn)
+                except Exception as e:  # disk full, I/O error, server gone: keep the rows, retry
+                    error = e
+                    log.error("%s: write failed (%s); retrying", self.describe(), e)
+                    conn = self._writer_reset(conn)
+                    with self._cv:
+                        self._flags |= flags
+                        for table, rows in tables.items():
+                            mine = self._tables.setdefault(table, {})
+                            for k, v in rows.items():
+                                mine[k] = self._merge_back(table, k, v, mine[k]) if k in mine else v
+                with self._cv:
+                    if error is None:
+                        self._committed = upto
+                        self._error = None
+                    else:
+                        self._error = error
+                    committed = self._committed
+                loop = self._loop
+                if loop is not None and not loop.is_closed():
+                    try:
+                        loop.call_soon_threadsafe(self._wake, committed, error)
+                    except RuntimeError:  # loop closed meanwhile
+                        pass
+                if error is not None:
+                    time.sleep(0.5)
+        finally:
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+
+    def _stop_writer(self) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+
+    # -- hooks ------------------------------------------------------------------------------
+    def _writer_connect(self):
+        raise NotImplementedError
+
+    def _writer_reset(self, conn):
+        """After a failed commit: roll back (or drop the connection); return what to use next."""
+        try:
+            conn.rollback()
+        except Exception:
+            pass
+        return conn
+
+    def _commit(self, conn, flags: set[str], tables: dict[str, dict]) -> None:
+        raise NotImplementedError
+
+    def _prune(self, conn) -> None:
+        pass
+
+    def _merge_back(self, table: str, key, failed, newer):
+        """A failed batch's row under a row written since: the newer one wins by default."""
+        return newer

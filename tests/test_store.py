@@ -1,0 +1,163 @@
+"""The Store interface: MemoryStore and SqliteStore behave alike; SqliteStore keeps what was
+flushed across a reopen (and across a SIGKILL of the writing process)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bundler.store import InflightTx, MemoryStore, OpRecord, OpStatus, ReputationRow, Store, TxAttempt
+from bundler.store.sqlite import DataDirInUse, SqliteStore, WrongChain
+from bundler.userop import UserOperation
+from bundler.userop.model import Authorization
+
+pytestmark = pytest.mark.asyncio
+
+
+def make_op(i: int, **changes) -> UserOperation:
+    values = dict(sender="0x" + f"{i:040x}", nonce=(7 << 64) + i, call_data=b"\x01\x02" * i, call_gas_limit=100_000,
+                  verification_gas_limit=200_000, pre_verification_gas=50_000, max_fee_per_gas=2 * 10**9,
+                  max_priority_fee_per_gas=10**9, signature=b"\x05" * 65)
+    values.update(changes)
+    return UserOperation(**values)
+
+
+def record(i: int, **changes) -> OpRecord:
+    op = changes.pop("op", None) or make_op(i)
+    return OpRecord(hash="0x" + f"{i:064x}", entry_point="0x0000000071727de22e5e9d8baf0edac6f37da032", op=op,
+                    valid_after=5, valid_until=2**47, prefund=3 * 10**30, **changes)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    s = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "data")
+    yield s
+    s.close()
+
+
+async def test_store_interface(store):
+    assert isinstance(store, Store)
+    r = record(1)
+    store.put(r)
+    await store.flush()
+    got = store.get(r.hash)
+    assert got.op == r.op and got.status == OpStatus.PENDING and got.prefund == 3 * 10**30
+    store.update(r.hash, status=OpStatus.MINED, tx_hash="0xaa", block_number=12, block_hash="0xbb")
+    store.put(record(2))
+    store.update(record(2).hash, status=OpStatus.DROPPED, reason="AA21 didn't pay prefund", error_code=-32500)
+    assert store.update("0x" + "ee" * 32, status=OpStatus.MINED) is None
+    await store.flush()
+    assert {x.hash for x in store.with_status(OpStatus.MINED)} == {r.hash}
+    assert [x.hash for x in store.mined_since(12)] == [r.hash]
+    assert store.mined_since(13) == []
+    assert store.get(record(2).hash).error_code == -32500
+
+    store.put_reputation(ReputationRow("0xABC", ops_seen=3, ops_included=1))
+    assert store.get_reputation("0xabc").ops_seen == 3
+    t = InflightTx("0xexec", 4, r.entry_point, [r.hash], [TxAttempt("0x01", "0x02", 10, 1)])
+    store.put_inflight(t)
+    assert store.inflight()[0].attempts[0].max_fee == 10
+    store.delete_inflight("0xexec", 4)
+    assert store.inflight() == []
+    store.clear()
+    assert store.get(r.hash) is None
+    await store.flush()
+    assert store.get(r.hash) is None
+
+
+async def test_sqlite_reopen_keeps_everything(tmp_path):
+    auth = Authorization(chain_id=1337, address="0x" + "12" * 20, nonce=3, y_parity=1, r=5, s=6)
+    s = SqliteStore(tmp_path)
+    s.bind_chain(1337, "0x" + "01" * 32)
+    pending = record(1, op=make_op(1, factory="0x7702" + "00" * 18, eip7702_auth=auth), eip7702_delegate="0x" + "12" * 20)
+    s.put(pending)
+    s.put(record(2, status=OpStatus.SUBMITTED, tx_hash="0x99"))
+    s.put(record(3, status=OpStatus.DROPPED, reason="expired", error_code=-32503))
+    s.put_reputation(ReputationRow("0xabc", ops_seen=9, ops_included=4))
+    s.put_inflight(InflightTx("0xexec", 4, pending.entry_point, [record(2).hash],
+                              [TxAttempt("0x01", "0x02", 10**30, 1), TxAttempt("0x03", "0x04", 11, 2)]))
+    await s.flush()
+    s.close()
+
+    s = SqliteStore(tmp_path)
+    try:
+        s.bind_chain(1337, "0x" + "01" * 32)
+        with pytest.raises(WrongChain):
+            s.bind_chain(1, "0x" + "01" * 32)
+        got = s.get(pending.hash)
+        assert got.op == pending.op and got.op.eip7702_auth == auth and got.eip7702_delegate == "0x" + "12" * 20
+        assert got.valid_until == 2**47 and got.prefund == 3 * 10**30
+        assert {r.hash for r in s.with_status(OpStatus.PENDING, OpStatus.SUBMITTED)} == {record(1).hash, record(2).hash}
+        dropped = s.get(record(3).hash)
+        assert dropped.reason == "expired" and dropped.error_code == -32503
+        assert [r.hash for r in s.with_status(OpStatus.DROPPED)] == [record(3).hash]
+        assert s.get_reputation("0xabc").ops_included == 4
+        [t] = s.inflight()
+        assert t.key == ("0xexec", 4) and t.tx_hashes == ["0x01", "0x03"] and t.attempts[0].max_fee == 10**30
+    finally:
+        s.close()
+
+
+async def test_sqlite_data_dir_is_locked(tmp_path):
+    s = SqliteStore(tmp_path)
+    try:
+        with pytest.raises(DataDirInUse, match=str(os.getpid())):
+            SqliteStore(tmp_path)
+    finally:
+        s.close()
+    SqliteStore(tmp_path).close()  # free again after close
+
+
+async def test_finished_records_are_evicted_from_memory_but_stay_readable(tmp_path):
+    s = SqliteStore(tmp_path, max_finished_cached=10)
+    try:
+        for i in range(1, 51):
+            s.put(record(i, status=OpStatus.MINED, tx_hash="0x01", block_number=i, block_hash="0x02"))
+            if i % 7 == 0:
+                await s.flush()
+        await s.flush()
+        s.put(record(99))  # any write triggers eviction of committed finished records
+        assert len(s._records) < 50
+        assert all(s.get(record(i).hash).block_number == i for i in range(1, 51))
+        assert len(s.mined_since(41)) == 10
+    finally:
+        s.close()
+
+
+async def test_acknowledged_writes_survive_sigkill(tmp_path):
+    """A child process flushes, prints 'acked', and is killed at once: the reopened store has
+    every record acknowledged before the kill."""
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_store import record
+        from bundler.store.sqlite import SqliteStore
+
+        async def main():
+            s = SqliteStore({str(tmp_path)!r})
+            for i in range(1, 2001):
+                s.put(record(i))
+                if i % 100 == 0:
+                    await s.flush()
+                    print("acked", i, flush=True)
+            await asyncio.sleep(60)
+
+        asyncio.run(main())
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    acked = 0
+    for line in proc.stdout:
+        acked = int(line.split()[1])
+        if acked >= 1000:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    s = SqliteStore(tmp_path)
+    try:
+        assert all(s.get(record(i).hash) is not None for i in range(1, acked + 1))
+    finally:
+        s.close()
