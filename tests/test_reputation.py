@@ -454,3 +454,20 @@ async def test_failure_found_by_second_validation_drops_without_ban(rpc, anvil, 
         await rpc.call("eth_getUserOperationReceipt", op_hash)
     assert "second validation" in e.value.message
     assert (await reputation_of(rpc, ep, paymaster))["statusName"] != "banned"
+
+
+async def test_reputation_survives_a_restart(anvil, tmp_path):
+    """A ban is kept in the store: a bundler restarted on the same data dir still refuses."""
+    from helpers.inproc import new_key, running_bundler
+
+    paymaster = "0x" + "5a" * 20
+    key = new_key(anvil.url)
+    async with running_bundler(anvil, data_dir=str(tmp_path), private_key=[key]) as (_b, client):
+        await client.call("debug_bundler_setReputation",
+                          [{"address": paymaster, "opsSeen": 1000, "opsIncluded": 0}], V07.address)
+    async with running_bundler(anvil, data_dir=str(tmp_path), private_key=[key]) as (_b, client):
+        entry = await reputation_of(client, V07, paymaster)
+        assert entry["statusName"] == "banned" and entry["opsSeen"] == hex(1000)
+        await client.call("debug_bundler_clearReputation")
+    async with running_bundler(anvil, data_dir=str(tmp_path), private_key=[key]) as (_b, client):
+        assert await client.call("debug_bundler_dumpReputation", V07.address) == []

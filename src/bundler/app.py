@@ -70,6 +70,7 @@ class Bundler:
         try:
             self.store = open_store(self.config)
             self.store.bind_chain(self.chain_id, genesis["hash"] if genesis else "0x")
+            self.reputation.book.attach_store(self.store)
         except StoreError as e:
             if self.store is not None:
                 self.store.close()

@@ -90,6 +90,23 @@ class ReputationBook:
         self.clock = clock
         self._entries: dict[str, dict[str, Entry]] = {}
         self._decayed_at: float | None = None
+        self._store = None
+
+    # -- persistence: rows keyed "entryPoint:address" in the store, written through ---------
+    def attach_store(self, store) -> None:
+        """Load the counters kept by `store` and write every later change to it, so a
+        restarted bundler keeps its reputation (throttles and bans survive a restart)."""
+        self._store = store
+        for row in store.reputation_rows():
+            ep_address, _, address = row.address.partition(":")
+            if address:
+                self._entries.setdefault(ep_address, {})[address] = Entry(row.ops_seen, row.ops_included)
+
+    def _save(self, ep_address: str, address: str, e: Entry) -> None:
+        if self._store is not None:
+            from ..store.records import ReputationRow
+
+            self._store.put_reputation(ReputationRow(f"{ep_address}:{address}", e.ops_seen, e.ops_included))
 
     # -- decay: value = value * 23 // 24 once per interval -------------------------------
     def decay(self) -> None:
@@ -101,7 +118,7 @@ class ReputationBook:
         if periods <= 0:
             return
         self._decayed_at += periods * self.params.decay_interval_s
-        for book in self._entries.values():
+        for ep_address, book in self._entries.items():
             for address in list(book):
                 e = book[address]
                 for _ in range(periods):
@@ -109,6 +126,7 @@ class ReputationBook:
                         break
                     e.ops_seen = e.ops_seen * 23 // 24
                     e.ops_included = e.ops_included * 23 // 24
+                self._save(ep_address, address, e)
                 if e.ops_seen == 0 and e.ops_included == 0:
                     del book[address]
 
@@ -144,28 +162,37 @@ class ReputationBook:
 
     # -- updates --------------------------------------------------------------------------
     def seen(self, ep: EntryPointVersion, address: str) -> None:
-        self._entry(ep, address).ops_seen += 1
+        e = self._entry(ep, address)
+        e.ops_seen += 1
+        self._save(ep.address, address, e)
 
     def unseen(self, ep: EntryPointVersion, address: str) -> None:
         e = self._entry(ep, address)
         e.ops_seen = max(e.ops_seen - 1, 0)
+        self._save(ep.address, address, e)
 
     def included(self, ep: EntryPointVersion, address: str) -> None:
-        self._entry(ep, address).ops_included += 1
+        e = self._entry(ep, address)
+        e.ops_included += 1
+        self._save(ep.address, address, e)
 
     def penalize(self, ep: EntryPointVersion, address: str) -> None:
         """GREP-040: opsSeen = BAN_OPS_SEEN_PENALTY, opsIncluded = 0 (banned)."""
         e = self._entry(ep, address)
         e.ops_seen = self.params.ban_ops_seen_penalty
         e.ops_included = 0
+        self._save(ep.address, address, e)
 
     def set(self, ep: EntryPointVersion, address: str, ops_seen: int, ops_included: int) -> None:
         e = self._entry(ep, address)
         e.ops_seen, e.ops_included = ops_seen, ops_included
+        self._save(ep.address, address, e)
 
     def clear(self) -> None:
         self._entries.clear()
         self._decayed_at = None
+        if self._store is not None:
+            self._store.clear_reputation()
 
 
 @dataclass(frozen=True, slots=True)
