@@ -18,6 +18,8 @@ from .pool.admission import Admission
 from .pool.mempool import Mempool
 from .rpc.methods import debug_registry, eth_registry
 from .rpc.server import build_app
+from .rpc.session_methods import session_registry
+from .sessions.service import SessionService
 from .sim import Simulator
 from .store.memory import MemoryStore
 
@@ -40,6 +42,7 @@ class Bundler:
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
+        self.sessions: SessionService | None = None
 
     async def start(self) -> None:
         self.chain_id = await self.node.chain_id()
@@ -60,16 +63,21 @@ class Bundler:
             store=self.store, executors=self.executors, entry_points=self.entry_points,
             chain_id=self.chain_id, config=self.config,
         )
+        self.sessions = await SessionService.create(
+            config=self.config, head=self.head, mempool=self.mempool, store=self.store,
+            chain_id=self.chain_id, entry_points=self.entry_points,
+        )
         self.admission = Admission(
             head=self.head, simulator=self.simulator, mempool=self.mempool, store=self.store,
             config=self.config, chain_id=self.chain_id,
-            on_admitted=lambda _entry: self.builder.notify_new_op(),
+            on_admitted=lambda _entry: self.builder.notify_new_op(), sessions=self.sessions,
         )
         self.estimator = Estimator(head=self.head, simulator=self.simulator, config=self.config,
-                                   chain_id=self.chain_id)
+                                   chain_id=self.chain_id, sessions=self.sessions)
         self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
                                    self.config.receipt_lookback_blocks)
         registry = eth_registry(self)
+        registry.merge(session_registry(self))
         if self.config.debug_api:
             registry.merge(debug_registry(self))
         app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch)
@@ -82,6 +90,7 @@ class Bundler:
         self._tasks = [
             asyncio.create_task(self.head.run(), name="head"),
             asyncio.create_task(self.builder.run(), name="builder"),
+            asyncio.create_task(self.sessions.run(), name="sessions"),
         ]
         log.info("bundler listening on %s (chain %d, node %s)", self.url, self.chain_id, self.config.rpc_url)
 
@@ -97,6 +106,8 @@ class Bundler:
             await self._runner.cleanup()
         if getattr(self, "simulator", None) is not None:
             await self.simulator.close()
+        if self.sessions is not None:
+            await self.sessions.close()
         await self.node.close()
 
 

@@ -50,6 +50,16 @@ class Config:
     fee_bump_percent: int = _setting(15, "fee increase of a replacement bundle transaction")
     max_fee_multiplier: int = _setting(4, "cap of replacement fees, as a multiple of the first attempt")
     head_poll_interval: float = _setting(0.25, "seconds between polls of the node's block number")
+    session_implementations: list[str] = _setting(
+        [], "SessionAccount implementations whose accounts get session-aware validation "
+            "(default: the deterministic dev-chain addresses, used where they have code)")
+    session_factories: list[str] = _setting(
+        [], "SessionAccountFactory addresses (default: the dev-chain factories of the default implementations)")
+    session_fast_path: bool = _setting(
+        True, "admit deployed session accounts' policy-checked session ops without a py-evm run "
+              "(bundles are still simulated before sending)")
+    session_max_ops_per_sender: int = _setting(
+        16, "pending ops per SessionAccount when the bundler verified the op's session policy itself")
     log_level: str = _setting("info", "logging level", choices=("debug", "info", "warning", "error"))
 
     def redacted(self) -> dict[str, Any]:

@@ -239,7 +239,7 @@ class Builder:
             return result
         for e in entries:
             if build_receipt(e.hash, receipt) is not None:
-                self.mempool.remove(e.hash)
+                self.mempool.remove(e.hash, mined_block=block)
                 self.store.update(e.hash, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
                                   block_hash=receipt["blockHash"])
                 result.included.append(e.hash)

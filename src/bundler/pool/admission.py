@@ -3,6 +3,7 @@ then the mempool rules. Every refusal is a BundlerError with its ERC-7769 code."
 from __future__ import annotations
 
 import logging
+import time
 
 from eth_abi import encode
 from eth_hash.auto import keccak
@@ -68,8 +69,9 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
 
 class Admission:
     def __init__(self, *, head: HeadTracker, simulator, mempool: Mempool, store, config,
-                 chain_id: int, on_admitted=None):
+                 chain_id: int, on_admitted=None, sessions=None):
         self.head = head
+        self.sessions = sessions  # sessions.service.SessionService: policy checks and fast path
         self.simulator = simulator
         self.mempool = mempool
         self.store = store
@@ -96,16 +98,27 @@ class Admission:
         known = self.store.get(op_hash)
         if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
             raise InvalidParams(f"UserOperation {op_hash} is already known and {known.status.value}")
-        self.mempool.check_admissible(op, ep)
-        outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep))
+        # the chain's clock when it runs ahead of ours (dev chains moved by evm_increaseTime)
+        now = max(int(time.time()), header.timestamp)
+        session = await self.sessions.prepare(op, ep, header, op_hash) if self.sessions else None
+        cap = self.sessions.max_ops_per_sender if session is not None else None
+        replacing = self.mempool.check_admissible(op, ep, max_ops=cap)
+        # a session op's policy is checked before any simulation; the fast path skips py-evm
+        outcome = self.sessions.precheck(session, replacing and replacing.hash, now) if session else None
+        if outcome is None:
+            outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep), now=now)
         # the pool may have changed while we simulated
-        replaced = self.mempool.check_admissible(op, ep)
+        replaced = self.mempool.check_admissible(op, ep, max_ops=cap)
+        if session is not None:
+            self.sessions.recheck(session, replaced)
         entry = PoolEntry(
             op=op, entry_point=ep, hash=op_hash,
             valid_after=outcome.valid_after, valid_until=outcome.valid_until,
             prefund=outcome.prefund, eip7702_delegate=_delegate(op),
         )
         self.mempool.add(entry)
+        if session is not None:
+            self.sessions.admitted(session, entry)
         if replaced is not None:
             self.store.update(replaced.hash, status=OpStatus.DROPPED,
                               reason=f"replaced by {op_hash} with higher fees")

@@ -1,4 +1,4 @@
-from .records import OpRecord, OpStatus
+from .records import OpRecord, OpStatus, SessionActivity
 from .memory import MemoryStore
 
-__all__ = ["MemoryStore", "OpRecord", "OpStatus"]
+__all__ = ["MemoryStore", "OpRecord", "OpStatus", "SessionActivity"]
