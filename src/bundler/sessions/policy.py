@@ -101,6 +101,8 @@ class Evaluation:
     grant: SessionSpec | None
     spec: SessionSpec
     usage_count: int  # the session's usage count once this op is validated
+    # per call, the policy that governed it: ("call" | "transfer", index), None under wildcard
+    matched: tuple[tuple[str, int] | None, ...] = ()
 
 
 # ---------------------------------------------------------------- violations
@@ -296,7 +298,7 @@ class _Eval:
     """One op's evaluation: the base session, the pending ops before it, and what earlier calls
     of this op consumed."""
 
-    __slots__ = ("account", "signer", "base", "spec", "period", "pending_by_key", "in_op", "consumed")
+    __slots__ = ("account", "signer", "base", "spec", "period", "pending_by_key", "in_op", "consumed", "matched")
 
     def __init__(self, account: str, signer: str, base: SessionState, period: int, after: Sequence[PendingUse]):
         self.account = account
@@ -310,6 +312,7 @@ class _Eval:
                 self.pending_by_key.setdefault(c.key, []).append((use.period_index, c.amount))
         self.in_op: dict[LimitKey, int] = {}
         self.consumed: list[Consumed] = []
+        self.matched: list[tuple[str, int] | None] = []
 
     def fail(self, rule: str, args: tuple, text: str, **data) -> SessionViolation:
         return SessionViolation(rule, args, f"session {self.signer} {text}",
@@ -364,6 +367,7 @@ class _Eval:
                             callIndex=index)
         spec = self.spec
         if spec.wildcard:
+            self.matched.append(None)
             return
         data = call.data
         if not data:
@@ -379,6 +383,7 @@ class _Eval:
                         requested=_q(call.value),
                     )
                 self.consume((Scope.TRANSFER_VALUE, i, 0), t.value_limit.kind, t.value_limit.amount, call.value, index)
+                self.matched.append(("transfer", i))
                 return
             raise self.fail("SessionTransferNotAllowed", (index, call.target),
                             f"call {index}: no transfer policy allows sending ETH to {call.target}",
@@ -425,6 +430,7 @@ class _Eval:
                         condition=op, actual="0x" + raw.hex(), refValue="0x" + c.ref_value.hex(),
                     )
                 self.consume((Scope.CALL_ARG, i, j), c.limit.kind, c.limit.amount, value, index)
+            self.matched.append(("call", i))
             return
         sel_text = function_name(selector)
         if target_matched:
@@ -515,7 +521,7 @@ def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSi
     return Evaluation(
         account=account, signer=signer, mode=2 if grant is not None else 1, period_index=p,
         valid_after=lo, valid_until=0 if hi == UINT48_MAX else hi, calls=calls, consumed=tuple(ctx.consumed),
-        grant=grant, spec=spec, usage_count=count,
+        grant=grant, spec=spec, usage_count=count, matched=tuple(ctx.matched),
     )
 
 

@@ -249,12 +249,22 @@ class SessionService:
             return None
         if view.nonce is None or not self._nonce_follows(op, sop.ep, view.nonce):
             return None
-        need = op.max_cost() + sum(e.prefund for e in self.mempool.for_sender(op.sender) if e.hash != replacing)
+        others = [e for e in self.mempool.for_sender(op.sender) if e.hash != replacing]
+        need = op.max_cost() + sum(e.prefund for e in others)
         if view.balance + view.deposit < need:
             return None
-        if op.verification_gas_limit < validation_gas_bound(ev, len(op.call_data)):
+        if op.verification_gas_limit < self._gas_bound(sop, ev, bool(others)):
             return None
         return FastOutcome(ev.valid_after, ev.valid_until or UINT48_MAX, op.max_cost())
+
+    @staticmethod
+    def _gas_bound(sop: SessionOp, ev: Evaluation, others_pending: bool) -> int:
+        view, op = sop.view, sop.op
+        if view is None or view.nonce is None:
+            return validation_gas_bound(ev, len(op.call_data))
+        return validation_gas_bound(
+            ev, len(op.call_data), fresh_nonce=view.nonce & ((1 << 64) - 1) == 0,
+            pays_prefund=others_pending or view.deposit < op.max_cost(), fresh_deposit=view.deposit == 0)
 
     def precheck(self, sop: SessionOp, replacing: str | None, now: int) -> FastOutcome | None:
         """Policy (as the contract would revert), then signatures (as it would fail them), then
@@ -314,7 +324,10 @@ class SessionService:
             raise self._error(v, sop) from None
         if ev.mode != abi.MODE_SESSION or sop.kind == "deploy":
             return 0
-        return validation_gas_bound(ev, len(op.call_data))
+        # the client fills in gas and fees later: assume the op pays its prefund
+        return validation_gas_bound(ev, len(op.call_data), fresh_nonce=sop.view is None or sop.view.nonce is None
+                                    or sop.view.nonce & ((1 << 64) - 1) == 0,
+                                    fresh_deposit=sop.view is None or sop.view.deposit == 0)
 
     # ------------------------------------------------------------ watcher
 
