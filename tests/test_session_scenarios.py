@@ -580,3 +580,44 @@ async def test_session_rpc_errors(chain, rpc, clean):
     assert e.value.code == -32602 and "v0.7" in e.value.message
     info = await rpc.call("session_getSession", to_checksum_address(acct.address), new_key()[1], V07.address)
     assert info["status"] == "unknown" and info["spec"] is None
+
+
+# ------------------------------------------------------------------ the watcher: expiry and a new grant
+
+
+async def test_pending_ops_of_an_expiring_session_are_dropped(chain, rpc, clean):
+    acct = account(chain, V07)
+    key, signer = new_key()
+    now = block_timestamp(chain.url)
+    await grant_via_bundler(rpc, acct, SessionSpec(signer=signer, valid_until=now + 120,
+                                                   transfer_policies=(TransferPolicy(max_value_per_use=100),)))
+    h = await send(rpc, acct, session_call(acct, key, abi.encode_execute(recipient(), 1)))
+    advance_time(chain.url, 200)  # a new block past validUntil, nothing bundled meanwhile
+    e = await wait_dropped(rpc, h)
+    assert e.code == -32503 and "expired" in e.message
+    activity = await rpc.call("session_getActivity", acct.address, signer)
+    assert activity[0]["status"] == "dropped" and activity[0]["errorCode"] == -32503
+
+
+async def test_a_new_grant_rechecks_pending_ops(chain, rpc, clean):
+    acct = account(chain, V08)
+    token = chain.sessions.token
+    erc20_mint(chain.url, token, acct.address, 1000)
+    key, signer = new_key()
+    await grant_via_bundler(rpc, acct, trading_spec(signer, token, Limit.lifetime(100)))
+    dex = recipient()
+    start = acct.nonce()
+    h1 = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(dex, 40)),
+                                            nonce=start))
+    h2 = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(dex, 40)),
+                                            nonce=start + 1))
+    # the owner replaces the session directly: 50 tokens in total from now on
+    set_balance(chain.url, acct.owner, ETH)
+    node_rpc(chain.url, "anvil_impersonateAccount", [acct.owner])
+    send_tx(chain.url, acct.address, abi.encode_grant_session(trading_spec(signer, token, Limit.lifetime(50))),
+            sender=acct.owner)
+    e = await wait_dropped(rpc, h2)
+    assert e.code == -32500 and "granted anew" in e.message and "cumulative limit exceeded" in e.message
+    info = await rpc.call("session_getSession", acct.address, signer)
+    assert info["pendingOps"] == [h1] and int(limit_item(info, 0, 0)["remaining"], 16) == 10
+    await mined_ok(rpc, [h1])
