@@ -15,7 +15,7 @@ import json
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from eth_abi import decode, encode
@@ -26,8 +26,7 @@ from eth_utils import to_checksum_address
 from bundler import contracts_build
 from bundler.devchain.anvil import ANVIL_ACCOUNT0, ANVIL_ACCOUNT0_KEY
 from bundler.devchain.sessions import SessionDeployment, deploy_sessions
-from bundler.sessions.registry import DEV_SALT as DEPLOY_SALT
-from bundler.entrypoint import ALL, EntryPointVersion
+from bundler.entrypoint import EntryPointVersion
 from bundler.sessions import abi
 from bundler.userop import EIP7702_FACTORY, UserOperation, pack
 from bundler.userop.packing import PACKED_USEROP_TYPE
