@@ -102,3 +102,11 @@ def test_estimation_accepts_missing_gas_fields():
     obj = {k: VALID[k] for k in ("sender", "nonce", "callData")}
     op = parse_user_operation(obj, for_estimation=True)
     assert op.call_gas_limit == 0 and op.signature == b""
+
+
+@settings(max_examples=200, deadline=None)
+@given(op=ops)
+def test_hand_built_packed_encoding_matches_eth_abi(op):
+    from bundler.userop.packing import encode_packed_op
+
+    assert encode_packed_op(op) == encode([PACKED_USEROP_TYPE], [pack(op)])[32:]

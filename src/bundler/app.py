@@ -23,6 +23,8 @@ from .pool.mempool import Mempool
 from .pool.reputation import ReputationRules
 from .rpc.methods import debug_registry, eth_registry
 from .rpc.server import build_app
+from .rpc.session_methods import session_registry
+from .sessions.service import SessionService
 from .sim import Simulator
 from .chain.reorgs import ChainWatcher, MinedBundle
 from .pool.requeue import Requeue, entry_from_record
@@ -51,6 +53,7 @@ class Bundler:
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
+        self.sessions: SessionService | None = None
 
     async def start(self) -> None:
         self.chain_id = await self.node.chain_id()
@@ -86,14 +89,18 @@ class Bundler:
             store=self.store, executors=self.executors, entry_points=self.entry_points,
             chain_id=self.chain_id, config=self.config, reputation=self.reputation, eip7702=self.eip7702,
         )
+        self.sessions = await SessionService.create(
+            config=self.config, head=self.head, mempool=self.mempool, store=self.store,
+            chain_id=self.chain_id, entry_points=self.entry_points,
+        )
         self.admission = Admission(
             head=self.head, simulator=self.simulator, mempool=self.mempool, store=self.store,
             config=self.config, chain_id=self.chain_id,
             on_admitted=lambda _entry: self.builder.notify_new_op(),
-            reputation=self.reputation, eip7702=self.eip7702,
+            reputation=self.reputation, eip7702=self.eip7702, sessions=self.sessions,
         )
         self.estimator = Estimator(head=self.head, simulator=self.simulator, config=self.config,
-                                   chain_id=self.chain_id)
+                                   chain_id=self.chain_id, sessions=self.sessions)
         self.requeue = Requeue(self.admission, self.store, concurrency=max(2, 2 * self.config.sim_workers))
         self.watcher = ChainWatcher(self.node, self.head, self.config.reorg_depth, self.builder.on_reorged)
         self.builder.requeue = self.requeue
@@ -110,6 +117,7 @@ class Bundler:
         self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
                                    self.config.receipt_lookback_blocks)
         registry = eth_registry(self)
+        registry.merge(session_registry(self))
         if self.config.debug_api:
             registry.merge(debug_registry(self))
         app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch)
@@ -124,6 +132,7 @@ class Bundler:
             asyncio.create_task(self.builder.run(), name="builder"),
             asyncio.create_task(self.watcher.run(), name="chain-watcher"),
             asyncio.create_task(self.builder.balances.run(), name="executor-balances"),
+            asyncio.create_task(self.sessions.run(), name="sessions"),
         ]
         if self.pool_sync is not None:
             self._tasks.append(asyncio.create_task(self.pool_sync.run(), name="shared-pool-sync"))
@@ -205,6 +214,8 @@ class Bundler:
             await asyncio.gather(*self.builder._background, return_exceptions=True)
         if getattr(self, "simulator", None) is not None:
             await self.simulator.close()
+        if self.sessions is not None:
+            await self.sessions.close()
         if self.store is not None:
             try:
                 await self.store.flush()

@@ -11,6 +11,7 @@ import tempfile
 
 from eth_account import Account
 from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
 
 from . import CLIENT_VERSION, config as cfg
 
@@ -61,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from .devchain import ANVIL_ACCOUNT0, ANVIL_ACCOUNT0_KEY, deploy_all, fund, start_anvil
+    from .devchain import ANVIL_ACCOUNT0, ANVIL_ACCOUNT0_KEY, deploy_all, deploy_sessions, fund, start_anvil
 
     overrides = {"debug_api": True if args.debug_api is None else args.debug_api}
     if not args.private_key and not args.private_key_file:
@@ -70,6 +71,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     node = start_anvil(port=args.node_port, chain_id=args.chain_id, block_time=args.block_time)
     try:
         deployment = deploy_all(node.url)
+        sessions = deploy_sessions(node.url, with_token=True)
         overrides["rpc_url"] = node.url
         config = cfg.load(args, **overrides)
         if not config.data_dir:
@@ -88,7 +90,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
             ]
             for version, address in deployment.entry_points.items():
                 lines.append(f"  EntryPoint v{version}  {address}")
-                lines.append(f"    SimpleAccountFactory {deployment.factories[version]}")
+                lines.append(f"    SimpleAccountFactory  {deployment.factories[version]}")
+                lines.append(f"    SessionAccount        {to_checksum_address(sessions.implementations[version])}")
+                lines.append(f"    SessionAccountFactory {to_checksum_address(sessions.factories[version])}")
+            lines.append(f"  TestERC20       {to_checksum_address(sessions.token)}  (anyone may mint)")
+            if bundler.sessions is not None and not bundler.sessions.contracts:
+                lines.append("  (session accounts are NOT recognised: check --session-implementations)")
             lines += [
                 f"  executor        {', '.join(e.address for e in bundler.executors)}",
                 f"  store           {config.store}" + (f" in {config.data_dir}" if config.store != "memory" else "")

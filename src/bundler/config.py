@@ -79,6 +79,16 @@ class Config:
     reorg_depth: int = _setting(64, "blocks during which a mined bundle is watched for reorgs")
     min_executor_balance: int = _setting(10**16, "refuse to send bundles from an executor with less than this (wei); ops stay pending")
     max_bundle_reverts: int = _setting(3, "drop an op after this many on-chain reverts of bundles carrying it")
+    session_implementations: list[str] = _setting(
+        [], "SessionAccount implementations whose accounts get session-aware validation "
+            "(default: the deterministic dev-chain addresses, used where they have code)")
+    session_factories: list[str] = _setting(
+        [], "SessionAccountFactory addresses (default: the dev-chain factories of the default implementations)")
+    session_fast_path: bool = _setting(
+        True, "admit deployed session accounts' policy-checked session ops without a py-evm run "
+              "(bundles are still simulated before sending)")
+    session_max_ops_per_sender: int = _setting(
+        16, "pending ops per SessionAccount when the bundler verified the op's session policy itself")
     log_level: str = _setting("info", "logging level", choices=("debug", "info", "warning", "error"))
 
     def redacted(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import json
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from eth_abi import decode, encode
@@ -25,14 +25,13 @@ from eth_utils import to_checksum_address
 
 from bundler import contracts_build
 from bundler.devchain.anvil import ANVIL_ACCOUNT0, ANVIL_ACCOUNT0_KEY
-from bundler.devchain.deploy import deploy_create2
-from bundler.entrypoint import ALL, EntryPointVersion
+from bundler.devchain.sessions import SessionDeployment, deploy_sessions
+from bundler.entrypoint import EntryPointVersion
 from bundler.sessions import abi
 from bundler.userop import EIP7702_FACTORY, UserOperation, pack
 from bundler.userop.packing import PACKED_USEROP_TYPE
 
 REPO = Path(__file__).resolve().parents[2]
-DEPLOY_SALT = b"\x00" * 31 + b"\x5e"
 
 
 def selector(signature: str) -> bytes:
@@ -141,32 +140,11 @@ def compile_contracts() -> None:
     contracts_build.load_contract.cache_clear()
 
 
-@dataclass
-class SessionDeployment:
-    implementations: dict[str, str] = field(default_factory=dict)  # EntryPoint version -> SessionAccount
-    factories: dict[str, str] = field(default_factory=dict)  # EntryPoint version -> SessionAccountFactory
-    token: str = ""  # TestERC20
-
-    @property
-    def proxy_creation_code(self) -> bytes:
-        return contracts_build.bytecode("SessionAccountProxy")
-
-
 def deploy_session_contracts(url: str, with_token: bool = True) -> SessionDeployment:
     """One SessionAccount implementation + factory per EntryPoint version, through the CREATE2
-    deployer (same addresses on every dev chain), and a TestERC20."""
+    deployer (same addresses on every dev chain: the bundler's defaults), and a TestERC20."""
     compile_contracts()
-    out = SessionDeployment()
-    for ep in ALL:
-        impl = deploy_create2(url, DEPLOY_SALT, contracts_build.bytecode("SessionAccount")
-                              + encode(["address"], [ep.address]))
-        factory = deploy_create2(url, DEPLOY_SALT, contracts_build.bytecode("SessionAccountFactory")
-                                 + encode(["address"], [impl]))
-        out.implementations[ep.version] = impl.lower()
-        out.factories[ep.version] = factory.lower()
-    if with_token:
-        out.token = deploy_create2(url, DEPLOY_SALT, contracts_build.bytecode("TestERC20")).lower()
-    return out
+    return deploy_sessions(url, with_token=with_token)
 
 
 # ---------------------------------------------------------------- EntryPoint interaction

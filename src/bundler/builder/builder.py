@@ -172,6 +172,20 @@ class Builder:
                 break
         return selected
 
+    async def _event_on_chain(self, record) -> bool:
+        """If the op's UserOperationEvent is on chain, record it mined (True)."""
+        try:
+            head = self.head.latest.number if self.head.latest else 0
+            event = await find_event_log(self.node, record.hash, [record.entry_point],
+                                         head - self.config.receipt_lookback_blocks)
+        except Exception:
+            return False
+        if event is None:
+            return False
+        self.store.update(record.hash, status=OpStatus.MINED, tx_hash=event["transactionHash"],
+                          block_number=int(event["blockNumber"], 16), block_hash=event["blockHash"])
+        return True
+
     async def _found_mined(self, entry: PoolEntry) -> bool:
         """An op refused for its nonce may be mined by a transaction we lost track of: if its
         UserOperationEvent is on chain, record it mined instead of dropped."""
@@ -393,7 +407,7 @@ class Builder:
             for h, e in zip(inflight.op_hashes, entries):
                 self._reverts.pop(h, None)
                 if build_receipt(h, receipt) is not None:
-                    self.mempool.remove(h)
+                    self.mempool.remove(h, mined_block=block)
                     self.store.update(h, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
                                       block_hash=receipt["blockHash"])
                     result.included.append(h)
@@ -418,8 +432,13 @@ class Builder:
             if e is not None:
                 e.submitted_in = None
             record = self.store.get(h)
-            if record is not None and record.status != OpStatus.DROPPED:
-                records.append(record)
+            if record is None or record.status == OpStatus.DROPPED:
+                continue
+            if await self._event_on_chain(record):  # mined after all, by a transaction we missed
+                if e is not None:
+                    self.mempool.remove(h)
+                continue
+            records.append(record)
         if self.requeue is not None:
             await self.requeue.readmit(records, context)
         else:

@@ -8,6 +8,8 @@ transaction for the same ops.
 """
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import time
 from dataclasses import dataclass
@@ -31,6 +33,10 @@ _UNDERPRICED = ("underpriced", "fee too low", "gas price too low", "less than bl
                 "max fee per gas less than", "feecap", "fee cap")
 _KNOWN = ("already known", "already imported", "known transaction", "alreadyknown")
 _NONCE_USED = ("nonce too low", "nonce has already been used", "oldnonce", "old nonce")
+
+
+# receipt polls (0.2 s apart) after the executor's nonce moved past an in-flight bundle
+FOREIGN_NONCE_GRACE_POLLS = 10
 
 
 def _kind(e: NodeRpcError) -> str:
@@ -207,10 +213,14 @@ class BundleSender:
             if receipt is not None:
                 return FollowResult(receipt)
             if mined_nonce > inflight.nonce:
-                # mined between the two reads, or replaced by something we never recorded
-                receipt, _ = await self._poll(inflight)
-                if receipt is not None:
-                    return FollowResult(receipt)
+                # mined between the two reads, or replaced by something we never recorded; a
+                # loaded node can count the nonce before the receipt is readable, so give the
+                # receipt a moment before calling the nonce foreign
+                for _ in range(FOREIGN_NONCE_GRACE_POLLS):
+                    receipt, _ = await self._poll(inflight)
+                    if receipt is not None:
+                        return FollowResult(receipt)
+                    await asyncio.sleep(0.2)
                 log.warning("nonce %d of executor %s was used by a transaction this bundler did not send; "
                             "the ops of %s go back to the pool", inflight.nonce, inflight.executor,
                             inflight.latest.tx_hash)

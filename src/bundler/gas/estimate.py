@@ -12,18 +12,20 @@ from .pvg import estimate_pre_verification_gas
 
 
 class Estimator:
-    def __init__(self, *, head: HeadTracker, simulator, config, chain_id: int):
+    def __init__(self, *, head: HeadTracker, simulator, config, chain_id: int, sessions=None):
         self.head = head
+        self.sessions = sessions  # session ops: policy errors, and a verification gas floor
         self.simulator = simulator
         self.config = config
         self.chain_id = chain_id
 
     async def estimate(self, op: UserOperation, ep: EntryPointVersion, state_override: Any = None) -> dict[str, str]:
         header = await self.head.fresh()
+        floor = await self.sessions.check_estimate(op, ep, header, state_override) if self.sessions else 0
         measured = await self.simulator.estimate_gas(op, ep, header, overrides=state_override)
         result = {
             "preVerificationGas": hex(estimate_pre_verification_gas(op)),
-            "verificationGasLimit": hex(measured.verification_gas_limit),
+            "verificationGasLimit": hex(max(measured.verification_gas_limit, floor)),
             "callGasLimit": hex(measured.call_gas_limit),
         }
         if op.paymaster is not None:

@@ -7,10 +7,8 @@ cost. Since Prague (EIP-7623) a transaction whose execution is small pays a call
 """
 from __future__ import annotations
 
-from eth_abi import encode
-
 from ..userop.model import UserOperation
-from ..userop.packing import PACKED_USEROP_TYPE, pack
+from ..userop.packing import encode_packed_op
 
 TX_BASE_GAS = 21_000
 PER_OP_OVERHEAD = 18_300  # EntryPoint bookkeeping per op outside verification/call limits
@@ -22,7 +20,7 @@ BIG_QUANTITY = (1 << 120) - 1  # stands in for gas fields not yet known during e
 
 def op_calldata(op: UserOperation) -> bytes:
     """The op as it appears inside handleOps calldata (one tuple element of the array)."""
-    return encode([PACKED_USEROP_TYPE], [pack(op)])[32:]
+    return encode_packed_op(op)
 
 
 def tokens(data: bytes) -> int:

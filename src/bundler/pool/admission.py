@@ -3,6 +3,7 @@ then the mempool rules. Every refusal is a BundlerError with its ERC-7769 code."
 from __future__ import annotations
 
 import logging
+import time
 
 
 from ..chain.head import HeadTracker
@@ -60,8 +61,9 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
 
 class Admission:
     def __init__(self, *, head: HeadTracker, simulator, mempool: Mempool, store, config,
-                 chain_id: int, on_admitted=None, reputation=None, eip7702=None):
+                 chain_id: int, on_admitted=None, reputation=None, eip7702=None, sessions=None):
         self.head = head
+        self.sessions = sessions  # sessions.service.SessionService: policy checks and fast path
         self.simulator = simulator
         self.mempool = mempool
         self.store = store
@@ -94,20 +96,29 @@ class Admission:
         known = self.store.get(op_hash)
         if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
             raise InvalidParams(f"UserOperation {op_hash} is already known and {known.status.value}")
+        # the chain's clock when it runs ahead of ours (dev chains moved by evm_increaseTime)
+        now = max(int(time.time()), header.timestamp)
+        session = await self.sessions.prepare(op, ep, header, op_hash) if self.sessions else None
+        cap = self.sessions.max_ops_per_sender if session is not None else None
         rep = self.reputation
         sender_staked = rep is not None and rep.sender_known_staked(ep, op.sender)
-        replacing = self.mempool.check_admissible(op, ep, sender_staked)
+        replacing = self.mempool.check_admissible(op, ep, sender_staked, max_ops=cap)
         if rep is not None:
             rep.check_before_validation(op, ep, replacing)
-        outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep),
-                                                tracer=self.safe.tracer(op, ep))
-        self.safe.enforce(op, ep, outcome)  # ERC-7562 rules (off with --unsafe)
+        # a session op's policy is checked before any simulation; the fast path skips py-evm
+        outcome = self.sessions.precheck(session, replacing and replacing.hash, now) if session else None
+        if outcome is None:
+            outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep),
+                                                    tracer=self.safe.tracer(op, ep), now=now)
+            self.safe.enforce(op, ep, outcome)  # ERC-7562 rules (off with --unsafe)
         entities = None
         if rep is not None:
             entities = await rep.check_after_validation(op, ep, outcome, header, replacing)
             sender_staked = entities.get("sender").staked
         # the pool may have changed while we simulated
-        replaced = self.mempool.check_admissible(op, ep, sender_staked)
+        replaced = self.mempool.check_admissible(op, ep, sender_staked, max_ops=cap)
+        if session is not None:
+            self.sessions.recheck(session, replaced)
         entry = PoolEntry(
             op=op, entry_point=ep, hash=op_hash,
             valid_after=outcome.valid_after, valid_until=outcome.valid_until,
@@ -117,6 +128,8 @@ class Admission:
         self.mempool.add(entry)
         if rep is not None:
             rep.admitted(entry)
+        if session is not None:
+            self.sessions.admitted(session, entry)
         if replaced is not None:
             self.store.update(replaced.hash, status=OpStatus.DROPPED,
                               reason=f"replaced by {op_hash} with higher fees")

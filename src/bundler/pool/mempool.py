@@ -62,6 +62,12 @@ class Mempool:
         self._by_sender: dict[str, set[str]] = defaultdict(set)
         # (entry point, address) -> hashes of ops using that address as sender/factory/paymaster
         self._by_address: dict[tuple[str, str], set[str]] = defaultdict(set)
+        # told about every entry that leaves: observer.removed(entry, mined_block), observer.cleared()
+        self._observers: list = []
+
+    def observe(self, observer) -> None:
+        """Register an index kept in step with the pool (e.g. the session pending-usage ledger)."""
+        self._observers.append(observer)
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -82,8 +88,10 @@ class Mempool:
     def entries_using(self, entry_point: EntryPointVersion, address: str) -> list[PoolEntry]:
         return [self._by_hash[h] for h in self._by_address.get((entry_point.address, address), ())]
 
-    def check_admissible(self, op: UserOperation, entry_point: EntryPointVersion, sender_staked: bool = False) -> PoolEntry | None:
-        """Raise if `op` may not enter; return the entry it would replace, if any."""
+    def check_admissible(self, op: UserOperation, entry_point: EntryPointVersion, sender_staked: bool = False,
+                         max_ops: int | None = None) -> PoolEntry | None:
+        """Raise if `op` may not enter; return the entry it would replace, if any. `max_ops`
+        overrides the per-sender cap for this op (session ops whose policy the bundler verified)."""
         existing = self._by_slot.get((entry_point.address, op.sender, op.nonce))
         if existing is not None:
             if existing.submitted_in is not None:
@@ -101,9 +109,10 @@ class Mempool:
                     f"maxPriorityFeePerGas {hex(old.max_priority_fee_per_gas)})"
                 )
             return existing
-        if not sender_staked and len(self._by_sender.get(op.sender, ())) >= self.max_ops_per_sender:
+        cap = self.max_ops_per_sender if max_ops is None else max_ops
+        if not sender_staked and len(self._by_sender.get(op.sender, ())) >= cap:
             raise MempoolFull(
-                f"sender {op.sender} already has {self.max_ops_per_sender} UserOperations pending "
+                f"sender {op.sender} already has {cap} UserOperations pending "
                 f"(the limit for an unstaked sender); wait for them to be mined"
             )
         return None
@@ -119,7 +128,8 @@ class Mempool:
             self._by_address[(entry.entry_point.address, address)].add(entry.hash)
         return replaced
 
-    def remove(self, op_hash: str) -> PoolEntry | None:
+    def remove(self, op_hash: str, mined_block: int | None = None) -> PoolEntry | None:
+        """Take an entry out; mined_block says it left because it was mined in that block."""
         entry = self._by_hash.pop(op_hash, None)
         if entry is None:
             return None
@@ -137,6 +147,8 @@ class Mempool:
                 hashes.discard(op_hash)
                 if not hashes:
                     del self._by_address[key]
+        for observer in self._observers:
+            observer.removed(entry, mined_block)
         return entry
 
     def clear(self) -> None:
@@ -144,6 +156,8 @@ class Mempool:
         self._by_slot.clear()
         self._by_sender.clear()
         self._by_address.clear()
+        for observer in self._observers:
+            observer.cleared()
 
     def bundle_candidates(self, entry_point: EntryPointVersion, base_fee: int) -> list[PoolEntry]:
         """Ops not yet in flight, best paying first, each sender's ops in nonce order."""

@@ -13,6 +13,7 @@ The mempool context (STO-040/041) is the senders and entities of the *other* ops
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Sequence
 
@@ -26,6 +27,8 @@ from ..sim.results import SimulationFailure, failure_error, validation_error
 from ..userop.model import UserOperation
 from .mempool import Mempool, PoolEntry
 
+
+log = logging.getLogger(__name__)
 
 class SafeMode:
     def __init__(self, config, mempool: Mempool):
@@ -91,9 +94,14 @@ class SafeMode:
                          entries: Sequence[PoolEntry]) -> list[tuple[PoolEntry, BundlerError | None]]:
         """Validate each entry again, in parallel, with the rules on and the code hashes compared
         with admission's (COD-010). An op following another op of the same sender in `entries`
-        is validated as if that one were mined (nonce override), as at admission."""
-        now = int(time.time())
+        is validated as if that one were mined (nonce override), as at admission. Its other
+        effects (a session granted by the earlier op, counters it moved) are not applied, so a
+        failure of such a follow-up op is not conclusive: it stays in the bundle, whose
+        simulation runs the ops in order and decides."""
+        # the chain's clock when it runs ahead of ours (dev chains moved by evm_increaseTime)
+        now = max(int(time.time()), block.timestamp)
         seen: dict[tuple[str, int], set[int]] = {}
+        senders: set[str] = set()
         jobs = []
         for entry in entries:
             op = entry.op
@@ -103,10 +111,21 @@ class SafeMode:
             if op.nonce - 1 in earlier and op.nonce_sequence > 0:
                 overrides = queued_nonce_override(ep, op)
             earlier.add(op.nonce)
-            jobs.append(self._revalidate_one(simulator, ep, block, entry, overrides, now))
+            follows = op.sender.lower() in senders
+            senders.add(op.sender.lower())
+            jobs.append(self._revalidate_one(simulator, ep, block, entry, overrides, now, follows))
         return list(zip(entries, await asyncio.gather(*jobs)))
 
-    async def _revalidate_one(self, simulator, ep, block, entry: PoolEntry, overrides, now: int) -> BundlerError | None:
+    async def _revalidate_one(self, simulator, ep, block, entry: PoolEntry, overrides, now: int,
+                              follows_earlier_op: bool = False) -> BundlerError | None:
+        error = await self._check_again(simulator, ep, block, entry, overrides, now)
+        if error is not None and follows_earlier_op and not isinstance(error, NodeError):
+            log.debug("second validation of %s inconclusive (follows an op of its sender): %s",
+                      entry.hash, error.message)
+            return None
+        return error
+
+    async def _check_again(self, simulator, ep, block, entry: PoolEntry, overrides, now: int) -> BundlerError | None:
         op = entry.op
         try:
             out = await simulator.simulate_validation(op, ep, block, overrides=overrides, tracer=self.tracer(op, ep))

@@ -1,8 +1,8 @@
 from .base import Store, ops_in_order
 from .memory import MemoryStore
-from .records import InflightTx, OpRecord, OpStatus, ReputationRow, TxAttempt
+from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, TxAttempt
 
-__all__ = ["InflightTx", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "Store", "TxAttempt",
+__all__ = ["InflightTx", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "SessionActivity", "Store", "TxAttempt",
            "open_store", "ops_in_order"]
 
 

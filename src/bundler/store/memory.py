@@ -5,20 +5,23 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from .records import FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow
+from .records import FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity
 
 
 class MemoryStore:
     durable = False
     shared = False  # one process owns everything: claims always succeed
 
-    def __init__(self, max_finished: int = 100_000):
+    def __init__(self, max_finished: int = 100_000, max_activity_per_session: int = 10_000):
         self._records: dict[str, OpRecord] = {}
         # finished (mined/dropped) hashes, oldest first: only these are ever evicted
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._max_finished = max_finished
         self._reputation: dict[str, ReputationRow] = {}
         self._inflight: dict[tuple[str, int], InflightTx] = {}
+        # (account, session key) -> {op hash -> activity}, oldest first
+        self._activity: dict[tuple[str, str], dict[str, SessionActivity]] = {}
+        self._max_activity = max_activity_per_session
 
     # -- ops --------------------------------------------------------------------------
     def put(self, record: OpRecord) -> None:
@@ -52,6 +55,21 @@ class MemoryStore:
     def clear(self) -> None:
         self._records.clear()
         self._finished.clear()
+        self._activity.clear()
+
+    # -- session audit log (session_getActivity) --
+    def add_session_activity(self, activity: SessionActivity) -> None:
+        """Log one op of a session key. Idempotent per op hash (a re-add replaces the entry).
+        Keeps the newest max_activity_per_session entries per (account, session key)."""
+        log = self._activity.setdefault((activity.account, activity.session_key), {})
+        log.pop(activity.op_hash, None)
+        log[activity.op_hash] = activity
+        while len(log) > self._max_activity:
+            del log[next(iter(log))]
+
+    def session_activity(self, account: str, session_key: str) -> list[SessionActivity]:
+        """Every logged op of that session, oldest first (addresses lower-case)."""
+        return list(self._activity.get((account.lower(), session_key.lower()), {}).values())
 
     def _track(self, record: OpRecord) -> None:
         if record.status in FINISHED:

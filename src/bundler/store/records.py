@@ -85,3 +85,23 @@ class InflightTx:
     @property
     def latest(self) -> TxAttempt | None:
         return self.attempts[-1] if self.attempts else None
+
+
+@dataclass
+class SessionActivity:
+    """One UserOperation a session key sent through this bundler: the audit log behind
+    session_getActivity. Plain JSON-able values only (a durable store keeps it as one row).
+
+    The op's status is not duplicated here: readers join on `op_hash` with the op index
+    (OpRecord: pending / submitted / mined / dropped + reason)."""
+
+    op_hash: str
+    account: str  # lower-case address
+    session_key: str  # lower-case address of the session signer
+    entry_point: str
+    nonce: int
+    mode: str  # "session" (0x01) or "enable" (0x02: granted and used in the same op)
+    period_index: int
+    calls: list[dict]  # [{"target": "0x…", "value": int, "data": "0x…"}]
+    consumed: list[dict]  # [{"scope": int, "policyIndex": int, "constraintIndex": int, "amount": int}]
+    received_at: float = field(default_factory=time.time)

@@ -1,0 +1,559 @@
+"""Off-chain evaluation of a session op against its SessionSpec, mirroring
+SessionAccount._validateSignature / _useSession / _checkCall / _consume step by step (the
+comment block at the top of contracts/SessionAccount.sol is the rulebook; the differential
+test tests/test_session_differential.py holds the two together).
+
+    state = SessionState(...)                  # what the account stores (see sessions.state)
+    ev = evaluate(account, state, sig, op.call_data, pending)   # raises SessionViolation
+    ev.consumed, ev.valid_after, ev.valid_until, ev.calls
+
+`pending` are the session's ops still in the mempool that the EntryPoint would validate
+before this one (SessionLedger.pending_for gives them, in nonce order). The evaluator counts
+them as the contract would after their validation: usage count, cumulative counters, and a
+grant made by a pending enable-mode op.
+
+Pure: no I/O, no clock. Signatures are not checked here (see sessions.recover); the time window
+against "now" is checked by check_window (the contract returns it, the EntryPoint enforces it).
+
+A violation carries `rule` (the contract's custom error name, or a name of ours for checks the
+contract leaves to the EntryPoint, e.g. SessionExpired), `args` (the contract error's
+arguments, for the differential test), `message` (in words) and `data` (JSON for the RPC
+error object: session key, policy, rule, limit / used on chain / pending in the mempool /
+requested, as 0x quantities).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from eth_abi import decode
+from eth_hash.auto import keccak
+
+from .abi import (
+    CALL_T, SEL_EXECUTE, SEL_EXECUTE_BATCH, UINT48_MAX, Call, Condition, EnableSignature, LimitKind, Scope,
+    SessionSignature, SessionSpec, Status, ZERO_ADDRESS,
+)
+
+LimitKey = tuple[int, int, int]  # (scope, policy index, constraint index)
+
+# ---------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class Counter:
+    """A cumulative limit's stored counter (StoredLimit.periodIndex / .used)."""
+
+    period_index: int = 0
+    used: int = 0
+
+
+@dataclass(slots=True)
+class SessionState:
+    """One signer's current session as the account stores it (getSession + getUsage)."""
+
+    status: int = Status.NONE
+    grant_nonce: int = 0  # the nonce the next enable signature must name
+    usage_count: int = 0
+    spec: SessionSpec | None = None
+    counters: dict[LimitKey, Counter] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, spec: SessionSpec, grant_nonce: int) -> "SessionState":
+        """Right after a grant (grantSession or enable mode): fresh counters."""
+        return cls(Status.ACTIVE, grant_nonce, 0, spec, {})
+
+
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """What one call took from one cumulative limit (the contract's Consumption)."""
+
+    scope: int
+    policy_index: int
+    constraint_index: int
+    amount: int
+
+    @property
+    def key(self) -> LimitKey:
+        return (self.scope, self.policy_index, self.constraint_index)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUse:
+    """A session op in the mempool, as far as the session's counters are concerned."""
+
+    op_hash: str
+    nonce: int
+    period_index: int
+    consumed: tuple[Consumed, ...]
+    grant: SessionSpec | None = None  # enable mode: the spec this op grants before using it
+
+
+@dataclass(slots=True)
+class Evaluation:
+    account: str
+    signer: str
+    mode: int  # abi.MODE_SESSION or abi.MODE_ENABLE
+    period_index: int
+    valid_after: int
+    valid_until: int  # 0 = unbounded (as in validationData)
+    calls: list[Call]
+    consumed: tuple[Consumed, ...]
+    grant: SessionSpec | None
+    spec: SessionSpec
+    usage_count: int  # the session's usage count once this op is validated
+    # per call, the policy that governed it: ("call" | "transfer", index), None under wildcard
+    matched: tuple[tuple[str, int] | None, ...] = ()
+
+
+# ---------------------------------------------------------------- violations
+
+_TIME_RULES = {"SessionPeriodOutsideWindow", "SessionPeriodExpired", "SessionNotYetValid", "SessionExpired",
+               "SessionExpiresTooSoon"}
+
+
+class SessionViolation(Exception):
+    def __init__(self, rule: str, args: tuple, message: str, data: dict[str, Any]):
+        super().__init__(message)
+        self.rule = rule
+        self.args_ = args
+        self.message = message
+        self.data = {"rule": rule, **data}
+
+    @property
+    def time_range(self) -> bool:
+        """-32503 (TimeRangeInvalid) rather than -32500 (ValidationRejected)."""
+        return self.rule in _TIME_RULES
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _q(n: int) -> str:
+    return hex(n)
+
+
+_KNOWN_FUNCTIONS = {
+    "transfer(address,uint256)": "ERC-20",
+    "approve(address,uint256)": "ERC-20",
+    "transferFrom(address,address,uint256)": "ERC-20",
+    "deposit()": "",
+    "withdraw(uint256)": "",
+    "mint(address,uint256)": "",
+    "safeTransferFrom(address,address,uint256)": "ERC-721",
+    "setApprovalForAll(address,bool)": "ERC-721",
+}
+FUNCTION_NAMES: dict[bytes, tuple[str, str]] = {
+    keccak(sig.encode())[:4]: (sig.split("(")[0], std) for sig, std in _KNOWN_FUNCTIONS.items()
+}
+_COND_TEXT = {Condition.EQ: "==", Condition.NEQ: "!=", Condition.GT: ">", Condition.GTE: ">=",
+              Condition.LT: "<", Condition.LTE: "<="}
+_SCOPE_NAME = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue"}
+_KIND_NAME = {LimitKind.NONE: "none", LimitKind.LIFETIME: "lifetime", LimitKind.ALLOWANCE: "allowance"}
+
+
+def function_name(selector: bytes) -> str:
+    known = FUNCTION_NAMES.get(bytes(selector))
+    return known[0] if known else "0x" + bytes(selector).hex()
+
+
+def call_policy_text(spec: SessionSpec, index: int) -> str:
+    p = spec.call_policies[index]
+    target = "any target" if p.target == ZERO_ADDRESS else p.target
+    if p.selector == b"\x00\x00\x00\x00":
+        return f"policy {index} ({target}, any function)"
+    name, std = FUNCTION_NAMES.get(bytes(p.selector), ("0x" + p.selector.hex(), ""))
+    return f"policy {index} ({std + ' ' if std else ''}{target} {name})"
+
+
+def transfer_policy_text(spec: SessionSpec, index: int) -> str:
+    t = spec.transfer_policies[index]
+    return f"transfer policy {index} (ETH to {'any recipient' if t.target == ZERO_ADDRESS else t.target})"
+
+
+def limit_of(spec: SessionSpec, key: LimitKey):
+    scope, pi, ci = key
+    if scope == Scope.CALL_VALUE:
+        return spec.call_policies[pi].value_limit
+    if scope == Scope.CALL_ARG:
+        return spec.call_policies[pi].constraints[ci].limit
+    return spec.transfer_policies[pi].value_limit
+
+
+def limit_keys(spec: SessionSpec) -> list[LimitKey]:
+    """Every cumulative limit of the spec (kind != NONE), in a stable order."""
+    out = []
+    for i, p in enumerate(spec.call_policies):
+        if p.value_limit.kind != LimitKind.NONE:
+            out.append((Scope.CALL_VALUE, i, 0))
+        for j, c in enumerate(p.constraints):
+            if c.limit.kind != LimitKind.NONE:
+                out.append((Scope.CALL_ARG, i, j))
+    for i, t in enumerate(spec.transfer_policies):
+        if t.value_limit.kind != LimitKind.NONE:
+            out.append((Scope.TRANSFER_VALUE, i, 0))
+    return out
+
+
+def limit_text(spec: SessionSpec, key: LimitKey) -> str:
+    scope, pi, ci = key
+    if scope == Scope.CALL_VALUE:
+        return f"{call_policy_text(spec, pi)} value"
+    if scope == Scope.CALL_ARG:
+        return f"{call_policy_text(spec, pi)} argument {ci}"
+    return transfer_policy_text(spec, pi)
+
+
+# ---------------------------------------------------------------- grant-time checks
+
+
+def check_spec(spec: SessionSpec, account: str) -> str | None:
+    """The reason SessionAccount._checkSpec refuses `spec` (InvalidSessionSpec), or None."""
+    if spec.signer == ZERO_ADDRESS:
+        return "signer is zero"
+    if spec.signer == account:
+        return "signer is the account"
+    if spec.valid_until != 0 and spec.valid_until < spec.valid_after:
+        return "validUntil before validAfter"
+
+    def bad_limit(kind: int) -> str | None:
+        if kind > LimitKind.ALLOWANCE:
+            return "unknown limit kind"
+        if kind == LimitKind.ALLOWANCE and spec.period == 0:
+            return "allowance without period"
+        return None
+
+    for p in spec.call_policies:
+        if (reason := bad_limit(p.value_limit.kind)) is not None:
+            return reason
+        for c in p.constraints:
+            if c.condition > Condition.LTE:
+                return "unknown condition"
+            if (reason := bad_limit(c.limit.kind)) is not None:
+                return reason
+    for t in spec.transfer_policies:
+        if (reason := bad_limit(t.value_limit.kind)) is not None:
+            return reason
+    return None
+
+
+# ---------------------------------------------------------------- calls
+
+_EXECUTE_TYPES = ["address", "uint256", "bytes"]
+_BATCH_TYPES = [f"{CALL_T}[]"]
+
+
+def _decode_execute(body: bytes) -> list[Call] | None:
+    """execute(address,uint256,bytes) arguments, read by hand (the hot path: ~5x faster than
+    eth_abi); None when the strict layout does not hold, and the caller falls back to eth_abi."""
+    if len(body) < 96 or body[:12] != b"\x00" * 12:
+        return None
+    offset = int.from_bytes(body[64:96], "big")
+    if offset != 96 or len(body) < 128:
+        return None
+    length = int.from_bytes(body[96:128], "big")
+    end = 128 + length
+    if end > len(body):
+        return None
+    return [Call("0x" + body[12:32].hex(), int.from_bytes(body[32:64], "big"), bytes(body[128:end]))]
+
+
+def decode_session_calls(call_data: bytes) -> tuple[bytes, list[Call] | None]:
+    """(selector, calls): calls is None when the selector is execute/executeBatch but the ABI
+    payload does not decode (the contract's abi.decode reverts without data)."""
+    selector = bytes(call_data[:4]) if len(call_data) >= 4 else b"\x00" * 4
+    body = bytes(call_data[4:])
+    try:
+        if selector == SEL_EXECUTE:
+            calls = _decode_execute(body)
+            if calls is None:
+                target, value, data = decode(_EXECUTE_TYPES, body)
+                calls = [Call(target.lower(), value, bytes(data))]
+            return selector, calls
+        if selector == SEL_EXECUTE_BATCH:
+            (items,) = decode(_BATCH_TYPES, body)
+            return selector, [Call(t.lower(), v, bytes(d)) for t, v, d in items]
+    except Exception:
+        return selector, None
+    return selector, []
+
+
+def _compare(condition: int, a: int, b: int) -> bool:
+    if condition == Condition.EQ:
+        return a == b
+    if condition == Condition.NEQ:
+        return a != b
+    if condition == Condition.GT:
+        return a > b
+    if condition == Condition.GTE:
+        return a >= b
+    if condition == Condition.LT:
+        return a < b
+    return a <= b
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class _Eval:
+    """One op's evaluation: the base session, the pending ops before it, and what earlier calls
+    of this op consumed."""
+
+    __slots__ = ("account", "signer", "base", "spec", "period", "pending_by_key", "in_op", "consumed", "matched")
+
+    def __init__(self, account: str, signer: str, base: SessionState, period: int, after: Sequence[PendingUse]):
+        self.account = account
+        self.signer = signer
+        self.base = base
+        self.spec = base.spec
+        self.period = period
+        self.pending_by_key: dict[LimitKey, list[tuple[int, int]]] = {}
+        for use in after:
+            for c in use.consumed:
+                self.pending_by_key.setdefault(c.key, []).append((use.period_index, c.amount))
+        self.in_op: dict[LimitKey, int] = {}
+        self.consumed: list[Consumed] = []
+        self.matched: list[tuple[str, int] | None] = []
+
+    def fail(self, rule: str, args: tuple, text: str, **data) -> SessionViolation:
+        return SessionViolation(rule, args, f"session {self.signer} {text}",
+                                {"account": self.account, "sessionKey": self.signer, **data})
+
+    def consume(self, key: LimitKey, kind: int, cap: int, amount: int, call_index: int) -> None:
+        if kind == LimitKind.NONE or amount == 0:
+            return
+        p = self.period
+        counter = self.base.counters.get(key)
+        chain_period, chain_used = (counter.period_index, counter.used) if counter else (0, 0)
+        pending = self.pending_by_key.get(key, ())
+        scope, pi, ci = key
+        if kind == LimitKind.ALLOWANCE:
+            latest = max([chain_period] + [pp for pp, _ in pending])
+            if p < latest:
+                where = "on chain" if latest == chain_period else "by a pending op"
+                raise self.fail(
+                    "SessionPeriodExpired", (p, latest),
+                    f"{limit_text(self.spec, key)}: the allowance counter is already in period {latest} ({where}); "
+                    f"an op for period {p} can no longer be included: sign it for period {latest} or later",
+                    callIndex=call_index, periodIndex=p, counterPeriodIndex=latest,
+                )
+            used_chain = chain_used if chain_period == p else 0
+            used_pending = sum(a for pp, a in pending if pp == p)
+        else:
+            used_chain = chain_used
+            used_pending = sum(a for _, a in pending)
+        earlier = self.in_op.get(key, 0)
+        used = used_chain + used_pending + earlier
+        if amount > cap - used:
+            remaining = max(cap - used, 0)
+            extra = f", earlier calls of this op {earlier}" if earlier else ""
+            period_text = f" (allowance, period {p})" if kind == LimitKind.ALLOWANCE else ""
+            raise self.fail(
+                "SessionCumulativeLimitExceeded", (call_index, scope, pi, ci, used, amount, cap),
+                f"{limit_text(self.spec, key)} cumulative limit exceeded{period_text}: limit {cap}, "
+                f"used {used_chain}, pending {used_pending}{extra}, requested {amount}",
+                callIndex=call_index, scope=_SCOPE_NAME[scope],
+                policyType="transfer" if scope == Scope.TRANSFER_VALUE else "call", policyIndex=pi,
+                **({"constraintIndex": ci} if scope == Scope.CALL_ARG else {}),
+                limitKind=_KIND_NAME.get(kind, str(kind)), periodIndex=p, limit=_q(cap), used=_q(used_chain),
+                pending=_q(used_pending), inOp=_q(earlier), requested=_q(amount), remaining=_q(remaining),
+            )
+        self.in_op[key] = earlier + amount
+        self.consumed.append(Consumed(scope, pi, ci, amount))
+
+    def check_call(self, index: int, call: Call) -> None:
+        if call.target == self.account:
+            raise self.fail("SessionSelfCallNotAllowed", (index,),
+                            f"call {index}: calls to the account itself are not allowed for session keys",
+                            callIndex=index)
+        spec = self.spec
+        if spec.wildcard:
+            self.matched.append(None)
+            return
+        data = call.data
+        if not data:
+            for i, t in enumerate(spec.transfer_policies):
+                if t.target != call.target and t.target != ZERO_ADDRESS:
+                    continue
+                if call.value > t.max_value_per_use:
+                    raise self.fail(
+                        "SessionTransferExceedsPerUse", (index, i, call.value, t.max_value_per_use),
+                        f"{transfer_policy_text(spec, i)} call {index}: value {call.value} exceeds the per-use "
+                        f"maximum {t.max_value_per_use}",
+                        callIndex=index, policyType="transfer", policyIndex=i, limit=_q(t.max_value_per_use),
+                        requested=_q(call.value),
+                    )
+                self.consume((Scope.TRANSFER_VALUE, i, 0), t.value_limit.kind, t.value_limit.amount, call.value, index)
+                self.matched.append(("transfer", i))
+                return
+            raise self.fail("SessionTransferNotAllowed", (index, call.target),
+                            f"call {index}: no transfer policy allows sending ETH to {call.target}",
+                            callIndex=index, target=call.target, requested=_q(call.value))
+        if len(data) < 4:
+            raise self.fail("SessionInvalidCallData", (index,),
+                            f"call {index}: calldata of {len(data)} bytes is neither empty nor a function call",
+                            callIndex=index)
+        selector = data[:4]
+        target_matched = False
+        for i, p in enumerate(spec.call_policies):
+            if p.target != call.target and p.target != ZERO_ADDRESS:
+                continue
+            target_matched = True
+            if p.selector != selector and p.selector != b"\x00\x00\x00\x00":
+                continue
+            if call.value > p.max_value_per_use:
+                raise self.fail(
+                    "SessionValueExceedsPerUse", (index, i, call.value, p.max_value_per_use),
+                    f"{call_policy_text(spec, i)} call {index}: value {call.value} wei exceeds the per-use "
+                    f"maximum {p.max_value_per_use}" + (" (the policy allows no ETH)" if p.max_value_per_use == 0 else ""),
+                    callIndex=index, policyType="call", policyIndex=i, limit=_q(p.max_value_per_use),
+                    requested=_q(call.value),
+                )
+            self.consume((Scope.CALL_VALUE, i, 0), p.value_limit.kind, p.value_limit.amount, call.value, index)
+            for j, c in enumerate(p.constraints):
+                offset = 4 + c.index * 32
+                if len(data) < offset + 32:
+                    raise self.fail(
+                        "SessionArgOutOfBounds", (index, i, j, c.index),
+                        f"{call_policy_text(spec, i)} argument {j} call {index}: the calldata has no word {c.index}",
+                        callIndex=index, policyType="call", policyIndex=i, constraintIndex=j, wordIndex=c.index,
+                    )
+                raw = bytes(data[offset:offset + 32])
+                value = int.from_bytes(raw, "big")
+                ref = int.from_bytes(c.ref_value, "big")
+                if not _compare(c.condition, value, ref):
+                    op = _COND_TEXT.get(c.condition, "<=")
+                    raise self.fail(
+                        "SessionArgConstraintFailed", (index, i, j, c.condition, raw, c.ref_value),
+                        f"{call_policy_text(spec, i)} argument {j} call {index}: word {c.index} is {value}, "
+                        f"the policy requires {op} {ref}",
+                        callIndex=index, policyType="call", policyIndex=i, constraintIndex=j, wordIndex=c.index,
+                        condition=op, actual="0x" + raw.hex(), refValue="0x" + c.ref_value.hex(),
+                    )
+                self.consume((Scope.CALL_ARG, i, j), c.limit.kind, c.limit.amount, value, index)
+            self.matched.append(("call", i))
+            return
+        sel_text = function_name(selector)
+        if target_matched:
+            raise self.fail("SessionSelectorNotAllowed", (index, call.target, bytes(selector)),
+                            f"call {index}: function {sel_text} on {call.target} is not allowed by any call policy",
+                            callIndex=index, target=call.target, selector="0x" + bytes(selector).hex())
+        raise self.fail("SessionTargetNotAllowed", (index, call.target),
+                        f"call {index}: target {call.target} is not allowed by any call policy",
+                        callIndex=index, target=call.target)
+
+
+def effective_base(state: SessionState, pending: Sequence[PendingUse]) -> tuple[SessionState, Sequence[PendingUse]]:
+    """The session as the EntryPoint would find it after the pending ops' validation started
+    from the last pending grant (enable-mode op), and the pending ops that count against it."""
+    last = None
+    grants = 0
+    for i, use in enumerate(pending):
+        if use.grant is not None:
+            last = i
+            grants += 1
+    if last is None:
+        return state, pending
+    return SessionState.fresh(pending[last].grant, state.grant_nonce + grants), pending[last:]
+
+
+def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSignature, call_data: bytes,
+             pending: Sequence[PendingUse] = ()) -> Evaluation:
+    """The contract's session validation of one op, or SessionViolation where it would revert."""
+    signer = sig.signer
+    base, after = effective_base(state, pending)
+    grant = None
+    if isinstance(sig, EnableSignature):
+        ctx = _Eval(account, signer, base, sig.period_index, ())
+        reason = check_spec(sig.spec, account)
+        if reason is not None:
+            raise ctx.fail("InvalidSessionSpec", (reason,), f"enable mode: invalid session spec: {reason}",
+                           reason=reason)
+        if sig.nonce != base.grant_nonce:
+            raise ctx.fail(
+                "SessionEnableNonceMismatch", (signer, sig.nonce, base.grant_nonce),
+                f"enable mode: the owner signed grant nonce {sig.nonce}, the account expects {base.grant_nonce} "
+                f"(a grant or revocation happened since); sign the spec again",
+                signedNonce=sig.nonce, currentNonce=base.grant_nonce,
+            )
+        grant = sig.spec
+        base, after = SessionState.fresh(sig.spec, base.grant_nonce + 1), ()
+    ctx = _Eval(account, signer, base, sig.period_index, after)
+    if base.status == Status.NONE:
+        raise ctx.fail("SessionUnknown", (signer,),
+                       f"is not a session of account {account}: grant it first (owner op or enable mode)")
+    if base.status == Status.REVOKED:
+        raise ctx.fail("SessionIsRevoked", (signer,), f"was revoked by the owner of account {account}")
+    spec = base.spec
+    p = sig.period_index
+    lo, hi = spec.valid_after, spec.valid_until or UINT48_MAX
+    if spec.period == 0:
+        bad = p != 0
+    else:
+        lo += p * spec.period
+        hi = min(hi, lo + spec.period - 1)
+        bad = False
+    if bad or lo > hi:
+        raise ctx.fail(
+            "SessionPeriodOutsideWindow", (signer, p),
+            f"period {p} lies outside the session window [{spec.valid_after}, {spec.valid_until or 'no expiry'}]"
+            + (" (the session has no period: use 0)" if spec.period == 0 else ""),
+            periodIndex=p, validAfter=spec.valid_after, validUntil=spec.valid_until,
+        )
+    pending_uses = len(after)
+    count = base.usage_count + pending_uses + 1
+    if spec.usage_limit and count > spec.usage_limit:
+        raise ctx.fail(
+            "SessionUsageLimitReached", (signer, spec.usage_limit),
+            f"usage limit reached: limit {spec.usage_limit}, used {base.usage_count}, pending {pending_uses}, "
+            f"requested 1",
+            limit=_q(spec.usage_limit), used=_q(base.usage_count), pending=_q(pending_uses), requested="0x1",
+            remaining=_q(max(spec.usage_limit - base.usage_count - pending_uses, 0)),
+        )
+    selector, calls = decode_session_calls(call_data)
+    if calls is None:
+        raise ctx.fail("UndecodableCallData", (), f"callData {function_name(selector)} arguments do not ABI-decode")
+    if selector != SEL_EXECUTE and selector != SEL_EXECUTE_BATCH:
+        raise ctx.fail("SessionCallNotAllowed", (selector,),
+                       f"callData must call execute or executeBatch, not {function_name(selector)}",
+                       selector="0x" + selector.hex())
+    for i, call in enumerate(calls):
+        ctx.check_call(i, call)
+    return Evaluation(
+        account=account, signer=signer, mode=2 if grant is not None else 1, period_index=p,
+        valid_after=lo, valid_until=0 if hi == UINT48_MAX else hi, calls=calls, consumed=tuple(ctx.consumed),
+        grant=grant, spec=spec, usage_count=count, matched=tuple(ctx.matched),
+    )
+
+
+def check_window(ev: Evaluation, now: int, margin: int = 0) -> None:
+    """The time range the account returns against the next block's time `now` (the EntryPoint's
+    AA22 check), with `margin` seconds of validity required (the bundler's valid_until_margin)."""
+    data = {"account": ev.account, "sessionKey": ev.signer, "periodIndex": ev.period_index,
+            "validAfter": ev.valid_after, "validUntil": ev.valid_until, "now": now}
+    spec = ev.spec
+    whole = not spec.period or (ev.valid_until == spec.valid_until and ev.valid_after == spec.valid_after)
+    subject = f"session {ev.signer}" + ("" if whole else f" period {ev.period_index}")
+    hint = ""
+    if spec.period and now >= spec.valid_after:
+        current = current_period(spec, now)
+        if current != ev.period_index:
+            hint = f"; the current period is {current}: sign the op for it"
+            data["currentPeriod"] = current
+    if ev.valid_after > now:
+        raise SessionViolation(
+            "SessionNotYetValid", (),
+            f"{subject} is not valid yet: it starts at {ev.valid_after}, {ev.valid_after - now} s from now{hint}",
+            data)
+    if ev.valid_until and ev.valid_until < now + margin:
+        if ev.valid_until < now:
+            rule, text = "SessionExpired", f"expired {now - ev.valid_until} s ago"
+        else:
+            rule, text = "SessionExpiresTooSoon", f"expires in {ev.valid_until - now} s (less than {margin} s)"
+        raise SessionViolation(rule, (), f"{subject} {text} (validUntil {ev.valid_until}){hint}", data)
+
+
+def current_period(spec: SessionSpec, now: int) -> int:
+    """The period covering `now` (0 before validAfter or without periods), like currentPeriod()."""
+    if spec.period == 0 or now < spec.valid_after:
+        return 0
+    return (now - spec.valid_after) // spec.period

@@ -1,0 +1,510 @@
+"""Session-aware validation inside the bundler: recognition of SessionAccount ops, policy
+evaluation against the account's state plus the mempool's pending usage, the admission fast
+path, the revocation/expiry watcher, and what the session_* RPC methods read.
+
+Admission (pool.admission) calls, for every op:
+
+    sop = await sessions.prepare(op, ep, header, op_hash)   # None: not a session op
+    fast = sessions.precheck(sop, replacing, now)          # policy errors, signature; fast-path outcome or None
+    ... py-evm simulation unless `fast` ...
+    sessions.recheck(sop, replaced)                         # re-evaluate if the ledger moved meanwhile
+    mempool.add(entry); sessions.admitted(sop, entry)       # pending usage + audit log
+
+Recognition (no guessing from the signature alone):
+  - deployed clone: eth_getCode is the ERC-1167 runtime of a known implementation of this
+    EntryPoint (abi.implementation_of)
+  - EIP-7702: the code is the delegation designator to the known v0.8 implementation, or the op
+    itself carries an eip7702Auth to it
+  - first op: factory is a known SessionAccountFactory of this EntryPoint, factoryData is
+    createAccount(owner, salt) and factory.getAddress(owner, salt) == sender
+and the signature's first byte is 0x01 (session) or 0x02 (enable). Owner ops (0x00) are left
+to the simulation unchanged.
+
+Fast path (no py-evm run at admission) only when all of these hold: session mode 0x01, account
+already deployed (no factory, no eip7702Auth), no paymaster, the policy evaluation passes
+against on-chain state + pending usage, the session signature recovers to the session key
+(coincurve), the time range is inside the window with the valid-until margin, the EntryPoint
+nonce is the on-chain one or follows pending ops of the same key without a gap, balance +
+EntryPoint deposit cover this op's and the sender's other pending ops' maximum cost, and
+verificationGasLimit is at least sessions.gas.validation_gas_bound. What validation could do
+beyond that is fixed: the account code is the known implementation (clone or delegation), which
+reads only its own storage, calls only ecrecover and the EntryPoint. The builder still
+simulates the whole bundle before sending it, so a wrong fast-path decision costs no gas; it
+would only show as an op dropped at bundle time with its reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode
+from eth_utils import to_checksum_address
+
+from ..entrypoint import EntryPointVersion
+from ..errors import BundlerError, InvalidParams, SignatureInvalid, TimeRangeInvalid, ValidationRejected
+from ..store.records import OpStatus, SessionActivity
+from ..userop.model import UserOperation
+from . import abi
+from .gas import validation_gas_bound
+from .ledger import LedgerEntry, SessionLedger
+from .policy import (
+    Evaluation, PendingUse, SessionState, SessionViolation, check_window, evaluate, function_name,
+)
+from .recover import recover_signer
+from .registry import SessionContracts
+from .state import AccountView, BatchRpc, SessionStateReader
+from .views import SCOPE_NAMES, limits_report, spec_to_json, status_of
+
+log = logging.getLogger(__name__)
+
+UINT48_MAX = (1 << 48) - 1
+MAX_NONCE_LOOKAHEAD = 64
+LOG_RANGE_MAX = 2_000  # most blocks one eth_getLogs of the watcher spans
+
+
+@dataclass(frozen=True, slots=True)
+class FastOutcome:
+    """What admission needs from a validation, decided without simulating (same attributes as
+    sim.ValidationResult uses there)."""
+
+    valid_after: int
+    valid_until: int  # UINT48_MAX = unbounded, like ValidationData
+    prefund: int
+    # no factory, paymaster or aggregator on the fast path; the sender counts as unstaked
+    aggregator: None = None
+
+
+@dataclass(slots=True)
+class SessionOp:
+    op: UserOperation
+    ep: EntryPointVersion
+    op_hash: str | None
+    account: str
+    implementation: str
+    kind: str  # "clone" | "eip7702" | "deploy"
+    sig: abi.SessionSignature | abi.EnableSignature
+    state: SessionState
+    state_block: int
+    owner: str | None
+    view: AccountView | None = None
+    evaluation: Evaluation | None = None
+    ledger_version: int = -1
+    replacing: str | None = None
+    fast: FastOutcome | None = None
+
+    @property
+    def signer(self) -> str:
+        return self.sig.signer
+
+
+def chain_now(header) -> int:
+    """The time the next block will (at least) have: wall clock, or the chain's clock when it is
+    ahead (dev chains moved with evm_increaseTime)."""
+    return max(int(time.time()), header.timestamp)
+
+
+class SessionService:
+    def __init__(self, *, contracts: SessionContracts, rpc: BatchRpc, head, mempool, store, config,
+                 chain_id: int):
+        self.contracts = contracts
+        self.rpc = rpc
+        self.reader = SessionStateReader(rpc)
+        self.head = head
+        self.mempool = mempool
+        self.store = store
+        self.config = config
+        self.chain_id = chain_id
+        self.fast_path = getattr(config, "session_fast_path", True)
+        self.sender_cap = getattr(config, "session_max_ops_per_sender", 16)
+        self.margin = getattr(config, "valid_until_margin", 30)
+        self.ledger = SessionLedger()
+        mempool.observe(self.ledger)
+        self.stats: Tally = Tally()  # fast / full / refused / dropped_revoked / dropped_expired ...
+        self._last_block: int | None = None
+
+    @classmethod
+    async def create(cls, *, config, head, mempool, store, chain_id: int, entry_points) -> "SessionService":
+        rpc = BatchRpc(config.rpc_url)
+        contracts = await SessionContracts.discover(
+            rpc, list(entry_points), getattr(config, "session_implementations", None),
+            getattr(config, "session_factories", None))
+        for line in contracts.describe():
+            log.info("session accounts: %s", line)
+        return cls(contracts=contracts, rpc=rpc, head=head, mempool=mempool, store=store, config=config,
+                   chain_id=chain_id)
+
+    async def close(self) -> None:
+        await self.rpc.close()
+
+    # ------------------------------------------------------------ recognition
+
+    async def prepare(self, op: UserOperation, ep: EntryPointVersion, header, op_hash: str | None
+                      ) -> SessionOp | None:
+        """The op as a session op of a SessionAccount, with the account's state read at
+        `header`; None when it is not one (the caller validates it the ordinary way)."""
+        sig_bytes = op.signature
+        if not self.contracts or not sig_bytes or sig_bytes[0] not in (abi.MODE_SESSION, abi.MODE_ENABLE):
+            return None
+        kind = impl = owner = None
+        code_override = None
+        salt = 0
+        if op.is_eip7702:
+            auth = op.eip7702_auth
+            if auth is None or self.contracts.entry_point_of(auth.address) is not ep:
+                return None
+            kind, impl = "eip7702", auth.address
+            code_override = abi.delegation_code(impl)
+        elif op.factory is not None:
+            impl = self.contracts.factories.get(op.factory)
+            if impl is None or self.contracts.entry_point_of(impl) is not ep:
+                return None
+            if bytes(op.factory_data[:4]) != abi.SEL_CREATE_ACCOUNT:
+                return None
+            try:
+                owner, salt = decode(["address", "uint256"], bytes(op.factory_data[4:]))
+            except Exception:
+                return None
+            owner = owner.lower()
+            kind = "deploy"
+        try:
+            sig = abi.decode_signature(sig_bytes)
+        except ValueError as e:
+            if kind is None:
+                return None  # unknown account: maybe not ours at all; the simulation decides
+            raise ValidationRejected(
+                f"invalid session signature (the account would revert InvalidSignatureFormat): {e}",
+                {"account": op.sender, "rule": "InvalidSignatureFormat"},
+            ) from None
+        if kind == "deploy":
+            address = await self.reader.counterfactual_address(op.factory, owner, salt, header)
+            if address != op.sender:
+                return None
+            return SessionOp(op, ep, op_hash, op.sender, impl, kind, sig, SessionState(), header.number, owner)
+        view = await self.reader.read(ep, op.sender, sig.signer, op.nonce_key, header, code_override=code_override)
+        if kind is None:
+            impl = abi.implementation_of(view.code)
+            if impl is None or self.contracts.entry_point_of(impl) is not ep:
+                return None
+            kind = "clone" if len(view.code) == 45 else "eip7702"
+        if view.state_error is not None:
+            log.debug("session state of %s unreadable (%s): full simulation", op.sender, view.state_error)
+            return None
+        return SessionOp(op, ep, op_hash, op.sender, impl, kind, sig, view.state, view.block_number,
+                         view.owner, view)
+
+    # ------------------------------------------------------------ evaluation
+
+    def _error(self, v: SessionViolation, sop: SessionOp) -> BundlerError:
+        data = {**v.data, "entryPoint": sop.ep.address}
+        if v.time_range:
+            return TimeRangeInvalid(v.message, data)
+        return ValidationRejected(v.message, data)
+
+    def evaluate(self, sop: SessionOp, replacing: str | None) -> Evaluation:
+        pending = self.ledger.pending_for(sop.account, sop.signer, sop.state_block, exclude=replacing)
+        version = self.ledger.version
+        try:
+            ev = evaluate(sop.account, sop.state, sop.sig, sop.op.call_data, pending)
+        except SessionViolation as v:
+            self.stats["refused"] += 1
+            raise self._error(v, sop) from None
+        sop.evaluation, sop.ledger_version, sop.replacing = ev, version, replacing
+        return ev
+
+    def _check_signatures(self, sop: SessionOp, ev: Evaluation) -> None:
+        digest = bytes.fromhex(sop.op_hash[2:])
+        sig = sop.sig
+        if isinstance(sig, abi.EnableSignature) and sop.owner is not None:
+            enable_digest = abi.eip712_spec_digest(sig.spec, sig.nonce, sop.account, self.chain_id)
+            recovered = recover_signer(enable_digest, sig.owner_signature)
+            if recovered != sop.owner:
+                raise SignatureInvalid(
+                    f"Invalid UserOperation signature: the enable signature is not the owner's: the EIP-712 "
+                    f"EnableSession(spec, nonce {sig.nonce}) digest for account {sop.account} on chain "
+                    f"{self.chain_id} recovers to {recovered or 'nothing'}, the owner is {sop.owner}",
+                    {"account": sop.account, "sessionKey": sop.signer, "owner": sop.owner, "recovered": recovered},
+                )
+        recovered = recover_signer(digest, sig.signature)
+        if recovered != sop.signer:
+            raise SignatureInvalid(
+                f"Invalid UserOperation signature: the session signature over userOpHash {sop.op_hash} recovers to "
+                f"{recovered or 'nothing'}, not to session key {sop.signer} (sign the raw hash, 65 bytes r‖s‖v, low s)",
+                {"account": sop.account, "sessionKey": sop.signer, "recovered": recovered},
+            )
+
+    def _nonce_follows(self, op: UserOperation, ep: EntryPointVersion, chain_nonce: int) -> bool:
+        if op.nonce == chain_nonce:
+            return True
+        if op.nonce < chain_nonce or op.nonce - chain_nonce > MAX_NONCE_LOOKAHEAD:
+            return False
+        pending = {e.op.nonce for e in self.mempool.for_sender(op.sender) if e.entry_point == ep}
+        return all(n in pending for n in range(chain_nonce, op.nonce))
+
+    def _fast_outcome(self, sop: SessionOp, ev: Evaluation, replacing: str | None) -> FastOutcome | None:
+        op, view = sop.op, sop.view
+        if (not self.fast_path or view is None or sop.kind == "deploy" or ev.mode != abi.MODE_SESSION
+                or op.paymaster is not None or op.factory is not None or op.eip7702_auth is not None):
+            return None
+        if view.nonce is None or not self._nonce_follows(op, sop.ep, view.nonce):
+            return None
+        others = [e for e in self.mempool.for_sender(op.sender) if e.hash != replacing]
+        need = op.max_cost() + sum(e.prefund for e in others)
+        if view.balance + view.deposit < need:
+            return None
+        if op.verification_gas_limit < self._gas_bound(sop, ev, bool(others)):
+            return None
+        return FastOutcome(ev.valid_after, ev.valid_until or UINT48_MAX, op.max_cost())
+
+    @staticmethod
+    def _gas_bound(sop: SessionOp, ev: Evaluation, others_pending: bool) -> int:
+        view, op = sop.view, sop.op
+        if view is None or view.nonce is None:
+            return validation_gas_bound(ev, len(op.call_data))
+        return validation_gas_bound(
+            ev, len(op.call_data), fresh_nonce=view.nonce & ((1 << 64) - 1) == 0,
+            pays_prefund=others_pending or view.deposit < op.max_cost(), fresh_deposit=view.deposit == 0)
+
+    def precheck(self, sop: SessionOp, replacing: str | None, now: int) -> FastOutcome | None:
+        """Policy (as the contract would revert), then signatures (as it would fail them), then
+        the time range (as the EntryPoint would refuse it). Returns the fast-path outcome when
+        the op qualifies, else None (simulate it)."""
+        ev = self.evaluate(sop, replacing)
+        self._check_signatures(sop, ev)
+        try:
+            check_window(ev, now, self.margin)
+        except SessionViolation as v:
+            self.stats["refused"] += 1
+            raise self._error(v, sop) from None
+        sop.fast = self._fast_outcome(sop, ev, replacing)
+        self.stats["fast" if sop.fast else "full"] += 1
+        return sop.fast
+
+    def recheck(self, sop: SessionOp, replaced) -> None:
+        """Right before the op enters the pool (no await in between): evaluate again if other
+        ops of the session came or went since precheck."""
+        replacing = replaced.hash if replaced is not None else None
+        if sop.ledger_version != self.ledger.version or replacing != sop.replacing:
+            self.evaluate(sop, replacing)
+
+    @property
+    def max_ops_per_sender(self) -> int:
+        return self.sender_cap
+
+    def admitted(self, sop: SessionOp, entry) -> None:
+        ev = sop.evaluation
+        use = PendingUse(entry.hash, sop.op.nonce, ev.period_index, ev.consumed, ev.grant)
+        self.ledger.add(LedgerEntry(use, sop.account, sop.signer, sop.ep.address, ev.valid_after, ev.valid_until))
+        self.store.add_session_activity(SessionActivity(
+            op_hash=entry.hash, account=sop.account, session_key=sop.signer, entry_point=sop.ep.address,
+            nonce=sop.op.nonce, mode="enable" if ev.grant is not None else "session", period_index=ev.period_index,
+            calls=[{"target": c.target, "value": c.value, "data": "0x" + c.data.hex()} for c in ev.calls],
+            consumed=[{"scope": c.scope, "policyIndex": c.policy_index, "constraintIndex": c.constraint_index,
+                       "amount": c.amount} for c in ev.consumed],
+        ))
+
+    # ------------------------------------------------------------ estimation
+
+    async def check_estimate(self, op: UserOperation, ep: EntryPointVersion, header, state_override=None) -> int:
+        """eth_estimateUserOperationGas of a session op (dummy signatures welcome): the policy
+        and window are checked like at admission (signatures are not). Returns the least
+        verificationGasLimit that keeps a session-mode op on the fast path (0 if none)."""
+        if state_override and op.sender in {str(a).lower() for a in state_override}:
+            return 0  # the caller rewrites the account's state: the simulation alone decides
+        sop = await self.prepare(op, ep, header, None)
+        if sop is None:
+            return 0
+        replacing = next((e.hash for e in self.mempool.for_sender(op.sender)
+                          if e.entry_point == ep and e.op.nonce == op.nonce), None)
+        ev = self.evaluate(sop, replacing)
+        try:
+            check_window(ev, chain_now(header), self.margin)
+        except SessionViolation as v:
+            raise self._error(v, sop) from None
+        if ev.mode != abi.MODE_SESSION or sop.kind == "deploy":
+            return 0
+        # the client fills in gas and fees later: assume the op pays its prefund
+        return validation_gas_bound(ev, len(op.call_data), fresh_nonce=sop.view is None or sop.view.nonce is None
+                                    or sop.view.nonce & ((1 << 64) - 1) == 0,
+                                    fresh_deposit=sop.view is None or sop.view.deposit == 0)
+
+    # ------------------------------------------------------------ watcher
+
+    async def run(self) -> None:
+        """Per new block: forget mined ops the state now shows, drop pending ops of sessions
+        that were revoked or expired, re-check pending ops of sessions granted anew."""
+        while True:
+            header = await self.head.wait_new_block(self._last_block, 2.0)
+            if header is None or header.number == self._last_block:
+                continue
+            try:
+                await self.on_block(header)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("session watcher failed on block %s", header.number)
+                await asyncio.sleep(0.5)
+            self._last_block = header.number
+
+    def _drop(self, op_hash: str, reason: str, code: int) -> bool:
+        entry = self.mempool.get(op_hash)
+        if entry is None or entry.submitted_in is not None:
+            return False  # gone already, or in a bundle transaction: its receipt will tell
+        log.info("dropping session op %s: %s", op_hash, reason)
+        self.mempool.remove(op_hash)
+        self.store.update(op_hash, status=OpStatus.DROPPED, reason=reason, error_code=code)
+        return True
+
+    async def on_block(self, header) -> None:
+        previous = self._last_block
+        self.ledger.prune_mined(header.number - 1)
+        now = chain_now(header)
+        for e in self.ledger.all_entries():
+            if e.mined_block is None and e.valid_until and e.valid_until < now:
+                if self._drop(e.op_hash, f"session {e.signer} expired (validUntil {e.valid_until}) before the op "
+                                         f"was included", TimeRangeInvalid.code):
+                    self.stats["dropped_expired"] += 1
+        accounts = sorted(self.ledger.accounts())
+        if not accounts:
+            return
+        start = header.number if previous is None else max(previous + 1, header.number - LOG_RANGE_MAX)
+        if start > header.number:
+            return
+        logs = await self.rpc.call("eth_getLogs", [{
+            "address": accounts,
+            "topics": [["0x" + abi.TOPIC_SESSION_REVOKED.hex(), "0x" + abi.TOPIC_SESSION_GRANTED.hex()]],
+            "fromBlock": hex(start), "toBlock": hex(header.number),
+        }])
+        regranted: set[tuple[str, str]] = set()
+        for entry in logs or []:
+            if entry.get("removed") or len(entry.get("topics", ())) < 2:
+                continue
+            account = entry["address"].lower()
+            signer = "0x" + entry["topics"][1][-40:].lower()
+            if bytes.fromhex(entry["topics"][0][2:]) == abi.TOPIC_SESSION_REVOKED:
+                regranted.discard((account, signer))
+                block = int(entry["blockNumber"], 16)
+                for e in self.ledger.entries(account, signer):
+                    if self._drop(e.op_hash, f"session {signer} of account {account} was revoked in block {block} "
+                                             f"(tx {entry.get('transactionHash')})", ValidationRejected.code):
+                        self.stats["dropped_revoked"] += 1
+            else:
+                regranted.add((account, signer))
+        for account, signer in regranted:
+            await self._revalidate(account, signer, header)
+
+    async def _revalidate(self, account: str, signer: str, header) -> None:
+        """A new grant replaced the session (fresh counters, maybe another spec): walk its pending
+        ops in nonce order against the new state; drop those that no longer pass."""
+        entries = self.ledger.entries(account, signer)
+        if not entries:
+            return
+        ep = next((e.entry_point for e in map(self.mempool.get, (x.op_hash for x in entries)) if e is not None), None)
+        if ep is None:
+            return
+        view = await self.reader.read(ep, account, signer, 0, header)
+        if view.state_error is not None:
+            return
+        kept: list[PendingUse] = []
+        for e in entries:
+            pool_entry = self.mempool.get(e.op_hash)
+            if pool_entry is None:
+                continue
+            try:
+                sig = abi.decode_signature(pool_entry.op.signature)
+                ev = evaluate(account, view.state, sig, pool_entry.op.call_data, kept)
+            except (ValueError, SessionViolation) as v:
+                if self._drop(e.op_hash, f"the session {signer} was granted anew and the op no longer passes "
+                                         f"its policy: {v}", ValidationRejected.code):
+                    self.stats["dropped_regranted"] += 1
+                continue
+            use = PendingUse(e.op_hash, pool_entry.op.nonce, ev.period_index, ev.consumed, ev.grant)
+            e.use = use
+            kept.append(use)
+
+    # ------------------------------------------------------------ RPC
+
+    async def _entry_point_of(self, account: str, header, ep: EntryPointVersion | None) -> tuple[str, EntryPointVersion | None, bytes]:
+        code_hex = await self.rpc.call("eth_getCode", [account, hex(header.number)])
+        code = bytes.fromhex(code_hex[2:]) if isinstance(code_hex, str) else b""
+        if not code:
+            return "counterfactual", ep, code
+        impl = abi.implementation_of(code)
+        known = self.contracts.entry_point_of(impl)
+        if known is None:
+            raise InvalidParams(f"{account} is not a SessionAccount known to this bundler (its code is not a clone of, "
+                                f"or an EIP-7702 delegation to, a known SessionAccount implementation)")
+        if ep is not None and ep is not known:
+            raise InvalidParams(f"{account} is a SessionAccount of EntryPoint v{known.version}, not v{ep.version}")
+        return ("clone" if len(code) == 45 else "eip7702"), known, code
+
+    async def session_info(self, account: str, signer: str, ep: EntryPointVersion | None = None) -> dict[str, Any]:
+        header = await self.head.fresh()
+        now = chain_now(header)
+        kind, ep, _code = await self._entry_point_of(account, header, ep)
+        out: dict[str, Any] = {
+            "account": to_checksum_address(account), "sessionKey": to_checksum_address(signer),
+            "entryPoint": to_checksum_address(ep.address) if ep else None, "accountType": kind,
+            "blockNumber": hex(header.number), "now": now,
+        }
+        state = SessionState()
+        if ep is not None and kind != "counterfactual":
+            view = await self.reader.read(ep, account, signer, 0, header)
+            if view.state_error is not None:
+                raise BundlerError(f"could not read the session state of {account}: {view.state_error}")
+            state = view.state
+        count, pending = self.ledger.totals(account, signer)
+        spec = state.spec
+        out.update(
+            status=status_of(state, now),
+            grantNonce=state.grant_nonce,
+            spec=spec_to_json(spec) if spec else None,
+        )
+        if spec is not None:
+            uses_left = None if not spec.usage_limit else max(spec.usage_limit - state.usage_count - count, 0)
+            out["uses"] = {"limit": spec.usage_limit or None, "used": state.usage_count, "pending": count,
+                           "remaining": uses_left}
+            if spec.period:
+                period = (now - spec.valid_after) // spec.period if now >= spec.valid_after else 0
+                out["currentPeriod"] = period
+            out["limits"] = limits_report(state, now, pending)
+        else:
+            out["uses"] = {"limit": None, "used": 0, "pending": count, "remaining": None}
+            out["limits"] = []
+        out["pendingOps"] = [e.op_hash for e in self.ledger.entries(account, signer)]
+        return out
+
+    async def activity(self, account: str, signer: str) -> list[dict[str, Any]]:
+        """The audit log of one session key: every op it sent through this bundler, oldest
+        first, with its decoded calls, what its validation consumed, and its status now."""
+        out = []
+        for a in self.store.session_activity(account, signer):
+            record = self.store.get(a.op_hash)
+            entry: dict[str, Any] = {
+                "userOpHash": a.op_hash,
+                "entryPoint": to_checksum_address(a.entry_point),
+                "nonce": hex(a.nonce),
+                "mode": a.mode,
+                "periodIndex": a.period_index,
+                "receivedAt": int(a.received_at),
+                "status": record.status.value if record is not None else "unknown",
+                "calls": [{"target": c["target"], "value": hex(c["value"]), "data": c["data"],
+                           **({"function": function_name(bytes.fromhex(c["data"][2:10]))}
+                              if len(c["data"]) >= 10 else {})} for c in a.calls],
+                "consumed": [{"scope": SCOPE_NAMES.get(c["scope"], c["scope"]), "policyIndex": c["policyIndex"],
+                              **({"constraintIndex": c["constraintIndex"]} if c["scope"] == abi.Scope.CALL_ARG
+                                 else {}),
+                              "amount": hex(c["amount"])} for c in a.consumed],
+                "transactionHash": record.tx_hash if record is not None else None,
+                "blockNumber": hex(record.block_number) if record is not None and record.block_number is not None
+                else None,
+            }
+            if record is not None and record.reason:
+                entry["reason"] = record.reason
+                if record.error_code is not None:
+                    entry["errorCode"] = record.error_code
+            out.append(entry)
+        return out

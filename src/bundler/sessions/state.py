@@ -1,0 +1,278 @@
+"""Reading session accounts through the node: one JSON-RPC batch per (account, session key,
+nonce key, block), cached per block, concurrent requests coalesced.
+
+    rpc = BatchRpc(node_url)
+    reader = SessionStateReader(rpc)
+    view = await reader.read(V07, account, signer, nonce_key, header)   # AccountView
+    view.state (SessionState), view.code, view.owner, view.nonce, view.balance, view.deposit
+
+BatchRpc sends every call queued during one event-loop tick as one HTTP request (JSON-RPC
+batch), so a burst of admissions costs one round trip. Per-call errors (an eth_call that
+reverts, e.g. on an account that is not a SessionAccount) come back as RpcCallError values,
+not exceptions: the caller decides.
+
+Only standard eth_* methods at an explicit block number; no debug/trace API.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import aiohttp
+import orjson
+from eth_abi import decode, encode
+from eth_hash.auto import keccak
+
+from ..entrypoint import EntryPointVersion
+from ..errors import NodeError
+from . import abi
+from .policy import Counter, SessionState
+
+
+def _sel(signature: str) -> bytes:
+    return keccak(signature.encode())[:4]
+
+
+SEL_GET_SESSION = _sel("getSession(address)")
+SEL_GET_USAGE = _sel("getUsage(address)")
+SEL_OWNER = _sel("owner()")
+SEL_GET_NONCE = _sel("getNonce(address,uint192)")
+SEL_BALANCE_OF = _sel("balanceOf(address)")
+SEL_GET_ADDRESS = _sel("getAddress(address,uint256)")
+SEL_ENTRY_POINT = _sel("entryPoint()")
+SEL_ACCOUNT_IMPLEMENTATION = _sel("ACCOUNT_IMPLEMENTATION()")
+SESSION_INFO_T = f"({abi.SESSION_SPEC_T},uint8,uint64,uint32)"
+_LU = "(uint48,uint256)"
+USAGE_T = f"(uint32,{_LU}[],{_LU}[][],{_LU}[])"
+
+
+class RpcCallError:
+    """A JSON-RPC error answer to one call of a batch (kept as a value)."""
+
+    __slots__ = ("code", "message", "data")
+
+    def __init__(self, code: int, message: str, data: Any = None):
+        self.code, self.message, self.data = code, message, data
+
+    def __repr__(self) -> str:
+        return f"RpcCallError({self.code}, {self.message!r})"
+
+
+class BatchRpc:
+    def __init__(self, url: str, *, max_batch: int = 100, timeout: float = 10.0):
+        self.url = url
+        self.max_batch = max_batch
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._queue: list[tuple[str, list, asyncio.Future]] = []
+        self._scheduled = False
+        self.requests_sent = 0  # HTTP round trips (tests, benchmarks)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def many(self, calls: Sequence[tuple[str, list]]) -> list[Any]:
+        """Results in order; an error answer is an RpcCallError in its place. Raises NodeError
+        only when the node cannot be reached or answers nonsense."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        for method, params in calls:
+            fut = loop.create_future()
+            self._queue.append((method, params, fut))
+            futures.append(fut)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return list(await asyncio.gather(*futures))
+
+    async def call(self, method: str, params: list) -> Any:
+        (result,) = await self.many([(method, params)])
+        if isinstance(result, RpcCallError):
+            raise NodeError(f"node error on {method}: {result.message}")
+        return result
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        queue, self._queue = self._queue, []
+        for start in range(0, len(queue), self.max_batch):
+            asyncio.ensure_future(self._send(queue[start:start + self.max_batch]))
+
+    async def _send(self, chunk: list[tuple[str, list, asyncio.Future]]) -> None:
+        body = orjson.dumps([{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
+                             for i, (m, p, _f) in enumerate(chunk)])
+        try:
+            if self._session is None:
+                self._session = aiohttp.ClientSession(timeout=self._timeout,
+                                                      connector=aiohttp.TCPConnector(limit=16))
+            self.requests_sent += 1
+            async with self._session.post(self.url, data=body, headers={"Content-Type": "application/json"}) as resp:
+                answer = orjson.loads(await resp.read())
+        except Exception as e:
+            error = NodeError(f"node unreachable: {type(e).__name__}: {e}")
+            for _m, _p, fut in chunk:
+                if not fut.done():
+                    fut.set_exception(error)
+            return
+        if not isinstance(answer, list):
+            err = answer.get("error", {}) if isinstance(answer, dict) else {}
+            for _m, _p, fut in chunk:
+                if not fut.done():
+                    fut.set_result(RpcCallError(err.get("code", -32603), err.get("message", "bad batch answer")))
+            return
+        by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
+        for i, (_m, _p, fut) in enumerate(chunk):
+            if fut.done():
+                continue
+            a = by_id.get(i)
+            if a is None:
+                fut.set_result(RpcCallError(-32603, "no answer in the batch"))
+            elif "error" in a:
+                e = a["error"] or {}
+                fut.set_result(RpcCallError(e.get("code", -32603), e.get("message", ""), e.get("data")))
+            else:
+                fut.set_result(a.get("result"))
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode_session_info(data: bytes) -> SessionState:
+    """getSession(signer) output -> SessionState without counters."""
+    ((spec_t, status, grant_nonce, usage_count),) = decode([SESSION_INFO_T], data)
+    spec = abi.SessionSpec.from_abi(spec_t) if status != abi.Status.NONE else None
+    return SessionState(status, grant_nonce, usage_count, spec, {})
+
+
+def decode_usage(data: bytes) -> dict[tuple[int, int, int], Counter]:
+    """getUsage(signer) output -> counters per limit key (zero counters left out)."""
+    ((_count, call_value, call_args, transfer_value),) = decode([USAGE_T], data)
+    out: dict[tuple[int, int, int], Counter] = {}
+    for i, (period, used) in enumerate(call_value):
+        if period or used:
+            out[(abi.Scope.CALL_VALUE, i, 0)] = Counter(period, used)
+    for i, per_policy in enumerate(call_args):
+        for j, (period, used) in enumerate(per_policy):
+            if period or used:
+                out[(abi.Scope.CALL_ARG, i, j)] = Counter(period, used)
+    for i, (period, used) in enumerate(transfer_value):
+        if period or used:
+            out[(abi.Scope.TRANSFER_VALUE, i, 0)] = Counter(period, used)
+    return out
+
+
+def _hex_int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) and value not in ("0x", "") else 0
+
+
+def _hex_bytes(value: Any) -> bytes:
+    return bytes.fromhex(value[2:]) if isinstance(value, str) and value.startswith("0x") else b""
+
+
+@dataclass
+class AccountView:
+    """An account as seen at one block, for one session key and nonce key."""
+
+    block_number: int
+    account: str
+    code: bytes = b""
+    state: SessionState = field(default_factory=SessionState)
+    state_error: str | None = None  # the views could not be read/decoded (not a SessionAccount?)
+    owner: str | None = None
+    nonce: int | None = None  # EntryPoint nonce (key ‖ sequence) for the op's nonce key
+    balance: int = 0
+    deposit: int = 0  # EntryPoint deposit
+
+
+def _forget_failed(fut: asyncio.Future, cache: dict, key: tuple) -> None:
+    """A failed read is not cached: the next caller tries again."""
+    if fut.cancelled() or fut.exception() is not None:
+        cache.pop(key, None)
+
+
+def _call(to: str, data: bytes, tag: str, overrides: dict | None = None) -> tuple[str, list]:
+    params: list = [{"to": to, "data": "0x" + data.hex()}, tag]
+    if overrides:
+        params.append(overrides)
+    return ("eth_call", params)
+
+
+class SessionStateReader:
+    def __init__(self, rpc: BatchRpc, cached_blocks: int = 2):
+        self.rpc = rpc
+        self.cached_blocks = cached_blocks
+        self._cache: OrderedDict[tuple, dict[tuple, asyncio.Future]] = OrderedDict()
+        self.reads = 0  # batches actually requested (not served from cache)
+
+    def _block_cache(self, header) -> dict[tuple, asyncio.Future]:
+        key = (header.number, header.hash)
+        cache = self._cache.get(key)
+        if cache is None:
+            cache = self._cache[key] = {}
+            while len(self._cache) > self.cached_blocks:
+                self._cache.popitem(last=False)
+        return cache
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    async def read(self, ep: EntryPointVersion, account: str, signer: str, nonce_key: int, header, *,
+                   code_override: bytes | None = None) -> AccountView:
+        """Code, session state of `signer`, owner, EntryPoint nonce/deposit and balance of
+        `account` at `header`'s block. code_override: read the views as if the account had
+        this code (an EOA whose EIP-7702 delegation rides in the op itself)."""
+        cache = self._block_cache(header)
+        key = (ep.address, account, signer, nonce_key, code_override)
+        fut = cache.get(key)
+        if fut is None:
+            fut = cache[key] = asyncio.ensure_future(
+                self._read(ep, account, signer, nonce_key, header, code_override))
+            fut.add_done_callback(lambda f, c=cache, k=key: _forget_failed(f, c, k))
+        return await asyncio.shield(fut)
+
+    async def _read(self, ep, account, signer, nonce_key, header, code_override) -> AccountView:
+        self.reads += 1
+        tag = hex(header.number)
+        signer_arg = encode(["address"], [signer])
+        overrides = {account: {"code": "0x" + code_override.hex()}} if code_override is not None else None
+        calls = [
+            ("eth_getCode", [account, tag]),
+            _call(account, SEL_GET_SESSION + signer_arg, tag, overrides),
+            _call(account, SEL_GET_USAGE + signer_arg, tag, overrides),
+            _call(account, SEL_OWNER, tag, overrides),
+            _call(ep.address, SEL_GET_NONCE + encode(["address", "uint192"], [account, nonce_key]), tag),
+            ("eth_getBalance", [account, tag]),
+            _call(ep.address, SEL_BALANCE_OF + encode(["address"], [account]), tag),
+        ]
+        code, info, usage, owner, nonce, balance, deposit = await self.rpc.many(calls)
+        view = AccountView(block_number=header.number, account=account)
+        view.code = _hex_bytes(code) if not isinstance(code, RpcCallError) else b""
+        try:
+            if isinstance(info, RpcCallError) or isinstance(usage, RpcCallError):
+                raise ValueError((info if isinstance(info, RpcCallError) else usage).message)
+            view.state = decode_session_info(_hex_bytes(info))
+            view.state.counters = decode_usage(_hex_bytes(usage))
+        except Exception as e:
+            view.state_error = f"{type(e).__name__}: {e}"
+        if not isinstance(owner, RpcCallError) and isinstance(owner, str) and len(owner) >= 66:
+            view.owner = "0x" + owner[-40:]
+        view.nonce = None if isinstance(nonce, RpcCallError) else _hex_int(nonce)
+        view.balance = 0 if isinstance(balance, RpcCallError) else _hex_int(balance)
+        view.deposit = 0 if isinstance(deposit, RpcCallError) else _hex_int(deposit)
+        return view
+
+    async def counterfactual_address(self, factory: str, owner: str, salt: int, header) -> str | None:
+        """factory.getAddress(owner, salt) at `header` (None if the call fails)."""
+        data = SEL_GET_ADDRESS + encode(["address", "uint256"], [owner, salt])
+        cache = self._block_cache(header)
+        key = ("getAddress", factory, owner, salt)
+        fut = cache.get(key)
+        if fut is None:
+            fut = cache[key] = asyncio.ensure_future(self.rpc.many([_call(factory, data, hex(header.number))]))
+        (out,) = await asyncio.shield(fut)
+        if isinstance(out, RpcCallError) or not isinstance(out, str) or len(out) < 66:
+            return None
+        return "0x" + out[-40:]

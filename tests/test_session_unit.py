@@ -1,0 +1,290 @@
+"""Unit tests of the session pieces that need no chain: coincurve recovery against eth_account,
+the pending-usage ledger and its mempool hooks, evaluator details the differential test does
+not pin (pending grants, allowance periods of pending ops, messages), the batching JSON-RPC
+client, the gas bound's monotonicity, and the store's activity log."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+from aiohttp import web
+from eth_account import Account
+from eth_hash.auto import keccak
+
+from bundler.entrypoint import V07
+from bundler.pool.mempool import Mempool, MempoolFull, PoolEntry
+from bundler.sessions import abi
+from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, TransferPolicy, word
+from bundler.sessions.gas import validation_gas_bound
+from bundler.sessions.ledger import LedgerEntry, SessionLedger
+from bundler.sessions.policy import (
+    Consumed, Counter, PendingUse, SessionState, SessionViolation, check_window, evaluate,
+)
+from bundler.sessions.recover import SECP256K1_HALF_N, recover_signer
+from bundler.sessions.state import BatchRpc, RpcCallError
+from bundler.store import MemoryStore, SessionActivity
+from bundler.userop import UserOperation
+
+ACCOUNT = "0x" + "ac" * 20
+TOKEN = "0x" + "70" * 20
+DEX = "0x" + "de" * 20
+SIGNER = "0x" + "51" * 20
+SEL_TRANSFER = keccak(b"transfer(address,uint256)")[:4]
+N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+# ------------------------------------------------------------------ recovery
+
+
+def test_recover_matches_eth_account_and_the_contracts_rules():
+    for _ in range(50):
+        acct = Account.create()
+        digest = os.urandom(32)
+        sig = abi.sign_digest(bytes(acct.key), digest)
+        assert recover_signer(digest, sig) == acct.address.lower()
+        assert Account._recover_hash(digest, signature=sig).lower() == acct.address.lower()
+        # v as 0/1 is accepted like 27/28
+        assert recover_signer(digest, sig[:64] + bytes([sig[64] - 27])) == acct.address.lower()
+        # the malleable twin (high s, flipped v) is refused, as the contract does
+        s = int.from_bytes(sig[32:64], "big")
+        twin = sig[:32] + (N - s).to_bytes(32, "big") + bytes([55 - sig[64]])
+        assert N - s > SECP256K1_HALF_N and recover_signer(digest, twin) is None
+    digest = os.urandom(32)
+    assert recover_signer(digest, abi.DUMMY_ECDSA_SIGNATURE) != Account.create().address.lower()
+    assert recover_signer(digest, bytes(64) + b"\x1b") is None  # r = s = 0
+    assert recover_signer(digest, b"\x01" * 64 + b"\x1d") is None  # v = 29
+    assert recover_signer(digest, b"\x01" * 64) is None  # 64 bytes
+    assert recover_signer(digest, N.to_bytes(32, "big") + (1).to_bytes(32, "big") + b"\x1b") is None  # r >= n
+
+
+# ------------------------------------------------------------------ evaluator details
+
+
+def trading(limit: Limit, **kw) -> SessionSpec:
+    return SessionSpec(signer=SIGNER, call_policies=(CallPolicy(target=TOKEN, selector=SEL_TRANSFER, constraints=(
+        ArgConstraint(Condition.LTE, 1, word(2**256 - 1), limit),)),), **kw)
+
+
+def transfer(amount: int) -> bytes:
+    return abi.encode_execute(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(amount))
+
+
+def sig(period: int = 0) -> abi.SessionSignature:
+    return abi.SessionSignature(SIGNER, period, b"\x00" * 65)
+
+
+def use(n: int, amount: int, period: int = 0, grant=None) -> PendingUse:
+    return PendingUse(f"0x{n:064x}", n, period, (Consumed(1, 0, 0, amount),) if amount else (), grant)
+
+
+def test_message_names_limit_used_pending_requested():
+    state = SessionState.fresh(trading(Limit.lifetime(100)), 1)
+    state.counters[(1, 0, 0)] = Counter(0, 60)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), transfer(10), [use(1, 20), use(2, 20)])
+    v = e.value
+    assert v.message == (f"session {SIGNER} policy 0 (ERC-20 {TOKEN} transfer) argument 0 cumulative limit "
+                         f"exceeded: limit 100, used 60, pending 40, requested 10")
+    assert v.rule == "SessionCumulativeLimitExceeded" and v.args_ == (0, 1, 0, 0, 100, 10, 100)
+    assert v.data["remaining"] == "0x0" and v.data["sessionKey"] == SIGNER and v.data["policyIndex"] == 0
+    assert not v.time_range
+    # within the limit once a pending op is replaced (excluded by the caller)
+    ev = evaluate(ACCOUNT, state, sig(), transfer(10), [use(1, 20)])
+    assert ev.consumed == (Consumed(1, 0, 0, 10),) and ev.usage_count == 2
+
+
+def test_allowance_with_pending_ops_in_periods():
+    spec = trading(Limit.allowance(100), valid_after=1000, period=100)
+    state = SessionState.fresh(spec, 1)
+    state.counters[(1, 0, 0)] = Counter(3, 90)
+    # a later period starts from zero, pending ops of that period count
+    ev = evaluate(ACCOUNT, state, sig(4), transfer(70), [use(1, 30, period=4)])
+    assert (ev.valid_after, ev.valid_until) == (1400, 1499)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(4), transfer(71), [use(1, 30, period=4)])
+    assert e.value.args_ == (0, 1, 0, 0, 30, 71, 100)
+    # the op's period is older than the counter on chain, or than a pending op's
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(2), transfer(1))
+    assert e.value.rule == "SessionPeriodExpired" and e.value.args_ == (2, 3) and e.value.time_range
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(3), transfer(1), [use(1, 5, period=5)])
+    assert e.value.args_ == (3, 5) and "pending op" in e.value.message
+    # zero amounts consume nothing and never touch the counter's period
+    assert evaluate(ACCOUNT, state, sig(2), transfer(0)).consumed == ()
+
+
+def test_pending_grant_is_the_base_of_later_ops():
+    spec = trading(Limit.lifetime(100), usage_limit=3)
+    chain = SessionState(grant_nonce=4)  # unknown on chain
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, chain, sig(), transfer(1))
+    assert e.value.rule == "SessionUnknown"
+    pending = [use(7, 60, grant=spec), use(8, 30)]
+    ev = evaluate(ACCOUNT, chain, sig(), transfer(10), pending)
+    assert ev.usage_count == 3
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, chain, sig(), transfer(11), pending)
+    assert e.value.data["pending"] == hex(90)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, chain, sig(), transfer(1), pending + [use(9, 1)])
+    assert e.value.rule == "SessionUsageLimitReached"
+    # an enable op after a pending grant must name the nonce after it
+    enable = abi.EnableSignature(spec, 4, b"\x00" * 65, 0, b"\x00" * 65)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, chain, enable, transfer(1), pending)
+    assert e.value.rule == "SessionEnableNonceMismatch" and e.value.args_ == (SIGNER, 4, 5)
+    ev = evaluate(ACCOUNT, chain, abi.EnableSignature(spec, 5, b"\x00" * 65, 0, b"\x00" * 65), transfer(100), pending)
+    assert ev.grant == spec and ev.usage_count == 1  # fresh counters: the pending usage is gone
+
+
+def test_window_checks_and_their_messages():
+    spec = trading(Limit.allowance(100), valid_after=1000, valid_until=2000, period=300)
+    ev = evaluate(ACCOUNT, SessionState.fresh(spec, 1), sig(1), transfer(1))
+    assert (ev.valid_after, ev.valid_until) == (1300, 1599)
+    check_window(ev, 1400, 30)
+    with pytest.raises(SessionViolation) as e:
+        check_window(ev, 1200, 30)
+    assert e.value.rule == "SessionNotYetValid" and e.value.time_range and "100 s from now" in e.value.message
+    with pytest.raises(SessionViolation) as e:
+        check_window(ev, 1580, 30)
+    assert e.value.rule == "SessionExpiresTooSoon"
+    with pytest.raises(SessionViolation) as e:
+        check_window(ev, 1700, 30)
+    assert e.value.rule == "SessionExpired" and e.value.data["currentPeriod"] == 2
+    assert "sign the op for it" in e.value.message
+    with pytest.raises(SessionViolation) as e:  # periods past the window
+        evaluate(ACCOUNT, SessionState.fresh(spec, 1), sig(4), transfer(1))
+    assert e.value.rule == "SessionPeriodOutsideWindow"
+
+
+def test_policy_texts_in_messages():
+    spec = SessionSpec(signer=SIGNER, call_policies=(CallPolicy(),),
+                       transfer_policies=(TransferPolicy(max_value_per_use=5),))
+    state = SessionState.fresh(spec, 1)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), abi.encode_execute(DEX, 6))
+    assert "transfer policy 0 (ETH to any recipient) call 0: value 6 exceeds the per-use maximum 5" in e.value.message
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), abi.encode_execute_batch([abi.Call(DEX, 1), abi.Call(TOKEN, 1, b"\x01" * 4)]))
+    assert "policy 0 (any target, any function) call 1: value 1 wei exceeds" in e.value.message
+    assert e.value.data["callIndex"] == 1
+
+
+def test_gas_bound_grows_with_the_work():
+    spec = trading(Limit.lifetime(10**9))
+    state = SessionState.fresh(spec, 1)
+    one = evaluate(ACCOUNT, state, sig(), transfer(1))
+    many = evaluate(ACCOUNT, state, sig(), abi.encode_execute_batch([abi.Call(TOKEN, 0, SEL_TRANSFER + word(DEX)
+                                                                             + word(1))] * 5))
+    assert validation_gas_bound(many, 900) > validation_gas_bound(one, 200)
+    assert validation_gas_bound(one, 200) > validation_gas_bound(one, 200, fresh_nonce=False, pays_prefund=False)
+
+
+# ------------------------------------------------------------------ ledger and mempool hooks
+
+
+def op(nonce: int, sender: str = ACCOUNT) -> UserOperation:
+    return UserOperation(sender=sender, nonce=nonce, call_data=b"", call_gas_limit=1, verification_gas_limit=1,
+                         pre_verification_gas=1, max_fee_per_gas=10, max_priority_fee_per_gas=1, signature=b"")
+
+
+def pool_entry(nonce: int, fee: int = 10) -> PoolEntry:
+    o = op(nonce).with_changes(max_fee_per_gas=fee, max_priority_fee_per_gas=fee)
+    return PoolEntry(op=o, entry_point=V07, hash=f"0x{nonce:062x}{fee:02x}")
+
+
+def test_ledger_follows_the_mempool():
+    pool = Mempool(max_ops_per_sender=2)
+    ledger = SessionLedger()
+    pool.observe(ledger)
+
+    def admit(entry, amount):
+        pool.add(entry)
+        ledger.add(LedgerEntry(PendingUse(entry.hash, entry.op.nonce, 0, (Consumed(1, 0, 0, amount),)),
+                               ACCOUNT, SIGNER, V07.address))
+
+    a, b = pool_entry(0), pool_entry(1)
+    admit(a, 10)
+    admit(b, 20)
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 5)] == [a.hash, b.hash]
+    assert ledger.totals(ACCOUNT, SIGNER) == (2, {(1, 0, 0): {0: 30}})
+    # the cap: a third op is refused unless the caller lifts it for a verified session op
+    with pytest.raises(MempoolFull):
+        pool.check_admissible(op(2), V07)
+    assert pool.check_admissible(op(2), V07, max_ops=16) is None
+    # replacement: the replaced op's usage leaves at once
+    b2 = pool_entry(1, fee=20)
+    assert pool.check_admissible(b2.op, V07).hash == b.hash
+    admit(b2, 5)
+    assert ledger.totals(ACCOUNT, SIGNER) == (2, {(1, 0, 0): {0: 15}})
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 5, exclude=a.hash)] == [b2.hash]
+    # mined in block 7: still counts for state read at block 6, not for state at 7
+    version = ledger.version
+    pool.remove(a.hash, mined_block=7)
+    assert ledger.version > version
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 6)] == [a.hash, b2.hash]
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 7)] == [b2.hash]
+    assert ledger.totals(ACCOUNT, SIGNER)[0] == 1
+    assert ledger.prune_mined(7) == 1 and a.hash not in ledger
+    # dropped: gone at once
+    pool.remove(b2.hash)
+    assert len(ledger) == 0 and ledger.sessions() == []
+    admit(pool_entry(3), 1)
+    pool.clear()
+    assert len(ledger) == 0
+
+
+# ------------------------------------------------------------------ batching client
+
+
+async def test_batch_rpc_coalesces_concurrent_calls_and_keeps_errors_as_values():
+    bodies = []
+
+    async def handler(request):
+        body = json.loads(await request.read())
+        bodies.append(body)
+        out = []
+        for call in body:
+            if call["method"] == "boom":
+                out.append({"jsonrpc": "2.0", "id": call["id"], "error": {"code": 3, "message": "execution reverted"}})
+            else:
+                out.append({"jsonrpc": "2.0", "id": call["id"], "result": call["params"][0]})
+        return web.json_response(out)
+
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    rpc = BatchRpc(f"http://127.0.0.1:{port}", max_batch=5)
+    try:
+        results = await asyncio.gather(*(rpc.many([("echo", [i]), ("boom", [])]) for i in range(4)))
+        assert [r[0] for r in results] == [0, 1, 2, 3]
+        assert all(isinstance(r[1], RpcCallError) and r[1].code == 3 for r in results)
+        assert len(bodies) == 2 and sorted(len(b) for b in bodies) == [3, 5]  # 8 calls, batches of 5
+        assert await rpc.call("echo", ["x"]) == "x"
+    finally:
+        await rpc.close()
+        await runner.cleanup()
+
+
+# ------------------------------------------------------------------ store
+
+
+def test_memory_store_session_activity_log():
+    store = MemoryStore(max_activity_per_session=2)
+    for i in range(3):
+        store.add_session_activity(SessionActivity(
+            op_hash=f"0x{i:064x}", account=ACCOUNT, session_key=SIGNER, entry_point=V07.address, nonce=i,
+            mode="session", period_index=0, calls=[{"target": DEX, "value": 0, "data": "0x"}],
+            consumed=[{"scope": 1, "policyIndex": 0, "constraintIndex": 0, "amount": 5}]))
+    log = store.session_activity(ACCOUNT.upper().replace("0X", "0x"), SIGNER)
+    assert [a.nonce for a in log] == [1, 2]
+    assert store.session_activity(ACCOUNT, DEX) == []
+    store.clear()
+    assert store.session_activity(ACCOUNT, SIGNER) == []
