@@ -14,9 +14,13 @@ from .chain.head import HeadTracker
 from .chain.lookup import UserOpLookup
 from .config import Config
 from .gas.estimate import Estimator
+from .health import Monitor
+from .metrics import Metrics
 from .pool.admission import Admission
+from .pool.capacity import CapacityGuard
 from .pool.mempool import Mempool
 from .rpc.methods import debug_registry, eth_registry
+from .rpc.ratelimit import ClientRateLimiter
 from .rpc.server import build_app
 from .sim import Simulator
 from .store.memory import MemoryStore
@@ -33,9 +37,19 @@ class Bundler:
         if not keys:
             raise SystemExit("no executor key: pass --private-key, BUNDLER_PRIVATE_KEY or --private-key-file")
         self.executors = [Executor(k) for k in keys]
+        del keys
         self.chain_id: int = 0
+        self.metrics = Metrics()
         self.store = MemoryStore()
         self.mempool = Mempool(config.max_ops_per_sender)
+        self.capacity = CapacityGuard(self.mempool, self.store, config.max_mempool_ops,
+                                      on_evicted=lambda _entry: self.metrics.op_dropped("evicted"))
+        self.monitor = Monitor(node=self.node, executors=self.executors, metrics=self.metrics, config=config,
+                               mempool=self.mempool)
+        self.rate_limiter = ClientRateLimiter(
+            config.rate_limit_per_s, config.rate_limit_burst, exempt_loopback=config.rate_limit_exempt_loopback,
+            forwarded_for=config.rate_limit_forwarded_for, on_refused=self.metrics.rate_limited.inc,
+        )
         self.head = HeadTracker(self.node, config.head_poll_interval)
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None
@@ -53,17 +67,18 @@ class Bundler:
                 raise SystemExit(f"EntryPoint v{ep.version} has no code at {ep.address} on {self.config.rpc_url}")
         await self.head.fresh()
         self.simulator = Simulator(self.config.rpc_url, self.chain_id, workers=self.config.sim_workers,
-                                   min_valid_for=self.config.valid_until_margin)
+                                   min_valid_for=self.config.valid_until_margin,
+                                   timeout=self.config.sim_timeout_s, memory_mb=self.config.sim_memory_mb)
         await self.simulator.start()
         self.builder = Builder(
             node=self.node, head=self.head, simulator=self.simulator, mempool=self.mempool,
             store=self.store, executors=self.executors, entry_points=self.entry_points,
-            chain_id=self.chain_id, config=self.config,
+            chain_id=self.chain_id, config=self.config, metrics=self.metrics,
         )
         self.admission = Admission(
             head=self.head, simulator=self.simulator, mempool=self.mempool, store=self.store,
             config=self.config, chain_id=self.chain_id,
-            on_admitted=lambda _entry: self.builder.notify_new_op(),
+            on_admitted=lambda _entry: self.builder.notify_new_op(), capacity=self.capacity,
         )
         self.estimator = Estimator(head=self.head, simulator=self.simulator, config=self.config,
                                    chain_id=self.chain_id)
@@ -72,7 +87,8 @@ class Bundler:
         registry = eth_registry(self)
         if self.config.debug_api:
             registry.merge(debug_registry(self))
-        app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch)
+        app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch,
+                        extra_routes=self.monitor.add_routes, rate_limiter=self.rate_limiter)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -82,8 +98,11 @@ class Bundler:
         self._tasks = [
             asyncio.create_task(self.head.run(), name="head"),
             asyncio.create_task(self.builder.run(), name="builder"),
+            asyncio.create_task(self.monitor.run(), name="monitor"),
         ]
         log.info("bundler listening on %s (chain %d, node %s)", self.url, self.chain_id, self.config.rpc_url)
+        log.info("executors: %s", ", ".join(e.address for e in self.executors))
+        log.debug("settings: %s", self.config.redacted())
 
     def clear_state(self) -> None:
         self.mempool.clear()

@@ -10,6 +10,7 @@ from eth_hash.auto import keccak
 from ..chain.head import HeadTracker
 from ..entrypoint import EntryPointVersion
 from ..errors import InvalidParams
+from ..logs import OP_HASH
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..store.records import OpRecord, OpStatus
 from ..userop.model import UserOperation
@@ -68,7 +69,7 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
 
 class Admission:
     def __init__(self, *, head: HeadTracker, simulator, mempool: Mempool, store, config,
-                 chain_id: int, on_admitted=None):
+                 chain_id: int, on_admitted=None, capacity=None):
         self.head = head
         self.simulator = simulator
         self.mempool = mempool
@@ -76,6 +77,7 @@ class Admission:
         self.config = config
         self.chain_id = chain_id
         self.on_admitted = on_admitted
+        self.capacity = capacity  # CapacityGuard (max_mempool_ops), optional
 
     def _nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
@@ -93,18 +95,24 @@ class Admission:
         header = await self.head.fresh()
         static_checks(op, ep, self.config, header.base_fee)
         op_hash = "0x" + ep.user_op_hash(op, self.chain_id, _delegate(op)).hex()
+        OP_HASH.set(op_hash)  # log lines about this op carry its hash
         known = self.store.get(op_hash)
         if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
             raise InvalidParams(f"UserOperation {op_hash} is already known and {known.status.value}")
-        self.mempool.check_admissible(op, ep)
+        replacing = self.mempool.check_admissible(op, ep)
+        if self.capacity is not None:
+            self.capacity.check(op, header.base_fee, replacing)
         outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep))
         # the pool may have changed while we simulated
         replaced = self.mempool.check_admissible(op, ep)
+        victim = self.capacity.check(op, header.base_fee, replaced) if self.capacity is not None else None
         entry = PoolEntry(
             op=op, entry_point=ep, hash=op_hash,
             valid_after=outcome.valid_after, valid_until=outcome.valid_until,
             prefund=outcome.prefund, eip7702_delegate=_delegate(op),
         )
+        if victim is not None:
+            self.capacity.evict(victim, op_hash, header.base_fee)
         self.mempool.add(entry)
         if replaced is not None:
             self.store.update(replaced.hash, status=OpStatus.DROPPED,

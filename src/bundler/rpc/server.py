@@ -15,6 +15,7 @@ from pjrpc.server.exceptions import InvalidParamsError, JsonRpcError
 
 from ..chain.client import NodeClient, NodeRpcError
 from ..errors import BundlerError
+from .ratelimit import RATE_LIMIT_CODE, ClientRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,17 @@ def _load_json(text: str, cls=None):
     # stack, and py-evm raises the interpreter's recursion limit on import, so a deeply
     # nested body would crash the process instead of raising.
     return orjson.loads(text)
+
+
+def _request_count(raw: bytes) -> int:
+    """Requests in a body, for the rate limit: a batch counts each of its requests."""
+    if not raw.lstrip().startswith(b"["):
+        return 1
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return 1
+    return len(parsed) if isinstance(parsed, list) else 1
 
 
 def _make_middleware(registry: MethodRegistry, node: NodeClient | None):
@@ -87,6 +99,7 @@ def build_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     max_batch: int = DEFAULT_MAX_BATCH,
     extra_routes: Callable[[web.Application], None] | None = None,
+    rate_limiter: "ClientRateLimiter | None" = None,
 ) -> web.Application:
     dispatcher = AsyncDispatcher(
         middlewares=[_make_middleware(registry, node)], max_batch_size=max_batch, json_loader=_load_json
@@ -103,6 +116,14 @@ def build_app(
                 status=413, content_type="application/json",
                 text=_error_body(-32600, f"request body larger than {max_body_bytes} bytes"),
             )
+        if rate_limiter is not None:
+            wait = await rate_limiter.allow(http_request, _request_count(raw))
+            if wait is not None:
+                return web.Response(
+                    status=429, content_type="application/json",
+                    headers={"Retry-After": rate_limiter.retry_after(wait)},
+                    text=_error_body(RATE_LIMIT_CODE, "rate limit exceeded"),
+                )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
