@@ -2,6 +2,7 @@
 code and a message, whatever the caller sends."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -34,15 +35,26 @@ def _load_json(text: str, cls=None):
     return orjson.loads(text)
 
 
-def _request_count(raw: bytes) -> int:
-    """Requests in a body, for the rate limit: a batch counts each of its requests."""
+def _parse_batch(raw: bytes) -> list | None:
+    """The members of a batch body (None when the body is not a JSON array)."""
     if not raw.lstrip().startswith(b"["):
-        return 1
+        return None
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return 1
-    return len(parsed) if isinstance(parsed, list) else 1
+        return None
+    return parsed if isinstance(parsed, list) else None
+
+
+_BAD_MEMBER = _error_body(-32600, "invalid request: a batch member must be a JSON object")
+
+
+async def _dispatch_member(dispatcher: AsyncDispatcher, member: Any, context) -> str | None:
+    """One batch member's answer (JSON text), None for a notification."""
+    if not isinstance(member, dict):
+        return _BAD_MEMBER
+    answer = await dispatcher.dispatch(orjson.dumps(member).decode(), context=context)
+    return None if answer is None else answer[0]
 
 
 def _make_middleware(registry: MethodRegistry, node: NodeClient | None):
@@ -116,8 +128,9 @@ def build_app(
                 status=413, content_type="application/json",
                 text=_error_body(-32600, f"request body larger than {max_body_bytes} bytes"),
             )
+        batch = _parse_batch(raw)
         if rate_limiter is not None:
-            wait = await rate_limiter.allow(http_request, _request_count(raw))
+            wait = await rate_limiter.allow(http_request, len(batch) if batch else 1)
             if wait is not None:
                 return web.Response(
                     status=429, content_type="application/json",
@@ -130,11 +143,18 @@ def build_app(
             return web.json_response(text=_error_body(-32700, "parse error: body is not UTF-8"))
         if not text.strip():
             return web.json_response(text=_error_body(-32700, "parse error: empty body"))
+        if batch and len(batch) <= max_batch:
+            # pjrpc refuses a whole batch for one malformed member; JSON-RPC 2.0 answers each
+            # member on its own (and nothing for notifications)
+            answers = await asyncio.gather(*(_dispatch_member(dispatcher, m, http_request) for m in batch))
+            answered = [a for a in answers if a is not None]
+            if not answered:
+                return web.Response(status=204)
+            return web.json_response(text="[" + ",".join(answered) + "]")
         answer = await dispatcher.dispatch(text, context=http_request)
-        if answer is None:  # notifications only
+        if answer is None:  # a notification
             return web.Response(status=204)
-        response_text, _codes = answer
-        return web.json_response(text=response_text)
+        return web.json_response(text=answer[0])
 
     app = web.Application(client_max_size=max_body_bytes)
     app.router.add_post("/", handle)
