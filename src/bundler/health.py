@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .chain.client import NodeRpcError
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
@@ -22,13 +23,17 @@ log = logging.getLogger(__name__)
 NODE_CHECK_TIMEOUT = 3.0
 HEALTH_CACHE_S = 1.0  # /health answers from a check at most this old (probes may be frequent)
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
+_KIND = re.compile(r"node unreachable: (\w+)")
 
 
 def _describe(exc: BaseException) -> str:
+    """What went wrong, without host names or URLs (the full text goes to the log only)."""
     if isinstance(exc, asyncio.TimeoutError):
         return f"no answer within {NODE_CHECK_TIMEOUT:g} s"
-    text = _URL.sub("<node url>", getattr(exc, "message", None) or str(exc))
-    return text[:300] or type(exc).__name__
+    if isinstance(exc, NodeRpcError):
+        return f"the node answered error {exc.code}: {_URL.sub('<url>', exc.message)[:200]}"
+    kind = _KIND.match(getattr(exc, "message", "") or "")
+    return f"cannot reach the node ({kind.group(1) if kind else type(exc).__name__})"
 
 
 class Monitor:
@@ -55,6 +60,7 @@ class Monitor:
             raise
         except Exception as e:
             self.metrics.node_up.set(0)
+            log.warning("health: node check failed: %s", e)
             problems.append(f"node unreachable: {_describe(e)}")
             for ex in self.executors:
                 report["executors"].append({"address": ex.address, "balance": None})
