@@ -8,6 +8,7 @@ keys' addresses.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 
@@ -16,6 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported fo
 
 from .errors import BundlerError
 from .logs import op_context
+
+log = logging.getLogger(__name__)
 
 KNOWN_CODES = frozenset({
     -32700, -32600, -32601, -32602, -32603, -32005,
@@ -117,7 +120,9 @@ class Metrics:
             try:
                 yield
             except Exception as e:
-                self.ops_rejected.labels(*rejection_labels(e)).inc()
+                code, reason = rejection_labels(e)
+                log.debug("refused op (%s %s): %s", code, reason, getattr(e, "message", e))
+                self.ops_rejected.labels(code, reason).inc()
                 self.validation_seconds.labels("rejected").observe(time.perf_counter() - start)
                 raise
         self.ops_accepted.labels(label).inc()
