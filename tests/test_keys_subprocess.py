@@ -155,6 +155,18 @@ def test_keys_from_env_file_and_keystore_never_show(anvil, key_files, tmp_path):
     assert any("repeats executor" in r["message"] and "keys.txt" in r["message"] for r in records)
 
 
+def test_a_key_on_the_command_line_is_warned_about_and_start_failures_are_one_line():
+    out = subprocess.run([BUNDLER, "run", "--rpc-url", "http://127.0.0.1:1", "--private-key", ENV_KEYS[0],
+                          "--port", str(free_port())],
+                         env={k: v for k, v in os.environ.items() if not k.startswith("BUNDLER_")},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "a secret was given on the command line, where `ps` shows it" in out.stderr
+    assert "cannot start: node unreachable" in out.stderr and "Traceback" not in out.stderr
+    assert "Unclosed" not in out.stderr
+    assert ENV_KEYS[0][2:] not in out.stderr
+
+
 def test_a_bad_key_is_reported_by_its_source_not_its_text(anvil, tmp_path):
     bad = "0x" + "zz" * 32
     short = "0x" + "ab" * 31

@@ -121,3 +121,16 @@ async def test_auto_mode_bundles_with_several_keys(anvil):
         senders = {node_rpc(anvil.url, "eth_getTransactionByHash", [r["receipt"]["transactionHash"]])["from"].lower()
                    for r in receipts.values()}
         assert senders <= set(ADDRESSES) and len(senders) >= 2
+
+
+async def test_one_key_still_bundles_every_entry_point_on_send_bundle_now(anvil, rpc, clean_bundler):
+    """With a single executor, sendBundleNow bundles for both EntryPoints, one after the other."""
+    from bundler.entrypoint import V08
+
+    a7, a8 = funded_account(anvil, V07), funded_account(anvil, V08)
+    h7 = await rpc.call("eth_sendUserOperation", signed_op(anvil, a7), V07.address)
+    h8 = await rpc.call("eth_sendUserOperation", signed_op(anvil, a8), V08.address)
+    tx_hashes = await rpc.call("debug_bundler_sendBundleNow")
+    assert isinstance(tx_hashes, list) and len(tx_hashes) == 2
+    assert (await rpc.call("eth_getUserOperationReceipt", h7))["success"]
+    assert (await rpc.call("eth_getUserOperationReceipt", h8))["success"]

@@ -122,7 +122,11 @@ class Bundler:
 async def serve(config: Config, ready=None) -> None:
     """Run until cancelled (SIGINT/SIGTERM are turned into cancellation by the CLI)."""
     bundler = Bundler(config)
-    await bundler.start()
+    try:
+        await bundler.start()
+    except BaseException:
+        await bundler.stop()  # close what was opened (node session, workers) before saying why
+        raise
     try:
         if ready:
             ready(bundler)

@@ -12,6 +12,7 @@ from eth_account import Account
 from eth_hash.auto import keccak
 
 from . import CLIENT_VERSION, config as cfg
+from .errors import BundlerError
 from .logs import setup_logging
 
 # Deterministic so a restarted dev chain and bundler agree; never use on a real network.
@@ -52,6 +53,9 @@ def _run_until_signal(coro_factory) -> int:
         asyncio.run(main())
     except (asyncio.CancelledError, KeyboardInterrupt):
         pass
+    except BundlerError as e:  # e.g. the node cannot be reached at start: say so, no traceback
+        logging.getLogger("bundler").error("cannot start: %s", e.message)
+        return 1
     return 0
 
 

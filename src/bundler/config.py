@@ -156,7 +156,11 @@ def _convert(f, raw: Any, source: str) -> Any:
         if kind == "int":
             if isinstance(raw, bool) or isinstance(raw, float):
                 raise ValueError("expected an integer")
-            return int(raw.strip().replace("_", ""), 0) if isinstance(raw, str) else int(raw)
+            if not isinstance(raw, str):
+                return int(raw)
+            text = raw.strip().replace("_", "")
+            prefixed = text.lstrip("+-")[:2].lower() in ("0x", "0o", "0b")
+            return int(text, 0) if prefixed else int(text, 10)
         if kind == "float":
             if isinstance(raw, bool):
                 raise ValueError("expected a number")

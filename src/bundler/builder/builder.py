@@ -103,7 +103,7 @@ class Builder:
                 if backoff > 0:  # the last bundle failed (node refusing?): do not hammer
                     await asyncio.sleep(backoff)
                 try:
-                    for task in self._start_bundles(await self.head.fresh()):
+                    for _ep, task in self._start_bundles(await self.head.fresh()):
                         self._jobs.add(task)
                         task.add_done_callback(self._job_done)
                 except asyncio.CancelledError:
@@ -127,12 +127,13 @@ class Builder:
         """Bundles of everything bundle-able now: one per free executor key (in parallel, no op
         in two of them), or, when every key is busy, one per EntryPoint on the next free key."""
         header = await self.head.fresh()
-        tasks = self._start_bundles(header)
-        if not tasks:
-            for ep in self.entry_points:
-                entries = self._select(ep, header)
-                if entries:
-                    tasks.append(self._launch(self._pick_executor(), ep, entries))
+        started = self._start_bundles(header)
+        tasks = [task for _ep, task in started]
+        served = {ep for ep, _task in started}
+        for ep in self.entry_points:  # an EntryPoint left without a free key queues on a busy one
+            entries = self._select(ep, header) if ep not in served else None
+            if entries:
+                tasks.append(self._launch(self._pick_executor(), ep, entries))
         results = await asyncio.gather(*tasks)
         return [r for r in results if r is not None]
 
@@ -151,10 +152,10 @@ class Builder:
             self._next_executor = (self._next_executor + 1) % len(self.executors)
         return ex
 
-    def _start_bundles(self, header) -> list[asyncio.Task]:
+    def _start_bundles(self, header) -> list[tuple[EntryPointVersion, asyncio.Task]]:
         """Select and reserve ops for as many bundles as there are free executors, taking the
         EntryPoints in turn. Synchronous, so two bundles never select the same op."""
-        tasks: list[asyncio.Task] = []
+        tasks: list[tuple[EntryPointVersion, asyncio.Task]] = []
         progress = True
         while progress:
             progress = False
@@ -163,7 +164,7 @@ class Builder:
                     return tasks
                 entries = self._select(ep, header)
                 if entries:
-                    tasks.append(self._launch(self._free_executor(), ep, entries))
+                    tasks.append((ep, self._launch(self._free_executor(), ep, entries)))
                     progress = True
         return tasks
 
