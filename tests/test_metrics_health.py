@@ -61,7 +61,7 @@ async def test_metrics_count_ops_by_outcome_and_reason(anvil):
         assert m[("bundler_bundles_total", (("status", "failed"),))] == 0
         assert m[("bundler_mempool_ops", ())] == 0
         assert m[("bundler_mempool_capacity", ())] == b.config.max_mempool_ops
-        assert m[("bundler_executor_balance_wei", (("executor", EXECUTOR),))] > 0
+        assert m[("bundler_executor_balance_wei", (("executor", b.executors[0].address),))] > 0
         assert m[("bundler_node_up", ())] == 1
         # bounded labels: every reason is a short identifier
         assert all(len(dict(labels)["reason"]) <= 40 and dict(labels)["reason"].replace("_", "").isalnum()
@@ -74,14 +74,15 @@ async def test_health_ok_then_low_balance(anvil):
         body = json.loads(text)
         assert status == 200 and ctype.startswith("application/json")
         assert body["status"] == "ok" and body["node"]["reachable"] is True
-        assert body["executors"][0]["address"] == EXECUTOR and int(body["executors"][0]["balance"]) > 0
+        assert body["executors"][0]["address"] == b.executors[0].address
+        assert int(body["executors"][0]["balance"]) > 0
         assert "problems" not in body
     async with running_bundler(anvil, min_executor_balance=10**30) as (b, rpc):
         status, _ctype, text = await _get(rpc.session, b.url + "/health")
         body = json.loads(text)
         assert status == 503 and body["status"] == "unhealthy"
         assert body["executors"][0]["belowMinimum"] is True
-        assert any(EXECUTOR in p and "below the minimum" in p and "--min-executor-balance" in p
+        assert any(b.executors[0].address in p and "below the minimum" in p and "--min-executor-balance" in p
                    for p in body["problems"])
 
 
@@ -97,7 +98,7 @@ async def test_health_says_when_the_node_is_unreachable():
         class _Node:  # what running_bundler needs of the session anvil
             url = node.url
 
-        async with running_bundler(_Node, head_poll_interval=5.0) as (b, rpc):
+        async with running_bundler(_Node, head_poll_interval=5.0, private_key=[EXECUTOR_KEY]) as (b, rpc):
             status, _c, text = await _get(rpc.session, b.url + "/health")
             assert status == 200
             node.stop()

@@ -6,6 +6,7 @@ import contextlib
 import os
 
 import aiohttp
+from eth_account import Account
 
 from bundler.devchain.anvil import rpc as node_rpc
 from bundler.userop import format_user_operation
@@ -15,10 +16,16 @@ from .accounts import SimpleAccountHelper, mine
 
 @contextlib.asynccontextmanager
 async def running_bundler(anvil, **overrides):
-    """(bundler, RpcClient) for a bundler with `overrides` on the session anvil."""
+    """(bundler, RpcClient) for a bundler with `overrides` on the session anvil. Unless keys are
+    given, it gets an executor key of its own (funded), so its nonces never race the shared
+    bundler's."""
     from bundler.app import Bundler
     from conftest import RpcClient, bundler_config
 
+    if "private_key" not in overrides:
+        key = "0x" + os.urandom(32).hex()
+        node_rpc(anvil.url, "anvil_setBalance", [Account.from_key(key).address, hex(1000 * 10**18)])
+        overrides["private_key"] = [key]
     b = Bundler(bundler_config(anvil, **overrides))
     await b.start()
     try:
