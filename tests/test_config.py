@@ -142,6 +142,7 @@ def test_executor_keys_from_every_source(tmp_path):
     assert c.redacted()["keystore_password"] == ""
     c = cfg.load(_parse(), environ={"BUNDLER_PRIVATE_KEY": KEY_A, "BUNDLER_KEYSTORE_PASSWORD": "pw"})
     assert c.redacted()["private_key"] == "<redacted>" and c.redacted()["keystore_password"] == "<redacted>"
+    assert KEY_A[2:] not in repr(c) and "keystore_password=" not in repr(c)
 
 
 def test_secret_variables_are_scrubbed_after_reading():

@@ -12,9 +12,10 @@ from typing import Any
 
 def _setting(default: Any, help: str, secret: bool = False, choices: tuple | None = None, **kw):
     meta = {"help": help, "secret": secret, "choices": choices}
+    # a secret never shows in repr(config), whoever logs or prints it
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default_factory=lambda: list(default), metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 @dataclass
