@@ -7,7 +7,6 @@ import functools
 import json
 import time
 
-import aiohttp
 import pytest
 
 from bundler.devchain.anvil import rpc as node_rpc

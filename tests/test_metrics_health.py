@@ -5,7 +5,6 @@ import io
 import json
 import logging
 
-import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 

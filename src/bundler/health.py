@@ -55,7 +55,10 @@ class Monitor:
         minimum = self.config.min_executor_balance
         try:
             calls = [("eth_blockNumber", [])] + [("eth_getBalance", [e.address, "latest"]) for e in self.executors]
-            results = await asyncio.wait_for(self.node.batch(calls), NODE_CHECK_TIMEOUT)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # arrives as the call completes, and the bundler would then never stop
+            async with asyncio.timeout(NODE_CHECK_TIMEOUT):
+                results = await self.node.batch(calls)
         except asyncio.CancelledError:
             raise
         except Exception as e:

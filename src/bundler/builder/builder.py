@@ -93,8 +93,9 @@ class Builder:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=interval)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(interval):  # not wait_for: it may swallow a cancel
+                        await self._wakeup.wait()
+                except TimeoutError:
                     pass
                 self._wakeup.clear()
                 if self.mode != "auto" or not len(self.mempool) or self._free_executor() is None:

@@ -10,8 +10,8 @@ from eth_hash.auto import keccak
 from ..chain.head import HeadTracker
 from ..entrypoint import EntryPointVersion
 from ..errors import InvalidParams
-from ..logs import OP_HASH
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
+from ..logs import OP_HASH
 from ..store.records import OpRecord, OpStatus
 from ..userop.model import UserOperation
 from .mempool import Mempool, PoolEntry

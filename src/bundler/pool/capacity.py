@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from ..entrypoint import EntryPointVersion
 from ..store.records import OpStatus
 from ..userop.model import UserOperation
 from .mempool import Mempool, MempoolFull, PoolEntry

@@ -133,8 +133,10 @@ class Simulator:
                 if not budget:
                     return await future
                 # the worker stops itself at `budget`; this backstop also bounds thread mode
-                return await asyncio.wait_for(future, budget + 2.0)
-            except (SimulationDeadline, asyncio.TimeoutError):
+                # (asyncio.timeout, not wait_for, which in 3.11 may swallow a cancellation)
+                async with asyncio.timeout(budget + 2.0):
+                    return await future
+            except (SimulationDeadline, TimeoutError):
                 raise SimulationTimeout(budget, what) from None
             except MemoryError:
                 raise SimulationOutOfMemory(self.memory_mb, what) from None
