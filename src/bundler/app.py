@@ -17,11 +17,15 @@ from .chain.head import HeadTracker
 from .chain.lookup import UserOpLookup
 from .config import Config
 from .gas.estimate import Estimator
+from .health import Monitor
+from .metrics import Metrics
 from .pool.admission import Admission
 from .pool.eip7702 import Eip7702Checker
+from .pool.capacity import CapacityGuard
 from .pool.mempool import Mempool
 from .pool.reputation import ReputationRules
 from .rpc.methods import debug_registry, eth_registry
+from .rpc.ratelimit import ClientRateLimiter
 from .rpc.server import build_app
 from .rpc.session_methods import session_registry
 from .sessions.service import SessionService
@@ -44,11 +48,20 @@ class Bundler:
         if not keys:
             raise SystemExit("no executor key: pass --private-key, BUNDLER_PRIVATE_KEY or --private-key-file")
         self.executors = [Executor(k) for k in keys]
+        del keys
         self.chain_id: int = 0
+        self.metrics = Metrics()
         self.store: Store | None = None  # opened by start(): it locks the data dir
         self._temp_data_dir: str | None = None
         self.mempool = Mempool(config.max_ops_per_sender)
+        self.capacity: CapacityGuard | None = None  # needs the store: made by start()
         self.reputation = ReputationRules.from_config(config, self.mempool, self.node)
+        self.monitor = Monitor(node=self.node, executors=self.executors, metrics=self.metrics, config=config,
+                               mempool=self.mempool)
+        self.rate_limiter = ClientRateLimiter(
+            config.rate_limit_per_s, config.rate_limit_burst, exempt_loopback=config.rate_limit_exempt_loopback,
+            forwarded_for=config.rate_limit_forwarded_for, on_refused=self.metrics.rate_limited.inc,
+        )
         self.head = HeadTracker(self.node, config.head_poll_interval)
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None
@@ -74,6 +87,8 @@ class Bundler:
             self.store = open_store(self.config)
             self.store.bind_chain(self.chain_id, genesis["hash"] if genesis else "0x")
             self.reputation.book.attach_store(self.store)
+            self.capacity = CapacityGuard(self.mempool, self.store, self.config.max_mempool_ops,
+                                          on_evicted=lambda _entry: self.metrics.op_dropped("evicted"))
         except StoreError as e:
             if self.store is not None:
                 self.store.close()
@@ -81,13 +96,15 @@ class Bundler:
             raise SystemExit(f"store: {e}") from None
         await self.head.fresh()
         self.simulator = Simulator(self.config.rpc_url, self.chain_id, workers=self.config.sim_workers,
-                                   min_valid_for=self.config.valid_until_margin)
+                                   min_valid_for=self.config.valid_until_margin,
+                                   timeout=self.config.sim_timeout_s, memory_mb=self.config.sim_memory_mb)
         await self.simulator.start()
         self.eip7702 = Eip7702Checker(self.node, self.chain_id)
         self.builder = Builder(
             node=self.node, head=self.head, simulator=self.simulator, mempool=self.mempool,
             store=self.store, executors=self.executors, entry_points=self.entry_points,
             chain_id=self.chain_id, config=self.config, reputation=self.reputation, eip7702=self.eip7702,
+            metrics=self.metrics,
         )
         self.sessions = await SessionService.create(
             config=self.config, head=self.head, mempool=self.mempool, store=self.store,
@@ -98,6 +115,7 @@ class Bundler:
             config=self.config, chain_id=self.chain_id,
             on_admitted=lambda _entry: self.builder.notify_new_op(),
             reputation=self.reputation, eip7702=self.eip7702, sessions=self.sessions,
+            capacity=self.capacity,
         )
         self.estimator = Estimator(head=self.head, simulator=self.simulator, config=self.config,
                                    chain_id=self.chain_id, sessions=self.sessions)
@@ -120,7 +138,8 @@ class Bundler:
         registry.merge(session_registry(self))
         if self.config.debug_api:
             registry.merge(debug_registry(self))
-        app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch)
+        app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch,
+                        extra_routes=self.monitor.add_routes, rate_limiter=self.rate_limiter)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -133,12 +152,15 @@ class Bundler:
             asyncio.create_task(self.watcher.run(), name="chain-watcher"),
             asyncio.create_task(self.builder.balances.run(), name="executor-balances"),
             asyncio.create_task(self.sessions.run(), name="sessions"),
+            asyncio.create_task(self.monitor.run(), name="monitor"),
         ]
         if self.pool_sync is not None:
             self._tasks.append(asyncio.create_task(self.pool_sync.run(), name="shared-pool-sync"))
         for inflight in self._own_inflight():
             self.builder.start_resume(inflight)
         log.info("bundler listening on %s (chain %d, node %s)", self.url, self.chain_id, self.config.rpc_url)
+        log.info("executors: %s", ", ".join(e.address for e in self.executors))
+        log.debug("settings: %s", self.config.redacted())
 
     async def _recover(self) -> None:
         """Rebuild the pool from the store after a restart: ops of in-flight bundles wait for
@@ -233,7 +255,7 @@ async def serve(config: Config, ready=None) -> None:
     try:
         await bundler.start()
     except BaseException:
-        await bundler.stop()
+        await bundler.stop()  # close what was opened (node session, workers) before saying why
         raise
     try:
         if ready:

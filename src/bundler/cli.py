@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -14,17 +15,27 @@ from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
 from . import CLIENT_VERSION, config as cfg
+from .errors import BundlerError
+from .logs import setup_logging
 
 # Deterministic so a restarted dev chain and bundler agree; never use on a real network.
 DEV_EXECUTOR_KEY = "0x" + keccak(b"bundler dev executor key").hex()
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(config: cfg.Config, args: argparse.Namespace) -> None:
+    setup_logging(config.log_level, config.log_format)
+    if getattr(args, "private_key", None) or getattr(args, "keystore_password", None):
+        logging.getLogger("bundler").warning(
+            "a secret was given on the command line, where `ps` shows it to every user of this "
+            "machine; use BUNDLER_PRIVATE_KEY / --private-key-file / a keystore instead"
+        )
+
+
+def _load(args: argparse.Namespace, **overrides) -> cfg.Config:
+    config = cfg.load(args, **overrides)
+    # read once; child processes (simulation workers) must not inherit them
+    cfg.scrub_secret_env()
+    return config
 
 
 def _run_until_signal(coro_factory) -> int:
@@ -45,6 +56,9 @@ def _run_until_signal(coro_factory) -> int:
         asyncio.run(main())
     except (asyncio.CancelledError, KeyboardInterrupt):
         pass
+    except BundlerError as e:  # e.g. the node cannot be reached at start: say so, no traceback
+        logging.getLogger("bundler").error("cannot start: %s", e.message)
+        return 1
     return 0
 
 
@@ -52,10 +66,10 @@ DEFAULT_DATA_DIR = "./bundler-data"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = cfg.load(args)
+    config = _load(args)
     if not config.data_dir:
         config.data_dir = DEFAULT_DATA_DIR
-    _setup_logging(config.log_level)
+    _setup_logging(config, args)
     from .app import serve
 
     return _run_until_signal(lambda: serve(config))
@@ -65,7 +79,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from .devchain import ANVIL_ACCOUNT0, ANVIL_ACCOUNT0_KEY, deploy_all, deploy_sessions, fund, start_anvil
 
     overrides = {"debug_api": True if args.debug_api is None else args.debug_api}
-    if not args.private_key and not args.private_key_file:
+    if not (args.private_key or args.private_key_file or args.keystore_file
+            or os.environ.get("BUNDLER_PRIVATE_KEY") or os.environ.get("BUNDLER_PRIVATE_KEY_FILE")
+            or os.environ.get("BUNDLER_KEYSTORE_FILE")):
         overrides["private_key"] = [DEV_EXECUTOR_KEY]
     temp_data_dir = None
     node = start_anvil(port=args.node_port, chain_id=args.chain_id, block_time=args.block_time)
@@ -73,12 +89,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
         deployment = deploy_all(node.url)
         sessions = deploy_sessions(node.url, with_token=True)
         overrides["rpc_url"] = node.url
-        config = cfg.load(args, **overrides)
+        config = _load(args, **overrides)
         if not config.data_dir:
             # the dev chain starts empty every time, so by default its bundler state does too:
             # a temporary data dir removed at exit (give --data-dir to keep it)
             temp_data_dir = config.data_dir = tempfile.mkdtemp(prefix="bundler-dev-")
-        _setup_logging(config.log_level)
+        _setup_logging(config, args)
         for key in config.executor_keys():
             fund(node.url, Account.from_key(key).address, 10_000 * 10**18)
 
@@ -119,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bundler", description="ERC-4337 bundler with session-aware validation")
     parser.add_argument("--version", action="version", version=CLIENT_VERSION)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run against a node whose EntryPoints are deployed")
+    run = sub.add_parser(
+        "run", help="run against a node whose EntryPoints are deployed",
+        description="Run the bundler against a node whose EntryPoints are deployed. Every setting is a "
+                    "flag, a BUNDLER_* environment variable or a key of the TOML file given by --config; "
+                    "a flag wins over the variable, which wins over the file (docs/configuration.md).",
+    )
     cfg.add_arguments(run)
     run.set_defaults(func=cmd_run)
     dev = sub.add_parser("dev", help="start anvil with the EntryPoints deployed, and the bundler on it")

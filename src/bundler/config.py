@@ -12,9 +12,10 @@ from typing import Any
 
 def _setting(default: Any, help: str, secret: bool = False, choices: tuple | None = None, **kw):
     meta = {"help": help, "secret": secret, "choices": choices}
+    # a secret never shows in repr(config), whoever logs or prints it
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default_factory=lambda: list(default), metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 @dataclass
@@ -27,10 +28,19 @@ class Config:
         ["0.7", "0.8"], "EntryPoint versions to serve (canonical addresses)", choices=("0.7", "0.8")
     )
     private_key: list[str] = _setting(
-        [], "executor private key (repeat for several); prefer BUNDLER_PRIVATE_KEY or --private-key-file",
+        [], "executor private key (BUNDLER_PRIVATE_KEY takes a comma-separated list). "
+            "A flag is visible in `ps`: prefer the variable or --private-key-file",
         secret=True,
     )
-    private_key_file: str = _setting("", "file with one executor private key per line", secret=False)
+    private_key_file: str = _setting("", "file with one executor private key per line (# starts a comment)")
+    keystore_file: list[str] = _setting(
+        [], "encrypted JSON keystore (geth / eth_account format) holding an executor key"
+    )
+    keystore_password_file: str = _setting("", "file whose first line is the password of the keystore file(s)")
+    keystore_password: str = _setting(
+        "", "password of the keystore file(s); prefer BUNDLER_KEYSTORE_PASSWORD or --keystore-password-file",
+        secret=True,
+    )
     beneficiary: str = _setting("", "address receiving bundle fees (default: the executor)")
     bundle_mode: str = _setting("auto", "auto: bundle on new blocks / interval; manual: only on debug_bundler_sendBundleNow",
                                 choices=("auto", "manual"))
@@ -77,7 +87,9 @@ class Config:
                                "a killed process", choices=("full", "normal"))
     op_retention_hours: float = _setting(168.0, "keep mined/dropped ops this long for the by-hash/receipt methods (0: forever)")
     reorg_depth: int = _setting(64, "blocks during which a mined bundle is watched for reorgs")
-    min_executor_balance: int = _setting(10**16, "refuse to send bundles from an executor with less than this (wei); ops stay pending")
+    min_executor_balance: int = _setting(
+        10**16, "least balance (wei) of each executor: below it no bundle is sent from it (its ops stay "
+                "pending) and /health answers 503 (0: no check)")
     max_bundle_reverts: int = _setting(3, "drop an op after this many on-chain reverts of bundles carrying it")
     session_implementations: list[str] = _setting(
         [], "SessionAccount implementations whose accounts get session-aware validation "
@@ -89,7 +101,30 @@ class Config:
               "(bundles are still simulated before sending)")
     session_max_ops_per_sender: int = _setting(
         16, "pending ops per SessionAccount when the bundler verified the op's session policy itself")
+    max_mempool_ops: int = _setting(
+        10_000, "most pending UserOperations; when full, a new op paying a higher gas price evicts the "
+                "lowest-paying one, an op paying less is refused"
+    )
+    sim_timeout_s: float = _setting(
+        10.0, "longest one validation may run before it is aborted with an error (estimation gets twice "
+              "this, a bundle simulation this per op; 0: no limit)"
+    )
+    sim_memory_mb: int = _setting(
+        2048, "address-space limit of each simulation worker process, in MiB (RLIMIT_AS; 0: no limit)"
+    )
+    rate_limit_per_s: float = _setting(
+        50.0, "JSON-RPC requests per second allowed per client IP, token bucket (0: no limit); "
+              "a batch counts one per request"
+    )
+    rate_limit_burst: int = _setting(100, "token bucket size per client IP: requests allowed at once after idling")
+    rate_limit_exempt_loopback: bool = _setting(True, "do not rate-limit clients on 127.0.0.0/8 and ::1")
+    rate_limit_forwarded_for: bool = _setting(
+        False, "behind a reverse proxy: take the client IP from the last X-Forwarded-For entry"
+    )
+    balance_refresh_s: float = _setting(15.0, "seconds between refreshes of the executor balance metrics")
     log_level: str = _setting("info", "logging level", choices=("debug", "info", "warning", "error"))
+    log_format: str = _setting("text", "log lines as plain text or as JSON objects (one per line)",
+                               choices=("text", "json"))
 
     def redacted(self) -> dict[str, Any]:
         out = {}
@@ -99,11 +134,26 @@ class Config:
         return out
 
     def executor_keys(self) -> list[str]:
-        keys = list(self.private_key)
-        if self.private_key_file:
-            with open(self.private_key_file) as fh:
-                keys += [line.strip() for line in fh if line.strip() and not line.startswith("#")]
-        return keys
+        """Every executor key from flags/env, the key file and the keystores, checked and
+        de-duplicated; raises SystemExit naming the source of a bad key, never the key."""
+        from .builder.keys import load_executor_keys
+
+        return load_executor_keys(self)
+
+
+class ConfigError(SystemExit):
+    """A setting that cannot be used; the message names it and where it came from."""
+
+
+SECRET_ENV = tuple("BUNDLER_" + f.name.upper() for f in fields(Config) if f.metadata.get("secret"))
+
+
+def scrub_secret_env(environ=None) -> None:
+    """Remove secret settings from this process's environment once read, so child processes
+    (simulation workers, anything spawned later) do not inherit them."""
+    environ = os.environ if environ is None else environ
+    for name in SECRET_ENV:
+        environ.pop(name, None)
 
 
 def _env_name(name: str) -> str:
@@ -115,68 +165,143 @@ def _kind(f) -> str:
     return f.type.split("[")[0] if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
 
 
-def _convert(f, raw: Any) -> Any:
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _convert(f, raw: Any, source: str) -> Any:
     kind = _kind(f)
-    if kind == "list":
-        if isinstance(raw, list):
-            return [str(x) for x in raw]
-        return [x.strip() for x in str(raw).split(",") if x.strip()]
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        return str(raw).lower() in ("1", "true", "yes", "on")
-    if kind == "int":
-        return int(raw, 0) if isinstance(raw, str) else int(raw)
-    if kind == "float":
-        return float(raw)
-    return str(raw)
+    shown = "<redacted>" if f.metadata.get("secret") else repr(raw)
+    try:
+        if kind == "list":
+            if isinstance(raw, list):
+                if any(isinstance(x, (list, dict)) for x in raw):
+                    raise ValueError("nested values")
+                return [str(x) for x in raw]
+            if isinstance(raw, (dict, bool, int, float)):
+                raise ValueError("not a list")
+            return [x.strip() for x in str(raw).split(",") if x.strip()]
+        if isinstance(raw, (list, dict)):
+            raise ValueError("a single value is needed")
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("expected true or false")
+        if kind == "int":
+            if isinstance(raw, bool) or isinstance(raw, float):
+                raise ValueError("expected an integer")
+            if not isinstance(raw, str):
+                return int(raw)
+            text = raw.strip().replace("_", "")
+            prefixed = text.lstrip("+-")[:2].lower() in ("0x", "0o", "0b")
+            return int(text, 0) if prefixed else int(text, 10)
+        if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if not isinstance(raw, str):
+            raise ValueError("expected a string")
+        return raw
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: invalid value {shown} for a {kind} setting ({e})") from None
+
+
+def _default(f) -> Any:
+    return f.default if f.default is not MISSING else f.default_factory()
 
 
 def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    parser.add_argument("--config", metavar="FILE", help="TOML file with settings (keys = field names)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML file with settings (keys = field names) [env BUNDLER_CONFIG]")
     for f in fields(Config):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        default_shown = f.default if f.default is not MISSING else f.default_factory()
-        help_text = f"{f.metadata['help']} [env {_env_name(f.name)}; default {default_shown!r}]"
+        choices = f.metadata.get("choices")
+        help_text = f"{f.metadata['help']} [env {_env_name(f.name)}; default {_default(f)!r}]"
         kind = _kind(f)
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif kind == "list":
-            parser.add_argument(flag, action="append", default=None, help=help_text + " (repeatable)")
+            parser.add_argument(flag, action="append", default=None, help=help_text + " (repeatable)",
+                                metavar="VALUE")
         else:
-            parser.add_argument(flag, default=None, help=help_text, choices=f.metadata.get("choices"))
+            parser.add_argument(flag, default=None, help=help_text, choices=choices,
+                                metavar=None if choices else kind.upper())
 
 
 def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None, **overrides) -> Config:
+    """flag > BUNDLER_* variable > TOML file > default, for every field."""
     environ = os.environ if environ is None else environ
     file_values: dict[str, Any] = {}
     path = getattr(args, "config", None) if args is not None else None
     path = path or environ.get("BUNDLER_CONFIG")
     if path:
-        with open(path, "rb") as fh:
-            file_values = tomllib.load(fh)
+        try:
+            with open(path, "rb") as fh:
+                file_values = tomllib.load(fh)
+        except OSError as e:
+            raise ConfigError(f"cannot read the config file {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     known = {f.name for f in fields(Config)}
     unknown = set(file_values) - known
     if unknown:
-        raise SystemExit(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
     for f in fields(Config):
-        raw = None
+        raw, source = None, None
+        flag = "--" + f.name.replace("_", "-")
         if args is not None and getattr(args, f.name, None) is not None:
-            raw = getattr(args, f.name)
+            raw, source = getattr(args, f.name), flag
         elif _env_name(f.name) in environ:
-            raw = environ[_env_name(f.name)]
+            raw, source = environ[_env_name(f.name)], _env_name(f.name)
         elif f.name in file_values:
-            raw = file_values[f.name]
+            raw, source = file_values[f.name], f"{f.name} in {path}"
         if raw is not None:
-            values[f.name] = _convert(f, raw)
+            values[f.name] = _convert(f, raw, source)
     values.update(overrides)
     cfg = Config(**values)
-    choices = {f.name: f.metadata.get("choices") for f in fields(Config)}
-    for name in ("entry_points",):
-        bad = [v for v in getattr(cfg, name) if v not in choices[name]]
-        if bad:
-            raise SystemExit(f"--{name.replace('_', '-')}: unsupported value(s) {bad}")
+    validate(cfg)
     return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Choices and ranges, whatever the source of the value."""
+    for f in fields(Config):
+        value = getattr(cfg, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        choices = f.metadata.get("choices")
+        if choices:
+            bad = [v for v in (value if isinstance(value, list) else [value]) if v not in choices]
+            if bad:
+                raise ConfigError(f"{flag}: unsupported value(s) {bad}; choose from {', '.join(choices)}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{flag}: must not be negative (got {value})")
+    if not 0 < cfg.port < 65536 and cfg.port != 0:
+        raise ConfigError(f"--port: {cfg.port} is not a TCP port")
+    for name in ("max_batch", "max_body_bytes", "max_bundle_ops", "max_mempool_ops", "rate_limit_burst"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
+
+
+def field_docs() -> list[dict[str, Any]]:
+    """One row per setting, for docs/configuration.md and `bundler run --help`."""
+    rows = []
+    for f in fields(Config):
+        rows.append({
+            "name": f.name,
+            "flag": "--" + f.name.replace("_", "-"),
+            "env": _env_name(f.name),
+            "type": _kind(f),
+            "default": _default(f),
+            "choices": f.metadata.get("choices"),
+            "secret": bool(f.metadata.get("secret")),
+            "help": f.metadata["help"],
+        })
+    return rows

@@ -18,6 +18,7 @@ from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt, find_event_l
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
 from ..pool.eip7702 import GAS_PER_AUTHORIZATION
+from ..metrics import NullMetrics, drop_reason_label
 from ..pool.mempool import Mempool, PoolEntry
 from ..pool.requeue import Requeue, entry_from_record
 from ..pool.safe import SafeMode
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 BUNDLE_OVERHEAD_GAS = 60_000
 # after a reorg, how long a vanished bundle transaction gets to reappear in the node's pool
 REINJECT_GRACE_S = 1.0
+# after a bundle failed (node refusing?), auto mode waits this long before the next one
+FAILURE_BACKOFF_S = 0.5
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Builder:
         admission=None,
         reputation=None,
         eip7702=None,
+        metrics=None,
     ):
         self.node = node
         self.head = head
@@ -92,49 +96,154 @@ class Builder:
         self.requeue: Requeue | None = None        # set by the app
         self._reverts: dict[str, int] = {}         # op hash -> reverted bundles that carried it
         self._background: set[asyncio.Task] = set()
+        self.metrics = metrics if metrics is not None else NullMetrics()
+        # parallel bundles (one per executor key) never share an op, a sender or a paymaster:
+        # ops selected for a bundle stay reserved until its transaction is settled
+        self._reserved: dict[str, PoolEntry] = {}
+        self._busy: dict[Executor, int] = {}  # bundles started and not finished, per executor
+        self._jobs: set[asyncio.Task] = set()  # auto mode's bundles in flight
+        self._last_failure = 0.0
 
     # triggers ---------------------------------------------------------------
     def notify_new_op(self) -> None:
         self._wakeup.set()
 
     async def run(self) -> None:
-        """Auto mode: bundle when ops arrive, on new blocks, and every bundle_interval_ms."""
+        """Auto mode: bundle when ops arrive, on new blocks, and every bundle_interval_ms; each
+        free executor key takes its own bundle without waiting for the others to be mined."""
         interval = self.config.bundle_interval_ms / 1000 if self.config.bundle_interval_ms else 1.0
-        while True:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=interval)
-            except asyncio.TimeoutError:
-                pass
-            self._wakeup.clear()
-            if self.mode != "auto" or not len(self.mempool):
-                continue
-            try:
-                await self.bundle_all()
-            except asyncio.CancelledError:
-                raise
-            except ExecutorBalanceLow:  # BalanceGuard has said so in the log
-                await asyncio.sleep(interval)
-            except Exception:
-                log.exception("bundling round failed")
-                await asyncio.sleep(0.5)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(interval):  # not wait_for: it may swallow a cancel
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    pass
+                self._wakeup.clear()
+                if self.mode != "auto" or not len(self.mempool) or self._free_executor() is None:
+                    continue
+                backoff = self._last_failure + FAILURE_BACKOFF_S - time.monotonic()
+                if backoff > 0:  # the last bundle failed (node refusing?): do not hammer
+                    await asyncio.sleep(backoff)
+                try:
+                    for _ep, task in self._start_bundles(await self.head.fresh()):
+                        self._jobs.add(task)
+                        task.add_done_callback(self._job_done)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("bundling round failed")
+                    await asyncio.sleep(0.5)
+        finally:
+            jobs, self._jobs = list(self._jobs), set()
+            for task in jobs:
+                task.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    def _job_done(self, task: asyncio.Task) -> None:
+        self._jobs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            if isinstance(e, ExecutorBalanceLow):  # BalanceGuard has said so in the log
+                return
+            log.error("bundle failed: %s", e, exc_info=(type(e), e, e.__traceback__))
 
     async def bundle_all(self) -> list[BundleResult]:
-        """One bundle per EntryPoint that has candidates, sent in parallel when several
-        executor keys are free."""
-        tasks = [self.bundle(ep) for ep in self.entry_points
-                 if any(e.submitted_in is None for e in self.mempool.entries(ep))]
+        """Bundles of everything bundle-able now, followed until mined: one per free executor key
+        (in parallel, no op in two of them), or, when every key is busy, one per EntryPoint on
+        the next key. Ops of a bundle that reverted on chain or lost its nonce are bundled again
+        (the ones that now fail are dropped), up to max_bundle_reverts rounds."""
+        mined: list[BundleResult] = []
+        round_results: list[BundleResult] = []
+        for _round in range(max(1, self.config.max_bundle_reverts)):
+            round_results = await self._bundle_round()
+            mined += [r for r in round_results if r.status == "mined"]
+            if not any(r.status in ("reverted", "not_mined") for r in round_results):
+                break
+        # the bundles that made it, and what is still unresolved after the last round
+        return mined + [r for r in round_results if r.status != "mined"]
+
+    async def _bundle_round(self) -> list[BundleResult]:
+        header = await self.head.fresh()
+        started = self._start_bundles(header)
+        tasks = [task for _ep, task in started]
+        served = {ep for ep, _task in started}
+        for ep in self.entry_points:  # an EntryPoint left without a free key queues on a busy one
+            entries = self._select(ep, header) if ep not in served else None
+            if entries:
+                tasks.append(self._launch(self._pick_executor(), ep, entries))
         results = await asyncio.gather(*tasks)
         return [r for r in results if r is not None]
 
-    def _pick_executor(self) -> Executor:
+    def _usable(self, ex: Executor) -> bool:
+        return not ex.lock.locked() and not self._busy.get(ex) and not self.balances.is_low(ex.address)
+
+    def _free_executor(self) -> Executor | None:
         for i in range(len(self.executors)):
             ex = self.executors[(self._next_executor + i) % len(self.executors)]
-            if not ex.lock.locked() and not self.balances.is_low(ex.address):
+            if self._usable(ex):
                 self._next_executor = (self._next_executor + i + 1) % len(self.executors)
                 return ex
-        ex = self.executors[self._next_executor]
-        self._next_executor = (self._next_executor + 1) % len(self.executors)
+        return None
+
+    def _pick_executor(self) -> Executor:
+        ex = self._free_executor()
+        if ex is None:  # all busy: queue on the next one in turn
+            ex = self.executors[self._next_executor]
+            self._next_executor = (self._next_executor + 1) % len(self.executors)
         return ex
+
+    def _start_bundles(self, header) -> list[tuple[EntryPointVersion, asyncio.Task]]:
+        """Select and reserve ops for as many bundles as there are free executors, taking the
+        EntryPoints in turn. Synchronous, so two bundles never select the same op."""
+        tasks: list[tuple[EntryPointVersion, asyncio.Task]] = []
+        progress = True
+        while progress:
+            progress = False
+            for ep in self.entry_points:
+                if not any(self._usable(ex) for ex in self.executors):
+                    return tasks
+                entries = self._select(ep, header)
+                if entries:
+                    tasks.append((ep, self._launch(self._free_executor(), ep, entries)))
+                    progress = True
+        return tasks
+
+    def _launch(self, executor: Executor, ep: EntryPointVersion, entries: list[PoolEntry]) -> asyncio.Task:
+        for e in entries:
+            self._reserved[e.hash] = e
+        self._busy[executor] = self._busy.get(executor, 0) + 1
+        self.metrics.executor_busy.labels(executor.address).set(1)
+        self.metrics.bundles_in_flight.inc()
+        return asyncio.ensure_future(self._bundle_job(executor, ep, entries))
+
+    async def _bundle_job(self, executor: Executor, ep: EntryPointVersion,
+                          entries: list[PoolEntry]) -> BundleResult | None:
+        result = None
+        try:
+            async with executor.lock:
+                await self.balances.check(executor)
+                header = await self.head.fresh()
+                result = await self._bundle_selected(executor, ep, header, entries)
+                return result
+        except asyncio.CancelledError:
+            raise
+        except ExecutorBalanceLow:
+            raise
+        except Exception:
+            self.metrics.bundle("failed")
+            self._last_failure = time.monotonic()
+            raise
+        finally:
+            for e in entries:
+                self._reserved.pop(e.hash, None)
+            self._busy[executor] -= 1
+            if not self._busy[executor]:
+                del self._busy[executor]
+                self.metrics.executor_busy.labels(executor.address).set(0)
+            self.metrics.bundles_in_flight.dec()
+            if result is not None and self.mode == "auto" and len(self.mempool):
+                self._wakeup.set()  # this key is free again: bundle what is left
 
     # one bundle -------------------------------------------------------------
     def _select(self, ep: EntryPointVersion, header) -> list[PoolEntry]:
@@ -144,8 +253,15 @@ class Builder:
         limit = min(self.config.max_bundle_gas, header.gas_limit)
         gate = self.reputation.bundle_gate(ep, header.number) if self.reputation else None
         authorized: set[str] = set()  # senders with an EIP-7702 authorization in this bundle
+        # senders and paymasters of ops in other bundles in flight wait for those to settle
+        # (a later nonce would fail before the earlier one is mined; a shared deposit could run out)
+        busy = {e.op.sender for e in self._reserved.values()} | {
+            e.op.sender for e in self.mempool.entries(ep) if e.submitted_in is not None}
+        busy_paymasters = {e.op.paymaster for e in self._reserved.values() if e.op.paymaster}
         for entry in self.mempool.bundle_candidates(ep, header.base_fee):
             op = entry.op
+            if entry.hash in self._reserved or op.sender in busy or (op.paymaster and op.paymaster in busy_paymasters):
+                continue
             if entry.valid_until and entry.valid_until < now:
                 self.drop(entry, "expired: validUntil passed before inclusion", -32503)
                 continue
@@ -172,34 +288,25 @@ class Builder:
                 break
         return selected
 
-    async def _event_on_chain(self, record) -> bool:
-        """If the op's UserOperationEvent is on chain, record it mined (True)."""
+    async def _mined_event(self, op_hash: str, entry_point: str) -> dict | None:
+        """The op's UserOperationEvent if it is on chain (mined by a transaction we lost track
+        of, e.g. after a reorg or a restart); the op is then recorded mined."""
         try:
             head = self.head.latest.number if self.head.latest else 0
-            event = await find_event_log(self.node, record.hash, [record.entry_point],
-                                         head - self.config.receipt_lookback_blocks)
+            event = await find_event_log(self.node, op_hash, [entry_point], head - self.config.receipt_lookback_blocks)
         except Exception:
-            return False
-        if event is None:
-            return False
-        self.store.update(record.hash, status=OpStatus.MINED, tx_hash=event["transactionHash"],
-                          block_number=int(event["blockNumber"], 16), block_hash=event["blockHash"])
-        return True
+            return None
+        if event is not None:
+            self.store.update(op_hash, status=OpStatus.MINED, tx_hash=event["transactionHash"],
+                              block_number=int(event["blockNumber"], 16), block_hash=event["blockHash"])
+        return event
 
     async def _found_mined(self, entry: PoolEntry) -> bool:
-        """An op refused for its nonce may be mined by a transaction we lost track of: if its
-        UserOperationEvent is on chain, record it mined instead of dropped."""
-        try:
-            head = self.head.latest.number if self.head.latest else 0
-            event = await find_event_log(self.node, entry.hash, [entry.entry_point.address],
-                                         head - self.config.receipt_lookback_blocks)
-        except Exception:
-            return False
+        """An op refused for its nonce may be mined already: then record it mined, not dropped."""
+        event = await self._mined_event(entry.hash, entry.entry_point.address)
         if event is None:
             return False
         self.mempool.remove(entry.hash)
-        self.store.update(entry.hash, status=OpStatus.MINED, tx_hash=event["transactionHash"],
-                          block_number=int(event["blockNumber"], 16), block_hash=event["blockHash"])
         log.info("op %s is already mined in %s; recorded mined", entry.hash, event["transactionHash"])
         if self.watcher is not None:
             self.watcher.track(MinedBundle(event["transactionHash"], int(event["blockNumber"], 16),
@@ -207,36 +314,32 @@ class Builder:
         return True
 
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
-        log.info("dropping op %s: %s", entry.hash, reason)
+        log.info("dropping op %s: %s", entry.hash, reason, extra={"op_hash": entry.hash})
+        self.metrics.op_dropped(drop_reason_label(reason))
         self.mempool.remove(entry.hash)
         self.store.update(entry.hash, status=OpStatus.DROPPED, reason=reason, error_code=code)
 
     async def bundle(self, ep: EntryPointVersion) -> BundleResult | None:
-        """Select, simulate, send and follow one bundle until it is mined. A bundle that reverts
-        on chain, or whose nonce another transaction took, is simulated again at the new head
-        (which drops the ops that now fail) and the rest is sent again, up to max_bundle_reverts
-        rounds."""
-        result = None
-        for _round in range(max(1, self.config.max_bundle_reverts)):
-            result = await self._bundle_once(ep)
-            if result is None or result.status == "mined":
-                return result
-        return result
-
-    async def _bundle_once(self, ep: EntryPointVersion) -> BundleResult | None:
+        """One bundle for `ep` on the next executor key (waiting for it if all are busy)."""
+        header = await self.head.fresh()
         executor = self._pick_executor()
-        async with executor.lock:
-            await self.balances.check(executor)
-            header = await self.head.fresh()
-            selected = self._select(ep, header)
-            dropped: dict[str, str] = {}
-            selected = await self._second_validation(ep, header, selected, dropped)
-            selected = await self._claim(selected, executor)
-            try:
-                return await self._simulate_and_send(ep, executor, selected, header, dropped)
-            except BaseException:
-                await self._release([e for e in selected if e.submitted_in is None], executor)
-                raise
+        entries = self._select(ep, header)
+        if not entries:
+            return None
+        return await self._launch(executor, ep, entries)
+
+    async def _bundle_selected(self, executor: Executor, ep: EntryPointVersion, header,
+                               selected: list[PoolEntry]) -> BundleResult | None:
+        """Second validation, claim (shared store), simulate, send and follow until mined."""
+        selected = [e for e in selected if self.mempool.get(e.hash) is e]  # evicted meanwhile
+        dropped: dict[str, str] = {}
+        selected = await self._second_validation(ep, header, selected, dropped)
+        selected = await self._claim(selected, executor)
+        try:
+            return await self._simulate_and_send(ep, executor, selected, header, dropped)
+        except BaseException:
+            await self._release([e for e in selected if e.submitted_in is None], executor)
+            raise
 
     async def _claim(self, selected: list[PoolEntry], executor: Executor) -> list[PoolEntry]:
         """With a store shared by several instances, bundle only the ops this instance claims."""
@@ -369,7 +472,10 @@ class Builder:
                 self.store.update(e.hash, status=OpStatus.PENDING, tx_hash=None)
             await self.store.flush()
             raise
+        self.metrics.bundle("sent", len(entries))
         followed = await self.sender.follow(inflight, executor)
+        if len(inflight.attempts) > 1:
+            self.metrics.bundle("replaced")
         return await self._settle(inflight, followed, dropped, executor)
 
     async def _settle(self, inflight, followed, dropped: dict[str, str] | None = None,
@@ -389,6 +495,7 @@ class Builder:
         tx_hash = receipt["transactionHash"]
         block = int(receipt["blockNumber"], 16)
         result = BundleResult(inflight.entry_point, tx_hash, block, "mined", dropped=dropped or {})
+        self.metrics.bundle("mined" if receipt["status"] == "0x1" else "reverted")
         if receipt["status"] != "0x1":
             result.status = "reverted"
             log.warning("bundle %s reverted on chain (block %d); its ops are simulated again", tx_hash, block)
@@ -434,7 +541,7 @@ class Builder:
             record = self.store.get(h)
             if record is None or record.status == OpStatus.DROPPED:
                 continue
-            if await self._event_on_chain(record):  # mined after all, by a transaction we missed
+            if await self._mined_event(record.hash, record.entry_point):  # mined after all
                 if e is not None:
                     self.mempool.remove(h)
                 continue

@@ -129,7 +129,7 @@ class BundleSender:
                 raise BundlerError(f"bundle transaction refused by the node: {e.message}") from None
         executor.consumed(nonce)
         log.info("sent bundle %s with %d ops (executor %s nonce %d, maxFee %d, tip %d)", attempt.tx_hash,
-                 len(op_hashes), executor.address, nonce, max_fee, priority)
+                 len(op_hashes), executor.address, nonce, max_fee, priority, extra={"op_hashes": list(op_hashes)})
         crash_point("after_send")
         return inflight
 

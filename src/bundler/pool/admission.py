@@ -11,6 +11,7 @@ from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams
 from ..sim.entrypoint_sim import queued_nonce_override
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
+from ..logs import OP_HASH
 from ..store.records import OpRecord, OpStatus
 from ..userop.model import UserOperation
 from .mempool import Mempool, PoolEntry
@@ -61,7 +62,8 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
 
 class Admission:
     def __init__(self, *, head: HeadTracker, simulator, mempool: Mempool, store, config,
-                 chain_id: int, on_admitted=None, reputation=None, eip7702=None, sessions=None):
+                 chain_id: int, on_admitted=None, reputation=None, eip7702=None, sessions=None,
+                 capacity=None):
         self.head = head
         self.sessions = sessions  # sessions.service.SessionService: policy checks and fast path
         self.simulator = simulator
@@ -73,6 +75,7 @@ class Admission:
         self.reputation = reputation  # pool.reputation.ReputationRules (None: no reputation rules)
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker (None: authorizations not checked)
         self.safe = SafeMode(config, mempool)
+        self.capacity = capacity  # CapacityGuard (max_mempool_ops), optional
 
     def _nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
@@ -93,6 +96,7 @@ class Admission:
         if self.eip7702 is not None:
             delegate = await self.eip7702.delegate_for(op, header.tag)
         op_hash = "0x" + ep.user_op_hash(op, self.chain_id, delegate).hex()
+        OP_HASH.set(op_hash)  # log lines about this op carry its hash
         known = self.store.get(op_hash)
         if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
             raise InvalidParams(f"UserOperation {op_hash} is already known and {known.status.value}")
@@ -105,6 +109,8 @@ class Admission:
         replacing = self.mempool.check_admissible(op, ep, sender_staked, max_ops=cap)
         if rep is not None:
             rep.check_before_validation(op, ep, replacing)
+        if self.capacity is not None:
+            self.capacity.check(op, header.base_fee, replacing)
         # a session op's policy is checked before any simulation; the fast path skips py-evm
         outcome = self.sessions.precheck(session, replacing and replacing.hash, now) if session else None
         if outcome is None:
@@ -117,6 +123,7 @@ class Admission:
             sender_staked = entities.get("sender").staked
         # the pool may have changed while we simulated
         replaced = self.mempool.check_admissible(op, ep, sender_staked, max_ops=cap)
+        victim = self.capacity.check(op, header.base_fee, replaced) if self.capacity is not None else None
         if session is not None:
             self.sessions.recheck(session, replaced)
         entry = PoolEntry(
@@ -125,6 +132,8 @@ class Admission:
             prefund=outcome.prefund, eip7702_delegate=delegate, entities=entities,
             code_hashes=self.safe.code_hashes(outcome),
         )
+        if victim is not None:
+            self.capacity.evict(victim, op_hash, header.base_fee)
         self.mempool.add(entry)
         if rep is not None:
             rep.admitted(entry)

@@ -50,9 +50,10 @@ def eth_registry(bundler) -> MethodRegistry:
 
     @r.add(name="eth_sendUserOperation")
     async def send_user_operation(user_op: Any, entry_point: Any) -> str:
-        ep = _entry_point(bundler, entry_point)
-        op = parse_user_operation(user_op)
-        return await bundler.admission.submit(op, ep)
+        with bundler.metrics.submission(entry_point):  # counts, latency, op hash on log lines
+            ep = _entry_point(bundler, entry_point)
+            op = parse_user_operation(user_op)
+            return await bundler.admission.submit(op, ep)
 
     @r.add(name="eth_estimateUserOperationGas")
     async def estimate_user_operation_gas(user_op: Any, entry_point: Any, state_override: Any = None) -> dict:

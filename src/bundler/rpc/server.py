@@ -2,6 +2,7 @@
 code and a message, whatever the caller sends."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -15,6 +16,7 @@ from pjrpc.server.exceptions import InvalidParamsError, JsonRpcError
 
 from ..chain.client import NodeClient, NodeRpcError
 from ..errors import BundlerError
+from .ratelimit import RATE_LIMIT_CODE, ClientRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,28 @@ def _load_json(text: str, cls=None):
     # stack, and py-evm raises the interpreter's recursion limit on import, so a deeply
     # nested body would crash the process instead of raising.
     return orjson.loads(text)
+
+
+def _parse_batch(raw: bytes) -> list | None:
+    """The members of a batch body (None when the body is not a JSON array)."""
+    if not raw.lstrip().startswith(b"["):
+        return None
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, list) else None
+
+
+_BAD_MEMBER = _error_body(-32600, "invalid request: a batch member must be a JSON object")
+
+
+async def _dispatch_member(dispatcher: AsyncDispatcher, member: Any, context) -> str | None:
+    """One batch member's answer (JSON text), None for a notification."""
+    if not isinstance(member, dict):
+        return _BAD_MEMBER
+    answer = await dispatcher.dispatch(orjson.dumps(member).decode(), context=context)
+    return None if answer is None else answer[0]
 
 
 def _make_middleware(registry: MethodRegistry, node: NodeClient | None):
@@ -87,6 +111,7 @@ def build_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     max_batch: int = DEFAULT_MAX_BATCH,
     extra_routes: Callable[[web.Application], None] | None = None,
+    rate_limiter: "ClientRateLimiter | None" = None,
 ) -> web.Application:
     dispatcher = AsyncDispatcher(
         middlewares=[_make_middleware(registry, node)], max_batch_size=max_batch, json_loader=_load_json
@@ -103,17 +128,33 @@ def build_app(
                 status=413, content_type="application/json",
                 text=_error_body(-32600, f"request body larger than {max_body_bytes} bytes"),
             )
+        batch = _parse_batch(raw)
+        if rate_limiter is not None:
+            wait = await rate_limiter.allow(http_request, len(batch) if batch else 1)
+            if wait is not None:
+                return web.Response(
+                    status=429, content_type="application/json",
+                    headers={"Retry-After": rate_limiter.retry_after(wait)},
+                    text=_error_body(RATE_LIMIT_CODE, "rate limit exceeded"),
+                )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             return web.json_response(text=_error_body(-32700, "parse error: body is not UTF-8"))
         if not text.strip():
             return web.json_response(text=_error_body(-32700, "parse error: empty body"))
+        if batch and len(batch) <= max_batch:
+            # pjrpc refuses a whole batch for one malformed member; JSON-RPC 2.0 answers each
+            # member on its own (and nothing for notifications)
+            answers = await asyncio.gather(*(_dispatch_member(dispatcher, m, http_request) for m in batch))
+            answered = [a for a in answers if a is not None]
+            if not answered:
+                return web.Response(status=204)
+            return web.json_response(text="[" + ",".join(answered) + "]")
         answer = await dispatcher.dispatch(text, context=http_request)
-        if answer is None:  # notifications only
+        if answer is None:  # a notification
             return web.Response(status=204)
-        response_text, _codes = answer
-        return web.json_response(text=response_text)
+        return web.json_response(text=answer[0])
 
     app = web.Application(client_max_size=max_body_bytes)
     app.router.add_post("/", handle)

@@ -28,7 +28,10 @@ from .results import (
     BundleResult, GasEstimate, SimulationFailure, ValidationResult, failure_error, validation_error,
 )
 from .types import AccountOverride, PinnedBlock, parse_state_overrides
-from .worker import SimConfig, SimWorker, TracerSpec, init_process, run_in_process
+from .limits import (
+    SimulationDeadline, SimulationOutOfMemory, SimulationTimeout, init_limited_process, run_limited,
+)
+from .worker import SimConfig, SimWorker, TracerSpec
 
 Overrides = Mapping[str, Any] | None
 
@@ -49,6 +52,8 @@ class Simulator:
         config: SimConfig | None = None,
         min_valid_for: int = 30,
         mp_start_method: str = "spawn",
+        timeout: float = 0.0,
+        memory_mb: int = 0,
     ):
         self.node_url = node_url
         self.config = config or SimConfig(chain_id=chain_id)
@@ -57,6 +62,8 @@ class Simulator:
         self.workers = workers
         self.min_valid_for = min_valid_for
         self._mp_start_method = mp_start_method
+        self.timeout = timeout  # seconds per simulation (0: unbounded); see sim/limits.py
+        self.memory_mb = memory_mb  # address-space limit per worker process (0: none)
         self._pool: Executor | None = None
         self._local: SimWorker | None = None
         self._started = False
@@ -69,8 +76,8 @@ class Simulator:
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context(self._mp_start_method),
-            initializer=init_process,
-            initargs=(self.node_url, self.config),
+            initializer=init_limited_process,
+            initargs=(self.node_url, self.config, self.memory_mb),
         )
 
     async def start(self) -> None:
@@ -101,17 +108,38 @@ class Simulator:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
+    def _time_budget(self, method: str, args: tuple) -> float:
+        if self.timeout <= 0 or method in ("ping", "stats"):
+            return 0.0
+        if method == "measure_gas":  # a measuring run and a confirming run
+            return 2 * self.timeout
+        if method == "simulate_handle_ops":
+            return self.timeout * max(1, len(args[0]))
+        return self.timeout
+
     async def _run(self, method: str, *args, **kwargs):
         if self._pool is None:
             self._pool = self._make_pool()
         loop = asyncio.get_running_loop()
+        budget = self._time_budget(method, args)
+        what = "bundle simulation" if method == "simulate_handle_ops" else "simulation"
         for attempt in (0, 1):
             if self._local is not None:
                 call = functools.partial(getattr(self._local, method), *args, **kwargs)
             else:
-                call = functools.partial(run_in_process, method, *args, **kwargs)
+                call = functools.partial(run_limited, budget, method, *args, **kwargs)
             try:
-                return await loop.run_in_executor(self._pool, call)
+                future = loop.run_in_executor(self._pool, call)
+                if not budget:
+                    return await future
+                # the worker stops itself at `budget`; this backstop also bounds thread mode
+                # (asyncio.timeout, not wait_for, which in 3.11 may swallow a cancellation)
+                async with asyncio.timeout(budget + 2.0):
+                    return await future
+            except (SimulationDeadline, TimeoutError):
+                raise SimulationTimeout(budget, what) from None
+            except MemoryError:
+                raise SimulationOutOfMemory(self.memory_mb, what) from None
             except BrokenProcessPool:
                 if attempt:
                     raise NodeError("simulation worker pool broke twice in a row") from None

@@ -1,0 +1,77 @@
+"""Logging set-up: plain text or JSON lines (--log-format), and the hash of the UserOperation a
+line is about on every such line.
+
+A line is about an op when the code handling it has set the op context (`op_context(hash)`,
+or `OP_HASH.set(hash)` inside a request's own task), or when it passes
+`extra={"op_hash": ...}` (or `extra={"op_hashes": [...]}` for a bundle). The filter copies the
+context's hash onto the record; JSON lines then have an "op_hash" key, text lines end with
+`op=0x...`.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+OP_HASH: contextvars.ContextVar[str | None] = contextvars.ContextVar("op_hash", default=None)
+
+
+@contextlib.contextmanager
+def op_context(op_hash: str | None = None):
+    """Lines logged inside are about `op_hash` (which may be set later with OP_HASH.set)."""
+    token = OP_HASH.set(op_hash)
+    try:
+        yield
+    finally:
+        OP_HASH.reset(token)
+
+
+class OpHashFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "op_hash", None) is None:
+            current = OP_HASH.get()
+            if current is not None:
+                record.op_hash = current
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extra = []
+        if getattr(record, "op_hash", None):
+            extra.append(f"op={record.op_hash}")
+        hashes = getattr(record, "op_hashes", None)
+        if hashes:
+            extra.append("ops=" + ",".join(hashes))
+        if not extra:
+            return line
+        first, nl, rest = line.partition("\n")  # keep a traceback below the line
+        return f"{first} {' '.join(extra)}{nl}{rest}"
+
+
+def _json_formatter() -> logging.Formatter:
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def setup_logging(level: str = "info", fmt: str = "text", stream=None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(OpHashFilter())
+    if fmt == "json":
+        handler.setFormatter(_json_formatter())
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+    # aiohttp's access log is off; its server errors stay visible
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
