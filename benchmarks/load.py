@@ -23,9 +23,19 @@ mode) the same workload runs on its own fresh anvil:
              test), so "all mined" is the same clock for every bundler; then every accepted
              op's eth_getUserOperationReceipt is read back through the bundler.
 
+  CPU        user+system CPU seconds of the bundler's processes (main + sim workers), of anvil
+             and of this client, from the first send until all are mined. The machine is small
+             and shared, so rates and latencies are noisy; CPU ms per op is the steadier figure.
+             Alto validates through the node (eth_call, or debug_traceCall with a JS tracer in
+             safe mode), so "bundler+anvil CPU per op" is the fair comparison.
+
 Only 127.0.0.1 is used. Every loop is bounded in count and time (--mine-timeout).
-Alto is optional: it is installed with `npm install` into benchmarks/.alto (git-ignored) on
-first use; when that or its start fails, the output says so and our figures still print.
+Alto is optional: it is installed with `npm install` into benchmarks/.alto/<version>
+(git-ignored) on first use; when that or its start fails, the output says so and our figures
+still print. Version 0.0.18 by default: 0.0.19 and 0.0.20 refuse every op in safe mode on anvil
+(they cannot decode the DelegateAndRevert revert in the trace). Alto gets
+--max-gas-per-bundle 5000000: with its default it builds bundles above anvil's 30M block gas
+limit (its AA95 gas floor adds the whole bundle's calldata cost once per op) and never lands them.
 
 --py-spy FILE records our bundler (all processes, threads, idle included, raw collapsed
 stacks) from just before the load until all ops are mined; --py-spy-summary prints where the
@@ -39,7 +49,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -348,6 +357,42 @@ def start_alto(chain: Chain, logdir: Path, safe: bool, ep, args) -> Target:
 
 
 # ---------------------------------------------------------------------------------------------
+# CPU accounting: the machine is shared and small, so CPU seconds per op are steadier than rates
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu(sid: int) -> dict[int, float]:
+    """user+system CPU seconds of each live process of session `sid` (a bundler started with
+    start_new_session: itself and its workers; anvil likewise)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields_ = stat[stat.rindex(")") + 2:].split()
+        # fields_[0] is field 3 (state): session is field 6, utime/stime fields 14/15
+        if int(fields_[3]) == sid:
+            out[int(entry)] = (int(fields_[11]) + int(fields_[12])) / _TICK
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float], main_pid: int) -> tuple[float, float]:
+    """(main process, all other processes of the session) CPU seconds spent in between."""
+    main = after.get(main_pid, 0.0) - before.get(main_pid, 0.0)
+    rest = sum(v - before.get(pid, 0.0) for pid, v in after.items() if pid != main_pid)
+    return main, rest
+
+
+def self_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+# ---------------------------------------------------------------------------------------------
 # measurement
 def pct(values: list[float], p: float) -> float | None:
     if not values:
@@ -430,7 +475,8 @@ async def watch_mined(node_url: str, ep_addr: str, from_block: int, wanted: set[
             await asyncio.sleep(interval)
 
 
-async def run_load(target_url: str, node_url: str, wl: Workload, args, on_load_start=None) -> dict:
+async def run_load(target_url: str, node_url: str, wl: Workload, args, on_load_start=None,
+                   cpu_sids: dict[str, int] | None = None) -> dict:
     ep_addr = to_checksum_address(wl.ep.address)
     conn = aiohttp.TCPConnector(limit=args.concurrency * 2)
     async with aiohttp.ClientSession(connector=conn) as session:
@@ -473,6 +519,9 @@ async def run_load(target_url: str, node_url: str, wl: Workload, args, on_load_s
                         ok = False
                 results[i] = (t_send, t_done, ok, None if ok else error_key(answer))
 
+        cpu_sids = cpu_sids or {}
+        cpu_before = {k: session_cpu(v) for k, v in cpu_sids.items()}
+        cpu_before["load client"] = self_cpu()
         t_start = time.perf_counter()
         deadline = t_start + args.mine_timeout
         watcher = asyncio.create_task(watch_mined(node_url, wl.ep.address, from_block, accepted, seen, bundles,
@@ -482,6 +531,13 @@ async def run_load(target_url: str, node_url: str, wl: Workload, args, on_load_s
         sending_done.set()
         await watcher
         t_end = time.perf_counter()
+        cpu = {}
+        for k, sid in cpu_sids.items():
+            main, rest = cpu_delta(cpu_before[k], session_cpu(sid), sid)
+            cpu[k] = main + rest
+            if k == "bundler":
+                cpu["bundler main process"], cpu["bundler other processes"] = main, rest
+        cpu["load client"] = self_cpu() - cpu_before["load client"]
 
         lat = [r[1] - r[0] for r in results]
         ok_lat = [r[1] - r[0] for r in results if r[2]]
@@ -539,6 +595,11 @@ async def run_load(target_url: str, node_url: str, wl: Workload, args, on_load_s
         "ops_per_bundle_max": max(bundles.values(), default=0),
         "execution_failed": len(failed_exec),
         "estimate": estimate,
+        "cpu_s": cpu,  # CPU seconds from the first send until all mined (or the timeout)
+        "bundler_cpu_ms_per_op": (1000 * cpu["bundler"] / n_ok) if n_ok and "bundler" in cpu else None,
+        # Alto leaves validation to the node (eth_call, or debug_traceCall in safe mode): count both
+        "bundler_node_cpu_ms_per_op": (1000 * (cpu["bundler"] + cpu["anvil"]) / n_ok)
+        if n_ok and "bundler" in cpu and "anvil" in cpu else None,
         "receipt_p50_s": pct(rec_lat, 50),
         "receipts_found": len(rec_lat),
         "receipts_missing": rec_missing,
@@ -571,54 +632,90 @@ def stop_py_spy(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
-IDLE_FRAMES = ("select (selectors.py", "_worker (concurrent/futures/thread.py", "wait (threading.py",
-               "poll (selectors.py", "_recv (multiprocessing/connection.py", "_recv_bytes (multiprocessing",
-               "run (uvloop", "get (queue.py", "_wait_for_tstate_lock")
+# leaf frames of a thread that waits (py-spy --idle records those samples too)
+WAIT_LEAVES = ("Runner.run (asyncio/runners.py", "SemLock.__enter__", "select (selectors.py",
+               "poll (selectors.py", "wait (threading.py", "_wait_for_tstate_lock", "get (queue.py",
+               "_recv (multiprocessing/connection.py", "_recv_bytes (multiprocessing", "_worker (concurrent",
+               "main (multiprocessing/resource_tracker.py", "_handle_workers", "_feed (multiprocessing/queues.py")
+# a sim worker waiting for the node: the stack goes through NodeReader and ends in socket I/O
+NODE_IO_LEAVES = ("HTTPConnection.send", "SocketIO.readinto", "recv_into", "sendall", "_send_output",
+                  "create_connection")
+WORKER_TASKS = ("SimWorker.simulate_validation", "SimWorker.simulate_handle_ops", "SimWorker.measure_gas",
+                "SimWorker.ping")
 
 
-def summarize_py_spy(path: str, top: int = 25) -> str:
-    """Per process/thread samples, busy share, and the hottest leaf-ish frames of busy stacks."""
-    per_thread: Counter = Counter()
-    per_thread_busy: Counter = Counter()
+def _role(cmd: str) -> str:
+    if "resource_tracker" in cmd:
+        return "resource tracker"
+    if "spawn_main" in cmd or "multiprocessing-fork" in cmd:
+        return "sim worker"
+    return "main"
+
+
+def summarize_py_spy(path: str, rate: int, top: int = 12) -> str:
+    """Where the recorded time went: per process/thread the share spent waiting, waiting for the
+    node (sim workers' state reads) and on CPU; per sim worker the split by task; the hottest
+    frames of the busy samples."""
+    threads: dict[str, Counter] = defaultdict(Counter)     # key -> category -> samples
+    tasks: dict[str, Counter] = defaultdict(Counter)       # worker key -> task/category -> samples
     self_frames: dict[str, Counter] = defaultdict(Counter)
     incl_frames: dict[str, Counter] = defaultdict(Counter)
     with open(path) as fh:
         for line in fh:
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            stack, _, count = line.rpartition(" ")
+            stack, _, count = line.rstrip("\n").rpartition(" ")
             try:
                 count = int(count)
             except ValueError:
                 continue
             frames = stack.split(";")
-            # py-spy --subprocesses --threads: "process PID:\"cmd\"" ; "thread (0x..)" ; frames...
-            proc = next((f for f in frames if f.startswith("process ")), "process ?")
+            procs = [f for f in frames if f.startswith("process ")]
+            proc = procs[-1] if procs else "process ?"
+            pid = proc.split()[1].rstrip(":").split(":")[0]
             thread = next((f for f in frames if f.startswith("thread ")), "thread ?")
+            tname = thread.split(":")[-1].strip()
+            role = _role(proc)
+            if role == "resource tracker":
+                continue
             code = [f for f in frames if not (f.startswith("process ") or f.startswith("thread "))]
-            key = f"{proc[:60]} {thread}"
-            per_thread[key] += count
+            key = f"{role} pid {pid}, {tname}"
             leaf = code[-1] if code else "?"
-            idle = any(tok in leaf for tok in IDLE_FRAMES) or leaf.startswith("<idle")
-            if not idle:
-                per_thread_busy[key] += count
+            if any(leaf.startswith(w) or w in leaf for w in WAIT_LEAVES):
+                cat = "wait"
+            elif any("NodeReader." in f for f in code) and any(t in leaf for t in NODE_IO_LEAVES):
+                cat = "node I/O"
+            else:
+                cat = "cpu"
+            threads[key][cat] += count
+            if role == "sim worker":
+                task = next((t for t in WORKER_TASKS if any(f.startswith(t) for f in code)), "other")
+                tasks[key][(task.split(".")[-1], cat)] += count
+            if cat == "cpu":
                 self_frames[key][leaf] += count
                 for f in set(code):
                     incl_frames[key][f] += count
-    lines = ["py-spy: samples per process/thread (busy = leaf frame not a known wait)"]
-    for key, total in per_thread.most_common():
-        busy = per_thread_busy[key]
-        lines.append(f"  {total:7d} samples, busy {busy:7d} ({100 * busy / max(total, 1):5.1f}%)  {key}")
-    for key, busy in per_thread_busy.most_common(4):
-        lines.append(f"\n  hottest frames (self) in {key}:")
-        for f, c in self_frames[key].most_common(top // 2):
-            lines.append(f"    {100 * c / max(busy, 1):5.1f}%  {f[:150]}")
-        lines.append(f"  inclusive (project code) in {key}:")
+    out = [f"py-spy ({rate} Hz, idle included): per thread, share of samples waiting / waiting for the "
+           f"node / on CPU"]
+    for key, cats in sorted(threads.items(), key=lambda kv: -kv[1]["cpu"]):
+        total = sum(cats.values())
+        if total == 0:
+            continue
+        out.append(f"  {key:<42} {total / rate:6.1f} s sampled: wait {100 * cats['wait'] / total:5.1f}%, "
+                   f"node I/O {100 * cats['node I/O'] / total:5.1f}%, cpu {100 * cats['cpu'] / total:5.1f}%")
+    for key, split in tasks.items():
+        total = sum(split.values())
+        parts = ", ".join(f"{t} {c} {100 * n / total:.1f}%" for (t, c), n in split.most_common() if n / total > 0.01)
+        out.append(f"  {key}: {parts}")
+    busiest = [k for k, c in sorted(threads.items(), key=lambda kv: -kv[1]["cpu"])][:3]
+    for key in busiest:
+        busy = threads[key]["cpu"] or 1
+        out.append(f"\n  {key}: hottest frames on CPU (self)")
+        for f, c in self_frames[key].most_common(top):
+            out.append(f"    {100 * c / busy:5.1f}%  {f[:140]}")
+        out.append(f"  {key}: project frames on CPU (inclusive)")
         proj = [(f, c) for f, c in incl_frames[key].most_common() if "bundler/" in f]
         for f, c in proj[:top]:
-            lines.append(f"    {100 * c / max(busy, 1):5.1f}%  {f[:150]}")
-    return "\n".join(lines)
+            out.append(f"    {100 * c / busy:5.1f}%  {f[:140]}")
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,7 +745,8 @@ def run_target(kind: str, wl: Workload, owners_addr: list[str], args, logdir: Pa
             if kind == "ours" and args.py_spy:
                 spy = start_py_spy(target.proc.pid, args.py_spy, args.py_spy_rate)
 
-        result = asyncio.run(run_load(target.url, chain.url, wl, args, on_load_start))
+        sids = {"bundler": target.proc.pid, "anvil": chain.node.process.pid}
+        result = asyncio.run(run_load(target.url, chain.url, wl, args, on_load_start, sids))
         stop_py_spy(spy)
         result["setup_s"] = chain.setup_s
         result["start_s"] = start_s
@@ -685,6 +783,15 @@ ROWS = [  # label, getter, format, better ("hi" | "lo" | None)
      lambda r, v: fmt_s(v) + f" (n={r['estimate']['count']})", "lo"),
     ("getUserOpReceipt p50", lambda r: r["receipt_p50_s"],
      lambda r, v: fmt_s(v) + f" ({r['receipts_found']} found)", "lo"),
+    ("bundler CPU per accepted op", lambda r: r["bundler_cpu_ms_per_op"],
+     lambda r, v: "-" if v is None else f"{v:.1f} ms", "lo"),
+    ("bundler+anvil CPU per op", lambda r: r["bundler_node_cpu_ms_per_op"],
+     lambda r, v: "-" if v is None else f"{v:.1f} ms", "lo"),
+    ("  main process / other procs", lambda r: r["cpu_s"].get("bundler"),
+     lambda r, v: "/".join(f"{1000 * r['cpu_s'].get(k, 0) / max(r['accepted'], 1):.1f}"
+                           for k in ("bundler main process", "bundler other processes")) + " ms", None),
+    ("CPU s: bundler/anvil/client", lambda r: r["cpu_s"].get("bundler"),
+     lambda r, v: "/".join(f"{r['cpu_s'].get(k, 0):.1f}" for k in ("bundler", "anvil", "load client")), None),
     ("bundler start", lambda r: r["start_s"], lambda r, v: fmt_s(v, "s"), None),
 ]
 
@@ -807,6 +914,11 @@ def main(argv=None) -> int:
             notes.append(f"{kind} could not be run: {type(e).__name__}: {str(e)[:600]}")
             log(f"[{kind}] failed: {e}")
 
+    for kind, r in results.items():
+        if kind.startswith("alto") and any("0x99410554" in e for e in r["failures"]):
+            notes.append(f"{kind}: this Alto version's safe mode cannot decode the trace anvil returns "
+                         f"(DelegateAndRevert 0x99410554 is not in its ABI) and refuses every op; "
+                         f"0.0.18 works (--alto-version 0.0.18)")
     report = {
         "ops": args.ops, "concurrency": args.concurrency, "ep": args.ep,
         "gas": {"verification": args.verification_gas, "call": args.call_gas,
@@ -820,7 +932,7 @@ def main(argv=None) -> int:
     else:
         print_table(report)
     if args.py_spy and args.py_spy_summary and Path(args.py_spy).exists():
-        print("\n" + summarize_py_spy(args.py_spy), file=sys.stderr if args.json else sys.stdout)
+        print("\n" + summarize_py_spy(args.py_spy, args.py_spy_rate), file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
