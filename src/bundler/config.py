@@ -46,6 +46,10 @@ class Config:
                                 choices=("auto", "manual"))
     bundle_interval_ms: int = _setting(0, "with auto mode, also try to bundle this often (0 = only on new blocks and new ops)")
     max_bundle_gas: int = _setting(10_000_000, "gas limit of one bundle transaction")
+    bundle_check: str = _setting(
+        "node", "where the whole bundle is checked before it is sent: node (eth_call of handleOps; "
+                "bundles with EIP-7702 authorizations still use py-evm) or evm (py-evm only)",
+        choices=("node", "evm"))
     max_bundle_ops: int = _setting(64, "most UserOperations in one bundle")
     min_priority_fee: int = _setting(0, "least maxPriorityFeePerGas an op must pay (wei)")
     max_ops_per_sender: int = _setting(4, "pending ops per unstaked sender")

@@ -6,9 +6,20 @@ from dataclasses import dataclass
 
 from . import artifacts
 from .userop.model import UserOperation
-from .userop.packing import PACKED_USEROP_TYPE, user_op_hash_v07, user_op_hash_v08
+from eth_abi import encode
+from eth_hash.auto import keccak
+
+from .userop.packing import PACKED_USEROP_TYPE, pack, user_op_hash_v07, user_op_hash_v08
 
 HANDLE_OPS_SIGNATURE = f"handleOps({PACKED_USEROP_TYPE}[],address)"
+
+HANDLE_OPS_SELECTOR = keccak(HANDLE_OPS_SIGNATURE.encode())[:4]
+
+
+def handle_ops_calldata(ops, beneficiary: str) -> bytes:
+    """handleOps(ops, beneficiary): the same for v0.7 and v0.8."""
+    return HANDLE_OPS_SELECTOR + encode([f"{PACKED_USEROP_TYPE}[]", "address"], [[pack(op) for op in ops], beneficiary])
+
 
 USER_OPERATION_EVENT = "UserOperationEvent(bytes32,address,address,uint256,bool,uint256,uint256)"
 USER_OPERATION_REVERT_REASON = "UserOperationRevertReason(bytes32,address,uint256,bytes)"

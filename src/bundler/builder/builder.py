@@ -8,14 +8,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from eth_abi import encode
 
 from ..chain.client import NodeClient
 from ..chain.fees import suggest_fees
 from ..chain.head import HeadTracker
 from ..chain.reorgs import ChainWatcher, MinedBundle
-from ..chain.userop_logs import HANDLE_OPS_SELECTOR, build_receipt, find_event_log
-from ..entrypoint import EntryPointVersion
+from ..chain.userop_logs import build_receipt, find_event_log
+from ..entrypoint import EntryPointVersion, handle_ops_calldata
 from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
 from ..pool.eip7702 import GAS_PER_AUTHORIZATION
 from ..metrics import NullMetrics, drop_reason_label
@@ -25,8 +24,8 @@ from ..pool.safe import SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
 from ..sim.results import failure_error
 from ..store.records import InflightTx, OpStatus, TxAttempt
-from ..userop.packing import PACKED_USEROP_TYPE, pack
 from .balance import BalanceGuard, ExecutorBalanceLow
+from .bundle_check import check_bundle
 from .executor import Executor
 from .sender import BundleSender
 
@@ -50,9 +49,12 @@ class BundleResult:
     dropped: dict[str, str] = field(default_factory=dict)
 
 
-def encode_handle_ops(entries: list[PoolEntry], beneficiary: str) -> bytes:
-    return HANDLE_OPS_SELECTOR + encode(
-        [f"{PACKED_USEROP_TYPE}[]", "address"], [[pack(e.op) for e in entries], beneficiary]
+def bundle_gas_limit(ops, calldata_len: int, n_authorizations: int, header) -> int:
+    """Gas of a bundle transaction: every op's limits, the EntryPoint's own work, calldata."""
+    return min(
+        header.gas_limit,
+        BUNDLE_OVERHEAD_GAS + sum(op.total_gas_limit() for op in ops) + 16 * calldata_len
+        + GAS_PER_AUTHORIZATION * n_authorizations,
     )
 
 
@@ -367,9 +369,7 @@ class Builder:
         beneficiary = self.config.beneficiary or executor.address
         outcome = None
         while selected:
-            outcome = await self.simulator.simulate_bundle(
-                [e.op for e in selected], ep, header, beneficiary=beneficiary, sender=executor.address
-            )
+            outcome = await self._check([e.op for e in selected], ep, header, beneficiary, executor.address)
             if outcome.success:
                 break
             if outcome.failed_op_index is None:
@@ -399,13 +399,19 @@ class Builder:
         auth_list = [authorizations[e.hash] for e in selected if e.hash in authorizations]
         return await self._send(ep, executor, selected, beneficiary, header, dropped, auth_list)
 
+    async def _check(self, ops, ep, header, beneficiary: str, sender: str):
+        """The bundle as it would run on chain (the node's eth_call, or py-evm: bundle_check)."""
+        data_len = len(handle_ops_calldata(ops, beneficiary))
+        gas = bundle_gas_limit(ops, data_len, sum(op.eip7702_auth is not None for op in ops), header)
+        return await check_bundle(self.node, self.simulator, ops, ep, header, beneficiary=beneficiary,
+                                  sender=sender, gas=gas, where=self.config.bundle_check)
+
     async def _isolate(self, ep, selected: list[PoolEntry], header, beneficiary: str, sender: str,
                        dropped: dict[str, str]) -> list[PoolEntry]:
         """The bundle failed without naming an op: try each op alone, drop those that fail
         alone; if all pass alone, their combination fails, so keep only the first for now."""
         outcomes = await asyncio.gather(*(
-            self.simulator.simulate_bundle([e.op], ep, header, beneficiary=beneficiary, sender=sender)
-            for e in selected
+            self._check([e.op], ep, header, beneficiary, sender) for e in selected
         ))
         keep = []
         for entry, alone in zip(selected, outcomes):
@@ -444,12 +450,8 @@ class Builder:
 
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
                     header, dropped: dict[str, str], authorizations: list[dict] | None = None) -> BundleResult:
-        data = encode_handle_ops(entries, beneficiary)
-        gas_limit = min(
-            header.gas_limit,
-            BUNDLE_OVERHEAD_GAS + sum(e.op.total_gas_limit() for e in entries) + 16 * len(data)
-            + GAS_PER_AUTHORIZATION * len(authorizations or ()),
-        )
+        data = handle_ops_calldata([e.op for e in entries], beneficiary)
+        gas_limit = bundle_gas_limit([e.op for e in entries], len(data), len(authorizations or ()), header)
         max_fee, priority = await suggest_fees(self.node, header)
         # the bundle must not pay more per gas than its ops pay the beneficiary
         priority = min(priority, min(e.op.max_priority_fee_per_gas for e in entries))

@@ -131,6 +131,8 @@ class Admission:
             valid_after=outcome.valid_after, valid_until=outcome.valid_until,
             prefund=outcome.prefund, eip7702_delegate=delegate, entities=entities,
             code_hashes=self.safe.code_hashes(outcome),
+            validation=outcome if getattr(outcome, "trace", None) is not None else None,
+            validated_block=header.hash,
         )
         if victim is not None:
             self.capacity.evict(victim, op_hash, header.base_fee)

@@ -31,6 +31,10 @@ class PoolEntry:
     entities: Any = None
     # code hashes of the contracts its validation ran or inspected, at admission (ERC-7562 COD-010)
     code_hashes: dict[str, str] | None = None
+    # the last validation's result (with its ERC-7562 trace) and the hash of the block it read:
+    # on the same block a second validation only re-applies the rules to that trace
+    validation: Any = None
+    validated_block: bytes = b""
 
     @property
     def slot(self) -> tuple[str, str, int]:

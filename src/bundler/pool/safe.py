@@ -127,6 +127,11 @@ class SafeMode:
 
     async def _check_again(self, simulator, ep, block, entry: PoolEntry, overrides, now: int) -> BundlerError | None:
         op = entry.op
+        if entry.validation is not None and block.hash and entry.validated_block == block.hash:
+            # same block, same state, same code: simulating again would trace the same; only the
+            # mempool may have changed, so the rules are applied again to the trace we have
+            err = validation_error(entry.validation, now=now, min_valid_for=0, paymaster=op.paymaster)
+            return err if err is not None else self.violation(op, ep, entry.validation)
         try:
             out = await simulator.simulate_validation(op, ep, block, overrides=overrides, tracer=self.tracer(op, ep))
         except BundlerError as e:  # node trouble: not the op's fault
@@ -142,7 +147,10 @@ class SafeMode:
         err = self.violation(op, ep, out)
         if err is not None:
             return err
-        return code_hash_change(entry.code_hashes, self.code_hashes(out))
+        changed = code_hash_change(entry.code_hashes, self.code_hashes(out))
+        if changed is None:
+            entry.validation, entry.validated_block = out, block.hash
+        return changed
 
 
 def code_hash_change(before: dict[str, str] | None, after: dict[str, str] | None) -> BundlerError | None:

@@ -22,7 +22,7 @@ from eth_abi import decode, encode
 from eth_hash.auto import keccak
 
 from ..entrypoint import (
-    HANDLE_OPS_SIGNATURE, USER_OPERATION_EVENT, USER_OPERATION_REVERT_REASON, EntryPointVersion,
+    USER_OPERATION_EVENT, USER_OPERATION_REVERT_REASON, EntryPointVersion, handle_ops_calldata,
 )
 from ..userop import UserOperation, pack
 from ..userop.packing import PACKED_USEROP_TYPE
@@ -43,7 +43,6 @@ MEMORY_USER_OP = "(address,uint256,uint256,uint256,uint256,uint256,uint256,addre
 
 SEL_SIMULATE_VALIDATION = selector(f"simulateValidation({PACKED_USEROP_TYPE})")
 SEL_SIMULATE_HANDLE_OP = selector(f"simulateHandleOp({PACKED_USEROP_TYPE},address,bytes)")
-SEL_HANDLE_OPS = selector(HANDLE_OPS_SIGNATURE)
 SEL_VALIDATE_USER_OP = selector(f"validateUserOp({PACKED_USEROP_TYPE},bytes32,uint256)")
 SEL_VALIDATE_PAYMASTER_USER_OP = selector(f"validatePaymasterUserOp({PACKED_USEROP_TYPE},bytes32,uint256)")
 SEL_POST_OP = selector("postOp(uint8,bytes,uint256,uint256)")
@@ -409,10 +408,6 @@ def measure_gas(
 
 
 # -- the real handleOps --
-def handle_ops_calldata(ops: Sequence[UserOperation], beneficiary: str) -> bytes:
-    return SEL_HANDLE_OPS + encode([f"{PACKED_USEROP_TYPE}[]", "address"], [[pack(op) for op in ops], beneficiary])
-
-
 def _outcomes(logs, ep: EntryPointVersion) -> tuple[OpOutcome, ...]:
     reasons: dict[bytes, bytes] = {}
     events = []

@@ -1,0 +1,47 @@
+"""The whole bundle checked before it is sent: handleOps as a plain eth_call on the node.
+
+Every node answers eth_call, and its EVM runs a 30-op bundle in a few milliseconds where py-evm
+needs a couple of hundred; the ERC-7562 rules are enforced by the validations, not here. A
+bundle carrying EIP-7702 authorizations is checked in py-evm, which applies them (eth_call
+cannot), and so is any bundle whose failure the node does not report as revert data."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..chain.client import NodeClient, NodeRpcError
+from ..entrypoint import EntryPointVersion, handle_ops_calldata
+from ..sim.results import BundleResult, decode_failure
+from ..userop.model import UserOperation
+
+log = logging.getLogger(__name__)
+
+
+def _revert_data(data: Any) -> bytes | None:
+    """Revert bytes from a node's error `data` (geth/anvil: a hex string; some nest it)."""
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None
+
+
+async def check_bundle(node: NodeClient, simulator, ops: list[UserOperation], ep: EntryPointVersion, header,
+                       *, beneficiary: str, sender: str, gas: int, where: str = "node") -> BundleResult:
+    if where != "node" or any(op.eip7702_auth is not None for op in ops):
+        return await simulator.simulate_bundle(ops, ep, header, beneficiary=beneficiary, sender=sender, gas=gas)
+    call = {"from": sender, "to": ep.address, "data": "0x" + handle_ops_calldata(ops, beneficiary).hex(),
+            "gas": hex(gas)}
+    try:
+        await node.call("eth_call", call, hex(header.number))
+        return BundleResult(True, 0, block_number=header.number)
+    except NodeRpcError as e:
+        revert = _revert_data(e.data)
+        if revert is None:
+            log.info("node refused the bundle check without revert data (%s); checking in py-evm", e.message)
+            return await simulator.simulate_bundle(ops, ep, header, beneficiary=beneficiary, sender=sender, gas=gas)
+        failure = decode_failure(revert)
+        return BundleResult(False, 0, failed_op_index=failure.op_index, failure=failure, block_number=header.number)
