@@ -272,7 +272,9 @@ def start_ours(chain: Chain, logdir: Path, args) -> Target:
     log_path = logdir / "ours.log"
     env = dict(os.environ, BUNDLER_PRIVATE_KEY=KEY_EXECUTOR)
     cmd = [str(ROOT / ".venv" / "bin" / "bundler"), "run", "--rpc-url", chain.url, "--port", str(port),
-           "--bundle-mode", "auto", "--log-level", args.log_level] + args.ours_args
+           "--bundle-mode", "auto", "--log-level", args.log_level,
+           # a fresh chain each run: a fresh data dir too (the store is bound to one chain)
+           "--data-dir", tempfile.mkdtemp(prefix="bench-data-", dir=logdir)] + args.ours_args
     fh = open(log_path, "wb")
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
