@@ -225,15 +225,11 @@ class Bundler:
         self.mempool.clear()
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel_all(self._tasks)
         if self._runner is not None:
             await self._runner.cleanup()
         if getattr(self, "builder", None) is not None:
-            for t in list(self.builder._background):
-                t.cancel()
-            await asyncio.gather(*self.builder._background, return_exceptions=True)
+            await _cancel_all(list(self.builder._background))
         if getattr(self, "simulator", None) is not None:
             await self.simulator.close()
         if self.sessions is not None:
@@ -247,6 +243,18 @@ class Bundler:
         if self._temp_data_dir:
             shutil.rmtree(self._temp_data_dir, ignore_errors=True)
         await self.node.close()
+
+
+async def _cancel_all(tasks, grace_s: float = 10.0) -> None:
+    """Cancel and wait, but never forever: a task that swallowed its cancellation is named in
+    the log and left behind, so shutdown (and the store flush after it) still happens."""
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return
+    _done, stuck = await asyncio.wait(tasks, timeout=grace_s)
+    for t in stuck:
+        log.error("task %s did not stop within %.0f s of being cancelled", t.get_name(), grace_s)
 
 
 async def serve(config: Config, ready=None) -> None:

@@ -43,8 +43,11 @@ class HeadTracker:
                     lambda: self.latest is not None and (after is None or self.latest.number > after)
                 )
         try:
-            await asyncio.wait_for(newer(), timeout)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the inner wait finishes, and a task that should stop goes on
+            async with asyncio.timeout(timeout):
+                await newer()
+        except TimeoutError:
             return None
         return self.latest
 
