@@ -183,6 +183,43 @@ def test_block_cache_reuses_state_and_is_dropped_on_new_block(chain):
         w.close()
 
 
+@EPS
+def test_new_sender_costs_one_node_round_trip(chain, ep):
+    """The first batch (prefetch_for_ops) carries everything a SimpleAccount validation reads:
+    once the block's shared state is cached, a sender new to the block is one node request."""
+    w = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
+    try:
+        ops = [transfer_op(chain.account(ep)) for _ in range(3)]
+        mine(chain.url)
+        block = chain.pinned()
+        start = w.stats()["node_requests"]
+        assert isinstance(w.simulate_validation(ops[0], ep, block), ValidationResult)
+        # the first op of a block also fetches the account implementation (behind the proxy)
+        assert w.stats()["node_requests"] - start <= 2
+        for op in ops[1:]:
+            before = w.stats()["node_requests"]
+            assert isinstance(w.simulate_validation(op, ep, block), ValidationResult)
+            assert w.stats()["node_requests"] - before == 1
+    finally:
+        w.close()
+
+
+@EPS
+def test_sender_storage_reads_come_from_the_prefetch(chain, ep):
+    """No single-slot request for the sender's owner slot or its EntryPoint deposit info."""
+    w = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
+    single: list = []
+    get_storage = w.reader.get_storage
+    w.reader.get_storage = lambda *a: single.append(a) or get_storage(*a)
+    try:
+        op = transfer_op(chain.account(ep))
+        mine(chain.url)
+        assert isinstance(w.simulate_validation(op, ep, chain.pinned()), ValidationResult)
+        assert single == []
+    finally:
+        w.close()
+
+
 def test_node_errors_are_node_error():
     w = SimWorker("http://127.0.0.1:9", SimConfig(chain_id=1337, node_timeout=1))
     from bundler.sim import PinnedBlock

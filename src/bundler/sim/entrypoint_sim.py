@@ -32,7 +32,7 @@ from .results import (
     ValidationResult, decode_failure, selector,
 )
 from .state import BlockState, OverlayAccountDB, intern_code
-from .types import AccountOverride
+from .types import ZERO_ADDRESS, AccountOverride
 
 VALIDATION_RESULT_TYPE = (
     "((uint256,uint256,uint256,uint256,bytes),(uint256,uint256),(uint256,uint256),"
@@ -92,22 +92,45 @@ def simulation_code(ep: EntryPointVersion) -> bytes:
     return intern_code(bytes.fromhex(ep.artifact("EntryPointSimulations")["deployedBytecode"][2:]))
 
 
+# EntryPointSimulations' own storage words that every simulate* call reads (senderCreator,
+# the v0.8 EIP-712 domain cache...): measured on the 0.7.0 / 0.8.0 artifacts; a wrong guess here
+# only costs one word in a batch that is sent anyway, once per block.
+_EP_SIM_SLOTS = {"0.7": (3, 4, 5, 6), "0.8": (4, 5)}
+# ecrecover: every ECDSA-signed account calls it (py-evm reads the precompile's account)
+_ECRECOVER = (1).to_bytes(20, "big")
+# the owner of a SimpleAccount (and of most single-owner accounts) is slot 0
+ACCOUNT_OWNER_SLOT = 0
+
+
+def _deposit_words(ep_b: bytes, account: str) -> tuple[tuple[bytes, int], tuple[bytes, int]]:
+    """DepositInfo is two words: deposit, then (staked, stake, unstakeDelaySec, withdrawTime)."""
+    slot = deposit_slot(account)
+    return (ep_b, slot), (ep_b, slot + 1)
+
+
 def prefetch_for_ops(base: BlockState, ops: Sequence[UserOperation], ep: EntryPointVersion) -> None:
-    """One node round trip for what every validation of these ops reads first."""
+    """One node round trip for what every validation of these ops reads: the EntryPoint's
+    own words, then per op the sender's account and owner slot, its deposit info and nonce,
+    the factory's and paymaster's accounts and deposit info. A SimpleAccount-like op from a
+    sender new to this block then needs no other node read."""
     ep_b = _b20(ep.address)
-    addresses = [ep_b]
-    slots: list[tuple[bytes, int]] = []
+    addresses = [ep_b, _ECRECOVER]
+    slots: list[tuple[bytes, int]] = [(ep_b, s) for s in _EP_SIM_SLOTS.get(ep.version, ())]
+    # getStakeInfo(address(0)) for an absent factory / paymaster / aggregator
+    slots += _deposit_words(ep_b, ZERO_ADDRESS)
     for op in ops:
         sender = _b20(op.sender)
         addresses.append(sender)
-        slots.append((ep_b, deposit_slot(op.sender)))
+        slots += _deposit_words(ep_b, op.sender)
         slots.append((ep_b, nonce_slot(op.sender, op.nonce_key)))
         slots.append((sender, ERC1967_IMPLEMENTATION_SLOT))
+        slots.append((sender, ACCOUNT_OWNER_SLOT))
         if op.factory is not None and not op.is_eip7702:
             addresses.append(_b20(op.factory))
+            slots += _deposit_words(ep_b, op.factory)
         if op.paymaster is not None:
             addresses.append(_b20(op.paymaster))
-            slots.append((ep_b, deposit_slot(op.paymaster)))
+            slots += _deposit_words(ep_b, op.paymaster)
         if op.eip7702_auth is not None:
             addresses.append(_b20(op.eip7702_auth.address))
     base.prefetch(addresses, slots)

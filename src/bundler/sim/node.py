@@ -1,14 +1,18 @@
 """Synchronous node access for the simulation workers: state reads at a pinned block.
 
-Only standard eth_* methods are used (no debug_*/trace_*), so any node will do. Batches go
-through pjrpc's requests backend; one HTTP keep-alive session per worker process.
+Only standard eth_* methods are used (no debug_*/trace_*), so any node will do. JSON-RPC
+(single calls and batches) is pjrpc's; the transport under it is a small pjrpc backend on
+one keep-alive urllib3 connection per worker process, with orjson to encode and decode
+(requests + json cost ~8x more CPU per node call: benchmarks/node_reader.py).
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
-import requests
-from pjrpc.client.backend.requests import Client
+import orjson
+import urllib3
+from pjrpc.client import AbstractClient
+from pjrpc.client import exceptions as pjrpc_exceptions
 from pjrpc.common.exceptions import BaseError as PjrpcError
 
 from ..errors import NodeError
@@ -25,16 +29,63 @@ def _hex_to_bytes(value: str) -> bytes:
     return bytes.fromhex(value[2:]) if value else b""
 
 
-class _TimeoutSession(requests.Session):
-    """requests has no session-wide timeout; pjrpc's batch() passes no request kwargs."""
+def _orjson_default(obj: Any) -> Any:
+    to_json = getattr(obj, "to_json", None)  # pjrpc's Request / BatchRequest
+    if to_json is None:
+        raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+    return to_json()
 
-    def __init__(self, timeout: float):
-        super().__init__()
-        self.default_timeout = timeout
 
-    def request(self, *args, **kwargs):
-        kwargs.setdefault("timeout", self.default_timeout)
-        return super().request(*args, **kwargs)
+def _orjson_dumps(obj: Any, cls: Any = None) -> bytes:  # pjrpc passes its encoder class
+    # pjrpc's requests are dataclasses: let to_json() shape them, not orjson's dataclass support
+    return orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+
+
+def _orjson_loads(text: bytes | str, cls: Any = None) -> Any:
+    return orjson.loads(text)
+
+
+class HttpStatusError(urllib3.exceptions.HTTPError):
+    """The node answered with a non-2xx HTTP status."""
+
+
+class Urllib3Client(AbstractClient):
+    """pjrpc client backend on a urllib3 connection pool (keep-alive), orjson as json codec.
+
+    pjrpc builds and parses the JSON-RPC requests, responses and batches; this class only
+    moves bytes. urllib3's own retries are off: a failed request is the caller's to handle.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 10.0, maxsize: int = 1, **kwargs: Any):
+        kwargs.setdefault("json_loader", _orjson_loads)
+        kwargs.setdefault("json_dumper", _orjson_dumps)
+        super().__init__(**kwargs)
+        parsed = urllib3.util.parse_url(url)
+        self._path = parsed.request_uri or "/"
+        self._pool = urllib3.connection_from_url(
+            url, maxsize=maxsize, block=False, retries=False,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        )
+        self._headers = {"Content-Type": self._request_content_type}
+        if parsed.auth:  # http://user:pass@host/
+            self._headers.update(urllib3.util.make_headers(basic_auth=parsed.auth))
+
+    def _request(self, request_text: str | bytes, is_notification: bool,
+                 request_kwargs: Mapping[str, Any]) -> Optional[bytes]:
+        resp = self._pool.urlopen("POST", self._path, body=request_text, headers=self._headers,
+                                  redirect=False, preload_content=True)
+        if not 200 <= resp.status < 300:
+            raise HttpStatusError(f"HTTP {resp.status} from node")
+        if is_notification:
+            return None
+        data = resp.data
+        content_type = resp.headers.get("Content-Type", "")
+        if data and content_type.split(";")[0] not in self._response_content_types:
+            raise pjrpc_exceptions.DeserializationError(f"unexpected response content type: {content_type}")
+        return data
+
+    def close(self) -> None:
+        self._pool.close()
 
 
 class NodeReader:
@@ -43,16 +94,12 @@ class NodeReader:
     def __init__(self, url: str, timeout: float = 10.0, max_batch: int = 100):
         self.url = url
         self.max_batch = max_batch  # many providers cap JSON-RPC batch sizes
-        self._session = _TimeoutSession(timeout)
-        # keep the connection pool small: one worker does one thing at a time
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=2)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._client = Client(url, session=self._session)
+        # one connection: a worker does one thing at a time
+        self._client = Urllib3Client(url, timeout=timeout, maxsize=1)
         self.requests_sent = 0  # HTTP round trips (for tests and benchmarks)
 
     def close(self) -> None:
-        self._session.close()
+        self._client.close()
 
     def call(self, method: str, *params):
         self.requests_sent += 1
@@ -60,7 +107,7 @@ class NodeReader:
             return self._client.call(method, *params)
         except PjrpcError as exc:
             raise NodeError(f"node error on {method}: {exc}") from exc
-        except (requests.RequestException, ValueError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise NodeError(f"node unreachable or bad answer on {method}: {exc}") from exc
 
     def _batch(self, calls: Sequence[tuple[str, tuple]]) -> list:
@@ -78,7 +125,7 @@ class NodeReader:
             return list(batch.get_results())
         except PjrpcError as exc:
             raise NodeError(f"node error in state batch: {exc}") from exc
-        except (requests.RequestException, ValueError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise NodeError(f"node unreachable or bad answer in state batch: {exc}") from exc
 
     def get_accounts_and_storage(
