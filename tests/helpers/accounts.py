@@ -19,6 +19,7 @@ from eth_abi import decode, encode
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_hash.auto import keccak
+from eth_utils import function_signature_to_4byte_selector
 
 from bundler.devchain.anvil import ANVIL_ACCOUNT0, rpc
 from bundler.entrypoint import EntryPointVersion
@@ -26,8 +27,7 @@ from bundler.userop import UserOperation, pack
 from bundler.userop.packing import PACKED_USEROP_TYPE
 
 
-def selector(signature: str) -> bytes:
-    return keccak(signature.encode())[:4]
+selector = function_signature_to_4byte_selector
 
 
 SEL_CREATE_ACCOUNT = selector("createAccount(address,uint256)")

@@ -21,6 +21,7 @@ from pathlib import Path
 from eth_abi import decode, encode
 from eth_account import Account
 from eth_hash.auto import keccak
+from eth_utils import function_signature_to_4byte_selector
 from eth_utils import to_checksum_address
 
 from bundler import contracts_build
@@ -34,8 +35,7 @@ from bundler.userop.packing import PACKED_USEROP_TYPE
 REPO = Path(__file__).resolve().parents[2]
 
 
-def selector(signature: str) -> bytes:
-    return keccak(signature.encode())[:4]
+selector = function_signature_to_4byte_selector
 
 
 SEL_HANDLE_OPS = selector(f"handleOps({PACKED_USEROP_TYPE}[],address)")

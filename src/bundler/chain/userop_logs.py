@@ -15,7 +15,7 @@ from .client import NodeClient
 USER_OPERATION_EVENT_TOPIC = "0x" + keccak(eps.USER_OPERATION_EVENT.encode()).hex()
 REVERT_REASON_TOPIC = "0x" + keccak(eps.USER_OPERATION_REVERT_REASON.encode()).hex()
 BEFORE_EXECUTION_TOPIC = "0x" + keccak(eps.BEFORE_EXECUTION.encode()).hex()
-HANDLE_OPS_SELECTOR = keccak(eps.HANDLE_OPS_SIGNATURE.encode())[:4]
+HANDLE_OPS_SELECTOR = eps.HANDLE_OPS_SELECTOR
 HANDLE_AGGREGATED_OPS_SELECTOR = keccak(
     f"handleAggregatedOps(({PACKED_USEROP_TYPE}[],address,bytes)[],address)".encode()
 )[:4]

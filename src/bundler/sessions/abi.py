@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 from eth_abi import decode, encode
 from eth_hash.auto import keccak
+from eth_utils import function_signature_to_4byte_selector
 
 # ---------------------------------------------------------------- enums and constants
 
@@ -98,8 +99,7 @@ CONSUMPTION_T = "(uint8,uint32,uint32,uint256)"
 ENABLE_PAYLOAD_TYPES = [SESSION_SPEC_T, "uint64", "bytes", "uint48", "bytes"]
 
 
-def _selector(signature: str) -> bytes:
-    return keccak(signature.encode())[:4]
+_selector = function_signature_to_4byte_selector
 
 
 SEL_EXECUTE = _selector("execute(address,uint256,bytes)")

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import aiohttp
 import orjson
 from eth_abi import decode, encode
-from eth_hash.auto import keccak
+from eth_utils import function_signature_to_4byte_selector
 
 from ..entrypoint import EntryPointVersion
 from ..errors import NodeError
@@ -31,8 +31,7 @@ from . import abi
 from .policy import Counter, SessionState
 
 
-def _sel(signature: str) -> bytes:
-    return keccak(signature.encode())[:4]
+_sel = function_signature_to_4byte_selector
 
 
 SEL_GET_SESSION = _sel("getSession(address)")

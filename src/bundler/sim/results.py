@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi import decode
-from eth_hash.auto import keccak
+from eth_utils import function_signature_to_4byte_selector
 from eth_utils import to_checksum_address
 
 from ..errors import (
@@ -21,8 +21,7 @@ UINT48_MAX = (1 << 48) - 1
 ADDRESS_MASK = (1 << 160) - 1
 
 
-def selector(signature: str) -> bytes:
-    return keccak(signature.encode())[:4]
+selector = function_signature_to_4byte_selector
 
 
 SEL_ERROR = selector("Error(string)")
