@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 
 from eth_abi import encode
+from eth_abi.registry import registry as abi_registry
 from eth_hash.auto import keccak
 
 from .model import EIP7702_FACTORY, UserOperation
@@ -122,24 +123,14 @@ def user_op_hash_v08(
     return keccak(b"\x19\x01" + domain_separator_v08(entry_point, chain_id) + struct_hash)
 
 
-def _bytes_tail(data: bytes) -> bytes:
-    return len(data).to_bytes(32, "big") + data + b"\x00" * (-len(data) % 32)
+@functools.cache
+def _packed_op_encoder():
+    return abi_registry.get_encoder(PACKED_USEROP_TYPE)  # looked up once, not per call
 
 
 def encode_packed_op(op: UserOperation) -> bytes:
-    """ABI encoding of one PackedUserOperation tuple as it sits inside handleOps' array (the
-    same bytes as eth_abi.encode([PACKED_USEROP_TYPE], [pack(op)])[32:], built by hand)."""
-    tails = [_bytes_tail(bytes(x)) for x in (init_code(op), op.call_data, paymaster_and_data(op), op.signature)]
-    offsets = []
-    offset = 9 * 32
-    for t in tails:
-        offsets.append(offset)
-        offset += len(t)
-    head = b"".join((
-        _w_addr(op.sender), _w_int(op.nonce), _w_int(offsets[0]), _w_int(offsets[1]), account_gas_limits(op),
-        _w_int(op.pre_verification_gas), gas_fees(op), _w_int(offsets[2]), _w_int(offsets[3]),
-    ))
-    return head + b"".join(tails)
+    """ABI encoding of one PackedUserOperation tuple as it sits inside handleOps' array."""
+    return _packed_op_encoder()(pack(op))
 
 
 def unpack(packed: tuple) -> UserOperation:
