@@ -191,3 +191,26 @@ async def test_an_executor_key_cannot_serve_two_instances(chain, dsn):
         with pytest.raises(SystemExit, match="used by another bundler instance"):
             async with running_bundler(chain, store="postgres", postgres_dsn=dsn, private_key=[key]):
                 pass
+
+
+async def test_session_audit_log_is_shared_and_kept(dsn):
+    """session_getActivity's log: written by one instance, read by another and after a restart."""
+    from bundler.store import SessionActivity
+
+    a = open_store(dsn)
+    try:
+        a.add_session_activity(SessionActivity(
+            op_hash="0x" + "01" * 32, account="0x" + "aa" * 20, session_key="0x" + "bb" * 20,
+            entry_point="0x" + "cc" * 20, nonce=7, mode="session", period_index=2,
+            calls=[], consumed=[{"scope": 1, "policyIndex": 0, "constraintIndex": 1, "amount": 10**30}],
+        ))
+        assert [x.nonce for x in a.session_activity("0x" + "AA" * 20, "0x" + "BB" * 20)] == [7]
+        await a.flush()
+    finally:
+        a.close()
+    b = open_store(dsn)
+    try:
+        log = b.session_activity("0x" + "aa" * 20, "0x" + "bb" * 20)
+        assert len(log) == 1 and log[0].consumed[0]["amount"] == 10**30 and log[0].period_index == 2
+    finally:
+        b.close()

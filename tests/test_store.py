@@ -161,3 +161,34 @@ async def test_acknowledged_writes_survive_sigkill(tmp_path):
         assert all(s.get(record(i).hash) is not None for i in range(1, acked + 1))
     finally:
         s.close()
+
+
+async def test_sqlite_keeps_the_session_audit_log(tmp_path):
+    """session_getActivity is an audit log: it survives a restart (amounts above 64 bits too)."""
+    from bundler.store import SessionActivity
+
+    big = 10**30
+    s = SqliteStore(tmp_path)
+    for i in range(3):
+        s.add_session_activity(SessionActivity(
+            op_hash=f"0x{i:064x}", account="0x" + "aa" * 20, session_key="0x" + "bb" * 20,
+            entry_point="0x" + "cc" * 20, nonce=i, mode="session", period_index=0,
+            calls=[{"target": "0x" + "dd" * 20, "value": big, "data": "0x"}],
+            consumed=[{"scope": 1, "policyIndex": 0, "constraintIndex": 1, "amount": big + i}],
+            received_at=1000.0 + i,
+        ))
+    # readable before the writer committed, and after
+    assert [a.nonce for a in s.session_activity("0x" + "AA" * 20, "0x" + "BB" * 20)] == [0, 1, 2]
+    await s.flush()
+    s.close()
+    s = SqliteStore(tmp_path)
+    log = s.session_activity("0x" + "aa" * 20, "0x" + "bb" * 20)
+    assert [a.op_hash for a in log] == [f"0x{i:064x}" for i in range(3)]
+    assert log[2].consumed[0]["amount"] == big + 2 and log[0].calls[0]["value"] == big
+    assert s.session_activity("0x" + "aa" * 20, "0x" + "ee" * 20) == []
+    s.clear()
+    await s.flush()
+    s.close()
+    s = SqliteStore(tmp_path)
+    assert s.session_activity("0x" + "aa" * 20, "0x" + "bb" * 20) == []
+    s.close()

@@ -2,11 +2,14 @@
 (what clients sent), quantities that may exceed 64 bits as decimal text."""
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import orjson
 
 from ..userop.codec import format_user_operation, parse_user_operation
 from ..userop.model import UserOperation
-from .records import InflightTx, OpRecord, OpStatus, ReputationRow, TxAttempt
+from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, TxAttempt
 
 OP_COLUMNS = (
     "hash", "entry_point", "sender", "nonce", "op", "status", "reason", "error_code", "tx_hash",
@@ -65,3 +68,12 @@ def inflight_from_row(row) -> InflightTx:
                             priority=int(a["priority"]), sent_at=a["sentAt"]) for a in orjson.loads(attempts)],
         created_at=created_at,
     )
+
+
+def session_activity_row(a: SessionActivity) -> tuple:
+    # stdlib json: the amounts can exceed 64 bits, which orjson refuses
+    return (a.op_hash, a.account, a.session_key, json.dumps(dataclasses.asdict(a)), a.received_at)
+
+
+def session_activity_from_body(body: str) -> SessionActivity:
+    return SessionActivity(**json.loads(body))

@@ -18,17 +18,22 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections import OrderedDict
 
 import psycopg
 
-from .codec import OP_COLUMNS, inflight_from_row, inflight_row, op_from_row, op_row, op_to_json, reputation_from_row
-from .records import InflightTx, OpRecord, OpStatus, ReputationRow
+from .codec import (
+    OP_COLUMNS, inflight_from_row, inflight_row, op_from_row, op_row, op_to_json, reputation_from_row,
+    session_activity_from_body, session_activity_row,
+)
+from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity
 from .sqlite import WrongChain
 from .writebehind import StoreError, WriteBehind
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
+RECENT_ACTIVITY_KEPT = 10_000  # session log entries this instance also keeps in memory
 _SCHEMA_LOCK = 0x4337_0001
 
 SCHEMA = """
@@ -63,6 +68,15 @@ CREATE TABLE IF NOT EXISTS bundler_reputation (
     ops_included BIGINT NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS bundler_session_activity (
+    op_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    session_key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bundler_session_activity_key
+    ON bundler_session_activity(account, session_key, received_at);
 CREATE TABLE IF NOT EXISTS bundler_inflight (
     executor TEXT NOT NULL,
     nonce BIGINT NOT NULL,
@@ -108,6 +122,7 @@ class PostgresStore(WriteBehind):
             self._read.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             self._read.execute(SCHEMA)
         self._dirty: dict[str, OpRecord] = {}       # written here, not committed yet
+        self._recent_activity: OrderedDict[str, SessionActivity] = OrderedDict()
         self._row_seq: dict[str, int] = {}
         self._op_json: dict[str, str] = {}
         self._inflight_dirty: dict[tuple[str, int], InflightTx | None] = {}
@@ -231,7 +246,26 @@ class PostgresStore(WriteBehind):
         self._dirty.clear()
         self._row_seq.clear()
         self._op_json.clear()
-        self._clear_seq = self._queue_flag("clear_ops", clears=("ops",))
+        self._recent_activity.clear()
+        self._clear_seq = self._queue_flag("clear_ops", clears=("ops", "session_activity"))
+
+    # -- session audit log (session_getActivity), shared by the instances ---------------------
+    def add_session_activity(self, activity: SessionActivity) -> None:
+        self._recent_activity[activity.op_hash] = activity  # readable before the writer commits
+        while len(self._recent_activity) > RECENT_ACTIVITY_KEPT:
+            self._recent_activity.popitem(last=False)
+        self._queue("session_activity", activity.op_hash, session_activity_row(activity))
+
+    def session_activity(self, account: str, session_key: str) -> list[SessionActivity]:
+        account, session_key = account.lower(), session_key.lower()
+        rows = self._read.execute(
+            "SELECT body FROM bundler_session_activity WHERE account = %s AND session_key = %s "
+            "ORDER BY received_at", (account, session_key)).fetchall()
+        merged = {a.op_hash: a for a in (session_activity_from_body(r[0]) for r in rows)}
+        for a in self._recent_activity.values():
+            if a.account == account and a.session_key == session_key:
+                merged[a.op_hash] = a
+        return sorted(merged.values(), key=lambda a: a.received_at)
 
     # -- claims ------------------------------------------------------------------------------------
     async def claim(self, op_hashes: list[str], owner: str) -> set[str]:
@@ -265,10 +299,9 @@ class PostgresStore(WriteBehind):
                                  "WHERE address = %s", (address,)).fetchone()
         out = reputation_from_row(row) if row else None
         pending = self._rep_pending.get(address, [])
-        pending[:] = [p for p in pending if p[0] > self._committed]
+        # prune with the snapshot: a write committed after our SELECT ran is not in `row` yet
+        pending[:] = [p for p in pending if p[0] > committed]
         for seq, kind, seen, included in pending:
-            if seq <= committed:
-                continue
             if kind == "set" or out is None:
                 out = ReputationRow(address, 0, 0)
                 if kind == "set":
@@ -357,6 +390,12 @@ class PostgresStore(WriteBehind):
                                 "ops_seen = bundler_reputation.ops_seen + EXCLUDED.ops_seen, "
                                 "ops_included = bundler_reputation.ops_included + EXCLUDED.ops_included, "
                                 "updated_at = EXCLUDED.updated_at", (address, seen, included, now))
+            if "clear_ops" in flags:
+                cur.execute("DELETE FROM bundler_session_activity")
+            if tables.get("session_activity"):
+                cur.executemany("INSERT INTO bundler_session_activity (op_hash, account, session_key, body, "
+                                "received_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (op_hash) DO UPDATE "
+                                "SET body = EXCLUDED.body", list(tables["session_activity"].values()))
             for (executor, nonce), row in tables.get("inflight", {}).items():
                 if row is None:
                     cur.execute("DELETE FROM bundler_inflight WHERE executor = %s AND nonce = %s", (executor, nonce))

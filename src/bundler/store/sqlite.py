@@ -21,9 +21,10 @@ from pathlib import Path
 from .codec import (
     OP_COLUMNS, inflight_from_row, inflight_row, op_from_row, op_row, op_to_json, reputation_from_row,
     reputation_row,
+    session_activity_from_body, session_activity_row,
 )
 from .memory import MemoryStore
-from .records import ACTIVE, FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow
+from .records import ACTIVE, FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity
 from .writebehind import StoreError, WriteBehind
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,14 @@ CREATE TABLE IF NOT EXISTS reputation (
     ops_included INTEGER NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS session_activity (
+    op_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    session_key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_activity_key ON session_activity(account, session_key, received_at);
 CREATE TABLE IF NOT EXISTS inflight (
     executor TEXT NOT NULL,
     nonce INTEGER NOT NULL,
@@ -243,7 +252,7 @@ class SqliteStore(WriteBehind, MemoryStore):
         super().clear()
         self._op_json.clear()
         self._row_seq.clear()
-        self._clear_seq = self._queue_flag("clear_ops", clears=("ops",))
+        self._clear_seq = self._queue_flag("clear_ops", clears=("ops", "session_activity"))
 
     def put_reputation(self, row: ReputationRow) -> None:
         super().put_reputation(row)
@@ -257,6 +266,23 @@ class SqliteStore(WriteBehind, MemoryStore):
     def clear_reputation(self) -> None:
         super().clear_reputation()
         self._queue_flag("clear_reputation", clears=("reputation",))
+
+    # -- session audit log: kept on disk (session_getActivity is an audit trail) -------------
+    def add_session_activity(self, activity: SessionActivity) -> None:
+        super().add_session_activity(activity)
+        self._queue("session_activity", activity.op_hash, session_activity_row(activity))
+
+    def session_activity(self, account: str, session_key: str) -> list[SessionActivity]:
+        """Everything logged for that session, on disk and not yet written, oldest first."""
+        account, session_key = account.lower(), session_key.lower()
+        rows = self._read.execute(
+            "SELECT body FROM session_activity WHERE account = ? AND session_key = ? ORDER BY received_at",
+            (account, session_key),
+        ).fetchall()
+        merged = {a.op_hash: a for a in (session_activity_from_body(r[0]) for r in rows)}
+        for a in super().session_activity(account, session_key):  # newer, maybe not committed yet
+            merged[a.op_hash] = a
+        return sorted(merged.values(), key=lambda a: a.received_at)
 
     def put_inflight(self, tx: InflightTx) -> None:
         super().put_inflight(tx)
@@ -284,6 +310,11 @@ class SqliteStore(WriteBehind, MemoryStore):
             else:
                 conn.execute("INSERT OR REPLACE INTO reputation (address, ops_seen, ops_included, updated_at) "
                              "VALUES (?, ?, ?, ?)", row)
+        if "clear_ops" in flags:
+            conn.execute("DELETE FROM session_activity")
+        if tables.get("session_activity"):
+            conn.executemany("INSERT OR REPLACE INTO session_activity (op_hash, account, session_key, body, "
+                             "received_at) VALUES (?, ?, ?, ?, ?)", list(tables["session_activity"].values()))
         for (executor, nonce), row in tables.get("inflight", {}).items():
             if row is None:
                 conn.execute("DELETE FROM inflight WHERE executor = ? AND nonce = ?", (executor, nonce))
