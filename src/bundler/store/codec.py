@@ -77,3 +77,12 @@ def session_activity_row(a: SessionActivity) -> tuple:
 
 def session_activity_from_body(body: str) -> SessionActivity:
     return SessionActivity(**json.loads(body))
+
+
+def merge_session_activity(bodies, recent) -> list[SessionActivity]:
+    """A session's log: rows read back (`bodies`) plus entries not committed yet (`recent`,
+    already filtered to that session), one per op hash, oldest first."""
+    merged = {a.op_hash: a for a in (session_activity_from_body(b) for b in bodies)}
+    for a in recent:
+        merged[a.op_hash] = a
+    return sorted(merged.values(), key=lambda a: a.received_at)

@@ -24,7 +24,7 @@ import psycopg
 
 from .codec import (
     OP_COLUMNS, inflight_from_row, inflight_row, op_from_row, op_row, op_to_json, reputation_from_row,
-    session_activity_from_body, session_activity_row,
+    merge_session_activity, session_activity_row,
 )
 from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity
 from .sqlite import WrongChain
@@ -261,11 +261,9 @@ class PostgresStore(WriteBehind):
         rows = self._read.execute(
             "SELECT body FROM bundler_session_activity WHERE account = %s AND session_key = %s "
             "ORDER BY received_at", (account, session_key)).fetchall()
-        merged = {a.op_hash: a for a in (session_activity_from_body(r[0]) for r in rows)}
-        for a in self._recent_activity.values():
-            if a.account == account and a.session_key == session_key:
-                merged[a.op_hash] = a
-        return sorted(merged.values(), key=lambda a: a.received_at)
+        recent = [a for a in self._recent_activity.values()
+                  if a.account == account and a.session_key == session_key]
+        return merge_session_activity((r[0] for r in rows), recent)
 
     # -- claims ------------------------------------------------------------------------------------
     async def claim(self, op_hashes: list[str], owner: str) -> set[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from .codec import (
     OP_COLUMNS, inflight_from_row, inflight_row, op_from_row, op_row, op_to_json, reputation_from_row,
     reputation_row,
-    session_activity_from_body, session_activity_row,
+    merge_session_activity, session_activity_row,
 )
 from .memory import MemoryStore
 from .records import ACTIVE, FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity
@@ -279,10 +279,8 @@ class SqliteStore(WriteBehind, MemoryStore):
             "SELECT body FROM session_activity WHERE account = ? AND session_key = ? ORDER BY received_at",
             (account, session_key),
         ).fetchall()
-        merged = {a.op_hash: a for a in (session_activity_from_body(r[0]) for r in rows)}
-        for a in super().session_activity(account, session_key):  # newer, maybe not committed yet
-            merged[a.op_hash] = a
-        return sorted(merged.values(), key=lambda a: a.received_at)
+        # this process's entries are newer and maybe not committed yet
+        return merge_session_activity((r[0] for r in rows), super().session_activity(account, session_key))
 
     def put_inflight(self, tx: InflightTx) -> None:
         super().put_inflight(tx)
