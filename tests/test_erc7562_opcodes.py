@@ -11,6 +11,8 @@ pytestmark = pytest.mark.asyncio
 
 BANNED = ["TIMESTAMP", "NUMBER", "GASPRICE", "BASEFEE", "ORIGIN", "COINBASE", "GASLIMIT", "PREVRANDAO",
           "BLOCKHASH", "BLOBHASH", "BLOBBASEFEE"]
+# the name messages use: 0x44 is DIFFICULTY, the name every suite and client searches for
+MESSAGE_NAME = {"PREVRANDAO": "DIFFICULTY (PREVRANDAO)"}
 MAIN_ROLES = ["account", "paymaster", "factory", "account-call", "paymaster-delegatecall"]
 ALL_ROLES = list(ROLES)
 
@@ -37,7 +39,8 @@ async def test_clean_op_is_accepted(rpc, clean_bundler, worlds, ep, role):
 async def test_banned_opcode(rpc, clean_bundler, worlds, ep, role, opcode):
     """OP-011"""
     op = worlds[ep.version].op_for(role, opcode)
-    assert_error(await send(rpc, op, ep), OPCODE_VIOLATION, f"{entity(role)} uses banned opcode: {opcode}")
+    assert_error(await send(rpc, op, ep), OPCODE_VIOLATION,
+                 f"{entity(role)} uses banned opcode: {MESSAGE_NAME.get(opcode, opcode)} (in 0x")
 
 
 @pytest.mark.parametrize("ep", EPS)

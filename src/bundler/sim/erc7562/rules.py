@@ -1,7 +1,7 @@
 """The ERC-7562 validation rules as a pure function: check(trace, context) -> [Violation].
 
 Rule by rule (ids from the ERC's text):
-  OP-011  banned opcodes: ORIGIN GASPRICE BLOCKHASH COINBASE TIMESTAMP NUMBER PREVRANDAO GASLIMIT
+  OP-011  banned opcodes: ORIGIN GASPRICE BLOCKHASH COINBASE TIMESTAMP NUMBER DIFFICULTY GASLIMIT
           BASEFEE BLOBHASH BLOBBASEFEE SELFDESTRUCT INVALID (and CREATE, see OP-032)
   OP-012  GAS only immediately before a *CALL
   OP-013  unassigned opcodes
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from eth.vm.opcode_values import (
-    BALANCE, CALL, CREATE, CREATE2, DELEGATECALL, EXTCODESIZE, SELFBALANCE,
+    BALANCE, CALL, CREATE, CREATE2, DELEGATECALL, DIFFICULTY, EXTCODESIZE, SELFBALANCE,
 )
 from eth_hash.auto import keccak
 
@@ -205,7 +205,8 @@ def _check_opcodes(phase: PhaseTrace, ctx: RuleContext) -> list[Violation]:
                     needs_stake=entity,
                 ))
             continue
-        out.append(Violation("OP-011", entity, f"{entity} uses banned opcode: {name} (in {_hex(where)})"))
+        alias = " (PREVRANDAO)" if opcode == DIFFICULTY else ""
+        out.append(Violation("OP-011", entity, f"{entity} uses banned opcode: {name}{alias} (in {_hex(where)})"))
     for where, opcode in phase.invalid:
         rule = "OP-011" if opcode == 0xFE else "OP-013"
         out.append(Violation(rule, entity, f"{entity} uses banned opcode: {opcode_name(opcode)} (in {_hex(where)})"))
