@@ -306,7 +306,7 @@ def test_blame():
 
 
 def test_failed_revalidation_without_ban(clean_bundler):
-    """A re-validation failure (ban=False) keeps the op seen for the entity at fault and gives
+    """A re-validation failure of an unstaked entity keeps the op seen for the entity at fault and gives
     a paymaster not at fault its seen op back; nothing is banned."""
     from bundler.pool.mempool import PoolEntry
     from bundler.userop import UserOperation
@@ -317,7 +317,7 @@ def test_failed_revalidation_without_ban(clean_bundler):
                        factory="0x" + "0f" * 20, paymaster="0x" + "0e" * 20)
     entry = PoolEntry(op=op, entry_point=V07, hash="0x01")
     rules.admitted(entry)
-    assert rules.bundle_failure(entry, "AA13", ban=False) == []
+    assert rules.bundle_failure(entry, "AA13", second_validation=True) == []
     assert (rules.book.get(V07, op.factory).ops_seen, rules.book.get(V07, op.paymaster).ops_seen) == (1, 0)
     assert rules.book.status(V07, op.factory) is Status.OK
     rules.bundle_failure(entry, "AA13")
