@@ -72,10 +72,10 @@ class Webhooks:
         except Exception as e:
             log.warning("relay: webhook %s of call %s to credential %s failed after %d attempt(s): %s",
                         event, call_id, cred.id, attempts, type(e).__name__)
-            self.store.audit("webhook.failed", credential_id=cred.id, callId=call_id, event=event,
+            self.store.audit("webhook.failed", credential_id=cred.id, callId=call_id, webhookType=event,
                              attempts=attempts, error=f"{type(e).__name__}: {e}"[:300])
             return
-        self.store.audit("webhook.delivered", credential_id=cred.id, callId=call_id, event=event,
+        self.store.audit("webhook.delivered", credential_id=cred.id, callId=call_id, webhookType=event,
                          attempts=attempts, status=status)
 
     async def close(self) -> None:
