@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bundler.entrypoint import V07, V08
+from bundler.entrypoint import V07, V08, V09
 from bundler.userop import format_user_operation
 from helpers.rules import RulesWorld
 
-EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8")]
+EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8"), pytest.param(V09, id="v0.9")]
 OPCODE_VIOLATION = -32502
 STAKE_TOO_LOW = -32505
 
@@ -47,7 +47,7 @@ class World(RulesWorld):
 
 
 def make_worlds(anvil) -> dict[str, World]:
-    return {ep.version: World(anvil.url, anvil.chain_id, ep) for ep in (V07, V08)}
+    return {ep.version: World(anvil.url, anvil.chain_id, ep) for ep in (V07, V08, V09)}
 
 
 async def send(rpc, op, ep) -> dict:

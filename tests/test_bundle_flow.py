@@ -10,13 +10,15 @@ from eth_hash.auto import keccak
 
 from bundler.contracts_build import load_contract
 from bundler.devchain.anvil import ANVIL_ACCOUNT0, rpc as node_rpc
-from bundler.entrypoint import V07, V08
+from bundler.entrypoint import V07, V08, V09
 from bundler.userop import format_user_operation, parse_user_operation
 from conftest import RpcError
 from helpers.accounts import SimpleAccountHelper, mine, send_handle_ops, send_tx
 
 pytestmark = pytest.mark.asyncio
 EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8")]
+# the whole flow (deploy, estimate, send, look up, mine) also for v0.9
+ALL_EPS = EPS + [pytest.param(V09, id="v0.9")]
 
 
 def new_account(anvil, ep, deployed=True, funded=10**18) -> SimpleAccountHelper:
@@ -56,7 +58,7 @@ async def estimate_and_sign(rpc, anvil, acct, ep, call_data, **changes):
     return acct.sign(op, anvil.chain_id), est
 
 
-@pytest.mark.parametrize("ep", EPS)
+@pytest.mark.parametrize("ep", ALL_EPS)
 async def test_deploy_and_two_ops_are_mined(rpc, anvil, clean_bundler, ep):
     acct = new_account(anvil, ep, deployed=False)
     target = "0x" + os.urandom(20).hex()

@@ -16,6 +16,7 @@ async def test_chain_id_and_entry_points(rpc, anvil):
     assert await rpc.call("eth_chainId") == hex(anvil.chain_id)
     assert await rpc.call("eth_supportedEntryPoints") == [
         "0x0000000071727De22E5E9d8BAf0edAc6f37da032", "0x4337084D9E255Ff0702461CF8895CE9E3b5Ff108",
+        "0x433709009B8330FDa32311DF1C2AFA402eD8D009",
     ]
     assert await rpc.call("web3_clientVersion") == CLIENT_VERSION
 

@@ -7,11 +7,11 @@ from eth_hash.auto import keccak
 from hypothesis import given, settings, strategies as st
 
 from bundler.devchain.anvil import rpc
-from bundler.entrypoint import V07, V08
+from bundler.entrypoint import V07, V08, V09
 from bundler.errors import InvalidParams
 from bundler.userop import UserOperation, format_user_operation, parse_user_operation
 from bundler.userop.model import EIP7702_FACTORY
-from bundler.userop.packing import PACKED_USEROP_TYPE, pack, unpack
+from bundler.userop.packing import PACKED_USEROP_TYPE, PAYMASTER_SIG_MAGIC, pack, unpack
 
 GET_HASH = keccak(f"getUserOpHash({PACKED_USEROP_TYPE})".encode())[:4]
 
@@ -47,8 +47,25 @@ def onchain_hash(url: str, ep, op: UserOperation) -> str:
 @settings(max_examples=25, deadline=None)
 @given(op=ops)
 def test_hash_matches_entrypoint(anvil, op):
-    for ep in (V07, V08):
+    for ep in (V07, V08, V09):
         assert "0x" + ep.user_op_hash(op, anvil.chain_id).hex() == onchain_hash(anvil.url, ep, op)
+
+
+@settings(max_examples=25, deadline=None)
+@given(op=ops.filter(lambda op: op.paymaster is not None), signature=st.binary(min_size=1, max_size=100),
+       other=st.binary(min_size=1, max_size=100))
+def test_v09_paymaster_signature_is_outside_the_hash(anvil, op, signature, other):
+    """v0.9: paymasterSignature is appended (signature | uint16 length | magic) and not hashed, so
+    the paymaster may sign after the user; the hash equals the contract's getUserOpHash"""
+    signed = op.with_changes(paymaster_signature=signature)
+    ours = V09.user_op_hash(signed, anvil.chain_id)
+    assert "0x" + ours.hex() == onchain_hash(anvil.url, V09, signed)
+    assert ours == V09.user_op_hash(op.with_changes(paymaster_signature=other), anvil.chain_id)
+    assert ours != V09.user_op_hash(op, anvil.chain_id)  # the magic itself is hashed
+    assert pack(signed)[7].endswith(signature + len(signature).to_bytes(2, "big") + PAYMASTER_SIG_MAGIC)
+    assert parse_user_operation(format_user_operation(signed)) == signed
+    with pytest.raises(InvalidParams, match="paymasterSignature"):
+        V08.user_op_hash(signed, anvil.chain_id)
 
 
 def test_eip7702_hash_uses_delegate(anvil):

@@ -37,7 +37,7 @@ class Config:
     host: str = _setting("127.0.0.1", "address the bundler's JSON-RPC server listens on")
     port: int = _setting(4337, "port the bundler's JSON-RPC server listens on")
     entry_points: list[str] = _setting(
-        ["0.7", "0.8"], "EntryPoint versions to serve (canonical addresses)", choices=("0.7", "0.8")
+        ["0.7", "0.8", "0.9"], "EntryPoint versions to serve (canonical addresses)", choices=("0.7", "0.8", "0.9")
     )
     private_key: list[str] = _setting(
         [], "executor private key (BUNDLER_PRIVATE_KEY takes a comma-separated list). "

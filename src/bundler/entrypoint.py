@@ -9,7 +9,8 @@ from .userop.model import UserOperation
 from eth_abi import encode
 from eth_hash.auto import keccak
 
-from .userop.packing import PACKED_USEROP_TYPE, pack, user_op_hash_v07, user_op_hash_v08
+from .errors import InvalidParams
+from .userop.packing import PACKED_USEROP_TYPE, pack, user_op_hash_v07, user_op_hash_v08, user_op_hash_v09
 
 HANDLE_OPS_SIGNATURE = f"handleOps({PACKED_USEROP_TYPE}[],address)"
 
@@ -17,7 +18,7 @@ HANDLE_OPS_SELECTOR = keccak(HANDLE_OPS_SIGNATURE.encode())[:4]
 
 
 def handle_ops_calldata(ops, beneficiary: str) -> bytes:
-    """handleOps(ops, beneficiary): the same for v0.7 and v0.8."""
+    """handleOps(ops, beneficiary): the same for v0.7, v0.8 and v0.9."""
     return HANDLE_OPS_SELECTOR + encode([f"{PACKED_USEROP_TYPE}[]", "address"], [[pack(op) for op in ops], beneficiary])
 
 
@@ -34,15 +35,31 @@ class EntryPointVersion:
     npm_package: str
     # CREATE2 salt under the deterministic deployer that yields the canonical address
     create2_salt: bytes
+    # the userOpHash: "v07" (keccak of the packed struct, EntryPoint and chain id) or "eip712"
+    # (v0.8+: an EIP-712 typed-data digest, EIP-7702 delegate in place of the initCode)
+    hash_scheme: str = "eip712"
+    # v0.9: a paymaster signature rides after paymasterData, outside the userOpHash
+    paymaster_signature: bool = False
+    # EIP-7702 accounts (factory 0x7702 and eip7702Auth)
+    supports_eip7702: bool = True
+    # EntryPointSimulations' own storage words every simulate* call reads (sim prefetch)
+    simulation_slots: tuple[int, ...] = ()
+    # False when the npm artifact does not reproduce `address` through the CREATE2 deployer:
+    # the dev chain then relocates the deployed code there (devchain/deploy.py)
+    reproducible: bool = True
 
     def user_op_hash(self, op: UserOperation, chain_id: int, eip7702_delegate: str | None = None) -> bytes:
-        if self.version == "0.7":
+        if op.paymaster_signature and not self.paymaster_signature:
+            raise InvalidParams(f"invalid paymasterSignature: EntryPoint v{self.version} has no paymaster "
+                                f"signature (v0.9 and later)")
+        if self.hash_scheme == "v07":
             return user_op_hash_v07(op, self.address, chain_id)
+        if self.paymaster_signature:
+            try:
+                return user_op_hash_v09(op, self.address, chain_id, eip7702_delegate)
+            except ValueError as e:  # the EntryPoint reverts on such a suffix
+                raise InvalidParams(f"invalid paymasterData: {e}") from None
         return user_op_hash_v08(op, self.address, chain_id, eip7702_delegate)
-
-    @property
-    def supports_eip7702(self) -> bool:
-        return self.version != "0.7"
 
     def artifact(self, name: str) -> dict:
         return artifacts.load(self.npm_package, name)
@@ -53,14 +70,29 @@ V07 = EntryPointVersion(
     address="0x0000000071727de22e5e9d8baf0edac6f37da032",
     npm_package="contracts-v07",
     create2_salt=bytes.fromhex("90d8084deab30c2a37c45e8d47f49f2f7965183cb6990a98943ef94940681de3"),
+    hash_scheme="v07",
+    supports_eip7702=False,
+    simulation_slots=(3, 4, 5, 6),
 )
 V08 = EntryPointVersion(
     version="0.8",
     address="0x4337084d9e255ff0702461cf8895ce9e3b5ff108",
     npm_package="contracts-v08",
     create2_salt=bytes.fromhex("0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9"),
+    simulation_slots=(4, 5),
 )
-ALL = (V07, V08)
+# npm 0.9.0-rc.1 does not reproduce the canonical address with any published salt (v0.8's salt
+# puts it at 0xf57e9e98da1eed5f7e4d5c6e76050bb9b3a4e0da): see devchain/deploy.py
+V09 = EntryPointVersion(
+    version="0.9",
+    address="0x433709009b8330fda32311df1c2afa402ed8d009",
+    npm_package="contracts-v09",
+    create2_salt=bytes.fromhex("0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9"),
+    paymaster_signature=True,
+    simulation_slots=(4, 5),
+    reproducible=False,
+)
+ALL = (V07, V08, V09)
 BY_ADDRESS = {ep.address: ep for ep in ALL}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import rlp
 from eth_abi import encode
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
@@ -57,12 +58,43 @@ def deploy_create2(url: str, salt: bytes, init_code: bytes, sender: str = ANVIL_
     return address
 
 
+def create_address(deployer: str, nonce: int) -> str:
+    return "0x" + keccak(rlp.encode([bytes.fromhex(deployer[2:]), nonce]))[12:].hex()
+
+
 def deploy_entry_point(url: str, ep: EntryPointVersion) -> str:
     init_code = bytes.fromhex(ep.artifact("EntryPoint")["bytecode"][2:])
     address = deploy_create2(url, ep.create2_salt, init_code)
     if address != ep.address:
-        raise RuntimeError(f"EntryPoint {ep.version} landed at {address}, expected {ep.address}")
-    return address
+        if ep.reproducible:
+            raise RuntimeError(f"EntryPoint {ep.version} landed at {address}, expected {ep.address}")
+        relocate_entry_point(url, ep, address)
+    return ep.address
+
+
+def relocate_entry_point(url: str, ep: EntryPointVersion, landed: str) -> None:
+    """DEV CHAIN ONLY. The npm artifact of `ep` does not reproduce its canonical address through
+    the CREATE2 deployer (v0.9.0-rc.1: no published salt does), so the EntryPoint deployed at
+    `landed` is copied to the canonical address, where clients look for it. Its one immutable
+    that names an address of its own is re-pointed: the SenderCreator it CREATEs first (nonce 1)
+    is copied to the canonical EntryPoint's nonce-1 address with its own immutable entryPoint
+    re-pointed too, which is also where EntryPointSimulations looks for it. The EIP-712 domain
+    is recomputed by the contract itself (its cached address differs from address(this))."""
+    if rpc(url, "eth_getCode", [ep.address, "latest"]) not in ("0x", "0x0"):
+        return
+    landed_b, canonical_b = bytes.fromhex(landed[2:]), bytes.fromhex(ep.address[2:])
+    landed_creator = create_address(landed, 1)
+    canonical_creator = create_address(ep.address, 1)
+    ep_code = bytes.fromhex(rpc(url, "eth_getCode", [landed, "latest"])[2:])
+    creator_code = bytes.fromhex(rpc(url, "eth_getCode", [landed_creator, "latest"])[2:])
+    if not creator_code or bytes.fromhex(landed_creator[2:]) not in ep_code or landed_b not in creator_code:
+        raise RuntimeError(f"EntryPoint {ep.version} at {landed}: its SenderCreator is not where expected")
+    ep_code = ep_code.replace(bytes.fromhex(landed_creator[2:]), bytes.fromhex(canonical_creator[2:]))
+    creator_code = creator_code.replace(landed_b, canonical_b)
+    rpc(url, "anvil_setCode", [canonical_creator, "0x" + creator_code.hex()])
+    rpc(url, "anvil_setCode", [ep.address, "0x" + ep_code.hex()])
+    rpc(url, "anvil_setNonce", [ep.address, "0x2"])  # as if it had created its SenderCreator
+    rpc(url, "evm_mine", [])
 
 
 def deploy_simple_account_factory(url: str, ep: EntryPointVersion) -> str:

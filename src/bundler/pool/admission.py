@@ -55,9 +55,9 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
             {"field": "preVerificationGas", "minimum": hex(need)},
         )
     if op.is_eip7702 and not ep.supports_eip7702:
-        raise InvalidParams(f"EIP-7702 UserOperations need EntryPoint v0.8 (got v{ep.version})")
+        raise InvalidParams(f"EIP-7702 UserOperations need EntryPoint v0.8 or later (got v{ep.version})")
     if op.eip7702_auth is not None and not ep.supports_eip7702:
-        raise InvalidParams(f"eip7702Auth needs EntryPoint v0.8 (got v{ep.version})")
+        raise InvalidParams(f"eip7702Auth needs EntryPoint v0.8 or later (got v{ep.version})")
 
 
 class Admission:

@@ -92,10 +92,6 @@ def simulation_code(ep: EntryPointVersion) -> bytes:
     return intern_code(bytes.fromhex(ep.artifact("EntryPointSimulations")["deployedBytecode"][2:]))
 
 
-# EntryPointSimulations' own storage words that every simulate* call reads (senderCreator,
-# the v0.8 EIP-712 domain cache...): measured on the 0.7.0 / 0.8.0 artifacts; a wrong guess here
-# only costs one word in a batch that is sent anyway, once per block.
-_EP_SIM_SLOTS = {"0.7": (3, 4, 5, 6), "0.8": (4, 5)}
 # ecrecover: every ECDSA-signed account calls it (py-evm reads the precompile's account)
 _ECRECOVER = (1).to_bytes(20, "big")
 # the owner of a SimpleAccount (and of most single-owner accounts) is slot 0
@@ -115,7 +111,9 @@ def prefetch_for_ops(base: BlockState, ops: Sequence[UserOperation], ep: EntryPo
     sender new to this block then needs no other node read."""
     ep_b = _b20(ep.address)
     addresses = [ep_b, _ECRECOVER]
-    slots: list[tuple[bytes, int]] = [(ep_b, s) for s in _EP_SIM_SLOTS.get(ep.version, ())]
+    # EntryPointSimulations' own words (senderCreator, the EIP-712 domain cache...): a wrong
+    # guess in the version data only costs one word in a batch that is sent anyway
+    slots: list[tuple[bytes, int]] = [(ep_b, s) for s in ep.simulation_slots]
     # getStakeInfo(address(0)) for an absent factory / paymaster / aggregator
     slots += _deposit_words(ep_b, ZERO_ADDRESS)
     for op in ops:

@@ -113,7 +113,8 @@ def parse_user_operation(obj: Any, *, for_estimation: bool = False) -> UserOpera
     paymaster = obj.get("paymaster")
     paymaster = None if paymaster in (None, "0x") else parse_address(paymaster, "paymaster")
     if paymaster is None:
-        for pm_field in ("paymasterData", "paymasterVerificationGasLimit", "paymasterPostOpGasLimit"):
+        for pm_field in ("paymasterData", "paymasterVerificationGasLimit", "paymasterPostOpGasLimit",
+                         "paymasterSignature"):
             if obj.get(pm_field) not in (None, "0x", "0x0", "0x00"):
                 raise InvalidParams(f"invalid {pm_field}: set without a paymaster")
     auth = obj.get("eip7702Auth")
@@ -133,6 +134,7 @@ def parse_user_operation(obj: Any, *, for_estimation: bool = False) -> UserOpera
         paymaster_verification_gas_limit=q("paymasterVerificationGasLimit"),
         paymaster_post_op_gas_limit=q("paymasterPostOpGasLimit"),
         paymaster_data=b("paymasterData"),
+        paymaster_signature=b("paymasterSignature"),
         eip7702_auth=None if auth is None else parse_authorization(auth),
     )
 
@@ -165,6 +167,8 @@ def format_user_operation(op: UserOperation) -> dict[str, Any]:
         out["paymasterVerificationGasLimit"] = _hex(op.paymaster_verification_gas_limit)
         out["paymasterPostOpGasLimit"] = _hex(op.paymaster_post_op_gas_limit)
         out["paymasterData"] = _data(op.paymaster_data)
+        if op.paymaster_signature:
+            out["paymasterSignature"] = _data(op.paymaster_signature)
     if op.eip7702_auth is not None:
         a = op.eip7702_auth
         out["eip7702Auth"] = {

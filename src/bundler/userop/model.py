@@ -42,6 +42,9 @@ class UserOperation:
     paymaster_verification_gas_limit: int = 0
     paymaster_post_op_gas_limit: int = 0
     paymaster_data: bytes = b""
+    # EntryPoint v0.9: the paymaster's signature, appended to paymasterAndData with a length and
+    # a magic suffix, and left out of the userOpHash (the paymaster may sign after the user)
+    paymaster_signature: bytes = b""
     eip7702_auth: Authorization | None = field(default=None, compare=False)
 
     @property

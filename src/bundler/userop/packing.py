@@ -38,15 +38,43 @@ def gas_fees(op: UserOperation) -> bytes:
     return op.max_priority_fee_per_gas.to_bytes(16, "big") + op.max_fee_per_gas.to_bytes(16, "big")
 
 
+# EntryPoint v0.9: paymasterAndData = ... paymasterData | paymasterSignature | uint16(len) | magic
+PAYMASTER_SIG_MAGIC = bytes.fromhex("22e325a297439656")  # keccak("PaymasterSignature")[:8]
+_PM_DATA_OFFSET = 52
+_PM_SUFFIX_LEN = len(PAYMASTER_SIG_MAGIC) + 2
+
+
 def paymaster_and_data(op: UserOperation) -> bytes:
     if op.paymaster is None:
         return b""
-    return (
+    out = (
         _addr(op.paymaster)
         + op.paymaster_verification_gas_limit.to_bytes(16, "big")
         + op.paymaster_post_op_gas_limit.to_bytes(16, "big")
         + op.paymaster_data
     )
+    if op.paymaster_signature:
+        out += op.paymaster_signature + len(op.paymaster_signature).to_bytes(2, "big") + PAYMASTER_SIG_MAGIC
+    return out
+
+
+def paymaster_signature_length(pm_and_data: bytes) -> int:
+    """v0.9's UserOperationLib.getPaymasterSignatureLength: the length of a signature suffix
+    (0 without the magic); ValueError where the EntryPoint reverts (a length that does not fit)."""
+    if len(pm_and_data) < _PM_DATA_OFFSET + _PM_SUFFIX_LEN or pm_and_data[-8:] != PAYMASTER_SIG_MAGIC:
+        return 0
+    length = int.from_bytes(pm_and_data[-_PM_SUFFIX_LEN:-8], "big")
+    if length > len(pm_and_data) - _PM_DATA_OFFSET - _PM_SUFFIX_LEN:
+        raise ValueError(f"paymaster signature length {length} does not fit in paymasterAndData")
+    return length
+
+
+def paymaster_data_hash_v09(pm_and_data: bytes) -> bytes:
+    """v0.9's paymasterDataKeccak: the signature suffix is not hashed, the magic is."""
+    length = paymaster_signature_length(pm_and_data)
+    if not length:
+        return keccak(pm_and_data)
+    return keccak(pm_and_data[:len(pm_and_data) - length - _PM_SUFFIX_LEN] + PAYMASTER_SIG_MAGIC)
 
 
 def pack(op: UserOperation) -> tuple:
@@ -88,7 +116,7 @@ def _w_int(n: int) -> bytes:
     return n.to_bytes(32, "big")  # OverflowError for negative or >= 2**256, like eth_abi refuses
 
 
-def _struct_words(op: UserOperation, eip7702_delegate: str | None) -> bytes:
+def _struct_words(op: UserOperation, eip7702_delegate: str | None, pm_hash: bytes | None = None) -> bytes:
     return b"".join((
         _w_addr(op.sender),
         _w_int(op.nonce),
@@ -97,7 +125,7 @@ def _struct_words(op: UserOperation, eip7702_delegate: str | None) -> bytes:
         account_gas_limits(op),
         _w_int(op.pre_verification_gas),
         gas_fees(op),
-        keccak(paymaster_and_data(op)),
+        keccak(paymaster_and_data(op)) if pm_hash is None else pm_hash,
     ))
 
 
@@ -120,6 +148,15 @@ def user_op_hash_v08(
     op: UserOperation, entry_point: str, chain_id: int, eip7702_delegate: str | None = None
 ) -> bytes:
     struct_hash = keccak(PACKED_USEROP_TYPEHASH + _struct_words(op, eip7702_delegate))
+    return keccak(b"\x19\x01" + domain_separator_v08(entry_point, chain_id) + struct_hash)
+
+
+def user_op_hash_v09(
+    op: UserOperation, entry_point: str, chain_id: int, eip7702_delegate: str | None = None
+) -> bytes:
+    """v0.8's EIP-712 hash, but a paymaster signature suffix stays outside it (the magic in)."""
+    pm_hash = paymaster_data_hash_v09(paymaster_and_data(op))
+    struct_hash = keccak(PACKED_USEROP_TYPEHASH + _struct_words(op, eip7702_delegate, pm_hash))
     return keccak(b"\x19\x01" + domain_separator_v08(entry_point, chain_id) + struct_hash)
 
 
@@ -155,3 +192,4 @@ def unpack(packed: tuple) -> UserOperation:
         paymaster_post_op_gas_limit=int.from_bytes(pm_and_data[36:52], "big") if paymaster else 0,
         paymaster_data=pm_and_data[52:] if paymaster else b"",
     )
+
