@@ -768,8 +768,10 @@ class PostgresStore(WriteBehind):
             return
         self._stop_writer()
         try:
-            try:  # a clean stop: nothing of ours is left to take over once the lease row is gone
+            try:  # a clean stop: the lease ends now (others adopt what is left) and the keys are
+                # free when this returns (closing alone frees them whenever the server gets to it)
                 self._read.execute("UPDATE bundler_instances SET lease_until = 0 WHERE id = %s", (self.instance_id,))
+                self._read.execute("SELECT pg_advisory_unlock_all()")
             except psycopg.Error:
                 pass
             self._read.close()  # releases the executor locks
