@@ -198,10 +198,12 @@ class RelayStore:
                 conn.execute(POSTGRES_SCHEMA)
 
     @classmethod
-    def sqlite(cls, path: str) -> "RelayStore":
+    def sqlite(cls, path: str, synchronous: str = "full") -> "RelayStore":
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
+            # the bundler's own setting (--store-sync): full survives power loss
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if synchronous.lower() == 'normal' else 'FULL'}")
         conn.execute("PRAGMA busy_timeout=30000")
         return cls(conn, "sqlite")
 
@@ -369,5 +371,5 @@ def open_relay_store(config, store) -> RelayStore:
     if kind == "postgres":
         return RelayStore.postgres(config.postgres_dsn)
     if kind == "sqlite":
-        return RelayStore.sqlite(str(store.path))
+        return RelayStore.sqlite(str(store.path), getattr(config, "store_sync", "full"))
     return RelayStore.sqlite(":memory:")
