@@ -4,6 +4,7 @@ with `bundler relay-rotate-key`."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 from cryptography.fernet import Fernet
@@ -47,6 +48,13 @@ def store_checks(store: RelayStore) -> None:
     store.update_call("call_1", status="pending", user_op_hash="0x01")
     assert [c.id for c in store.calls(statuses=("pending",))] == ["call_1"]
     assert [c.id for c in store.calls(statuses=("queued",), grant_id="grant_2")] == ["call_3"]
+    # a claim succeeds once (two instances never dispatch one call)
+    assert store.transition_call("call_3", ("queued",), status="dispatching")
+    assert not store.transition_call("call_3", ("queued",), status="dispatching")
+    store.requeue_stale_dispatching(claimed_before=0)  # claimed just now: kept
+    assert store.get_call("call_3").status == "dispatching"
+    store.requeue_stale_dispatching(claimed_before=time.time() + 1)
+    assert store.get_call("call_3").status == "queued"
     assert store.use_request_nonce("cred:cred_1", "n" * 16, 10.0)
     assert not store.use_request_nonce("cred:cred_1", "n" * 16, 10.0)  # a replay
     assert store.use_request_nonce("cred:cred_2", "n" * 16, 10.0)
