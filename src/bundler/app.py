@@ -26,6 +26,7 @@ from .pool.mempool import Mempool
 from .pool.reputation import ReputationRules
 from .rpc.methods import debug_registry, eth_registry
 from .rpc.edge import EdgePolicy
+from .rpc.fee_methods import fee_registry
 from .rpc.forward import ForwardPolicy
 from .rpc.ratelimit import ClientRateLimiter
 from .rpc.server import build_app
@@ -122,7 +123,8 @@ class Bundler:
             capacity=self.capacity,
         )
         self.estimator = Estimator(head=self.head, simulator=self.simulator, config=self.config,
-                                   chain_id=self.chain_id, sessions=self.sessions)
+                                   chain_id=self.chain_id, sessions=self.sessions,
+                                   queued_nonce=self.admission.nonce_override)
         self.requeue = Requeue(self.admission, self.store, concurrency=max(2, 2 * self.config.sim_workers))
         self.watcher = ChainWatcher(self.node, self.head, self.config.reorg_depth, self.builder.on_reorged)
         self.builder.requeue = self.requeue
@@ -140,6 +142,7 @@ class Bundler:
                                    self.config.receipt_lookback_blocks)
         registry = eth_registry(self)
         registry.merge(session_registry(self))
+        registry.merge(fee_registry(self))
         if self.config.debug_api:
             registry.merge(debug_registry(self))
         if self.config.relay:

@@ -88,7 +88,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             or os.environ.get("BUNDLER_KEYSTORE_FILE")):
         overrides["private_key"] = [DEV_EXECUTOR_KEY]
     temp_data_dir = None
-    node = start_anvil(port=args.node_port, chain_id=args.chain_id, block_time=args.block_time)
+    node = start_anvil(port=args.node_port, chain_id=args.chain_id, block_time=args.block_time,
+                       die_with_parent=True)
     try:
         deployment = deploy_all(node.url)
         sessions = deploy_sessions(node.url, with_token=True)
