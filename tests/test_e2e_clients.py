@@ -79,6 +79,13 @@ async def test_viem_bundler_client_v08(anvil, auto_bundler):
     await _run("viem-v08", anvil, auto_bundler)
 
 
+async def test_viem_bundler_client_v09_eip7702(anvil, auto_bundler):
+    """viem createBundlerClient + viem's Simple7702Account on EntryPoint v0.9 (all viem defaults:
+    canonical EntryPoint and delegate addresses): the first op carries the authorization and
+    delegates the EOA, the second is a plain op. (permissionless 0.4.1 has no v0.9 account.)"""
+    await _run("viem-v09", anvil, auto_bundler)
+
+
 async def test_permissionless_smart_account_client_v07(anvil, auto_bundler):
     """permissionless createSmartAccountClient + SimpleAccount on EntryPoint v0.7: deploy op, plain op."""
     await _run("permissionless-v07", anvil, auto_bundler)

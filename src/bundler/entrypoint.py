@@ -42,11 +42,16 @@ class EntryPointVersion:
     paymaster_signature: bool = False
     # EIP-7702 accounts (factory 0x7702 and eip7702Auth)
     supports_eip7702: bool = True
+    # v0.9: a validity range with the top bit set in both bounds is of block numbers
+    block_range_validity: bool = False
     # EntryPointSimulations' own storage words every simulate* call reads (sim prefetch)
     simulation_slots: tuple[int, ...] = ()
     # False when the npm artifact does not reproduce `address` through the CREATE2 deployer:
     # the dev chain then relocates the deployed code there (devchain/deploy.py)
     reproducible: bool = True
+    # the Simple7702Account delegate clients use by default for this version (viem's
+    # toSimple7702SmartAccount), when the dev chain must provide it; None: not deployed
+    simple_7702_account: str | None = None
 
     def user_op_hash(self, op: UserOperation, chain_id: int, eip7702_delegate: str | None = None) -> bytes:
         if op.paymaster_signature and not self.paymaster_signature:
@@ -89,8 +94,10 @@ V09 = EntryPointVersion(
     npm_package="contracts-v09",
     create2_salt=bytes.fromhex("0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9"),
     paymaster_signature=True,
+    block_range_validity=True,
     simulation_slots=(4, 5),
     reproducible=False,
+    simple_7702_account="0xa46cc63ebf4bd77888aa327837d20b23a63a56b5",
 )
 ALL = (V07, V08, V09)
 BY_ADDRESS = {ep.address: ep for ep in ALL}

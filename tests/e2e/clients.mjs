@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // End-to-end check of the bundler with real, unmodified ERC-4337 clients from npm.
 //
-//   node tests/e2e/clients.mjs --client viem-v08|permissionless-v07|all \
+//   node tests/e2e/clients.mjs --client viem-v08|viem-v09|permissionless-v07|all \
 //        --bundler http://127.0.0.1:PORT --node http://127.0.0.1:PORT
 //
 // URLs may also come from the environment (BUNDLER_URL, NODE_URL) and the client from
@@ -25,6 +25,8 @@ import {
   createBundlerClient,
   entryPoint07Address,
   entryPoint08Address,
+  entryPoint09Address,
+  toSimple7702SmartAccount,
 } from "viem/account-abstraction";
 // Subpath imports on purpose: the package root (and "permissionless/accounts") start a
 // dynamic import("ox") for passkey accounts; ox is an optional peer dependency that the
@@ -69,10 +71,10 @@ function parseArgs(argv) {
   if (positional[1]) out.node = positional[1];
   if (positional[2]) out.client = positional[2];
   if (!out.bundler || !out.node) {
-    throw new Error("usage: clients.mjs --bundler URL --node URL [--client viem-v08|permissionless-v07|all] "
+    throw new Error("usage: clients.mjs --bundler URL --node URL [--client viem-v08|viem-v09|permissionless-v07|all] "
       + "(or BUNDLER_URL / NODE_URL in the environment)");
   }
-  if (!["viem-v08", "permissionless-v07", "all"].includes(out.client)) {
+  if (!["viem-v08", "viem-v09", "permissionless-v07", "all"].includes(out.client)) {
     throw new Error(`unknown client ${out.client}`);
   }
   return out;
@@ -203,10 +205,10 @@ async function checkSupported(label, bundlerClient, epAddress) {
 }
 
 // Send one op through `client.sendUserOperation`, wait for its receipt, check it landed.
-async function sendAndCheck(label, step, { client, waiter, publicClient, account, target, value, expectDeployed }) {
+async function sendAndCheck(label, step, { client, waiter, publicClient, account, target, value, expectDeployed, authorization }) {
   const before = await publicClient.getBalance({ address: target });
   const started = Date.now();
-  const hash = await client.sendUserOperation({ calls: [{ to: target, value, data: "0x" }] });
+  const hash = await client.sendUserOperation({ calls: [{ to: target, value, data: "0x" }], authorization });
   check(`${label}: ${step}: eth_sendUserOperation returned a hash`, /^0x[0-9a-fA-F]{64}$/.test(hash), { hash });
   const receipt = await waiter.waitForUserOperationReceipt({ hash, timeout: RECEIPT_TIMEOUT_MS, pollingInterval: 250 });
   check(`${label}: ${step}: receipt success`, receipt.success === true,
@@ -234,10 +236,8 @@ function randomTarget() {
 // ---------------------------------------------------------------------------------------
 // 1. viem createBundlerClient, SimpleAccount on EntryPoint v0.8
 
-async function runViem(bundlerUrl, nodeUrl) {
-  const label = "viem-v08";
-  const { chain, publicClient, funder } = await setup(nodeUrl);
-  const { account } = await makeAccount(label, publicClient, entryPoint08Address, "0.8");
+// a funded account behind viem's createBundlerClient, checked to be served by the bundler
+async function viemBundlerClient(label, bundlerUrl, { chain, publicClient, funder }, account, epAddress) {
   await fundAccount(label, publicClient, funder, account.address);
   const bundlerClient = createBundlerClient({
     account,
@@ -246,15 +246,50 @@ async function runViem(bundlerUrl, nodeUrl) {
     transport: recordingTransport(bundlerUrl),
     pollingInterval: 250,
   });
-  await checkSupported(label, bundlerClient, entryPoint08Address);
-  const target = randomTarget();
-  const common = { client: bundlerClient, waiter: bundlerClient, publicClient, account, target };
+  await checkSupported(label, bundlerClient, epAddress);
+  return { client: bundlerClient, waiter: bundlerClient, publicClient, account, target: randomTarget() };
+}
+
+async function runViem(bundlerUrl, nodeUrl) {
+  const label = "viem-v08";
+  const env = await setup(nodeUrl);
+  const { account } = await makeAccount(label, env.publicClient, entryPoint08Address, "0.8");
+  const common = await viemBundlerClient(label, bundlerUrl, env, account, entryPoint08Address);
   await sendAndCheck(label, "op 1 (deploys account, 1 wei)", { ...common, value: 1n, expectDeployed: true });
   await sendAndCheck(label, "op 2 (plain call, 2 wei)", { ...common, value: 2n, expectDeployed: false });
   emit({ check: `${label}: done`, ok: true });
 }
 
-// 2. permissionless createSmartAccountClient, SimpleAccount on EntryPoint v0.7
+// 2. viem createBundlerClient, its own Simple7702Account (EIP-7702) on EntryPoint v0.9, all
+//    defaults: the owner signs the authorization for the first op, the bundler sends it as type 4
+
+async function runViem09(bundlerUrl, nodeUrl) {
+  const label = "viem-v09";
+  const env = await setup(nodeUrl);
+  const { chain, publicClient } = env;
+  const owner = privateKeyToAccount(generatePrivateKey());
+  const account = await toSimple7702SmartAccount({ client: publicClient, owner, entryPoint: "0.9" });
+  check(`${label}: the account is the owner's EOA on EntryPoint v0.9`,
+    getAddress(account.address) === getAddress(owner.address)
+      && getAddress(account.entryPoint.address) === getAddress(entryPoint09Address)
+      && account.entryPoint.version === "0.9",
+    { account: account.address, entryPoint: account.entryPoint });
+  const common = await viemBundlerClient(label, bundlerUrl, env, account, entryPoint09Address);
+  // as viem's docs do it: the owner signs the EIP-7702 authorization, the op carries it
+  const authorization = await owner.signAuthorization({
+    chainId: chain.id,
+    contractAddress: account.authorization.address,
+    nonce: await publicClient.getTransactionCount({ address: owner.address }),
+  });
+  await sendAndCheck(label, "op 1 (delegates the EOA, 1 wei)", { ...common, value: 1n, expectDeployed: true, authorization });
+  const code = await publicClient.getCode({ address: account.address });
+  check(`${label}: the EOA delegates to viem's Simple7702Account for v0.9`,
+    code?.toLowerCase() === ("0xef0100" + account.authorization.address.slice(2)).toLowerCase(), { code });
+  await sendAndCheck(label, "op 2 (plain call, 2 wei)", { ...common, value: 2n, expectDeployed: false });
+  emit({ check: `${label}: done`, ok: true });
+}
+
+// 3. permissionless createSmartAccountClient, SimpleAccount on EntryPoint v0.7
 
 async function runPermissionless(bundlerUrl, nodeUrl) {
   const label = "permissionless-v07";
@@ -295,6 +330,7 @@ async function main() {
   }
   const runs = [];
   if (args.client === "viem-v08" || args.client === "all") runs.push(["viem-v08", runViem]);
+  if (args.client === "viem-v09" || args.client === "all") runs.push(["viem-v09", runViem09]);
   if (args.client === "permissionless-v07" || args.client === "all") runs.push(["permissionless-v07", runPermissionless]);
   let failed = false;
   for (const [name, run] of runs) {

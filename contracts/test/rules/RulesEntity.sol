@@ -180,11 +180,18 @@ contract RulesEntity is RulesBase {
         external
         returns (uint256)
     {
-        _behave(userOp.signature, userOp.sender, msg.sender);
+        uint256 validationData = _validationData(userOp.signature);
+        if (validationData == 0) _behave(userOp.signature, userOp.sender, msg.sender);
         if (missingAccountFunds > 0) {
             (bool ok,) = payable(msg.sender).call{value: missingAccountFunds}("");
             (ok);
         }
+        return validationData;
+    }
+
+    /// payload = 0xbb | validationData (32 bytes): returned as is (validity ranges)
+    function _validationData(bytes calldata payload) private pure returns (uint256) {
+        if (payload.length == 33 && payload[0] == 0xbb) return uint256(bytes32(payload[1:33]));
         return 0;
     }
 
@@ -193,6 +200,14 @@ contract RulesEntity is RulesBase {
         returns (bytes memory context, uint256 validationData)
     {
         bytes calldata payload = userOp.paymasterAndData[52:];
+        // EntryPoint v0.9: a paymaster signature suffix (signature | uint16 length | magic) is not
+        // part of the command
+        if (payload.length >= 10 && bytes8(payload[payload.length - 8:]) == bytes8(0x22e325a297439656)) {
+            uint256 sigLen = uint16(bytes2(payload[payload.length - 10:payload.length - 8]));
+            payload = payload[:payload.length - 10 - sigLen];
+        }
+        uint256 validationData = _validationData(payload);
+        if (validationData != 0) return ("", validationData);
         _behave(payload, userOp.sender, msg.sender);
         if (payload.length > 21 && keccak256(payload[21:]) == keccak256("CONTEXT")) return ("a context", 0);
         return ("", 0);

@@ -25,6 +25,7 @@ def create2_address(salt: bytes, init_code: bytes) -> str:
 class Deployment:
     entry_points: dict[str, str] = field(default_factory=dict)  # version -> address
     factories: dict[str, str] = field(default_factory=dict)  # version -> SimpleAccountFactory
+    simple_7702_accounts: dict[str, str] = field(default_factory=dict)  # version -> Simple7702Account
 
 
 def _wait_receipt(url: str, tx_hash: str, timeout: float = 30.0) -> dict:
@@ -102,11 +103,29 @@ def deploy_simple_account_factory(url: str, ep: EntryPointVersion) -> str:
     return deploy_create2(url, FACTORY_SALT, bytecode + encode(["address"], [ep.address]))
 
 
+def deploy_simple_7702_account(url: str, ep: EntryPointVersion) -> str | None:
+    """The version's Simple7702Account at the address clients default to. DEV CHAIN ONLY for
+    v0.9: npm 0.9.0-rc.1's Simple7702Account (constructor: the EntryPoint) does not land at
+    viem's default address through the CREATE2 deployer, so its code (no immutable that names
+    its own address) is copied there."""
+    if ep.simple_7702_account is None:
+        return None
+    bytecode = bytes.fromhex(ep.artifact("Simple7702Account")["bytecode"][2:])
+    landed = deploy_create2(url, FACTORY_SALT, bytecode + encode(["address"], [ep.address]))
+    if landed != ep.simple_7702_account and rpc(url, "eth_getCode", [ep.simple_7702_account, "latest"]) in ("0x", "0x0"):
+        rpc(url, "anvil_setCode", [ep.simple_7702_account, rpc(url, "eth_getCode", [landed, "latest"])])
+        rpc(url, "evm_mine", [])
+    return ep.simple_7702_account
+
+
 def deploy_all(url: str) -> Deployment:
     out = Deployment()
     for ep in ALL:
         out.entry_points[ep.version] = to_checksum_address(deploy_entry_point(url, ep))
         out.factories[ep.version] = to_checksum_address(deploy_simple_account_factory(url, ep))
+        delegate = deploy_simple_7702_account(url, ep)
+        if delegate is not None:
+            out.simple_7702_accounts[ep.version] = to_checksum_address(delegate)
     return out
 
 

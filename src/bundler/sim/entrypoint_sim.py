@@ -147,7 +147,8 @@ def _stake(t: tuple) -> StakeInfo:
     return StakeInfo(stake=t[0], unstake_delay_sec=t[1])
 
 
-def decode_validation_result(output: bytes, gas_used: int, block_number: int) -> ValidationResult:
+def decode_validation_result(output: bytes, gas_used: int, block_number: int,
+                             block_ranges: bool = False) -> ValidationResult:
     ((ret, sender, factory, paymaster, agg),) = decode([VALIDATION_RESULT_TYPE], output)
     pre_op_gas, prefund, account_vd, paymaster_vd, context = ret
     agg_address, agg_stake = agg
@@ -156,8 +157,8 @@ def decode_validation_result(output: bytes, gas_used: int, block_number: int) ->
     return ValidationResult(
         pre_op_gas=pre_op_gas,
         prefund=prefund,
-        account=ValidationData.unpack(account_vd),
-        paymaster=ValidationData.unpack(paymaster_vd),
+        account=ValidationData.unpack(account_vd, block_ranges),
+        paymaster=ValidationData.unpack(paymaster_vd, block_ranges),
         paymaster_context=context,
         sender_info=_stake(sender),
         factory_info=_stake(factory),
@@ -184,7 +185,7 @@ def simulate_validation(
     data = SEL_SIMULATE_VALIDATION + encode([PACKED_USEROP_TYPE], [pack(op)])
     res = session.call(sender=caller, to=ep.address, data=data, gas=gas)
     if res.success:
-        return decode_validation_result(res.output, res.gas_used, block_number)
+        return decode_validation_result(res.output, res.gas_used, block_number, ep.block_range_validity)
     return decode_failure(res.output, res.error)
 
 
@@ -421,8 +422,8 @@ def measure_gas(
         paymaster_post_op_gas_limit=limits["paymaster_post_op_gas_limit"],
         confirmed=confirmed,
         confirm_failure=confirm_failure,
-        account=ValidationData.unpack(account_vd),
-        paymaster=ValidationData.unpack(paymaster_vd),
+        account=ValidationData.unpack(account_vd, ep.block_range_validity),
+        paymaster=ValidationData.unpack(paymaster_vd, ep.block_range_validity),
         paid=paid,
         block_number=block_number,
     )

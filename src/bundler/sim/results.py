@@ -20,6 +20,9 @@ from ..errors import (
 
 UINT48_MAX = (1 << 48) - 1
 ADDRESS_MASK = (1 << 160) - 1
+# EntryPoint v0.9: validAfter and validUntil both above this flag are block numbers (masked)
+VALIDITY_BLOCK_RANGE_FLAG = 1 << 47
+VALIDITY_BLOCK_RANGE_MASK = VALIDITY_BLOCK_RANGE_FLAG - 1
 
 
 selector = function_signature_to_4byte_selector
@@ -61,17 +64,28 @@ class ValidationData:
     sig_failed: bool
     valid_after: int
     valid_until: int  # 0 in the packed form means "forever": stored here as 2**48-1
+    # v0.9: the range is of block numbers (valid after block valid_after, up to valid_until)
+    block_range: bool = False
 
     @classmethod
-    def unpack(cls, raw: int) -> "ValidationData":
+    def unpack(cls, raw: int, block_ranges: bool = False) -> "ValidationData":
+        """`block_ranges`: the EntryPoint reads a range with the top bit set in both bounds as
+        block numbers (v0.9's VALIDITY_BLOCK_RANGE_FLAG); older ones read every range as times."""
         agg = raw & ADDRESS_MASK
-        valid_until = (raw >> 160) & UINT48_MAX
+        valid_until = ((raw >> 160) & UINT48_MAX) or UINT48_MAX
+        valid_after = (raw >> 208) & UINT48_MAX
+        block_range = (block_ranges and valid_after > VALIDITY_BLOCK_RANGE_FLAG
+                       and valid_until > VALIDITY_BLOCK_RANGE_FLAG)
+        if block_range:
+            valid_after &= VALIDITY_BLOCK_RANGE_MASK
+            valid_until &= VALIDITY_BLOCK_RANGE_MASK
         return cls(
             raw=raw,
             aggregator=None if agg in (0, 1) else _address_or_none(agg),
             sig_failed=agg == 1,
-            valid_after=(raw >> 208) & UINT48_MAX,
-            valid_until=valid_until or UINT48_MAX,
+            valid_after=valid_after,
+            valid_until=valid_until,
+            block_range=block_range,
         )
 
 
@@ -102,13 +116,16 @@ class ValidationResult:
     block_number: int  # the pinned block the state was read at
     trace: Any = None  # what a tracer reported (next phase: ERC-7562 findings)
 
+    # the time range (block ranges are checked against the block by validation_error, at
+    # admission and again at the second validation)
     @property
     def valid_after(self) -> int:
-        return max(self.account.valid_after, self.paymaster.valid_after)
+        return max((vd.valid_after for vd in (self.account, self.paymaster) if not vd.block_range), default=0)
 
     @property
     def valid_until(self) -> int:
-        return min(self.account.valid_until, self.paymaster.valid_until)
+        return min((vd.valid_until for vd in (self.account, self.paymaster) if not vd.block_range),
+                   default=UINT48_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +284,19 @@ def validation_error(
         )
     for who, vd, extra in (("account", acct, {}), ("paymaster", pm, pm_data)):
         data = {"validAfter": vd.valid_after, "validUntil": vd.valid_until, **extra}
+        if vd.block_range:
+            # the earliest block the op can be in is the one after the block it was validated on
+            block = result.block_number + 1
+            data["blockRange"] = True
+            if block <= vd.valid_after:
+                return TimeRangeInvalid(
+                    f"UserOperation is not valid yet: the {who} returned a block range valid after block "
+                    f"{vd.valid_after}, and the next block is {block}", data)
+            if block > vd.valid_until:
+                return TimeRangeInvalid(
+                    f"UserOperation expired: the {who} returned a block range valid up to block "
+                    f"{vd.valid_until}, and the next block is {block}", data)
+            continue
         if vd.valid_after > now:
             return TimeRangeInvalid(
                 f"UserOperation is not valid yet: the {who} returned validAfter {vd.valid_after}, "
