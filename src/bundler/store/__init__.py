@@ -1,8 +1,10 @@
 from .base import Store, ops_in_order
 from .memory import MemoryStore
-from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, TxAttempt
+from .records import (
+    Budget, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, Sponsorship, SponsorshipState, TxAttempt,
+)
 
-__all__ = ["InflightTx", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "SessionActivity", "Store", "TxAttempt",
+__all__ = ["Budget", "InflightTx", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "SessionActivity", "Sponsorship", "SponsorshipState", "Store", "TxAttempt",
            "open_store", "ops_in_order"]
 
 
