@@ -28,6 +28,8 @@ from .pool.capacity import CapacityGuard
 from .pool.mempool import Mempool
 from .pool.reputation import ReputationRules
 from .rpc.methods import debug_registry, eth_registry
+from .rpc.edge import EdgePolicy
+from .rpc.forward import ForwardPolicy
 from .rpc.ratelimit import ClientRateLimiter
 from .rpc.server import build_app
 from .rpc.session_methods import session_registry
@@ -149,7 +151,8 @@ class Bundler:
         if self.config.debug_api:
             registry.merge(debug_registry(self))
         app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch,
-                        extra_routes=self._extra_routes, rate_limiter=self.rate_limiter)
+                        extra_routes=self._extra_routes, rate_limiter=self.rate_limiter,
+                        forward=ForwardPolicy.from_config(self.config), edge=EdgePolicy.from_config(self.config))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)

@@ -33,8 +33,8 @@ def _setup_logging(config: cfg.Config, args: argparse.Namespace) -> None:
         )
 
 
-def _load(args: argparse.Namespace, **overrides) -> cfg.Config:
-    config = cfg.load(args, **overrides)
+def _load(args: argparse.Namespace, defaults: dict | None = None, **overrides) -> cfg.Config:
+    config = cfg.load(args, defaults=defaults, **overrides)
     # read once; child processes (simulation workers) must not inherit them
     cfg.scrub_secret_env()
     return config
@@ -81,6 +81,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from .devchain import ANVIL_ACCOUNT0, ANVIL_ACCOUNT0_KEY, deploy_all, deploy_sessions, fund, start_anvil
 
     overrides = {"debug_api": True if args.debug_api is None else args.debug_api}
+    # a dev chain serves local tools and the app under development: loopback clients are not
+    # rate-limited and any web page may call the public methods (debug_* never cross-origin)
+    dev_defaults = {"rate_limit_exempt_loopback": True, "cors_origins": ["*"]}
     if not (args.private_key or args.private_key_file or args.keystore_file
             or os.environ.get("BUNDLER_PRIVATE_KEY") or os.environ.get("BUNDLER_PRIVATE_KEY_FILE")
             or os.environ.get("BUNDLER_KEYSTORE_FILE")):
@@ -91,7 +94,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         deployment = deploy_all(node.url)
         sessions = deploy_sessions(node.url, with_token=True)
         overrides["rpc_url"] = node.url
-        config = _load(args, **overrides)
+        config = _load(args, dev_defaults, **overrides)
         if not config.data_dir:
             # the dev chain starts empty every time, so by default its bundler state does too:
             # a temporary data dir removed at exit (give --data-dir to keep it)
