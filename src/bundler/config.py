@@ -150,6 +150,20 @@ class Config:
     rate_limit_forwarded_for: bool = _setting(
         False, "behind a reverse proxy: take the client IP from the last X-Forwarded-For entry"
     )
+    relay: bool = _setting(
+        False, "serve the session relay API under /relay/v1 (backends act for accounts through session keys "
+               "this server holds; docs/relay.md); on by default in `bundler dev`")
+    relay_master_key: list[str] = _setting(
+        [], "Fernet master key(s) encrypting the relay's session keys at rest, newest first (the first "
+            "encrypts, all decrypt: rotation); prefer BUNDLER_RELAY_MASTER_KEY or --relay-master-key-file",
+        secret=True)
+    relay_master_key_file: str = _setting(
+        "", "file with the relay master key(s), one per line, newest first (# starts a comment)")
+    relay_max_clock_skew_s: float = _setting(
+        300.0, "a signed relay request whose timestamp is further than this from the server's clock is refused")
+    relay_nonce_lanes: int = _setting(
+        4, "nonce lanes (EntryPoint nonce keys 1..N) per account, so several relay calls are in flight at once")
+    relay_webhook_max_tries: int = _setting(6, "attempts of one webhook delivery (exponential backoff between them)")
     balance_refresh_s: float = _setting(15.0, "seconds between refreshes of the executor balance metrics")
     # gas sponsorship: the ERC-7677 paymaster service (docs/paymaster.md)
     paymaster_signer_key: str = _setting(
@@ -353,7 +367,7 @@ def validate(cfg: Config) -> None:
     if cfg.paymaster_path and not cfg.paymaster_path.startswith("/"):
         raise ConfigError(f"--paymaster-path: {cfg.paymaster_path!r} must start with /")
     for name in ("max_batch", "max_body_bytes", "max_bundle_ops", "max_mempool_ops", "rate_limit_burst",
-                 "get_logs_max_blocks"):
+                 "get_logs_max_blocks", "relay_nonce_lanes", "relay_webhook_max_tries"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
 
