@@ -3,7 +3,6 @@ fails, sign, send, replace if stuck, and record the outcome of every op."""
 from __future__ import annotations
 
 import asyncio
-import re
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
 from ..pool.eip7702 import GAS_PER_AUTHORIZATION
 from ..metrics import NullMetrics, drop_reason_label
 from ..pool.mempool import Mempool, PoolEntry
+from ..pool.reputation import failure_code
 from ..pool.requeue import Requeue, entry_from_record
 from ..pool.safe import SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
@@ -255,6 +255,10 @@ class Builder:
         limit = min(self.config.max_bundle_gas, header.gas_limit)
         gate = self.reputation.bundle_gate(ep, header.number) if self.reputation else None
         authorized: set[str] = set()  # senders with an EIP-7702 authorization in this bundle
+        # STO-041: no op in the bundle touches the storage of another op's sender in it; the
+        # later one (by fee order) waits for the next bundle instead of being refused
+        senders: set[str] = set()
+        touched: set[str] = set()
         # senders and paymasters of ops in other bundles in flight wait for those to settle
         # (a later nonce would fail before the earlier one is mined; a shared deposit could run out)
         busy = {e.op.sender for e in self._reserved.values()} | {
@@ -275,6 +279,9 @@ class Builder:
                 continue
             if op.eip7702_auth is not None and op.sender in authorized:
                 continue  # one authorization per sender and bundle; the next one waits
+            storage = self.safe.others_storage(entry)
+            if op.sender in touched or storage & senders:
+                continue  # STO-041: stays pending for a later bundle
             if gate is not None:
                 verdict, reason = gate.check(entry)
                 if verdict == "drop":
@@ -284,6 +291,8 @@ class Builder:
                     continue
             if op.eip7702_auth is not None:
                 authorized.add(op.sender)
+            senders.add(op.sender)
+            touched.update(storage)
             selected.append(entry)
             gas += op.total_gas_limit()
             if len(selected) >= self.config.max_bundle_ops:
@@ -433,6 +442,8 @@ class Builder:
             return selected
         keep = []
         for entry, error in await self.safe.revalidate(self.simulator, ep, header, selected):
+            if entry.hash in dropped:
+                continue  # dropped meanwhile: an entity it uses was banned by an earlier failure
             if error is None:
                 keep.append(entry)
             elif isinstance(error, NodeError):
@@ -443,9 +454,16 @@ class Builder:
                 reason = f"failed second validation: {error.message}"
                 dropped[entry.hash] = reason
                 self.drop(entry, reason, error.code)
-                if self.reputation is not None:  # a re-validation failure costs no ban (EREP-030)
-                    aa = re.match(r"AA\d\d", error.message)
-                    self.reputation.bundle_failure(entry, aa.group(0) if aa else None, ban=False)
+                if self.reputation is None:
+                    continue
+                # only a staked entity at fault is banned for it (SREP-050, EREP-020/030)
+                code = failure_code(error.message, error.data)
+                for other in self.reputation.bundle_failure(entry, code, second_validation=True):
+                    why = f"an entity it uses was banned: {reason}"
+                    keep = [e for e in keep if e is not other]
+                    if any(other is e for e in selected):
+                        dropped[other.hash] = why
+                    self.drop(other, why, EntityThrottled.code)
         return keep
 
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,

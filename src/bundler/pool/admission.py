@@ -139,6 +139,8 @@ class Admission:
         self.mempool.add(entry)
         if rep is not None:
             rep.admitted(entry)
+            if replaced is not None:
+                rep.replaced(replaced)
         if session is not None:
             self.sessions.admitted(session, entry)
         if replaced is not None:
