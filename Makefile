@@ -5,13 +5,20 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup contracts run test bench clean postgres
+.PHONY: setup contracts sdk run test bench clean postgres
 
-setup: $(VENV)/.installed node_modules/.installed contracts
+setup: $(VENV)/.installed node_modules/.installed contracts sdk
 
 # our own Solidity (contracts/), compiled with solc-js; the script skips unchanged sources
 contracts: node_modules/.installed
 	node contracts/compile.mjs
+
+# the TypeScript SDK (sdk/ts), compiled with the pinned tsc of the toolchain (package.json)
+sdk: sdk/ts/dist/.built
+
+sdk/ts/dist/.built: node_modules/.installed sdk/ts/tsconfig.json sdk/ts/package.json $(wildcard sdk/ts/src/*.ts)
+	node_modules/.bin/tsc -p sdk/ts/tsconfig.json
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,4 +50,4 @@ bench: setup
 	$(BIN)/python benchmarks/load.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules build .pytest_cache
+	rm -rf $(VENV) node_modules build .pytest_cache sdk/ts/dist

@@ -30,6 +30,7 @@ def bundler_config(anvil, **overrides) -> cfg.Config:
     values = dict(
         rpc_url=anvil.url, port=free_port(), private_key=[EXECUTOR_KEY], debug_api=True,
         sim_workers=1, bundle_mode="manual",
+        rate_limit_exempt_loopback=True,  # the tests are local tools (off by default in `bundler run`)
     )
     values.update(overrides)
     return cfg.Config(**values)

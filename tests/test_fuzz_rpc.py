@@ -1,7 +1,10 @@
 """Thousands of malformed JSON-RPC requests (hypothesis) against a real bundler over HTTP:
 random JSON, random methods of our tables with random params, near-valid UserOperations
-with fields mutated, broken envelopes and batches. Never a 5xx, always a well-formed JSON-RPC
-answer with an integer code and a string message, and a valid op is still accepted after."""
+with fields mutated, broken envelopes and batches, `"id": null` requests, params of up to a
+megabyte, bodies sent with other Content-Types. Never a 5xx, always a well-formed JSON-RPC
+answer with an integer code and a string message (415 for a body that is not
+application/json, an answer with `"id": null` for such a request), and a valid op is still
+accepted after."""
 from __future__ import annotations
 
 import asyncio
@@ -64,6 +67,24 @@ def near_valid_ops(draw, base_ops):
     return op
 
 
+@st.composite
+def long_params(draw, base_ops):
+    """A request whose params carry one very long string (up to about the body limit)."""
+    size = draw(st.sampled_from([10_000, 100_000, 500_000, 1_100_000]))
+    long = draw(st.sampled_from(["0x" + "ab" * (size // 2), "x" * size]))
+    method = draw(st.sampled_from(OUR_METHODS + FORWARDED_READS + ["no_suchMethod"]))
+    where = draw(st.sampled_from(["param", "op field", "method"]))
+    if where == "param":
+        params = [long, draw(ep_addresses)]
+    elif where == "op field":
+        op = dict(draw(st.sampled_from(base_ops)))
+        op[draw(st.sampled_from(sorted(op)))] = long
+        params = [op, draw(ep_addresses)]
+    else:
+        method, params = method + long[:5000], []
+    return {"jsonrpc": "2.0", "id": draw(st.integers(0, 10) | st.none()), "method": method, "params": params}
+
+
 def requests_strategy(base_ops):
     ids = st.one_of(st.integers(), st.text(max_size=10), st.none(), st.floats(allow_nan=False), json_values)
     methods = st.sampled_from(OUR_METHODS + FORWARDED_READS) | st.text(max_size=30).filter(
@@ -89,10 +110,12 @@ def requests_strategy(base_ops):
             body.pop("jsonrpc", None)
         return body
 
+    # JSON-RPC 2.0: "id": null is a request to answer (with "id": null), not a notification
+    null_id = st.builds(lambda m, p: {"jsonrpc": "2.0", "id": None, "method": m, "params": p}, methods, params)
     send_op = st.builds(lambda op, ep: {"jsonrpc": "2.0", "id": 1, "method": "eth_sendUserOperation",
                                         "params": [op, ep]}, near_valid_ops(base_ops), ep_addresses)
     return st.one_of(
-        request(), request(), send_op,
+        request(), request(), send_op, null_id, long_params(base_ops),
         st.lists(request() | send_op | json_values, min_size=0, max_size=6),  # batches
         json_values,
     )
@@ -137,18 +160,29 @@ def base_ops(anvil):
     return [signed_op(anvil, a) for a in accts]
 
 
-SEEN = {"requests": 0, "errors": 0}
+SEEN = {"requests": 0, "errors": 0, "wrong_type": 0, "null_id": 0, "long": 0}
 CANARY = {"jsonrpc": "2.0", "id": "canary", "method": "eth_chainId", "params": []}
 
 
-async def _post(rpc, url: str, body: bytes):
-    async with rpc.session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+JSON_TYPES = ["application/json", "application/json; charset=utf-8", "Application/JSON"]
+OTHER_TYPES = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+               "application/jsonx", "text/json", None]
+
+
+async def _post(rpc, url: str, body: bytes, content_type: str | None = "application/json"):
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    async with rpc.session.post(url, data=body, headers=headers, skip_auto_headers=["Content-Type"]) as resp:
         return body, resp.status, await resp.text()
 
 
-def _check_answer(body: bytes, status: int, text: str):
+def _check_answer(body: bytes, status: int, text: str, content_type: str | None = "application/json"):
     SEEN["requests"] += 1
     assert status < 500, (body[:300], status, text[:300])
+    if content_type not in JSON_TYPES:  # whatever the body, only JSON is read
+        assert status in (413, 415), (content_type, status, text[:300])
+        _check_response(json.loads(text))
+        SEEN["wrong_type"] += 1
+        return None
     if status == 204:  # notifications only
         assert text == ""
         return None
@@ -190,8 +224,20 @@ async def test_fuzzed_requests_get_well_formed_answers(fuzz_target, base_ops, da
         encoded = json.dumps(value).encode()
         cut = data.draw(st.integers(min_value=0, max_value=max(len(encoded) - 1, 0)), label="cut")
         bodies = [encoded, encoded[:cut], json.dumps([value, CANARY]).encode()]
-    answers = [_check_answer(*r) for r in await asyncio.gather(*(_post(rpc, b.url, body) for body in bodies))]
-    if len(answers) == 3:
+    content_type = data.draw(st.sampled_from(["application/json"] * 12 + JSON_TYPES + OTHER_TYPES),
+                             label="content type")
+    types = [content_type] + ["application/json"] * (len(bodies) - 1)
+    answers = [_check_answer(*r, t) for r, t in zip(
+        await asyncio.gather(*(_post(rpc, b.url, body, t) for body, t in zip(bodies, types))), types)]
+    SEEN["long"] += len(bodies[0]) > 10_000
+    if (content_type in JSON_TYPES and isinstance(value, dict) and "id" in value and len(bodies) == 3
+            and len(bodies[0]) <= b.config.max_body_bytes):
+        # a request (with an id, null included) is answered; only a notification is not
+        assert isinstance(answers[0], dict), (bodies[0][:300], answers[0])
+        if value["id"] is None:
+            assert answers[0]["id"] is None, answers[0]
+            SEEN["null_id"] += 1
+    if len(answers) == 3 and len(bodies[2]) <= b.config.max_body_bytes:
         canary = [a for a in answers[2] if a.get("id") == "canary"]
         assert canary and canary[0].get("result") == hex(b.chain_id), (bodies[2][:300], answers[2])
 
@@ -200,6 +246,9 @@ async def test_after_fuzzing_the_server_still_takes_a_valid_op(anvil, fuzz_targe
     b, rpc = fuzz_target
     assert SEEN["requests"] >= 2 * EXAMPLES, SEEN  # the fuzz test above sent its requests
     assert SEEN["errors"] > EXAMPLES // 2, SEEN
+    # the new kinds of input were really sent
+    assert SEEN["wrong_type"] > EXAMPLES // 20 and SEEN["null_id"] > EXAMPLES // 50, SEEN
+    assert SEEN["long"] > EXAMPLES // 50, SEEN
     acct = funded_account(anvil, V07)
     assert (await rpc.call("eth_sendUserOperation", signed_op(anvil, acct), V07.address)).startswith("0x")
     assert await rpc.call("eth_chainId") == hex(anvil.chain_id)

@@ -25,6 +25,9 @@ from .pool.capacity import CapacityGuard
 from .pool.mempool import Mempool
 from .pool.reputation import ReputationRules
 from .rpc.methods import debug_registry, eth_registry
+from .rpc.edge import EdgePolicy
+from .rpc.fee_methods import fee_registry
+from .rpc.forward import ForwardPolicy
 from .rpc.ratelimit import ClientRateLimiter
 from .rpc.server import build_app
 from .rpc.session_methods import session_registry
@@ -40,8 +43,9 @@ log = logging.getLogger(__name__)
 
 
 class Bundler:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, dev: bool = False):
         self.config = config
+        self.dev = dev  # on the embedded dev chain: e.g. a throwaway relay master key is made
         self.node = NodeClient(config.rpc_url)
         self.entry_points = [ep for ep in eps.ALL if ep.version in config.entry_points]
         keys = config.executor_keys()
@@ -67,6 +71,7 @@ class Bundler:
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
         self.sessions: SessionService | None = None
+        self.relay = None  # relay.Relay when config.relay
 
     async def start(self) -> None:
         self.chain_id = await self.node.chain_id()
@@ -118,7 +123,8 @@ class Bundler:
             capacity=self.capacity,
         )
         self.estimator = Estimator(head=self.head, simulator=self.simulator, config=self.config,
-                                   chain_id=self.chain_id, sessions=self.sessions)
+                                   chain_id=self.chain_id, sessions=self.sessions,
+                                   queued_nonce=self.admission.nonce_override)
         self.requeue = Requeue(self.admission, self.store, concurrency=max(2, 2 * self.config.sim_workers))
         self.watcher = ChainWatcher(self.node, self.head, self.config.reorg_depth, self.builder.on_reorged)
         self.builder.requeue = self.requeue
@@ -136,10 +142,22 @@ class Bundler:
                                    self.config.receipt_lookback_blocks)
         registry = eth_registry(self)
         registry.merge(session_registry(self))
+        registry.merge(fee_registry(self))
         if self.config.debug_api:
             registry.merge(debug_registry(self))
+        if self.config.relay:
+            from .relay import Relay
+
+            self.relay = Relay(self, dev_data_dir=self.config.data_dir if self.dev else None)
+
+        def extra_routes(app: web.Application) -> None:
+            self.monitor.add_routes(app)
+            if self.relay is not None:
+                self.relay.add_routes(app)
+
         app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch,
-                        extra_routes=self.monitor.add_routes, rate_limiter=self.rate_limiter)
+                        extra_routes=extra_routes, rate_limiter=self.rate_limiter,
+                        forward=ForwardPolicy.from_config(self.config), edge=EdgePolicy.from_config(self.config))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -156,6 +174,8 @@ class Bundler:
         ]
         if self.pool_sync is not None:
             self._tasks.append(asyncio.create_task(self.pool_sync.run(), name="shared-pool-sync"))
+        if self.relay is not None:
+            self.relay.start()
         for inflight in self._own_inflight():
             self.builder.start_resume(inflight)
         log.info("bundler listening on %s (chain %d, node %s)", self.url, self.chain_id, self.config.rpc_url)
@@ -232,6 +252,8 @@ class Bundler:
             await _cancel_all(list(self.builder._background))
         if getattr(self, "simulator", None) is not None:
             await self.simulator.close()
+        if self.relay is not None:
+            await self.relay.close()
         if self.sessions is not None:
             await self.sessions.close()
         if self.store is not None:
@@ -257,9 +279,9 @@ async def _cancel_all(tasks, grace_s: float = 10.0) -> None:
         log.error("task %s did not stop within %.0f s of being cancelled", t.get_name(), grace_s)
 
 
-async def serve(config: Config, ready=None) -> None:
+async def serve(config: Config, ready=None, dev: bool = False) -> None:
     """Run until cancelled (SIGINT/SIGTERM are turned into cancellation by the CLI)."""
-    bundler = Bundler(config)
+    bundler = Bundler(config, dev=dev)
     try:
         await bundler.start()
     except BaseException:

@@ -31,8 +31,8 @@ def _setup_logging(config: cfg.Config, args: argparse.Namespace) -> None:
         )
 
 
-def _load(args: argparse.Namespace, **overrides) -> cfg.Config:
-    config = cfg.load(args, **overrides)
+def _load(args: argparse.Namespace, defaults: dict | None = None, **overrides) -> cfg.Config:
+    config = cfg.load(args, defaults=defaults, **overrides)
     # read once; child processes (simulation workers) must not inherit them
     cfg.scrub_secret_env()
     return config
@@ -79,17 +79,22 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from .devchain import ANVIL_ACCOUNT0, ANVIL_ACCOUNT0_KEY, deploy_all, deploy_sessions, fund, start_anvil
 
     overrides = {"debug_api": True if args.debug_api is None else args.debug_api}
+    # a dev chain serves local tools and the app under development: loopback clients are not
+    # rate-limited and any web page may call the public methods (debug_* never cross-origin);
+    # the session relay is served
+    dev_defaults = {"rate_limit_exempt_loopback": True, "cors_origins": ["*"], "relay": True}
     if not (args.private_key or args.private_key_file or args.keystore_file
             or os.environ.get("BUNDLER_PRIVATE_KEY") or os.environ.get("BUNDLER_PRIVATE_KEY_FILE")
             or os.environ.get("BUNDLER_KEYSTORE_FILE")):
         overrides["private_key"] = [DEV_EXECUTOR_KEY]
     temp_data_dir = None
-    node = start_anvil(port=args.node_port, chain_id=args.chain_id, block_time=args.block_time)
+    node = start_anvil(port=args.node_port, chain_id=args.chain_id, block_time=args.block_time,
+                       die_with_parent=True)
     try:
         deployment = deploy_all(node.url)
         sessions = deploy_sessions(node.url, with_token=True)
         overrides["rpc_url"] = node.url
-        config = _load(args, **overrides)
+        config = _load(args, dev_defaults, **overrides)
         if not config.data_dir:
             # the dev chain starts empty every time, so by default its bundler state does too:
             # a temporary data dir removed at exit (give --data-dir to keep it)
@@ -118,13 +123,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 + (" (temporary)" if temp_data_dir and config.store != "memory" else ""),
                 f"  funded test key {ANVIL_ACCOUNT0_KEY}  ({ANVIL_ACCOUNT0})",
                 "  debug_bundler_* methods enabled" if config.debug_api else "",
+                f"  session relay   {bundler.url}/relay/v1  (OpenAPI: /relay/v1/openapi.json)"
+                if bundler.relay is not None else "",
                 "Ctrl-C stops the bundler and the chain.",
             ]
             print("\n".join(line for line in lines if line), flush=True)
 
         from .app import serve
 
-        return _run_until_signal(lambda: serve(config, ready))
+        return _run_until_signal(lambda: serve(config, ready, dev=True))
     finally:
         node.stop()
         if temp_data_dir:

@@ -18,6 +18,18 @@ def _setting(default: Any, help: str, secret: bool = False, choices: tuple | Non
     return field(default=default, metadata=meta, repr=not secret)
 
 
+# what wallets and clients read through a bundler URL; nothing that signs, sends or reveals
+# the node's accounts (eth_sendTransaction, eth_sign*, eth_accounts, personal_*, admin_*)
+DEFAULT_FORWARD_METHODS = (
+    "eth_blockNumber", "eth_call", "eth_estimateGas", "eth_getBalance", "eth_getCode", "eth_getStorageAt",
+    "eth_getTransactionCount", "eth_getLogs", "eth_getBlockByNumber", "eth_getBlockByHash",
+    "eth_getBlockTransactionCountByHash", "eth_getBlockTransactionCountByNumber", "eth_getBlockReceipts",
+    "eth_getTransactionByHash", "eth_getTransactionReceipt", "eth_getTransactionByBlockHashAndIndex",
+    "eth_getTransactionByBlockNumberAndIndex", "eth_gasPrice", "eth_maxPriorityFeePerGas", "eth_feeHistory",
+    "eth_blobBaseFee", "eth_getProof", "eth_syncing", "net_version",
+)
+
+
 @dataclass
 class Config:
     rpc_url: str = _setting("http://127.0.0.1:8545", "URL of the Ethereum node (JSON-RPC over HTTP)")
@@ -74,6 +86,16 @@ class Config:
     max_ops_allowed_unstaked_entity: int = _setting(10_000, "MAX_OPS_ALLOWED_UNSTAKED_ENTITY")
     debug_api: bool = _setting(False, "serve the debug_bundler_* methods (tests and operators only)")
     max_body_bytes: int = _setting(1 << 20, "largest HTTP request body accepted")
+    forward_methods: list[str] = _setting(
+        list(DEFAULT_FORWARD_METHODS),
+        "node methods passed through for clients that use one URL (read-only by default); any other "
+        "method the bundler does not serve answers -32601")
+    forward_send_raw_transaction: bool = _setting(
+        False, "also pass eth_sendRawTransaction through to the node (off: the bundler is not a transaction relay)")
+    get_logs_max_blocks: int = _setting(1000, "largest block range (toBlock - fromBlock + 1) of a passed-through eth_getLogs")
+    cors_origins: list[str] = _setting(
+        [], "web origins (scheme://host[:port], or *) whose pages may call the bundler from a browser; "
+            "debug_* methods are never served to them (default for `bundler dev`: *)")
     max_batch: int = _setting(100, "most requests in one JSON-RPC batch")
     receipt_lookback_blocks: int = _setting(100_000, "how far back eth_getUserOperation* search the logs")
     tx_replace_after_s: float = _setting(15.0, "replace a bundle transaction not mined after this many seconds")
@@ -121,10 +143,26 @@ class Config:
               "a batch counts one per request"
     )
     rate_limit_burst: int = _setting(100, "token bucket size per client IP: requests allowed at once after idling")
-    rate_limit_exempt_loopback: bool = _setting(True, "do not rate-limit clients on 127.0.0.0/8 and ::1")
+    rate_limit_exempt_loopback: bool = _setting(
+        False, "do not rate-limit clients on 127.0.0.0/8 and ::1 (on by default only for `bundler dev`: "
+               "behind a reverse proxy on the same host every client would be exempt)")
     rate_limit_forwarded_for: bool = _setting(
         False, "behind a reverse proxy: take the client IP from the last X-Forwarded-For entry"
     )
+    relay: bool = _setting(
+        False, "serve the session relay API under /relay/v1 (backends act for accounts through session keys "
+               "this server holds; docs/relay.md); on by default in `bundler dev`")
+    relay_master_key: list[str] = _setting(
+        [], "Fernet master key(s) encrypting the relay's session keys at rest, newest first (the first "
+            "encrypts, all decrypt: rotation); prefer BUNDLER_RELAY_MASTER_KEY or --relay-master-key-file",
+        secret=True)
+    relay_master_key_file: str = _setting(
+        "", "file with the relay master key(s), one per line, newest first (# starts a comment)")
+    relay_max_clock_skew_s: float = _setting(
+        300.0, "a signed relay request whose timestamp is further than this from the server's clock is refused")
+    relay_nonce_lanes: int = _setting(
+        4, "nonce lanes (EntryPoint nonce keys 1..N) per account, so several relay calls are in flight at once")
+    relay_webhook_max_tries: int = _setting(6, "attempts of one webhook delivery (exponential backoff between them)")
     balance_refresh_s: float = _setting(15.0, "seconds between refreshes of the executor balance metrics")
     log_level: str = _setting("info", "logging level", choices=("debug", "info", "warning", "error"))
     log_format: str = _setting("text", "log lines as plain text or as JSON objects (one per line)",
@@ -239,8 +277,10 @@ def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -
                                 metavar=None if choices else kind.upper())
 
 
-def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None, **overrides) -> Config:
-    """flag > BUNDLER_* variable > TOML file > default, for every field."""
+def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None,
+         defaults: dict[str, Any] | None = None, **overrides) -> Config:
+    """flag > BUNDLER_* variable > TOML file > `defaults` (a command's own) > default, for every
+    field; `overrides` win over all."""
     environ = os.environ if environ is None else environ
     file_values: dict[str, Any] = {}
     path = getattr(args, "config", None) if args is not None else None
@@ -269,6 +309,8 @@ def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None 
             raw, source = file_values[f.name], f"{f.name} in {path}"
         if raw is not None:
             values[f.name] = _convert(f, raw, source)
+        elif defaults and f.name in defaults:
+            values[f.name] = defaults[f.name]
     values.update(overrides)
     cfg = Config(**values)
     validate(cfg)
@@ -289,7 +331,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{flag}: must not be negative (got {value})")
     if not 0 < cfg.port < 65536 and cfg.port != 0:
         raise ConfigError(f"--port: {cfg.port} is not a TCP port")
-    for name in ("max_batch", "max_body_bytes", "max_bundle_ops", "max_mempool_ops", "rate_limit_burst"):
+    for name in ("max_batch", "max_body_bytes", "max_bundle_ops", "max_mempool_ops", "rate_limit_burst",
+                 "get_logs_max_blocks", "relay_nonce_lanes", "relay_webhook_max_tries"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
 

@@ -6,6 +6,11 @@ or `OP_HASH.set(hash)` inside a request's own task), or when it passes
 `extra={"op_hash": ...}` (or `extra={"op_hashes": [...]}` for a bundle). The filter copies the
 context's hash onto the record; JSON lines then have an "op_hash" key, text lines end with
 `op=0x...`.
+
+No line can carry much of what a client sent: every message is cut at MAX_MESSAGE_CHARS and
+every traceback at MAX_TRACEBACK_CHARS (a hostile request may put a megabyte in any string,
+and exception messages often quote their input), and the JSON-RPC library's own logger, which
+logs each failed call with its full params, is kept at WARNING.
 """
 from __future__ import annotations
 
@@ -38,6 +43,32 @@ class OpHashFilter(logging.Filter):
         return True
 
 
+MAX_MESSAGE_CHARS = 2000
+MAX_TRACEBACK_CHARS = 8000
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters cut]"
+
+
+class BoundedFilter(logging.Filter):
+    """Cuts the rendered message and the traceback of every record to a bounded size."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MAX_MESSAGE_CHARS:
+            record.msg, record.args = _cut(message, MAX_MESSAGE_CHARS), None
+        if record.exc_info:
+            # rendered once here, so every formatter (text or JSON) prints the bounded text
+            record.exc_text = _cut(logging.Formatter().formatException(record.exc_info), MAX_TRACEBACK_CHARS)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = _cut(record.exc_text, MAX_TRACEBACK_CHARS)
+        return True
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -64,6 +95,7 @@ def _json_formatter() -> logging.Formatter:
 def setup_logging(level: str = "info", fmt: str = "text", stream=None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(OpHashFilter())
+    handler.addFilter(BoundedFilter())
     if fmt == "json":
         handler.setFormatter(_json_formatter())
     else:
@@ -75,3 +107,6 @@ def setup_logging(level: str = "info", fmt: str = "text", stream=None) -> None:
     root.setLevel(getattr(logging, level.upper()))
     # aiohttp's access log is off; its server errors stay visible
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # pjrpc logs every failed call at INFO with its params (whole UserOperations, megabytes of
+    # a hostile client's junk): the bundler's own lines say what matters
+    logging.getLogger("pjrpc").setLevel(logging.WARNING)

@@ -54,7 +54,7 @@ class BundlerProcess:
         self.log_path = Path(log_path or Path(data_dir).parent / f"bundler-{self.port}.log")
         cmd = [sys.executable, "-m", "bundler.cli", "run", "--rpc-url", rpc_url, "--port", str(self.port),
                "--data-dir", str(data_dir), "--debug-api", "--bundle-mode", "manual", "--sim-workers", "1",
-               "--log-level", "info", *args]
+               "--log-level", "info", "--rate-limit-exempt-loopback", *args]
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("BUNDLER_")}
         full_env.update({"BUNDLER_PRIVATE_KEY": key, **(env or {})})
         self._log = open(self.log_path, "ab")

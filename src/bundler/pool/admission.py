@@ -77,7 +77,7 @@ class Admission:
         self.safe = SafeMode(config, mempool)
         self.capacity = capacity  # CapacityGuard (max_mempool_ops), optional
 
-    def _nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
+    def nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
         sender and key is validated as if those were already mined."""
         pending = {e.op.nonce for e in self.mempool.for_sender(op.sender)
@@ -114,7 +114,7 @@ class Admission:
         # a session op's policy is checked before any simulation; the fast path skips py-evm
         outcome = self.sessions.precheck(session, replacing and replacing.hash, now) if session else None
         if outcome is None:
-            outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep),
+            outcome = await self.simulator.validate(op, ep, header, overrides=self.nonce_override(op, ep),
                                                     tracer=self.safe.tracer(op, ep), now=now)
             self.safe.enforce(op, ep, outcome)  # ERC-7562 rules (off with --unsafe)
         entities = None

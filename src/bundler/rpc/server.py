@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import logging
+import secrets
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -15,7 +16,11 @@ from pjrpc.server import AsyncDispatcher, MethodRegistry
 from pjrpc.server.exceptions import InvalidParamsError, JsonRpcError
 
 from ..chain.client import NodeClient, NodeRpcError
+from ..config import DEFAULT_FORWARD_METHODS
 from ..errors import BundlerError
+from .edge import EdgePolicy, apply_cors, from_browser_page
+from .edge import install as install_edge
+from .forward import METHOD_NOT_FOUND, ForwardPolicy, check_get_logs
 from .ratelimit import RATE_LIMIT_CODE, ClientRateLimiter
 
 log = logging.getLogger(__name__)
@@ -35,33 +40,43 @@ def _load_json(text: str, cls=None):
     return orjson.loads(text)
 
 
-def _parse_batch(raw: bytes) -> list | None:
-    """The members of a batch body (None when the body is not a JSON array)."""
-    if not raw.lstrip().startswith(b"["):
-        return None
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return parsed if isinstance(parsed, list) else None
-
-
 _BAD_MEMBER = _error_body(-32600, "invalid request: a batch member must be a JSON object")
+# stands in for "id": null inside pjrpc, which would take the request for a notification
+_NULL_ID = "bundler-null-id-" + secrets.token_hex(8)
 
 
-async def _dispatch_member(dispatcher: AsyncDispatcher, member: Any, context) -> str | None:
-    """One batch member's answer (JSON text), None for a notification."""
+def _is_null_id(member: dict) -> bool:
+    return "id" in member and member["id"] is None
+
+
+async def _dispatch_member(dispatcher: AsyncDispatcher, member: Any, context, text: str | None = None) -> str | None:
+    """One request's answer (JSON text), None for a notification. `"id": null` is a request
+    (JSON-RPC 2.0): it is answered, with "id": null."""
     if not isinstance(member, dict):
         return _BAD_MEMBER
-    answer = await dispatcher.dispatch(orjson.dumps(member).decode(), context=context)
-    return None if answer is None else answer[0]
+    null_id = _is_null_id(member)
+    if null_id:
+        member, text = {**member, "id": _NULL_ID}, None
+    answer = await dispatcher.dispatch(text if text is not None else orjson.dumps(member).decode(), context=context)
+    if answer is None:
+        return None
+    if not null_id:
+        return answer[0]
+    response = orjson.loads(answer[0])
+    response["id"] = None
+    return orjson.dumps(response).decode()
 
 
-def _make_middleware(registry: MethodRegistry, node: NodeClient | None):
+def _make_middleware(registry: MethodRegistry, node: NodeClient | None, forward: ForwardPolicy, edge: EdgePolicy):
     async def middleware(request: pjrpc.common.Request, context: Any, handler: Callable[..., Awaitable]):
         method = request.method
-        if registry.get(method) is None and node is not None and method.startswith("eth_"):
-            return await _forward(request, node)
+        if edge.is_private_method(method) and from_browser_page(context):
+            raise JsonRpcError(METHOD_NOT_FOUND, f"method {method[:100]!r} is not served to web pages "
+                                                 f"(the request carries an Origin header)")
+        if registry.get(method) is None:
+            if node is not None and forward.allows(method):
+                return await _forward(request, node, forward)
+            raise JsonRpcError(METHOD_NOT_FOUND, f"method {method[:100]!r} not found")
         try:
             return await handler(request, context)
         except InvalidParamsError as e:
@@ -87,14 +102,16 @@ def _as_rpc_errors(func):
     return wrapper
 
 
-async def _forward(request: pjrpc.common.Request, node: NodeClient):
-    """Methods we do not serve ourselves go to the node, so a client can use one URL."""
+async def _forward(request: pjrpc.common.Request, node: NodeClient, policy: ForwardPolicy):
+    """Allowed node methods we do not serve ourselves go to the node (rpc/forward.py)."""
     params = request.params
     if params is None:
         params = []
     if not isinstance(params, list):
         raise JsonRpcError(-32602, f"invalid params for {request.method}: expected an array")
     try:
+        if request.method == "eth_getLogs":
+            await check_get_logs(node, params, policy.get_logs_max_blocks)
         result = await node.call(request.method, *params)
     except NodeRpcError as e:
         raise JsonRpcError(e.code, e.message, pjrpc.common.UNSET if e.data is None else e.data) from None
@@ -105,6 +122,20 @@ async def _forward(request: pjrpc.common.Request, node: NodeClient):
     return pjrpc.common.Response(id=request.id, result=result)
 
 
+def _parse_body(raw: bytes) -> tuple[Any, str | None]:
+    """(parsed JSON, None) or (None, the JSON-RPC error body to answer)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, _error_body(-32700, "parse error: body is not UTF-8")
+    if not text.strip():
+        return None, _error_body(-32700, "parse error: empty body")
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as e:
+        return None, _error_body(-32700, f"parse error: {str(e)[:200]}")
+
+
 def build_app(
     registry: MethodRegistry,
     node: NodeClient | None = None,
@@ -112,9 +143,16 @@ def build_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     extra_routes: Callable[[web.Application], None] | None = None,
     rate_limiter: "ClientRateLimiter | None" = None,
+    forward: ForwardPolicy | None = None,
+    edge: EdgePolicy | None = None,
 ) -> web.Application:
+    """The one aiohttp app: JSON-RPC on / and /rpc, `extra_routes` (health, metrics, other
+    packages' HTTP APIs), all under the same edge policy (rpc/edge.py)."""
+    forward = forward or ForwardPolicy(frozenset(DEFAULT_FORWARD_METHODS))
+    edge = edge or EdgePolicy()
     dispatcher = AsyncDispatcher(
-        middlewares=[_make_middleware(registry, node)], max_batch_size=max_batch, json_loader=_load_json
+        middlewares=[_make_middleware(registry, node, forward, edge)], max_batch_size=max_batch,
+        json_loader=_load_json,
     )
     for method in registry.values():
         method.func = _as_rpc_errors(method.func)
@@ -128,37 +166,41 @@ def build_app(
                 status=413, content_type="application/json",
                 text=_error_body(-32600, f"request body larger than {max_body_bytes} bytes"),
             )
-        batch = _parse_batch(raw)
+        body, parse_error = _parse_body(raw)
         if rate_limiter is not None:
-            wait = await rate_limiter.allow(http_request, len(batch) if batch else 1)
+            wait = await rate_limiter.allow(http_request, len(body) if isinstance(body, list) and body else 1)
             if wait is not None:
                 return web.Response(
                     status=429, content_type="application/json",
                     headers={"Retry-After": rate_limiter.retry_after(wait)},
                     text=_error_body(RATE_LIMIT_CODE, "rate limit exceeded"),
                 )
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return web.json_response(text=_error_body(-32700, "parse error: body is not UTF-8"))
-        if not text.strip():
-            return web.json_response(text=_error_body(-32700, "parse error: empty body"))
-        if batch and len(batch) <= max_batch:
-            # pjrpc refuses a whole batch for one malformed member; JSON-RPC 2.0 answers each
-            # member on its own (and nothing for notifications)
-            answers = await asyncio.gather(*(_dispatch_member(dispatcher, m, http_request) for m in batch))
-            answered = [a for a in answers if a is not None]
-            if not answered:
-                return web.Response(status=204)
-            return web.json_response(text="[" + ",".join(answered) + "]")
-        answer = await dispatcher.dispatch(text, context=http_request)
-        if answer is None:  # a notification
+        if parse_error is not None:
+            return web.json_response(text=parse_error)
+        if isinstance(body, dict):
+            answer = await _dispatch_member(dispatcher, body, http_request, raw.decode("utf-8"))
+            return web.Response(status=204) if answer is None else web.json_response(text=answer)
+        if not isinstance(body, list):
+            return web.json_response(text=_error_body(-32600, "invalid request: expected a JSON object or array"))
+        if not body:
+            return web.json_response(text=_error_body(-32600, "invalid request: empty batch"))
+        if len(body) > max_batch:
+            return web.json_response(text=_error_body(
+                -32600, f"invalid request: batch of {len(body)} requests is larger than the limit of "
+                        f"{max_batch} (--max-batch)"))
+        # pjrpc refuses a whole batch for one malformed member; JSON-RPC 2.0 answers each
+        # member on its own (and nothing for notifications)
+        answers = await asyncio.gather(*(_dispatch_member(dispatcher, m, http_request) for m in body))
+        answered = [a for a in answers if a is not None]
+        if not answered:
             return web.Response(status=204)
-        return web.json_response(text=answer[0])
+        return web.json_response(text="[" + ",".join(answered) + "]")
 
     app = web.Application(client_max_size=max_body_bytes)
+    install_edge(app)
     app.router.add_post("/", handle)
     app.router.add_post("/rpc", handle)
     if extra_routes:
         extra_routes(app)
+    apply_cors(app, edge)
     return app

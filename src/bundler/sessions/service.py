@@ -362,6 +362,12 @@ class SessionService:
         self.store.update(op_hash, status=OpStatus.DROPPED, reason=reason, error_code=code)
         return True
 
+    def drop_session_ops(self, account: str, signer: str, reason: str) -> list[str]:
+        """Drop the session's ops still waiting in the mempool (not those already in a bundle
+        transaction), e.g. when its key was destroyed; the hashes dropped."""
+        return [e.op_hash for e in self.ledger.entries(account.lower(), signer.lower())
+                if self._drop(e.op_hash, reason, ValidationRejected.code)]
+
     async def on_block(self, header) -> None:
         previous = self._last_block
         self.ledger.prune_mined(header.number - 1)

@@ -1,0 +1,121 @@
+"""The relay's HTTP API under /relay/v1 (JSON in, JSON out; docs/relay.md, and the OpenAPI
+document at /relay/v1/openapi.json). Handlers parse, authenticate and call the service; every
+failure is a JSON error object {error: {code, message, data?}} with an HTTP status."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from ..errors import InvalidParams
+from .errors import InvalidRequest, RelayError
+from .openapi import openapi_document
+from .service import RelayService
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/relay/v1"
+
+
+def _json(status: int, payload) -> web.Response:
+    return web.json_response(payload, status=status, dumps=lambda o: json.dumps(o, separators=(",", ":")))
+
+
+def _body(raw: bytes):
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("body is not valid JSON") from None
+
+
+Handler = Callable[[web.Request, bytes], Awaitable[tuple[int, object]]]
+
+
+def _endpoint(handler: Handler):
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            raw = await request.read()
+            status, payload = await handler(request, raw)
+            return _json(status, payload)
+        except web.HTTPRequestEntityTooLarge:
+            return _json(413, {"error": {"code": "too_large", "message": "request body too large"}})
+        except RelayError as e:
+            return _json(e.status, e.to_json())
+        except InvalidParams as e:  # a malformed field, found by the shared parsers
+            return _json(400, {"error": {"code": "invalid_request", "message": e.message}})
+        except Exception as e:  # a bug of ours: say so, keep serving
+            log.exception("relay: internal error in %s %s", request.method, request.path)
+            return _json(500, {"error": {"code": "internal", "message": f"internal error: {type(e).__name__}"}})
+
+    return wrapped
+
+
+def add_routes(app: web.Application, relay: RelayService) -> None:
+    async def auth(request: web.Request, raw: bytes, **kw):
+        return await relay.authenticate(request.method, request.raw_path, request.headers, raw, **kw)
+
+    async def register(request, raw):
+        signer = relay.register_signer(request.method, request.raw_path, request.headers, raw)
+        return 201, relay.register(signer, _body(raw))
+
+    async def me(request, raw):
+        return 200, relay.credential(await auth(request, raw))
+
+    async def retire(request, raw):
+        return 200, relay.retire(await auth(request, raw))
+
+    async def prepare(request, raw):
+        p = await auth(request, raw, allow_owner=True)
+        return 201, await relay.prepare(p, _body(raw))
+
+    async def list_grants(request, raw):
+        return 200, relay.grants(await auth(request, raw, allow_owner=True))
+
+    async def get_grant(request, raw):
+        return 200, relay.grant(await auth(request, raw, allow_owner=True), request.match_info["grant_id"])
+
+    async def activate(request, raw):
+        return 200, await relay.activate(request.match_info["grant_id"], _body(raw))
+
+    async def revocation(request, raw):
+        p = await auth(request, raw, allow_owner=True)
+        return 200, await relay.revocation(p, request.match_info["grant_id"])
+
+    async def revoke(request, raw):
+        p = await auth(request, raw, allow_owner=True)
+        return 200, await relay.revoke(p, request.match_info["grant_id"], _body(raw))
+
+    async def execute(request, raw):
+        return await relay.execute(await auth(request, raw), _body(raw))
+
+    async def get_call(request, raw):
+        return 200, relay.call(await auth(request, raw, allow_owner=True), request.match_info["call_id"])
+
+    async def audit(request, raw):
+        return 200, relay.audit(await auth(request, raw, allow_owner=True))
+
+    async def info(request, raw):
+        return 200, relay.info()
+
+    async def openapi(request, raw):
+        return 200, openapi_document()
+
+    r = app.router
+    r.add_post(f"{PREFIX}/credentials", _endpoint(register))
+    r.add_get(f"{PREFIX}/credentials/me", _endpoint(me))
+    r.add_post(f"{PREFIX}/credentials/me/retire", _endpoint(retire))
+    r.add_post(f"{PREFIX}/grants", _endpoint(prepare))
+    r.add_get(f"{PREFIX}/grants", _endpoint(list_grants))
+    r.add_get(f"{PREFIX}/grants/{{grant_id}}", _endpoint(get_grant))
+    r.add_post(f"{PREFIX}/grants/{{grant_id}}/activate", _endpoint(activate))
+    r.add_get(f"{PREFIX}/grants/{{grant_id}}/revocation", _endpoint(revocation))
+    r.add_post(f"{PREFIX}/grants/{{grant_id}}/revoke", _endpoint(revoke))
+    r.add_post(f"{PREFIX}/calls", _endpoint(execute))
+    r.add_get(f"{PREFIX}/calls/{{call_id}}", _endpoint(get_call))
+    r.add_get(f"{PREFIX}/audit", _endpoint(audit))
+    r.add_get(f"{PREFIX}/info", _endpoint(info))
+    r.add_get(f"{PREFIX}/openapi.json", _endpoint(openapi))
