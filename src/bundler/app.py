@@ -12,6 +12,7 @@ from aiohttp import web
 from . import entrypoint as eps
 from .builder.builder import Builder
 from .builder.executor import Executor
+from .builder.takeover import Takeover
 from .chain.client import NodeClient
 from .chain.head import HeadTracker
 from .chain.lookup import UserOpLookup
@@ -71,6 +72,7 @@ class Bundler:
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
         self.sessions: SessionService | None = None
+        self._failed: asyncio.Future | None = None  # set when the instance must stop (lease lost)
         self.relay = None  # relay.Relay when config.relay
 
     async def start(self) -> None:
@@ -130,13 +132,16 @@ class Bundler:
         self.builder.requeue = self.requeue
         self.builder.watcher = self.watcher
         self.pool_sync = None
+        self.takeover = None
         if self.store.shared:
             try:
                 self.store.lock_executors([e.address for e in self.executors])
             except StoreError as e:
                 raise SystemExit(f"store: {e}") from None
+            self.store.retire_previous()  # we hold its keys: an earlier process with them is gone
             self.pool_sync = SharedPoolSync(self.store, self.mempool, self.entry_points,
                                             on_new=self.builder.notify_new_op)
+            self.takeover = Takeover(self.store, self.builder, on_lost=self._fail)
         await self._recover()
         self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
                                    self.config.receipt_lookback_blocks)
@@ -174,6 +179,7 @@ class Bundler:
         ]
         if self.pool_sync is not None:
             self._tasks.append(asyncio.create_task(self.pool_sync.run(), name="shared-pool-sync"))
+            self._tasks.append(asyncio.create_task(self.takeover.run(), name="lease-and-takeover"))
         if self.relay is not None:
             self.relay.start()
         for inflight in self._own_inflight():
@@ -192,6 +198,7 @@ class Bundler:
             released = await store.release_stale([e.address for e in self.executors])
             if released:
                 log.info("released %d op(s) claimed before a restart but never sent", released)
+            store.adopt_own_inflight()  # ours again: followed (and replaced if stuck) with our keys
         for t in self._own_inflight():
             for h in t.op_hashes:
                 record = store.get(h)
@@ -222,9 +229,22 @@ class Bundler:
 
     def _own_inflight(self):
         """In-flight nonces to follow: all of them, except with a shared store, where only those
-        of this instance's executor keys (the others belong to other instances)."""
-        mine = {e.address for e in self.executors}
-        return [t for t in self.store.inflight() if not self.store.shared or t.executor in mine]
+        this instance owns (the others belong to other instances, live or taken over)."""
+        if self.store.shared:  # those this instance owns (its keys' rows it adopted at start)
+            return self.store.owned_inflight()
+        return self.store.inflight()
+
+    def _fail(self, reason: str) -> None:
+        if self._failed is None:
+            self._failed = asyncio.get_running_loop().create_future()
+        if not self._failed.done():
+            self._failed.set_result(reason)
+
+    async def wait_failed(self) -> str:
+        """Returns (with the reason) when the instance can no longer serve safely."""
+        if self._failed is None:
+            self._failed = asyncio.get_running_loop().create_future()
+        return await self._failed
 
     def executor_health(self) -> list[dict]:
         """Per executor key: address, balance (wei, None before the first read), minBalance, ok,
@@ -290,6 +310,7 @@ async def serve(config: Config, ready=None, dev: bool = False) -> None:
     try:
         if ready:
             ready(bundler)
-        await asyncio.Event().wait()
+        reason = await bundler.wait_failed()
+        raise SystemExit(f"stopping: {reason}")
     finally:
         await bundler.stop()
