@@ -26,8 +26,9 @@ from eth_utils import function_signature_to_4byte_selector
 from ..sessions import ArgConstraint, CallPolicy, Condition, Limit, LimitKind, SessionSpec, TransferPolicy
 from ..sessions.abi import ZERO_ADDRESS, GasPolicy, word
 
-# One op may cost (gas limits x maxFeePerGas) at most 0.1 ETH; no cumulative budget, no paymaster.
-DEFAULT_GAS_POLICY = GasPolicy(max_cost_per_op=10**17)
+# One op may cost (gas limits x maxFeePerGas) at most 0.1 ETH, 1 ETH over the session's life; no
+# paymaster (the same default as the TypeScript SDK's DEFAULT_GAS_POLICY).
+DEFAULT_GAS_POLICY = GasPolicy(max_cost_per_op=10**17, cost_limit=Limit.lifetime(10**18))
 
 UINT48_MAX = (1 << 48) - 1
 UINT32_MAX = (1 << 32) - 1
