@@ -2,10 +2,11 @@
 gauges that need the node (executor balances, node reachability).
 
 /health answers 200 with {"status": "ok", ...} or 503 with {"status": "unhealthy",
-"problems": [...], ...}: the node does not answer, or an executor's balance is below
---min-executor-balance. A sponsoring paymaster's EntryPoint deposit below
---paymaster-min-deposit makes it 200 with {"status": "degraded", "warnings": [...]}: bundling
-goes on, sponsored ops will soon fail. The body never holds the node URL (it may carry an API key).
+"problems": [...], ...}: the node does not answer, an executor's balance is below
+--min-executor-balance, or a background task died (supervise.py). A sponsoring paymaster's
+EntryPoint deposit below --paymaster-min-deposit makes it 200 with {"status": "degraded",
+"warnings": [...]}: bundling goes on, sponsored ops will soon fail. The body never holds the
+node URL (it may carry an API key).
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ def _describe(exc: BaseException) -> str:
 
 
 class Monitor:
-    def __init__(self, *, node, executors, metrics: Metrics, config, mempool):
+    def __init__(self, *, node, executors, metrics: Metrics, config, mempool, tasks=None):
         self.node = node
+        self.tasks = tasks  # supervise.Supervisor: its dead or failing tasks are problems
         self.executors = executors
         self.metrics = metrics
         self.config = config
@@ -86,6 +88,9 @@ class Monitor:
         warnings: list[str] = []
         if self.deposits is not None and report["node"]["reachable"]:
             report["paymasters"], warnings = await self.deposits.check()
+        if self.tasks is not None:
+            problems.extend(self.tasks.problems())
+            report["tasks"] = self.tasks.report()
         report["minExecutorBalance"] = str(minimum)
         report["mempool"] = {"ops": len(self.mempool), "capacity": self.config.max_mempool_ops}
         report["status"] = "unhealthy" if problems else "degraded" if warnings else "ok"
