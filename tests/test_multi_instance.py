@@ -13,30 +13,17 @@ import psycopg
 import pytest
 
 from helpers.fleet import (
-    BlockTimeChain, addresses, bundle_receipts, first_op, fresh_account, fresh_ops, new_keys, op_events, send,
-    start_instance,
+    addresses, block_number, block_time_chain, bundle_receipts, first_op, fresh_account, fresh_ops, new_keys,
+    op_events, send, start_instance,
 )
 from helpers.procs import RpcFailure, wait_for
 from bundler.entrypoint import V07, V08
-
-
-@pytest.fixture(scope="module")
-def pg():
-    from helpers.pg import PostgresUnavailable, start_postgres
-
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as e:
-        pytest.skip(f"PostgreSQL tests skipped: {e}")
-    try:
-        yield server
-    finally:
-        server.stop()
+from test_postgres_store import pg  # noqa: F401  (the module's PostgreSQL server fixture)
 
 
 @pytest.fixture(scope="module")
 def chain():
-    c = BlockTimeChain.start(block_time=1)
+    c = block_time_chain(1.0)
     try:
         yield c
     finally:
@@ -91,7 +78,7 @@ def test_three_instances_same_op_and_conflicting_ops_sent_to_all(chain, pg, tmp_
     dsn = pg.database()
     procs, executors = start_fleet(chain, dsn, tmp_path, n=3, keys_each=2)
     try:
-        start_block = chain.block_number()
+        start_block = block_number(chain)
         same = fresh_ops(chain, 15)  # each sent to all three instances at once
         conflicting = []  # two different ops for one sender and nonce, equal fees, to two instances
         for i in range(15):
@@ -163,7 +150,7 @@ def test_kill_9_under_load_the_survivor_takes_over(chain, pg, tmp_path):
         a, b = fa.result(), fb.result()
     executors = addresses(ka) | addresses(kb)
     try:
-        start_block = chain.block_number()
+        start_block = block_number(chain)
         ops = fresh_ops(chain, 80)
         results: dict[str, object] = {}
         killed = threading.Event()

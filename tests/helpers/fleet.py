@@ -11,43 +11,21 @@ from pathlib import Path
 
 from eth_account import Account
 
-from bundler.devchain import deploy_all, start_anvil
 from bundler.devchain.anvil import rpc
 from bundler.entrypoint import V07, V08, EntryPointVersion
 from bundler.userop import format_user_operation
 
-from .accounts import USER_OPERATION_EVENT_TOPIC, SimpleAccountHelper
+from .accounts import USER_OPERATION_EVENT_TOPIC, DevChain, SimpleAccountHelper
 from .procs import BundlerProcess, RpcFailure, call
 
 
-@dataclass
-class BlockTimeChain:
-    node: object
-    factories: dict
+def block_time_chain(block_time: float = 1.0) -> DevChain:
+    """A private anvil with the EntryPoints, mining a block every `block_time` seconds."""
+    return DevChain.start(block_time=block_time)
 
-    @classmethod
-    def start(cls, block_time: float = 1.0) -> "BlockTimeChain":
-        node = start_anvil(block_time=block_time)
-        try:
-            deployment = deploy_all(node.url)
-        except BaseException:
-            node.stop()
-            raise
-        return cls(node, {v: f.lower() for v, f in deployment.factories.items()})
 
-    @property
-    def url(self) -> str:
-        return self.node.url
-
-    @property
-    def chain_id(self) -> int:
-        return self.node.chain_id
-
-    def block_number(self) -> int:
-        return int(rpc(self.url, "eth_blockNumber", []), 16)
-
-    def stop(self) -> None:
-        self.node.stop()
+def block_number(chain: DevChain) -> int:
+    return int(rpc(chain.url, "eth_blockNumber", []), 16)
 
 
 @dataclass
@@ -63,13 +41,13 @@ class FirstOp:
         return self.acct.ep
 
 
-def fresh_account(chain: BlockTimeChain, ep: EntryPointVersion) -> SimpleAccountHelper:
+def fresh_account(chain: DevChain, ep: EntryPointVersion) -> SimpleAccountHelper:
     acct = SimpleAccountHelper.counterfactual(chain.url, ep, chain.factories[ep.version])
     rpc(chain.url, "anvil_setBalance", [acct.address, hex(10**18)])
     return acct
 
 
-def first_op(chain: BlockTimeChain, acct: SimpleAccountHelper, fee: int = 2 * 10**9, tip: int = 10**9) -> FirstOp:
+def first_op(chain: DevChain, acct: SimpleAccountHelper, fee: int = 2 * 10**9, tip: int = 10**9) -> FirstOp:
     """Each call gives another op (another random target) for the same sender and nonce 0."""
     target = "0x" + os.urandom(20).hex()
     op = acct.sign(acct.op(acct.execute(target, 1), nonce=0, with_init_code=True, max_fee_per_gas=fee,
@@ -77,7 +55,7 @@ def first_op(chain: BlockTimeChain, acct: SimpleAccountHelper, fee: int = 2 * 10
     return FirstOp(acct, format_user_operation(op), "0x" + acct.ep.user_op_hash(op, chain.chain_id).hex())
 
 
-def fresh_ops(chain: BlockTimeChain, n: int) -> list[FirstOp]:
+def fresh_ops(chain: DevChain, n: int) -> list[FirstOp]:
     """n first ops of n fresh accounts, v0.7 and v0.8 in turn."""
     return [first_op(chain, fresh_account(chain, (V07, V08)[i % 2])) for i in range(n)]
 
@@ -90,14 +68,14 @@ def send(url: str, op: FirstOp, timeout: float = 60.0) -> str | RpcFailure:
         return e
 
 
-def new_keys(chain: BlockTimeChain, n: int) -> list[str]:
+def new_keys(chain: DevChain, n: int) -> list[str]:
     keys = ["0x" + os.urandom(32).hex() for _ in range(n)]
     for k in keys:
         rpc(chain.url, "anvil_setBalance", [Account.from_key(k).address, hex(100 * 10**18)])
     return keys
 
 
-def start_instance(chain: BlockTimeChain, dsn: str, workdir: Path, keys: list[str], lease_s: float = 3.0,
+def start_instance(chain: DevChain, dsn: str, workdir: Path, keys: list[str], lease_s: float = 3.0,
                    *extra: str) -> BundlerProcess:
     """`bundler run --store postgres --bundle-mode auto` with these executor keys (through the
     environment, as are the DSN); its own data dir and log file under workdir."""
@@ -112,17 +90,17 @@ def addresses(keys: list[str]) -> set[str]:
     return {Account.from_key(k).address.lower() for k in keys}
 
 
-def op_events(chain: BlockTimeChain, from_block: int = 0) -> Counter:
+def op_events(chain: DevChain, from_block: int = 0) -> Counter:
     """op hash -> number of UserOperationEvent logs for it (both EntryPoints)."""
     logs = rpc(chain.url, "eth_getLogs", [{"address": [V07.address, V08.address], "fromBlock": hex(from_block),
                                            "toBlock": "latest", "topics": [USER_OPERATION_EVENT_TOPIC]}], timeout=30)
     return Counter(log["topics"][1] for log in logs)
 
 
-def bundle_receipts(chain: BlockTimeChain, from_block: int, executors: set[str]) -> list[dict]:
+def bundle_receipts(chain: DevChain, from_block: int, executors: set[str]) -> list[dict]:
     """Receipts of every transaction sent by these executors since from_block."""
     out = []
-    for n in range(from_block, chain.block_number() + 1):
+    for n in range(from_block, block_number(chain) + 1):
         block = rpc(chain.url, "eth_getBlockByNumber", [hex(n), True])
         for tx in block["transactions"]:
             if (tx.get("from") or "").lower() in executors:
