@@ -136,11 +136,11 @@ class Admission:
         )
         if victim is not None:
             self.capacity.evict(victim, op_hash, header.base_fee)
+        if session is not None:  # accounted first: the mempool's observers see it as a session op
+            self.sessions.admitted(session, entry)
         self.mempool.add(entry)
         if rep is not None:
             rep.admitted(entry)
-        if session is not None:
-            self.sessions.admitted(session, entry)
         if replaced is not None:
             self.store.update(replaced.hash, status=OpStatus.DROPPED,
                               reason=f"replaced by {op_hash} with higher fees")
