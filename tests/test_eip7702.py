@@ -143,8 +143,12 @@ async def test_bad_authorizations(rpc, anvil, clean_bundler, delegate):
     err = await refused(rpc, op_for(anvil, eoa, b"", auth=sign_auth(eoa.key, 1234, delegate, nonce)))
     assert err.code == -32602 and "eip7702Auth.chainId" in err.message
 
-    err = await refused(rpc, op_for(anvil, eoa, b"", auth=sign_auth(eoa.key, anvil.chain_id, delegate, nonce + 1)))
-    assert err.code == -32602 and "eip7702Auth.nonce" in err.message
+    # a wrong nonce is no bad parameter: the chain skips the tuple, the EntryPoint rejects the op
+    for wrong in (nonce + 1, nonce + 5):
+        err = await refused(rpc, op_for(anvil, eoa, b"", auth=sign_auth(eoa.key, anvil.chain_id, delegate, wrong)))
+        assert err.code == -32500 and "eip7702Auth.nonce" in err.message, err.message
+        assert err.data["expected"] == hex(nonce)
+    # a signer that is not the sender stays -32602 (as does the wrong chain id above)
 
     other = Account.create()
     err = await refused(rpc, op_for(anvil, eoa, b"", auth=sign_auth(other.key, anvil.chain_id, delegate, nonce)))

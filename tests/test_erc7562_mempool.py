@@ -51,16 +51,33 @@ async def test_shared_paymaster_and_queued_ops_are_fine(rpc, clean_bundler, worl
 
 
 @pytest.mark.parametrize("ep", EPS)
-@pytest.mark.parametrize("role", ["account", "paymaster", "account-call"])
-async def test_storage_of_a_pending_sender(rpc, clean_bundler, worlds, ep, role):
-    """STO-041: the op writes storage associated with its own sender inside a contract that is
-    the sender of a pending op; accepted while that contract has no op pending"""
+@pytest.mark.parametrize("role,toucher_first", [
+    (role, False) for role in ("account", "paymaster", "factory", "account-call", "account-delegatecall",
+                               "paymaster-call", "paymaster-delegatecall", "factory-call")
+] + [("account", True), ("paymaster", True)])
+async def test_storage_of_a_pending_sender_is_kept_apart_at_bundle_time(rpc, clean_bundler, worlds, ep, role,
+                                                                        toucher_first):
+    """STO-041 is a bundle-time rule: an op writing storage (associated with its own sender)
+    inside a contract that is the sender of a pending op is admitted, whichever came first; the
+    builder never puts the two in one bundle: one is mined, the other stays pending and goes in
+    the next bundle"""
     w = worlds[ep.version]
     other = w.entity()
-    op = w.op_for(role, "WRITE_SENDER_ASSOC", target=other, account=w.entity())
-    assert_ok(await send(rpc, op, ep))
-    await rpc.call("debug_bundler_clearMempool")
-    assert_ok(await send(rpc, w.op(other), ep))
-    op = w.op_for(role, "WRITE_SENDER_ASSOC", target=other, account=w.entity())
-    assert_error(await send(rpc, op, ep), OPCODE_VIOLATION,
-                 f"accessed storage of {other}", "the sender of another UserOperation currently in mempool")
+    factory = w.factory(staked=True) if role.startswith("factory") else None  # STO-022
+    toucher = w.op_for(role, "WRITE_SENDER_ASSOC", target=other, account=w.entity(), factory=factory)
+    ops = [toucher, w.op(other)] if toucher_first else [w.op(other), toucher]
+    hashes = []
+    for op in ops:
+        answer = await send(rpc, op, ep)
+        assert_ok(answer)
+        hashes.append(answer["result"])
+
+    async def mined(h):
+        receipt = await rpc.call("eth_getUserOperationReceipt", h)
+        return receipt is not None and receipt["success"]
+
+    await rpc.call("debug_bundler_sendBundleNow")
+    assert sorted([await mined(h) for h in hashes]) == [False, True]
+    assert len(await rpc.call("debug_bundler_dumpMempool", ep.address)) == 1
+    await rpc.call("debug_bundler_sendBundleNow")
+    assert [await mined(h) for h in hashes] == [True, True]

@@ -11,6 +11,8 @@ pytestmark = pytest.mark.asyncio
 
 BANNED = ["TIMESTAMP", "NUMBER", "GASPRICE", "BASEFEE", "ORIGIN", "COINBASE", "GASLIMIT", "PREVRANDAO",
           "BLOCKHASH", "BLOBHASH", "BLOBBASEFEE"]
+# the name messages use: 0x44 is DIFFICULTY, the name every suite and client searches for
+MESSAGE_NAME = {"PREVRANDAO": "DIFFICULTY (PREVRANDAO)"}
 MAIN_ROLES = ["account", "paymaster", "factory", "account-call", "paymaster-delegatecall"]
 ALL_ROLES = list(ROLES)
 
@@ -37,7 +39,8 @@ async def test_clean_op_is_accepted(rpc, clean_bundler, worlds, ep, role):
 async def test_banned_opcode(rpc, clean_bundler, worlds, ep, role, opcode):
     """OP-011"""
     op = worlds[ep.version].op_for(role, opcode)
-    assert_error(await send(rpc, op, ep), OPCODE_VIOLATION, f"{entity(role)} uses banned opcode: {opcode}")
+    assert_error(await send(rpc, op, ep), OPCODE_VIOLATION,
+                 f"{entity(role)} uses banned opcode: {MESSAGE_NAME.get(opcode, opcode)} (in 0x")
 
 
 @pytest.mark.parametrize("ep", EPS)
@@ -175,3 +178,41 @@ async def test_balance_needs_stake(rpc, anvil, clean_bundler, worlds, ep, role, 
                  f"{ent} uses banned opcode: {opcode}", "below this bundler's minimum")
     w.stake(address, value=9 * 10**17)  # 1 ETH in total
     assert_ok(await send(rpc, w.op_for(role, opcode, **fresh), ep))
+
+
+@pytest.mark.parametrize("ep", EPS)
+@pytest.mark.parametrize("role,allowed", [
+    ("account", True), ("account-delegatecall", True),  # the sender's own frame
+    ("account-call", False),  # a helper's value call credits the helper, not the sender
+    ("paymaster", False), ("paymaster-call", False), ("paymaster-delegatecall", False),
+    ("factory", False), ("factory-call", False), ("factory-delegatecall", False),
+])
+async def test_value_to_the_entry_point_fallback(rpc, clean_bundler, worlds, ep, role, allowed):
+    """OP-053: a plain value call to the EntryPoint's fallback is allowed from the sender only"""
+    op = worlds[ep.version].op_for(role, "EP_FALLBACK")
+    answer = await send(rpc, op, ep)
+    if allowed:
+        assert_ok(answer)
+    else:
+        error = assert_error(answer, OPCODE_VIOLATION, f"{entity(role)} calls the EntryPoint (CALL to its fallback)")
+        assert error["data"]["rule"] == "OP-054"
+
+
+@pytest.mark.parametrize("ep", EPS)
+@pytest.mark.parametrize("how,staked,allowed", [
+    ("direct", False, True), ("direct", True, True), ("delegatecall", False, True), ("call", False, False),
+])
+async def test_constructor_prefunding_through_the_fallback(rpc, clean_bundler, worlds, ep, how, staked, allowed):
+    """OP-053 in the factory phase: the account's constructor runs at the sender's address and
+    pays into its EntryPoint deposit; the op is accepted and mined, staked factory or not. From a
+    helper the constructor calls, it is not the sender's fallback call (OP-054)"""
+    w = worlds[ep.version]
+    op = w.self_funded_deploy_op(w.self_funding_factory(staked=staked), w.payload("EP_FALLBACK", how))
+    answer = await send(rpc, op, ep)
+    if not allowed:
+        assert_error(answer, OPCODE_VIOLATION, "factory calls the EntryPoint (CALL to its fallback)")
+        return
+    assert_ok(answer)
+    if how == "direct" and not staked:
+        await rpc.call("debug_bundler_sendBundleNow")
+        assert (await rpc.call("eth_getUserOperationReceipt", answer["result"]))["success"] is True

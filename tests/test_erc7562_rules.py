@@ -6,7 +6,7 @@ from eth_hash.auto import keccak
 
 from bundler.errors import OpcodeViolation, StakeTooLow
 from bundler.pool.safe import code_hash_change
-from bundler.sim.erc7562 import PhaseTrace, RuleContext, Trace, check, violation_error
+from bundler.sim.erc7562 import PhaseTrace, RuleContext, Trace, check, storage_touched, violation_error
 from bundler.sim.erc7562.tracer import READ, WRITE, CallRecord, CreateRecord
 from bundler.sim.results import StakeInfo
 from bundler.userop import UserOperation
@@ -122,8 +122,11 @@ def test_mempool_rules():
     assert SENDER not in c.mempool_senders  # the op's own sender never counts
     rules = [(v.rule, v.entity) for v in check(trace(), c)]
     assert rules == [("STO-040", "paymaster"), ("STO-040", "account")]
-    t = trace(storage_phase("account", SENDER, TOKEN, 1))
-    assert "STO-041" in [v.rule for v in check(t, c)]
+    # STO-041 is kept at bundle time (storage_touched + the builder), not refused here
+    pre, base = mapping_slot(SENDER, 0)
+    t = trace(storage_phase("account", SENDER, TOKEN, base, WRITE), preimages=(pre,))
+    assert "STO-041" not in [v.rule for v in check(t, c)]
+    assert storage_touched(t) == {TOKEN}
 
 
 def test_creates():
@@ -159,3 +162,19 @@ def test_code_hash_change():
     assert code_hash_change({a: "0x01"}, {}) is None
     err = code_hash_change({a: "0x01"}, {a: "0x02"})
     assert err.code == -32502 and err.data["rule"] == "COD-010"
+
+
+def test_paymaster_context_and_failure_codes():
+    """EREP-050 on the context; failure_code() maps a rule broken in a phase to the AA prefix
+    blame() reads"""
+    from bundler.pool.reputation import failure_code
+
+    t = trace()
+    [v] = check(t, ctx(paymaster_context=b"ctx"))
+    assert v.rule == "EREP-050" and v.needs_stake == "paymaster"
+    assert check(t, ctx(paymaster_context=b"ctx", paymaster_stake=STAKED)) == []
+    assert check(t, ctx(paymaster=None, paymaster_context=b"ctx")) == []
+    assert failure_code("AA23 reverted: x") == "AA23"
+    assert failure_code("account uses banned opcode: TIMESTAMP", {"rule": "OP-011", "entity": "account"}) == "AA2"
+    assert failure_code("factory ...", {"rule": "STO-031", "entity": "factory"}) == "AA1"
+    assert failure_code("the code of 0x.. changed", {"rule": "COD-010"}) is None

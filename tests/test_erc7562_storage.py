@@ -151,3 +151,53 @@ async def test_stake_too_low(rpc, clean_bundler, worlds, ep, role):
     w.stake(other, value=10**18, delay=3600)
     answer = await send(rpc, w.op_for(role, "SSTORE_OWN", **{role: other}), ep)
     assert_error(answer, STAKE_TOO_LOW, "unstake delay 3600 s")
+
+
+@pytest.mark.parametrize("ep", EPS)
+@pytest.mark.parametrize("how", ["direct", "call", "delegatecall"])
+@pytest.mark.parametrize("staked,command,allowed", [
+    (True, "READ_SENDER_ASSOC", True),  # STO-033 comes before STO-022
+    (False, "READ_SENDER_ASSOC", False),  # STO-022: only a staked factory would lift it
+    (True, "WRITE_SENDER_ASSOC", False),  # STO-033 lets a staked entity read, not write
+], ids=["staked-read", "unstaked-read", "staked-write"])
+async def test_paymaster_reads_sender_storage_while_the_sender_is_deployed(
+        rpc, clean_bundler, worlds, ep, how, staked, command, allowed):
+    """a paymaster reading token.balanceOf(sender) in an op whose (unstaked) factory deploys the
+    sender: a staked paymaster may (STO-033), an unstaked one may not (STO-022)"""
+    w = worlds[ep.version]
+    pm = w.entity(paymaster=True)
+    if staked:
+        w.stake(pm)
+    op = w.deploy_op(w.factory(), paymaster=pm, pm_payload=w.payload(command, how))
+    answer = await send(rpc, op, ep)
+    if allowed:
+        assert_ok(answer)
+    else:
+        error = assert_error(answer, OPCODE_VIOLATION, "paymaster accessed storage of",
+                             "associated with the sender before the sender is deployed")
+        assert error["data"]["rule"] == "STO-022"
+
+
+@pytest.mark.parametrize("ep", EPS)
+@pytest.mark.parametrize("how", ["direct", "call", "delegatecall"])
+@pytest.mark.parametrize("stake,code", [(0, OPCODE_VIOLATION), (10**17, STAKE_TOO_LOW), (10**18, None)],
+                         ids=["unstaked", "stake-too-low", "staked"])
+async def test_paymaster_context_needs_stake(rpc, clean_bundler, worlds, ep, how, stake, code):
+    """EREP-050: an unstaked paymaster may not return a context from validatePaymasterUserOp"""
+    w = worlds[ep.version]
+    pm = w.entity(paymaster=True)
+    if stake:
+        w.stake(pm, value=stake)
+    op = w.op(w.entity(), paymaster=pm, pm_payload=w.payload("CONTEXT", how), paymaster_post_op_gas_limit=50_000)
+    answer = await send(rpc, op, ep)
+    if code is None:
+        assert_ok(answer)
+        if how == "direct":  # postOp runs with the context on chain
+            await rpc.call("debug_bundler_sendBundleNow")
+            assert (await rpc.call("eth_getUserOperationReceipt", answer["result"]))["success"] is True
+        return
+    error = assert_error(answer, code, f"paymaster {pm} returned a context of 9 bytes")
+    assert error["data"]["rule"] == "EREP-050" and error["data"]["paymaster"] == pm
+    assert error["message"].startswith("unstaked paymaster") == (stake == 0)
+    # the same paymaster without a context is fine
+    assert_ok(await send(rpc, w.op(w.entity(), paymaster=pm, pm_payload=w.payload("", how)), ep))

@@ -71,7 +71,7 @@ async def test_seen_at_admission_included_when_mined(rpc, anvil, clean_bundler, 
     await send(rpc, paymaster_op(anvil.url, ep, account, paymaster), ep)
 
     assert await reputation_of(rpc, ep, paymaster) == {
-        "address": paymaster_checksum(paymaster), "opsSeen": "0x1", "opsIncluded": "0x0", "status": "0x0", "statusName": "ok"}
+        "address": paymaster_checksum(paymaster), "opsSeen": "0x1", "opsIncluded": "0x0", "status": "0x0"}
     # an unstaked sender is not an entity: limited by the per-sender count instead
     assert await reputation_of(rpc, ep, account) is None
     # reputation is kept per EntryPoint
@@ -80,7 +80,7 @@ async def test_seen_at_admission_included_when_mined(rpc, anvil, clean_bundler, 
 
     await rpc.call("debug_bundler_sendBundleNow")
     entry = await reputation_of(rpc, ep, paymaster)
-    assert (entry["opsSeen"], entry["opsIncluded"], entry["statusName"]) == ("0x1", "0x1", "ok")
+    assert (entry["opsSeen"], entry["opsIncluded"], entry["status"]) == ("0x1", "0x1", "0x0")
 
 
 def paymaster_checksum(address: str) -> str:
@@ -94,7 +94,7 @@ async def test_staked_sender_is_counted_and_not_held_to_four_ops(rpc, anvil, cle
     add_stake(anvil.url, ep, account)
     hashes = [await send(rpc, account_op(anvil.url, ep, account, key=k), ep) for k in range(6)]
     entry = await reputation_of(rpc, ep, account)
-    assert (entry["opsSeen"], entry["statusName"]) == ("0x6", "ok")
+    assert (entry["opsSeen"], entry["status"]) == ("0x6", "0x0")
     await rpc.call("debug_bundler_sendBundleNow")
     for h in hashes:
         assert (await rpc.call("eth_getUserOperationReceipt", h))["success"] is True
@@ -122,7 +122,7 @@ async def test_throttled_paymaster_keeps_four_ops_in_the_mempool(rpc, anvil, cle
     paymaster = make_paymaster(anvil.url, ep)
     # opsSeen // 10 = 12 > 0 + THROTTLING_SLACK, not above BAN_SLACK
     await set_reputation(rpc, ep, paymaster, 120, 0)
-    assert (await reputation_of(rpc, ep, paymaster))["statusName"] == "throttled"
+    assert (await reputation_of(rpc, ep, paymaster))["status"] == "0x1"
     accounts = [make_account(anvil.url, ep) for _ in range(5)]
     for a in accounts[:4]:
         await send(rpc, paymaster_op(anvil.url, ep, a, paymaster), ep)
@@ -142,13 +142,13 @@ async def test_banned_paymaster_is_refused(rpc, anvil, clean_bundler, ep):
     account = make_account(anvil.url, ep)
     paymaster = make_paymaster(anvil.url, ep)
     await set_reputation(rpc, ep, paymaster, 1000, 0)  # 100 > 0 + BAN_SLACK
-    assert (await reputation_of(rpc, ep, paymaster))["statusName"] == "banned"
+    assert (await reputation_of(rpc, ep, paymaster))["status"] == "0x2"
     err = await send_error(rpc, paymaster_op(anvil.url, ep, account, paymaster), ep)
     assert err.code == -32504
     assert f"paymaster {paymaster_checksum(paymaster)} is banned" in err.message
     # included ops make up for the seen ones
     await set_reputation(rpc, ep, paymaster, 1000, 90)
-    assert (await reputation_of(rpc, ep, paymaster))["statusName"] == "ok"
+    assert (await reputation_of(rpc, ep, paymaster))["status"] == "0x0"
     await send(rpc, paymaster_op(anvil.url, ep, account, paymaster), ep)
 
 
@@ -239,7 +239,7 @@ async def test_hourly_decay(rpc, anvil, clean_bundler, clock):
     ep = V07
     pm = "0x" + "cd" * 20
     await set_reputation(rpc, ep, pm, 240, 0)
-    assert (await reputation_of(rpc, ep, pm))["statusName"] == "throttled"  # 24 > 10
+    assert (await reputation_of(rpc, ep, pm))["status"] == "0x1"  # 24 > 10
     clock.now += 3599
     assert (await reputation_of(rpc, ep, pm))["opsSeen"] == hex(240)
     clock.now += 1
@@ -249,12 +249,12 @@ async def test_hourly_decay(rpc, anvil, clean_bundler, clock):
     for _ in range(3):
         seen = seen * 23 // 24
     entry = await reputation_of(rpc, ep, pm)
-    assert entry["opsSeen"] == hex(seen) and entry["statusName"] == "throttled"
+    assert entry["opsSeen"] == hex(seen) and entry["status"] == "0x1"
     clock.now += 24 * 3600
     for _ in range(24):
         seen = seen * 23 // 24
     entry = await reputation_of(rpc, ep, pm)
-    assert entry["opsSeen"] == hex(seen) and entry["statusName"] == "ok"  # 68 // 10 <= 10
+    assert entry["opsSeen"] == hex(seen) and entry["status"] == "0x0"  # 68 // 10 <= 10
     clock.now += 200 * 3600  # decayed to nothing: the entry goes away
     assert await reputation_of(rpc, ep, pm) is None
 
@@ -306,7 +306,7 @@ def test_blame():
 
 
 def test_failed_revalidation_without_ban(clean_bundler):
-    """A re-validation failure (ban=False) keeps the op seen for the entity at fault and gives
+    """A re-validation failure of an unstaked entity keeps the op seen for the entity at fault and gives
     a paymaster not at fault its seen op back; nothing is banned."""
     from bundler.pool.mempool import PoolEntry
     from bundler.userop import UserOperation
@@ -317,7 +317,7 @@ def test_failed_revalidation_without_ban(clean_bundler):
                        factory="0x" + "0f" * 20, paymaster="0x" + "0e" * 20)
     entry = PoolEntry(op=op, entry_point=V07, hash="0x01")
     rules.admitted(entry)
-    assert rules.bundle_failure(entry, "AA13", ban=False) == []
+    assert rules.bundle_failure(entry, "AA13", second_validation=True) == []
     assert (rules.book.get(V07, op.factory).ops_seen, rules.book.get(V07, op.paymaster).ops_seen) == (1, 0)
     assert rules.book.status(V07, op.factory) is Status.OK
     rules.bundle_failure(entry, "AA13")
@@ -341,7 +341,7 @@ async def test_paymaster_failing_at_bundle_time_is_banned(unsafe_rpc, anvil, ep)
     assert await rpc.call("debug_bundler_sendBundleNow") == "ok"
     entry = await reputation_of(rpc, ep, paymaster)
     assert entry == {"address": paymaster_checksum(paymaster), "opsSeen": hex(10_000), "opsIncluded": "0x0",
-                     "status": "0x2", "statusName": "banned"}
+                     "status": "0x2"}
     errors = []
     for h in (h1, h2):
         with pytest.raises(RpcError) as e:
@@ -367,7 +367,7 @@ async def test_staked_sender_is_blamed_for_its_paymaster(unsafe_rpc, anvil, ep):
     await send(rpc, paymaster_op(anvil.url, ep, account, paymaster), ep)
     drain_deposit(anvil.url, ep, paymaster)
     await rpc.call("debug_bundler_sendBundleNow")
-    assert (await reputation_of(rpc, ep, account))["statusName"] == "banned"
+    assert (await reputation_of(rpc, ep, account))["status"] == "0x2"
     assert (await reputation_of(rpc, ep, paymaster))["opsSeen"] == "0x0"  # not at fault: seen op back
 
 
@@ -387,7 +387,7 @@ async def test_account_failure_gives_the_paymaster_its_seen_op_back(rpc, anvil, 
         await rpc.call("eth_getUserOperationReceipt", h)
     assert "AA23" in e.value.message
     assert await reputation_of(rpc, ep, paymaster) == {
-        "address": paymaster_checksum(paymaster), "opsSeen": "0x5", "opsIncluded": "0x2", "status": "0x0", "statusName": "ok"}
+        "address": paymaster_checksum(paymaster), "opsSeen": "0x5", "opsIncluded": "0x2", "status": "0x0"}
     assert await reputation_of(rpc, ep, account) is None
 
 
@@ -407,7 +407,7 @@ async def test_staked_factory_is_blamed_for_its_account(unsafe_rpc, anvil, ep):
     mine(anvil.url)
     await rpc.call("debug_bundler_sendBundleNow")
     entry = await reputation_of(rpc, ep, factory)
-    assert entry["statusName"] == "banned" and entry["opsSeen"] == hex(10_000)
+    assert entry["status"] == "0x2" and entry["opsSeen"] == hex(10_000)
 
 
 async def test_unstaked_aggregator_needs_stake():
@@ -453,7 +453,7 @@ async def test_failure_found_by_second_validation_drops_without_ban(rpc, anvil, 
     with pytest.raises(RpcError) as e:
         await rpc.call("eth_getUserOperationReceipt", op_hash)
     assert "second validation" in e.value.message
-    assert (await reputation_of(rpc, ep, paymaster))["statusName"] != "banned"
+    assert (await reputation_of(rpc, ep, paymaster))["status"] != "0x2"
 
 
 async def test_reputation_survives_a_restart(anvil, tmp_path):
@@ -467,7 +467,7 @@ async def test_reputation_survives_a_restart(anvil, tmp_path):
                           [{"address": paymaster, "opsSeen": 1000, "opsIncluded": 0}], V07.address)
     async with running_bundler(anvil, data_dir=str(tmp_path), private_key=[key]) as (_b, client):
         entry = await reputation_of(client, V07, paymaster)
-        assert entry["statusName"] == "banned" and entry["opsSeen"] == hex(1000)
+        assert entry["status"] == "0x2" and entry["opsSeen"] == hex(1000)
         await client.call("debug_bundler_clearReputation")
     async with running_bundler(anvil, data_dir=str(tmp_path), private_key=[key]) as (_b, client):
         assert await client.call("debug_bundler_dumpReputation", V07.address) == []

@@ -92,12 +92,45 @@ async def test_user_operation_param_errors_name_the_problem(rpc):
     assert answer["error"]["code"] == -32602
     answer = await rpc.request("eth_sendUserOperation", {"sender": "0x" + "11" * 20}, "0x" + "22" * 20)
     assert answer["error"]["code"] == -32602 and "unsupported entryPoint" in answer["error"]["message"]
-    answer = await rpc.request("eth_getUserOperationReceipt", "0x1234")
-    assert answer["error"]["code"] == -32602 and "userOpHash" in answer["error"]["message"]
-    answer = await rpc.request("eth_getUserOperationByHash", 12)
-    assert answer["error"]["code"] == -32602
+    for method in ("eth_getUserOperationReceipt", "eth_getUserOperationByHash"):
+        for bad in ("0x1234", 12, None, "0x" + "zz" * 32):
+            answer = await rpc.request(method, bad)
+            error = answer["error"]
+            assert (error["code"], error["message"]) == (-32602, "Missing/invalid userOpHash"), answer
+        answer = await rpc.request(method)
+        assert answer["error"]["code"] == -32602, answer
 
 
 async def test_unknown_hash_is_null(rpc):
     assert await rpc.call("eth_getUserOperationReceipt", "0x" + "ab" * 32) is None
     assert await rpc.call("eth_getUserOperationByHash", "0x" + "ab" * 32) is None
+
+
+async def test_one_entry_point_with_the_entry_points_flag(anvil):
+    """a client that wants exactly one EntryPoint (eth_supportedEntryPoints()[0]) starts the
+    bundler with --entry-points 0.8; the other versions are then refused"""
+    import argparse
+
+    import aiohttp
+
+    from bundler import config as cfg
+    from bundler.app import Bundler
+    from bundler.devchain import free_port
+    from bundler.entrypoint import V08
+    from conftest import EXECUTOR_KEY, RpcClient
+
+    parser = argparse.ArgumentParser()
+    cfg.add_arguments(parser)
+    args = parser.parse_args(["--entry-points", "0.8", "--rpc-url", anvil.url, "--port", str(free_port())])
+    config = cfg.load(args, environ={"BUNDLER_PRIVATE_KEY": EXECUTOR_KEY})
+    b = Bundler(config)
+    await b.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = RpcClient(b.url, session)
+            assert await client.call("eth_supportedEntryPoints") == ["0x4337084D9E255Ff0702461CF8895CE9E3b5Ff108"]
+            answer = await client.request("eth_sendUserOperation", {"sender": "0x" + "11" * 20}, V07.address)
+            assert answer["error"]["code"] == -32602 and "unsupported entryPoint" in answer["error"]["message"]
+            assert V08.address.lower() in answer["error"]["message"].lower()
+    finally:
+        await b.stop()

@@ -267,6 +267,32 @@ async def test_eip7702_eoa_with_call_and_transfer_policies(chain, rpc, clean):
 # ------------------------------------------------------------------ c. remote party, revocation
 
 
+async def test_revocation_seen_although_get_logs_failed_for_its_block(chain, rpc, clean, bundler):
+    """The session watcher reads the revocation's block again when its eth_getLogs failed
+    (injected twice), instead of skipping that block for good."""
+    from bundler import faults
+
+    acct = account(chain, V07)
+    token = chain.sessions.token
+    key, signer = new_key()
+    now = block_timestamp(chain.url)
+    spec = SessionSpec(signer=signer, valid_after=now - 10, valid_until=now + DAY, call_policies=(
+        CallPolicy(target=token, selector=SEL_DEPOSIT, max_value_per_use=ETH, value_limit=Limit.lifetime(2 * ETH)),))
+    await grant_via_bundler(rpc, acct, spec)
+    h = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, ETH, SEL_DEPOSIT)))
+    fired = faults.fired.get("sessions.get_logs", 0)
+    faults.arm("sessions.get_logs", times=2)
+    try:
+        set_balance(chain.url, acct.owner, ETH)
+        node_rpc(chain.url, "anvil_impersonateAccount", [acct.owner])
+        send_tx(chain.url, acct.address, abi.encode_revoke_session(signer), sender=acct.owner)  # one block, no more
+        e = await wait_dropped(rpc, h, timeout=20)
+        assert e.code == -32500 and "revoked" in e.message
+    finally:
+        faults.disarm("sessions.get_logs")
+    assert faults.fired["sessions.get_logs"] - fired == 2
+
+
 @pytest.mark.parametrize("ep", EPS)
 async def test_remote_party_revoked_pending_dropped(chain, rpc, clean, ep):
     acct = account(chain, ep)

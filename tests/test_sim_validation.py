@@ -68,8 +68,8 @@ def test_malformed_signature_is_aa23_with_decoded_reason(chain, worker, ep):
     res = worker.simulate_validation(op, ep, chain.pinned())
     assert isinstance(res, SimulationFailure)
     assert res.code == "AA23" and res.op_index == 0
-    # OpenZeppelin ECDSAInvalidSignatureLength(uint256 length)
-    assert res.message.startswith("AA23 reverted: custom error 0xfce698f7")
+    # OpenZeppelin ECDSAInvalidSignatureLength(uint256 length), selector 0xfce698f7
+    assert res.message.startswith("AA23 reverted: ECDSAInvalidSignatureLength(3)")
 
 
 @EPS

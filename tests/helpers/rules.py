@@ -28,6 +28,7 @@ SEL_DEPOSIT = selector("deposit(address)")
 SEL_SET_BALANCE = selector("setBalance(address,uint256)")
 SEL_CREATE_ACCOUNT = selector("createAccount(uint256,bytes)")
 SEL_GET_ADDRESS = selector("getAddress(uint256)")
+SEL_GET_ADDRESS_WITH_PAYLOAD = selector("getAddress(uint256,bytes)")
 SEL_GET_NONCE = selector("getNonce(address,uint192)")
 
 HOW = {"direct": 0, "call": 1, "delegatecall": 2}
@@ -64,6 +65,13 @@ class RulesWorld:
 
     def factory(self, *, staked: bool = False) -> str:
         address = deploy(self.url, "RulesFactory", encode(["address"], [self.ep.address]))
+        if staked:
+            self.stake(address)
+        return address
+
+    def self_funding_factory(self, *, staked: bool = False) -> str:
+        """A factory whose accounts run a command in their constructor (RulesSelfFundedEntity)."""
+        address = deploy(self.url, "RulesSelfFundingFactory", encode(["address"], [self.ep.address]))
         if staked:
             self.stake(address)
         return address
@@ -112,3 +120,16 @@ class RulesWorld:
         data = SEL_CREATE_ACCOUNT + encode(["uint256", "bytes"], [salt, factory_payload])
         changes.setdefault("verification_gas_limit", 4_000_000)  # deploying RulesEntity (~8 kB)
         return self.op(sender, account_payload, factory=factory, factory_data=data, **changes)
+
+    def self_funded_deploy_op(self, factory: str, constructor_payload: bytes, **changes) -> UserOperation:
+        """An op deploying a RulesSelfFundedEntity whose constructor runs `constructor_payload`
+        (in the factory phase, at the sender's address; the sender has a balance)."""
+        salt = next(_salts)
+        out = eth_call(self.url, factory, SEL_GET_ADDRESS_WITH_PAYLOAD + encode(["uint256", "bytes"],
+                                                                              [salt, constructor_payload]))
+        sender = decode(["address"], out)[0].lower()
+        rpc(self.url, "anvil_setBalance", [sender, hex(10**18)])
+        mine(self.url)
+        data = SEL_CREATE_ACCOUNT + encode(["uint256", "bytes"], [salt, constructor_payload])
+        changes.setdefault("verification_gas_limit", 4_000_000)
+        return self.op(sender, b"", factory=factory, factory_data=data, **changes)

@@ -133,6 +133,13 @@ abstract contract RulesBase {
         else if (_is(cmd, "EP_BALANCEOF")) emit Used(IRulesStakeManager(entryPoint).balanceOf(address(this)));
         else if (_is(cmd, "EP_DEPOSIT")) IRulesStakeManager(entryPoint).depositTo{value: 0}(sender);
         else if (_is(cmd, "EP_CODEHASH")) emit Used(uint256(entryPoint.codehash));
+        else if (_is(cmd, "EP_FALLBACK")) {
+            // a plain value transfer to the EntryPoint (its receive() deposits for the caller)
+            (bool ok,) = payable(entryPoint).call{value: 1}("");
+            (ok);
+        }
+        // EREP-050: validatePaymasterUserOp returns a context (the command itself does nothing)
+        else if (_is(cmd, "CONTEXT")) {}
         // OP-061 / OP-062
         else if (_is(cmd, "VALUE_CALL")) {
             (bool ok,) = payable(target).call{value: 1}("");
@@ -185,7 +192,9 @@ contract RulesEntity is RulesBase {
         external
         returns (bytes memory context, uint256 validationData)
     {
-        _behave(userOp.paymasterAndData[52:], userOp.sender, msg.sender);
+        bytes calldata payload = userOp.paymasterAndData[52:];
+        _behave(payload, userOp.sender, msg.sender);
+        if (payload.length > 21 && keccak256(payload[21:]) == keccak256("CONTEXT")) return ("a context", 0);
         return ("", 0);
     }
 
@@ -213,5 +222,54 @@ contract RulesFactory is RulesBase {
             abi.encodePacked(bytes1(0xff), address(this), bytes32(salt), keccak256(type(RulesEntity).creationCode))
         );
         return address(uint160(uint256(h)));
+    }
+}
+
+/// An account whose constructor runs a command (payload as above) while its factory deploys it,
+/// e.g. EP_FALLBACK: it pre-funds its EntryPoint deposit from its own balance (OP-053 in the
+/// factory phase).
+contract RulesSelfFundedEntity is RulesEntity {
+    constructor(address entryPoint, bytes memory payload) {
+        if (payload.length < 21) return;
+        uint8 how = uint8(payload[0]);
+        address target;
+        assembly {
+            target := shr(96, mload(add(payload, 33)))
+        }
+        bytes memory cmd = new bytes(payload.length - 21);
+        for (uint256 i = 0; i < cmd.length; i++) {
+            cmd[i] = payload[21 + i];
+        }
+        bytes memory call = abi.encodeWithSelector(RulesBase.run.selector, target, string(cmd), address(this), entryPoint);
+        if (how == 1) {
+            (bool ok,) = target.call(call);
+            (ok);
+        } else if (how == 2) {
+            (bool ok,) = target.delegatecall(call);
+            (ok);
+        } else {
+            run(target, string(cmd), address(this), entryPoint);
+        }
+    }
+}
+
+/// Factory of RulesSelfFundedEntity accounts (CREATE2; the address depends on the payload).
+contract RulesSelfFundingFactory is RulesBase {
+    address public immutable entryPoint;
+
+    constructor(address _entryPoint) {
+        entryPoint = _entryPoint;
+    }
+
+    function createAccount(uint256 salt, bytes calldata payload) external returns (address account) {
+        account = getAddress(salt, payload);
+        if (account.code.length == 0) {
+            new RulesSelfFundedEntity{salt: bytes32(salt)}(entryPoint, payload);
+        }
+    }
+
+    function getAddress(uint256 salt, bytes calldata payload) public view returns (address) {
+        bytes memory init = abi.encodePacked(type(RulesSelfFundedEntity).creationCode, abi.encode(entryPoint, payload));
+        return address(uint160(uint256(keccak256(abi.encodePacked(bytes1(0xff), address(this), bytes32(salt), keccak256(init))))));
     }
 }

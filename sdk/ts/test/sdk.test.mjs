@@ -9,6 +9,7 @@ import {
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createBundlerClient } from "viem/account-abstraction";
 import { createSmartAccountClient } from "permissionless/clients";
+import { createPimlicoClient } from "permissionless/clients/pimlico";
 import {
   allowance, callPolicy, decodeSignature, eip7702Authorization, deserializeSession, encodeSpec, decodeSpec, enableDigest, enableSession,
   erc20TransferPolicy, eq, getSession, grantPermissions, grantSessionCall, lifetime, lte, parseSessionRefusal,
@@ -210,13 +211,20 @@ describe("permissionless createSmartAccountClient", () => {
     const owner = privateKeyToAccount(generatePrivateKey());
     const ownerAccount = await toSessionAccount({ client: publicClient, entryPoint: "0.7", owner, factory: v.sessionAccountFactory });
     await fund(ownerAccount.address);
+    // permissionless' documented set-up: fees from the bundler's pimlico_getUserOperationGasPrice
+    const pimlico = createPimlicoClient({ transport: http(dev.bundlerUrl), chain });
+    const gasPrice = await pimlico.getUserOperationGasPrice();
+    assert.ok(gasPrice.fast.maxPriorityFeePerGas > 0n && gasPrice.fast.maxFeePerGas >= gasPrice.fast.maxPriorityFeePerGas);
+    let priced = 0;
     const smartClient = createSmartAccountClient({
       account: ownerAccount, chain, client: publicClient, bundlerTransport: http(dev.bundlerUrl), pollingInterval: 100,
+      userOperation: { estimateFeesPerGas: async () => { priced += 1; return (await pimlico.getUserOperationGasPrice()).fast; } },
     });
     const recipient = privateKeyToAccount(generatePrivateKey()).address;
     const txHash = await smartClient.sendTransaction({ to: recipient, value: 12345n });
     assert.match(txHash, /^0x[0-9a-f]{64}$/);
     assert.equal(await publicClient.getBalance({ address: recipient }), 12345n);
+    assert.ok(priced >= 1, "the smart account client priced its op through the bundler");
 
     // the app grants (enable mode) and hands one string to its backend
     const sessionKey = privateKeyToAccount(generatePrivateKey());

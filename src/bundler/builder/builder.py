@@ -3,7 +3,6 @@ fails, sign, send, replace if stuck, and record the outcome of every op."""
 from __future__ import annotations
 
 import asyncio
-import re
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,10 +18,12 @@ from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
 from ..pool.eip7702 import GAS_PER_AUTHORIZATION
 from ..metrics import NullMetrics, drop_reason_label
 from ..pool.mempool import Mempool, PoolEntry
+from ..pool.reputation import failure_code
 from ..pool.requeue import Requeue, entry_from_record
 from ..pool.safe import SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
 from ..sim.results import failure_error
+from ..store.base import ClaimLost, LeaseLost
 from ..store.records import InflightTx, OpStatus, TxAttempt
 from .balance import BalanceGuard, ExecutorBalanceLow
 from .bundle_check import check_bundle
@@ -105,6 +106,8 @@ class Builder:
         self._busy: dict[Executor, int] = {}  # bundles started and not finished, per executor
         self._jobs: set[asyncio.Task] = set()  # auto mode's bundles in flight
         self._last_failure = 0.0
+        # set when this instance's lease in a shared store is lost: it claims and sends nothing more
+        self.fenced = False
 
     # triggers ---------------------------------------------------------------
     def notify_new_op(self) -> None:
@@ -255,6 +258,10 @@ class Builder:
         limit = min(self.config.max_bundle_gas, header.gas_limit)
         gate = self.reputation.bundle_gate(ep, header.number) if self.reputation else None
         authorized: set[str] = set()  # senders with an EIP-7702 authorization in this bundle
+        # STO-041: no op in the bundle touches the storage of another op's sender in it; the
+        # later one (by fee order) waits for the next bundle instead of being refused
+        senders: set[str] = set()
+        touched: set[str] = set()
         # senders and paymasters of ops in other bundles in flight wait for those to settle
         # (a later nonce would fail before the earlier one is mined; a shared deposit could run out)
         busy = {e.op.sender for e in self._reserved.values()} | {
@@ -275,6 +282,9 @@ class Builder:
                 continue
             if op.eip7702_auth is not None and op.sender in authorized:
                 continue  # one authorization per sender and bundle; the next one waits
+            storage = self.safe.others_storage(entry)
+            if op.sender in touched or storage & senders:
+                continue  # STO-041: stays pending for a later bundle
             if gate is not None:
                 verdict, reason = gate.check(entry)
                 if verdict == "drop":
@@ -284,6 +294,8 @@ class Builder:
                     continue
             if op.eip7702_auth is not None:
                 authorized.add(op.sender)
+            senders.add(op.sender)
+            touched.update(storage)
             selected.append(entry)
             gas += op.total_gas_limit()
             if len(selected) >= self.config.max_bundle_ops:
@@ -296,7 +308,8 @@ class Builder:
         try:
             head = self.head.latest.number if self.head.latest else 0
             event = await find_event_log(self.node, op_hash, [entry_point], head - self.config.receipt_lookback_blocks)
-        except Exception:
+        except Exception as e:
+            log.warning("could not look up the UserOperationEvent of %s: %s", op_hash, getattr(e, "message", e))
             return None
         if event is not None:
             self.store.update(op_hash, status=OpStatus.MINED, tx_hash=event["transactionHash"],
@@ -315,7 +328,14 @@ class Builder:
                                            event["blockHash"], [entry.hash]))
         return True
 
+    def _forget_gone_reverts(self) -> None:
+        """Revert counts only of ops still in the pool: the others were dropped, evicted,
+        cleared or mined meanwhile, by whichever path (the count would be kept forever)."""
+        for h in [h for h in self._reverts if self.mempool.get(h) is None]:
+            del self._reverts[h]
+
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
+        self._reverts.pop(entry.hash, None)
         log.info("dropping op %s: %s", entry.hash, reason, extra={"op_hash": entry.hash})
         self.metrics.op_dropped(drop_reason_label(reason))
         self.mempool.remove(entry.hash)
@@ -335,19 +355,27 @@ class Builder:
         """Second validation, claim (shared store), simulate, send and follow until mined."""
         selected = [e for e in selected if self.mempool.get(e.hash) is e]  # evicted meanwhile
         dropped: dict[str, str] = {}
-        selected = await self._second_validation(ep, header, selected, dropped)
+        # claimed first (shared store): an instance decides (drops, sends) only ops it holds
         selected = await self._claim(selected, executor)
         try:
+            selected = await self._second_validation(ep, header, selected, dropped)
             return await self._simulate_and_send(ep, executor, selected, header, dropped)
         except BaseException:
-            await self._release([e for e in selected if e.submitted_in is None], executor)
+            await self._release([e for e in selected if e.submitted_in in (None, CLAIMED_ELSEWHERE)], executor)
             raise
 
     async def _claim(self, selected: list[PoolEntry], executor: Executor) -> list[PoolEntry]:
         """With a store shared by several instances, bundle only the ops this instance claims."""
         if not selected or not self.store.shared:
             return selected
-        got = await self.store.claim([e.hash for e in selected], executor.address)
+        if self.fenced:
+            return []
+        try:
+            got = await self.store.claim([e.hash for e in selected], executor.address)
+        except LeaseLost as e:
+            log.critical("no bundle: %s", e)
+            self.fenced = True
+            return []
         for e in selected:
             if e.hash not in got:
                 e.submitted_in = CLAIMED_ELSEWHERE
@@ -433,6 +461,8 @@ class Builder:
             return selected
         keep = []
         for entry, error in await self.safe.revalidate(self.simulator, ep, header, selected):
+            if entry.hash in dropped:
+                continue  # dropped meanwhile: an entity it uses was banned by an earlier failure
             if error is None:
                 keep.append(entry)
             elif isinstance(error, NodeError):
@@ -443,9 +473,16 @@ class Builder:
                 reason = f"failed second validation: {error.message}"
                 dropped[entry.hash] = reason
                 self.drop(entry, reason, error.code)
-                if self.reputation is not None:  # a re-validation failure costs no ban (EREP-030)
-                    aa = re.match(r"AA\d\d", error.message)
-                    self.reputation.bundle_failure(entry, aa.group(0) if aa else None, ban=False)
+                if self.reputation is None:
+                    continue
+                # only a staked entity at fault is banned for it (SREP-050, EREP-020/030)
+                code = failure_code(error.message, error.data)
+                for other in self.reputation.bundle_failure(entry, code, second_validation=True):
+                    why = f"an entity it uses was banned: {reason}"
+                    keep = [e for e in keep if e is not other]
+                    if any(other is e for e in selected):
+                        dropped[other.hash] = why
+                    self.drop(other, why, EntityThrottled.code)
         return keep
 
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
@@ -458,17 +495,17 @@ class Builder:
         max_fee = max(min(max_fee, min(e.op.max_fee_per_gas for e in entries)), header.base_fee)
         priority = min(priority, max_fee)
 
-        def mark_submitted(inflight) -> None:
-            tx_hash = inflight.latest.tx_hash
+        def mark_submitted(inflight) -> None:  # the store has them submitted already
             for e in entries:
-                e.submitted_in = tx_hash
-                self.store.update(e.hash, status=OpStatus.SUBMITTED, tx_hash=tx_hash)
+                e.submitted_in = inflight.latest.tx_hash
 
         try:
             inflight = await self.sender.send_new(executor, ep.address, [e.hash for e in entries], data, gas_limit,
                                                   max_fee, priority, before_send=mark_submitted,
                                                   authorizations=authorizations)
-        except BundlerError:
+        except (BundlerError, ClaimLost) as e:
+            if isinstance(e, ClaimLost):
+                log.warning("bundle not sent: %s", e)
             for e in entries:
                 e.submitted_in = None
                 self.store.update(e.hash, status=OpStatus.PENDING, tx_hash=None)
@@ -498,39 +535,42 @@ class Builder:
         block = int(receipt["blockNumber"], 16)
         result = BundleResult(inflight.entry_point, tx_hash, block, "mined", dropped=dropped or {})
         self.metrics.bundle("mined" if receipt["status"] == "0x1" else "reverted")
-        if receipt["status"] != "0x1":
-            result.status = "reverted"
-            log.warning("bundle %s reverted on chain (block %d); its ops are simulated again", tx_hash, block)
-            for h, e in zip(inflight.op_hashes, entries):
-                self._reverts[h] = self._reverts.get(h, 0) + 1
-                if e is not None and self._reverts[h] >= self.config.max_bundle_reverts:
-                    e.submitted_in = None
-                    self.drop(e, f"dropped after {self._reverts[h]} bundles carrying it reverted on chain "
-                                 f"(last {tx_hash})", -32500)
-                    continue
-                if e is not None:
-                    e.submitted_in = None
-                self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
-        else:
-            mined = []
-            for h, e in zip(inflight.op_hashes, entries):
-                self._reverts.pop(h, None)
-                if build_receipt(h, receipt) is not None:
-                    self.mempool.remove(h, mined_block=block)
-                    self.store.update(h, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
-                                      block_hash=receipt["blockHash"])
-                    result.included.append(h)
-                    mined.append(h)
-                    if self.reputation is not None and e is not None:
-                        self.reputation.included(e)
-                else:
+        self._forget_gone_reverts()
+        # the ops' fate and the in-flight row's removal commit together
+        with self.store.batch():
+            if receipt["status"] != "0x1":
+                result.status = "reverted"
+                log.warning("bundle %s reverted on chain (block %d); its ops are simulated again", tx_hash, block)
+                for h, e in zip(inflight.op_hashes, entries):
+                    self._reverts[h] = self._reverts.get(h, 0) + 1
+                    if e is not None and self._reverts[h] >= self.config.max_bundle_reverts:
+                        e.submitted_in = None
+                        self.drop(e, f"dropped after {self._reverts[h]} bundles carrying it reverted on chain "
+                                     f"(last {tx_hash})", -32500)
+                        continue
                     if e is not None:
                         e.submitted_in = None
                     self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
-            log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
-            if self.watcher is not None and mined:
-                self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor))
-        self.store.delete_inflight(inflight.executor, inflight.nonce)
+            else:
+                mined = []
+                for h, e in zip(inflight.op_hashes, entries):
+                    self._reverts.pop(h, None)
+                    if build_receipt(h, receipt) is not None:
+                        self.mempool.remove(h, mined_block=block)
+                        self.store.update(h, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
+                                          block_hash=receipt["blockHash"])
+                        result.included.append(h)
+                        mined.append(h)
+                        if self.reputation is not None and e is not None:
+                            self.reputation.included(e)
+                    else:
+                        if e is not None:
+                            e.submitted_in = None
+                        self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
+                log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
+                if self.watcher is not None and mined:
+                    self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor))
+            self.store.delete_inflight(inflight.executor, inflight.nonce)
         await self.store.flush()
         return result
 
@@ -563,8 +603,9 @@ class Builder:
         bytes (broadcast again only if the node lost them), replaced with higher fees if stuck."""
         executor = self._executor(inflight.executor)
         if executor is None:
-            log.warning("in-flight bundle %s was sent by %s, which is not configured any more: following "
-                        "its receipt without replacing it", inflight.latest.tx_hash, inflight.executor)
+            log.warning("in-flight bundle %s was sent by %s, which is not one of this instance's keys (no "
+                        "longer configured, or its instance died): following its receipt without replacing it",
+                        inflight.latest.tx_hash, inflight.executor)
             followed = await self.sender.resume(inflight, None)
             return await self._settle(inflight, followed)
         async with executor.lock:

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from .. import artifacts
+from ..lifetime import death_signal_preexec
 
 # anvil's first default account: handed to users and tests, never used by the bundler.
 ANVIL_ACCOUNT0_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -58,6 +59,7 @@ def start_anvil(
     block_time: float | None = None,
     extra_args: list[str] | None = None,
     log_file=None,
+    die_with_parent: bool = False,
 ) -> Anvil:
     port = port or free_port()
     cmd = [
@@ -76,6 +78,11 @@ def start_anvil(
         stdout=log_file or subprocess.DEVNULL,
         stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C goes to us; we stop anvil ourselves
+        # if we are killed outright, the kernel stops it (a dev chain outliving its bundler
+        # keeps its port). Asked for by `bundler dev`, which starts anvil from its main thread
+        # before any other thread exists (the signal follows the starting thread, and a
+        # preexec_fn is only safe in a process without other threads)
+        preexec_fn=death_signal_preexec() if die_with_parent else None,
     )
     node = Anvil(proc, port, chain_id)
     deadline = time.monotonic() + 30

@@ -2,7 +2,7 @@
 preVerificationGas from the op's calldata (EIP-7623 floor included)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..chain.head import HeadTracker
 from ..entrypoint import EntryPointVersion
@@ -12,8 +12,13 @@ from .pvg import estimate_pre_verification_gas
 
 
 class Estimator:
-    def __init__(self, *, head: HeadTracker, simulator, config, chain_id: int, sessions=None):
+    def __init__(self, *, head: HeadTracker, simulator, config, chain_id: int, sessions=None,
+                 queued_nonce: Callable[[UserOperation, EntryPointVersion], dict | None] | None = None):
         self.head = head
+        # the state override under which an op queued behind pending ops of its sender is
+        # validated at admission (Admission.nonce_override): estimation must agree with it, so a
+        # client can estimate nonce n+1 while n is still in the mempool
+        self.queued_nonce = queued_nonce
         self.sessions = sessions  # session ops: policy errors, and a verification gas floor
         self.simulator = simulator
         self.config = config
@@ -22,7 +27,10 @@ class Estimator:
     async def estimate(self, op: UserOperation, ep: EntryPointVersion, state_override: Any = None) -> dict[str, str]:
         header = await self.head.fresh()
         floor = await self.sessions.check_estimate(op, ep, header, state_override) if self.sessions else 0
-        measured = await self.simulator.estimate_gas(op, ep, header, overrides=state_override)
+        overrides = state_override
+        if self.queued_nonce is not None:
+            overrides = merge_state_overrides(self.queued_nonce(op, ep), state_override)
+        measured = await self.simulator.estimate_gas(op, ep, header, overrides=overrides)
         result = {
             "preVerificationGas": hex(estimate_pre_verification_gas(op)),
             "verificationGasLimit": hex(max(measured.verification_gas_limit, floor)),
@@ -32,3 +40,25 @@ class Estimator:
             result["paymasterVerificationGasLimit"] = hex(measured.paymaster_verification_gas_limit)
             result["paymasterPostOpGasLimit"] = hex(measured.paymaster_post_op_gas_limit)
         return result
+
+
+def merge_state_overrides(base: dict | None, caller: dict | None) -> dict | None:
+    """`base` (the bundler's own override) under the caller's eth_estimateUserOperationGas
+    stateOverride: for the same address the caller's slots win, and a caller's full `state`
+    replacement of an account's storage is kept as given."""
+    if not base:
+        return caller
+    if not caller:
+        return base
+    merged = dict(caller)
+    for address, entry in base.items():
+        key = next((k for k in merged if str(k).lower() == address.lower()), None)
+        if key is None:
+            merged[address] = entry
+            continue
+        theirs = dict(merged[key]) if isinstance(merged[key], dict) else merged[key]
+        if not isinstance(theirs, dict) or "state" in theirs:
+            continue
+        theirs["stateDiff"] = {**entry.get("stateDiff", {}), **(theirs.get("stateDiff") or {})}
+        merged[key] = theirs
+    return merged

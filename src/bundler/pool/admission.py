@@ -14,7 +14,7 @@ from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..logs import OP_HASH
 from ..store.records import OpRecord, OpStatus
 from ..userop.model import UserOperation
-from .mempool import Mempool, PoolEntry
+from .mempool import REPLACEMENT_BUMP_PERCENT, Mempool, PoolEntry, in_bundle_error, underpriced_error
 from .safe import SafeMode
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Admission:
         self.safe = SafeMode(config, mempool)
         self.capacity = capacity  # CapacityGuard (max_mempool_ops), optional
 
-    def _nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
+    def nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
         sender and key is validated as if those were already mined."""
         pending = {e.op.nonce for e in self.mempool.for_sender(op.sender)
@@ -114,7 +114,7 @@ class Admission:
         # a session op's policy is checked before any simulation; the fast path skips py-evm
         outcome = self.sessions.precheck(session, replacing and replacing.hash, now) if session else None
         if outcome is None:
-            outcome = await self.simulator.validate(op, ep, header, overrides=self._nonce_override(op, ep),
+            outcome = await self.simulator.validate(op, ep, header, overrides=self.nonce_override(op, ep),
                                                     tracer=self.safe.tracer(op, ep), now=now)
             self.safe.enforce(op, ep, outcome)  # ERC-7562 rules (off with --unsafe)
         entities = None
@@ -134,6 +134,18 @@ class Admission:
             validation=outcome if getattr(outcome, "trace", None) is not None else None,
             validated_block=header.hash,
         )
+        # the store decides the (sender, nonce) slot: with a shared store, across all instances
+        record = OpRecord(hash=op_hash, entry_point=ep.address, op=op, valid_after=entry.valid_after,
+                          valid_until=entry.valid_until, prefund=entry.prefund,
+                          eip7702_delegate=entry.eip7702_delegate, received_at=entry.received_at)
+        try:
+            verdict = await self.store.admit(record, replaced.hash if replaced is not None else None,
+                                             REPLACEMENT_BUMP_PERCENT)
+        except Exception as e:  # the shared database is unreachable: nothing was acknowledged
+            log.error("could not store op %s: %s", op_hash, e)
+            raise BundlerError(f"the bundler could not store the UserOperation ({e}); try again") from None
+        if not verdict.admitted:
+            raise _refusal(op_hash, verdict)
         if victim is not None:
             self.capacity.evict(victim, op_hash, header.base_fee)
         if session is not None:  # accounted first: the mempool's observers see it as a session op
@@ -141,12 +153,8 @@ class Admission:
         self.mempool.add(entry)
         if rep is not None:
             rep.admitted(entry)
-        if replaced is not None:
-            self.store.update(replaced.hash, status=OpStatus.DROPPED,
-                              reason=f"replaced by {op_hash} with higher fees")
-        self.store.put(OpRecord(hash=op_hash, entry_point=ep.address, op=op, valid_after=entry.valid_after,
-                                valid_until=entry.valid_until, prefund=entry.prefund,
-                                eip7702_delegate=entry.eip7702_delegate, received_at=entry.received_at))
+            if replaced is not None:
+                rep.replaced(replaced)
         await self._persist(entry, replaced)
         log.info("admitted op %s sender %s nonce %s", op_hash, op.sender, hex(op.nonce))
         if self.on_admitted:
@@ -164,6 +172,16 @@ class Admission:
             if replaced is not None and self.mempool.get(replaced.hash) is None:
                 self.mempool.add(replaced)
             raise BundlerError(f"the bundler could not store the UserOperation ({e}); try again") from None
+
+
+def _refusal(op_hash: str, verdict) -> InvalidParams:
+    """The shared pool said no: another instance holds this op or its slot."""
+    if verdict.refusal == "known":
+        return InvalidParams(f"UserOperation {op_hash} is already known and {verdict.holder}")
+    if verdict.refusal == "in_bundle":
+        return in_bundle_error()
+    fee, priority = verdict.holder_fees or (0, 0)
+    return underpriced_error(fee, priority)
 
 
 def _delegate(op: UserOperation) -> str | None:

@@ -4,7 +4,8 @@ and turn the authorizations of a bundle into the type-4 transaction's authorizat
 
 An authorization tuple (chain_id, address, nonce, y_parity, r, s) is valid for the sender when
 - chain_id is 0 or this chain's id,
-- nonce is the sender EOA's current transaction nonce (the chain skips the tuple otherwise),
+- nonce is the sender EOA's current transaction nonce (the chain skips the tuple otherwise, and
+  the EntryPoint rejects the op: -32500, not an invalid parameter),
 - the signature recovers to the sender over keccak(0x05 || rlp([chain_id, address, nonce]))
   with y_parity 0/1 and a low s (EIP-2), as EIP-7702 requires,
 - the sender has no code, or a delegation designator (0xef0100 || address) only.
@@ -16,7 +17,7 @@ from coincurve import PublicKey
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
-from ..errors import InvalidParams
+from ..errors import InvalidParams, ValidationRejected
 from ..userop.model import Authorization, UserOperation
 
 DELEGATION_PREFIX = b"\xef\x01\x00"
@@ -122,8 +123,11 @@ class Eip7702Checker:
             return current
         nonce = int(nonce_hex, 16)
         if auth.nonce != nonce:
-            raise InvalidParams(
-                f"invalid eip7702Auth.nonce: {auth.nonce} is not the sender's current transaction nonce {nonce}",
+            # not a malformed parameter: the chain would skip the tuple and the EntryPoint then
+            # reject the op (no delegation), so it is a validation rejection (-32500)
+            raise ValidationRejected(
+                f"eip7702Auth.nonce {auth.nonce} is not the sender's current transaction nonce {nonce}: the "
+                f"chain would skip the authorization and the EntryPoint reject the UserOperation",
                 {"field": "eip7702Auth.nonce", "expected": hex(nonce)},
             )
         return auth.address

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -257,6 +258,22 @@ def blame(entities: OpEntities, code: str | None) -> EntityRef | None:
     return None
 
 
+# the phase an ERC-7562 violation happened in, as the AA code prefix blame() reads
+_PHASE_CODES = {"factory": "AA1", "account": "AA2", "paymaster": "AA3"}
+
+
+def failure_code(message: str, data=None) -> str | None:
+    """The AA code a failure stands for: the EntryPoint's own (AA23, ...) from its message, or,
+    for an ERC-7562 rule broken in a phase, that phase's prefix (AA1 factory, AA2 account, AA3
+    paymaster), so blame() treats both alike."""
+    aa = re.search(r"\bAA\d\d\b", message or "")
+    if aa:
+        return aa.group(0)
+    if isinstance(data, dict) and data.get("rule"):
+        return _PHASE_CODES.get(data.get("entity"))
+    return None
+
+
 class Verdict(str, enum.Enum):
     TAKE = "take"
     SKIP = "skip"  # stays pending for a later bundle
@@ -435,26 +452,37 @@ class ReputationRules:
         for ref in self.entities_of(entry).tracked():
             self.book.seen(entry.entry_point, ref.address)
 
+    def replaced(self, entry) -> None:
+        """The op left the mempool replaced by one with higher fees (same sender and nonce): the
+        new op was counted as seen, so this one is uncounted (one op seen per replacement chain,
+        not one per fee bump)."""
+        for ref in self.entities_of(entry).tracked():
+            self.book.unseen(entry.entry_point, ref.address)
+
     # -- bundle time ----------------------------------------------------------------------
     def included(self, entry) -> None:
         """The op was mined in a bundle: opsIncluded of the entities counted as seen."""
         for ref in self.entities_of(entry).tracked():
             self.book.included(entry.entry_point, ref.address)
 
-    def bundle_failure(self, entry, code: str | None, ban: bool = True) -> list:
-        """An op failed at bundle time with AA `code`. The op's paymaster, when another entity
-        is at fault, gets its opsSeen back (EREP-015, and EREP-030's staked sender). With `ban`
-        (the failure came from building the bundle: GREP-040) the entity at fault gets
-        opsSeen = BAN_OPS_SEEN_PENALTY, opsIncluded = 0; without it (a failed re-validation)
-        it only keeps an op seen that will never be included. Returns the other pending ops
-        that use an entity banned now (GREP-010), for the caller to drop."""
+    def bundle_failure(self, entry, code: str | None, second_validation: bool = False) -> list:
+        """An op failed at bundle time with AA `code` (failure_code() of the error). The op's
+        paymaster, when another entity is at fault, gets its opsSeen back (EREP-015, and
+        EREP-030's staked sender). The entity at fault gets opsSeen = BAN_OPS_SEEN_PENALTY,
+        opsIncluded = 0 (banned) when the failure came from building the bundle (GREP-040), or
+        from the second validation and the entity is staked (SREP-050: a staked entity answers
+        for its ops; with EREP-020 a staked factory for the account it deploys). An unstaked
+        entity failing the second validation is not banned (EREP-030: ops it merely took part
+        in; the chain may have moved under it): it keeps an op seen that is never included.
+        Returns the other pending ops that use an entity banned now (GREP-010), for the
+        caller to drop."""
         ep = entry.entry_point
         entities = self.entities_of(entry)
         at_fault = blame(entities, code)
         paymaster = entities.get(PAYMASTER)
         if paymaster is not None and at_fault is not None and at_fault is not paymaster:
             self.book.unseen(ep, paymaster.address)
-        if not ban or at_fault is None or not at_fault.tracked:
+        if at_fault is None or not at_fault.tracked or (second_validation and not at_fault.staked):
             return []
         log.warning("%s failed at bundle time (%s) because of %s: penalized", entry.hash, code, at_fault.name())
         self.book.penalize(ep, at_fault.address)

@@ -21,7 +21,7 @@ from eth_utils import to_checksum_address
 
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, NodeError, OpcodeViolation
-from ..sim.erc7562 import RuleContext, TracerFactory, check, violation_error
+from ..sim.erc7562 import RuleContext, TracerFactory, check, storage_touched, violation_error
 from ..sim.entrypoint_sim import queued_nonce_override
 from ..sim.results import SimulationFailure, failure_error, validation_error
 from ..userop.model import UserOperation
@@ -83,6 +83,14 @@ class SafeMode:
         err = self.violation(op, ep, result)
         if err is not None:
             raise err
+
+    def others_storage(self, entry: PoolEntry) -> frozenset[str]:
+        """Contracts other than its own sender whose storage the op's last validation touched
+        (STO-041: the builder keeps it out of a bundle with an op of any of those senders)."""
+        trace = getattr(entry.validation, "trace", None)
+        if not self.enabled or trace is None:
+            return frozenset()
+        return storage_touched(trace) - {entry.op.sender.lower()}
 
     @staticmethod
     def code_hashes(result) -> dict[str, str] | None:

@@ -26,10 +26,12 @@ def _entry_point(bundler, address: Any) -> eps.EntryPointVersion:
 
 def _op_hash(value: Any) -> str:
     if not isinstance(value, str) or not _HASH.match(value):
-        raise InvalidParams("invalid userOpHash: expected a 32-byte 0x-prefixed hex string")
+        # the reference bundler's wording, which compliance suites match
+        raise InvalidParams("Missing/invalid userOpHash")
     return value.lower()
 
 
+# the bundler spec's numbers (docs/reputation.md lists the names)
 REPUTATION_STATUS_CODES = {"ok": 0, "throttled": 1, "banned": 2}
 
 
@@ -130,8 +132,8 @@ def debug_registry(bundler) -> MethodRegistry:
         return [
             {"address": to_checksum_address(address), "opsSeen": hex(e.ops_seen),
              "opsIncluded": hex(e.ops_included),
-             # compliance tools read status as a number (0 ok, 1 throttled, 2 banned)
-             "status": hex(REPUTATION_STATUS_CODES[status.value]), "statusName": status.value}
+             # exactly the spec's schema: tools build typed records and break on extra keys
+             "status": hex(REPUTATION_STATUS_CODES[status.value])}
             for address, e, status in bundler.reputation.book.dump(ep)
         ]
 

@@ -44,6 +44,7 @@ from typing import Any
 from eth_abi import decode
 from eth_utils import to_checksum_address
 
+from .. import faults
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams, SignatureInvalid, TimeRangeInvalid, ValidationRejected
 from ..store.records import OpStatus, SessionActivity
@@ -341,6 +342,7 @@ class SessionService:
     async def run(self) -> None:
         """Per new block: forget mined ops the state now shows, drop pending ops of sessions
         that were revoked or expired, re-check pending ops of sessions granted anew."""
+        retry_in = 0.5
         while True:
             header = await self.head.wait_new_block(self._last_block, 2.0)
             if header is None or header.number == self._last_block:
@@ -350,8 +352,13 @@ class SessionService:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("session watcher failed on block %s", header.number)
-                await asyncio.sleep(0.5)
+                # the blocks since _last_block are read again next round (eth_getLogs failed:
+                # a revocation in them must not be missed); retried with a growing pause
+                log.exception("session watcher failed on block %s; retrying in %.1f s", header.number, retry_in)
+                await asyncio.sleep(retry_in)
+                retry_in = min(retry_in * 2, 10.0)
+                continue
+            retry_in = 0.5
             self._last_block = header.number
 
     def _drop(self, op_hash: str, reason: str, code: int) -> bool:
@@ -384,6 +391,7 @@ class SessionService:
         start = header.number if previous is None else max(previous + 1, header.number - LOG_RANGE_MAX)
         if start > header.number:
             return
+        faults.fail_point("sessions.get_logs")
         logs = await self.rpc.call("eth_getLogs", [{
             "address": accounts,
             "topics": [["0x" + abi.TOPIC_SESSION_REVOKED.hex(), "0x" + abi.TOPIC_SESSION_GRANTED.hex()]],

@@ -17,6 +17,7 @@ import signal
 import threading
 
 from ..errors import BundlerError
+from ..lifetime import die_with_parent
 from .worker import init_process, run_in_process
 
 
@@ -80,7 +81,9 @@ def set_memory_limit(limit_mb: int) -> None:
 
 
 def init_limited_process(node_url: str, config, memory_mb: int) -> None:
-    """ProcessPoolExecutor initializer: the memory limit first, then the usual worker set-up."""
+    """ProcessPoolExecutor initializer: tied to the bundler's life, the memory limit, then the
+    usual worker set-up."""
+    die_with_parent()
     set_memory_limit(memory_mb)
     init_process(node_url, config)
 

@@ -12,6 +12,7 @@ from eth_abi import decode
 from eth_utils import function_signature_to_4byte_selector
 from eth_utils import to_checksum_address
 
+from .custom_errors import describe_custom_error
 from ..errors import (
     AggregatorUnsupported, BundlerError, PaymasterDepositTooLow, PaymasterRejected, SignatureInvalid,
     TimeRangeInvalid, ValidationRejected,
@@ -133,8 +134,9 @@ class SimulationFailure:
 
 
 def describe_revert(data: bytes) -> str:
-    """Human-readable revert data: Error(string), Panic(uint256), known EntryPoint errors, or
-    a custom error selector."""
+    """Human-readable revert data: Error(string), Panic(uint256), the EntryPoint's errors, the
+    custom errors of the contracts we ship ABIs of (sim/custom_errors.py), or the selector of
+    an unknown one."""
     if not data:
         return "reverted without data"
     sel = data[:4]
@@ -158,6 +160,9 @@ def describe_revert(data: bytes) -> str:
         pass
     if len(data) < 4:
         return f"reverted with data 0x{data.hex()}"
+    known = describe_custom_error(data, describe_revert)
+    if known is not None:
+        return known
     text = f"custom error 0x{sel.hex()}"
     if len(data) > 4:
         rest = data[4:]

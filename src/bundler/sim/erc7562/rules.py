@@ -1,7 +1,7 @@
 """The ERC-7562 validation rules as a pure function: check(trace, context) -> [Violation].
 
 Rule by rule (ids from the ERC's text):
-  OP-011  banned opcodes: ORIGIN GASPRICE BLOCKHASH COINBASE TIMESTAMP NUMBER PREVRANDAO GASLIMIT
+  OP-011  banned opcodes: ORIGIN GASPRICE BLOCKHASH COINBASE TIMESTAMP NUMBER DIFFICULTY GASLIMIT
           BASEFEE BLOBHASH BLOBBASEFEE SELFDESTRUCT INVALID (and CREATE, see OP-032)
   OP-012  GAS only immediately before a *CALL
   OP-013  unassigned opcodes
@@ -24,7 +24,10 @@ Rule by rule (ids from the ERC's text):
           contracts, read-only any storage of non-entity contracts
   STO-040 an address used as a sender by another op in the mempool may not be an entity of this
           op, and this op's sender may not be an entity of another op in the mempool
-  STO-041 no storage access in a contract that is the sender of another op in the mempool
+  STO-041 no storage access in a contract that is the sender of another op in the same bundle: a
+          bundle-time rule (storage_touched() here, kept apart by the builder), never a reason to
+          refuse an op at admission (the first to arrive would always win)
+  EREP-050 an unstaked paymaster may not return a context
 
 "Associated with A": the slot equals A, or keccak(A || x) + n with 0 <= n <= 128 where the
 tracer saw that preimage (A as a 32-byte word, or packed as 20 bytes).
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from eth.vm.opcode_values import (
-    BALANCE, CALL, CREATE, CREATE2, DELEGATECALL, EXTCODESIZE, SELFBALANCE,
+    BALANCE, CALL, CREATE, CREATE2, DELEGATECALL, DIFFICULTY, EXTCODESIZE, SELFBALANCE,
 )
 from eth_hash.auto import keccak
 
@@ -73,6 +76,8 @@ class RuleContext:
     # senders and entities (factories, paymasters) of the *other* ops in the mempool
     mempool_senders: frozenset[str] = frozenset()
     mempool_entities: frozenset[str] = frozenset()
+    # what validatePaymasterUserOp returned as context (EREP-050)
+    paymaster_context: bytes = b""
 
     @classmethod
     def for_op(cls, op, entry_point: str, result=None, *, min_stake: int = 10**18,
@@ -93,6 +98,7 @@ class RuleContext:
             min_unstake_delay=min_unstake_delay,
             mempool_senders=frozenset(a.lower() for a in mempool_senders) - {sender},
             mempool_entities=frozenset(a.lower() for a in mempool_entities),
+            paymaster_context=bytes(getattr(result, "paymaster_context", b"") or b"") if op.paymaster else b"",
         )
 
     def stake_of(self, entity: str) -> StakeInfo:
@@ -153,6 +159,7 @@ def check(trace: Trace, ctx: RuleContext) -> list[Violation]:
     execution order."""
     out: list[Violation] = []
     out += _check_mempool_entities(ctx)
+    out += _check_paymaster_context(ctx)
     assoc = _Associations(trace.keccak_bases)
     created_sender = False
     for name in PHASE_ORDER:
@@ -190,6 +197,31 @@ def _check_mempool_entities(ctx: RuleContext) -> list[Violation]:
     return out
 
 
+# -- EREP-050 --
+def _check_paymaster_context(ctx: RuleContext) -> list[Violation]:
+    if not ctx.paymaster or not ctx.paymaster_context or ctx.is_staked("paymaster"):
+        return []
+    stake = ctx.stake_of("paymaster")
+    who = "paymaster" if stake.stake or stake.unstake_delay_sec else "unstaked paymaster"
+    return [Violation(
+        "EREP-050", "paymaster",
+        f"{who} {ctx.paymaster} returned a context of {len(ctx.paymaster_context)} bytes from "
+        f"validatePaymasterUserOp (only a staked paymaster may: its postOp runs with it)",
+        needs_stake="paymaster", data={"paymaster": ctx.paymaster},
+    )]
+
+
+def storage_touched(trace: Trace) -> frozenset[str]:
+    """Every contract ("0x..." lower-case) whose storage or transient storage any phase of the
+    validation accessed (STO-041 at bundle time: no op may touch the storage of another op's
+    sender in the same bundle)."""
+    out: set[str] = set()
+    for phase in trace.phases.values():
+        out.update(_hex(a) for a in phase.storage)
+        out.update(_hex(a) for a in phase.transient)
+    return frozenset(out)
+
+
 # -- opcodes: OP-011, OP-012, OP-013, OP-020, OP-080 --
 def _check_opcodes(phase: PhaseTrace, ctx: RuleContext) -> list[Violation]:
     out = []
@@ -205,7 +237,8 @@ def _check_opcodes(phase: PhaseTrace, ctx: RuleContext) -> list[Violation]:
                     needs_stake=entity,
                 ))
             continue
-        out.append(Violation("OP-011", entity, f"{entity} uses banned opcode: {name} (in {_hex(where)})"))
+        alias = " (PREVRANDAO)" if opcode == DIFFICULTY else ""
+        out.append(Violation("OP-011", entity, f"{entity} uses banned opcode: {name}{alias} (in {_hex(where)})"))
     for where, opcode in phase.invalid:
         rule = "OP-011" if opcode == 0xFE else "OP-013"
         out.append(Violation(rule, entity, f"{entity} uses banned opcode: {opcode_name(opcode)} (in {_hex(where)})"))
@@ -270,8 +303,12 @@ def _check_calls(phase: PhaseTrace, ctx: RuleContext) -> list[Violation]:
             if call.kind == CALL and sel == SEL_DEPOSIT_TO and entity in ("account", "factory") \
                     and call.data[16:36] == sender:
                 continue  # OP-052
-            if call.kind == CALL and call.data_len == 0 and entity == "account" and call.caller == sender:
-                continue  # OP-053
+            if call.kind == CALL and call.data_len == 0 and call.caller == sender:
+                # OP-053, in any phase: the sender's own constructor runs at the sender's address
+                # during the factory phase (an account that pre-funds itself). Only the sender:
+                # a fallback call from another contract credits a deposit to that contract,
+                # which the ERC's text does not allow (docs/safe-mode.md)
+                continue
             what = "its fallback" if call.data_len == 0 else f"selector 0x{sel.hex()}"
             out.append(Violation(
                 "OP-054", entity,
@@ -327,7 +364,7 @@ def _check_code_access(phase: PhaseTrace, ctx: RuleContext) -> list[Violation]:
     return out
 
 
-# -- storage: STO-010, STO-021/022, STO-031/032/033, STO-041, OP-070 --
+# -- storage: STO-010, STO-021/022, STO-031/032/033, OP-070 --
 def _check_storage(phase: PhaseTrace, ctx: RuleContext, assoc: _Associations) -> list[Violation]:
     out = []
     for transient, table in ((False, phase.storage), (True, phase.transient)):
@@ -354,12 +391,6 @@ def _storage_violation(entity: str, address: bytes, slot: int, access: int, tran
 
     if address == sender:
         return None  # STO-010
-    if _hex(address) in ctx.mempool_senders:
-        return Violation(
-            "STO-041", entity,
-            f"{entity} accessed {where}, the sender of another UserOperation currently in mempool",
-            data=data,
-        )
     if address == entity_address:
         if staked:
             return None  # STO-031
@@ -377,6 +408,8 @@ def _storage_violation(entity: str, address: bytes, slot: int, access: int, tran
     if assoc.of(sender, slot):
         if ctx.factory is None or ctx.is_staked("factory"):
             return None  # STO-021 / STO-022
+        if staked and not access & WRITE:
+            return None  # STO-033: a staked entity may read any storage, also while the sender is deployed
         return Violation(
             "STO-022", entity,
             f"{entity} accessed {where}, associated with the sender before the sender is deployed "
@@ -428,4 +461,4 @@ def violation_error(v: Violation, ctx: RuleContext) -> BundlerError:
     return OpcodeViolation(v.message, data)
 
 
-__all__ = ["RuleContext", "Violation", "check", "violation_error", "READ", "WRITE"]
+__all__ = ["RuleContext", "Violation", "check", "storage_touched", "violation_error", "READ", "WRITE"]
