@@ -19,7 +19,7 @@ from conftest import RpcError
 from helpers.inproc import eventually, running_bundler
 from helpers.procs import BundlerProcess, RpcFailure, wait_for
 from helpers.sessions import (
-    SessionAccountHandle, deploy_session_contracts, erc20_mint, erc20_transfer, new_key, rpc as node_rpc, selector,
+    TEST_GAS, SessionAccountHandle, deploy_session_contracts, erc20_mint, erc20_transfer, new_key, rpc as node_rpc, selector,
     send_tx, set_balance,
 )
 
@@ -53,7 +53,7 @@ def session_account(chain, ep, limit: int):
     erc20_mint(chain.url, token, acct.address, 1000)
     key, signer = new_key()
     spec = SessionSpec(signer=signer, call_policies=(CallPolicy(target=token, selector=SEL_TRANSFER, constraints=(
-        ArgConstraint(Condition.LTE, 1, word(2**256 - 1), Limit.lifetime(limit)),)),))
+        ArgConstraint(Condition.LTE, 1, word(2**256 - 1), Limit.lifetime(limit)),)),), gas=TEST_GAS)
     owner_tx(chain, acct, abi.encode_grant_session(spec))
     return acct, key, signer
 
