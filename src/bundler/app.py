@@ -20,6 +20,9 @@ from .config import Config
 from .gas.estimate import Estimator
 from .health import Monitor
 from .metrics import Metrics
+from .paymaster import setup as paymaster_setup
+from .paymaster.rpc import paymaster_registry
+from .paymaster.signer import load_signer
 from .pool.admission import Admission
 from .pool.eip7702 import Eip7702Checker
 from .pool.capacity import CapacityGuard
@@ -38,6 +41,7 @@ from .chain.reorgs import ChainWatcher, MinedBundle
 from .pool.requeue import Requeue, entry_from_record
 from .pool.shared import SharedPoolSync
 from .store import OpStatus, Store, open_store
+from .supervise import Supervisor
 from .store.sqlite import StoreError
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,8 @@ class Bundler:
             raise SystemExit("no executor key: pass --private-key, BUNDLER_PRIVATE_KEY or --private-key-file")
         self.executors = [Executor(k) for k in keys]
         del keys
+        self._paymaster_signer = load_signer(config)  # None: no gas sponsorship
+        self.paymaster = None  # paymaster.service.SponsorService, made by start()
         self.chain_id: int = 0
         self.metrics = Metrics()
         self.store: Store | None = None  # opened by start(): it locks the data dir
@@ -61,8 +67,9 @@ class Bundler:
         self.mempool = Mempool(config.max_ops_per_sender)
         self.capacity: CapacityGuard | None = None  # needs the store: made by start()
         self.reputation = ReputationRules.from_config(config, self.mempool, self.node)
+        self.supervisor = Supervisor(self.metrics)
         self.monitor = Monitor(node=self.node, executors=self.executors, metrics=self.metrics, config=config,
-                               mempool=self.mempool)
+                               mempool=self.mempool, tasks=self.supervisor)
         self.rate_limiter = ClientRateLimiter(
             config.rate_limit_per_s, config.rate_limit_burst, exempt_loopback=config.rate_limit_exempt_loopback,
             forwarded_for=config.rate_limit_forwarded_for, on_refused=self.metrics.rate_limited.inc,
@@ -143,10 +150,15 @@ class Bundler:
                                             on_new=self.builder.notify_new_op)
             self.takeover = Takeover(self.store, self.builder, on_lost=self._fail)
         await self._recover()
+        settler = None
+        if self._paymaster_signer is not None:
+            self.paymaster, settler, self.monitor.deposits = await paymaster_setup.build(self, self._paymaster_signer)
+            self.mempool.observe(settler)  # an op leaving the pool wakes its sponsorship's settlement
         self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
                                    self.config.receipt_lookback_blocks)
         registry = eth_registry(self)
         registry.merge(session_registry(self))
+        registry.merge(paymaster_registry(self))
         registry.merge(fee_registry(self))
         if self.config.debug_api:
             registry.merge(debug_registry(self))
@@ -159,6 +171,7 @@ class Bundler:
             self.monitor.add_routes(app)
             if self.relay is not None:
                 self.relay.add_routes(app)
+            self._add_paymaster_route(app)
 
         app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch,
                         extra_routes=extra_routes, rate_limiter=self.rate_limiter,
@@ -169,17 +182,21 @@ class Bundler:
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://{self.config.host}:{port}"
-        self._tasks = [
-            asyncio.create_task(self.head.run(), name="head"),
-            asyncio.create_task(self.builder.run(), name="builder"),
-            asyncio.create_task(self.watcher.run(), name="chain-watcher"),
-            asyncio.create_task(self.builder.balances.run(), name="executor-balances"),
-            asyncio.create_task(self.sessions.run(), name="sessions"),
-            asyncio.create_task(self.monitor.run(), name="monitor"),
-        ]
+        # every long-running loop under supervision (supervise.py): restarted with backoff,
+        # logged, counted and named by /health when it dies
+        start = self.supervisor.start
+        start("head", self.head.run)
+        start("builder", self.builder.run)
+        start("chain-watcher", self.watcher.run)
+        start("executor-balances", self.builder.balances.run)
+        start("sessions", self.sessions.run)
+        start("monitor", self.monitor.run)
+        if settler is not None:
+            start("paymaster-settler", settler.run)
         if self.pool_sync is not None:
-            self._tasks.append(asyncio.create_task(self.pool_sync.run(), name="shared-pool-sync"))
-            self._tasks.append(asyncio.create_task(self.takeover.run(), name="lease-and-takeover"))
+            start("shared-pool-sync", self.pool_sync.run)
+            start("lease-and-takeover", self.takeover.run)
+        self._tasks = self.supervisor.tasks
         if self.relay is not None:
             self.relay.start()
         for inflight in self._own_inflight():
@@ -187,6 +204,14 @@ class Bundler:
         log.info("bundler listening on %s (chain %d, node %s)", self.url, self.chain_id, self.config.rpc_url)
         log.info("executors: %s", ", ".join(e.address for e in self.executors))
         log.debug("settings: %s", self.config.redacted())
+
+    def _add_paymaster_route(self, app: web.Application) -> None:
+        if self.config.paymaster_path:
+            # the pm_* methods alone on their own path (no eth_* forwarding, no other namespace)
+            pm_app = build_app(paymaster_registry(self), None, self.config.max_body_bytes, self.config.max_batch,
+                               rate_limiter=self.rate_limiter)
+            handler = next(r.handler for r in pm_app.router.routes() if r.method == "POST")
+            app.router.add_post(self.config.paymaster_path, handler)
 
     async def _recover(self) -> None:
         """Rebuild the pool from the store after a restart: ops of in-flight bundles wait for

@@ -20,6 +20,8 @@ from .logs import setup_logging
 
 # Deterministic so a restarted dev chain and bundler agree; never use on a real network.
 DEV_EXECUTOR_KEY = "0x" + keccak(b"bundler dev executor key").hex()
+DEV_PAYMASTER_SIGNER_KEY = "0x" + keccak(b"bundler dev paymaster signer key").hex()
+DEV_PAYMASTER_DEPOSIT = 1_000 * 10**18
 
 
 def _setup_logging(config: cfg.Config, args: argparse.Namespace) -> None:
@@ -102,6 +104,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _setup_logging(config, args)
         for key in config.executor_keys():
             fund(node.url, Account.from_key(key).address, 10_000 * 10**18)
+        paymasters = _dev_paymaster(config, node.url)
 
         def ready(bundler) -> None:
             lines = [
@@ -115,6 +118,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 lines.append(f"    SessionAccount        {to_checksum_address(sessions.implementations[version])}")
                 lines.append(f"    SessionAccountFactory {to_checksum_address(sessions.factories[version])}")
             lines.append(f"  TestERC20       {to_checksum_address(sessions.token)}  (anyone may mint)")
+            if bundler.paymaster is not None:
+                for version, address in paymasters.items():
+                    lines.append(f"  SponsorPaymaster v{version}  {to_checksum_address(address)}")
+                policy = config.paymaster_default_policy or "none: clients must name a policyId"
+                lines.append(f"    pm_* on the bundler URL and {bundler.url}{config.paymaster_path}; "
+                             f"default policy {policy}")
             if bundler.sessions is not None and not bundler.sessions.contracts:
                 lines.append("  (session accounts are NOT recognised: check --session-implementations)")
             lines += [
@@ -138,6 +147,65 @@ def cmd_dev(args: argparse.Namespace) -> int:
             shutil.rmtree(temp_data_dir, ignore_errors=True)
 
 
+def _dev_paymaster(config: cfg.Config, url: str) -> dict[str, str]:
+    """Deploy SponsorPaymaster for each EntryPoint (CREATE2: fixed addresses for the dev signer),
+    fund its deposit and point the config at it; with no policies configured, sponsor everything."""
+    from .devchain.paymaster import deploy_paymaster, fund_paymaster
+    from .entrypoint import ALL
+    from .paymaster.signer import load_signer
+
+    if not (config.paymaster_signer_key or config.paymaster_signer_key_file):
+        config.paymaster_signer_key = DEV_PAYMASTER_SIGNER_KEY
+    if not config.paymaster_contracts:
+        signer = load_signer(config)
+        deployed = {}
+        for ep in ALL:
+            if ep.version in config.entry_points:
+                deployed[ep.version] = deploy_paymaster(url, ep, signer.address)
+                fund_paymaster(url, deployed[ep.version], DEV_PAYMASTER_DEPOSIT)
+        config.paymaster_contracts = [f"{v}={a}" for v, a in deployed.items()]
+    if not config.paymaster_default_policy and not config.paymaster_policies_file:
+        config.paymaster_default_policy = "sponsor-everything"
+    return config.paymaster_contract_map()
+
+
+def cmd_relay_rotate_key(args: argparse.Namespace) -> int:
+    """Re-encrypt the relay's stored keys under the newest master key (the first one configured),
+    so the older master keys can be removed from the configuration afterwards."""
+    config = _load(args)
+    if not config.data_dir:
+        config.data_dir = DEFAULT_DATA_DIR
+    _setup_logging(config, args)
+    from .relay import rotate_master_key
+    from .relay.keystore import KeyDecryptError, KeyStore, load_master_keys
+    from .store.relay import RelayStore
+
+    keys = KeyStore(load_master_keys(config))
+    holder = None
+    if config.store == "postgres":
+        store = RelayStore.postgres(config.postgres_dsn)
+    elif config.store == "sqlite":
+        from .store.sqlite import SqliteStore, StoreError
+
+        try:  # holds the data dir lock: refuses while a bundler is running on it
+            holder = SqliteStore(config.data_dir)
+        except StoreError as e:
+            raise SystemExit(f"store: {e}") from None
+        store = RelayStore.sqlite(str(holder.path))
+    else:
+        raise SystemExit("--store memory keeps no relay keys to rotate")
+    try:
+        n = rotate_master_key(store, keys)
+    except KeyDecryptError as e:
+        raise SystemExit(f"rotation stopped: {e}") from None
+    finally:
+        store.close()
+        if holder is not None:
+            holder.close()
+    print(f"re-encrypted {n} key(s) under the first master key; the others may now be removed", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bundler", description="ERC-4337 bundler with session-aware validation")
     parser.add_argument("--version", action="version", version=CLIENT_VERSION)
@@ -156,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--chain-id", type=int, default=1337, help="anvil's chain id (default 1337)")
     dev.add_argument("--block-time", type=float, default=None, help="mine a block every N seconds (default: on each transaction)")
     dev.set_defaults(func=cmd_dev)
+    rotate = sub.add_parser(
+        "relay-rotate-key", help="re-encrypt the relay's session keys under the newest master key",
+        description="Give the new master key first and the old ones after it (BUNDLER_RELAY_MASTER_KEY=new,old "
+                    "or --relay-master-key-file), run this with the bundler stopped (SQLite) or running "
+                    "(PostgreSQL, every instance configured with both keys), then drop the old keys (docs/relay.md).")
+    cfg.add_arguments(rotate)
+    rotate.set_defaults(func=cmd_relay_rotate_key)
     return parser
 
 

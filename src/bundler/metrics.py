@@ -83,6 +83,11 @@ class Metrics:
             "bundler_userop_validation_seconds",
             "time to answer eth_sendUserOperation (checks, simulation, mempool rules)", ["result"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.task_up = Gauge(
+            "bundler_task_up", "1 while a long-running task (head, builder, chain-watcher, ...) runs, 0 while "
+            "it is down waiting to be restarted", ["task"], registry=r)
+        self.task_failures = Counter(
+            "bundler_task_failures", "times a long-running task died (and was restarted)", ["task"], registry=r)
         self.mempool_ops = Gauge("bundler_mempool_ops", "UserOperations pending in the mempool", registry=r)
         self.mempool_capacity = Gauge("bundler_mempool_capacity", "max_mempool_ops", registry=r)
         self.bundles = Counter(
@@ -102,6 +107,12 @@ class Metrics:
         self.node_up = Gauge("bundler_node_up", "1 if the last node check succeeded", registry=r)
         self.rate_limited = Counter(
             "bundler_rpc_rate_limited", "HTTP requests refused by the per-client rate limit", registry=r)
+        self.paymaster_deposit = Gauge(
+            "bundler_paymaster_deposit_wei", "EntryPoint deposit of each sponsoring paymaster (refreshed periodically)",
+            ["entry_point", "paymaster"], registry=r)
+        self.sponsorships = Counter(
+            "bundler_paymaster_sponsorships", "pm_getPaymasterData answers: sponsored, or refused by rule",
+            ["result"], registry=r)
         for status in ("sent", "replaced", "mined", "reverted", "failed"):
             self.bundles.labels(status)
 
