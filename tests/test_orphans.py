@@ -4,6 +4,7 @@ process they had started (simulation workers, the multiprocessing resource track
 is gone shortly after, and anvil's port is free again."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -114,6 +115,12 @@ def test_kill_9_of_bundler_dev_stops_anvil(tmp_path):
             "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"})
         with urllib.request.urlopen(preflight, timeout=10) as resp:
             assert resp.headers["Access-Control-Allow-Origin"] in ("*", "http://localhost:3000")
+        # and loopback clients are not rate-limited: 300 requests at once, past the default burst of 100
+        batch = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_chainId", "params": []} for i in range(100)])
+        for _ in range(3):
+            req = urllib.request.Request(url, batch.encode(), {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                assert resp.status == 200 and len(json.loads(resp.read())) == 100
         children = descendants(proc.pid)
         assert any("anvil" in _cmdline(p) for p in children), [_cmdline(p) for p in children]
         assert not _port_free(node_port)

@@ -87,12 +87,18 @@ async def test_two_instances_see_the_same_ops_and_claim_disjoint_sets(dsn):
         assert got["0xaaaa"] | got["0xbbbb"] == set(hashes)
         assert await a.claim(hashes, owner="0xaaaa") == set()  # nothing left to take
 
-        # a claim given back is claimable again; a write back to pending clears the claim too
-        mine = sorted(got["0xaaaa"])[:3]
-        await a.release(mine[:2], owner="0xaaaa")
-        b.update(mine[2], status=OpStatus.PENDING)
+        # a claim given back is claimable again, and so is one its owner writes back to pending;
+        # another instance's write never takes a claim away (it is skipped, the row unchanged)
+        mine = sorted(got["0xaaaa"])[:4]
+        b.update(mine[3], status=OpStatus.PENDING)
+        b.update(mine[2], status=OpStatus.DROPPED, reason="b thinks so")
         await b.flush()
-        assert await b.claim(mine, owner="0xbbbb") == set(mine)
+        assert a.get(mine[2]).status == a.get(mine[3]).status == OpStatus.SUBMITTED
+        assert await b.claim(mine, owner="0xbbbb") == set()
+        await a.release(mine[:2], owner="0xaaaa")
+        a.update(mine[2], status=OpStatus.PENDING)
+        await a.flush()
+        assert await b.claim(mine, owner="0xbbbb") == set(mine[:3])
     finally:
         a.close()
         b.close()
@@ -214,3 +220,153 @@ async def test_session_audit_log_is_shared_and_kept(dsn):
         assert len(log) == 1 and log[0].consumed[0]["amount"] == 10**30 and log[0].period_index == 2
     finally:
         b.close()
+
+
+def slot_op(i: int, slot: int, fee: int = 2 * 10**9, tip: int = 10**9):
+    """Record i for the sender/nonce slot `slot` (several records may share one slot)."""
+    from test_store import make_op
+
+    return record(i, op=make_op(i, sender="0x" + f"{slot:040x}", nonce=slot, max_fee_per_gas=fee,
+                                max_priority_fee_per_gas=tip))
+
+
+async def test_one_live_op_per_sender_and_nonce_across_instances(dsn):
+    """The slot is decided in the database: known ops, underpriced replacements and replacements
+    of an op in a bundle are refused whichever instance holds it; a bumped one replaces it."""
+    a, b, c = open_store(dsn), open_store(dsn), open_store(dsn)
+    try:
+        x1, x2, x3, x4 = slot_op(1, 1), slot_op(2, 1), slot_op(3, 1, 22 * 10**8, 11 * 10**8), slot_op(4, 1, 10**10, 10**10)
+        assert (await a.admit(x1, None, 10)).admitted
+        same_fees = await b.admit(x2, None, 10)
+        assert (same_fees.admitted, same_fees.refusal, same_fees.holder) == (False, "underpriced", x1.hash)
+        assert same_fees.holder_fees == (2 * 10**9, 10**9)
+        known = await b.admit(slot_op(1, 1), None, 10)
+        assert (known.admitted, known.refusal, known.holder) == (False, "known", "pending")
+        bumped = await b.admit(x3, None, 10)  # B knew nothing of x1: the database replaces it anyway
+        assert bumped.admitted and bumped.replaced == x1.hash
+        assert a.get(x1.hash).status == OpStatus.DROPPED and x3.hash in a.get(x1.hash).reason
+        assert await a.claim([x3.hash], owner="0xaaaa") == {x3.hash}
+        in_bundle = await c.admit(x4, None, 10)
+        assert (in_bundle.admitted, in_bundle.refusal, in_bundle.holder) == (False, "in_bundle", x3.hash)
+
+        # two instances racing with different ops for the same 40 slots: one wins each slot
+        wins: dict[str, list[str]] = {}
+
+        def race(name, store, offset) -> None:
+            async def admit_all():
+                return [r.hash for r in [slot_op(1000 * offset + s, s) for s in range(100, 140)]
+                        if (await store.admit(r, None, 10)).admitted]
+            wins[name] = asyncio.run(admit_all())
+
+        threads = [threading.Thread(target=race, args=(n, s, o)) for n, s, o in (("a", a, 1), ("c", c, 2))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(wins["a"]) + len(wins["c"]) == 40
+        live = a._read.execute("SELECT count(*), count(DISTINCT sender) FROM bundler_ops WHERE status IN "
+                               "('pending', 'submitted') AND nonce::numeric BETWEEN 100 AND 139").fetchone()
+        assert live == (40, 40)
+    finally:
+        for s in (a, b, c):
+            s.close()
+
+
+async def test_claims_keep_a_sender_in_one_bundle_and_its_nonces_in_order(dsn):
+    from test_store import make_op
+
+    a, b = open_store(dsn), open_store(dsn)
+    try:
+        sender = "0x" + "5e" * 20
+        ops = [record(50 + n, op=make_op(50 + n, sender=sender, nonce=n)) for n in range(3)]
+        for r in ops:
+            assert (await a.admit(r, None, 10)).admitted
+        # nonce 1 without nonce 0 would fail on chain (AA25): not claimable alone
+        assert await b.claim([ops[1].hash, ops[2].hash], owner="0xbbbb") == set()
+        assert await a.claim([ops[0].hash], owner="0xaaaa") == {ops[0].hash}
+        # the sender has an op in A's bundle: B waits until it is settled
+        assert await b.claim([ops[1].hash], owner="0xbbbb") == set()
+        a.update(ops[0].hash, status=OpStatus.MINED, tx_hash="0x01", block_number=1, block_hash="0x02")
+        await a.flush()
+        assert await b.claim([ops[1].hash, ops[2].hash], owner="0xbbbb") == {ops[1].hash, ops[2].hash}
+    finally:
+        a.close()
+        b.close()
+
+
+def inflight_of(executor: str, nonce: int, hashes: list[str], tx_hash: str = "0x" + "77" * 32):
+    from bundler.store import InflightTx, TxAttempt
+
+    return InflightTx(executor, nonce, "0x0000000071727de22e5e9d8baf0edac6f37da032", hashes,
+                      [TxAttempt(tx_hash, "0x02", 10, 1)])
+
+
+async def test_bundle_record_is_one_transaction_and_needs_the_claims(dsn):
+    from bundler.store import ClaimLost
+
+    a, b = open_store(dsn), open_store(dsn)
+    try:
+        rs = [slot_op(200 + i, 200 + i) for i in range(4)]
+        for r in rs:
+            assert (await a.admit(r, None, 10)).admitted
+        assert await a.claim([r.hash for r in rs[:3]], owner="0xaaaa") == {r.hash for r in rs[:3]}
+        # one op is not ours: nothing at all is recorded
+        with pytest.raises(ClaimLost):
+            await a.record_bundle(inflight_of("0xaaaa", 0, [r.hash for r in rs]))
+        assert b.inflight() == [] and {b.get(r.hash).tx_hash for r in rs} == {None}
+        await a.record_bundle(inflight_of("0xaaaa", 0, [r.hash for r in rs[:3]]))
+        [t] = b.inflight()
+        assert t.op_hashes == [r.hash for r in rs[:3]]
+        assert [b.get(r.hash).tx_hash for r in rs[:3]] == ["0x" + "77" * 32] * 3
+        assert b.get(rs[3].hash).status == OpStatus.PENDING
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_a_dead_instances_work_is_taken_over(dsn):
+    """A killed instance (its session gone) and a stalled one (its lease run out): survivors put
+    its unsent claims back to pending and adopt its in-flight rows, exactly once between them;
+    the stalled one can then record, claim and renew nothing."""
+    from bundler.store import ClaimLost, LeaseLost
+    from bundler.store.postgres import PostgresStore
+
+    killed, stalled = open_store(dsn), PostgresStore(dsn, lease_s=1.0)
+    b, c = open_store(dsn), open_store(dsn)
+    try:
+        rs = [slot_op(300 + i, 300 + i) for i in range(8)]
+        for r in rs:
+            assert (await killed.admit(r, None, 10)).admitted
+        for owner, store, part in (("0xdead", killed, rs[:4]), ("0x5ta1", stalled, rs[4:])):
+            assert await store.claim([r.hash for r in part], owner=owner) == {r.hash for r in part}
+            await store.record_bundle(inflight_of(owner, 0, [part[0].hash, part[1].hash], "0x" + owner[2:] * 16))
+        killed._read.close()  # like kill -9: the session ends, nothing is cleaned up
+        released, adopted = [], []
+
+        def scan():
+            for store in (b, c):
+                got = store.take_over()
+                released.extend(got[0])
+                adopted.extend((store, t) for t in got[1])
+            return len(adopted) == 2  # the stalled one's lease runs out about a second later
+        from helpers.procs import wait_for
+        wait_for(scan, timeout=15, what="both dead instances' work to be taken over")
+        assert sorted(released) == sorted(r.hash for r in (rs[2], rs[3], rs[6], rs[7]))
+        assert {t.executor for _s, t in adopted} == {"0xdead", "0x5ta1"}
+        for store, t in adopted:  # the adopter now owns the claims of the ops it follows
+            for h in t.op_hashes:
+                row = b._read.execute("SELECT status, claim_owner, tx_hash FROM bundler_ops WHERE hash = %s",
+                                      (h,)).fetchone()
+                assert row[0] == "submitted" and row[1] == store.instance_id and row[2] == t.latest.tx_hash
+        assert b.take_over() == ([], []) and c.take_over() == ([], [])
+        assert await b.claim([r.hash for r in rs], owner="0xbbbb") == {rs[2].hash, rs[3].hash, rs[6].hash, rs[7].hash}
+        with pytest.raises(LeaseLost):
+            stalled.renew_lease()
+        with pytest.raises(LeaseLost):
+            await stalled.claim([rs[0].hash], owner="0x5ta1")
+        with pytest.raises(ClaimLost):
+            await stalled.record_bundle(inflight_of("0x5ta1", 1, [rs[6].hash]))
+    finally:
+        for s in (stalled, b, c):
+            s.close()
+        killed._stop_writer()

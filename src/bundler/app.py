@@ -12,6 +12,7 @@ from aiohttp import web
 from . import entrypoint as eps
 from .builder.builder import Builder
 from .builder.executor import Executor
+from .builder.takeover import Takeover
 from .chain.client import NodeClient
 from .chain.head import HeadTracker
 from .chain.lookup import UserOpLookup
@@ -37,6 +38,7 @@ from .chain.reorgs import ChainWatcher, MinedBundle
 from .pool.requeue import Requeue, entry_from_record
 from .pool.shared import SharedPoolSync
 from .store import OpStatus, Store, open_store
+from .supervise import Supervisor
 from .store.sqlite import StoreError
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,9 @@ class Bundler:
         self.mempool = Mempool(config.max_ops_per_sender)
         self.capacity: CapacityGuard | None = None  # needs the store: made by start()
         self.reputation = ReputationRules.from_config(config, self.mempool, self.node)
+        self.supervisor = Supervisor(self.metrics)
         self.monitor = Monitor(node=self.node, executors=self.executors, metrics=self.metrics, config=config,
-                               mempool=self.mempool)
+                               mempool=self.mempool, tasks=self.supervisor)
         self.rate_limiter = ClientRateLimiter(
             config.rate_limit_per_s, config.rate_limit_burst, exempt_loopback=config.rate_limit_exempt_loopback,
             forwarded_for=config.rate_limit_forwarded_for, on_refused=self.metrics.rate_limited.inc,
@@ -71,6 +74,7 @@ class Bundler:
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
         self.sessions: SessionService | None = None
+        self._failed: asyncio.Future | None = None  # set when the instance must stop (lease lost)
         self.relay = None  # relay.Relay when config.relay
 
     async def start(self) -> None:
@@ -130,13 +134,16 @@ class Bundler:
         self.builder.requeue = self.requeue
         self.builder.watcher = self.watcher
         self.pool_sync = None
+        self.takeover = None
         if self.store.shared:
             try:
                 self.store.lock_executors([e.address for e in self.executors])
             except StoreError as e:
                 raise SystemExit(f"store: {e}") from None
+            self.store.retire_previous()  # we hold its keys: an earlier process with them is gone
             self.pool_sync = SharedPoolSync(self.store, self.mempool, self.entry_points,
                                             on_new=self.builder.notify_new_op)
+            self.takeover = Takeover(self.store, self.builder, on_lost=self._fail)
         await self._recover()
         self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
                                    self.config.receipt_lookback_blocks)
@@ -164,16 +171,19 @@ class Bundler:
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://{self.config.host}:{port}"
-        self._tasks = [
-            asyncio.create_task(self.head.run(), name="head"),
-            asyncio.create_task(self.builder.run(), name="builder"),
-            asyncio.create_task(self.watcher.run(), name="chain-watcher"),
-            asyncio.create_task(self.builder.balances.run(), name="executor-balances"),
-            asyncio.create_task(self.sessions.run(), name="sessions"),
-            asyncio.create_task(self.monitor.run(), name="monitor"),
-        ]
+        # every long-running loop under supervision (supervise.py): restarted with backoff,
+        # logged, counted and named by /health when it dies
+        start = self.supervisor.start
+        start("head", self.head.run)
+        start("builder", self.builder.run)
+        start("chain-watcher", self.watcher.run)
+        start("executor-balances", self.builder.balances.run)
+        start("sessions", self.sessions.run)
+        start("monitor", self.monitor.run)
         if self.pool_sync is not None:
-            self._tasks.append(asyncio.create_task(self.pool_sync.run(), name="shared-pool-sync"))
+            start("shared-pool-sync", self.pool_sync.run)
+            start("lease-and-takeover", self.takeover.run)
+        self._tasks = self.supervisor.tasks
         if self.relay is not None:
             self.relay.start()
         for inflight in self._own_inflight():
@@ -192,6 +202,7 @@ class Bundler:
             released = await store.release_stale([e.address for e in self.executors])
             if released:
                 log.info("released %d op(s) claimed before a restart but never sent", released)
+            store.adopt_own_inflight()  # ours again: followed (and replaced if stuck) with our keys
         for t in self._own_inflight():
             for h in t.op_hashes:
                 record = store.get(h)
@@ -222,9 +233,22 @@ class Bundler:
 
     def _own_inflight(self):
         """In-flight nonces to follow: all of them, except with a shared store, where only those
-        of this instance's executor keys (the others belong to other instances)."""
-        mine = {e.address for e in self.executors}
-        return [t for t in self.store.inflight() if not self.store.shared or t.executor in mine]
+        this instance owns (the others belong to other instances, live or taken over)."""
+        if self.store.shared:  # those this instance owns (its keys' rows it adopted at start)
+            return self.store.owned_inflight()
+        return self.store.inflight()
+
+    def _fail(self, reason: str) -> None:
+        if self._failed is None:
+            self._failed = asyncio.get_running_loop().create_future()
+        if not self._failed.done():
+            self._failed.set_result(reason)
+
+    async def wait_failed(self) -> str:
+        """Returns (with the reason) when the instance can no longer serve safely."""
+        if self._failed is None:
+            self._failed = asyncio.get_running_loop().create_future()
+        return await self._failed
 
     def executor_health(self) -> list[dict]:
         """Per executor key: address, balance (wei, None before the first read), minBalance, ok,
@@ -290,6 +314,7 @@ async def serve(config: Config, ready=None, dev: bool = False) -> None:
     try:
         if ready:
             ready(bundler)
-        await asyncio.Event().wait()
+        reason = await bundler.wait_failed()
+        raise SystemExit(f"stopping: {reason}")
     finally:
         await bundler.stop()

@@ -138,6 +138,43 @@ def cmd_dev(args: argparse.Namespace) -> int:
             shutil.rmtree(temp_data_dir, ignore_errors=True)
 
 
+def cmd_relay_rotate_key(args: argparse.Namespace) -> int:
+    """Re-encrypt the relay's stored keys under the newest master key (the first one configured),
+    so the older master keys can be removed from the configuration afterwards."""
+    config = _load(args)
+    if not config.data_dir:
+        config.data_dir = DEFAULT_DATA_DIR
+    _setup_logging(config, args)
+    from .relay import rotate_master_key
+    from .relay.keystore import KeyDecryptError, KeyStore, load_master_keys
+    from .store.relay import RelayStore
+
+    keys = KeyStore(load_master_keys(config))
+    holder = None
+    if config.store == "postgres":
+        store = RelayStore.postgres(config.postgres_dsn)
+    elif config.store == "sqlite":
+        from .store.sqlite import SqliteStore, StoreError
+
+        try:  # holds the data dir lock: refuses while a bundler is running on it
+            holder = SqliteStore(config.data_dir)
+        except StoreError as e:
+            raise SystemExit(f"store: {e}") from None
+        store = RelayStore.sqlite(str(holder.path))
+    else:
+        raise SystemExit("--store memory keeps no relay keys to rotate")
+    try:
+        n = rotate_master_key(store, keys)
+    except KeyDecryptError as e:
+        raise SystemExit(f"rotation stopped: {e}") from None
+    finally:
+        store.close()
+        if holder is not None:
+            holder.close()
+    print(f"re-encrypted {n} key(s) under the first master key; the others may now be removed", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bundler", description="ERC-4337 bundler with session-aware validation")
     parser.add_argument("--version", action="version", version=CLIENT_VERSION)
@@ -156,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--chain-id", type=int, default=1337, help="anvil's chain id (default 1337)")
     dev.add_argument("--block-time", type=float, default=None, help="mine a block every N seconds (default: on each transaction)")
     dev.set_defaults(func=cmd_dev)
+    rotate = sub.add_parser(
+        "relay-rotate-key", help="re-encrypt the relay's session keys under the newest master key",
+        description="Give the new master key first and the old ones after it (BUNDLER_RELAY_MASTER_KEY=new,old "
+                    "or --relay-master-key-file), run this with the bundler stopped (SQLite) or running "
+                    "(PostgreSQL, every instance configured with both keys), then drop the old keys (docs/relay.md).")
+    cfg.add_arguments(rotate)
+    rotate.set_defaults(func=cmd_relay_rotate_key)
     return parser
 
 

@@ -106,6 +106,10 @@ class Config:
                           "(memory: lost on restart; postgres: shared by several instances)",
                           choices=("sqlite", "memory", "postgres"))
     postgres_dsn: str = _setting("", "PostgreSQL connection string for --store postgres", secret=True)
+    instance_lease_s: float = _setting(
+        10.0, "with --store postgres: an instance that has not renewed its lease for this long (or whose "
+              "database session is gone) is dead, and the others take over its claimed ops and follow its "
+              "in-flight transactions; it renews every quarter of this")
     data_dir: str = _setting("", "directory of the durable store, one bundler process per directory "
                              "(empty: ./bundler-data for `bundler run`, a temporary dir for `bundler dev` "
                              "and for a Bundler built in code)")

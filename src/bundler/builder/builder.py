@@ -23,6 +23,7 @@ from ..pool.requeue import Requeue, entry_from_record
 from ..pool.safe import SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
 from ..sim.results import failure_error
+from ..store.base import ClaimLost, LeaseLost
 from ..store.records import InflightTx, OpStatus, TxAttempt
 from .balance import BalanceGuard, ExecutorBalanceLow
 from .bundle_check import check_bundle
@@ -105,6 +106,8 @@ class Builder:
         self._busy: dict[Executor, int] = {}  # bundles started and not finished, per executor
         self._jobs: set[asyncio.Task] = set()  # auto mode's bundles in flight
         self._last_failure = 0.0
+        # set when this instance's lease in a shared store is lost: it claims and sends nothing more
+        self.fenced = False
 
     # triggers ---------------------------------------------------------------
     def notify_new_op(self) -> None:
@@ -305,7 +308,8 @@ class Builder:
         try:
             head = self.head.latest.number if self.head.latest else 0
             event = await find_event_log(self.node, op_hash, [entry_point], head - self.config.receipt_lookback_blocks)
-        except Exception:
+        except Exception as e:
+            log.warning("could not look up the UserOperationEvent of %s: %s", op_hash, getattr(e, "message", e))
             return None
         if event is not None:
             self.store.update(op_hash, status=OpStatus.MINED, tx_hash=event["transactionHash"],
@@ -324,7 +328,14 @@ class Builder:
                                            event["blockHash"], [entry.hash]))
         return True
 
+    def _forget_gone_reverts(self) -> None:
+        """Revert counts only of ops still in the pool: the others were dropped, evicted,
+        cleared or mined meanwhile, by whichever path (the count would be kept forever)."""
+        for h in [h for h in self._reverts if self.mempool.get(h) is None]:
+            del self._reverts[h]
+
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
+        self._reverts.pop(entry.hash, None)
         log.info("dropping op %s: %s", entry.hash, reason, extra={"op_hash": entry.hash})
         self.metrics.op_dropped(drop_reason_label(reason))
         self.mempool.remove(entry.hash)
@@ -344,19 +355,27 @@ class Builder:
         """Second validation, claim (shared store), simulate, send and follow until mined."""
         selected = [e for e in selected if self.mempool.get(e.hash) is e]  # evicted meanwhile
         dropped: dict[str, str] = {}
-        selected = await self._second_validation(ep, header, selected, dropped)
+        # claimed first (shared store): an instance decides (drops, sends) only ops it holds
         selected = await self._claim(selected, executor)
         try:
+            selected = await self._second_validation(ep, header, selected, dropped)
             return await self._simulate_and_send(ep, executor, selected, header, dropped)
         except BaseException:
-            await self._release([e for e in selected if e.submitted_in is None], executor)
+            await self._release([e for e in selected if e.submitted_in in (None, CLAIMED_ELSEWHERE)], executor)
             raise
 
     async def _claim(self, selected: list[PoolEntry], executor: Executor) -> list[PoolEntry]:
         """With a store shared by several instances, bundle only the ops this instance claims."""
         if not selected or not self.store.shared:
             return selected
-        got = await self.store.claim([e.hash for e in selected], executor.address)
+        if self.fenced:
+            return []
+        try:
+            got = await self.store.claim([e.hash for e in selected], executor.address)
+        except LeaseLost as e:
+            log.critical("no bundle: %s", e)
+            self.fenced = True
+            return []
         for e in selected:
             if e.hash not in got:
                 e.submitted_in = CLAIMED_ELSEWHERE
@@ -476,17 +495,17 @@ class Builder:
         max_fee = max(min(max_fee, min(e.op.max_fee_per_gas for e in entries)), header.base_fee)
         priority = min(priority, max_fee)
 
-        def mark_submitted(inflight) -> None:
-            tx_hash = inflight.latest.tx_hash
+        def mark_submitted(inflight) -> None:  # the store has them submitted already
             for e in entries:
-                e.submitted_in = tx_hash
-                self.store.update(e.hash, status=OpStatus.SUBMITTED, tx_hash=tx_hash)
+                e.submitted_in = inflight.latest.tx_hash
 
         try:
             inflight = await self.sender.send_new(executor, ep.address, [e.hash for e in entries], data, gas_limit,
                                                   max_fee, priority, before_send=mark_submitted,
                                                   authorizations=authorizations)
-        except BundlerError:
+        except (BundlerError, ClaimLost) as e:
+            if isinstance(e, ClaimLost):
+                log.warning("bundle not sent: %s", e)
             for e in entries:
                 e.submitted_in = None
                 self.store.update(e.hash, status=OpStatus.PENDING, tx_hash=None)
@@ -516,39 +535,42 @@ class Builder:
         block = int(receipt["blockNumber"], 16)
         result = BundleResult(inflight.entry_point, tx_hash, block, "mined", dropped=dropped or {})
         self.metrics.bundle("mined" if receipt["status"] == "0x1" else "reverted")
-        if receipt["status"] != "0x1":
-            result.status = "reverted"
-            log.warning("bundle %s reverted on chain (block %d); its ops are simulated again", tx_hash, block)
-            for h, e in zip(inflight.op_hashes, entries):
-                self._reverts[h] = self._reverts.get(h, 0) + 1
-                if e is not None and self._reverts[h] >= self.config.max_bundle_reverts:
-                    e.submitted_in = None
-                    self.drop(e, f"dropped after {self._reverts[h]} bundles carrying it reverted on chain "
-                                 f"(last {tx_hash})", -32500)
-                    continue
-                if e is not None:
-                    e.submitted_in = None
-                self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
-        else:
-            mined = []
-            for h, e in zip(inflight.op_hashes, entries):
-                self._reverts.pop(h, None)
-                if build_receipt(h, receipt) is not None:
-                    self.mempool.remove(h, mined_block=block)
-                    self.store.update(h, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
-                                      block_hash=receipt["blockHash"])
-                    result.included.append(h)
-                    mined.append(h)
-                    if self.reputation is not None and e is not None:
-                        self.reputation.included(e)
-                else:
+        self._forget_gone_reverts()
+        # the ops' fate and the in-flight row's removal commit together
+        with self.store.batch():
+            if receipt["status"] != "0x1":
+                result.status = "reverted"
+                log.warning("bundle %s reverted on chain (block %d); its ops are simulated again", tx_hash, block)
+                for h, e in zip(inflight.op_hashes, entries):
+                    self._reverts[h] = self._reverts.get(h, 0) + 1
+                    if e is not None and self._reverts[h] >= self.config.max_bundle_reverts:
+                        e.submitted_in = None
+                        self.drop(e, f"dropped after {self._reverts[h]} bundles carrying it reverted on chain "
+                                     f"(last {tx_hash})", -32500)
+                        continue
                     if e is not None:
                         e.submitted_in = None
                     self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
-            log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
-            if self.watcher is not None and mined:
-                self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor))
-        self.store.delete_inflight(inflight.executor, inflight.nonce)
+            else:
+                mined = []
+                for h, e in zip(inflight.op_hashes, entries):
+                    self._reverts.pop(h, None)
+                    if build_receipt(h, receipt) is not None:
+                        self.mempool.remove(h, mined_block=block)
+                        self.store.update(h, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
+                                          block_hash=receipt["blockHash"])
+                        result.included.append(h)
+                        mined.append(h)
+                        if self.reputation is not None and e is not None:
+                            self.reputation.included(e)
+                    else:
+                        if e is not None:
+                            e.submitted_in = None
+                        self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
+                log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
+                if self.watcher is not None and mined:
+                    self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor))
+            self.store.delete_inflight(inflight.executor, inflight.nonce)
         await self.store.flush()
         return result
 
@@ -581,8 +603,9 @@ class Builder:
         bytes (broadcast again only if the node lost them), replaced with higher fees if stuck."""
         executor = self._executor(inflight.executor)
         if executor is None:
-            log.warning("in-flight bundle %s was sent by %s, which is not configured any more: following "
-                        "its receipt without replacing it", inflight.latest.tx_hash, inflight.executor)
+            log.warning("in-flight bundle %s was sent by %s, which is not one of this instance's keys (no "
+                        "longer configured, or its instance died): following its receipt without replacing it",
+                        inflight.latest.tx_hash, inflight.executor)
             followed = await self.sender.resume(inflight, None)
             return await self._settle(inflight, followed)
         async with executor.lock:

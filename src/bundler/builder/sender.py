@@ -94,8 +94,8 @@ class BundleSender:
                        gas_limit: int, max_fee: int, priority: int, before_send=None,
                        authorizations: list[dict] | None = None, _retried: bool = False) -> InflightTx:
         """Sign and persist the first attempt for the executor's next nonce, then broadcast it.
-        `before_send(inflight)` runs before the store is flushed (to record the ops as submitted
-        in the same commit). With `authorizations` (EIP-7702 ops) it is a type-4 transaction.
+        The in-flight record and the ops' submitted status are committed together first
+        (store.record_bundle); then `before_send(inflight)` runs and the transaction is broadcast. With `authorizations` (EIP-7702 ops) it is a type-4 transaction.
         Raises BundlerError if the node refuses the transaction."""
         nonce = await executor.next_nonce(self.node)
         inflight = InflightTx(executor=executor.address, nonce=nonce, entry_point=ep_address, op_hashes=list(op_hashes))
@@ -107,10 +107,10 @@ class BundleSender:
             tx.update(type=4, authorizationList=authorizations)
         attempt = self._sign(executor, tx)
         inflight.attempts.append(attempt)
-        self.store.put_inflight(inflight)
+        # the in-flight row and the ops' submitted status in one commit (ClaimLost: not ours any more)
+        await self.store.record_bundle(inflight)
         if before_send is not None:
             before_send(inflight)
-        await self.store.flush()
         crash_point("before_send")
         try:
             await self.node.send_raw_transaction(bytes.fromhex(attempt.raw[2:]))

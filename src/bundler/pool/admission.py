@@ -14,7 +14,7 @@ from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..logs import OP_HASH
 from ..store.records import OpRecord, OpStatus
 from ..userop.model import UserOperation
-from .mempool import Mempool, PoolEntry
+from .mempool import REPLACEMENT_BUMP_PERCENT, Mempool, PoolEntry, in_bundle_error, underpriced_error
 from .safe import SafeMode
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,18 @@ class Admission:
             validation=outcome if getattr(outcome, "trace", None) is not None else None,
             validated_block=header.hash,
         )
+        # the store decides the (sender, nonce) slot: with a shared store, across all instances
+        record = OpRecord(hash=op_hash, entry_point=ep.address, op=op, valid_after=entry.valid_after,
+                          valid_until=entry.valid_until, prefund=entry.prefund,
+                          eip7702_delegate=entry.eip7702_delegate, received_at=entry.received_at)
+        try:
+            verdict = await self.store.admit(record, replaced.hash if replaced is not None else None,
+                                             REPLACEMENT_BUMP_PERCENT)
+        except Exception as e:  # the shared database is unreachable: nothing was acknowledged
+            log.error("could not store op %s: %s", op_hash, e)
+            raise BundlerError(f"the bundler could not store the UserOperation ({e}); try again") from None
+        if not verdict.admitted:
+            raise _refusal(op_hash, verdict)
         if victim is not None:
             self.capacity.evict(victim, op_hash, header.base_fee)
         self.mempool.add(entry)
@@ -143,12 +155,6 @@ class Admission:
                 rep.replaced(replaced)
         if session is not None:
             self.sessions.admitted(session, entry)
-        if replaced is not None:
-            self.store.update(replaced.hash, status=OpStatus.DROPPED,
-                              reason=f"replaced by {op_hash} with higher fees")
-        self.store.put(OpRecord(hash=op_hash, entry_point=ep.address, op=op, valid_after=entry.valid_after,
-                                valid_until=entry.valid_until, prefund=entry.prefund,
-                                eip7702_delegate=entry.eip7702_delegate, received_at=entry.received_at))
         await self._persist(entry, replaced)
         log.info("admitted op %s sender %s nonce %s", op_hash, op.sender, hex(op.nonce))
         if self.on_admitted:
@@ -166,6 +172,16 @@ class Admission:
             if replaced is not None and self.mempool.get(replaced.hash) is None:
                 self.mempool.add(replaced)
             raise BundlerError(f"the bundler could not store the UserOperation ({e}); try again") from None
+
+
+def _refusal(op_hash: str, verdict) -> InvalidParams:
+    """The shared pool said no: another instance holds this op or its slot."""
+    if verdict.refusal == "known":
+        return InvalidParams(f"UserOperation {op_hash} is already known and {verdict.holder}")
+    if verdict.refusal == "in_bundle":
+        return in_bundle_error()
+    fee, priority = verdict.holder_fees or (0, 0)
+    return underpriced_error(fee, priority)
 
 
 def _delegate(op: UserOperation) -> str | None:

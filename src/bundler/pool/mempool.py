@@ -54,6 +54,20 @@ class MempoolFull(InvalidParams):
     pass
 
 
+def in_bundle_error() -> InvalidParams:
+    return InvalidParams("replacement refused: the UserOperation with this sender and nonce is already "
+                         "in a bundle transaction awaiting inclusion")
+
+
+def underpriced_error(max_fee: int, max_priority: int) -> InvalidParams:
+    return InvalidParams(
+        f"replacement underpriced: a UserOperation with this sender and nonce is pending; "
+        f"raise both maxFeePerGas and maxPriorityFeePerGas by at least "
+        f"{REPLACEMENT_BUMP_PERCENT}% (pending: maxFeePerGas {hex(max_fee)}, "
+        f"maxPriorityFeePerGas {hex(max_priority)})"
+    )
+
+
 def _bumped(old: int, new: int) -> bool:
     return new * 100 >= old * (100 + REPLACEMENT_BUMP_PERCENT)
 
@@ -99,19 +113,11 @@ class Mempool:
         existing = self._by_slot.get((entry_point.address, op.sender, op.nonce))
         if existing is not None:
             if existing.submitted_in is not None:
-                raise InvalidParams(
-                    "replacement refused: the UserOperation with this sender and nonce is already "
-                    "in a bundle transaction awaiting inclusion"
-                )
+                raise in_bundle_error()
             old = existing.op
             if not (_bumped(old.max_fee_per_gas, op.max_fee_per_gas)
                     and _bumped(old.max_priority_fee_per_gas, op.max_priority_fee_per_gas)):
-                raise InvalidParams(
-                    f"replacement underpriced: a UserOperation with this sender and nonce is pending; "
-                    f"raise both maxFeePerGas and maxPriorityFeePerGas by at least "
-                    f"{REPLACEMENT_BUMP_PERCENT}% (pending: maxFeePerGas {hex(old.max_fee_per_gas)}, "
-                    f"maxPriorityFeePerGas {hex(old.max_priority_fee_per_gas)})"
-                )
+                raise underpriced_error(old.max_fee_per_gas, old.max_priority_fee_per_gas)
             return existing
         cap = self.max_ops_per_sender if max_ops is None else max_ops
         if not sender_staked and len(self._by_sender.get(op.sender, ())) >= cap:

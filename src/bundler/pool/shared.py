@@ -39,28 +39,32 @@ class SharedPoolSync:
     def sync_once(self) -> int:
         local = {e.hash: e for e in self.mempool.entries()}
         summary = self.store.active_summary(also=list(local))
-        added = 0
-        for h, (status, _tx_hash, _claimed_by) in summary.items():
-            entry = local.get(h)
-            active = status in ("pending", "submitted")
-            if entry is None:
-                if not active:
-                    continue
-                record = self.store.get(h)
-                if record is None or record.entry_point not in self.served:
-                    continue
-                new = entry_from_record(record, submitted_in=CLAIMED_ELSEWHERE if status == "submitted" else None)
-                if new is None or self.mempool._by_slot.get(new.slot) is not None:
-                    continue
-                self.mempool.add(new)
-                added += 1
-            elif not active:
+        me = getattr(self.store, "instance_id", None)
+        # removals first: an op replaced elsewhere frees its slot for the op that replaced it
+        for h, entry in list(local.items()):
+            if h not in summary:
+                continue
+            status, _tx_hash, owner = summary[h]
+            if status not in ("pending", "submitted"):
                 if entry.submitted_in in (None, CLAIMED_ELSEWHERE):
-                    self.mempool.remove(h)  # mined or dropped by another instance
-            elif status == "submitted" and entry.submitted_in is None:
-                entry.submitted_in = CLAIMED_ELSEWHERE  # not ours: our bundles set their tx hash
+                    self.mempool.remove(h)  # mined, dropped or replaced by another instance
+                    del local[h]
+            elif status == "submitted" and entry.submitted_in is None and owner != me:
+                entry.submitted_in = CLAIMED_ELSEWHERE  # ours carry their tx hash or are reserved
             elif status == "pending" and entry.submitted_in == CLAIMED_ELSEWHERE:
-                entry.submitted_in = None  # released
+                entry.submitted_in = None  # released (or taken back from a dead instance)
+        added = 0
+        for h, (status, _tx_hash, owner) in summary.items():
+            if h in local or status not in ("pending", "submitted"):
+                continue
+            record = self.store.get(h)
+            if record is None or record.entry_point not in self.served:
+                continue
+            new = entry_from_record(record, submitted_in=CLAIMED_ELSEWHERE if status == "submitted" else None)
+            if new is None or self.mempool._by_slot.get(new.slot) is not None:
+                continue
+            self.mempool.add(new)
+            added += 1
         if added and self.on_new is not None:
             self.on_new()
         return added

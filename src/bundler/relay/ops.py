@@ -19,6 +19,8 @@ from eth_utils import function_signature_to_4byte_selector
 
 from ..chain.fees import suggest_fees
 from ..entrypoint import EntryPointVersion
+from ..errors import BundlerError
+from ..gas.pvg import estimate_pre_verification_gas
 from ..sessions import abi
 from ..userop.model import UserOperation
 from .keystore import SessionKey
@@ -26,6 +28,7 @@ from .keystore import SessionKey
 _GET_NONCE = function_signature_to_4byte_selector("getNonce(address,uint192)")
 _OWNER = function_signature_to_4byte_selector("owner()")
 SEQUENCE_BITS = 64
+CALL_GAS_MARGIN_PERCENT = 120
 
 
 class PoolPort(Protocol):
@@ -37,6 +40,7 @@ class PoolPort(Protocol):
     mempool: Any  # pool.mempool.Mempool
     admission: Any  # pool.admission.Admission
     estimator: Any  # gas.estimate.Estimator
+    sessions: Any  # sessions.service.SessionService
     config: Any
 
 
@@ -93,6 +97,14 @@ class OpBuilder:
     def __init__(self, pool: PoolPort, lanes: Lanes):
         self.pool = pool
         self.lanes = lanes
+        self._fee_cache: tuple[int, tuple[int, int]] | None = None
+
+    async def _fees(self, header) -> tuple[int, int]:
+        """(maxFeePerGas, maxPriorityFeePerGas), asked of the node once per block."""
+        if self._fee_cache is None or self._fee_cache[0] != header.number:
+            self._fee_cache = (header.number, await suggest_fees(self.pool.node, header,
+                                                                 self.pool.config.min_priority_fee))
+        return self._fee_cache[1]
 
     def _pending(self, account: str, ep: EntryPointVersion) -> list[UserOperation]:
         return [e.op for e in self.pool.mempool.for_sender(account) if e.entry_point == ep]
@@ -116,11 +128,13 @@ class OpBuilder:
             pending_per_lane[op.nonce_key] = pending_per_lane.get(op.nonce_key, 0) + 1
         lane, lock = self.lanes.pick(account, pending_per_lane)
         async with lock:
-            header = await self.pool.head.fresh()
+            # the head the tracker polls is recent enough for fees and the period; admission
+            # reads a fresh one itself
+            header = self.pool.head.latest or await self.pool.head.fresh()
             now = max(int(time.time()), header.timestamp)
             period = period_index(spec, now)
             nonce = await self._next_nonce(account, ep, lane)
-            max_fee, priority = await suggest_fees(self.pool.node, header, self.pool.config.min_priority_fee)
+            max_fee, priority = await self._fees(header)
 
             def signature(sig65: bytes) -> bytes:
                 if enable is None:
@@ -130,13 +144,36 @@ class OpBuilder:
             op = UserOperation(sender=account, nonce=nonce, call_data=call_data_for(calls), call_gas_limit=0,
                                verification_gas_limit=0, pre_verification_gas=0, max_fee_per_gas=max_fee,
                                max_priority_fee_per_gas=priority, signature=signature(abi.DUMMY_ECDSA_SIGNATURE))
-            est = await self.pool.estimator.estimate(op, ep)
-            op = replace(op, call_gas_limit=int(est["callGasLimit"], 16),
-                         verification_gas_limit=int(est["verificationGasLimit"], 16),
-                         pre_verification_gas=int(est["preVerificationGas"], 16))
+            op = await self._with_gas(op, ep, header, fast=enable is None)
             op = replace(op, signature=signature(key.sign(ep.user_op_hash(op, self.pool.chain_id))))
             op_hash = await self.pool.admission.submit(op, ep)
             return op_hash, lane, nonce
+
+    async def _with_gas(self, op: UserOperation, ep: EntryPointVersion, header, *, fast: bool) -> UserOperation:
+        """Gas limits for a session op. A session-mode op of a deployed account (fast) gets the
+        session fast path's verification bound (the policy is checked on the way: a refusal
+        raises here) and the node's eth_estimateGas of the EntryPoint's call into the account,
+        with a margin: no py-evm run. Otherwise, or if the node cannot estimate the call, the
+        bundler's own eth_estimateUserOperationGas (py-evm) decides."""
+        sessions = self.pool.sessions
+        if fast and sessions is not None:
+            verification = await sessions.check_estimate(op, ep, header)
+            if verification:
+                try:
+                    call_gas = int(await self.pool.node.call("eth_estimateGas", {
+                        "from": ep.address, "to": op.sender, "data": "0x" + op.call_data.hex()}), 16)
+                except BundlerError:
+                    call_gas = 0  # reverts or unsupported: the full estimate says why
+                if call_gas:
+                    # the transaction estimate already counts the 21,000 base cost and the calldata,
+                    # which the op's call does not pay: the margin is for the 63/64 rule
+                    op = replace(op, call_gas_limit=call_gas * CALL_GAS_MARGIN_PERCENT // 100,
+                                 verification_gas_limit=verification)
+                    return replace(op, pre_verification_gas=estimate_pre_verification_gas(op))
+        est = await self.pool.estimator.estimate(op, ep)
+        return replace(op, call_gas_limit=int(est["callGasLimit"], 16),
+                       verification_gas_limit=int(est["verificationGasLimit"], 16),
+                       pre_verification_gas=int(est["preVerificationGas"], 16))
 
     async def owner_op(self, ep: EntryPointVersion, account: str, call_data: bytes) -> tuple[UserOperation, str]:
         """An unsigned owner op (key 0) with gas and fees, and the hash the owner signs."""

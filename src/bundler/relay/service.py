@@ -34,7 +34,7 @@ from ..sessions import abi
 from ..sessions.recover import recover_signer
 from ..store import OpStatus
 from ..store.relay import (
-    DROPPED, FINAL_CALL_STATES, MINED, PENDING, QUEUED, Credential, DuplicateKey, Grant, RelayCall, RelayStore,
+    DISPATCHING, DROPPED, FINAL_CALL_STATES, MINED, PENDING, QUEUED, Credential, DuplicateKey, Grant, RelayCall, RelayStore,
 )
 from ..userop.codec import format_user_operation, parse_address, parse_bytes, parse_quantity, parse_user_operation
 from . import auth
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 LIVE_GRANT = ("prepared", "authorized", "activating", "active")
 MAX_CALLS_PER_OP = 16
 MAX_CALL_DATA = 64 * 1024
+STALE_DISPATCH_S = 120  # a call claimed this long ago by a process that died goes back to the queue
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,6 @@ class RelayService:
         self.webhooks = webhooks  # relay.webhooks.Webhooks or None
         self.webhook_signer = webhook_signer
         self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes))
-        self._dispatching: set[str] = set()  # call ids being dispatched by this process
         self._enabling: set[str] = set()  # grants whose enable op is being built
         self._last_block: int | None = None
 
@@ -330,8 +330,8 @@ class RelayService:
         """Destroy the key, drop the grant's queued calls and its ops still waiting in the pool."""
         self.store.update_grant(g.id, status=status, reason=reason, encrypted_key=None)
         dropped_ops = self.sessions.drop_session_ops(g.account, g.session_address, reason) if self.sessions else []
-        for c in self.store.calls(statuses=(QUEUED, PENDING), grant_id=g.id):
-            if c.status == QUEUED or c.user_op_hash in dropped_ops:
+        for c in self.store.calls(statuses=(QUEUED, DISPATCHING, PENDING), grant_id=g.id):
+            if c.status != PENDING or c.user_op_hash in dropped_ops:
                 self._finish(c, DROPPED, error={"code": "grant_" + status, "message": reason})
         self.store.audit(f"grant.{status}", credential_id=g.credential_id, account=g.account, grant_id=g.id,
                          reason=reason, keyDestroyed=True, droppedOps=dropped_ops)
@@ -397,14 +397,14 @@ class RelayService:
 
     async def _dispatch(self, call: RelayCall) -> None:
         """Try to put a queued call's op in the pool; it stays queued while its grant is being
-        activated or the account's pending-op cap is reached."""
-        if call.id in self._dispatching:
+        activated or the account's pending-op cap is reached. The call is claimed first, so
+        several instances sharing the store never send it twice."""
+        if not self.store.transition_call(call.id, (QUEUED,), status=DISPATCHING):
             return
-        self._dispatching.add(call.id)
         try:
             await self._dispatch_once(call)
         finally:
-            self._dispatching.discard(call.id)
+            self.store.transition_call(call.id, (DISPATCHING,), status=QUEUED)  # not sent: queued again
 
     async def _dispatch_once(self, call: RelayCall) -> None:
         g = self.store.get_grant(call.grant_id)
@@ -444,12 +444,19 @@ class RelayService:
             self._enabling.discard(g.id)
         if enable is not None:
             self.store.update_grant(g.id, activation_op=op_hash, status="activating")
-        self.store.update_call(call.id, status=PENDING, user_op_hash=op_hash, lane=lane, nonce=hex(nonce))
+        if not self.store.transition_call(call.id, (DISPATCHING,), status=PENDING, user_op_hash=op_hash, lane=lane,
+                                          nonce=hex(nonce)):
+            # the grant ended while the op was being built: take it back out of the pool
+            self.sessions.drop_session_ops(g.account, g.session_address, "the relay grant ended")
+            return
         log.info("relay: call %s submitted as op %s (lane %d)", call.id, op_hash, lane)
 
     def _finish(self, call: RelayCall, status: str, *, error: dict | None = None, receipt: dict | None = None) -> None:
-        self.store.update_call(call.id, status=status, error=json.dumps(error) if error else None,
-                               receipt=json.dumps(receipt) if receipt else None)
+        """A final state, once: only the instance that moves the call there audits and notifies."""
+        if not self.store.transition_call(call.id, (QUEUED, DISPATCHING, PENDING), status=status,
+                                          error=json.dumps(error) if error else None,
+                                          receipt=json.dumps(receipt) if receipt else None):
+            return
         if status in FINAL_CALL_STATES:
             self.store.audit(f"call.{status}", credential_id=call.credential_id, account=call.account,
                              grant_id=call.grant_id, callId=call.id, userOpHash=call.user_op_hash,
@@ -479,7 +486,9 @@ class RelayService:
             await self._follow_call(c)
         for c in self.store.calls(statuses=(QUEUED,)):
             await self._dispatch(c)
-        self.store.prune_request_nonces(time.time())
+        now = time.time()
+        self.store.prune_request_nonces(now)
+        self.store.requeue_stale_dispatching(now - STALE_DISPATCH_S)
         if block is not None:
             self._last_block = block
 

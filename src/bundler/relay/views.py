@@ -9,7 +9,7 @@ from eth_utils import to_checksum_address
 
 from ..sessions import abi
 from ..sessions.views import spec_to_json
-from ..store.relay import AuditEvent, Credential, Grant, RelayCall
+from ..store.relay import DISPATCHING, QUEUED, AuditEvent, Credential, Grant, RelayCall
 
 
 def credential_view(c: Credential) -> dict[str, Any]:
@@ -42,7 +42,8 @@ def grant_view(g: Grant, chain_id: int) -> dict[str, Any]:
 def call_view(c: RelayCall) -> dict[str, Any]:
     out: dict[str, Any] = {
         "callId": c.id, "idempotencyKey": c.idempotency_key, "grantId": c.grant_id,
-        "account": to_checksum_address(c.account), "calls": json.loads(c.calls), "status": c.status,
+        "account": to_checksum_address(c.account), "calls": json.loads(c.calls),
+        "status": QUEUED if c.status == DISPATCHING else c.status,
         "userOpHash": c.user_op_hash, "lane": c.lane, "nonce": c.nonce,
         "createdAt": int(c.created_at), "updatedAt": int(c.updated_at),
     }

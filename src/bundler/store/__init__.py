@@ -1,8 +1,8 @@
-from .base import Store, ops_in_order
+from .base import ClaimLost, LeaseLost, Store, ops_in_order
 from .memory import MemoryStore
 from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, TxAttempt
 
-__all__ = ["InflightTx", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "SessionActivity", "Store", "TxAttempt",
+__all__ = ["ClaimLost", "InflightTx", "LeaseLost", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "SessionActivity", "Store", "TxAttempt",
            "open_store", "ops_in_order"]
 
 
@@ -22,5 +22,6 @@ def open_store(config) -> Store:
 
         if not config.postgres_dsn:
             raise ValueError("--store postgres needs --postgres-dsn (or BUNDLER_POSTGRES_DSN)")
-        return PostgresStore(config.postgres_dsn, retention_s=config.op_retention_hours * 3600)
+        return PostgresStore(config.postgres_dsn, retention_s=config.op_retention_hours * 3600,
+                             lease_s=config.instance_lease_s)
     raise ValueError(f"unknown store {kind!r}")

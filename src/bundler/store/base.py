@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol, runtime_checkable
 
-from .records import InflightTx, OpRecord, OpStatus, ReputationRow
+from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SlotVerdict
+
+
+class ClaimLost(Exception):
+    """A bundle's ops are no longer all claimed by this instance (its lease expired and another
+    instance took them, or they finished meanwhile): its transaction must not be broadcast."""
+
+
+class LeaseLost(Exception):
+    """This instance's lease in a shared store expired or its session was lost: other instances
+    may have taken its work over, so it must stop bundling."""
 
 
 @runtime_checkable
@@ -22,6 +32,14 @@ class Store(Protocol):
         """Insert or replace the record of one op."""
 
     def get(self, op_hash: str) -> OpRecord | None: ...
+
+    async def admit(self, record: OpRecord, replacing: str | None, bump_percent: int) -> SlotVerdict:
+        """Store a newly admitted op; `replacing` (the op it replaces in the local pool) is
+        recorded dropped in the same commit. A shared store decides the (sender, nonce) slot
+        across instances and may refuse (the verdict says why and who holds the slot)."""
+
+    def batch(self):
+        """Context manager: the writes issued inside commit together (or not at all)."""
 
     def update(self, op_hash: str, **fields) -> OpRecord | None:
         """Change some fields of a record (None if unknown); returns the updated record."""
@@ -53,6 +71,11 @@ class Store(Protocol):
     def delete_inflight(self, executor: str, nonce: int) -> None: ...
 
     def inflight(self) -> list[InflightTx]: ...
+
+    async def record_bundle(self, inflight: InflightTx) -> None:
+        """Before broadcasting: the in-flight record and its ops' submitted status (with the tx
+        hash) in one durable commit. A shared store raises ClaimLost if any op is no longer
+        claimed by this instance (its lease expired and another instance took it)."""
 
     # -- claims: which instance bundles an op (several instances on one shared store) -----
     async def claim(self, op_hashes: list[str], owner: str) -> set[str]:

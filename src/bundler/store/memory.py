@@ -2,10 +2,11 @@
 and the write-through cache the durable stores build on)."""
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 
-from .records import FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity
+from .records import FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, SlotVerdict
 
 
 class MemoryStore:
@@ -32,6 +33,28 @@ class MemoryStore:
 
     def get(self, op_hash: str) -> OpRecord | None:
         return self._records.get(op_hash)
+
+    def batch(self):
+        """Writes inside `with store.batch():` become durable in one commit (nothing to group here)."""
+        return contextlib.nullcontext()
+
+    async def admit(self, record: OpRecord, replacing: str | None, bump_percent: int) -> SlotVerdict:
+        """Store a newly admitted op (and the op it replaces, dropped) in one commit. One process
+        owns the pool: the mempool has decided the slot already."""
+        with self.batch():
+            if replacing is not None:
+                self.update(replacing, status=OpStatus.DROPPED, reason=f"replaced by {record.hash} with higher fees")
+            self.put(record)
+        return SlotVerdict(True, replaced=replacing)
+
+    async def record_bundle(self, inflight: InflightTx) -> None:
+        """The bundle's in-flight record and its ops' `submitted` status, durable in one commit,
+        before the transaction is broadcast."""
+        with self.batch():
+            self.put_inflight(inflight)
+            for h in inflight.op_hashes:
+                self.update(h, status=OpStatus.SUBMITTED, tx_hash=inflight.latest.tx_hash)
+        await self.flush()
 
     def update(self, op_hash: str, **fields) -> OpRecord | None:
         record = self.get(op_hash)

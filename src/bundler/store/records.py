@@ -105,3 +105,15 @@ class SessionActivity:
     calls: list[dict]  # [{"target": "0x…", "value": int, "data": "0x…"}]
     consumed: list[dict]  # [{"scope": int, "policyIndex": int, "constraintIndex": int, "amount": int}]
     received_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class SlotVerdict:
+    """What the store decided about an op for its (entry point, sender, nonce) slot. A shared
+    store decides across instances: at most one live (pending or submitted) op per slot."""
+
+    admitted: bool
+    refusal: str = ""              # "known" | "in_bundle" | "underpriced" when not admitted
+    holder: str | None = None      # hash of the op holding the slot (for "known": its status)
+    holder_fees: tuple[int, int] | None = None  # its (maxFeePerGas, maxPriorityFeePerGas)
+    replaced: str | None = None    # hash of the op this one replaced, if any

@@ -105,6 +105,7 @@ _POSTGRES_SCHEMA_LOCK = 0x4337_0002
 
 # call states; FINAL ones never change again
 QUEUED, PENDING, MINED, DROPPED = "queued", "pending", "mined", "dropped"
+DISPATCHING = "dispatching"  # claimed by one instance while it builds the op (shown as queued)
 FINAL_CALL_STATES = (MINED, DROPPED)
 
 
@@ -198,10 +199,12 @@ class RelayStore:
                 conn.execute(POSTGRES_SCHEMA)
 
     @classmethod
-    def sqlite(cls, path: str) -> "RelayStore":
+    def sqlite(cls, path: str, synchronous: str = "full") -> "RelayStore":
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
+            # the bundler's own setting (--store-sync): full survives power loss
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if synchronous.lower() == 'normal' else 'FULL'}")
         conn.execute("PRAGMA busy_timeout=30000")
         return cls(conn, "sqlite")
 
@@ -220,6 +223,10 @@ class RelayStore:
         return q if self.dialect == "sqlite" else q.replace("?", "%s")
 
     def _exec(self, q: str, params: Iterable = ()) -> list[tuple]:
+        return self._run(q, params)[0]
+
+    def _run(self, q: str, params: Iterable = ()) -> tuple[list[tuple], int]:
+        """(rows, rowcount)."""
         with self._lock:
             try:
                 cur = self._conn.execute(self._sql(q), tuple(params))
@@ -227,7 +234,7 @@ class RelayStore:
                 if _is_unique_violation(e):
                     raise DuplicateKey(str(e)) from None
                 raise
-            return cur.fetchall() if cur.description else []
+            return (cur.fetchall() if cur.description else []), cur.rowcount
 
     def _insert(self, table: str, cols: list[str], row: dict) -> None:
         self._exec(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
@@ -337,6 +344,20 @@ class RelayStore:
         changes.setdefault("updated_at", time.time())
         self._update("relay_calls", call_id, changes)
 
+    def transition_call(self, call_id: str, from_statuses: tuple[str, ...], **changes) -> bool:
+        """Change the call only if its status is one of `from_statuses` (one atomic UPDATE), so
+        instances sharing the store never both dispatch or both finish one call."""
+        changes.setdefault("updated_at", time.time())
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        _rows, count = self._run(
+            f"UPDATE relay_calls SET {sets} WHERE id = ? AND status IN ({', '.join('?' for _ in from_statuses)})",
+            [*changes.values(), call_id, *from_statuses])
+        return count == 1
+
+    def requeue_stale_dispatching(self, claimed_before: float) -> None:
+        self._exec("UPDATE relay_calls SET status = ? WHERE status = ? AND updated_at < ?",
+                   (QUEUED, DISPATCHING, claimed_before))
+
     # -- audit ------------------------------------------------------------------------------
     def audit(self, event: str, *, credential_id: str | None = None, account: str | None = None,
               grant_id: str | None = None, **detail) -> None:
@@ -369,5 +390,5 @@ def open_relay_store(config, store) -> RelayStore:
     if kind == "postgres":
         return RelayStore.postgres(config.postgres_dsn)
     if kind == "sqlite":
-        return RelayStore.sqlite(str(store.path))
+        return RelayStore.sqlite(str(store.path), getattr(config, "store_sync", "full"))
     return RelayStore.sqlite(":memory:")

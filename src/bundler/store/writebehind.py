@@ -4,6 +4,7 @@ one writer thread commits whatever has queued up in a single transaction (group 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -54,6 +55,13 @@ class WriteBehind:
             self._flags.add(flag)
             self._cv.notify()
             return self._seq
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Writes queued inside the block are committed together: the writer thread cannot take
+        the queue while the (re-entrant) lock is held."""
+        with self._cv:
+            yield
 
     # -- durability ---------------------------------------------------------------------
     async def flush(self) -> None:
