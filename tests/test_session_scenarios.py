@@ -277,7 +277,7 @@ async def test_revocation_seen_although_get_logs_failed_for_its_block(chain, rpc
     token = chain.sessions.token
     key, signer = new_key()
     now = block_timestamp(chain.url)
-    spec = SessionSpec(signer=signer, valid_after=now - 10, valid_until=now + DAY, call_policies=(
+    spec = SessionSpec(gas=TEST_GAS, signer=signer, valid_after=now - 10, valid_until=now + DAY, call_policies=(
         CallPolicy(target=token, selector=SEL_DEPOSIT, max_value_per_use=ETH, value_limit=Limit.lifetime(2 * ETH)),))
     await grant_via_bundler(rpc, acct, spec)
     h = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, ETH, SEL_DEPOSIT)))
