@@ -134,3 +134,32 @@ def test_kill_9_of_bundler_dev_stops_anvil(tmp_path):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         log.close()
+
+
+MIDDLE = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+# a Python child tied to its parent by the parent watch alone (as where prctl does not exist)
+WATCHED_CHILD = """
+import sys, time
+import bundler.lifetime as lifetime
+lifetime._LIBC = None
+lifetime.die_with_parent(int(sys.argv[1]))  # the parent it was started by, even if already gone
+time.sleep(120)
+"""
+
+
+def test_parent_watch_alone_ends_an_orphaned_worker():
+    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, WATCHED_CHILD], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    child = int(middle.stdout.readline())
+    try:
+        assert alive(child)
+        _kill_parent_and_wait(middle, {child})
+    finally:
+        if middle.poll() is None:
+            middle.kill()
+            middle.wait()
