@@ -18,6 +18,7 @@ timestamp), the test plays a chain with 12-second slots.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -275,3 +276,39 @@ async def test_dev_chain_mines_while_an_op_waits_for_its_valid_after(chain, ep):
         assert int(block["timestamp"], 16) >= g + 3 + (1 if ep.valid_after_strict else 0)
         assert b.builder.dev_miner.mined >= 1
         assert executor_state(chain, b)[0] == nonce + 1  # one bundle, no reverted attempt before it
+
+
+# ------------------------------------------------------------------ d. the guide on bundler dev
+
+
+async def test_the_guides_valid_after_now_works_on_bundler_dev(tmp_path):
+    """docs/sessions.md grants with `now = int(time.time())`, `valid_after=now` and uses the
+    session right away: on `bundler dev` (anvil automine) the op is mined, not dropped."""
+    from helpers.procs import call
+    from helpers.relay import DevBundler
+
+    dev = DevBundler(tmp_path)
+    try:
+        chain_id = int(call(dev.node_url, "eth_chainId"), 16)
+        acct = SessionAccountHandle.create(dev.node_url, chain_id, V08, deploy_session_contracts(dev.node_url))
+        acct.verification_gas, acct.call_gas = 400_000, 200_000
+        key, signer = new_key()
+        now = int(time.time())
+        spec = SessionSpec(signer=signer, valid_after=now, valid_until=now + 3 * HOUR,
+                           transfer_policies=(TransferPolicy(max_value_per_use=ETH),), gas=TEST_GAS)
+        set_balance(dev.node_url, acct.owner, ETH)
+        node_rpc(dev.node_url, "anvil_impersonateAccount", [acct.owner])
+        send_tx(dev.node_url, acct.address, abi.encode_grant_session(spec), sender=acct.owner)
+        h = call(dev.url, "eth_sendUserOperation", session_op(acct, key), V08.address)
+        deadline = time.monotonic() + 30
+        receipt = None
+        while receipt is None:  # bounded poll, no fixed sleep
+            assert time.monotonic() < deadline, f"op {h} not mined within 30 s:\n{dev.log()[-3000:]}"
+            receipt = call(dev.url, "eth_getUserOperationReceipt", h)
+            if receipt is None:
+                await asyncio.sleep(0.1)
+        assert receipt["success"] is True
+        block = node_rpc(dev.node_url, "eth_getBlockByNumber", [receipt["receipt"]["blockNumber"], False])
+        assert int(block["timestamp"], 16) > now
+    finally:
+        dev.stop()
