@@ -217,7 +217,9 @@ class RelayService:
             raise InvalidRequest("mode must be enable or ownerOp")
         ep = await self._entry_point_of(account)
         header = await self.pool.head.fresh()
-        now = max(int(time.time()), header.timestamp)
+        # the chain's clock: a grant starting at the wall clock would make its first op wait for a
+        # block at least that late (on a dev chain that mines only on demand: for ever)
+        now = header.timestamp
         session_address, encrypted = self.keys.new_key()
         try:
             spec = to_spec(body.get("permissions"), session_address, now)
