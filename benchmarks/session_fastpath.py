@@ -45,6 +45,7 @@ from bundler.sessions import abi  # noqa: E402
 from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, word  # noqa: E402
 from bundler.userop import format_user_operation  # noqa: E402
 from helpers.sessions import (  # noqa: E402
+    TEST_GAS,
     SessionAccountHandle, deploy_session_contracts, erc20_mint, erc20_transfer, handle_ops, new_key, rpc,
     selector,
 )
@@ -65,7 +66,7 @@ def setup(url: str, chain_id: int, accounts: int, ops_per_account: int):
         acct = SessionAccountHandle.create(url, chain_id, ep, dep, fund=10**18)
         acct.verification_gas, acct.call_gas = 300_000, 100_000
         key, signer = new_key()
-        spec = SessionSpec(signer=signer, valid_until=2**40, call_policies=(CallPolicy(
+        spec = SessionSpec(gas=TEST_GAS, signer=signer, valid_until=2**40, call_policies=(CallPolicy(
             target=token, selector=SEL_TRANSFER, constraints=(
                 ArgConstraint(Condition.LTE, 1, word(10**24), Limit.lifetime(10**30)),)),))
         grants[ep.version].append(acct.sign_owner(acct.build(abi.encode_grant_session(spec))

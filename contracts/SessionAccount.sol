@@ -96,7 +96,23 @@ contract SessionAccount is IAccount {
     /// keccak256(abi.encode(uint256(keccak256("sessionaccount.storage.main")) - 1)) & ~bytes32(uint256(0xff))
     bytes32 internal constant LAYOUT_SLOT = 0xa67e7059f37ea83f571607d1cd71044d1fb3f07cc1a3a40e1d143dce85e2d700;
 
+    /// Most calls one session op may make (executeBatch); bounds validation gas and the
+    /// bundler's evaluation work per op.
+    uint256 public constant MAX_SESSION_CALLS = 256;
+
+    // Every EntryPoint an account may hold a deposit or stake in: protected targets for sessions
+    // (withdrawTo / withdrawStake / unlockStake / incrementNonce act for msg.sender = the account).
+    address internal constant ENTRY_POINT_V06 = 0x5FF137D4b0FDCD49DcA30c7CF57E578a026d2789;
+    address internal constant ENTRY_POINT_V07 = 0x0000000071727De22E5E9d8BAf0edAc6f37da032;
+    address internal constant ENTRY_POINT_V08 = 0x4337084D9E255Ff0702461CF8895CE9E3b5Ff108;
+    address internal constant ENTRY_POINT_V09 = 0x433709009B8330FDa32311DF1C2AFA402eD8D009;
+    bytes4 internal constant DEPOSIT_TO_SELECTOR = 0xb760faf9; // depositTo(address)
+    /// initCode of an op that carries an EIP-7702 authorization (EntryPoint v0.8): 0x7702 ‖ zeros
+    bytes20 internal constant EIP7702_MARKER = bytes20(bytes2(0x7702));
+
     address public immutable ENTRY_POINT;
+    /// This implementation's own address (what clones and 7702 EOAs delegate to).
+    address public immutable IMPLEMENTATION;
 
     // ---------------------------------------------------------------- storage
 
@@ -109,6 +125,8 @@ contract SessionAccount is IAccount {
 
     struct StoredConstraint {
         uint8 condition;
+        uint8 argType;
+        uint8 argSize;
         uint32 index;
         bytes32 refValue;
         StoredLimit limit;
@@ -128,6 +146,12 @@ contract SessionAccount is IAccount {
         StoredLimit valueLimit;
     }
 
+    struct StoredGas {
+        uint256 maxCostPerOp;
+        StoredLimit costLimit;
+        address[] paymasters;
+    }
+
     struct Session {
         // one slot
         uint8 status;
@@ -137,9 +161,16 @@ contract SessionAccount is IAccount {
         uint48 period;
         uint32 usageLimit;
         uint32 usageCount;
-        uint32 maxConstraints; // most constraints in one call policy (sizes SessionUsed)
+        uint32 epoch; // Layout.epoch at grant time; a later epoch ends the session
         StoredCallPolicy[] callPolicies;
         StoredTransferPolicy[] transferPolicies;
+        StoredGas gas;
+        // (target, selector) index of callPolicies: the lowest policy index + 1 per exact key
+        // (keccak256(target, selector), zero target / selector = any), so a call finds its
+        // policy in at most four lookups whatever the number of policies
+        mapping(bytes32 => uint256) callPolicyOf;
+        mapping(address => uint256) firstPolicyForTarget; // lowest index + 1 with this target
+        mapping(address => uint256) transferPolicyOf; // lowest index + 1 per target (zero = any)
     }
 
     struct SignerSlot {
@@ -152,6 +183,7 @@ contract SessionAccount is IAccount {
     struct Layout {
         address owner;
         mapping(address => SignerSlot) signers;
+        uint32 epoch; // bumped by revokeAllSessions and by an owner-signed (re)delegation op
     }
 
     // ---------------------------------------------------------------- views' structs
@@ -166,6 +198,7 @@ contract SessionAccount is IAccount {
         LimitUsage[] callValue; // per call policy
         LimitUsage[][] callArgs; // per call policy, per constraint
         LimitUsage[] transferValue; // per transfer policy
+        LimitUsage gasCost; // GasPolicy.costLimit
     }
 
     struct SessionInfo {
@@ -173,6 +206,7 @@ contract SessionAccount is IAccount {
         uint8 status; // STATUS_*
         uint64 grantNonce; // the nonce the next enable signature for this signer must name
         uint32 usageCount;
+        uint32 epoch; // the account's current epoch (enable signatures must name it)
     }
 
     struct Consumption {
@@ -187,6 +221,7 @@ contract SessionAccount is IAccount {
     event AccountInitialized(address indexed entryPoint, address indexed owner);
     event SessionGranted(address indexed signer, uint64 nonce, bytes32 specHash, SessionSpec spec);
     event SessionRevoked(address indexed signer, uint64 nonce);
+    event AllSessionsRevoked(uint32 epoch);
     event SessionUsed(address indexed signer, uint48 periodIndex, uint32 usageCount, Consumption[] consumed);
 
     // ---------------------------------------------------------------- errors
@@ -205,6 +240,12 @@ contract SessionAccount is IAccount {
     error SessionUsageLimitReached(address signer, uint32 usageLimit);
     error SessionCallNotAllowed(bytes4 selector);
     error SessionSelfCallNotAllowed(uint256 callIndex);
+    error SessionProtectedTarget(uint256 callIndex, address target);
+    error SessionTooManyCalls(uint256 calls, uint256 max);
+    error SessionPaymasterNotAllowed(address paymaster);
+    error SessionGasCostExceedsPerOp(uint256 cost, uint256 max);
+    error SessionDelegationNotAllowed();
+    error SessionArgNotCanonical(uint256 callIndex, uint256 policyIndex, uint256 constraintIndex, uint8 argType, bytes32 actual);
     error SessionInvalidCallData(uint256 callIndex);
     error SessionTransferNotAllowed(uint256 callIndex, address target);
     error SessionTransferExceedsPerUse(uint256 callIndex, uint256 policyIndex, uint256 value, uint256 max);
@@ -230,6 +271,7 @@ contract SessionAccount is IAccount {
 
     constructor(address entryPoint_) {
         ENTRY_POINT = entryPoint_;
+        IMPLEMENTATION = address(this);
     }
 
     /// Sets the owner of a clone. Only callable while the clone is being constructed (its code
@@ -270,15 +312,21 @@ contract SessionAccount is IAccount {
         bytes calldata sig = userOp.signature;
         if (sig.length == 0) revert InvalidSignatureFormat();
         uint8 mode = uint8(sig[0]);
+        // An op carrying an EIP-7702 authorization (re)delegates this EOA: owner-signed modes start
+        // a new epoch (grants of an earlier delegation do not come back); a session key may not
+        // carry one.
+        bool delegating = userOp.initCode.length >= 20 && bytes20(userOp.initCode[:20]) == EIP7702_MARKER;
         if (mode == MODE_OWNER) {
             if (sig.length != 66) revert InvalidSignatureFormat();
+            if (delegating) _newEpoch();
             return _recoverCalldata(userOpHash, sig[1:66]) == owner() ? 0 : SIG_VALIDATION_FAILED;
         }
         if (mode == MODE_SESSION) {
             if (sig.length != 92) revert InvalidSignatureFormat();
+            if (delegating) revert SessionDelegationNotAllowed();
             address signer = address(bytes20(sig[1:21]));
             uint48 periodIndex = uint48(bytes6(sig[21:27]));
-            uint256 vd = _useSession(userOp.callData, signer, periodIndex);
+            uint256 vd = _useSession(userOp, signer, periodIndex);
             bool ok = _recoverCalldata(userOpHash, sig[27:92]) == signer;
             return ok ? vd : vd | SIG_VALIDATION_FAILED;
         }
@@ -286,9 +334,10 @@ contract SessionAccount is IAccount {
             (SessionSpec memory spec, uint64 nonce, bytes memory ownerSig, uint48 periodIndex, bytes memory sessionSig)
             = abi.decode(sig[1:], (SessionSpec, uint64, bytes, uint48, bytes));
             if (ownerSig.length != 65 || sessionSig.length != 65) revert InvalidSignatureFormat();
+            if (delegating) _newEpoch();
             bool ok = _recoverMemory(enableDigest(spec, nonce), ownerSig) == owner();
             _grant(spec, true, nonce);
-            uint256 vd = _useSession(userOp.callData, spec.signer, periodIndex);
+            uint256 vd = _useSession(userOp, spec.signer, periodIndex);
             ok = ok && _recoverMemory(userOpHash, sessionSig) == spec.signer;
             return ok ? vd : vd | SIG_VALIDATION_FAILED;
         }
@@ -343,9 +392,24 @@ contract SessionAccount is IAccount {
         emit SessionRevoked(signer, nonce);
     }
 
+    /// Ends every session at once (all signers, all counters): the next epoch starts empty. Also
+    /// what an owner-signed op carrying an EIP-7702 authorization does (see _validateSignature).
+    function revokeAllSessions() external {
+        _requireAuthorized();
+        _newEpoch();
+    }
+
+    function _newEpoch() internal {
+        Layout storage $ = _layout();
+        uint32 next = $.epoch + 1;
+        $.epoch = next;
+        emit AllSessionsRevoked(next);
+    }
+
     function _grant(SessionSpec memory spec, bool checkNonce, uint64 signedNonce) internal {
         _checkSpec(spec);
-        SignerSlot storage slot = _layout().signers[spec.signer];
+        Layout storage $ = _layout();
+        SignerSlot storage slot = $.signers[spec.signer];
         uint64 current = slot.nonce;
         if (checkNonce && signedNonce != current) {
             revert SessionEnableNonceMismatch(spec.signer, signedNonce, current);
@@ -360,7 +424,7 @@ contract SessionAccount is IAccount {
         s.validUntil = spec.validUntil;
         s.period = spec.period;
         s.usageLimit = spec.usageLimit;
-        uint256 maxConstraints = 0;
+        s.epoch = $.epoch;
         for (uint256 i = 0; i < spec.callPolicies.length; i++) {
             CallPolicy memory p = spec.callPolicies[i];
             StoredCallPolicy storage sp = s.callPolicies.push();
@@ -368,23 +432,32 @@ contract SessionAccount is IAccount {
             sp.selector = p.selector;
             sp.maxValuePerUse = p.maxValuePerUse;
             _storeLimit(sp.valueLimit, p.valueLimit);
-            if (p.constraints.length > maxConstraints) maxConstraints = p.constraints.length;
+            bytes32 key = _policyKey(p.target, p.selector);
+            if (s.callPolicyOf[key] == 0) s.callPolicyOf[key] = i + 1;
+            if (s.firstPolicyForTarget[p.target] == 0) s.firstPolicyForTarget[p.target] = i + 1;
             for (uint256 j = 0; j < p.constraints.length; j++) {
                 ArgConstraint memory c = p.constraints[j];
                 StoredConstraint storage sc = sp.constraints.push();
                 sc.condition = c.condition;
+                sc.argType = c.argType;
+                sc.argSize = c.argSize;
                 sc.index = c.index;
                 sc.refValue = c.refValue;
                 _storeLimit(sc.limit, c.limit);
             }
         }
-        s.maxConstraints = uint32(maxConstraints);
         for (uint256 i = 0; i < spec.transferPolicies.length; i++) {
             TransferPolicy memory t = spec.transferPolicies[i];
             StoredTransferPolicy storage st = s.transferPolicies.push();
             st.target = t.target;
             st.maxValuePerUse = t.maxValuePerUse;
             _storeLimit(st.valueLimit, t.valueLimit);
+            if (s.transferPolicyOf[t.target] == 0) s.transferPolicyOf[t.target] = i + 1;
+        }
+        s.gas.maxCostPerOp = spec.gas.maxCostPerOp;
+        _storeLimit(s.gas.costLimit, spec.gas.costLimit);
+        for (uint256 i = 0; i < spec.gas.paymasters.length; i++) {
+            s.gas.paymasters.push(spec.gas.paymasters[i]);
         }
         emit SessionGranted(spec.signer, current + 1, SessionSpecHash.hashSpec(spec), spec);
     }
@@ -409,13 +482,30 @@ contract SessionAccount is IAccount {
             _checkLimit(p.valueLimit, spec.period);
             if (p.constraints.length > type(uint32).max) revert InvalidSessionSpec("too many constraints");
             for (uint256 j = 0; j < p.constraints.length; j++) {
-                if (p.constraints[j].condition > COND_LTE) revert InvalidSessionSpec("unknown condition");
-                _checkLimit(p.constraints[j].limit, spec.period);
+                ArgConstraint memory c = p.constraints[j];
+                if (c.condition > COND_LTE) revert InvalidSessionSpec("unknown condition");
+                _checkLimit(c.limit, spec.period);
+                _checkArgType(c);
             }
         }
         for (uint256 i = 0; i < spec.transferPolicies.length; i++) {
             _checkLimit(spec.transferPolicies[i].valueLimit, spec.period);
         }
+        _checkLimit(spec.gas.costLimit, spec.period);
+        for (uint256 i = 0; i < spec.gas.paymasters.length; i++) {
+            if (spec.gas.paymasters[i] == address(0)) revert InvalidSessionSpec("paymaster is zero");
+        }
+    }
+
+    function _checkArgType(ArgConstraint memory c) private pure {
+        uint8 argType = c.argType;
+        if (argType > ARG_BYTES) revert InvalidSessionSpec("unknown argument type");
+        bool sized = argType == ARG_UINT || argType == ARG_INT || argType == ARG_BYTES;
+        if (sized ? (c.argSize == 0 || c.argSize > 32) : c.argSize != 0) {
+            revert InvalidSessionSpec("bad argument size");
+        }
+        if (!_canonical(argType, c.argSize, c.refValue)) revert InvalidSessionSpec("refValue does not fit its type");
+        if (argType == ARG_INT && c.limit.kind != LIMIT_NONE) revert InvalidSessionSpec("limit on a signed argument");
     }
 
     function _checkLimit(Limit memory l, uint48 period) private pure {
@@ -425,12 +515,24 @@ contract SessionAccount is IAccount {
 
     // ---------------------------------------------------------------- session validation
 
-    function _useSession(bytes calldata callData, address signer, uint48 periodIndex) internal returns (uint256) {
-        SignerSlot storage slot = _layout().signers[signer];
+    /// What one op's validation consumed so far (the SessionUsed event's payload). The array
+    /// grows by doubling, so its memory follows the consumptions that happen, not the spec.
+    struct Tally {
+        Consumption[] items;
+        uint256 n;
+        uint48 periodIndex;
+    }
+
+    function _useSession(PackedUserOperation calldata userOp, address signer, uint48 periodIndex)
+        internal
+        returns (uint256)
+    {
+        Layout storage $ = _layout();
+        SignerSlot storage slot = $.signers[signer];
         Session storage s = slot.sessions[slot.generation];
         uint8 status = s.status;
         if (status == STATUS_NONE) revert SessionUnknown(signer);
-        if (status == STATUS_REVOKED) revert SessionIsRevoked(signer);
+        if (status == STATUS_REVOKED || s.epoch != $.epoch) revert SessionIsRevoked(signer);
 
         (uint48 validAfter, uint48 validUntil) = _periodWindow(s, signer, periodIndex);
 
@@ -439,27 +541,78 @@ contract SessionAccount is IAccount {
         if (usageLimit != 0 && count > usageLimit) revert SessionUsageLimitReached(signer, usageLimit);
         s.usageCount = count;
 
+        Tally memory t = Tally(new Consumption[](2), 0, periodIndex);
+        _checkGas(s, userOp, t);
+
+        bytes calldata callData = userOp.callData;
         bytes4 selector = callData.length >= 4 ? bytes4(callData[:4]) : bytes4(0);
-        Consumption[] memory consumed;
-        uint256 n = 0;
         if (selector == this.execute.selector) {
             (address target, uint256 value, bytes memory data) = abi.decode(callData[4:], (address, uint256, bytes));
-            consumed = new Consumption[](s.wildcard ? 0 : 1 + uint256(s.maxConstraints));
-            n = _checkCall(s, 0, target, value, data, periodIndex, consumed, n);
+            _checkCall(s, 0, target, value, data, t);
         } else if (selector == this.executeBatch.selector) {
             Call[] memory calls = abi.decode(callData[4:], (Call[]));
-            consumed = new Consumption[](s.wildcard ? 0 : calls.length * (1 + uint256(s.maxConstraints)));
+            if (calls.length > MAX_SESSION_CALLS) revert SessionTooManyCalls(calls.length, MAX_SESSION_CALLS);
             for (uint256 i = 0; i < calls.length; i++) {
-                n = _checkCall(s, i, calls[i].target, calls[i].value, calls[i].data, periodIndex, consumed, n);
+                _checkCall(s, i, calls[i].target, calls[i].value, calls[i].data, t);
             }
         } else {
             revert SessionCallNotAllowed(selector);
         }
+        Consumption[] memory consumed = t.items;
+        uint256 n = t.n;
         assembly ("memory-safe") {
             mstore(consumed, n)
         }
         emit SessionUsed(signer, periodIndex, count, consumed);
         return (uint256(validUntil) << 160) | (uint256(validAfter) << 208);
+    }
+
+    /// The most the EntryPoint may charge for `op` (its prefund), saturating at 2^256-1.
+    function _maxCost(PackedUserOperation calldata op) internal pure returns (uint256) {
+        uint256 limits = uint256(op.accountGasLimits);
+        uint256 sum = (limits >> 128) + uint128(limits);
+        bytes calldata pmd = op.paymasterAndData;
+        if (pmd.length >= 52) sum += uint256(uint128(bytes16(pmd[20:36]))) + uint256(uint128(bytes16(pmd[36:52])));
+        uint256 pvg = op.preVerificationGas;
+        if (pvg > type(uint256).max - sum) return type(uint256).max;
+        sum += pvg;
+        uint256 fee = uint128(uint256(op.gasFees));
+        if (fee != 0 && sum > type(uint256).max / fee) return type(uint256).max;
+        return sum * fee;
+    }
+
+    /// Gas rules (wildcard sessions included): the paymaster must be allowed, the op's maximum
+    /// cost within maxCostPerOp, and an op the account pays for consumes that cost from costLimit.
+    function _checkGas(Session storage s, PackedUserOperation calldata userOp, Tally memory t) internal {
+        bytes calldata pmd = userOp.paymasterAndData;
+        bool sponsored = pmd.length != 0;
+        if (sponsored) {
+            address paymaster = pmd.length >= 20 ? address(bytes20(pmd[:20])) : address(0);
+            address[] storage allowed = s.gas.paymasters;
+            uint256 count = allowed.length;
+            uint256 i = 0;
+            while (i < count && allowed[i] != paymaster) i++;
+            if (i == count || paymaster == address(0)) revert SessionPaymasterNotAllowed(paymaster);
+        }
+        uint256 cost = _maxCost(userOp);
+        uint256 max = s.gas.maxCostPerOp;
+        if (cost > max) revert SessionGasCostExceedsPerOp(cost, max);
+        if (!sponsored && _consume(s.gas.costLimit, cost, t.periodIndex, 0, SCOPE_GAS, 0, 0)) {
+            _record(t, Consumption(SCOPE_GAS, 0, 0, cost));
+        }
+    }
+
+    function _record(Tally memory t, Consumption memory c) private pure {
+        uint256 n = t.n;
+        if (n == t.items.length) {
+            Consumption[] memory grown = new Consumption[](2 * n + 2);
+            for (uint256 i = 0; i < n; i++) {
+                grown[i] = t.items[i];
+            }
+            t.items = grown;
+        }
+        t.items[n] = c;
+        t.n = n + 1;
     }
 
     function _periodWindow(Session storage s, address signer, uint48 periodIndex)
@@ -482,82 +635,140 @@ contract SessionAccount is IAccount {
         validUntil = hi == type(uint48).max ? 0 : uint48(hi);
     }
 
+    /// Targets no session may call, wildcard included: the EntryPoints (the account's deposit and
+    /// stake, its nonces) except depositTo(this account), and this implementation.
+    function _protected(address target, bytes memory data) internal view returns (bool) {
+        if (
+            target != ENTRY_POINT && target != ENTRY_POINT_V06 && target != ENTRY_POINT_V07
+                && target != ENTRY_POINT_V08 && target != ENTRY_POINT_V09
+        ) {
+            return target == IMPLEMENTATION;
+        }
+        if (data.length != 36 || bytes4(data) != DEPOSIT_TO_SELECTOR) return true;
+        address beneficiary;
+        assembly ("memory-safe") {
+            beneficiary := mload(add(data, 36))
+        }
+        return beneficiary != address(this);
+    }
+
+    function _policyKey(address target, bytes4 selector) private pure returns (bytes32 key) {
+        assembly ("memory-safe") {
+            mstore(0x00, target)
+            mstore(0x20, selector)
+            key := keccak256(0x00, 0x40)
+        }
+    }
+
+    /// The governing call policy + 1 (0 = none): the lowest index among the policies whose target
+    /// is `target` or any and whose selector is `selector` or any.
+    function _findCallPolicy(Session storage s, address target, bytes4 selector) private view returns (uint256 best) {
+        best = s.callPolicyOf[_policyKey(target, selector)];
+        uint256 other = s.callPolicyOf[_policyKey(target, bytes4(0))];
+        if (other != 0 && (best == 0 || other < best)) best = other;
+        other = s.callPolicyOf[_policyKey(address(0), selector)];
+        if (other != 0 && (best == 0 || other < best)) best = other;
+        other = s.callPolicyOf[_policyKey(address(0), bytes4(0))];
+        if (other != 0 && (best == 0 || other < best)) best = other;
+    }
+
     function _checkCall(
         Session storage s,
         uint256 callIndex,
         address target,
         uint256 value,
         bytes memory data,
-        uint48 periodIndex,
-        Consumption[] memory consumed,
-        uint256 n
-    ) internal returns (uint256) {
+        Tally memory t
+    ) internal {
         if (target == address(this)) revert SessionSelfCallNotAllowed(callIndex);
-        if (s.wildcard) return n;
+        if (_protected(target, data)) revert SessionProtectedTarget(callIndex, target);
+        if (s.wildcard) return;
 
         if (data.length == 0) {
-            uint256 count = s.transferPolicies.length;
-            for (uint256 i = 0; i < count; i++) {
-                StoredTransferPolicy storage t = s.transferPolicies[i];
-                address policyTarget = t.target;
-                if (policyTarget != target && policyTarget != address(0)) continue;
-                uint256 max = t.maxValuePerUse;
-                if (value > max) revert SessionTransferExceedsPerUse(callIndex, i, value, max);
-                if (_consume(t.valueLimit, value, periodIndex, callIndex, SCOPE_TRANSFER_VALUE, i, 0)) {
-                    consumed[n++] = Consumption(SCOPE_TRANSFER_VALUE, uint32(i), 0, value);
-                }
-                return n;
+            uint256 found = s.transferPolicyOf[target];
+            uint256 any = s.transferPolicyOf[address(0)];
+            if (any != 0 && (found == 0 || any < found)) found = any;
+            if (found == 0) revert SessionTransferNotAllowed(callIndex, target);
+            uint256 i = found - 1;
+            StoredTransferPolicy storage tp = s.transferPolicies[i];
+            uint256 max = tp.maxValuePerUse;
+            if (value > max) revert SessionTransferExceedsPerUse(callIndex, i, value, max);
+            if (_consume(tp.valueLimit, value, t.periodIndex, callIndex, SCOPE_TRANSFER_VALUE, i, 0)) {
+                _record(t, Consumption(SCOPE_TRANSFER_VALUE, uint32(i), 0, value));
             }
-            revert SessionTransferNotAllowed(callIndex, target);
+            return;
         }
         if (data.length < 4) revert SessionInvalidCallData(callIndex);
 
         bytes4 selector = bytes4(data);
-        bool targetMatched = false;
-        uint256 policies = s.callPolicies.length;
-        for (uint256 i = 0; i < policies; i++) {
-            StoredCallPolicy storage p = s.callPolicies[i];
-            address policyTarget = p.target;
-            if (policyTarget != target && policyTarget != address(0)) continue;
-            targetMatched = true;
-            bytes4 policySelector = p.selector;
-            if (policySelector != selector && policySelector != bytes4(0)) continue;
-
-            uint256 max = p.maxValuePerUse;
-            if (value > max) revert SessionValueExceedsPerUse(callIndex, i, value, max);
-            if (_consume(p.valueLimit, value, periodIndex, callIndex, SCOPE_CALL_VALUE, i, 0)) {
-                consumed[n++] = Consumption(SCOPE_CALL_VALUE, uint32(i), 0, value);
+        uint256 best = _findCallPolicy(s, target, selector);
+        if (best == 0) {
+            if (s.firstPolicyForTarget[target] != 0 || s.firstPolicyForTarget[address(0)] != 0) {
+                revert SessionSelectorNotAllowed(callIndex, target, selector);
             }
-            uint256 constraints = p.constraints.length;
-            for (uint256 j = 0; j < constraints; j++) {
-                StoredConstraint storage c = p.constraints[j];
-                uint256 wordIndex = c.index;
-                uint256 offset = 4 + wordIndex * 32;
-                if (data.length < offset + 32) revert SessionArgOutOfBounds(callIndex, i, j, wordIndex);
-                bytes32 word;
-                assembly ("memory-safe") {
-                    word := mload(add(add(data, 32), offset))
-                }
-                uint8 condition = c.condition;
-                bytes32 ref = c.refValue;
-                if (!_compare(condition, word, ref)) {
-                    revert SessionArgConstraintFailed(callIndex, i, j, condition, word, ref);
-                }
-                if (_consume(c.limit, uint256(word), periodIndex, callIndex, SCOPE_CALL_ARG, i, j)) {
-                    consumed[n++] = Consumption(SCOPE_CALL_ARG, uint32(i), uint32(j), uint256(word));
-                }
-            }
-            return n;
+            revert SessionTargetNotAllowed(callIndex, target);
         }
-        if (targetMatched) revert SessionSelectorNotAllowed(callIndex, target, selector);
-        revert SessionTargetNotAllowed(callIndex, target);
+        uint256 pi = best - 1;
+        StoredCallPolicy storage p = s.callPolicies[pi];
+        uint256 maxValue = p.maxValuePerUse;
+        if (value > maxValue) revert SessionValueExceedsPerUse(callIndex, pi, value, maxValue);
+        if (_consume(p.valueLimit, value, t.periodIndex, callIndex, SCOPE_CALL_VALUE, pi, 0)) {
+            _record(t, Consumption(SCOPE_CALL_VALUE, uint32(pi), 0, value));
+        }
+        uint256 constraints = p.constraints.length;
+        for (uint256 j = 0; j < constraints; j++) {
+            StoredConstraint storage c = p.constraints[j];
+            uint256 wordIndex = c.index;
+            uint256 offset = 4 + wordIndex * 32;
+            if (data.length < offset + 32) revert SessionArgOutOfBounds(callIndex, pi, j, wordIndex);
+            bytes32 word;
+            assembly ("memory-safe") {
+                word := mload(add(add(data, 32), offset))
+            }
+            uint8 argType = c.argType;
+            if (!_canonical(argType, c.argSize, word)) {
+                revert SessionArgNotCanonical(callIndex, pi, j, argType, word);
+            }
+            uint8 condition = c.condition;
+            bytes32 ref = c.refValue;
+            if (!_compare(condition, argType == ARG_INT, word, ref)) {
+                revert SessionArgConstraintFailed(callIndex, pi, j, condition, word, ref);
+            }
+            if (_consume(c.limit, uint256(word), t.periodIndex, callIndex, SCOPE_CALL_ARG, pi, j)) {
+                _record(t, Consumption(SCOPE_CALL_ARG, uint32(pi), uint32(j), uint256(word)));
+            }
+        }
     }
 
-    function _compare(uint8 condition, bytes32 word, bytes32 ref) private pure returns (bool) {
+    /// Whether `word` is the canonical ABI encoding of a value of the constraint's type.
+    function _canonical(uint8 argType, uint8 argSize, bytes32 word) internal pure returns (bool ok) {
+        uint256 w = uint256(word);
+        if (argType == ARG_WORD) return true;
+        if (argType == ARG_ADDRESS) return w >> 160 == 0;
+        if (argType == ARG_BOOL) return w <= 1;
+        if (argSize >= 32) return true;
+        uint256 bits = 8 * uint256(argSize);
+        if (argType == ARG_UINT) return w >> bits == 0;
+        if (argType == ARG_BYTES) return w << bits == 0;
+        // ARG_INT: the word equals its low argSize bytes sign-extended
+        assembly ("memory-safe") {
+            ok := eq(signextend(sub(argSize, 1), w), w)
+        }
+    }
+
+    function _compare(uint8 condition, bool signed, bytes32 word, bytes32 ref) private pure returns (bool) {
+        if (condition == COND_EQ) return word == ref;
+        if (condition == COND_NEQ) return word != ref;
+        if (signed) {
+            int256 x = int256(uint256(word));
+            int256 y = int256(uint256(ref));
+            if (condition == COND_GT) return x > y;
+            if (condition == COND_GTE) return x >= y;
+            if (condition == COND_LT) return x < y;
+            return x <= y;
+        }
         uint256 a = uint256(word);
         uint256 b = uint256(ref);
-        if (condition == COND_EQ) return a == b;
-        if (condition == COND_NEQ) return a != b;
         if (condition == COND_GT) return a > b;
         if (condition == COND_GTE) return a >= b;
         if (condition == COND_LT) return a < b;
@@ -635,21 +846,31 @@ contract SessionAccount is IAccount {
         return SessionSpecHash.hashSpec(spec);
     }
 
-    /// The digest the owner signs to enable `spec` with grant nonce `nonce` (mode 0x02).
+    /// The digest the owner signs to enable `spec` with grant nonce `nonce` (mode 0x02), in the
+    /// current epoch (an op carrying a 7702 authorization starts the next one first).
     function enableDigest(SessionSpec memory spec, uint64 nonce) public view returns (bytes32) {
-        return keccak256(abi.encodePacked(hex"1901", domainSeparator(), SessionSpecHash.hashEnable(spec, nonce)));
+        return keccak256(
+            abi.encodePacked(hex"1901", domainSeparator(), SessionSpecHash.hashEnable(spec, nonce, _layout().epoch))
+        );
     }
 
     function grantNonce(address signer) external view returns (uint64) {
         return _layout().signers[signer].nonce;
     }
 
+    function epoch() external view returns (uint32) {
+        return _layout().epoch;
+    }
+
+    /// The signer's current session; status REVOKED also for a session of an earlier epoch.
     function getSession(address signer) external view returns (SessionInfo memory info) {
-        SignerSlot storage slot = _layout().signers[signer];
+        Layout storage $ = _layout();
+        SignerSlot storage slot = $.signers[signer];
         Session storage s = slot.sessions[slot.generation];
-        info.status = s.status;
+        info.status = s.status == STATUS_ACTIVE && s.epoch != $.epoch ? STATUS_REVOKED : s.status;
         info.grantNonce = slot.nonce;
         info.usageCount = s.usageCount;
+        info.epoch = $.epoch;
         if (s.status == STATUS_NONE) return info;
         SessionSpec memory spec = info.spec;
         spec.signer = signer;
@@ -669,7 +890,9 @@ contract SessionAccount is IAccount {
             p.constraints = new ArgConstraint[](sp.constraints.length);
             for (uint256 j = 0; j < sp.constraints.length; j++) {
                 StoredConstraint storage sc = sp.constraints[j];
-                p.constraints[j] = ArgConstraint(sc.condition, sc.index, sc.refValue, Limit(sc.limit.kind, sc.limit.amount));
+                p.constraints[j] = ArgConstraint(
+                    sc.condition, sc.argType, sc.argSize, sc.index, sc.refValue, Limit(sc.limit.kind, sc.limit.amount)
+                );
             }
         }
         spec.transferPolicies = new TransferPolicy[](s.transferPolicies.length);
@@ -678,6 +901,7 @@ contract SessionAccount is IAccount {
             spec.transferPolicies[i] =
                 TransferPolicy(st.target, st.maxValuePerUse, Limit(st.valueLimit.kind, st.valueLimit.amount));
         }
+        spec.gas = GasPolicy(s.gas.maxCostPerOp, Limit(s.gas.costLimit.kind, s.gas.costLimit.amount), s.gas.paymasters);
     }
 
     /// Usage count and every cumulative counter as stored (an ALLOWANCE counter holds `used` of
@@ -700,6 +924,7 @@ contract SessionAccount is IAccount {
             StoredTransferPolicy storage st = s.transferPolicies[i];
             u.transferValue[i] = LimitUsage(st.valueLimit.periodIndex, st.valueLimit.used);
         }
+        u.gasCost = LimitUsage(s.gas.costLimit.periodIndex, s.gas.costLimit.used);
     }
 
     /// What is left of one cumulative limit in period `periodIndex` (ignored for LIFETIME);
@@ -714,6 +939,7 @@ contract SessionAccount is IAccount {
         if (scope == SCOPE_CALL_VALUE) l = s.callPolicies[policyIndex].valueLimit;
         else if (scope == SCOPE_CALL_ARG) l = s.callPolicies[policyIndex].constraints[constraintIndex].limit;
         else if (scope == SCOPE_TRANSFER_VALUE) l = s.transferPolicies[policyIndex].valueLimit;
+        else if (scope == SCOPE_GAS) l = s.gas.costLimit;
         else revert InvalidSessionSpec("unknown scope");
         if (l.kind == LIMIT_NONE) return type(uint256).max;
         if (l.kind == LIMIT_ALLOWANCE) {

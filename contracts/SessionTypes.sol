@@ -21,6 +21,16 @@ uint8 constant COND_LTE = 5;
 uint8 constant SCOPE_CALL_VALUE = 0; // CallPolicy.valueLimit
 uint8 constant SCOPE_CALL_ARG = 1; // CallPolicy.constraints[i].limit
 uint8 constant SCOPE_TRANSFER_VALUE = 2; // TransferPolicy.valueLimit
+uint8 constant SCOPE_GAS = 3; // GasPolicy.costLimit (policyIndex = constraintIndex = 0)
+
+// ArgConstraint.argType: how the callee reads the word; a word that is not the canonical ABI
+// encoding of that type is refused (SessionArgNotCanonical) before the condition is checked.
+uint8 constant ARG_WORD = 0; // uint256 / bytes32: any word (argSize 0)
+uint8 constant ARG_ADDRESS = 1; // upper 12 bytes zero (argSize 0)
+uint8 constant ARG_BOOL = 2; // 0 or 1 (argSize 0)
+uint8 constant ARG_UINT = 3; // uint(8*argSize): upper 32-argSize bytes zero (argSize 1..32)
+uint8 constant ARG_INT = 4; // int(8*argSize): sign-extended from argSize bytes; conditions compare signed
+uint8 constant ARG_BYTES = 5; // bytes<argSize>: lower 32-argSize bytes zero (argSize 1..32)
 
 struct Limit {
     uint8 kind; // LIMIT_*
@@ -29,6 +39,8 @@ struct Limit {
 
 struct ArgConstraint {
     uint8 condition; // COND_*
+    uint8 argType; // ARG_*
+    uint8 argSize; // bytes of an ARG_UINT / ARG_INT / ARG_BYTES type (1..32), else 0
     uint32 index; // ABI word index after the selector: bytes [4 + 32*index, 4 + 32*index + 32)
     bytes32 refValue;
     Limit limit; // cumulative limit on uint256(word) (e.g. an ERC-20 amount)
@@ -48,6 +60,15 @@ struct TransferPolicy {
     Limit valueLimit;
 }
 
+/// What the session may make the account spend on gas. An op's maximum cost is
+/// (preVerificationGas + verificationGasLimit + callGasLimit + paymasterVerificationGasLimit +
+/// paymasterPostOpGasLimit) * maxFeePerGas, the prefund the EntryPoint may take (saturating).
+struct GasPolicy {
+    uint256 maxCostPerOp; // every op's maximum cost must be <= this (paymaster ops included)
+    Limit costLimit; // cumulative maximum cost of the ops the account pays for (no paymaster)
+    address[] paymasters; // the paymasters the session may use; empty = none
+}
+
 struct SessionSpec {
     address signer; // session key; also the session's id
     uint48 validAfter;
@@ -57,6 +78,7 @@ struct SessionSpec {
     uint32 usageLimit; // max number of UserOperations (0 = unlimited)
     CallPolicy[] callPolicies;
     TransferPolicy[] transferPolicies;
+    GasPolicy gas;
 }
 
 struct Call {
@@ -69,30 +91,35 @@ struct Call {
 library SessionSpecHash {
     bytes32 internal constant LIMIT_TYPEHASH = keccak256("Limit(uint8 kind,uint256 amount)");
     bytes32 internal constant ARG_CONSTRAINT_TYPEHASH = keccak256(
-        "ArgConstraint(uint8 condition,uint32 index,bytes32 refValue,Limit limit)Limit(uint8 kind,uint256 amount)"
+        "ArgConstraint(uint8 condition,uint8 argType,uint8 argSize,uint32 index,bytes32 refValue,Limit limit)Limit(uint8 kind,uint256 amount)"
     );
     bytes32 internal constant CALL_POLICY_TYPEHASH = keccak256(
         "CallPolicy(address target,bytes4 selector,uint256 maxValuePerUse,Limit valueLimit,ArgConstraint[] constraints)"
-        "ArgConstraint(uint8 condition,uint32 index,bytes32 refValue,Limit limit)Limit(uint8 kind,uint256 amount)"
+        "ArgConstraint(uint8 condition,uint8 argType,uint8 argSize,uint32 index,bytes32 refValue,Limit limit)Limit(uint8 kind,uint256 amount)"
+    );
+    bytes32 internal constant GAS_POLICY_TYPEHASH = keccak256(
+        "GasPolicy(uint256 maxCostPerOp,Limit costLimit,address[] paymasters)Limit(uint8 kind,uint256 amount)"
     );
     bytes32 internal constant TRANSFER_POLICY_TYPEHASH = keccak256(
         "TransferPolicy(address target,uint256 maxValuePerUse,Limit valueLimit)Limit(uint8 kind,uint256 amount)"
     );
     bytes32 internal constant SESSION_SPEC_TYPEHASH = keccak256(
         "SessionSpec(address signer,uint48 validAfter,uint48 validUntil,uint48 period,bool wildcard,uint32 usageLimit,"
-        "CallPolicy[] callPolicies,TransferPolicy[] transferPolicies)"
-        "ArgConstraint(uint8 condition,uint32 index,bytes32 refValue,Limit limit)"
+        "CallPolicy[] callPolicies,TransferPolicy[] transferPolicies,GasPolicy gas)"
+        "ArgConstraint(uint8 condition,uint8 argType,uint8 argSize,uint32 index,bytes32 refValue,Limit limit)"
         "CallPolicy(address target,bytes4 selector,uint256 maxValuePerUse,Limit valueLimit,ArgConstraint[] constraints)"
+        "GasPolicy(uint256 maxCostPerOp,Limit costLimit,address[] paymasters)"
         "Limit(uint8 kind,uint256 amount)"
         "TransferPolicy(address target,uint256 maxValuePerUse,Limit valueLimit)"
     );
     bytes32 internal constant ENABLE_SESSION_TYPEHASH = keccak256(
-        "EnableSession(SessionSpec spec,uint64 nonce)"
-        "ArgConstraint(uint8 condition,uint32 index,bytes32 refValue,Limit limit)"
+        "EnableSession(SessionSpec spec,uint64 nonce,uint32 epoch)"
+        "ArgConstraint(uint8 condition,uint8 argType,uint8 argSize,uint32 index,bytes32 refValue,Limit limit)"
         "CallPolicy(address target,bytes4 selector,uint256 maxValuePerUse,Limit valueLimit,ArgConstraint[] constraints)"
+        "GasPolicy(uint256 maxCostPerOp,Limit costLimit,address[] paymasters)"
         "Limit(uint8 kind,uint256 amount)"
         "SessionSpec(address signer,uint48 validAfter,uint48 validUntil,uint48 period,bool wildcard,uint32 usageLimit,"
-        "CallPolicy[] callPolicies,TransferPolicy[] transferPolicies)"
+        "CallPolicy[] callPolicies,TransferPolicy[] transferPolicies,GasPolicy gas)"
         "TransferPolicy(address target,uint256 maxValuePerUse,Limit valueLimit)"
     );
     bytes32 internal constant DOMAIN_TYPEHASH =
@@ -105,7 +132,9 @@ library SessionSpecHash {
     }
 
     function hashArgConstraint(ArgConstraint memory c) internal pure returns (bytes32) {
-        return keccak256(abi.encode(ARG_CONSTRAINT_TYPEHASH, c.condition, c.index, c.refValue, hashLimit(c.limit)));
+        return keccak256(abi.encode(
+                ARG_CONSTRAINT_TYPEHASH, c.condition, c.argType, c.argSize, c.index, c.refValue, hashLimit(c.limit)
+            ));
     }
 
     function hashCallPolicy(CallPolicy memory p) internal pure returns (bytes32) {
@@ -129,6 +158,12 @@ library SessionSpecHash {
         return keccak256(abi.encode(TRANSFER_POLICY_TYPEHASH, t.target, t.maxValuePerUse, hashLimit(t.valueLimit)));
     }
 
+    function hashGasPolicy(GasPolicy memory g) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encode(GAS_POLICY_TYPEHASH, g.maxCostPerOp, hashLimit(g.costLimit), keccak256(abi.encodePacked(g.paymasters)))
+        );
+    }
+
     function hashSpec(SessionSpec memory s) internal pure returns (bytes32) {
         bytes32[] memory calls = new bytes32[](s.callPolicies.length);
         for (uint256 i = 0; i < calls.length; i++) {
@@ -148,13 +183,14 @@ library SessionSpecHash {
                 s.wildcard,
                 s.usageLimit,
                 keccak256(abi.encodePacked(calls)),
-                keccak256(abi.encodePacked(transfers))
+                keccak256(abi.encodePacked(transfers)),
+                hashGasPolicy(s.gas)
             )
         );
     }
 
-    function hashEnable(SessionSpec memory s, uint64 nonce) internal pure returns (bytes32) {
-        return keccak256(abi.encode(ENABLE_SESSION_TYPEHASH, hashSpec(s), nonce));
+    function hashEnable(SessionSpec memory s, uint64 nonce, uint32 epoch) internal pure returns (bytes32) {
+        return keccak256(abi.encode(ENABLE_SESSION_TYPEHASH, hashSpec(s), nonce, epoch));
     }
 
     function domainSeparator(address verifyingContract) internal view returns (bytes32) {

@@ -57,6 +57,20 @@ def test_hostile_requests_grow_the_log_by_a_bounded_amount(anvil, tmp_path):
 def test_every_line_is_cut_to_a_bound(tmp_path):
     """What the bundler itself logs (an exception quoting its input, say) is bounded as well,
     in both log formats."""
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level, logging.getLogger("pjrpc").level
+    try:
+        _log_both_formats(tmp_path)
+    finally:  # give the test run its own handlers back (pytest's capture among them)
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+        logging.getLogger("pjrpc").setLevel(saved[2])
+
+
+def _log_both_formats(tmp_path):
     for fmt in ("text", "json"):
         path = tmp_path / f"log.{fmt}"
         with open(path, "w") as stream:
@@ -72,4 +86,3 @@ def test_every_line_is_cut_to_a_bound(tmp_path):
         assert size < 2 * MAX_MESSAGE_CHARS + MAX_TRACEBACK_CHARS + 1000, (fmt, size)
         text = path.read_text()
         assert "more characters cut" in text and "ValueError" in text and "w" * 100 not in text
-    setup_logging("info", "text")

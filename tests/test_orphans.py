@@ -4,6 +4,7 @@ process they had started (simulation workers, the multiprocessing resource track
 is gone shortly after, and anvil's port is free again."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -114,6 +115,12 @@ def test_kill_9_of_bundler_dev_stops_anvil(tmp_path):
             "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"})
         with urllib.request.urlopen(preflight, timeout=10) as resp:
             assert resp.headers["Access-Control-Allow-Origin"] in ("*", "http://localhost:3000")
+        # and loopback clients are not rate-limited: 300 requests at once, past the default burst of 100
+        batch = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_chainId", "params": []} for i in range(100)])
+        for _ in range(3):
+            req = urllib.request.Request(url, batch.encode(), {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                assert resp.status == 200 and len(json.loads(resp.read())) == 100
         children = descendants(proc.pid)
         assert any("anvil" in _cmdline(p) for p in children), [_cmdline(p) for p in children]
         assert not _port_free(node_port)
@@ -127,3 +134,32 @@ def test_kill_9_of_bundler_dev_stops_anvil(tmp_path):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         log.close()
+
+
+MIDDLE = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+# a Python child tied to its parent by the parent watch alone (as where prctl does not exist)
+WATCHED_CHILD = """
+import sys, time
+import bundler.lifetime as lifetime
+lifetime._LIBC = None
+lifetime.die_with_parent(int(sys.argv[1]))  # the parent it was started by, even if already gone
+time.sleep(120)
+"""
+
+
+def test_parent_watch_alone_ends_an_orphaned_worker():
+    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, WATCHED_CHILD], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    child = int(middle.stdout.readline())
+    try:
+        assert alive(child)
+        _kill_parent_and_wait(middle, {child})
+    finally:
+        if middle.poll() is None:
+            middle.kill()
+            middle.wait()

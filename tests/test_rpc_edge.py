@@ -173,3 +173,4 @@ async def test_batch_too_large_states_the_limit(rpc, bundler):
     status, answer = await rpc.raw(json.dumps([_req("eth_chainId", id=i) for i in range(limit + 1)]))
     assert answer["error"]["code"] == -32600
     assert f"limit of {limit}" in answer["error"]["message"] and str(limit + 1) in answer["error"]["message"]
+

@@ -8,6 +8,8 @@ addresses and our contracts through the CREATE2 deployer.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from eth_abi import decode, encode
 from eth_account import Account
@@ -22,6 +24,7 @@ from bundler.sessions.abi import (
     ArgConstraint, Call, CallPolicy, Condition, Limit, Scope, SessionSpec, Status, TransferPolicy, word,
 )
 from helpers.sessions import (
+    TEST_GAS,
     SessionAccountHandle, advance_time, block_timestamp, call_validate, deploy_session_contracts, erc20_balance,
     erc20_mint, erc20_transfer, eth_call, get_balance, get_code, handle_ops, handle_ops_with_authorizations,
     new_key, rpc, RpcError, selector, session_events, set_balance, simulate_failure,
@@ -57,7 +60,7 @@ def policy_spec(signer: str, token: str, **overrides) -> SessionSpec:
     lifetime; approve(nonzero spender, 10 <= amount < 100); ETH to RECIPIENT up to 0.5/use, 1
     lifetime."""
     values = dict(
-        signer=signer,
+        gas=TEST_GAS, signer=signer,
         call_policies=(
             CallPolicy(target=token, selector=SEL_TRANSFER, constraints=(
                 ArgConstraint(Condition.EQ, 0, word(RECIPIENT)),
@@ -132,12 +135,21 @@ def test_spec_encoding_and_eip712_digest_match_contract(env):
     _, signer = new_key()
     spec = policy_spec(signer, token_of(env), valid_after=5, valid_until=10**9, period=3600, usage_limit=7,
                        wildcard=False)
+    # every v2 field: typed constraints (signed, sized, bytesN), a gas budget with paymasters
+    spec = replace(spec, call_policies=spec.call_policies + (CallPolicy(target=RECIPIENT, constraints=(
+        ArgConstraint.typed(Condition.GTE, 2, "int24", -5), ArgConstraint.typed(Condition.EQ, 0, "bytes4", b"\x12\x34\x56\x78"),
+        ArgConstraint.typed(Condition.LT, 1, "uint96", 10**20, Limit.allowance(10**21)),
+        ArgConstraint.typed(Condition.EQ, 3, "bool", 1))),),
+        gas=abi.GasPolicy(max_cost_per_op=123, cost_limit=Limit.allowance(456), paymasters=("0x" + "77" * 20, RECIPIENT)))
     assert abi.decode_spec(abi.encode_spec(spec)) == spec
+    # in epoch 1 (every session of epoch 0 revoked at once by the owner)
+    [res] = handle_ops(acct.url, acct.ep, [acct.sign_owner(acct.build(abi.encode_revoke_all_sessions()))])
+    assert res.success and acct.epoch() == 1
     # the contract's EIP-712 digest == ours == eth_account's generic typed-data encoder
     digest = acct.call(f"enableDigest({abi.SESSION_SPEC_T},uint64)", [abi.SESSION_SPEC_T, "uint64"],
                        [spec.to_abi(), 42], ["bytes32"])[0]
-    ours = abi.eip712_spec_digest(spec, 42, acct.address, env.chain_id)
-    signable = encode_typed_data(full_message=abi.eip712_typed_data(spec, 42, acct.address, env.chain_id))
+    ours = abi.eip712_spec_digest(spec, 42, acct.address, env.chain_id, 1)
+    signable = encode_typed_data(full_message=abi.eip712_typed_data(spec, 42, acct.address, env.chain_id, 1))
     assert digest == ours == keccak(b"\x19" + signable.version + signable.header + signable.body)
     spec_hash = acct.call(f"specHash({abi.SESSION_SPEC_T})", [abi.SESSION_SPEC_T], [spec.to_abi()], ["bytes32"])[0]
     assert spec_hash == abi.spec_struct_hash(spec)
@@ -176,7 +188,7 @@ def test_access_control(env):
     acct = SessionAccountHandle.create(env.url, env.chain_id, V07, env.sessions)
     stranger = new_key()[1]
     for data in [abi.encode_execute(RECIPIENT, 1), abi.encode_revoke_session(stranger),
-                 abi.encode_grant_session(SessionSpec(signer=stranger, wildcard=True))]:
+                 abi.encode_grant_session(SessionSpec(gas=TEST_GAS, signer=stranger, wildcard=True))]:
         with pytest.raises(RpcError) as e:
             eth_call(env.url, acct.address, data, sender=stranger)
         assert abi.decode_error(e.value.data).name == "NotAuthorized"
@@ -237,7 +249,8 @@ def test_session_op_within_policy(env, policy_account):
         abi.Consumption(Scope.CALL_VALUE, 1, 0, ETH // 2),
         abi.Consumption(Scope.TRANSFER_VALUE, 0, 0, ETH // 4),
     )
-    count, call_value, call_args, transfer_value = acct.get_usage(signer)
+    count, call_value, call_args, transfer_value, gas_cost = acct.get_usage(signer)
+    assert gas_cost == (0, 0)  # no cumulative gas budget in this spec
     assert count == 1
     assert call_value == ((0, 0), (0, ETH // 2), (0, 0))
     assert call_args == (((0, 0), (0, 400), (0, 0)), (), ((0, 0), (0, 0), (0, 0)))
@@ -336,7 +349,7 @@ def test_cumulative_erc20_limit(env):
     token = token_of(env)
     erc20_mint(env.url, token, acct.address, 1000)
     key, signer = new_key()
-    grant(acct, SessionSpec(signer=signer, call_policies=(
+    grant(acct, SessionSpec(gas=TEST_GAS, signer=signer, call_policies=(
         CallPolicy(target=token, selector=SEL_TRANSFER,
                    constraints=(ArgConstraint(Condition.LTE, 1, word(100), Limit.lifetime(100)),)),
     )))
@@ -360,7 +373,7 @@ def test_cumulative_erc20_limit(env):
 def test_usage_limit_and_wildcard(env):
     acct = SessionAccountHandle.create(env.url, env.chain_id, V07, env.sessions)
     key, signer = new_key()
-    grant(acct, SessionSpec(signer=signer, wildcard=True, usage_limit=2))
+    grant(acct, SessionSpec(gas=TEST_GAS, signer=signer, wildcard=True, usage_limit=2))
     token = token_of(env)
     mint = abi.encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, 5]))
     # wildcard: any target and selector, ETH too; never the account itself
@@ -385,7 +398,7 @@ def test_refilling_allowance_across_periods(env):
     key, signer = new_key()
     now = block_timestamp(env.url)
     start = now - 100
-    spec = SessionSpec(signer=signer, valid_after=start, valid_until=start + 10 * period - 1, period=period,
+    spec = SessionSpec(gas=TEST_GAS, signer=signer, valid_after=start, valid_until=start + 10 * period - 1, period=period,
                        call_policies=(CallPolicy(target=token, selector=SEL_TRANSFER, constraints=(
                            ArgConstraint(Condition.LTE, 1, word(2**255), Limit.allowance(100)),)),))
     grant(acct, spec)
@@ -467,7 +480,7 @@ def test_revoke_and_regrant(env):
     acct = SessionAccountHandle.create(env.url, env.chain_id, V08, env.sessions)
     acct.verification_gas = 2_000_000
     key, signer = new_key()
-    spec = SessionSpec(signer=signer, transfer_policies=(TransferPolicy(max_value_per_use=ETH),))
+    spec = SessionSpec(gas=TEST_GAS, signer=signer, transfer_policies=(TransferPolicy(max_value_per_use=ETH),))
     grant(acct, spec)
     call = abi.encode_execute(RECIPIENT, 5)
     [res] = handle_ops(env.url, V08, [session_op(acct, key, call)])
@@ -502,7 +515,7 @@ def test_eip7702_delegated_eoa_with_session(env):
     auth = Account.sign_authorization({"chainId": env.chain_id, "address": impl, "nonce": 0}, eoa_key)
     acct = SessionAccountHandle(env.url, env.chain_id, V08, eoa, eoa_key, delegate=impl)
     key, signer = new_key()
-    spec = SessionSpec(signer=signer, call_policies=(CallPolicy(target=token, selector=SEL_TRANSFER, constraints=(
+    spec = SessionSpec(gas=TEST_GAS, signer=signer, call_policies=(CallPolicy(target=token, selector=SEL_TRANSFER, constraints=(
         ArgConstraint(Condition.EQ, 0, word(RECIPIENT)), ArgConstraint(Condition.LTE, 1, word(2**256 - 1),
                                                                         Limit.lifetime(300)))),))
     # first op: the authorization rides in the bundle's type-4 transaction; the EOA's own key

@@ -53,6 +53,7 @@ from bundler.sim import PinnedBlock, SimConfig, SimWorker
 from bundler.sim.entrypoint_sim import deposit_slot
 from bundler.sim.types import AccountOverride
 from helpers.sessions import (
+    TEST_GAS,
     RpcError, SessionAccountHandle, block_timestamp, decode_failed_op, deploy_session_contracts,
     erc20_mint, eth_call, handle_ops, handle_ops_calldata, new_key, rpc, selector,
 )
@@ -168,7 +169,7 @@ def draw_spec(data, token: str, signer: str, now: int, *, allow_invalid: bool) -
     if allow_invalid and rare(data, 30, "swap window"):
         valid_after, valid_until = now + 1000, now + 10  # validUntil before validAfter
     spec = SessionSpec(
-        signer=signer, valid_after=max(valid_after, 0), valid_until=valid_until, period=period,
+        gas=TEST_GAS, signer=signer, valid_after=max(valid_after, 0), valid_until=valid_until, period=period,
         wildcard=rare(data, 10, "wildcard"),
         usage_limit=data.draw(st.sampled_from([0, 0, 0, 1, 2, 3]), label="usage limit"),
         call_policies=tuple(data.draw(st.lists(call_policies(token, period, allow_invalid), max_size=3),
@@ -481,7 +482,7 @@ def rule_spec(signer: str, token: str, now: int) -> SessionSpec:
     """transfer(T1, <= 100) 150 lifetime; deposit() 10/use 15 lifetime; approve(spender != 0);
     ETH to T1 10/use, 15 per hour; 3 uses; hourly periods, now in period 1, 10 h window."""
     return SessionSpec(
-        signer=signer, valid_after=now - 5400, valid_until=now + 36_000, period=3600, usage_limit=3,
+        gas=TEST_GAS, signer=signer, valid_after=now - 5400, valid_until=now + 36_000, period=3600, usage_limit=3,
         call_policies=(
             CallPolicy(target=token, selector=SEL_TRANSFER, constraints=(
                 ArgConstraint(0, 0, word(T1)), ArgConstraint(5, 1, word(100), Limit.lifetime(150)))),

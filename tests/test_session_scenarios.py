@@ -25,6 +25,7 @@ from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, Se
 from bundler.userop import format_user_operation
 from conftest import EXECUTOR_KEY, RpcClient, RpcError, bundler_config
 from helpers.sessions import (
+    TEST_GAS,
     SessionAccountHandle, advance_time, block_timestamp, deploy_session_contracts, erc20_balance, erc20_mint,
     erc20_transfer, get_balance, get_code, new_key, rpc as node_rpc, selector, send_tx, set_balance, wait_receipt,
 )
@@ -148,7 +149,7 @@ async def test_backend_key_any_target_no_value_three_hours(chain, rpc, clean, ep
     acct = account(chain, ep)
     key, signer = new_key()
     now = block_timestamp(chain.url)
-    spec = SessionSpec(signer=signer, valid_after=now - 60, valid_until=now + 3 * HOUR,
+    spec = SessionSpec(gas=TEST_GAS, signer=signer, valid_after=now - 60, valid_until=now + 3 * HOUR,
                        call_policies=(CallPolicy(),))  # any target, any function, no ETH
     await grant_via_bundler(rpc, acct, spec)
     token = chain.sessions.token
@@ -220,7 +221,7 @@ async def test_eip7702_eoa_with_call_and_transfer_policies(chain, rpc, clean):
     payee = recipient()
     key, signer = new_key()
     spec = SessionSpec(
-        signer=signer,
+        gas=TEST_GAS, signer=signer,
         call_policies=(CallPolicy(target=token, selector=SEL_TRANSFER, constraints=(
             ArgConstraint(Condition.EQ, 0, word(payee)),
             ArgConstraint(Condition.LTE, 1, word(100), Limit.lifetime(250)),
@@ -267,6 +268,32 @@ async def test_eip7702_eoa_with_call_and_transfer_policies(chain, rpc, clean):
 # ------------------------------------------------------------------ c. remote party, revocation
 
 
+async def test_revocation_seen_although_get_logs_failed_for_its_block(chain, rpc, clean, bundler):
+    """The session watcher reads the revocation's block again when its eth_getLogs failed
+    (injected twice), instead of skipping that block for good."""
+    from bundler import faults
+
+    acct = account(chain, V07)
+    token = chain.sessions.token
+    key, signer = new_key()
+    now = block_timestamp(chain.url)
+    spec = SessionSpec(gas=TEST_GAS, signer=signer, valid_after=now - 10, valid_until=now + DAY, call_policies=(
+        CallPolicy(target=token, selector=SEL_DEPOSIT, max_value_per_use=ETH, value_limit=Limit.lifetime(2 * ETH)),))
+    await grant_via_bundler(rpc, acct, spec)
+    h = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, ETH, SEL_DEPOSIT)))
+    fired = faults.fired.get("sessions.get_logs", 0)
+    faults.arm("sessions.get_logs", times=2)
+    try:
+        set_balance(chain.url, acct.owner, ETH)
+        node_rpc(chain.url, "anvil_impersonateAccount", [acct.owner])
+        send_tx(chain.url, acct.address, abi.encode_revoke_session(signer), sender=acct.owner)  # one block, no more
+        e = await wait_dropped(rpc, h, timeout=20)
+        assert e.code == -32500 and "revoked" in e.message
+    finally:
+        faults.disarm("sessions.get_logs")
+    assert faults.fired["sessions.get_logs"] - fired == 2
+
+
 @pytest.mark.parametrize("ep", EPS)
 async def test_remote_party_revoked_pending_dropped(chain, rpc, clean, ep):
     acct = account(chain, ep)
@@ -274,7 +301,7 @@ async def test_remote_party_revoked_pending_dropped(chain, rpc, clean, ep):
     key, signer = new_key()
     now = block_timestamp(chain.url)
     spec = SessionSpec(
-        signer=signer, valid_after=now - 10, valid_until=now + DAY,
+        gas=TEST_GAS, signer=signer, valid_after=now - 10, valid_until=now + DAY,
         call_policies=(
             CallPolicy(target=token, selector=SEL_DEPOSIT, max_value_per_use=ETH,
                        value_limit=Limit.lifetime(2 * ETH)),
@@ -324,7 +351,7 @@ async def test_window_refused_before_accepted_during_refused_after(chain, rpc, c
     acct = account(chain, ep)
     key, signer = new_key()
     now = block_timestamp(chain.url)
-    spec = SessionSpec(signer=signer, valid_after=now + 600, valid_until=now + 600 + HOUR,
+    spec = SessionSpec(gas=TEST_GAS, signer=signer, valid_after=now + 600, valid_until=now + 600 + HOUR,
                        transfer_policies=(TransferPolicy(max_value_per_use=1000),))
     await grant_via_bundler(rpc, acct, spec)
     call = abi.encode_execute(recipient(), 10)
@@ -347,7 +374,7 @@ async def test_window_refused_before_accepted_during_refused_after(chain, rpc, c
 
 
 def trading_spec(signer: str, token: str, limit: Limit, **kw) -> SessionSpec:
-    return SessionSpec(signer=signer, call_policies=(CallPolicy(target=token, selector=SEL_TRANSFER, constraints=(
+    return SessionSpec(gas=TEST_GAS, signer=signer, call_policies=(CallPolicy(target=token, selector=SEL_TRANSFER, constraints=(
         ArgConstraint(Condition.LTE, 1, word(2**256 - 1), limit),)),), **kw)
 
 
@@ -530,7 +557,7 @@ async def test_gas_estimation_with_dummy_session_signature_checks_policy(chain, 
 async def test_wrong_session_signature_and_unknown_session(chain, rpc, clean):
     acct = account(chain, V07)
     key, signer = new_key()
-    await grant_via_bundler(rpc, acct, SessionSpec(signer=signer, wildcard=True))
+    await grant_via_bundler(rpc, acct, SessionSpec(gas=TEST_GAS, signer=signer, wildcard=True))
     call = abi.encode_execute(recipient(), 1)
     err = await refused(rpc, acct, acct.sign_session(acct.build(call), new_key()[0], signer=signer), -32507)
     assert signer in err.message and err.data["sessionKey"] == signer
@@ -589,7 +616,7 @@ async def test_pending_ops_of_an_expiring_session_are_dropped(chain, rpc, clean)
     acct = account(chain, V07)
     key, signer = new_key()
     now = block_timestamp(chain.url)
-    await grant_via_bundler(rpc, acct, SessionSpec(signer=signer, valid_until=now + 120,
+    await grant_via_bundler(rpc, acct, SessionSpec(gas=TEST_GAS, signer=signer, valid_until=now + 120,
                                                    transfer_policies=(TransferPolicy(max_value_per_use=100),)))
     h = await send(rpc, acct, session_call(acct, key, abi.encode_execute(recipient(), 1)))
     advance_time(chain.url, 200)  # a new block past validUntil, nothing bundled meanwhile

@@ -28,6 +28,7 @@ from bundler.store import MemoryStore, SessionActivity
 from bundler.userop import UserOperation
 
 ACCOUNT = "0x" + "ac" * 20
+TEST_GAS = abi.GasPolicy(max_cost_per_op=10**18)
 TOKEN = "0x" + "70" * 20
 DEX = "0x" + "de" * 20
 SIGNER = "0x" + "51" * 20
@@ -63,7 +64,7 @@ def test_recover_matches_eth_account_and_the_contracts_rules():
 
 
 def trading(limit: Limit, **kw) -> SessionSpec:
-    return SessionSpec(signer=SIGNER, call_policies=(CallPolicy(target=TOKEN, selector=SEL_TRANSFER, constraints=(
+    return SessionSpec(gas=TEST_GAS, signer=SIGNER, call_policies=(CallPolicy(target=TOKEN, selector=SEL_TRANSFER, constraints=(
         ArgConstraint(Condition.LTE, 1, word(2**256 - 1), limit),)),), **kw)
 
 
@@ -161,7 +162,7 @@ def test_window_checks_and_their_messages():
 
 
 def test_policy_texts_in_messages():
-    spec = SessionSpec(signer=SIGNER, call_policies=(CallPolicy(),),
+    spec = SessionSpec(gas=TEST_GAS, signer=SIGNER, call_policies=(CallPolicy(),),
                        transfer_policies=(TransferPolicy(max_value_per_use=5),))
     state = SessionState.fresh(spec, 1)
     with pytest.raises(SessionViolation) as e:

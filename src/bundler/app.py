@@ -38,6 +38,7 @@ from .chain.reorgs import ChainWatcher, MinedBundle
 from .pool.requeue import Requeue, entry_from_record
 from .pool.shared import SharedPoolSync
 from .store import OpStatus, Store, open_store
+from .supervise import Supervisor
 from .store.sqlite import StoreError
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ class Bundler:
         self.mempool = Mempool(config.max_ops_per_sender)
         self.capacity: CapacityGuard | None = None  # needs the store: made by start()
         self.reputation = ReputationRules.from_config(config, self.mempool, self.node)
+        self.supervisor = Supervisor(self.metrics)
         self.monitor = Monitor(node=self.node, executors=self.executors, metrics=self.metrics, config=config,
-                               mempool=self.mempool)
+                               mempool=self.mempool, tasks=self.supervisor)
         self.rate_limiter = ClientRateLimiter(
             config.rate_limit_per_s, config.rate_limit_burst, exempt_loopback=config.rate_limit_exempt_loopback,
             forwarded_for=config.rate_limit_forwarded_for, on_refused=self.metrics.rate_limited.inc,
@@ -169,17 +171,19 @@ class Bundler:
         await site.start()
         port = self._runner.addresses[0][1]
         self.url = f"http://{self.config.host}:{port}"
-        self._tasks = [
-            asyncio.create_task(self.head.run(), name="head"),
-            asyncio.create_task(self.builder.run(), name="builder"),
-            asyncio.create_task(self.watcher.run(), name="chain-watcher"),
-            asyncio.create_task(self.builder.balances.run(), name="executor-balances"),
-            asyncio.create_task(self.sessions.run(), name="sessions"),
-            asyncio.create_task(self.monitor.run(), name="monitor"),
-        ]
+        # every long-running loop under supervision (supervise.py): restarted with backoff,
+        # logged, counted and named by /health when it dies
+        start = self.supervisor.start
+        start("head", self.head.run)
+        start("builder", self.builder.run)
+        start("chain-watcher", self.watcher.run)
+        start("executor-balances", self.builder.balances.run)
+        start("sessions", self.sessions.run)
+        start("monitor", self.monitor.run)
         if self.pool_sync is not None:
-            self._tasks.append(asyncio.create_task(self.pool_sync.run(), name="shared-pool-sync"))
-            self._tasks.append(asyncio.create_task(self.takeover.run(), name="lease-and-takeover"))
+            start("shared-pool-sync", self.pool_sync.run)
+            start("lease-and-takeover", self.takeover.run)
+        self._tasks = self.supervisor.tasks
         if self.relay is not None:
             self.relay.start()
         for inflight in self._own_inflight():

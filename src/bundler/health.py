@@ -2,8 +2,8 @@
 gauges that need the node (executor balances, node reachability).
 
 /health answers 200 with {"status": "ok", ...} or 503 with {"status": "unhealthy",
-"problems": [...], ...}: the node does not answer, or an executor's balance is below
---min-executor-balance. The body never holds the node URL (it may carry an API key).
+"problems": [...], ...}: the node does not answer, an executor's balance is below
+--min-executor-balance, or a background task died (supervise.py). The body never holds the node URL (it may carry an API key).
 """
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ def _describe(exc: BaseException) -> str:
 
 
 class Monitor:
-    def __init__(self, *, node, executors, metrics: Metrics, config, mempool):
+    def __init__(self, *, node, executors, metrics: Metrics, config, mempool, tasks=None):
         self.node = node
+        self.tasks = tasks  # supervise.Supervisor: its dead or failing tasks are problems
         self.executors = executors
         self.metrics = metrics
         self.config = config
@@ -80,6 +81,9 @@ class Monitor:
                         f"executor {ex.address} has {balance} wei, below the minimum {minimum} "
                         f"(--min-executor-balance)"
                     )
+        if self.tasks is not None:
+            problems.extend(self.tasks.problems())
+            report["tasks"] = self.tasks.report()
         report["minExecutorBalance"] = str(minimum)
         report["mempool"] = {"ops": len(self.mempool), "capacity": self.config.max_mempool_ops}
         report["status"] = "unhealthy" if problems else "ok"

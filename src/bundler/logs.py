@@ -54,22 +54,26 @@ def _cut(text: str, limit: int) -> str:
 
 
 class BoundedFilter(logging.Filter):
-    """Cuts the rendered message and the traceback of every record to a bounded size."""
+    """Cuts the rendered message of every record to a bounded size (the formatters below cut
+    tracebacks)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if len(message) > MAX_MESSAGE_CHARS:
             record.msg, record.args = _cut(message, MAX_MESSAGE_CHARS), None
-        if record.exc_info:
-            # rendered once here, so every formatter (text or JSON) prints the bounded text
-            record.exc_text = _cut(logging.Formatter().formatException(record.exc_info), MAX_TRACEBACK_CHARS)
-            record.exc_info = None
-        elif record.exc_text:
-            record.exc_text = _cut(record.exc_text, MAX_TRACEBACK_CHARS)
         return True
 
 
-class TextFormatter(logging.Formatter):
+class _BoundedTraceback:
+    def formatException(self, ei) -> str:
+        return _cut(super().formatException(ei), MAX_TRACEBACK_CHARS)
+
+
+class _BoundedJsonFormatter(_BoundedTraceback, JsonFormatter):
+    pass
+
+
+class TextFormatter(_BoundedTraceback, logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         extra = []
@@ -85,7 +89,7 @@ class TextFormatter(logging.Formatter):
 
 
 def _json_formatter() -> logging.Formatter:
-    return JsonFormatter(
+    return _BoundedJsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         datefmt="%Y-%m-%dT%H:%M:%S%z",

@@ -83,6 +83,11 @@ class Metrics:
             "bundler_userop_validation_seconds",
             "time to answer eth_sendUserOperation (checks, simulation, mempool rules)", ["result"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.task_up = Gauge(
+            "bundler_task_up", "1 while a long-running task (head, builder, chain-watcher, ...) runs, 0 while "
+            "it is down waiting to be restarted", ["task"], registry=r)
+        self.task_failures = Counter(
+            "bundler_task_failures", "times a long-running task died (and was restarted)", ["task"], registry=r)
         self.mempool_ops = Gauge("bundler_mempool_ops", "UserOperations pending in the mempool", registry=r)
         self.mempool_capacity = Gauge("bundler_mempool_capacity", "max_mempool_ops", registry=r)
         self.bundles = Counter(

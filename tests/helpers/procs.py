@@ -48,13 +48,14 @@ class BundlerProcess:
     """`python -m bundler.cli run ...` on a free port; the key goes through BUNDLER_PRIVATE_KEY."""
 
     def __init__(self, rpc_url: str, data_dir: str | os.PathLike, key: str, *args: str,
-                 env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None):
+                 env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None,
+                 exempt_loopback: bool = True):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log_path or Path(data_dir).parent / f"bundler-{self.port}.log")
         cmd = [sys.executable, "-m", "bundler.cli", "run", "--rpc-url", rpc_url, "--port", str(self.port),
                "--data-dir", str(data_dir), "--debug-api", "--bundle-mode", "manual", "--sim-workers", "1",
-               "--log-level", "info", "--rate-limit-exempt-loopback", *args]
+               "--log-level", "info", *(["--rate-limit-exempt-loopback"] if exempt_loopback else []), *args]
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("BUNDLER_")}
         full_env.update({"BUNDLER_PRIVATE_KEY": key, **(env or {})})
         self._log = open(self.log_path, "ab")

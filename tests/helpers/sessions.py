@@ -34,6 +34,10 @@ from bundler.userop.packing import PACKED_USEROP_TYPE
 
 REPO = Path(__file__).resolve().parents[2]
 
+# A gas budget for test sessions: one op may cost up to 1 ETH (test ops' gas limits x 3 gwei stay
+# far below), no cumulative budget, no paymaster. SessionSpec's default allows no gas at all.
+TEST_GAS = abi.GasPolicy(max_cost_per_op=10**18)
+
 
 selector = function_signature_to_4byte_selector
 
@@ -351,9 +355,10 @@ class SessionAccountHandle:
         return replace(op, signature=abi.encode_session_signature(signer, period_index, sig))
 
     def sign_enable(self, op: UserOperation, spec: abi.SessionSpec, session_key: str, *, nonce: int = 0,
-                    period_index: int = 0, owner_key: str | None = None) -> UserOperation:
-        """Mode 0x02: owner's EIP-712 grant of `spec` (grant nonce `nonce`) + the session signature."""
-        digest = abi.eip712_spec_digest(spec, nonce, self.address, self.chain_id)
+                    period_index: int = 0, owner_key: str | None = None, epoch: int = 0) -> UserOperation:
+        """Mode 0x02: owner's EIP-712 grant of `spec` (grant nonce `nonce`, account epoch `epoch`,
+        plus one when the op carries an EIP-7702 authorization) + the session signature."""
+        digest = abi.eip712_spec_digest(spec, nonce, self.address, self.chain_id, epoch)
         owner_sig = abi.sign_digest(owner_key or self.owner_key, digest)
         session_sig = abi.sign_digest(session_key, self.op_hash(op))
         return replace(op, signature=abi.encode_enable_signature(spec, nonce, owner_sig, period_index, session_sig))
@@ -367,13 +372,13 @@ class SessionAccountHandle:
     def get_session(self, signer: str) -> tuple[abi.SessionSpec, int, int, int]:
         """(spec, status, grantNonce, usageCount)."""
         (info,) = self.call("getSession(address)", ["address"], [signer],
-                            [f"({abi.SESSION_SPEC_T},uint8,uint64,uint32)"])
+                            [f"({abi.SESSION_SPEC_T},uint8,uint64,uint32,uint32)"])
         return abi.SessionSpec.from_abi(info[0]), info[1], info[2], info[3]
 
     def get_usage(self, signer: str) -> tuple:
         """(usageCount, callValue[(period, used)], callArgs[[(period, used)]], transferValue[...])."""
         lu = "(uint48,uint256)"
-        (u,) = self.call("getUsage(address)", ["address"], [signer], [f"(uint32,{lu}[],{lu}[][],{lu}[])"])
+        (u,) = self.call("getUsage(address)", ["address"], [signer], [f"(uint32,{lu}[],{lu}[][],{lu}[],{lu})"])
         return u
 
     def remaining(self, signer: str, scope: int, policy: int, constraint: int = 0, period: int = 0) -> int:
@@ -383,6 +388,9 @@ class SessionAccountHandle:
 
     def grant_nonce(self, signer: str) -> int:
         return self.call("grantNonce(address)", ["address"], [signer], ["uint64"])[0]
+
+    def epoch(self) -> int:
+        return self.call("epoch()", [], [], ["uint32"])[0]
 
 
 def session_events(result: OpResult, account: str) -> list[abi.SessionUsed]:

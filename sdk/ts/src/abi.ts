@@ -18,7 +18,7 @@ const SESSION_INFO: AbiParameter = {
   name: "info",
   type: "tuple",
   internalType: "struct SessionAccount.SessionInfo",
-  components: [SESSION_SPEC_ABI, uint(8, "status"), uint(64, "grantNonce"), uint(32, "usageCount")],
+  components: [SESSION_SPEC_ABI, uint(8, "status"), uint(64, "grantNonce"), uint(32, "usageCount"), uint(32, "epoch")],
 };
 
 const fn = (
@@ -42,6 +42,12 @@ const SESSION_ACCOUNT_ERRORS = parseAbi([
   "error SessionUsageLimitReached(address signer, uint32 usageLimit)",
   "error SessionCallNotAllowed(bytes4 selector)",
   "error SessionSelfCallNotAllowed(uint256 callIndex)",
+  "error SessionProtectedTarget(uint256 callIndex, address target)",
+  "error SessionTooManyCalls(uint256 calls, uint256 max)",
+  "error SessionPaymasterNotAllowed(address paymaster)",
+  "error SessionGasCostExceedsPerOp(uint256 cost, uint256 max)",
+  "error SessionDelegationNotAllowed()",
+  "error SessionArgNotCanonical(uint256 callIndex, uint256 policyIndex, uint256 constraintIndex, uint8 argType, bytes32 actual)",
   "error SessionInvalidCallData(uint256 callIndex)",
   "error SessionTransferNotAllowed(uint256 callIndex, address target)",
   "error SessionTransferExceedsPerUse(uint256 callIndex, uint256 policyIndex, uint256 value, uint256 max)",
@@ -59,6 +65,8 @@ export const sessionAccountAbi = [
   fn("executeBatch", [CALL_TUPLE]),
   fn("grantSession", [SESSION_SPEC_ABI]),
   fn("revokeSession", [address("signer")]),
+  fn("revokeAllSessions", []),
+  fn("epoch", [], [uint(32, "")], "view"),
   fn("owner", [], [address("")], "view"),
   fn("entryPoint", [], [address("")], "view"),
   fn("grantNonce", [address("signer")], [uint(64, "")], "view"),

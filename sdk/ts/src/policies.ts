@@ -20,6 +20,7 @@ import {
   type ArgConstraint,
   type CallPolicy,
   type ConditionName,
+  type GasPolicy,
   type Limit,
   type SessionSpec,
   type TransferPolicy,
@@ -61,6 +62,8 @@ export const anyValue = (limit: Limit): ArgRule => ({ condition: "lte", value: 2
 export function argConstraint(index: number, rule: ArgRule): ArgConstraint {
   return {
     condition: Condition[rule.condition],
+    argType: 0, // a whole word (typed constraints: set argType / argSize, see ArgType)
+    argSize: 0,
     index,
     refValue: word(rule.value),
     limit: rule.limit ?? noLimit(),
@@ -195,6 +198,16 @@ export type SessionInput = {
   /** any call or transfer (never to the account itself); time window and usageLimit still apply */
   wildcard?: boolean;
   policies?: Policy[];
+  /** what the session may spend on gas; default DEFAULT_GAS_POLICY */
+  gas?: GasPolicy;
+};
+
+/** One op may cost (gas limits x maxFeePerGas) at most 0.1 ETH, 1 ETH over the session's life;
+ * no paymaster. (The contract's own zero GasPolicy allows no gas at all.) */
+export const DEFAULT_GAS_POLICY: GasPolicy = {
+  maxCostPerOp: 10n ** 17n,
+  costLimit: { kind: LimitKind.lifetime, amount: 10n ** 18n },
+  paymasters: [],
 };
 
 /** A SessionSpec from policies, checked the way grantSession checks it. */
@@ -216,6 +229,7 @@ export function sessionSpec(input: SessionInput): SessionSpec {
     usageLimit: input.usageLimit ?? 0,
     callPolicies,
     transferPolicies,
+    gas: input.gas ?? DEFAULT_GAS_POLICY,
   };
   checkSpec(spec);
   return spec;

@@ -1,7 +1,7 @@
 // Readers of the bundler's session_* methods, with amounts as bigint. Use them on a viem
 // bundler client (`getSession(bundlerClient, ...)`) or extend it: `bundlerClient.extend(sessionActions)`.
 import { getAddress, type Address, type Client, type Hex } from "viem";
-import { Condition, LimitKind, normalizeSpec, type SessionSpec } from "./spec.js";
+import { ArgType, Condition, LimitKind, normalizeSpec, type SessionSpec } from "./spec.js";
 
 export type SessionLimitReport = {
   scope: "callValue" | "callArgument" | "transferValue";
@@ -56,6 +56,7 @@ export function specFromBundlerJson(s: Record<string, any>): SessionSpec {
       valueLimit: limit(p.valueLimit),
       constraints: p.constraints.map((c: any) => ({
         condition: typeof c.condition === "string" ? Condition[c.condition as keyof typeof Condition] : Number(c.condition),
+        ...argTypeFromName(c.type),
         index: Number(c.index),
         refValue: c.refValue,
         limit: limit(c.limit),
@@ -66,7 +67,20 @@ export function specFromBundlerJson(s: Record<string, any>): SessionSpec {
       maxValuePerUse: big(t.maxValuePerUse),
       valueLimit: limit(t.valueLimit),
     })),
+    gas: {
+      maxCostPerOp: big(s.gas.maxCostPerOp),
+      costLimit: limit(s.gas.costLimit),
+      paymasters: s.gas.paymasters.map((a: string) => getAddress(a)),
+    },
   } as SessionSpec);
+}
+
+/** The bundler's constraint type name ("word", "address", "bool", "uint96", "int24", "bytes4"). */
+function argTypeFromName(name: unknown): { argType: number; argSize: number } {
+  const n = typeof name === "string" ? name : "word";
+  const m = /^(uint|int|bytes)(\d+)$/.exec(n);
+  if (m) return { argType: ArgType[m[1] as "uint" | "int" | "bytes"], argSize: m[1] === "bytes" ? Number(m[2]) : Number(m[2]) / 8 };
+  return { argType: ArgType[n as "word" | "address" | "bool"] ?? 0, argSize: 0 };
 }
 
 type RequestClient = Pick<Client, "request">;

@@ -21,6 +21,8 @@ export const SESSION_STRUCTS = {
   ],
   ArgConstraint: [
     { name: "condition", type: "uint8" },
+    { name: "argType", type: "uint8" },
+    { name: "argSize", type: "uint8" },
     { name: "index", type: "uint32" },
     { name: "refValue", type: "bytes32" },
     { name: "limit", type: "Limit" },
@@ -37,6 +39,11 @@ export const SESSION_STRUCTS = {
     { name: "maxValuePerUse", type: "uint256" },
     { name: "valueLimit", type: "Limit" },
   ],
+  GasPolicy: [
+    { name: "maxCostPerOp", type: "uint256" },
+    { name: "costLimit", type: "Limit" },
+    { name: "paymasters", type: "address[]" },
+  ],
   SessionSpec: [
     { name: "signer", type: "address" },
     { name: "validAfter", type: "uint48" },
@@ -46,14 +53,16 @@ export const SESSION_STRUCTS = {
     { name: "usageLimit", type: "uint32" },
     { name: "callPolicies", type: "CallPolicy[]" },
     { name: "transferPolicies", type: "TransferPolicy[]" },
+    { name: "gas", type: "GasPolicy" },
   ],
 } as const;
 
-/** EIP-712 types of the owner's enable-mode message `EnableSession(SessionSpec spec,uint64 nonce)`. */
+/** EIP-712 types of the owner's enable-mode message `EnableSession(SessionSpec spec,uint64 nonce,uint32 epoch)`. */
 export const ENABLE_SESSION_TYPES = {
   EnableSession: [
     { name: "spec", type: "SessionSpec" },
     { name: "nonce", type: "uint64" },
+    { name: "epoch", type: "uint32" },
   ],
   ...SESSION_STRUCTS,
 } as const;
@@ -66,6 +75,7 @@ export type Limit = Structs["Limit"];
 export type ArgConstraint = Structs["ArgConstraint"];
 export type CallPolicy = Structs["CallPolicy"];
 export type TransferPolicy = Structs["TransferPolicy"];
+export type GasPolicy = Structs["GasPolicy"];
 export type SessionSpec = Structs["SessionSpec"];
 
 // Limit.kind
@@ -75,7 +85,10 @@ export type LimitKindName = keyof typeof LimitKind;
 export const Condition = { eq: 0, neq: 1, gt: 2, gte: 3, lt: 4, lte: 5 } as const;
 export type ConditionName = keyof typeof Condition;
 // scope of a cumulative limit (contract errors, SessionUsed events, remaining())
-export const Scope = { callValue: 0, callArgument: 1, transferValue: 2 } as const;
+export const Scope = { callValue: 0, callArgument: 1, transferValue: 2, gasCost: 3 } as const;
+// ArgConstraint.argType (argSize: bytes of uint/int/bytes types, else 0); a word that is not the
+// canonical encoding of the type is refused
+export const ArgType = { word: 0, address: 1, bool: 2, uint: 3, int: 4, bytes: 5 } as const;
 export const SessionStatus = { none: 0, active: 1, revoked: 2 } as const;
 
 export const ZERO_ADDRESS: Address = "0x0000000000000000000000000000000000000000";
@@ -137,6 +150,8 @@ export function normalizeSpec(spec: SessionSpec): SessionSpec {
       valueLimit: limit(p.valueLimit),
       constraints: p.constraints.map((c) => ({
         condition: Number(c.condition),
+        argType: Number(c.argType),
+        argSize: Number(c.argSize),
         index: Number(c.index),
         refValue: c.refValue.toLowerCase() as Hex,
         limit: limit(c.limit),
@@ -147,6 +162,11 @@ export function normalizeSpec(spec: SessionSpec): SessionSpec {
       maxValuePerUse: BigInt(t.maxValuePerUse),
       valueLimit: limit(t.valueLimit),
     })),
+    gas: {
+      maxCostPerOp: BigInt(spec.gas.maxCostPerOp),
+      costLimit: limit(spec.gas.costLimit),
+      paymasters: [...spec.gas.paymasters],
+    },
   };
 }
 
@@ -159,7 +179,7 @@ export type EnableTypedData = {
   domain: { name: string; version: string; chainId: number; verifyingContract: Address };
   types: typeof ENABLE_SESSION_TYPES;
   primaryType: "EnableSession";
-  message: { spec: SessionSpec; nonce: bigint };
+  message: { spec: SessionSpec; nonce: bigint; epoch: number };
 };
 
 /** The typed data the owner signs for enable mode (any wallet's signTypedData / eth_signTypedData_v4).
@@ -169,12 +189,14 @@ export function enableTypedData(args: {
   nonce: bigint | number;
   account: Address;
   chainId: number;
+  /** the account's epoch() (0 for a new account; +1 when the op carries an EIP-7702 authorization) */
+  epoch?: number;
 }): EnableTypedData {
   return {
     domain: { name: DOMAIN_NAME, version: DOMAIN_VERSION, chainId: args.chainId, verifyingContract: args.account },
     types: ENABLE_SESSION_TYPES,
     primaryType: "EnableSession",
-    message: { spec: args.spec, nonce: BigInt(args.nonce) },
+    message: { spec: args.spec, nonce: BigInt(args.nonce), epoch: args.epoch ?? 0 },
   };
 }
 

@@ -308,7 +308,8 @@ class Builder:
         try:
             head = self.head.latest.number if self.head.latest else 0
             event = await find_event_log(self.node, op_hash, [entry_point], head - self.config.receipt_lookback_blocks)
-        except Exception:
+        except Exception as e:
+            log.warning("could not look up the UserOperationEvent of %s: %s", op_hash, getattr(e, "message", e))
             return None
         if event is not None:
             self.store.update(op_hash, status=OpStatus.MINED, tx_hash=event["transactionHash"],
@@ -327,7 +328,14 @@ class Builder:
                                            event["blockHash"], [entry.hash]))
         return True
 
+    def _forget_gone_reverts(self) -> None:
+        """Revert counts only of ops still in the pool: the others were dropped, evicted,
+        cleared or mined meanwhile, by whichever path (the count would be kept forever)."""
+        for h in [h for h in self._reverts if self.mempool.get(h) is None]:
+            del self._reverts[h]
+
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
+        self._reverts.pop(entry.hash, None)
         log.info("dropping op %s: %s", entry.hash, reason, extra={"op_hash": entry.hash})
         self.metrics.op_dropped(drop_reason_label(reason))
         self.mempool.remove(entry.hash)
@@ -527,6 +535,7 @@ class Builder:
         block = int(receipt["blockNumber"], 16)
         result = BundleResult(inflight.entry_point, tx_hash, block, "mined", dropped=dropped or {})
         self.metrics.bundle("mined" if receipt["status"] == "0x1" else "reverted")
+        self._forget_gone_reverts()
         # the ops' fate and the in-flight row's removal commit together
         with self.store.batch():
             if receipt["status"] != "0x1":

@@ -8,7 +8,11 @@ implementation of the encoding).
                 "maxValuePerUse": "0x0", "valueLimit": {"kind": "lifetime", "amount": "0x…"},
                 "constraints": [{"condition": "lte", "index": 1, "value": "1000", "limit": {…}}]}],
      "transfers": [{"target": "0x…", "maxValuePerUse": "0x…", "valueLimit": {…}}],
-     "gasBudget": "0x…"}
+     "gasBudget": "0x…"}   # wei: the session's lifetime gas budget, also the cap per op; or
+                           # {"maxCostPerOp": "0x…", "costLimit": {…}, "paymasters": ["0x…"]}
+
+Without gasBudget a grant gets DEFAULT_GAS_POLICY (the relay's default; SessionSpec's own default
+allows no gas at all).
 
 Quantities are JSON integers, 0x-hex or decimal strings. Every error names the field.
 """
@@ -20,7 +24,11 @@ from typing import Any
 from eth_utils import function_signature_to_4byte_selector
 
 from ..sessions import ArgConstraint, CallPolicy, Condition, Limit, LimitKind, SessionSpec, TransferPolicy
-from ..sessions.abi import ZERO_ADDRESS, word
+from ..sessions.abi import ZERO_ADDRESS, GasPolicy, word
+
+# One op may cost (gas limits x maxFeePerGas) at most 0.1 ETH, 1 ETH over the session's life; no
+# paymaster (the same default as the TypeScript SDK's DEFAULT_GAS_POLICY).
+DEFAULT_GAS_POLICY = GasPolicy(max_cost_per_op=10**17, cost_limit=Limit.lifetime(10**18))
 
 UINT48_MAX = (1 << 48) - 1
 UINT32_MAX = (1 << 32) - 1
@@ -114,9 +122,7 @@ def to_spec(permissions: Any, signer: str, now: int, *, max_policies: int = 32) 
     unknown = set(permissions) - _KNOWN
     if unknown:
         raise InvalidPermissions(f"unknown permissions field(s): {', '.join(sorted(unknown))}")
-    if permissions.get("gasBudget") is not None:
-        # the deployed SessionSpec has no gas budget yet: refusing beats silently not enforcing it
-        raise InvalidPermissions("gasBudget is not enforced by this SessionAccount version (SessionSpec v1)")
+    gas = _gas_policy(permissions.get("gasBudget"))
     valid_after = _quantity(permissions.get("validAfter", now), "validAfter", UINT48_MAX)
     if "expiresIn" in permissions and "validUntil" in permissions:
         raise InvalidPermissions("give validUntil or expiresIn, not both")
@@ -161,8 +167,24 @@ def to_spec(permissions: Any, signer: str, now: int, *, max_policies: int = 32) 
         lim.kind == LimitKind.ALLOWANCE
         for lim in [*(p.value_limit for p in calls), *(c.limit for p in calls for c in p.constraints),
                     *(t.value_limit for t in transfers)])
+    uses_allowance = uses_allowance or gas.cost_limit.kind == LimitKind.ALLOWANCE
     if uses_allowance and not period:
         raise InvalidPermissions("allowance limits need a period (seconds)")
     return SessionSpec(signer=signer, valid_after=valid_after, valid_until=valid_until, period=period,
                        wildcard=False, usage_limit=_quantity(permissions.get("usageLimit", 0), "usageLimit", UINT32_MAX),
-                       call_policies=tuple(calls), transfer_policies=tuple(transfers))
+                       call_policies=tuple(calls), transfer_policies=tuple(transfers), gas=gas)
+
+
+def _gas_policy(value: Any) -> GasPolicy:
+    if value is None:
+        return DEFAULT_GAS_POLICY
+    if not isinstance(value, dict):
+        budget = _quantity(value, "gasBudget")
+        return GasPolicy(max_cost_per_op=budget, cost_limit=Limit.lifetime(budget))
+    unknown = set(value) - {"maxCostPerOp", "costLimit", "paymasters"}
+    if unknown:
+        raise InvalidPermissions(f"unknown gasBudget field(s): {', '.join(sorted(unknown))}")
+    return GasPolicy(_quantity(value.get("maxCostPerOp", 0), "gasBudget.maxCostPerOp"),
+                     _limit(value.get("costLimit"), "gasBudget.costLimit"),
+                     tuple(_address(a, f"gasBudget.paymasters[{i}]")
+                           for i, a in enumerate(_list(value.get("paymasters"), "gasBudget.paymasters"))))

@@ -9,13 +9,15 @@ ABI of SessionSpec (one tuple; `encode_spec` is exactly the ABI encoding of that
 parameter, i.e. what follows the selector in grantSession calldata):
 
     Limit          (uint8 kind, uint256 amount)
-    ArgConstraint  (uint8 condition, uint32 index, bytes32 refValue, Limit limit)
+    ArgConstraint  (uint8 condition, uint8 argType, uint8 argSize, uint32 index, bytes32 refValue,
+                    Limit limit)
     CallPolicy     (address target, bytes4 selector, uint256 maxValuePerUse, Limit valueLimit,
                     ArgConstraint[] constraints)
     TransferPolicy (address target, uint256 maxValuePerUse, Limit valueLimit)
+    GasPolicy      (uint256 maxCostPerOp, Limit costLimit, address[] paymasters)
     SessionSpec    (address signer, uint48 validAfter, uint48 validUntil, uint48 period,
                     bool wildcard, uint32 usageLimit, CallPolicy[] callPolicies,
-                    TransferPolicy[] transferPolicies)
+                    TransferPolicy[] transferPolicies, GasPolicy gas)
 
 UserOperation.signature:
 
@@ -23,6 +25,7 @@ UserOperation.signature:
     0x01 session  0x01 ‖ signer (20) ‖ periodIndex (6, big-endian) ‖ r ‖ s ‖ v  (92 bytes)
     0x02 enable   0x02 ‖ abi.encode(SessionSpec, uint64 nonce, bytes ownerSig,
                                      uint48 periodIndex, bytes sessionSig)
+                  ownerSig over EIP-712 EnableSession{spec, nonce, epoch}
 
 ECDSA signatures are over the raw digest (userOpHash, or the EIP-712 enable digest for the
 owner in mode 0x02), v ∈ {27, 28} (0/1 accepted), s ≤ n/2.
@@ -63,6 +66,19 @@ class Scope(IntEnum):
     CALL_VALUE = 0
     CALL_ARG = 1
     TRANSFER_VALUE = 2
+    GAS = 3  # GasPolicy.costLimit (policy and constraint index 0)
+
+
+class ArgType(IntEnum):
+    """How the callee reads a constrained word; a word that is not the canonical encoding of the
+    type is refused (SessionArgNotCanonical). UINT/INT/BYTES carry a size in bytes (1..32)."""
+
+    WORD = 0  # uint256 / bytes32: any word
+    ADDRESS = 1
+    BOOL = 2
+    UINT = 3
+    INT = 4  # conditions compare signed; no cumulative limit
+    BYTES = 5
 
 
 class Status(IntEnum):
@@ -90,10 +106,12 @@ LAYOUT_SLOT = 0xA67E7059F37EA83F571607D1CD71044D1FB3F07CC1A3A40E1D143DCE85E2D700
 DUMMY_ECDSA_SIGNATURE = (1).to_bytes(32, "big") + (1).to_bytes(32, "big") + b"\x1b"
 
 LIMIT_T = "(uint8,uint256)"
-ARG_CONSTRAINT_T = f"(uint8,uint32,bytes32,{LIMIT_T})"
+ARG_CONSTRAINT_T = f"(uint8,uint8,uint8,uint32,bytes32,{LIMIT_T})"
 CALL_POLICY_T = f"(address,bytes4,uint256,{LIMIT_T},{ARG_CONSTRAINT_T}[])"
 TRANSFER_POLICY_T = f"(address,uint256,{LIMIT_T})"
-SESSION_SPEC_T = f"(address,uint48,uint48,uint48,bool,uint32,{CALL_POLICY_T}[],{TRANSFER_POLICY_T}[])"
+GAS_POLICY_T = f"(uint256,{LIMIT_T},address[])"
+SESSION_SPEC_T = (f"(address,uint48,uint48,uint48,bool,uint32,{CALL_POLICY_T}[],{TRANSFER_POLICY_T}[],"
+                  f"{GAS_POLICY_T})")
 CALL_T = "(address,uint256,bytes)"
 CONSUMPTION_T = "(uint8,uint32,uint32,uint256)"
 ENABLE_PAYLOAD_TYPES = [SESSION_SPEC_T, "uint64", "bytes", "uint48", "bytes"]
@@ -106,6 +124,9 @@ SEL_EXECUTE = _selector("execute(address,uint256,bytes)")
 SEL_EXECUTE_BATCH = _selector(f"executeBatch({CALL_T}[])")
 SEL_GRANT_SESSION = _selector(f"grantSession({SESSION_SPEC_T})")
 SEL_REVOKE_SESSION = _selector("revokeSession(address)")
+SEL_REVOKE_ALL_SESSIONS = _selector("revokeAllSessions()")
+SEL_DEPOSIT_TO = _selector("depositTo(address)")
+MAX_SESSION_CALLS = 256  # SessionAccount.MAX_SESSION_CALLS: most calls in one session op
 SEL_CREATE_ACCOUNT = _selector("createAccount(address,uint256)")
 
 
@@ -171,15 +192,71 @@ class ArgConstraint:
     index: int  # ABI word index after the selector
     ref_value: bytes  # 32 bytes
     limit: Limit = NO_LIMIT
+    arg_type: int = ArgType.WORD
+    arg_size: int = 0  # bytes of a UINT / INT / BYTES type (1..32), else 0
 
     def to_abi(self) -> tuple:
         if len(self.ref_value) != 32:
             raise ValueError("ArgConstraint.ref_value must be 32 bytes (use word())")
-        return (int(self.condition), self.index, self.ref_value, self.limit.to_abi())
+        return (int(self.condition), int(self.arg_type), self.arg_size, self.index, self.ref_value,
+                self.limit.to_abi())
 
     @classmethod
     def from_abi(cls, t: Sequence) -> "ArgConstraint":
-        return cls(_enum(Condition, t[0]), t[1], bytes(t[2]), Limit.from_abi(t[3]))
+        return cls(_enum(Condition, t[0]), t[3], bytes(t[4]), Limit.from_abi(t[5]), _enum(ArgType, t[1]), t[2])
+
+    @classmethod
+    def typed(cls, condition: int, index: int, type_name: str, ref: int | bytes | str,
+              limit: Limit = NO_LIMIT) -> "ArgConstraint":
+        """A constraint from a Solidity type name: "address", "bool", "uint96", "int24", "bytes4"."""
+        arg_type, size = parse_arg_type(type_name)
+        if arg_type == ArgType.INT and isinstance(ref, int) and ref < 0:
+            ref = ref % (1 << 256)
+        if arg_type == ArgType.BYTES and isinstance(ref, bytes):
+            ref = bytes(ref) + bytes(32 - len(ref))  # bytesN is left-aligned
+        return cls(condition, index, word(ref), limit, arg_type, size)
+
+
+def parse_arg_type(type_name: str) -> tuple[int, int]:
+    """(ArgType, size in bytes) of an ABI elementary type name (uint = uint256, int = int256)."""
+    name = type_name.strip()
+    if name == "address":
+        return ArgType.ADDRESS, 0
+    if name == "bool":
+        return ArgType.BOOL, 0
+    for prefix, kind, unit in (("uint", ArgType.UINT, 8), ("int", ArgType.INT, 8), ("bytes", ArgType.BYTES, 1)):
+        if name.startswith(prefix):
+            rest = name[len(prefix):] or ("256" if unit == 8 else "")
+            if rest.isdigit() and int(rest) % unit == 0 and 1 <= int(rest) // unit <= 32:
+                return kind, int(rest) // unit
+    raise ValueError(f"not an elementary ABI type a constraint can check: {type_name!r}")
+
+
+def is_canonical(arg_type: int, arg_size: int, value: bytes) -> bool:
+    """SessionAccount._canonical: whether a 32-byte word is the ABI encoding of a value of the type."""
+    w = int.from_bytes(value, "big")
+    if arg_type == ArgType.WORD:
+        return True
+    if arg_type == ArgType.ADDRESS:
+        return w >> 160 == 0
+    if arg_type == ArgType.BOOL:
+        return w <= 1
+    if arg_size >= 32:
+        return True
+    bits = 8 * arg_size
+    if arg_type == ArgType.UINT:
+        return w >> bits == 0
+    if arg_type == ArgType.BYTES:
+        return (w << bits) & UINT256_MAX == 0
+    # INT: the word is its low arg_size bytes sign-extended
+    low = w & ((1 << bits) - 1)
+    extended = low | (UINT256_MAX ^ ((1 << bits) - 1)) if low >> (bits - 1) else low
+    return extended == w
+
+
+def signed(value: int) -> int:
+    """A uint256 read as int256."""
+    return value - (1 << 256) if value >> 255 else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +298,36 @@ class TransferPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class GasPolicy:
+    """What the session may make the account spend on gas. The default allows nothing: an op's
+    maximum cost must be <= max_cost_per_op (paymaster ops included); ops the account pays for
+    (no paymaster) consume their maximum cost from cost_limit; paymasters lists the paymasters
+    the session may use (empty = none)."""
+
+    max_cost_per_op: int = 0
+    cost_limit: Limit = NO_LIMIT
+    paymasters: tuple[str, ...] = ()
+
+    def to_abi(self) -> tuple:
+        return (self.max_cost_per_op, self.cost_limit.to_abi(), [_addr(p) for p in self.paymasters])
+
+    @classmethod
+    def from_abi(cls, t: Sequence) -> "GasPolicy":
+        return cls(t[0], Limit.from_abi(t[1]), tuple(p.lower() for p in t[2]))
+
+
+NO_GAS = GasPolicy()
+
+
+def op_max_cost(pre_verification_gas: int, verification_gas_limit: int, call_gas_limit: int,
+                paymaster_verification_gas_limit: int, paymaster_post_op_gas_limit: int, max_fee_per_gas: int) -> int:
+    """SessionAccount._maxCost: the op's prefund, saturating at 2^256-1."""
+    total = (pre_verification_gas + verification_gas_limit + call_gas_limit + paymaster_verification_gas_limit
+             + paymaster_post_op_gas_limit)
+    return min(total * max_fee_per_gas, UINT256_MAX)
+
+
+@dataclass(frozen=True, slots=True)
 class SessionSpec:
     signer: str
     valid_after: int = 0
@@ -230,6 +337,7 @@ class SessionSpec:
     usage_limit: int = 0  # max ops; 0 = unlimited
     call_policies: tuple[CallPolicy, ...] = ()
     transfer_policies: tuple[TransferPolicy, ...] = ()
+    gas: GasPolicy = NO_GAS  # the default lets the session pay for no gas at all
 
     def to_abi(self) -> tuple:
         return (
@@ -241,6 +349,7 @@ class SessionSpec:
             self.usage_limit,
             [p.to_abi() for p in self.call_policies],
             [t.to_abi() for t in self.transfer_policies],
+            self.gas.to_abi(),
         )
 
     @classmethod
@@ -254,6 +363,7 @@ class SessionSpec:
             usage_limit=t[5],
             call_policies=tuple(CallPolicy.from_abi(p) for p in t[6]),
             transfer_policies=tuple(TransferPolicy.from_abi(x) for x in t[7]),
+            gas=GasPolicy.from_abi(t[8]),
         )
 
 
@@ -386,21 +496,24 @@ def sign_digest(private_key: bytes | str, digest: bytes) -> bytes:
 # ---------------------------------------------------------------- EIP-712
 
 _LIMIT_TYPE = "Limit(uint8 kind,uint256 amount)"
-_ARG_TYPE = "ArgConstraint(uint8 condition,uint32 index,bytes32 refValue,Limit limit)"
+_ARG_TYPE = "ArgConstraint(uint8 condition,uint8 argType,uint8 argSize,uint32 index,bytes32 refValue,Limit limit)"
 _CALL_TYPE = ("CallPolicy(address target,bytes4 selector,uint256 maxValuePerUse,Limit valueLimit,"
               "ArgConstraint[] constraints)")
 _TRANSFER_TYPE = "TransferPolicy(address target,uint256 maxValuePerUse,Limit valueLimit)"
+_GAS_TYPE = "GasPolicy(uint256 maxCostPerOp,Limit costLimit,address[] paymasters)"
 _SPEC_TYPE = ("SessionSpec(address signer,uint48 validAfter,uint48 validUntil,uint48 period,bool wildcard,"
-              "uint32 usageLimit,CallPolicy[] callPolicies,TransferPolicy[] transferPolicies)")
-_ENABLE_TYPE = "EnableSession(SessionSpec spec,uint64 nonce)"
+              "uint32 usageLimit,CallPolicy[] callPolicies,TransferPolicy[] transferPolicies,GasPolicy gas)")
+_ENABLE_TYPE = "EnableSession(SessionSpec spec,uint64 nonce,uint32 epoch)"
 
 LIMIT_TYPEHASH = keccak(_LIMIT_TYPE.encode())
 ARG_CONSTRAINT_TYPEHASH = keccak((_ARG_TYPE + _LIMIT_TYPE).encode())
 CALL_POLICY_TYPEHASH = keccak((_CALL_TYPE + _ARG_TYPE + _LIMIT_TYPE).encode())
 TRANSFER_POLICY_TYPEHASH = keccak((_TRANSFER_TYPE + _LIMIT_TYPE).encode())
-SESSION_SPEC_TYPEHASH = keccak((_SPEC_TYPE + _ARG_TYPE + _CALL_TYPE + _LIMIT_TYPE + _TRANSFER_TYPE).encode())
+GAS_POLICY_TYPEHASH = keccak((_GAS_TYPE + _LIMIT_TYPE).encode())
+SESSION_SPEC_TYPEHASH = keccak(
+    (_SPEC_TYPE + _ARG_TYPE + _CALL_TYPE + _GAS_TYPE + _LIMIT_TYPE + _TRANSFER_TYPE).encode())
 ENABLE_SESSION_TYPEHASH = keccak(
-    (_ENABLE_TYPE + _ARG_TYPE + _CALL_TYPE + _LIMIT_TYPE + _SPEC_TYPE + _TRANSFER_TYPE).encode()
+    (_ENABLE_TYPE + _ARG_TYPE + _CALL_TYPE + _GAS_TYPE + _LIMIT_TYPE + _SPEC_TYPE + _TRANSFER_TYPE).encode()
 )
 DOMAIN_TYPEHASH = keccak(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
 DOMAIN_NAME = "SessionAccount"
@@ -412,8 +525,9 @@ def _hash_limit(lim: Limit) -> bytes:
 
 
 def _hash_arg(c: ArgConstraint) -> bytes:
-    return keccak(encode(["bytes32", "uint8", "uint32", "bytes32", "bytes32"],
-                         [ARG_CONSTRAINT_TYPEHASH, int(c.condition), c.index, c.ref_value, _hash_limit(c.limit)]))
+    return keccak(encode(["bytes32", "uint8", "uint8", "uint8", "uint32", "bytes32", "bytes32"],
+                         [ARG_CONSTRAINT_TYPEHASH, int(c.condition), int(c.arg_type), c.arg_size, c.index, c.ref_value,
+                          _hash_limit(c.limit)]))
 
 
 def _hash_call(p: CallPolicy) -> bytes:
@@ -429,14 +543,21 @@ def _hash_transfer(t: TransferPolicy) -> bytes:
                          [TRANSFER_POLICY_TYPEHASH, _addr(t.target), t.max_value_per_use, _hash_limit(t.value_limit)]))
 
 
+def _hash_gas(g: GasPolicy) -> bytes:
+    return keccak(encode(["bytes32", "uint256", "bytes32", "bytes32"],
+                         [GAS_POLICY_TYPEHASH, g.max_cost_per_op, _hash_limit(g.cost_limit),
+                          keccak(b"".join(encode(["address"], [_addr(p)]) for p in g.paymasters))]))
+
+
 def spec_struct_hash(spec: SessionSpec) -> bytes:
     """EIP-712 hashStruct(SessionSpec) (the `specHash` of the SessionGranted event)."""
     return keccak(encode(
-        ["bytes32", "address", "uint48", "uint48", "uint48", "bool", "uint32", "bytes32", "bytes32"],
+        ["bytes32", "address", "uint48", "uint48", "uint48", "bool", "uint32", "bytes32", "bytes32", "bytes32"],
         [SESSION_SPEC_TYPEHASH, _addr(spec.signer), spec.valid_after, spec.valid_until, spec.period,
          bool(spec.wildcard), spec.usage_limit,
          keccak(b"".join(_hash_call(p) for p in spec.call_policies)),
-         keccak(b"".join(_hash_transfer(t) for t in spec.transfer_policies))],
+         keccak(b"".join(_hash_transfer(t) for t in spec.transfer_policies)),
+         _hash_gas(spec.gas)],
     ))
 
 
@@ -447,14 +568,16 @@ def domain_separator(account: str, chain_id: int) -> bytes:
     ))
 
 
-def eip712_spec_digest(spec: SessionSpec, nonce: int, account: str, chain_id: int) -> bytes:
-    """The digest the owner signs for enable mode: EIP-712 EnableSession{spec, nonce} in the
-    domain {"SessionAccount", "1", chain_id, account}; nonce = account.grantNonce(spec.signer)."""
-    struct_hash = keccak(encode(["bytes32", "bytes32", "uint64"], [ENABLE_SESSION_TYPEHASH, spec_struct_hash(spec), nonce]))
+def eip712_spec_digest(spec: SessionSpec, nonce: int, account: str, chain_id: int, epoch: int = 0) -> bytes:
+    """The digest the owner signs for enable mode: EIP-712 EnableSession{spec, nonce, epoch} in the
+    domain {"SessionAccount", "1", chain_id, account}; nonce = account.grantNonce(spec.signer),
+    epoch = account.epoch() (plus one when the op itself carries an EIP-7702 authorization)."""
+    struct_hash = keccak(encode(["bytes32", "bytes32", "uint64", "uint32"],
+                                [ENABLE_SESSION_TYPEHASH, spec_struct_hash(spec), nonce, epoch]))
     return keccak(b"\x19\x01" + domain_separator(account, chain_id) + struct_hash)
 
 
-def eip712_typed_data(spec: SessionSpec, nonce: int, account: str, chain_id: int) -> dict[str, Any]:
+def eip712_typed_data(spec: SessionSpec, nonce: int, account: str, chain_id: int, epoch: int = 0) -> dict[str, Any]:
     """The same message as eth_signTypedData_v4 JSON (for wallets signing the enable message)."""
 
     def lim(x: Limit) -> dict:
@@ -475,8 +598,8 @@ def eip712_typed_data(spec: SessionSpec, nonce: int, account: str, chain_id: int
                     "maxValuePerUse": p.max_value_per_use,
                     "valueLimit": lim(p.value_limit),
                     "constraints": [
-                        {"condition": int(c.condition), "index": c.index, "refValue": "0x" + c.ref_value.hex(),
-                         "limit": lim(c.limit)}
+                        {"condition": int(c.condition), "argType": int(c.arg_type), "argSize": c.arg_size,
+                         "index": c.index, "refValue": "0x" + c.ref_value.hex(), "limit": lim(c.limit)}
                         for c in p.constraints
                     ],
                 }
@@ -486,8 +609,11 @@ def eip712_typed_data(spec: SessionSpec, nonce: int, account: str, chain_id: int
                 {"target": _addr(t.target), "maxValuePerUse": t.max_value_per_use, "valueLimit": lim(t.value_limit)}
                 for t in spec.transfer_policies
             ],
+            "gas": {"maxCostPerOp": spec.gas.max_cost_per_op, "costLimit": lim(spec.gas.cost_limit),
+                    "paymasters": [_addr(p) for p in spec.gas.paymasters]},
         },
         "nonce": nonce,
+        "epoch": epoch,
     }
 
     def fields(decl: str) -> list[dict]:
@@ -501,6 +627,7 @@ def eip712_typed_data(spec: SessionSpec, nonce: int, account: str, chain_id: int
             "SessionSpec": fields(_SPEC_TYPE),
             "CallPolicy": fields(_CALL_TYPE),
             "TransferPolicy": fields(_TRANSFER_TYPE),
+            "GasPolicy": fields(_GAS_TYPE),
             "ArgConstraint": fields(_ARG_TYPE),
             "Limit": fields(_LIMIT_TYPE),
         },
@@ -555,6 +682,10 @@ def encode_grant_session(spec: SessionSpec) -> bytes:
 
 def encode_revoke_session(signer: str) -> bytes:
     return SEL_REVOKE_SESSION + encode(["address"], [_addr(signer)])
+
+
+def encode_revoke_all_sessions() -> bytes:
+    return SEL_REVOKE_ALL_SESSIONS
 
 
 def encode_create_account(owner: str, salt: int) -> bytes:
@@ -622,6 +753,12 @@ ERRORS: dict[str, list[str]] = {
     "SessionUsageLimitReached": ["address", "uint32"],
     "SessionCallNotAllowed": ["bytes4"],
     "SessionSelfCallNotAllowed": ["uint256"],
+    "SessionProtectedTarget": ["uint256", "address"],
+    "SessionTooManyCalls": ["uint256", "uint256"],
+    "SessionPaymasterNotAllowed": ["address"],
+    "SessionGasCostExceedsPerOp": ["uint256", "uint256"],
+    "SessionDelegationNotAllowed": [],
+    "SessionArgNotCanonical": ["uint256", "uint256", "uint256", "uint8", "bytes32"],
     "SessionInvalidCallData": ["uint256"],
     "SessionTransferNotAllowed": ["uint256", "address"],
     "SessionTransferExceedsPerUse": ["uint256", "uint256", "uint256", "uint256"],
@@ -660,9 +797,11 @@ def decode_error(data: bytes) -> SessionAccountError | None:
 
 EVENT_SESSION_GRANTED = f"SessionGranted(address,uint64,bytes32,{SESSION_SPEC_T})"
 EVENT_SESSION_REVOKED = "SessionRevoked(address,uint64)"
+EVENT_ALL_SESSIONS_REVOKED = "AllSessionsRevoked(uint32)"
 EVENT_SESSION_USED = f"SessionUsed(address,uint48,uint32,{CONSUMPTION_T}[])"
 TOPIC_SESSION_GRANTED = keccak(EVENT_SESSION_GRANTED.encode())
 TOPIC_SESSION_REVOKED = keccak(EVENT_SESSION_REVOKED.encode())
+TOPIC_ALL_SESSIONS_REVOKED = keccak(EVENT_ALL_SESSIONS_REVOKED.encode())
 TOPIC_SESSION_USED = keccak(EVENT_SESSION_USED.encode())
 
 

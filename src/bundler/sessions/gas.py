@@ -3,15 +3,20 @@ needs, from the op's shape and its evaluation: the admission fast path only skip
 run when verificationGasLimit is at least this bound, so "out of verification gas" cannot be a
 surprise at bundle time; below it the op takes the full simulation, which decides exactly.
 
-Model (EIP-2929/2200 prices): the EntryPoint's part of verification and the account's fixed
-work (session slot, usage counter, ecrecover, SessionUsed event) as BASE, plus the prefund
-payment when the deposit does not cover the op (a fresh deposit slot when it is zero) and a
-fresh nonce slot when the key's sequence is 0 (the state read at admission tells both); per call the decoding and loop work; every policy's target/selector
-slot read cold once (the scan may touch them all) and warm on each further call; per distinct
-policy that governed a call its slots (and its constraints' slots) read cold once; per distinct
-cumulative limit consumed a fresh zero-to-non-zero write of `used` plus the allowance period
-write, later consumptions of the same limit in the op on dirty slots; calldata copied into
-memory, hashed and logged. Then a 20 % margin.
+Model (EIP-2929/2200 prices), following the code that runs in SessionAccount._useSession: the
+EntryPoint's part of verification and the account's fixed work (session slot, usage counter,
+the gas policy's slots, ecrecover, SessionUsed event) as BASE, plus the prefund payment when
+the deposit does not cover the op (a fresh deposit slot when it is zero) and a fresh nonce slot
+when the key's sequence is 0 (the state read at admission tells both); per call the decoding,
+protected-target and loop work; per distinct (target, selector) the four index lookups cold
+once and warm on every further call (the contract finds a policy through its (target,
+selector) index: the number of policies in the spec costs nothing); per distinct transfer
+recipient its two lookups; per distinct policy that governed a call its slots (and its
+constraints' slots) read cold once, per call its constraints' checks; per distinct cumulative
+limit consumed (the gas budget included) a fresh zero-to-non-zero write of `used` plus the
+allowance period write, later consumptions of the same limit in the op on dirty slots;
+calldata copied into memory, hashed and logged. Memory grows with the consumptions only (the
+SessionUsed array doubles as needed), never with the spec. Then a margin.
 
 tests/test_session_differential.py::test_gas_bound_covers_measured_validation checks the bound
 against py-evm measurements (the estimator's buffered limit) of random specs and calls, and
@@ -23,19 +28,21 @@ from __future__ import annotations
 from .policy import Evaluation
 
 COLD_SLOAD = 2_100
-BASE = 34_000
+BASE = 40_000
 PREFUND_PAYMENT = 12_000  # CALL with value to the EntryPoint, its deposit bookkeeping
 FRESH_SLOT = 20_000  # a zero-to-non-zero write instead of an update (nonce or deposit slot)
 PER_CALL = 4_000
-PER_POLICY_COLD_SCAN = COLD_SLOAD + 600  # target/selector slot of a policy, first look
-PER_POLICY_WARM_SCAN = 400  # the same on a later call
+PER_CALL_KEY_COLD = 4 * (COLD_SLOAD + 300)  # four (target, selector) index lookups, first time
+PER_CALL_KEY_WARM = 4 * 400  # the same lookups on a later call
+PER_TRANSFER_KEY_COLD = 2 * (COLD_SLOAD + 300)
+PER_TRANSFER_KEY_WARM = 2 * 400
 PER_GOVERNING_POLICY = 4 * COLD_SLOAD + 1_500  # maxValuePerUse, valueLimit, constraints length
-PER_CONSTRAINT_COLD = 3 * COLD_SLOAD + 1_500  # condition/index, refValue, limit kind slots
-PER_CONSTRAINT_CALL = 1_800  # word read, comparison, limit check on each call
+PER_CONSTRAINT_COLD = 3 * COLD_SLOAD + 1_500  # condition/type/index, refValue, limit kind slots
+PER_CONSTRAINT_CALL = 2_000  # word read, type check, comparison, limit check on each call
 PER_LIMIT_FIRST = 22_100 + 2_900 + 2_000  # fresh `used` write + allowance period write + logic
 PER_CONSUMPTION = 2_500  # any consumption: dirty writes, the Consumption record, event data
 PER_CALLDATA_BYTE = 6
-MARGIN_PERCENT = 120
+MARGIN_PERCENT = 115
 
 
 def validation_gas_bound(ev: Evaluation, call_data_length: int, *, fresh_nonce: bool = True,
@@ -49,8 +56,15 @@ def validation_gas_bound(ev: Evaluation, call_data_length: int, *, fresh_nonce: 
     if pays_prefund:
         gas += PREFUND_PAYMENT + (FRESH_SLOT if fresh_deposit else 0)
     if not spec.wildcard:
-        policies = len(spec.call_policies) + len(spec.transfer_policies)
-        gas += policies * PER_POLICY_COLD_SCAN + max(calls - 1, 0) * policies * PER_POLICY_WARM_SCAN
+        seen: set = set()
+        for call, m in zip(ev.calls, ev.matched):
+            transfer = m is not None and m[0] == "transfer"
+            key = ("transfer", call.target) if transfer else ("call", call.target, bytes(call.data[:4]))
+            if key in seen:
+                gas += PER_TRANSFER_KEY_WARM if transfer else PER_CALL_KEY_WARM
+            else:
+                seen.add(key)
+                gas += PER_TRANSFER_KEY_COLD if transfer else PER_CALL_KEY_COLD
         governing = {m for m in ev.matched if m is not None}
         for kind, index in governing:
             gas += PER_GOVERNING_POLICY
@@ -59,5 +73,5 @@ def validation_gas_bound(ev: Evaluation, call_data_length: int, *, fresh_nonce: 
         for m in ev.matched:
             if m is not None and m[0] == "call":
                 gas += len(spec.call_policies[m[1]].constraints) * PER_CONSTRAINT_CALL
-        gas += len({c.key for c in ev.consumed}) * PER_LIMIT_FIRST + len(ev.consumed) * PER_CONSUMPTION
+    gas += len({c.key for c in ev.consumed}) * PER_LIMIT_FIRST + len(ev.consumed) * PER_CONSUMPTION
     return gas * MARGIN_PERCENT // 100

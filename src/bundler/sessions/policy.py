@@ -4,8 +4,12 @@ comment block at the top of contracts/SessionAccount.sol is the rulebook; the di
 test tests/test_session_differential.py holds the two together).
 
     state = SessionState(...)                  # what the account stores (see sessions.state)
-    ev = evaluate(account, state, sig, op.call_data, pending)   # raises SessionViolation
+    facts = OpFacts.of(op, entry_point, implementation)   # gas fields, paymaster, protected targets
+    ev = evaluate(account, state, sig, op.call_data, pending, facts)   # raises SessionViolation
     ev.consumed, ev.valid_after, ev.valid_until, ev.calls
+
+Cost per op is flat in the spec's size: policies are found through a (target, selector) index
+(as the contract does), never by scanning the spec; a batch has at most MAX_SESSION_CALLS calls.
 
 `pending` are the session's ops still in the mempool that the EntryPoint would validate
 before this one (SessionLedger.pending_for gives them, in nonce order). The evaluator counts
@@ -30,8 +34,9 @@ from eth_abi import decode
 from eth_hash.auto import keccak
 
 from .abi import (
-    CALL_T, SEL_EXECUTE, SEL_EXECUTE_BATCH, UINT48_MAX, Call, Condition, EnableSignature, LimitKind, Scope,
-    SessionSignature, SessionSpec, Status, ZERO_ADDRESS,
+    CALL_T, MAX_SESSION_CALLS, SEL_DEPOSIT_TO, SEL_EXECUTE, SEL_EXECUTE_BATCH, UINT48_MAX, ArgType, Call, Condition,
+    EnableSignature, LimitKind, Scope, SessionSignature, SessionSpec, Status, ZERO_ADDRESS, is_canonical,
+    op_max_cost, signed,
 )
 
 LimitKey = tuple[int, int, int]  # (scope, policy index, constraint index)
@@ -56,11 +61,51 @@ class SessionState:
     usage_count: int = 0
     spec: SessionSpec | None = None
     counters: dict[LimitKey, Counter] = field(default_factory=dict)
+    epoch: int = 0  # the account's current epoch (SessionAccount.epoch())
 
     @classmethod
-    def fresh(cls, spec: SessionSpec, grant_nonce: int) -> "SessionState":
+    def fresh(cls, spec: SessionSpec, grant_nonce: int, epoch: int = 0) -> "SessionState":
         """Right after a grant (grantSession or enable mode): fresh counters."""
-        return cls(Status.ACTIVE, grant_nonce, 0, spec, {})
+        return cls(Status.ACTIVE, grant_nonce, 0, spec, {}, epoch)
+
+
+# Every EntryPoint an account may hold a deposit or stake in (v0.6 .. v0.9): a session may call
+# none of them except depositTo(the account).
+KNOWN_ENTRY_POINTS = frozenset({
+    "0x5ff137d4b0fdcd49dca30c7cf57e578a026d2789", "0x0000000071727de22e5e9d8baf0edac6f37da032",
+    "0x4337084d9e255ff0702461cf8895ce9e3b5ff108", "0x433709009b8330fda32311df1c2afa402ed8d009",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class OpFacts:
+    """What the contract's session validation reads from the op besides callData and signature:
+    its maximum cost and paymaster (the gas rules), whether it carries an EIP-7702 authorization,
+    and the protected targets (the EntryPoint it is validated by, the implementation). The
+    default describes an op that costs nothing (unit tests of the call rules only)."""
+
+    entry_point: str = ZERO_ADDRESS
+    implementation: str = ZERO_ADDRESS
+    max_cost: int = 0
+    paymaster: str | None = None
+    delegating: bool = False  # initCode is the EIP-7702 marker
+
+    @classmethod
+    def of(cls, op, entry_point: str, implementation: str) -> "OpFacts":
+        return cls(entry_point.lower(), implementation.lower(), op_max_cost(
+            op.pre_verification_gas, op.verification_gas_limit, op.call_gas_limit,
+            op.paymaster_verification_gas_limit, op.paymaster_post_op_gas_limit, op.max_fee_per_gas),
+            op.paymaster.lower() if op.paymaster else None, bool(op.is_eip7702))
+
+    def protected(self, target: str, data: bytes, account: str) -> bool:
+        """SessionAccount._protected."""
+        if target == self.entry_point or target in KNOWN_ENTRY_POINTS:
+            return not (len(data) == 36 and data[:4] == SEL_DEPOSIT_TO and data[4:16] == bytes(12)
+                        and "0x" + data[16:36].hex() == account)
+        return target == self.implementation
+
+
+UNPRICED_OP = OpFacts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +192,19 @@ FUNCTION_NAMES: dict[bytes, tuple[str, str]] = {
 }
 _COND_TEXT = {Condition.EQ: "==", Condition.NEQ: "!=", Condition.GT: ">", Condition.GTE: ">=",
               Condition.LT: "<", Condition.LTE: "<="}
-_SCOPE_NAME = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue"}
+_SCOPE_NAME = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue",
+               Scope.GAS: "gasCost"}
+_ARG_TYPE_TEXT = {ArgType.WORD: "word", ArgType.ADDRESS: "address", ArgType.BOOL: "bool", ArgType.UINT: "uint",
+                  ArgType.INT: "int", ArgType.BYTES: "bytes"}
+
+
+def arg_type_text(arg_type: int, size: int) -> str:
+    name = _ARG_TYPE_TEXT.get(arg_type, str(arg_type))
+    if arg_type in (ArgType.UINT, ArgType.INT):
+        return f"{name}{8 * size}"
+    if arg_type == ArgType.BYTES:
+        return f"bytes{size}"
+    return name
 _KIND_NAME = {LimitKind.NONE: "none", LimitKind.LIFETIME: "lifetime", LimitKind.ALLOWANCE: "allowance"}
 
 
@@ -176,6 +233,8 @@ def limit_of(spec: SessionSpec, key: LimitKey):
         return spec.call_policies[pi].value_limit
     if scope == Scope.CALL_ARG:
         return spec.call_policies[pi].constraints[ci].limit
+    if scope == Scope.GAS:
+        return spec.gas.cost_limit
     return spec.transfer_policies[pi].value_limit
 
 
@@ -191,6 +250,8 @@ def limit_keys(spec: SessionSpec) -> list[LimitKey]:
     for i, t in enumerate(spec.transfer_policies):
         if t.value_limit.kind != LimitKind.NONE:
             out.append((Scope.TRANSFER_VALUE, i, 0))
+    if spec.gas.cost_limit.kind != LimitKind.NONE:
+        out.append((Scope.GAS, 0, 0))
     return out
 
 
@@ -200,6 +261,8 @@ def limit_text(spec: SessionSpec, key: LimitKey) -> str:
         return f"{call_policy_text(spec, pi)} value"
     if scope == Scope.CALL_ARG:
         return f"{call_policy_text(spec, pi)} argument {ci}"
+    if scope == Scope.GAS:
+        return "gas budget (maximum cost of the ops the account pays for)"
     return transfer_policy_text(spec, pi)
 
 
@@ -230,10 +293,74 @@ def check_spec(spec: SessionSpec, account: str) -> str | None:
                 return "unknown condition"
             if (reason := bad_limit(c.limit.kind)) is not None:
                 return reason
+            if (reason := bad_arg_type(c)) is not None:
+                return reason
     for t in spec.transfer_policies:
         if (reason := bad_limit(t.value_limit.kind)) is not None:
             return reason
+    if (reason := bad_limit(spec.gas.cost_limit.kind)) is not None:
+        return reason
+    if any(p == ZERO_ADDRESS for p in spec.gas.paymasters):
+        return "paymaster is zero"
     return None
+
+
+def bad_arg_type(c) -> str | None:
+    """SessionAccount._checkArgType."""
+    if c.arg_type > ArgType.BYTES:
+        return "unknown argument type"
+    sized = c.arg_type in (ArgType.UINT, ArgType.INT, ArgType.BYTES)
+    if (c.arg_size == 0 or c.arg_size > 32) if sized else c.arg_size != 0:
+        return "bad argument size"
+    if not is_canonical(c.arg_type, c.arg_size, c.ref_value):
+        return "refValue does not fit its type"
+    if c.arg_type == ArgType.INT and c.limit.kind != LimitKind.NONE:
+        return "limit on a signed argument"
+    return None
+
+
+class PolicyIndex:
+    """The spec's policies by (target, selector) as SessionAccount indexes them at grant time:
+    the lowest index per exact key (zero target / selector = any), the targets that have a
+    policy, and the transfer policies by recipient."""
+
+    __slots__ = ("calls", "targets", "transfers")
+
+    def __init__(self, spec: SessionSpec):
+        self.calls: dict[tuple[str, bytes], int] = {}
+        self.targets: set[str] = set()
+        self.transfers: dict[str, int] = {}
+        for i, p in enumerate(spec.call_policies):
+            self.calls.setdefault((p.target, bytes(p.selector)), i)
+            self.targets.add(p.target)
+        for i, t in enumerate(spec.transfer_policies):
+            self.transfers.setdefault(t.target, i)
+
+    def call_policy(self, target: str, selector: bytes) -> int | None:
+        found = [i for i in (self.calls.get((target, selector)), self.calls.get((target, _ANY_SELECTOR)),
+                             self.calls.get((ZERO_ADDRESS, selector)), self.calls.get((ZERO_ADDRESS, _ANY_SELECTOR)))
+                 if i is not None]
+        return min(found) if found else None
+
+    def transfer_policy(self, target: str) -> int | None:
+        found = [i for i in (self.transfers.get(target), self.transfers.get(ZERO_ADDRESS)) if i is not None]
+        return min(found) if found else None
+
+
+_ANY_SELECTOR = b"\x00" * 4
+_INDEXES: dict[int, tuple[SessionSpec, PolicyIndex]] = {}
+
+
+def policy_index(spec: SessionSpec) -> PolicyIndex:
+    """The spec's index, built once per spec object (a state read decodes one per block)."""
+    hit = _INDEXES.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    if len(_INDEXES) >= 1024:
+        _INDEXES.clear()
+    index = PolicyIndex(spec)
+    _INDEXES[id(spec)] = (spec, index)
+    return index
 
 
 # ---------------------------------------------------------------- calls
@@ -298,14 +425,18 @@ class _Eval:
     """One op's evaluation: the base session, the pending ops before it, and what earlier calls
     of this op consumed."""
 
-    __slots__ = ("account", "signer", "base", "spec", "period", "pending_by_key", "in_op", "consumed", "matched")
+    __slots__ = ("account", "signer", "base", "spec", "period", "pending_by_key", "in_op", "consumed", "matched",
+                 "facts", "index")
 
-    def __init__(self, account: str, signer: str, base: SessionState, period: int, after: Sequence[PendingUse]):
+    def __init__(self, account: str, signer: str, base: SessionState, period: int, after: Sequence[PendingUse],
+                 facts: OpFacts = UNPRICED_OP):
         self.account = account
         self.signer = signer
         self.base = base
         self.spec = base.spec
         self.period = period
+        self.facts = facts
+        self.index = policy_index(base.spec) if base.spec is not None else None
         self.pending_by_key: dict[LimitKey, list[tuple[int, int]]] = {}
         for use in after:
             for c in use.consumed:
@@ -352,7 +483,7 @@ class _Eval:
                 f"{limit_text(self.spec, key)} cumulative limit exceeded{period_text}: limit {cap}, "
                 f"used {used_chain}, pending {used_pending}{extra}, requested {amount}",
                 callIndex=call_index, scope=_SCOPE_NAME[scope],
-                policyType="transfer" if scope == Scope.TRANSFER_VALUE else "call", policyIndex=pi,
+                policyType={Scope.TRANSFER_VALUE: "transfer", Scope.GAS: "gas"}.get(scope, "call"), policyIndex=pi,
                 **({"constraintIndex": ci} if scope == Scope.CALL_ARG else {}),
                 limitKind=_KIND_NAME.get(kind, str(kind)), periodIndex=p, limit=_q(cap), used=_q(used_chain),
                 pending=_q(used_pending), inOp=_q(earlier), requested=_q(amount), remaining=_q(remaining),
@@ -360,86 +491,114 @@ class _Eval:
         self.in_op[key] = earlier + amount
         self.consumed.append(Consumed(scope, pi, ci, amount))
 
+    def check_gas(self) -> None:
+        """SessionAccount._checkGas: paymaster allowed, maximum cost per op, cumulative budget."""
+        facts, gas = self.facts, self.spec.gas
+        if facts.paymaster is not None and facts.paymaster not in gas.paymasters:
+            allowed = ", ".join(gas.paymasters) or "none"
+            raise self.fail("SessionPaymasterNotAllowed", (facts.paymaster,),
+                            f"gas rule: paymaster {facts.paymaster} is not one the session may use (allowed: {allowed})",
+                            scope="gas", paymaster=facts.paymaster, allowed=list(gas.paymasters))
+        if facts.max_cost > gas.max_cost_per_op:
+            raise self.fail(
+                "SessionGasCostExceedsPerOp", (facts.max_cost, gas.max_cost_per_op),
+                f"gas rule: the op's maximum cost {facts.max_cost} wei (sum of its gas limits x maxFeePerGas) "
+                f"exceeds the session's maximum per op {gas.max_cost_per_op} wei",
+                scope="gas", limit=_q(gas.max_cost_per_op), requested=_q(facts.max_cost))
+        if facts.paymaster is None:
+            self.consume((Scope.GAS, 0, 0), gas.cost_limit.kind, gas.cost_limit.amount, facts.max_cost, 0)
+
     def check_call(self, index: int, call: Call) -> None:
         if call.target == self.account:
             raise self.fail("SessionSelfCallNotAllowed", (index,),
                             f"call {index}: calls to the account itself are not allowed for session keys",
                             callIndex=index)
+        if self.facts.protected(call.target, call.data, self.account):
+            raise self.fail("SessionProtectedTarget", (index, call.target),
+                            f"call {index}: {call.target} is a protected target (an EntryPoint, where only "
+                            f"depositTo(the account) is allowed, or the account's implementation)",
+                            callIndex=index, target=call.target)
         spec = self.spec
         if spec.wildcard:
             self.matched.append(None)
             return
         data = call.data
         if not data:
-            for i, t in enumerate(spec.transfer_policies):
-                if t.target != call.target and t.target != ZERO_ADDRESS:
-                    continue
-                if call.value > t.max_value_per_use:
-                    raise self.fail(
-                        "SessionTransferExceedsPerUse", (index, i, call.value, t.max_value_per_use),
-                        f"{transfer_policy_text(spec, i)} call {index}: value {call.value} exceeds the per-use "
-                        f"maximum {t.max_value_per_use}",
-                        callIndex=index, policyType="transfer", policyIndex=i, limit=_q(t.max_value_per_use),
-                        requested=_q(call.value),
-                    )
-                self.consume((Scope.TRANSFER_VALUE, i, 0), t.value_limit.kind, t.value_limit.amount, call.value, index)
-                self.matched.append(("transfer", i))
-                return
-            raise self.fail("SessionTransferNotAllowed", (index, call.target),
-                            f"call {index}: no transfer policy allows sending ETH to {call.target}",
-                            callIndex=index, target=call.target, requested=_q(call.value))
+            i = self.index.transfer_policy(call.target)
+            if i is None:
+                raise self.fail("SessionTransferNotAllowed", (index, call.target),
+                                f"call {index}: no transfer policy allows sending ETH to {call.target}",
+                                callIndex=index, target=call.target, requested=_q(call.value))
+            t = spec.transfer_policies[i]
+            if call.value > t.max_value_per_use:
+                raise self.fail(
+                    "SessionTransferExceedsPerUse", (index, i, call.value, t.max_value_per_use),
+                    f"{transfer_policy_text(spec, i)} call {index}: value {call.value} exceeds the per-use "
+                    f"maximum {t.max_value_per_use}",
+                    callIndex=index, policyType="transfer", policyIndex=i, limit=_q(t.max_value_per_use),
+                    requested=_q(call.value),
+                )
+            self.consume((Scope.TRANSFER_VALUE, i, 0), t.value_limit.kind, t.value_limit.amount, call.value, index)
+            self.matched.append(("transfer", i))
+            return
         if len(data) < 4:
             raise self.fail("SessionInvalidCallData", (index,),
                             f"call {index}: calldata of {len(data)} bytes is neither empty nor a function call",
                             callIndex=index)
-        selector = data[:4]
-        target_matched = False
-        for i, p in enumerate(spec.call_policies):
-            if p.target != call.target and p.target != ZERO_ADDRESS:
-                continue
-            target_matched = True
-            if p.selector != selector and p.selector != b"\x00\x00\x00\x00":
-                continue
-            if call.value > p.max_value_per_use:
+        selector = bytes(data[:4])
+        i = self.index.call_policy(call.target, selector)
+        if i is None:
+            sel_text = function_name(selector)
+            if call.target in self.index.targets or ZERO_ADDRESS in self.index.targets:
+                raise self.fail("SessionSelectorNotAllowed", (index, call.target, selector),
+                                f"call {index}: function {sel_text} on {call.target} is not allowed by any call policy",
+                                callIndex=index, target=call.target, selector="0x" + selector.hex())
+            raise self.fail("SessionTargetNotAllowed", (index, call.target),
+                            f"call {index}: target {call.target} is not allowed by any call policy",
+                            callIndex=index, target=call.target)
+        p = spec.call_policies[i]
+        if call.value > p.max_value_per_use:
+            raise self.fail(
+                "SessionValueExceedsPerUse", (index, i, call.value, p.max_value_per_use),
+                f"{call_policy_text(spec, i)} call {index}: value {call.value} wei exceeds the per-use "
+                f"maximum {p.max_value_per_use}" + (" (the policy allows no ETH)" if p.max_value_per_use == 0 else ""),
+                callIndex=index, policyType="call", policyIndex=i, limit=_q(p.max_value_per_use),
+                requested=_q(call.value),
+            )
+        self.consume((Scope.CALL_VALUE, i, 0), p.value_limit.kind, p.value_limit.amount, call.value, index)
+        for j, c in enumerate(p.constraints):
+            offset = 4 + c.index * 32
+            if len(data) < offset + 32:
                 raise self.fail(
-                    "SessionValueExceedsPerUse", (index, i, call.value, p.max_value_per_use),
-                    f"{call_policy_text(spec, i)} call {index}: value {call.value} wei exceeds the per-use "
-                    f"maximum {p.max_value_per_use}" + (" (the policy allows no ETH)" if p.max_value_per_use == 0 else ""),
-                    callIndex=index, policyType="call", policyIndex=i, limit=_q(p.max_value_per_use),
-                    requested=_q(call.value),
+                    "SessionArgOutOfBounds", (index, i, j, c.index),
+                    f"{call_policy_text(spec, i)} argument {j} call {index}: the calldata has no word {c.index}",
+                    callIndex=index, policyType="call", policyIndex=i, constraintIndex=j, wordIndex=c.index,
                 )
-            self.consume((Scope.CALL_VALUE, i, 0), p.value_limit.kind, p.value_limit.amount, call.value, index)
-            for j, c in enumerate(p.constraints):
-                offset = 4 + c.index * 32
-                if len(data) < offset + 32:
-                    raise self.fail(
-                        "SessionArgOutOfBounds", (index, i, j, c.index),
-                        f"{call_policy_text(spec, i)} argument {j} call {index}: the calldata has no word {c.index}",
-                        callIndex=index, policyType="call", policyIndex=i, constraintIndex=j, wordIndex=c.index,
-                    )
-                raw = bytes(data[offset:offset + 32])
-                value = int.from_bytes(raw, "big")
-                ref = int.from_bytes(c.ref_value, "big")
-                if not _compare(c.condition, value, ref):
-                    op = _COND_TEXT.get(c.condition, "<=")
-                    raise self.fail(
-                        "SessionArgConstraintFailed", (index, i, j, c.condition, raw, c.ref_value),
-                        f"{call_policy_text(spec, i)} argument {j} call {index}: word {c.index} is {value}, "
-                        f"the policy requires {op} {ref}",
-                        callIndex=index, policyType="call", policyIndex=i, constraintIndex=j, wordIndex=c.index,
-                        condition=op, actual="0x" + raw.hex(), refValue="0x" + c.ref_value.hex(),
-                    )
-                self.consume((Scope.CALL_ARG, i, j), c.limit.kind, c.limit.amount, value, index)
-            self.matched.append(("call", i))
-            return
-        sel_text = function_name(selector)
-        if target_matched:
-            raise self.fail("SessionSelectorNotAllowed", (index, call.target, bytes(selector)),
-                            f"call {index}: function {sel_text} on {call.target} is not allowed by any call policy",
-                            callIndex=index, target=call.target, selector="0x" + bytes(selector).hex())
-        raise self.fail("SessionTargetNotAllowed", (index, call.target),
-                        f"call {index}: target {call.target} is not allowed by any call policy",
-                        callIndex=index, target=call.target)
+            raw = bytes(data[offset:offset + 32])
+            if not is_canonical(c.arg_type, c.arg_size, raw):
+                type_text = arg_type_text(c.arg_type, c.arg_size)
+                raise self.fail(
+                    "SessionArgNotCanonical", (index, i, j, int(c.arg_type), raw),
+                    f"{call_policy_text(spec, i)} argument {j} call {index}: word {c.index} 0x{raw.hex()} is not a "
+                    f"cleanly padded {type_text} (a callee reading fewer bits would see another value)",
+                    callIndex=index, policyType="call", policyIndex=i, constraintIndex=j, wordIndex=c.index,
+                    argType=type_text, actual="0x" + raw.hex(),
+                )
+            value = int.from_bytes(raw, "big")
+            ref = int.from_bytes(c.ref_value, "big")
+            is_signed = c.arg_type == ArgType.INT
+            if not _compare(c.condition, signed(value) if is_signed else value, signed(ref) if is_signed else ref):
+                op = _COND_TEXT.get(c.condition, "<=")
+                shown_value, shown_ref = (signed(value), signed(ref)) if is_signed else (value, ref)
+                raise self.fail(
+                    "SessionArgConstraintFailed", (index, i, j, c.condition, raw, c.ref_value),
+                    f"{call_policy_text(spec, i)} argument {j} call {index}: word {c.index} is {shown_value}, "
+                    f"the policy requires {op} {shown_ref}",
+                    callIndex=index, policyType="call", policyIndex=i, constraintIndex=j, wordIndex=c.index,
+                    condition=op, actual="0x" + raw.hex(), refValue="0x" + c.ref_value.hex(),
+                )
+            self.consume((Scope.CALL_ARG, i, j), c.limit.kind, c.limit.amount, value, index)
+        self.matched.append(("call", i))
 
 
 def effective_base(state: SessionState, pending: Sequence[PendingUse]) -> tuple[SessionState, Sequence[PendingUse]]:
@@ -453,15 +612,26 @@ def effective_base(state: SessionState, pending: Sequence[PendingUse]) -> tuple[
             grants += 1
     if last is None:
         return state, pending
-    return SessionState.fresh(pending[last].grant, state.grant_nonce + grants), pending[last:]
+    return SessionState.fresh(pending[last].grant, state.grant_nonce + grants, state.epoch), pending[last:]
 
 
 def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSignature, call_data: bytes,
-             pending: Sequence[PendingUse] = ()) -> Evaluation:
-    """The contract's session validation of one op, or SessionViolation where it would revert."""
+             pending: Sequence[PendingUse] = (), facts: OpFacts = UNPRICED_OP) -> Evaluation:
+    """The contract's session validation of one op, or SessionViolation where it would revert.
+    `facts` are the op's gas fields and protected targets (OpFacts.of); the default prices the
+    op at zero and is meant for tests of the call rules only."""
     signer = sig.signer
     base, after = effective_base(state, pending)
     grant = None
+    if facts.delegating:
+        if not isinstance(sig, EnableSignature):
+            raise SessionViolation(
+                "SessionDelegationNotAllowed", (),
+                f"session {signer}: a session op may not carry an EIP-7702 authorization (only the owner "
+                f"(re)delegates the account)", {"account": account, "sessionKey": signer})
+        # the owner-signed (re)delegation starts a new epoch: every earlier grant is gone
+        base = SessionState(Status.NONE, base.grant_nonce, 0, None, {}, base.epoch + 1)
+        after = ()
     if isinstance(sig, EnableSignature):
         ctx = _Eval(account, signer, base, sig.period_index, ())
         reason = check_spec(sig.spec, account)
@@ -476,8 +646,8 @@ def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSi
                 signedNonce=sig.nonce, currentNonce=base.grant_nonce,
             )
         grant = sig.spec
-        base, after = SessionState.fresh(sig.spec, base.grant_nonce + 1), ()
-    ctx = _Eval(account, signer, base, sig.period_index, after)
+        base, after = SessionState.fresh(sig.spec, base.grant_nonce + 1, base.epoch), ()
+    ctx = _Eval(account, signer, base, sig.period_index, after, facts)
     if base.status == Status.NONE:
         raise ctx.fail("SessionUnknown", (signer,),
                        f"is not a session of account {account}: grant it first (owner op or enable mode)")
@@ -509,6 +679,7 @@ def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSi
             limit=_q(spec.usage_limit), used=_q(base.usage_count), pending=_q(pending_uses), requested="0x1",
             remaining=_q(max(spec.usage_limit - base.usage_count - pending_uses, 0)),
         )
+    ctx.check_gas()
     selector, calls = decode_session_calls(call_data)
     if calls is None:
         raise ctx.fail("UndecodableCallData", (), f"callData {function_name(selector)} arguments do not ABI-decode")
@@ -516,6 +687,10 @@ def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSi
         raise ctx.fail("SessionCallNotAllowed", (selector,),
                        f"callData must call execute or executeBatch, not {function_name(selector)}",
                        selector="0x" + selector.hex())
+    if selector == SEL_EXECUTE_BATCH and len(calls) > MAX_SESSION_CALLS:
+        raise ctx.fail("SessionTooManyCalls", (len(calls), MAX_SESSION_CALLS),
+                       f"a session op makes at most {MAX_SESSION_CALLS} calls, this batch has {len(calls)}",
+                       limit=_q(MAX_SESSION_CALLS), requested=_q(len(calls)))
     for i, call in enumerate(calls):
         ctx.check_call(i, call)
     return Evaluation(

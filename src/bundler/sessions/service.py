@@ -44,6 +44,7 @@ from typing import Any
 from eth_abi import decode
 from eth_utils import to_checksum_address
 
+from .. import faults
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams, SignatureInvalid, TimeRangeInvalid, ValidationRejected
 from ..store.records import OpStatus, SessionActivity
@@ -52,12 +53,12 @@ from . import abi
 from .gas import validation_gas_bound
 from .ledger import LedgerEntry, SessionLedger
 from .policy import (
-    Evaluation, PendingUse, SessionState, SessionViolation, check_window, evaluate, function_name,
+    Evaluation, OpFacts, PendingUse, SessionState, SessionViolation, check_window, evaluate, function_name,
 )
 from .recover import recover_signer
 from .registry import SessionContracts
 from .state import AccountView, BatchRpc, SessionStateReader
-from .views import SCOPE_NAMES, limits_report, spec_to_json, status_of
+from .views import SCOPE_NAMES, gas_report, limits_report, spec_to_json, status_of
 
 log = logging.getLogger(__name__)
 
@@ -208,23 +209,26 @@ class SessionService:
         pending = self.ledger.pending_for(sop.account, sop.signer, sop.state_block, exclude=replacing)
         version = self.ledger.version
         try:
-            ev = evaluate(sop.account, sop.state, sop.sig, sop.op.call_data, pending)
+            ev = evaluate(sop.account, sop.state, sop.sig, sop.op.call_data, pending,
+                          OpFacts.of(sop.op, sop.ep.address, sop.implementation))
         except SessionViolation as v:
             self.stats["refused"] += 1
             raise self._error(v, sop) from None
         sop.evaluation, sop.ledger_version, sop.replacing = ev, version, replacing
         return ev
 
-    def _check_signatures(self, sop: SessionOp, ev: Evaluation) -> None:
+    def _check_signatures(self, sop: SessionOp) -> None:
         digest = bytes.fromhex(sop.op_hash[2:])
         sig = sop.sig
         if isinstance(sig, abi.EnableSignature) and sop.owner is not None:
-            enable_digest = abi.eip712_spec_digest(sig.spec, sig.nonce, sop.account, self.chain_id)
+            # an op carrying a 7702 authorization starts the next epoch before the grant
+            epoch = sop.state.epoch + (1 if sop.op.is_eip7702 else 0)
+            enable_digest = abi.eip712_spec_digest(sig.spec, sig.nonce, sop.account, self.chain_id, epoch)
             recovered = recover_signer(enable_digest, sig.owner_signature)
             if recovered != sop.owner:
                 raise SignatureInvalid(
                     f"Invalid UserOperation signature: the enable signature is not the owner's: the EIP-712 "
-                    f"EnableSession(spec, nonce {sig.nonce}) digest for account {sop.account} on chain "
+                    f"EnableSession(spec, nonce {sig.nonce}, epoch {epoch}) digest for account {sop.account} on chain "
                     f"{self.chain_id} recovers to {recovered or 'nothing'}, the owner is {sop.owner}",
                     {"account": sop.account, "sessionKey": sop.signer, "owner": sop.owner, "recovered": recovered},
                 )
@@ -269,11 +273,12 @@ class SessionService:
             pays_prefund=others_pending or view.deposit < op.max_cost(), fresh_deposit=view.deposit == 0)
 
     def precheck(self, sop: SessionOp, replacing: str | None, now: int) -> FastOutcome | None:
-        """Policy (as the contract would revert), then signatures (as it would fail them), then
-        the time range (as the EntryPoint would refuse it). Returns the fast-path outcome when
-        the op qualifies, else None (simulate it)."""
+        """Signatures first (a coincurve recovery costs less than evaluating a large batch, and an
+        op nobody signed earns no policy work), then the policy (as the contract would revert),
+        then the time range (as the EntryPoint would refuse it). Returns the fast-path outcome
+        when the op qualifies, else None (simulate it)."""
+        self._check_signatures(sop)
         ev = self.evaluate(sop, replacing)
-        self._check_signatures(sop, ev)
         try:
             check_window(ev, now, self.margin)
         except SessionViolation as v:
@@ -336,6 +341,7 @@ class SessionService:
     async def run(self) -> None:
         """Per new block: forget mined ops the state now shows, drop pending ops of sessions
         that were revoked or expired, re-check pending ops of sessions granted anew."""
+        retry_in = 0.5
         while True:
             header = await self.head.wait_new_block(self._last_block, 2.0)
             if header is None or header.number == self._last_block:
@@ -345,8 +351,13 @@ class SessionService:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("session watcher failed on block %s", header.number)
-                await asyncio.sleep(0.5)
+                # the blocks since _last_block are read again next round (eth_getLogs failed:
+                # a revocation in them must not be missed); retried with a growing pause
+                log.exception("session watcher failed on block %s; retrying in %.1f s", header.number, retry_in)
+                await asyncio.sleep(retry_in)
+                retry_in = min(retry_in * 2, 10.0)
+                continue
+            retry_in = 0.5
             self._last_block = header.number
 
     def _drop(self, op_hash: str, reason: str, code: int) -> bool:
@@ -379,16 +390,29 @@ class SessionService:
         start = header.number if previous is None else max(previous + 1, header.number - LOG_RANGE_MAX)
         if start > header.number:
             return
+        faults.fail_point("sessions.get_logs")
         logs = await self.rpc.call("eth_getLogs", [{
             "address": accounts,
-            "topics": [["0x" + abi.TOPIC_SESSION_REVOKED.hex(), "0x" + abi.TOPIC_SESSION_GRANTED.hex()]],
+            "topics": [["0x" + abi.TOPIC_SESSION_REVOKED.hex(), "0x" + abi.TOPIC_SESSION_GRANTED.hex(),
+                        "0x" + abi.TOPIC_ALL_SESSIONS_REVOKED.hex()]],
             "fromBlock": hex(start), "toBlock": hex(header.number),
         }])
         regranted: set[tuple[str, str]] = set()
         for entry in logs or []:
-            if entry.get("removed") or len(entry.get("topics", ())) < 2:
+            if entry.get("removed") or not entry.get("topics"):
                 continue
             account = entry["address"].lower()
+            if bytes.fromhex(entry["topics"][0][2:]) == abi.TOPIC_ALL_SESSIONS_REVOKED:
+                block = int(entry["blockNumber"], 16)
+                for signer in [s for a, s in self.ledger.sessions() if a == account]:
+                    regranted.discard((account, signer))
+                    for e in self.ledger.entries(account, signer):
+                        if self._drop(e.op_hash, f"every session of account {account} was revoked in block {block} "
+                                                 f"(a new epoch)", ValidationRejected.code):
+                            self.stats["dropped_revoked"] += 1
+                continue
+            if len(entry["topics"]) < 2:
+                continue
             signer = "0x" + entry["topics"][1][-40:].lower()
             if bytes.fromhex(entry["topics"][0][2:]) == abi.TOPIC_SESSION_REVOKED:
                 regranted.discard((account, signer))
@@ -421,7 +445,8 @@ class SessionService:
                 continue
             try:
                 sig = abi.decode_signature(pool_entry.op.signature)
-                ev = evaluate(account, view.state, sig, pool_entry.op.call_data, kept)
+                facts = OpFacts.of(pool_entry.op, ep.address, abi.implementation_of(view.code) or abi.ZERO_ADDRESS)
+                ev = evaluate(account, view.state, sig, pool_entry.op.call_data, kept, facts)
             except (ValueError, SessionViolation) as v:
                 if self._drop(e.op_hash, f"the session {signer} was granted anew and the op no longer passes "
                                          f"its policy: {v}", ValidationRejected.code):
@@ -477,6 +502,7 @@ class SessionService:
                 period = (now - spec.valid_after) // spec.period if now >= spec.valid_after else 0
                 out["currentPeriod"] = period
             out["limits"] = limits_report(state, now, pending)
+            out["gas"] = gas_report(state, now, pending)
         else:
             out["uses"] = {"limit": None, "used": 0, "pending": count, "remaining": None}
             out["limits"] = []

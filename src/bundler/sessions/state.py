@@ -42,9 +42,9 @@ SEL_BALANCE_OF = _sel("balanceOf(address)")
 SEL_GET_ADDRESS = _sel("getAddress(address,uint256)")
 SEL_ENTRY_POINT = _sel("entryPoint()")
 SEL_ACCOUNT_IMPLEMENTATION = _sel("ACCOUNT_IMPLEMENTATION()")
-SESSION_INFO_T = f"({abi.SESSION_SPEC_T},uint8,uint64,uint32)"
+SESSION_INFO_T = f"({abi.SESSION_SPEC_T},uint8,uint64,uint32,uint32)"
 _LU = "(uint48,uint256)"
-USAGE_T = f"(uint32,{_LU}[],{_LU}[][],{_LU}[])"
+USAGE_T = f"(uint32,{_LU}[],{_LU}[][],{_LU}[],{_LU})"
 
 
 class RpcCallError:
@@ -141,14 +141,14 @@ class BatchRpc:
 
 def decode_session_info(data: bytes) -> SessionState:
     """getSession(signer) output -> SessionState without counters."""
-    ((spec_t, status, grant_nonce, usage_count),) = decode([SESSION_INFO_T], data)
+    ((spec_t, status, grant_nonce, usage_count, epoch),) = decode([SESSION_INFO_T], data)
     spec = abi.SessionSpec.from_abi(spec_t) if status != abi.Status.NONE else None
-    return SessionState(status, grant_nonce, usage_count, spec, {})
+    return SessionState(status, grant_nonce, usage_count, spec, {}, epoch)
 
 
 def decode_usage(data: bytes) -> dict[tuple[int, int, int], Counter]:
     """getUsage(signer) output -> counters per limit key (zero counters left out)."""
-    ((_count, call_value, call_args, transfer_value),) = decode([USAGE_T], data)
+    ((_count, call_value, call_args, transfer_value, gas_cost),) = decode([USAGE_T], data)
     out: dict[tuple[int, int, int], Counter] = {}
     for i, (period, used) in enumerate(call_value):
         if period or used:
@@ -160,6 +160,8 @@ def decode_usage(data: bytes) -> dict[tuple[int, int, int], Counter]:
     for i, (period, used) in enumerate(transfer_value):
         if period or used:
             out[(abi.Scope.TRANSFER_VALUE, i, 0)] = Counter(period, used)
+    if gas_cost[0] or gas_cost[1]:
+        out[(abi.Scope.GAS, 0, 0)] = Counter(*gas_cost)
     return out
 
 

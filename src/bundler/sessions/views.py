@@ -9,13 +9,14 @@ from typing import Any
 
 from .abi import Condition, LimitKind, Scope, SessionSpec, Status, ZERO_ADDRESS
 from .policy import (
-    FUNCTION_NAMES, LimitKey, SessionState, current_period, limit_keys, limit_of, limit_text,
+    FUNCTION_NAMES, LimitKey, SessionState, arg_type_text, current_period, limit_keys, limit_of, limit_text,
 )
 
 CONDITION_NAMES = {Condition.EQ: "eq", Condition.NEQ: "neq", Condition.GT: "gt", Condition.GTE: "gte",
                    Condition.LT: "lt", Condition.LTE: "lte"}
 KIND_NAMES = {LimitKind.NONE: "none", LimitKind.LIFETIME: "lifetime", LimitKind.ALLOWANCE: "allowance"}
-SCOPE_NAMES = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue"}
+SCOPE_NAMES = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue",
+               Scope.GAS: "gasCost"}
 
 
 def _limit(lim) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def spec_to_json(spec: SessionSpec) -> dict[str, Any]:
                 "valueLimit": _limit(p.value_limit),
                 "constraints": [
                     {"condition": CONDITION_NAMES.get(c.condition, int(c.condition)), "index": c.index,
+                     "type": arg_type_text(c.arg_type, c.arg_size),
                      "refValue": "0x" + c.ref_value.hex(), "limit": _limit(c.limit)}
                     for c in p.constraints
                 ],
@@ -49,7 +51,20 @@ def spec_to_json(spec: SessionSpec) -> dict[str, Any]:
             {"target": t.target, "maxValuePerUse": hex(t.max_value_per_use), "valueLimit": _limit(t.value_limit)}
             for t in spec.transfer_policies
         ],
+        "gas": {"maxCostPerOp": hex(spec.gas.max_cost_per_op), "costLimit": _limit(spec.gas.cost_limit),
+                "paymasters": list(spec.gas.paymasters)},
     }
+
+
+def gas_report(state: SessionState, now: int, pending: dict[LimitKey, dict[int, int]]) -> dict[str, Any] | None:
+    """The gas budget: the per-op cap, the paymasters, and the cumulative budget (limit, used on
+    chain, pending in the mempool, remaining; None when the budget is unlimited)."""
+    spec = state.spec
+    if spec is None:
+        return None
+    budget = next((item for item in limits_report(state, now, pending) if item["scope"] == "gasCost"), None)
+    return {"maxCostPerOp": hex(spec.gas.max_cost_per_op), "paymasters": list(spec.gas.paymasters),
+            "budget": budget}
 
 
 def status_of(state: SessionState, now: int) -> str:
@@ -89,7 +104,7 @@ def limits_report(state: SessionState, now: int, pending: dict[LimitKey, dict[in
         scope, pi, ci = key
         item = {
             "scope": SCOPE_NAMES[scope],
-            "policyType": "transfer" if scope == Scope.TRANSFER_VALUE else "call",
+            "policyType": {Scope.TRANSFER_VALUE: "transfer", Scope.GAS: "gas"}.get(scope, "call"),
             "policyIndex": pi,
             **({"constraintIndex": ci} if scope == Scope.CALL_ARG else {}),
             "description": limit_text(spec, key),

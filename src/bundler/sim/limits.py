@@ -80,10 +80,11 @@ def set_memory_limit(limit_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def init_limited_process(node_url: str, config, memory_mb: int) -> None:
-    """ProcessPoolExecutor initializer: tied to the bundler's life, the memory limit, then the
-    usual worker set-up."""
-    die_with_parent()
+def init_limited_process(node_url: str, config, memory_mb: int, parent_pid: int | None = None) -> None:
+    """ProcessPoolExecutor initializer: tied to the life of the bundler (`parent_pid`, given so
+    a bundler that died before this ran is noticed too), the memory limit, then the usual
+    worker set-up."""
+    die_with_parent(parent_pid)
     set_memory_limit(memory_mb)
     init_process(node_url, config)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import os
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -77,7 +78,7 @@ class Simulator:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context(self._mp_start_method),
             initializer=init_limited_process,
-            initargs=(self.node_url, self.config, self.memory_mb),
+            initargs=(self.node_url, self.config, self.memory_mb, os.getpid()),
         )
 
     async def start(self) -> None:
