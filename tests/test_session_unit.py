@@ -18,6 +18,7 @@ from bundler.pool.mempool import Mempool, MempoolFull, PoolEntry
 from bundler.sessions import abi
 from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, TransferPolicy, word
 from bundler.sessions.gas import validation_gas_bound
+from bundler.sessions.keeper import LedgerKeeper
 from bundler.sessions.ledger import LedgerEntry, SessionLedger
 from bundler.sessions.policy import (
     Consumed, Counter, PendingUse, SessionState, SessionViolation, check_window, evaluate,
@@ -200,7 +201,7 @@ def pool_entry(nonce: int, fee: int = 10) -> PoolEntry:
 def test_ledger_follows_the_mempool():
     pool = Mempool(max_ops_per_sender=2)
     ledger = SessionLedger()
-    pool.observe(ledger)
+    pool.observe(LedgerKeeper(ledger, MemoryStore()))
 
     def admit(entry, amount):
         pool.add(entry)
@@ -236,6 +237,34 @@ def test_ledger_follows_the_mempool():
     admit(pool_entry(3), 1)
     pool.clear()
     assert len(ledger) == 0
+
+
+def test_ops_entering_the_pool_without_admission_are_accounted_from_their_activity():
+    """Restart recovery, reorg and lost-nonce re-queue, shared-store sync: Mempool.add of an op
+    the ledger does not hold enters it again with what admission recorded for it."""
+    pool, ledger, store = Mempool(max_ops_per_sender=4), SessionLedger(), MemoryStore()
+    pool.observe(LedgerKeeper(ledger, store))
+    signer = Account.create().address.lower()
+    signature = abi.encode_session_signature(signer, 3, b"\x01" * 65)
+    entry = PoolEntry(op=op(5).with_changes(signature=signature), entry_point=V07, hash="0x" + "ab" * 32,
+                      valid_after=100, valid_until=abi.UINT48_MAX)
+    store.add_session_activity(SessionActivity(
+        op_hash=entry.hash, account=ACCOUNT, session_key=signer, entry_point=V07.address, nonce=5, mode="session",
+        period_index=3, calls=[], consumed=[{"scope": 2, "policyIndex": 0, "constraintIndex": 1, "amount": 40}]))
+    pool.add(entry)  # e.g. reloaded from the store after a restart
+    assert ledger.totals(ACCOUNT, signer) == (1, {(2, 0, 1): {3: 40}})
+    [restored] = ledger.entries(ACCOUNT, signer)
+    assert (restored.valid_after, restored.valid_until, restored.use.nonce) == (100, 0, 5)
+    # mined, then its block reorged out before the ledger let go of it: pending again
+    pool.remove(entry.hash, mined_block=9)
+    assert ledger.totals(ACCOUNT, signer)[0] == 0
+    pool.add(entry)
+    assert ledger.totals(ACCOUNT, signer) == (1, {(2, 0, 1): {3: 40}})
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, signer, 20)] == [entry.hash]
+    # an op with no activity record (never admitted as a session op here) is not invented
+    other = PoolEntry(op=op(6).with_changes(signature=signature), entry_point=V07, hash="0x" + "cd" * 32)
+    pool.add(other)
+    assert len(ledger) == 1
 
 
 # ------------------------------------------------------------------ batching client

@@ -148,13 +148,13 @@ class Admission:
             raise _refusal(op_hash, verdict)
         if victim is not None:
             self.capacity.evict(victim, op_hash, header.base_fee)
+        if session is not None:  # accounted first: the mempool's observers see it as a session op
+            self.sessions.admitted(session, entry)
         self.mempool.add(entry)
         if rep is not None:
             rep.admitted(entry)
             if replaced is not None:
                 rep.replaced(replaced)
-        if session is not None:
-            self.sessions.admitted(session, entry)
         await self._persist(entry, replaced)
         log.info("admitted op %s sender %s nonce %s", op_hash, op.sender, hex(op.nonce))
         if self.on_admitted:

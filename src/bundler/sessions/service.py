@@ -8,7 +8,7 @@ Admission (pool.admission) calls, for every op:
     fast = sessions.precheck(sop, replacing, now)          # policy errors, signature; fast-path outcome or None
     ... py-evm simulation unless `fast` ...
     sessions.recheck(sop, replaced)                         # re-evaluate if the ledger moved meanwhile
-    mempool.add(entry); sessions.admitted(sop, entry)       # pending usage + audit log
+    sessions.admitted(sop, entry); mempool.add(entry)       # pending usage + audit log
 
 Recognition (no guessing from the signature alone):
   - deployed clone: eth_getCode is the ERC-1167 runtime of a known implementation of this
@@ -51,6 +51,7 @@ from ..store.records import OpStatus, SessionActivity
 from ..userop.model import UserOperation
 from . import abi
 from .gas import validation_gas_bound
+from .keeper import LedgerKeeper
 from .ledger import LedgerEntry, SessionLedger
 from .policy import (
     Evaluation, OpFacts, PendingUse, SessionState, SessionViolation, check_window, evaluate, function_name,
@@ -123,7 +124,9 @@ class SessionService:
         self.sender_cap = getattr(config, "session_max_ops_per_sender", 16)
         self.margin = getattr(config, "valid_until_margin", 30)
         self.ledger = SessionLedger()
-        mempool.observe(self.ledger)
+        # every op entering the pool is accounted, however it came in (restart, reorg, ...)
+        self.keeper = LedgerKeeper(self.ledger, store, enabled=lambda: bool(self.contracts))
+        mempool.observe(self.keeper)
         self.stats: Tally = Tally()  # fast / full / refused / dropped_revoked / dropped_expired ...
         self._last_block: int | None = None
 
@@ -300,6 +303,8 @@ class SessionService:
         return self.sender_cap
 
     def admitted(self, sop: SessionOp, entry) -> None:
+        """Called right before the entry enters the mempool (so the LedgerKeeper finds it
+        accounted already)."""
         ev = sop.evaluation
         use = PendingUse(entry.hash, sop.op.nonce, ev.period_index, ev.consumed, ev.grant)
         self.ledger.add(LedgerEntry(use, sop.account, sop.signer, sop.ep.address, ev.valid_after, ev.valid_until))
