@@ -362,6 +362,33 @@ def test_gas_budget_and_epoch_are_part_of_the_grant(dev):
     assert gas and int(gas[0]["used"], 16) > 0, session["limits"]
 
 
+def test_python_sdk_relay_client(dev):
+    """session_sdk.RelayClient (sdk/python) drives the relay: register, grant, execute, refusal."""
+    from session_sdk.relay import RelayClient as SdkRelay, RelayError, sign_request, verify_webhook
+
+    acct = _account(dev)
+    backend = SdkRelay(dev.url, os.urandom(32))
+    assert backend.register(name="sdk")["credentialId"] == backend.credential_id
+    owner = SdkRelay(dev.url, acct.owner_key, owner_account=acct.address)
+    grant = owner.prepare_grant(acct.address, {"anyTarget": {}, "expiresIn": 600}, credential_id=backend.credential_id)
+    _remember_key(dev, grant["grantId"])
+    owner.activate(grant["grantId"], abi.sign_digest(acct.owner_key, bytes.fromhex(grant["enable"]["digest"][2:])))
+    mint = [{"to": dev.dep.token, "data": _mint(dev.dep.token, acct.address, 3)}]
+    call = backend.execute(acct.address, mint, idempotency_key="sdk-1")
+    assert backend.wait_for_call(call["callId"])["status"] == "mined"
+    with pytest.raises(RelayError) as refused:
+        backend.execute(acct.address, [{**mint[0], "value": "0x1"}], idempotency_key="sdk-2")
+    assert refused.value.status == 422 and refused.value.data["rule"] == "SessionValueExceedsPerUse"
+    # the webhook check the SDK offers accepts the relay's scheme and nothing else
+    key = os.urandom(32)
+    headers = sign_request(key, "POST", "/hook", b"{}")
+    from bundler.relay.keystore import address_of
+
+    assert verify_webhook(address_of(key), "/hook", b"{}", headers)
+    assert not verify_webhook(address_of(key), "/hook", b"{ }", headers)
+    assert not verify_webhook(address_of(os.urandom(32)), "/hook", b"{}", headers)
+
+
 # ---------------------------------------------------------------- security
 
 
