@@ -92,6 +92,7 @@ class RelayService:
         self.config = config
         self.webhooks = webhooks  # relay.webhooks.Webhooks or None
         self.webhook_signer = webhook_signer
+        self.metrics = None  # relay.metrics.RelayMetrics, set by the Relay
         self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes))
         self._enabling: set[str] = set()  # grants whose enable op is being built
         self._last_block: int | None = None
@@ -382,6 +383,8 @@ class RelayService:
         except DuplicateKey:  # the same key raced in: answer with the first one
             return 200, call_view(self.store.call_by_idempotency_key(cred.id, key))
         self.store.audit("call.accepted", credential_id=cred.id, account=account, grant_id=grant.id, callId=call.id)
+        if self.metrics is not None:
+            self.metrics.call("accepted")
         await self._dispatch(call)
         view = call_view(self.store.get_call(call.id))
         err = view.get("error")
@@ -437,7 +440,7 @@ class RelayService:
             op_hash, lane, nonce = await self.builder.submit_session_op(
                 ep=ep, account=g.account, calls=calls, key=key, spec=spec, enable=enable)
         except BundlerError as e:
-            self._finish(call, DROPPED, error=refusal(e))
+            self._finish(call, DROPPED, error=refusal(e), refused=True)
             self.store.audit("call.refused", credential_id=call.credential_id, account=call.account,
                              grant_id=g.id, callId=call.id, code=e.code, rule=(e.data or {}).get("rule")
                              if isinstance(e.data, dict) else None)
@@ -454,13 +457,16 @@ class RelayService:
             return
         log.info("relay: call %s submitted as op %s (lane %d)", call.id, op_hash, lane)
 
-    def _finish(self, call: RelayCall, status: str, *, error: dict | None = None, receipt: dict | None = None) -> None:
+    def _finish(self, call: RelayCall, status: str, *, error: dict | None = None, receipt: dict | None = None,
+                refused: bool = False) -> None:
         """A final state, once: only the instance that moves the call there audits and notifies."""
         if not self.store.transition_call(call.id, (QUEUED, DISPATCHING, PENDING), status=status,
                                           error=json.dumps(error) if error else None,
                                           receipt=json.dumps(receipt) if receipt else None):
             return
         if status in FINAL_CALL_STATES:
+            if self.metrics is not None:
+                self.metrics.call("refused" if refused else status)
             self.store.audit(f"call.{status}", credential_id=call.credential_id, account=call.account,
                              grant_id=call.grant_id, callId=call.id, userOpHash=call.user_op_hash,
                              **({"reason": error.get("message")} if error else {}))
