@@ -20,6 +20,7 @@ import os
 from ..store.relay import RelayStore, open_relay_store
 from .keystore import KeyStore, load_master_keys, address_of
 from .service import RelayService
+from .metrics import RelayMetrics
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class Relay:
                                     sessions=bundler.sessions, store=self.store, keys=self.keys, config=config,
                                     webhooks=self.webhooks, webhook_signer=self.webhook_signer)
         self._task: asyncio.Task | None = None
+        self.metrics = RelayMetrics(bundler.metrics.registry)
+        self.service.metrics = self.metrics
 
     def _webhook_key(self) -> bytes:
         """The relay's own key signing webhooks: made once, kept encrypted like the session keys
@@ -54,7 +57,7 @@ class Relay:
     def add_routes(self, app) -> None:
         from .routes import add_routes
 
-        add_routes(app, self.service)
+        add_routes(app, self.service, self.metrics)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.service.run(), name="relay")

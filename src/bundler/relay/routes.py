@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..errors import InvalidParams
 from .errors import InvalidRequest, RelayError
+from .metrics import RelayMetrics
 from .openapi import openapi_document
 from .service import RelayService
 
@@ -35,8 +36,8 @@ def _body(raw: bytes):
 Handler = Callable[[web.Request, bytes], Awaitable[tuple[int, object]]]
 
 
-def _endpoint(handler: Handler):
-    async def wrapped(request: web.Request) -> web.Response:
+def _endpoint(handler: Handler, route: str, metrics: RelayMetrics | None):
+    async def answer(request: web.Request) -> web.Response:
         try:
             raw = await request.read()
             status, payload = await handler(request, raw)
@@ -51,10 +52,16 @@ def _endpoint(handler: Handler):
             log.exception("relay: internal error in %s %s", request.method, request.path)
             return _json(500, {"error": {"code": "internal", "message": f"internal error: {type(e).__name__}"}})
 
+    async def wrapped(request: web.Request) -> web.Response:
+        response = await answer(request)
+        if metrics is not None:
+            metrics.request(route, response.status)
+        return response
+
     return wrapped
 
 
-def add_routes(app: web.Application, relay: RelayService) -> None:
+def add_routes(app: web.Application, relay: RelayService | None, metrics: RelayMetrics | None = None) -> None:
     async def auth(request: web.Request, raw: bytes, **kw):
         return await relay.authenticate(request.method, request.raw_path, request.headers, raw, **kw)
 
@@ -105,17 +112,17 @@ def add_routes(app: web.Application, relay: RelayService) -> None:
         return 200, openapi_document()
 
     r = app.router
-    r.add_post(f"{PREFIX}/credentials", _endpoint(register))
-    r.add_get(f"{PREFIX}/credentials/me", _endpoint(me))
-    r.add_post(f"{PREFIX}/credentials/me/retire", _endpoint(retire))
-    r.add_post(f"{PREFIX}/grants", _endpoint(prepare))
-    r.add_get(f"{PREFIX}/grants", _endpoint(list_grants))
-    r.add_get(f"{PREFIX}/grants/{{grant_id}}", _endpoint(get_grant))
-    r.add_post(f"{PREFIX}/grants/{{grant_id}}/activate", _endpoint(activate))
-    r.add_get(f"{PREFIX}/grants/{{grant_id}}/revocation", _endpoint(revocation))
-    r.add_post(f"{PREFIX}/grants/{{grant_id}}/revoke", _endpoint(revoke))
-    r.add_post(f"{PREFIX}/calls", _endpoint(execute))
-    r.add_get(f"{PREFIX}/calls/{{call_id}}", _endpoint(get_call))
-    r.add_get(f"{PREFIX}/audit", _endpoint(audit))
-    r.add_get(f"{PREFIX}/info", _endpoint(info))
-    r.add_get(f"{PREFIX}/openapi.json", _endpoint(openapi))
+    r.add_post(f"{PREFIX}/credentials", _endpoint(register, "POST /credentials", metrics))
+    r.add_get(f"{PREFIX}/credentials/me", _endpoint(me, "GET /credentials/me", metrics))
+    r.add_post(f"{PREFIX}/credentials/me/retire", _endpoint(retire, "POST /credentials/me/retire", metrics))
+    r.add_post(f"{PREFIX}/grants", _endpoint(prepare, "POST /grants", metrics))
+    r.add_get(f"{PREFIX}/grants", _endpoint(list_grants, "GET /grants", metrics))
+    r.add_get(f"{PREFIX}/grants/{{grant_id}}", _endpoint(get_grant, "GET /grants/{grant_id}", metrics))
+    r.add_post(f"{PREFIX}/grants/{{grant_id}}/activate", _endpoint(activate, "POST /grants/{grant_id}/activate", metrics))
+    r.add_get(f"{PREFIX}/grants/{{grant_id}}/revocation", _endpoint(revocation, "GET /grants/{grant_id}/revocation", metrics))
+    r.add_post(f"{PREFIX}/grants/{{grant_id}}/revoke", _endpoint(revoke, "POST /grants/{grant_id}/revoke", metrics))
+    r.add_post(f"{PREFIX}/calls", _endpoint(execute, "POST /calls", metrics))
+    r.add_get(f"{PREFIX}/calls/{{call_id}}", _endpoint(get_call, "GET /calls/{call_id}", metrics))
+    r.add_get(f"{PREFIX}/audit", _endpoint(audit, "GET /audit", metrics))
+    r.add_get(f"{PREFIX}/info", _endpoint(info, "GET /info", metrics))
+    r.add_get(f"{PREFIX}/openapi.json", _endpoint(openapi, "GET /openapi.json", metrics))
