@@ -64,3 +64,19 @@ async def test_relay_state_survives_a_restart(chain, tmp_path):
             await wrong.start()
     finally:
         await wrong.stop()
+
+
+async def test_relay_routes_share_the_per_client_rate_limit(chain, tmp_path):
+    import aiohttp
+
+    async with running_bundler(chain, relay=True, relay_master_key=[Fernet.generate_key().decode()],
+                               rate_limit_per_s=1, rate_limit_burst=3, rate_limit_exempt_loopback=False) as (b, _):
+        async with aiohttp.ClientSession() as session:
+            statuses = []
+            for _ in range(6):
+                async with session.get(b.url + "/relay/v1/info") as r:
+                    statuses.append(r.status)
+                    if r.status == 429:
+                        assert int(r.headers["Retry-After"]) >= 1
+                        assert (await r.json())["error"]["code"] == "rate_limited"
+    assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:], statuses

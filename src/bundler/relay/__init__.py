@@ -44,6 +44,7 @@ class Relay:
                                     webhooks=self.webhooks, webhook_signer=self.webhook_signer)
         self._task: asyncio.Task | None = None
         self.metrics = RelayMetrics(bundler.metrics.registry)
+        self._rate_limiter = bundler.rate_limiter
         self.service.metrics = self.metrics
 
     def _webhook_key(self) -> bytes:
@@ -62,7 +63,7 @@ class Relay:
     def add_routes(self, app) -> None:
         from .routes import add_routes
 
-        add_routes(app, self.service, self.metrics)
+        add_routes(app, self.service, self.metrics, self._rate_limiter)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.service.run(), name="relay")
