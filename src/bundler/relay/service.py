@@ -375,17 +375,22 @@ class RelayService:
         if not grants:
             raise Forbidden(f"credential {cred.id} holds no authorized grant for {account}")
         grant = grants[-1]  # the newest
+        # stored already claimed by this instance (no other one dispatches it), with its audit
+        # entry in the same transaction
         call = RelayCall(id=_new_id("call"), credential_id=cred.id, idempotency_key=key, grant_id=grant.id,
                          account=account, calls=json.dumps([{"to": c.to, "value": hex(c.value),
-                                                             "data": "0x" + c.data.hex()} for c in calls]))
+                                                             "data": "0x" + c.data.hex()} for c in calls]),
+                         status=DISPATCHING)
         try:
-            self.store.add_call(call)
+            with self.store.transaction():
+                self.store.add_call(call)
+                self.store.audit("call.accepted", credential_id=cred.id, account=account, grant_id=grant.id,
+                                 callId=call.id)
         except DuplicateKey:  # the same key raced in: answer with the first one
             return 200, call_view(self.store.call_by_idempotency_key(cred.id, key))
-        self.store.audit("call.accepted", credential_id=cred.id, account=account, grant_id=grant.id, callId=call.id)
         if self.metrics is not None:
             self.metrics.call("accepted")
-        await self._dispatch(call)
+        await self._dispatch_claimed(call)
         view = call_view(self.store.get_call(call.id))
         err = view.get("error")
         if view["status"] == DROPPED and err and isinstance(err.get("code"), int):
@@ -407,6 +412,9 @@ class RelayService:
         several instances sharing the store never send it twice."""
         if not self.store.transition_call(call.id, (QUEUED,), status=DISPATCHING):
             return
+        await self._dispatch_claimed(call)
+
+    async def _dispatch_claimed(self, call: RelayCall) -> None:
         try:
             await self._dispatch_once(call)
         finally:
