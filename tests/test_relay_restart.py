@@ -4,6 +4,7 @@ a bundler given the wrong master key refuses to start, saying why."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from cryptography.fernet import Fernet
@@ -80,3 +81,23 @@ async def test_relay_routes_share_the_per_client_rate_limit(chain, tmp_path):
                         assert int(r.headers["Retry-After"]) >= 1
                         assert (await r.json())["error"]["code"] == "rate_limited"
     assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:], statuses
+
+
+async def test_webhooks_to_internal_addresses_are_refused_outside_dev(chain, tmp_path):
+    """A backend must not make the relay call services inside the operator's network."""
+    async with running_bundler(chain, relay=True, relay_master_key=[Fernet.generate_key().decode()],
+                               rate_limit_per_s=0) as (b, _):
+        def attempt(url):
+            client = RelayClient(b.url, os.urandom(32))
+            return client.post("/relay/v1/credentials", {"address": client.address, "webhookUrl": url})
+
+        for url in ("http://127.0.0.1:9/hook", "http://10.1.2.3/hook", "http://[::1]/x", "http://localhost:80/x",
+                    "http://169.254.169.254/latest/meta-data"):
+            refused = await asyncio.to_thread(attempt, url)
+            assert refused.status == 400 and "webhookUrl" in refused.body["error"]["message"], (url, refused.text)
+        assert (await asyncio.to_thread(attempt, "https://hooks.example.com/relay")).status == 201
+        # a name is checked when it is resolved, at delivery
+        from bundler.relay.webhooks import AddressRefused, refuse_internal_resolved
+
+        with pytest.raises(AddressRefused):
+            await refuse_internal_resolved("http://localhost:8080/x")

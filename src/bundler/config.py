@@ -178,6 +178,9 @@ class Config:
     relay_nonce_lanes: int = _setting(
         4, "nonce lanes (EntryPoint nonce keys 1..N) per account, so several relay calls are in flight at once")
     relay_webhook_max_tries: int = _setting(6, "attempts of one webhook delivery (exponential backoff between them)")
+    relay_webhook_private_networks: bool = _setting(
+        False, "allow webhook URLs on loopback, private and link-local addresses (a backend could otherwise "
+               "make the relay call services inside the operator's network); on in `bundler dev`")
     balance_refresh_s: float = _setting(15.0, "seconds between refreshes of the executor balance metrics")
     # gas sponsorship: the ERC-7677 paymaster service (docs/paymaster.md)
     paymaster_signer_key: str = _setting(

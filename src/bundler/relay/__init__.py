@@ -37,7 +37,8 @@ class Relay:
         self.store: RelayStore = open_relay_store(config, bundler.store)
         webhook_secret = self._webhook_key()
         self.webhook_signer = address_of(webhook_secret)
-        self.webhooks = Webhooks(self.store, webhook_secret, max_tries=config.relay_webhook_max_tries)
+        self.webhooks = Webhooks(self.store, webhook_secret, max_tries=config.relay_webhook_max_tries,
+                                 private_networks=config.relay_webhook_private_networks)
         del webhook_secret
         self.service = RelayService(pool=bundler, op_store=bundler.store, lookup=bundler.lookup,
                                     sessions=bundler.sessions, store=self.store, keys=self.keys, config=config,

@@ -43,6 +43,7 @@ from .keystore import KeyDecryptError, KeyStore
 from .ops import CallSpec, Lanes, OpBuilder, account_epoch, owner_of
 from .permissions import InvalidPermissions, to_spec
 from .views import call_view, credential_view, grant_view
+from .webhooks import AddressRefused, refuse_internal_literal
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,11 @@ class RelayService:
         if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))
                                     or len(webhook) > 2000):
             raise InvalidRequest("webhookUrl must be an http(s) URL")
+        if webhook is not None and not self.config.relay_webhook_private_networks:
+            try:
+                refuse_internal_literal(webhook)
+            except AddressRefused as e:
+                raise InvalidRequest(f"webhookUrl: {e} (--relay-webhook-private-networks allows it)") from None
         cred = Credential(id=_new_id("cred"), address=address, name=name, webhook_url=webhook)
         self.store.add_credential(cred)
         self.store.audit("credential.registered", credential_id=cred.id, address=address, name=name)
