@@ -42,6 +42,9 @@ class EntryPointVersion:
     paymaster_signature: bool = False
     # EIP-7702 accounts (factory 0x7702 and eip7702Auth)
     supports_eip7702: bool = True
+    # the EntryPoint's time-range check: v0.7 wants block.timestamp >= validAfter, v0.8 and
+    # v0.9 block.timestamp > validAfter (EntryPoint._getValidationData)
+    valid_after_strict: bool = True
     # v0.9: a validity range with the top bit set in both bounds is of block numbers
     block_range_validity: bool = False
     # EntryPointSimulations' own storage words every simulate* call reads (sim prefetch)
@@ -77,6 +80,7 @@ V07 = EntryPointVersion(
     create2_salt=bytes.fromhex("90d8084deab30c2a37c45e8d47f49f2f7965183cb6990a98943ef94940681de3"),
     hash_scheme="v07",
     supports_eip7702=False,
+    valid_after_strict=False,
     simulation_slots=(3, 4, 5, 6),
 )
 V08 = EntryPointVersion(
