@@ -27,8 +27,10 @@ from .keystore import SessionKey
 
 _GET_NONCE = function_signature_to_4byte_selector("getNonce(address,uint192)")
 _OWNER = function_signature_to_4byte_selector("owner()")
+_EPOCH = function_signature_to_4byte_selector("epoch()")
 SEQUENCE_BITS = 64
 CALL_GAS_MARGIN_PERCENT = 120
+PROVISIONAL_CALL_GAS, PROVISIONAL_VERIFICATION_GAS, PROVISIONAL_PVG = 100_000, 150_000, 50_000
 
 
 class PoolPort(Protocol):
@@ -71,6 +73,11 @@ async def owner_of(node, account: str) -> str | None:
     if len(out) != 32:
         return None
     return "0x" + out[12:].hex()
+
+
+async def account_epoch(node, account: str) -> int:
+    """account.epoch(): enable signatures name it, revokeAllSessions moves it on."""
+    return decode(["uint32"], await node.eth_call(account, _EPOCH))[0]
 
 
 def period_index(spec: abi.SessionSpec, now: int) -> int:
@@ -157,7 +164,11 @@ class OpBuilder:
         bundler's own eth_estimateUserOperationGas (py-evm) decides."""
         sessions = self.pool.sessions
         if fast and sessions is not None:
-            verification = await sessions.check_estimate(op, ep, header)
+            # evaluated with gas fields of the order the op will carry: its cost (a gas budget of
+            # the grant consumes it) and whether it pays a prefund shape the verification bound
+            provisional = replace(op, call_gas_limit=PROVISIONAL_CALL_GAS, verification_gas_limit=PROVISIONAL_VERIFICATION_GAS,
+                                  pre_verification_gas=PROVISIONAL_PVG)
+            verification = await sessions.check_estimate(provisional, ep, header)
             if verification:
                 try:
                     call_gas = int(await self.pool.node.call("eth_estimateGas", {

@@ -40,7 +40,7 @@ from ..userop.codec import format_user_operation, parse_address, parse_bytes, pa
 from . import auth
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Refused, RelayError, Unauthorized
 from .keystore import KeyDecryptError, KeyStore
-from .ops import CallSpec, Lanes, OpBuilder, owner_of
+from .ops import CallSpec, Lanes, OpBuilder, account_epoch, owner_of
 from .permissions import InvalidPermissions, to_spec
 from .views import call_view, credential_view, grant_view
 
@@ -217,7 +217,9 @@ class RelayService:
             raise InvalidRequest("mode must be enable or ownerOp")
         ep = await self._entry_point_of(account)
         header = await self.pool.head.fresh()
-        now = max(int(time.time()), header.timestamp)
+        # the chain's clock: a grant starting at the wall clock would make its first op wait for a
+        # block at least that late (on a dev chain that mines only on demand: for ever)
+        now = header.timestamp
         session_address, encrypted = self.keys.new_key()
         try:
             spec = to_spec(body.get("permissions"), session_address, now)
@@ -226,7 +228,8 @@ class RelayService:
         grant = Grant(id=_new_id("grant"), credential_id=cred.id, account=account, entry_point=ep.address,
                       session_address=session_address, encrypted_key=encrypted, spec=abi.encode_spec(spec).hex(),
                       permissions=json.dumps(body.get("permissions"), sort_keys=True), mode=mode,
-                      status="prepared", grant_nonce=0)  # a fresh key: grantNonce(signer) is 0
+                      status="prepared", grant_nonce=0,  # a fresh key: grantNonce(signer) is 0
+                      epoch=await account_epoch(self.pool.node, account))
         if mode == "ownerOp":
             op, op_hash = await self.builder.owner_op(ep, account, abi.encode_grant_session(spec))
             grant.owner_op = json.dumps({"userOp": format_user_operation(op), "userOpHash": op_hash})
@@ -264,7 +267,7 @@ class RelayService:
         owner = await owner_of(self.pool.node, g.account)
         spec = abi.decode_spec(bytes.fromhex(g.spec))
         if g.mode == "enable":
-            digest = abi.eip712_spec_digest(spec, g.grant_nonce, g.account, self.pool.chain_id)
+            digest = abi.eip712_spec_digest(spec, g.grant_nonce, g.account, self.pool.chain_id, g.epoch)
             if owner is None or recover_signer(digest, sig) != owner:
                 raise Unauthorized(f"the signature is not the owner's EIP-712 signature of this grant "
                                    f"(owner {owner})")

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS relay_grants (
     status TEXT NOT NULL,
     reason TEXT,
     grant_nonce BIGINT NOT NULL,
+    epoch BIGINT NOT NULL,
     owner_signature TEXT,
     activation_op TEXT,
     owner_op TEXT,
@@ -133,6 +134,7 @@ class Grant:
     mode: str  # enable | ownerOp
     status: str  # prepared | authorized | activating | active | revoked | retired | failed
     grant_nonce: int
+    epoch: int = 0  # account.epoch() the enable signature names (revokeAllSessions moves it on)
     reason: str | None = None
     owner_signature: str | None = None  # enable mode: the owner's EIP-712 signature
     activation_op: str | None = None  # hash of the op that grants (enable op or owner op) in flight
