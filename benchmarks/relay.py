@@ -195,7 +195,7 @@ async def bench(args) -> None:
         fund(anvil.url, Account.from_key(EXECUTOR_KEY).address, 10_000 * 10**18)
         config = cfg.Config(rpc_url=anvil.url, port=free_port(), private_key=[EXECUTOR_KEY], relay=True,
                             relay_master_key=[Fernet.generate_key().decode()], sim_workers=2, log_level="warning",
-                            session_max_ops_per_sender=64, rate_limit_per_s=0)
+                            session_max_ops_per_sender=64, rate_limit_per_s=0, store_sync=args.store_sync)
         bundler = Bundler(config)
         await bundler.start()
         try:
@@ -253,7 +253,7 @@ async def bench(args) -> None:
         anvil.stop()
 
     print(f"session relay on the dev chain: {args.accounts} accounts x {args.calls_per_account} calls, "
-          f"{args.concurrency} in flight, 2 sim workers, auto bundling")
+          f"{args.concurrency} in flight, 2 sim workers, auto bundling, store sync {args.store_sync}")
     print(f"{'':32}{'relay POST /calls':>20}{'direct eth_sendUserOperation':>32}")
     print(f"{'accepted':32}{relay['accepted']:>20}{direct['accepted']:>32}")
     print(f"{'accepted per second':32}{relay['accepted'] / relay['elapsed']:>20.1f}"
@@ -272,6 +272,8 @@ def main() -> None:
     p.add_argument("--accounts", type=int, default=20)
     p.add_argument("--calls-per-account", type=int, default=10)
     p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--store-sync", choices=("full", "normal"), default="full",
+                   help="SQLite synchronous mode of the bundler's store and the relay's tables")
     args = p.parse_args()
     asyncio.run(bench(args))
 

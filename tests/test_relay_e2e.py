@@ -501,7 +501,21 @@ def test_session_keys_never_shown_and_unreadable_without_the_master_key(dev):
     probe = RelayClient(dev.url, os.urandom(32))
     with urllib.request.urlopen(dev.url + "/metrics", timeout=30) as resp:
         metrics = resp.read().decode()
+    # the relay's own counters are there (so the search below covers them)
+    assert 'bundler_relay_calls_total{status="mined"}' in metrics
+    assert 'bundler_relay_requests_total{route="POST /calls",status="422"}' in metrics
+    assert 'bundler_relay_requests_total{route="GET /credentials/me",status="401"}' in metrics
+    secrets += [dev.master_key]  # the master key (given in the environment) is never shown either
     texts = {"log": dev.log(), "metrics": metrics}
+    # the child processes (simulation workers, anvil) did not inherit the master key
+    children = Path(f"/proc/{dev.proc.pid}/task/{dev.proc.pid}/children").read_text().split()
+    assert children
+    for child in children:
+        try:
+            texts[f"environment of child {child}"] = Path(f"/proc/{child}/environ").read_bytes().decode(errors="replace")
+            texts[f"command line of child {child}"] = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):
+            pass
     for i, c in enumerate(dev.clients + [probe]):
         texts[f"answers of client {i}"] = "\n".join(c.seen)
     assert sum(len(c.seen) for c in dev.clients) > 50

@@ -43,6 +43,7 @@ from .keystore import KeyDecryptError, KeyStore
 from .ops import CallSpec, Lanes, OpBuilder, account_epoch, owner_of
 from .permissions import InvalidPermissions, to_spec
 from .views import call_view, credential_view, grant_view
+from .webhooks import AddressRefused, refuse_internal_literal
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class RelayService:
         self.config = config
         self.webhooks = webhooks  # relay.webhooks.Webhooks or None
         self.webhook_signer = webhook_signer
+        self.metrics = None  # relay.metrics.RelayMetrics, set by the Relay
         self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes))
         self._enabling: set[str] = set()  # grants whose enable op is being built
         self._last_block: int | None = None
@@ -166,6 +168,11 @@ class RelayService:
         if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))
                                     or len(webhook) > 2000):
             raise InvalidRequest("webhookUrl must be an http(s) URL")
+        if webhook is not None and not self.config.relay_webhook_private_networks:
+            try:
+                refuse_internal_literal(webhook)
+            except AddressRefused as e:
+                raise InvalidRequest(f"webhookUrl: {e} (--relay-webhook-private-networks allows it)") from None
         cred = Credential(id=_new_id("cred"), address=address, name=name, webhook_url=webhook)
         self.store.add_credential(cred)
         self.store.audit("credential.registered", credential_id=cred.id, address=address, name=name)
@@ -374,15 +381,22 @@ class RelayService:
         if not grants:
             raise Forbidden(f"credential {cred.id} holds no authorized grant for {account}")
         grant = grants[-1]  # the newest
+        # stored already claimed by this instance (no other one dispatches it), with its audit
+        # entry in the same transaction
         call = RelayCall(id=_new_id("call"), credential_id=cred.id, idempotency_key=key, grant_id=grant.id,
                          account=account, calls=json.dumps([{"to": c.to, "value": hex(c.value),
-                                                             "data": "0x" + c.data.hex()} for c in calls]))
+                                                             "data": "0x" + c.data.hex()} for c in calls]),
+                         status=DISPATCHING)
         try:
-            self.store.add_call(call)
+            with self.store.transaction():
+                self.store.add_call(call)
+                self.store.audit("call.accepted", credential_id=cred.id, account=account, grant_id=grant.id,
+                                 callId=call.id)
         except DuplicateKey:  # the same key raced in: answer with the first one
             return 200, call_view(self.store.call_by_idempotency_key(cred.id, key))
-        self.store.audit("call.accepted", credential_id=cred.id, account=account, grant_id=grant.id, callId=call.id)
-        await self._dispatch(call)
+        if self.metrics is not None:
+            self.metrics.call("accepted")
+        await self._dispatch_claimed(call)
         view = call_view(self.store.get_call(call.id))
         err = view.get("error")
         if view["status"] == DROPPED and err and isinstance(err.get("code"), int):
@@ -404,6 +418,9 @@ class RelayService:
         several instances sharing the store never send it twice."""
         if not self.store.transition_call(call.id, (QUEUED,), status=DISPATCHING):
             return
+        await self._dispatch_claimed(call)
+
+    async def _dispatch_claimed(self, call: RelayCall) -> None:
         try:
             await self._dispatch_once(call)
         finally:
@@ -437,7 +454,7 @@ class RelayService:
             op_hash, lane, nonce = await self.builder.submit_session_op(
                 ep=ep, account=g.account, calls=calls, key=key, spec=spec, enable=enable)
         except BundlerError as e:
-            self._finish(call, DROPPED, error=refusal(e))
+            self._finish(call, DROPPED, error=refusal(e), refused=True)
             self.store.audit("call.refused", credential_id=call.credential_id, account=call.account,
                              grant_id=g.id, callId=call.id, code=e.code, rule=(e.data or {}).get("rule")
                              if isinstance(e.data, dict) else None)
@@ -454,13 +471,16 @@ class RelayService:
             return
         log.info("relay: call %s submitted as op %s (lane %d)", call.id, op_hash, lane)
 
-    def _finish(self, call: RelayCall, status: str, *, error: dict | None = None, receipt: dict | None = None) -> None:
+    def _finish(self, call: RelayCall, status: str, *, error: dict | None = None, receipt: dict | None = None,
+                refused: bool = False) -> None:
         """A final state, once: only the instance that moves the call there audits and notifies."""
         if not self.store.transition_call(call.id, (QUEUED, DISPATCHING, PENDING), status=status,
                                           error=json.dumps(error) if error else None,
                                           receipt=json.dumps(receipt) if receipt else None):
             return
         if status in FINAL_CALL_STATES:
+            if self.metrics is not None:
+                self.metrics.call("refused" if refused else status)
             self.store.audit(f"call.{status}", credential_id=call.credential_id, account=call.account,
                              grant_id=call.grant_id, callId=call.id, userOpHash=call.user_op_hash,
                              **({"reason": error.get("message")} if error else {}))

@@ -650,9 +650,15 @@ def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSi
     )
 
 
-def check_window(ev: Evaluation, now: int, margin: int = 0) -> None:
-    """The time range the account returns against the next block's time `now` (the EntryPoint's
-    AA22 check), with `margin` seconds of validity required (the bundler's valid_until_margin)."""
+def check_window(ev: Evaluation, now: int, margin: int = 0, *, latest: int | None = None, max_wait: int = 0,
+                 strict: bool = False) -> None:
+    """The time range the account returns against the inclusion time (the EntryPoint's AA22
+    check): `now` is the earliest timestamp the including block can have, `latest` the latest
+    it is expected to have (chain.clock.InclusionWindow; both `now` when not given). A range
+    that starts within `max_wait` s is accepted (the pool holds the op until it is due);
+    `margin` s of validity after `latest` are required (the bundler's valid_until_margin);
+    `strict`: the EntryPoint wants timestamp > validAfter (v0.8+)."""
+    latest = now if latest is None else latest
     data = {"account": ev.account, "sessionKey": ev.signer, "periodIndex": ev.period_index,
             "validAfter": ev.valid_after, "validUntil": ev.valid_until, "now": now}
     spec = ev.spec
@@ -664,16 +670,21 @@ def check_window(ev: Evaluation, now: int, margin: int = 0) -> None:
         if current != ev.period_index:
             hint = f"; the current period is {current}: sign the op for it"
             data["currentPeriod"] = current
-    if ev.valid_after > now:
+    if ev.valid_after + (1 if strict else 0) - now > max_wait:
+        held = f" (this bundler holds ops that become valid within {max_wait} s)" if max_wait else ""
         raise SessionViolation(
             "SessionNotYetValid", (),
-            f"{subject} is not valid yet: it starts at {ev.valid_after}, {ev.valid_after - now} s from now{hint}",
+            f"{subject} is not valid yet: it starts at {ev.valid_after}, {ev.valid_after - now} s from now{held}{hint}",
             data)
-    if ev.valid_until and ev.valid_until < now + margin:
+    if ev.valid_until and ev.valid_until < latest + margin:
         if ev.valid_until < now:
-            rule, text = "SessionExpired", f"expired {now - ev.valid_until} s ago"
+            rule, text = "SessionExpired", (f"expired {now - ev.valid_until} s before the earliest time a block can "
+                                            f"include the op ({now})")
+        elif ev.valid_until < latest:
+            rule, text = "SessionExpiresTooSoon", f"expires before the op can be included (expected by {latest})"
         else:
-            rule, text = "SessionExpiresTooSoon", f"expires in {ev.valid_until - now} s (less than {margin} s)"
+            rule, text = "SessionExpiresTooSoon", (f"expires in {ev.valid_until - now} s (less than {margin} s after "
+                                                   f"the latest expected inclusion time {latest})")
         raise SessionViolation(rule, (), f"{subject} {text} (validUntil {ev.valid_until}){hint}", data)
 
 

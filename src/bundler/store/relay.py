@@ -11,6 +11,7 @@ Nothing here decrypts anything: `encrypted_key` is opaque bytes from relay.keyst
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -192,7 +193,7 @@ class RelayStore:
     def __init__(self, conn, dialect: str):
         self._conn = conn
         self.dialect = dialect
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: statements inside transaction()
         if dialect == "sqlite":
             conn.executescript(SQLITE_SCHEMA)
         else:
@@ -221,6 +222,22 @@ class RelayStore:
             self._conn.close()
 
     # -- plumbing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self):
+        """Several writes committed together (one fsync): no await inside."""
+        with self._lock:
+            if self.dialect == "sqlite":
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            else:
+                with self._conn.transaction():
+                    yield
+
     def _sql(self, q: str) -> str:
         return q if self.dialect == "sqlite" else q.replace("?", "%s")
 
