@@ -40,7 +40,7 @@ from ..userop.codec import format_user_operation, parse_address, parse_bytes, pa
 from . import auth
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Refused, RelayError, Unauthorized
 from .keystore import KeyDecryptError, KeyStore
-from .ops import CallSpec, Lanes, OpBuilder, account_epoch, owner_of
+from .ops import CallSpec, Lanes, OpBuilder, account_epoch, instance_lane_base, owner_of
 from .permissions import InvalidPermissions, to_spec
 from .views import call_view, credential_view, grant_view
 from .webhooks import AddressRefused, refuse_internal_literal
@@ -94,7 +94,9 @@ class RelayService:
         self.webhooks = webhooks  # relay.webhooks.Webhooks or None
         self.webhook_signer = webhook_signer
         self.metrics = None  # relay.metrics.RelayMetrics, set by the Relay
-        self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes))
+        shared = bool(getattr(op_store, "shared", False))
+        base = instance_lane_base([e.address for e in pool.executors]) if shared else 0
+        self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes, base))
         self._enabling: set[str] = set()  # grants whose enable op is being built
         self._last_block: int | None = None
 
