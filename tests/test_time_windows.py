@@ -312,3 +312,35 @@ async def test_the_guides_valid_after_now_works_on_bundler_dev(tmp_path):
         assert int(block["timestamp"], 16) > now
     finally:
         dev.stop()
+
+
+async def test_inclusion_window_bounds():
+    """The bounds from the headers alone: earliest = head + shortest interval seen (0 until two
+    consecutive blocks are seen, and on a chain that repeats timestamps), latest = one block
+    time (median) after the next block, the chain's clock taken from the largest offset seen."""
+    from bundler.chain.clock import MAX_BLOCK_TIME_S, InclusionClock
+    from bundler.sim import PinnedBlock
+
+    wall = [1000.0]
+    clock = InclusionClock(wall=lambda: wall[0])
+
+    def head(number, ts):
+        clock.observe(number, ts)
+        return PinnedBlock(number=number, timestamp=ts, base_fee=0, gas_limit=30_000_000)
+
+    w = clock.window(head(1, 1000))
+    assert (w.earliest, w.latest) == (1000, 1002)  # nothing measured: block time 1, interval 0
+    for n in range(2, 6):  # 12-second slots, each header seen 2 s after its timestamp
+        wall[0] = 1000 + (n - 1) * 12 + 2
+        h = head(n, 1000 + (n - 1) * 12)
+    w = clock.window(h)
+    assert clock.block_time == 12 and (w.earliest, w.latest) == (h.timestamp + 12, h.timestamp + 24)
+    assert w.due(h.timestamp + 12, strict=False) and not w.due(h.timestamp + 12, strict=True)
+    assert w.wait_s(h.timestamp + 15, strict=True) == 4
+    wall[0] += 100  # no block for 100 s: the next one is at least the chain's clock now
+    assert clock.window(h).latest >= wall[0] + 12
+    h = head(6, h.timestamp)  # anvil: same timestamp as its parent
+    assert clock.window(h).earliest == h.timestamp
+    for n in range(7, 60):  # an idle dev chain: hour-long gaps are no block time
+        h = head(n, h.timestamp + 3600)
+    assert clock.block_time == MAX_BLOCK_TIME_S
