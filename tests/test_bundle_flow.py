@@ -319,6 +319,20 @@ async def test_estimation_with_state_override(rpc, anvil, clean_bundler, ep):
 
 
 @pytest.mark.parametrize("ep", EPS)
+async def test_estimated_call_gas_is_accepted_by_admission(rpc, anvil, clean_bundler, ep):
+    """A cheap call (no value, to an empty account) measures below the least callGasLimit
+    admission takes; the estimate must still be sendable as is."""
+    acct = new_account(anvil, ep)
+    unsigned = acct.op(acct.execute("0x" + "ab" * 20, 0, b""), call_gas_limit=0, verification_gas_limit=0,
+                       pre_verification_gas=0)
+    est = await rpc.call("eth_estimateUserOperationGas", rpc_op(unsigned), ep.address)
+    op = acct.sign(unsigned.with_changes(call_gas_limit=int(est["callGasLimit"], 16),
+                                         verification_gas_limit=int(est["verificationGasLimit"], 16),
+                                         pre_verification_gas=int(est["preVerificationGas"], 16)), anvil.chain_id)
+    assert await rpc.call("eth_sendUserOperation", rpc_op(op), ep.address)
+
+
+@pytest.mark.parametrize("ep", EPS)
 async def test_op_failing_at_bundle_time_is_dropped_with_reason(rpc, anvil, clean_bundler, ep):
     acct = new_account(anvil, ep)
     op = acct.sign(acct.op(acct.execute(ANVIL_ACCOUNT0, 1)), anvil.chain_id)

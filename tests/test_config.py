@@ -31,6 +31,11 @@ def _sample_values(f) -> tuple:
     choices = f.metadata.get("choices")
     if f.name in ("private_key",):
         return ([KEY_A], KEY_B, [KEY_C]), ([KEY_A], [KEY_B], [KEY_C])
+    if f.name == "paymaster_contracts":
+        a, b, c = (f"0.7=0x{d * 20}" for d in ("a1", "b2", "c3"))
+        return ([a], b, [a, c]), ([a], [b], [a, c])
+    if f.name == "paymaster_path":
+        return ("/flag", "/env", "/file"), ("/flag", "/env", "/file")
     if kind == "list":
         c = list(choices or ("a.json", "b.json"))
         return ([c[0]], c[1], [c[0], c[1]]), ([c[0]], [c[1]], [c[0], c[1]])

@@ -20,6 +20,9 @@ from .config import Config
 from .gas.estimate import Estimator
 from .health import Monitor
 from .metrics import Metrics
+from .paymaster import setup as paymaster_setup
+from .paymaster.rpc import paymaster_registry
+from .paymaster.signer import load_signer
 from .pool.admission import Admission
 from .pool.eip7702 import Eip7702Checker
 from .pool.capacity import CapacityGuard
@@ -55,6 +58,8 @@ class Bundler:
             raise SystemExit("no executor key: pass --private-key, BUNDLER_PRIVATE_KEY or --private-key-file")
         self.executors = [Executor(k) for k in keys]
         del keys
+        self._paymaster_signer = load_signer(config)  # None: no gas sponsorship
+        self.paymaster = None  # paymaster.service.SponsorService, made by start()
         self.chain_id: int = 0
         self.metrics = Metrics()
         self.store: Store | None = None  # opened by start(): it locks the data dir
@@ -145,10 +150,15 @@ class Bundler:
                                             on_new=self.builder.notify_new_op)
             self.takeover = Takeover(self.store, self.builder, on_lost=self._fail)
         await self._recover()
+        settler = None
+        if self._paymaster_signer is not None:
+            self.paymaster, settler, self.monitor.deposits = await paymaster_setup.build(self, self._paymaster_signer)
+            self.mempool.observe(settler)  # an op leaving the pool wakes its sponsorship's settlement
         self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
                                    self.config.receipt_lookback_blocks)
         registry = eth_registry(self)
         registry.merge(session_registry(self))
+        registry.merge(paymaster_registry(self))
         registry.merge(fee_registry(self))
         if self.config.debug_api:
             registry.merge(debug_registry(self))
@@ -161,6 +171,7 @@ class Bundler:
             self.monitor.add_routes(app)
             if self.relay is not None:
                 self.relay.add_routes(app)
+            self._add_paymaster_route(app)
 
         app = build_app(registry, self.node, self.config.max_body_bytes, self.config.max_batch,
                         extra_routes=extra_routes, rate_limiter=self.rate_limiter,
@@ -180,6 +191,8 @@ class Bundler:
         start("executor-balances", self.builder.balances.run)
         start("sessions", self.sessions.run)
         start("monitor", self.monitor.run)
+        if settler is not None:
+            start("paymaster-settler", settler.run)
         if self.pool_sync is not None:
             start("shared-pool-sync", self.pool_sync.run)
             start("lease-and-takeover", self.takeover.run)
@@ -191,6 +204,14 @@ class Bundler:
         log.info("bundler listening on %s (chain %d, node %s)", self.url, self.chain_id, self.config.rpc_url)
         log.info("executors: %s", ", ".join(e.address for e in self.executors))
         log.debug("settings: %s", self.config.redacted())
+
+    def _add_paymaster_route(self, app: web.Application) -> None:
+        if self.config.paymaster_path:
+            # the pm_* methods alone on their own path (no eth_* forwarding, no other namespace)
+            pm_app = build_app(paymaster_registry(self), None, self.config.max_body_bytes, self.config.max_batch,
+                               rate_limiter=self.rate_limiter)
+            handler = next(r.handler for r in pm_app.router.routes() if r.method == "POST")
+            app.router.add_post(self.config.paymaster_path, handler)
 
     async def _recover(self) -> None:
         """Rebuild the pool from the store after a restart: ops of in-flight bundles wait for

@@ -20,6 +20,8 @@ from .logs import setup_logging
 
 # Deterministic so a restarted dev chain and bundler agree; never use on a real network.
 DEV_EXECUTOR_KEY = "0x" + keccak(b"bundler dev executor key").hex()
+DEV_PAYMASTER_SIGNER_KEY = "0x" + keccak(b"bundler dev paymaster signer key").hex()
+DEV_PAYMASTER_DEPOSIT = 1_000 * 10**18
 
 
 def _setup_logging(config: cfg.Config, args: argparse.Namespace) -> None:
@@ -82,7 +84,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     # a dev chain serves local tools and the app under development: loopback clients are not
     # rate-limited and any web page may call the public methods (debug_* never cross-origin);
     # the session relay is served
-    dev_defaults = {"rate_limit_exempt_loopback": True, "cors_origins": ["*"], "relay": True}
+    dev_defaults = {"rate_limit_exempt_loopback": True, "cors_origins": ["*"], "relay": True,
+                    "relay_webhook_private_networks": True}
+    if not args.block_time:  # automine: ops held for their validAfter need blocks to come due
+        dev_defaults["dev_mine_when_held"] = True
     if not (args.private_key or args.private_key_file or args.keystore_file
             or os.environ.get("BUNDLER_PRIVATE_KEY") or os.environ.get("BUNDLER_PRIVATE_KEY_FILE")
             or os.environ.get("BUNDLER_KEYSTORE_FILE")):
@@ -102,6 +107,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _setup_logging(config, args)
         for key in config.executor_keys():
             fund(node.url, Account.from_key(key).address, 10_000 * 10**18)
+        paymasters = _dev_paymaster(config, node.url)
 
         def ready(bundler) -> None:
             lines = [
@@ -115,6 +121,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 lines.append(f"    SessionAccount        {to_checksum_address(sessions.implementations[version])}")
                 lines.append(f"    SessionAccountFactory {to_checksum_address(sessions.factories[version])}")
             lines.append(f"  TestERC20       {to_checksum_address(sessions.token)}  (anyone may mint)")
+            if bundler.paymaster is not None:
+                for version, address in paymasters.items():
+                    lines.append(f"  SponsorPaymaster v{version}  {to_checksum_address(address)}")
+                policy = config.paymaster_default_policy or "none: clients must name a policyId"
+                lines.append(f"    pm_* on the bundler URL and {bundler.url}{config.paymaster_path}; "
+                             f"default policy {policy}")
             if bundler.sessions is not None and not bundler.sessions.contracts:
                 lines.append("  (session accounts are NOT recognised: check --session-implementations)")
             lines += [
@@ -136,6 +148,28 @@ def cmd_dev(args: argparse.Namespace) -> int:
         node.stop()
         if temp_data_dir:
             shutil.rmtree(temp_data_dir, ignore_errors=True)
+
+
+def _dev_paymaster(config: cfg.Config, url: str) -> dict[str, str]:
+    """Deploy SponsorPaymaster for each EntryPoint (CREATE2: fixed addresses for the dev signer),
+    fund its deposit and point the config at it; with no policies configured, sponsor everything."""
+    from .devchain.paymaster import deploy_paymaster, fund_paymaster
+    from .entrypoint import ALL
+    from .paymaster.signer import load_signer
+
+    if not (config.paymaster_signer_key or config.paymaster_signer_key_file):
+        config.paymaster_signer_key = DEV_PAYMASTER_SIGNER_KEY
+    if not config.paymaster_contracts:
+        signer = load_signer(config)
+        deployed = {}
+        for ep in ALL:
+            if ep.version in config.entry_points:
+                deployed[ep.version] = deploy_paymaster(url, ep, signer.address)
+                fund_paymaster(url, deployed[ep.version], DEV_PAYMASTER_DEPOSIT)
+        config.paymaster_contracts = [f"{v}={a}" for v, a in deployed.items()]
+    if not config.paymaster_default_policy and not config.paymaster_policies_file:
+        config.paymaster_default_policy = "sponsor-everything"
+    return config.paymaster_contract_map()
 
 
 def cmd_relay_rotate_key(args: argparse.Namespace) -> int:

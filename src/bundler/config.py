@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -66,7 +67,17 @@ class Config:
     min_priority_fee: int = _setting(0, "least maxPriorityFeePerGas an op must pay (wei)")
     max_ops_per_sender: int = _setting(4, "pending ops per unstaked sender")
     max_verification_gas: int = _setting(10_000_000, "largest verificationGasLimit accepted")
-    valid_until_margin: int = _setting(30, "an op must stay valid at least this many seconds after admission")
+    valid_until_margin: int = _setting(
+        30, "an op must stay valid at least this many seconds after the latest time its bundle is expected "
+            "to be included (the next block's timestamp plus one observed block time)")
+    valid_after_max_wait: int = _setting(
+        60, "an op whose validAfter (account's or paymaster's) is this many seconds or less after the "
+            "earliest time it can be included is admitted and held until it is due; further in the future "
+            "it is refused (-32503)")
+    dev_mine_when_held: bool = _setting(
+        False, "dev chains only (anvil): while ops wait for their validAfter and the chain mines only on "
+               "transactions, mine an empty block every second (evm_mine) so they come due; refused by a "
+               "node that is not anvil (default for `bundler dev` without --block-time)")
     sim_workers: int = _setting(2, "simulation worker processes (0: in-process thread)")
     unsafe: bool = _setting(False, "skip the ERC-7562 validation rules (opcode, storage, stake, code-hash checks); "
                                    "only for trusted private deployments")
@@ -167,7 +178,34 @@ class Config:
     relay_nonce_lanes: int = _setting(
         4, "nonce lanes (EntryPoint nonce keys 1..N) per account, so several relay calls are in flight at once")
     relay_webhook_max_tries: int = _setting(6, "attempts of one webhook delivery (exponential backoff between them)")
+    relay_webhook_private_networks: bool = _setting(
+        False, "allow webhook URLs on loopback, private and link-local addresses (a backend could otherwise "
+               "make the relay call services inside the operator's network); on in `bundler dev`")
     balance_refresh_s: float = _setting(15.0, "seconds between refreshes of the executor balance metrics")
+    # gas sponsorship: the ERC-7677 paymaster service (docs/paymaster.md)
+    paymaster_signer_key: str = _setting(
+        "", "private key of the paymaster signer (the key SponsorPaymaster trusts); prefer "
+            "BUNDLER_PAYMASTER_SIGNER_KEY or --paymaster-signer-key-file over the flag",
+        secret=True,
+    )
+    paymaster_signer_key_file: str = _setting("", "file holding the paymaster signer key (one line)")
+    paymaster_contracts: list[str] = _setting(
+        [], "SponsorPaymaster addresses as VERSION=ADDRESS (e.g. 0.7=0x...); `bundler dev` deploys and fills them")
+    paymaster_policies_file: str = _setting(
+        "", "TOML file of sponsorship policies ([policies.<id>] tables: senders, factories, targets, "
+            "session_keys, budgets per period, validity, max cost per op)")
+    paymaster_default_policy: str = _setting(
+        "", "policy applied when the ERC-7677 context names none (empty: a policyId is required; "
+            "sponsor-everything: no rules, `bundler dev`'s default)")
+    paymaster_validity_s: int = _setting(600, "how long a paymaster signature stays valid (seconds)")
+    paymaster_verification_gas: int = _setting(60_000, "paymasterVerificationGasLimit of sponsored ops")
+    paymaster_post_op_gas: int = _setting(0, "paymasterPostOpGasLimit of sponsored ops (SponsorPaymaster has no postOp)")
+    paymaster_path: str = _setting("/paymaster", "HTTP path serving only the pm_* methods (empty: none; they are "
+                                                 "also on the bundler's URL)")
+    paymaster_min_deposit: int = _setting(
+        10**17, "below this EntryPoint deposit (wei) of a paymaster /health reports degraded (0: no check)")
+    paymaster_settle_interval_s: float = _setting(
+        2.0, "seconds between passes settling sponsorships whose ops were mined, dropped or expired")
     log_level: str = _setting("info", "logging level", choices=("debug", "info", "warning", "error"))
     log_format: str = _setting("text", "log lines as plain text or as JSON objects (one per line)",
                                choices=("text", "json"))
@@ -178,6 +216,10 @@ class Config:
             v = getattr(self, f.name)
             out[f.name] = ("<redacted>" if v else v) if f.metadata.get("secret") else v
         return out
+
+    def paymaster_contract_map(self) -> dict[str, str]:
+        """EntryPoint version -> SponsorPaymaster address (lower-case), from paymaster_contracts."""
+        return {v: a.strip().lower() for v, _, a in (e.partition("=") for e in self.paymaster_contracts)}
 
     def executor_keys(self) -> list[str]:
         """Every executor key from flags/env, the key file and the keystores, checked and
@@ -335,6 +377,12 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{flag}: must not be negative (got {value})")
     if not 0 < cfg.port < 65536 and cfg.port != 0:
         raise ConfigError(f"--port: {cfg.port} is not a TCP port")
+    for entry in cfg.paymaster_contracts:
+        version, sep, address = entry.partition("=")
+        if not sep or version not in ("0.7", "0.8") or not re.fullmatch(r"0x[0-9a-fA-F]{40}", address.strip()):
+            raise ConfigError(f"--paymaster-contracts: {entry!r} is not VERSION=ADDRESS (0.7=0x... or 0.8=0x...)")
+    if cfg.paymaster_path and not cfg.paymaster_path.startswith("/"):
+        raise ConfigError(f"--paymaster-path: {cfg.paymaster_path!r} must start with /")
     for name in ("max_batch", "max_body_bytes", "max_bundle_ops", "max_mempool_ops", "rate_limit_burst",
                  "get_logs_max_blocks", "relay_nonce_lanes", "relay_webhook_max_tries"):
         if getattr(cfg, name) < 1:

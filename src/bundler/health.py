@@ -3,7 +3,10 @@ gauges that need the node (executor balances, node reachability).
 
 /health answers 200 with {"status": "ok", ...} or 503 with {"status": "unhealthy",
 "problems": [...], ...}: the node does not answer, an executor's balance is below
---min-executor-balance, or a background task died (supervise.py). The body never holds the node URL (it may carry an API key).
+--min-executor-balance, or a background task died (supervise.py). A sponsoring paymaster's
+EntryPoint deposit below --paymaster-min-deposit makes it 200 with {"status": "degraded",
+"warnings": [...]}: bundling goes on, sponsored ops will soon fail. The body never holds the
+node URL (it may carry an API key).
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ class Monitor:
         self.metrics = metrics
         self.config = config
         self.mempool = mempool
+        self.deposits = None  # paymaster.deposit.DepositWatcher, when the bundler sponsors gas
         self.last: dict[str, Any] | None = None
         self._last_at = 0.0
         metrics.mempool_ops.set_function(lambda: len(self.mempool))
@@ -81,14 +85,19 @@ class Monitor:
                         f"executor {ex.address} has {balance} wei, below the minimum {minimum} "
                         f"(--min-executor-balance)"
                     )
+        warnings: list[str] = []
+        if self.deposits is not None and report["node"]["reachable"]:
+            report["paymasters"], warnings = await self.deposits.check()
         if self.tasks is not None:
             problems.extend(self.tasks.problems())
             report["tasks"] = self.tasks.report()
         report["minExecutorBalance"] = str(minimum)
         report["mempool"] = {"ops": len(self.mempool), "capacity": self.config.max_mempool_ops}
-        report["status"] = "unhealthy" if problems else "ok"
+        report["status"] = "unhealthy" if problems else "degraded" if warnings else "ok"
         if problems:
             report["problems"] = problems
+        if warnings:
+            report["warnings"] = warnings
         report["checkedAt"] = int(time.time())
         self.last, self._last_at = report, time.monotonic()
         return report
@@ -100,7 +109,7 @@ class Monitor:
             try:
                 report = await self.check()
                 if report["status"] != "ok":
-                    log.warning("health: %s", "; ".join(report["problems"]))
+                    log.warning("health: %s", "; ".join(report.get("problems", []) + report.get("warnings", [])))
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let monitoring stop the bundler
@@ -111,7 +120,7 @@ class Monitor:
     async def handle_health(self, _request: web.Request) -> web.Response:
         fresh = self.last is not None and time.monotonic() - self._last_at < HEALTH_CACHE_S
         report = self.last if fresh else await self.check()
-        return web.json_response(report, status=200 if report["status"] == "ok" else 503)
+        return web.json_response(report, status=503 if report["status"] == "unhealthy" else 200)
 
     async def handle_metrics(self, _request: web.Request) -> web.Response:
         body = self.metrics.expose()

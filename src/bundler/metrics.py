@@ -107,6 +107,12 @@ class Metrics:
         self.node_up = Gauge("bundler_node_up", "1 if the last node check succeeded", registry=r)
         self.rate_limited = Counter(
             "bundler_rpc_rate_limited", "HTTP requests refused by the per-client rate limit", registry=r)
+        self.paymaster_deposit = Gauge(
+            "bundler_paymaster_deposit_wei", "EntryPoint deposit of each sponsoring paymaster (refreshed periodically)",
+            ["entry_point", "paymaster"], registry=r)
+        self.sponsorships = Counter(
+            "bundler_paymaster_sponsorships", "pm_getPaymasterData answers: sponsored, or refused by rule",
+            ["result"], registry=r)
         for status in ("sent", "replaced", "mined", "reverted", "failed"):
             self.bundles.labels(status)
 

@@ -4,6 +4,12 @@
 //   node tests/e2e/clients.mjs --client viem-v08|permissionless-v07|all \
 //        --bundler http://127.0.0.1:PORT --node http://127.0.0.1:PORT
 //
+// Sponsored (ERC-7677) runs: --client viem-paymaster-v07|viem-paymaster-v08|
+// permissionless-paymaster-v07|permissionless-paymaster-v08 [--paymaster URL] [--policy ID]:
+// an unfunded counterfactual account sends ops paid by the paymaster service (viem's
+// createPaymasterClient on --paymaster, default BUNDLER/paymaster; permissionless on the
+// bundler URL itself, its `paymaster:` option), context {policyId} when --policy is given.
+//
 // URLs may also come from the environment (BUNDLER_URL, NODE_URL) and the client from
 // E2E_CLIENT. The bundler must bundle by itself (auto mode): the script only sends
 // user operations and waits for their receipts, like an app would.
@@ -23,6 +29,7 @@ import {
 import { privateKeyToAccount, generatePrivateKey } from "viem/accounts";
 import {
   createBundlerClient,
+  createPaymasterClient,
   entryPoint07Address,
   entryPoint08Address,
 } from "viem/account-abstraction";
@@ -56,11 +63,13 @@ function parseArgs(argv) {
     client: process.env.E2E_CLIENT ?? "all",
     bundler: process.env.BUNDLER_URL,
     node: process.env.NODE_URL,
+    paymaster: process.env.PAYMASTER_URL,
+    policy: process.env.PAYMASTER_POLICY,
   };
   const positional = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    const m = /^--(client|bundler|node)(?:=(.*))?$/.exec(arg);
+    const m = /^--(client|bundler|node|paymaster|policy)(?:=(.*))?$/.exec(arg);
     if (m) out[m[1]] = m[2] ?? argv[++i];
     else positional.push(arg);
   }
@@ -72,9 +81,10 @@ function parseArgs(argv) {
     throw new Error("usage: clients.mjs --bundler URL --node URL [--client viem-v08|permissionless-v07|all] "
       + "(or BUNDLER_URL / NODE_URL in the environment)");
   }
-  if (!["viem-v08", "permissionless-v07", "all"].includes(out.client)) {
+  if (!["viem-v08", "permissionless-v07", "all", ...Object.keys(SPONSORED)].includes(out.client)) {
     throw new Error(`unknown client ${out.client}`);
   }
+  out.paymaster = out.paymaster ?? out.bundler.replace(/\/+$/, "") + "/paymaster";
   return out;
 }
 
@@ -283,6 +293,57 @@ async function runPermissionless(bundlerUrl, nodeUrl) {
   emit({ check: `${label}: done`, ok: true });
 }
 
+// 3. Sponsored: an unfunded counterfactual SimpleAccount, gas paid through ERC-7677
+
+const ZERO_ADDRESS = "0x0000000000000000000000000000000000000000";
+const SPONSORED = {
+  "viem-paymaster-v07": { library: "viem", version: "0.7", entryPoint: entryPoint07Address },
+  "viem-paymaster-v08": { library: "viem", version: "0.8", entryPoint: entryPoint08Address },
+  "permissionless-paymaster-v07": { library: "permissionless", version: "0.7", entryPoint: entryPoint07Address },
+  "permissionless-paymaster-v08": { library: "permissionless", version: "0.8", entryPoint: entryPoint08Address },
+};
+
+async function runSponsored(label, { bundler, node, paymaster, policy }) {
+  const { library, version, entryPoint } = SPONSORED[label];
+  const { chain, publicClient } = await setup(node);
+  const { account } = await makeAccount(label, publicClient, entryPoint, version);
+  const paymasterContext = policy ? { policyId: policy } : undefined;
+  let client;
+  if (library === "viem") {
+    // the pm_* methods on their own path, as an operator may serve them apart
+    const paymasterClient = createPaymasterClient({ transport: recordingTransport(paymaster) });
+    client = createBundlerClient({
+      account, client: publicClient, chain, transport: recordingTransport(bundler), pollingInterval: 250,
+      paymaster: paymasterClient, paymasterContext,
+    });
+  } else {
+    // permissionless' `paymaster:` option, with the bundler URL itself serving pm_*
+    const paymasterClient = createPaymasterClient({ transport: recordingTransport(bundler) });
+    client = createSmartAccountClient({
+      account, chain, client: publicClient, bundlerTransport: recordingTransport(bundler), pollingInterval: 250,
+      paymaster: paymasterClient, paymasterContext,
+      userOperation: {
+        estimateFeesPerGas: async () => {
+          const fees = await publicClient.estimateFeesPerGas();
+          return { maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas };
+        },
+      },
+    });
+  }
+  const target = randomTarget();
+  const common = { client, waiter: client, publicClient, account, target, value: 0n };
+  for (const [step, expectDeployed] of [["op 1 (deploys account, sponsored)", true], ["op 2 (sponsored)", false]]) {
+    const receipt = await sendAndCheck(label, step, { ...common, expectDeployed });
+    check(`${label}: ${step}: paid by a paymaster`, receipt.paymaster && getAddress(receipt.paymaster) !== ZERO_ADDRESS,
+      { paymaster: receipt.paymaster, actualGasCost: receipt.actualGasCost });
+    emit({ check: `${label}: ${step}: sponsored`, ok: true, paymaster: receipt.paymaster,
+           actualGasCost: receipt.actualGasCost, userOpHash: receipt.userOpHash });
+  }
+  const balance = await publicClient.getBalance({ address: account.address });
+  check(`${label}: the account was never funded`, balance === 0n, { account: account.address, balance });
+  emit({ check: `${label}: done`, ok: true });
+}
+
 // ---------------------------------------------------------------------------------------
 
 async function main() {
@@ -296,6 +357,7 @@ async function main() {
   const runs = [];
   if (args.client === "viem-v08" || args.client === "all") runs.push(["viem-v08", runViem]);
   if (args.client === "permissionless-v07" || args.client === "all") runs.push(["permissionless-v07", runPermissionless]);
+  if (SPONSORED[args.client]) runs.push([args.client, () => runSponsored(args.client, args)]);
   let failed = false;
   for (const [name, run] of runs) {
     exchanges.length = 0;

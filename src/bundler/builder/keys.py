@@ -47,6 +47,11 @@ def _keystore_password(config) -> str:
     raise ExecutorKeyError("--keystore-file needs a password: --keystore-password-file or BUNDLER_KEYSTORE_PASSWORD")
 
 
+# for the other keys handled the same way (the paymaster signer)
+check_key = _check
+read_secret_file = _read_text
+
+
 def load_executor_keys(config) -> list[str]:
     """All executor keys of `config` (0x-prefixed hex), each address once, in the order given."""
     found: list[tuple[str, str]] = []

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from ..chain.head import HeadTracker
 from ..entrypoint import EntryPointVersion
+from ..pool.admission import MIN_CALL_GAS_LIMIT
 from ..userop.model import UserOperation
 from .pvg import estimate_pre_verification_gas
 
@@ -34,7 +35,9 @@ class Estimator:
         result = {
             "preVerificationGas": hex(estimate_pre_verification_gas(op)),
             "verificationGasLimit": hex(max(measured.verification_gas_limit, floor)),
-            "callGasLimit": hex(measured.call_gas_limit),
+            # never below what admission requires of an op with callData (a cheap call, e.g.
+            # one without value to an empty account, measures less)
+            "callGasLimit": hex(max(measured.call_gas_limit, MIN_CALL_GAS_LIMIT if op.call_data else 0)),
         }
         if op.paymaster is not None:
             result["paymasterVerificationGasLimit"] = hex(measured.paymaster_verification_gas_limit)

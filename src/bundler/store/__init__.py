@@ -1,8 +1,10 @@
 from .base import ClaimLost, LeaseLost, Store, ops_in_order
 from .memory import MemoryStore
-from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, TxAttempt
+from .records import (
+    Budget, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, Sponsorship, SponsorshipState, TxAttempt,
+)
 
-__all__ = ["ClaimLost", "InflightTx", "LeaseLost", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "SessionActivity", "Store", "TxAttempt",
+__all__ = ["Budget", "ClaimLost", "InflightTx", "LeaseLost", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "SessionActivity", "Sponsorship", "SponsorshipState", "Store", "TxAttempt",
            "open_store", "ops_in_order"]
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol, runtime_checkable
 
-from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SlotVerdict
+from .records import (
+    Budget, InflightTx, OpRecord, OpStatus, ReputationRow, SlotVerdict, Sponsorship, SponsorshipState,
+)
 
 
 class ClaimLost(Exception):
@@ -63,6 +65,19 @@ class Store(Protocol):
     def reputation_rows(self) -> list[ReputationRow]: ...
 
     def clear_reputation(self) -> None: ...
+
+    # -- paymaster sponsorships: spend counters shared by the instances of a shared store -------
+    def reserve_sponsorship(self, sponsorship: Sponsorship, budgets: list[Budget]) -> tuple[Budget, int] | None:
+        """Record it if it fits every budget (atomic across instances); else (budget, spent)."""
+
+    def sponsorship_spent(self, budget: Budget) -> int: ...
+
+    def get_sponsorship(self, op_hash: str) -> Sponsorship | None: ...
+
+    def open_sponsorships(self) -> list[Sponsorship]: ...
+
+    def finish_sponsorship(self, op_hash: str, state: SponsorshipState, amount: int = 0) -> Sponsorship | None:
+        """Settle or release a reserved sponsorship (None if it was not reserved)."""
 
     # -- the executors' in-flight transactions -----------------------------------------
     def put_inflight(self, tx: InflightTx) -> None:

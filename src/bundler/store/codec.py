@@ -9,7 +9,7 @@ import orjson
 
 from ..userop.codec import format_user_operation, parse_user_operation
 from ..userop.model import UserOperation
-from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, TxAttempt
+from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, Sponsorship, SponsorshipState, TxAttempt
 
 OP_COLUMNS = (
     "hash", "entry_point", "sender", "nonce", "op", "status", "reason", "error_code", "tx_hash",
@@ -86,3 +86,20 @@ def merge_session_activity(bodies, recent) -> list[SessionActivity]:
     for a in recent:
         merged[a.op_hash] = a
     return sorted(merged.values(), key=lambda a: a.received_at)
+
+
+SPONSORSHIP_COLUMNS = ("op_hash", "policy_id", "sender", "entry_point", "period_start", "amount", "valid_until",
+                       "state", "from_block", "created_at")
+
+
+def sponsorship_row(s: Sponsorship) -> tuple:
+    # amounts as decimal text: wei can exceed 64 bits
+    return (s.op_hash, s.policy_id, s.sender, s.entry_point, s.period_start, str(s.amount), s.valid_until,
+            s.state.value, s.from_block, s.created_at)
+
+
+def sponsorship_from_row(row) -> Sponsorship:
+    op_hash, policy_id, sender, entry_point, period_start, amount, valid_until, state, from_block, created_at = row
+    return Sponsorship(op_hash=op_hash, policy_id=policy_id, sender=sender, entry_point=entry_point,
+                       period_start=int(period_start), amount=int(amount), valid_until=int(valid_until),
+                       state=SponsorshipState(state), from_block=int(from_block), created_at=float(created_at))

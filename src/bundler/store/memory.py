@@ -6,7 +6,10 @@ import contextlib
 import time
 from collections import OrderedDict
 
-from .records import FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, SlotVerdict
+from .records import (
+    FINISHED, Budget, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, SlotVerdict, Sponsorship,
+    SponsorshipState,
+)
 
 
 class MemoryStore:
@@ -23,6 +26,10 @@ class MemoryStore:
         # (account, session key) -> {op hash -> activity}, oldest first
         self._activity: dict[tuple[str, str], dict[str, SessionActivity]] = {}
         self._max_activity = max_activity_per_session
+        # paymaster sponsorships by op hash, and what counts against each budget:
+        # (policy id, period start, sender or "") -> wei
+        self._sponsorships: dict[str, Sponsorship] = {}
+        self._spent: dict[tuple[str, int, str], int] = {}
 
     # -- ops --------------------------------------------------------------------------
     def put(self, record: OpRecord) -> None:
@@ -152,6 +159,56 @@ class MemoryStore:
     def inflight(self) -> list[InflightTx]:
         return sorted(self._inflight.values(), key=lambda t: (t.executor, t.nonce))
 
+    # -- paymaster sponsorships and their budgets --------------------------------------------
+    def reserve_sponsorship(self, sponsorship: Sponsorship, budgets: list[Budget]) -> tuple[Budget, int] | None:
+        """Record `sponsorship` if it fits in every budget (atomically, also across instances
+        sharing the store); else record nothing and return (the budget it exceeds, its spend).
+        Reserving an op hash again replaces the earlier reservation."""
+        previous = self._sponsorships.get(sponsorship.op_hash)
+        for budget in budgets:
+            spent = self.sponsorship_spent(budget)
+            if previous is not None and _counts_in(previous, budget):
+                spent -= _counted(previous)
+            if spent + sponsorship.amount > budget.limit:
+                return budget, spent
+        self._put_sponsorship(sponsorship)
+        return None
+
+    def sponsorship_spent(self, budget: Budget) -> int:
+        """Wei counted against `budget`: reserved maxima plus settled actual costs."""
+        return self._spent.get((budget.policy_id, budget.period_start, budget.sender or ""), 0)
+
+    def get_sponsorship(self, op_hash: str) -> Sponsorship | None:
+        return self._sponsorships.get(op_hash)
+
+    def open_sponsorships(self) -> list[Sponsorship]:
+        """Reservations whose op's fate is not known yet."""
+        return [s for s in self._sponsorships.values() if s.state == SponsorshipState.RESERVED]
+
+    def finish_sponsorship(self, op_hash: str, state: SponsorshipState, amount: int = 0) -> Sponsorship | None:
+        """Settle (mined, `amount` = its actual cost) or release a reservation; only a reserved
+        one changes (None otherwise, e.g. another instance settled it first)."""
+        current = self._sponsorships.get(op_hash)
+        if current is None or current.state != SponsorshipState.RESERVED:
+            return None
+        finished = Sponsorship(**{**current.__dict__, "state": state,
+                                  "amount": amount if state == SponsorshipState.SETTLED else current.amount})
+        self._put_sponsorship(finished)
+        return finished
+
+    def _put_sponsorship(self, sponsorship: Sponsorship) -> None:
+        previous = self._sponsorships.get(sponsorship.op_hash)
+        for s, sign in ((previous, -1), (sponsorship, 1)):
+            if s is None:
+                continue
+            for key in ((s.policy_id, s.period_start, ""), (s.policy_id, s.period_start, s.sender)):
+                self._spent[key] = self._spent.get(key, 0) + sign * _counted(s)
+        self._sponsorships[sponsorship.op_hash] = sponsorship
+        self._written_sponsorship(sponsorship)
+
+    def _written_sponsorship(self, sponsorship: Sponsorship) -> None:  # hook for write-behind stores
+        pass
+
     # -- claims (only a shared store can refuse) -----------------------------------------
     async def claim(self, op_hashes: list[str], owner: str) -> set[str]:
         return set(op_hashes)
@@ -168,3 +225,12 @@ class MemoryStore:
 
     def close(self) -> None:
         return None
+
+
+def _counted(s: Sponsorship) -> int:
+    return 0 if s.state == SponsorshipState.RELEASED else s.amount
+
+
+def _counts_in(s: Sponsorship, budget: Budget) -> bool:
+    return (s.policy_id == budget.policy_id and s.period_start == budget.period_start
+            and (budget.sender is None or budget.sender == s.sender))

@@ -40,9 +40,12 @@ import psycopg
 from .codec import (
     OP_COLUMNS, inflight_from_row, inflight_row, op_from_json, op_from_row, op_row, op_to_json,
     reputation_from_row,
-    merge_session_activity, session_activity_row,
+    merge_session_activity, session_activity_row, SPONSORSHIP_COLUMNS, sponsorship_from_row, sponsorship_row,
 )
-from .records import ACTIVE, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, SlotVerdict
+from .records import (
+    ACTIVE, Budget, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, SlotVerdict, Sponsorship,
+    SponsorshipState,
+)
 from .base import ClaimLost, LeaseLost
 from .sqlite import WrongChain
 from .writebehind import StoreError, WriteBehind
@@ -52,6 +55,9 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = "2"
 RECENT_ACTIVITY_KEPT = 10_000  # session log entries this instance also keeps in memory
 _SCHEMA_LOCK = 0x4337_0001
+# the lease of an instance still starting (simulation workers...) before it serves and claims;
+# lock_executors starts the real one. A process killed meanwhile is seen dead by its session.
+STARTUP_GRACE_S = 120.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bundler_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -94,6 +100,20 @@ CREATE TABLE IF NOT EXISTS bundler_session_activity (
 );
 CREATE INDEX IF NOT EXISTS bundler_session_activity_key
     ON bundler_session_activity(account, session_key, received_at);
+CREATE TABLE IF NOT EXISTS bundler_sponsorships (
+    op_hash TEXT PRIMARY KEY,
+    policy_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    entry_point TEXT NOT NULL,
+    period_start BIGINT NOT NULL,
+    amount NUMERIC(78, 0) NOT NULL,
+    valid_until BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    from_block BIGINT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bundler_sponsorships_budget ON bundler_sponsorships(policy_id, period_start, sender);
+CREATE INDEX IF NOT EXISTS bundler_sponsorships_open ON bundler_sponsorships(state) WHERE state = 'reserved';
 CREATE TABLE IF NOT EXISTS bundler_inflight (
     executor TEXT NOT NULL,
     nonce BIGINT NOT NULL,
@@ -281,6 +301,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS bundler_ops_live_slot ON bundler_ops(entry_poi
 
 _COLS = ", ".join(OP_COLUMNS)
 _OP_SELECT = f"SELECT {_COLS} FROM bundler_ops"
+_SPONSORSHIP_LOCK = 0x4337_0002
+_SPONSORSHIP_UPSERT = (
+    f"INSERT INTO bundler_sponsorships ({', '.join(SPONSORSHIP_COLUMNS)}) "
+    f"VALUES ({', '.join('%s' for _ in SPONSORSHIP_COLUMNS)}) ON CONFLICT (op_hash) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in SPONSORSHIP_COLUMNS if c != "op_hash")
+)
 _OP_WRITE = f"SELECT bundler_write_op({', '.join('%s' for _ in range(len(OP_COLUMNS) + 4))})"
 _ADMIT = f"SELECT outcome, holder, holder_max_fee, holder_max_priority FROM bundler_admit({', '.join(['%s'] * 13)})"
 _DEAD = "SELECT bundler_dead_instances(%(me)s)"
@@ -328,7 +354,7 @@ class PostgresStore(WriteBehind):
                 "INSERT INTO bundler_instances (id, lease_until, started_at, backend_pid, backend_start, host) "
                 "SELECT %s, bundler_now() + %s, bundler_now(), pg_backend_pid(), "
                 "(SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()), %s",
-                (self.instance_id, lease_s, f"{socket.gethostname()}:{os.getpid()}"))
+                (self.instance_id, max(lease_s, STARTUP_GRACE_S), f"{socket.gethostname()}:{os.getpid()}"))
         self._dirty: dict[str, OpRecord] = {}       # written here, not committed yet
         self._recent_activity: OrderedDict[str, SessionActivity] = OrderedDict()
         self._row_seq: dict[str, int] = {}
@@ -382,8 +408,10 @@ class PostgresStore(WriteBehind):
                 raise ExecutorInUse(f"executor {a} is used by another bundler instance sharing this database; "
                                     f"give every instance its own keys")
             self._locked_executors.add(a)
-        self._read.execute("UPDATE bundler_instances SET executors = %s WHERE id = %s",
-                           (sorted(self._locked_executors), self.instance_id))
+        # the lease runs from here (opening the store may be a while before serving): nothing
+        # has been claimed under it yet, so restarting it is safe
+        self._read.execute("UPDATE bundler_instances SET executors = %s, lease_until = bundler_now() + %s "
+                           "WHERE id = %s", (sorted(self._locked_executors), self.lease_s, self.instance_id))
 
     def retire_previous(self) -> int:
         """After lock_executors: instances that listed one of our executors are dead (we hold
@@ -671,6 +699,50 @@ class PostgresStore(WriteBehind):
     def clear_reputation(self) -> None:
         self._rep_pending.clear()
         self._queue_flag("clear_reputation", clears=("reputation",))
+
+    # -- paymaster sponsorships: written at once (not behind), so every instance counts them -----
+    def reserve_sponsorship(self, sponsorship: Sponsorship, budgets: list[Budget]) -> tuple[Budget, int] | None:
+        """Check every budget and insert in one transaction, serialised per policy with a
+        transaction advisory lock: two instances never both take the last of a budget."""
+        with self._read.transaction():
+            self._read.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                               (_SPONSORSHIP_LOCK, zlib.crc32(sponsorship.policy_id.encode()) - (1 << 31)))
+            for budget in budgets:
+                spent = self._spent(budget, exclude=sponsorship.op_hash)
+                if spent + sponsorship.amount > budget.limit:
+                    return budget, spent
+            self._read.execute(_SPONSORSHIP_UPSERT, sponsorship_row(sponsorship))
+        return None
+
+    def _spent(self, budget: Budget, exclude: str | None = None) -> int:
+        query = ("SELECT COALESCE(SUM(amount), 0) FROM bundler_sponsorships WHERE policy_id = %s "
+                 "AND period_start = %s AND state != 'released' AND op_hash != %s")
+        params: list = [budget.policy_id, budget.period_start, exclude or ""]
+        if budget.sender is not None:
+            query += " AND sender = %s"
+            params.append(budget.sender)
+        return int(self._read.execute(query, params).fetchone()[0])
+
+    def sponsorship_spent(self, budget: Budget) -> int:
+        return self._spent(budget)
+
+    def get_sponsorship(self, op_hash: str) -> Sponsorship | None:
+        row = self._read.execute(f"SELECT {', '.join(SPONSORSHIP_COLUMNS)} FROM bundler_sponsorships "
+                                 "WHERE op_hash = %s", (op_hash,)).fetchone()
+        return sponsorship_from_row(row) if row else None
+
+    def open_sponsorships(self) -> list[Sponsorship]:
+        rows = self._read.execute(f"SELECT {', '.join(SPONSORSHIP_COLUMNS)} FROM bundler_sponsorships "
+                                  "WHERE state = 'reserved'").fetchall()
+        return [sponsorship_from_row(r) for r in rows]
+
+    def finish_sponsorship(self, op_hash: str, state: SponsorshipState, amount: int = 0) -> Sponsorship | None:
+        """Only the first instance to settle a reservation changes it."""
+        row = self._read.execute(
+            "UPDATE bundler_sponsorships SET state = %s, amount = CASE WHEN %s THEN %s ELSE amount END "
+            f"WHERE op_hash = %s AND state = 'reserved' RETURNING {', '.join(SPONSORSHIP_COLUMNS)}",
+            (state.value, state == SponsorshipState.SETTLED, str(amount), op_hash)).fetchone()
+        return sponsorship_from_row(row) if row else None
 
     # -- in-flight ------------------------------------------------------------------------------------
     def put_inflight(self, tx: InflightTx) -> None:

@@ -107,6 +107,43 @@ class SessionActivity:
     received_at: float = field(default_factory=time.time)
 
 
+class SponsorshipState(str, enum.Enum):
+    RESERVED = "reserved"  # signed; counts its maximum cost until its op's fate is known
+    SETTLED = "settled"    # mined: counts what it actually cost
+    RELEASED = "released"  # dropped, or expired unused: counts nothing
+
+
+@dataclass
+class Sponsorship:
+    """One op the paymaster service signed for, and what it counts against its policy's budgets
+    (the global one and the sender's, in the period it was signed in)."""
+
+    op_hash: str  # the op's userOpHash with the paymaster data signed (the account signature is not in it)
+    policy_id: str
+    sender: str  # lower-case
+    entry_point: str
+    period_start: int  # unix seconds; budgets count per policy and period
+    amount: int  # wei: the op's maximum cost while reserved, the actual gas cost once settled
+    valid_until: int  # the paymaster signature's window: unused after it
+    state: SponsorshipState = SponsorshipState.RESERVED
+    from_block: int = 0  # head when signed: where to look for the op on chain
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A spend limit of a policy in one period: the whole policy's, or one sender's."""
+
+    policy_id: str
+    period_start: int
+    limit: int  # wei
+    sender: str | None = None  # None: the policy's global budget
+
+    @property
+    def scope(self) -> str:
+        return "global" if self.sender is None else "account"
+
+
 @dataclass
 class SlotVerdict:
     """What the store decided about an op for its (entry point, sender, nonce) slot. A shared

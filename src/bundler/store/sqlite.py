@@ -21,7 +21,7 @@ from pathlib import Path
 from .codec import (
     OP_COLUMNS, inflight_from_row, inflight_row, op_from_row, op_row, op_to_json, reputation_from_row,
     reputation_row,
-    merge_session_activity, session_activity_row,
+    merge_session_activity, session_activity_row, SPONSORSHIP_COLUMNS, sponsorship_from_row, sponsorship_row,
 )
 from .memory import MemoryStore
 from .records import ACTIVE, FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity
@@ -30,6 +30,7 @@ from .writebehind import StoreError, WriteBehind
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
+SPONSORSHIP_KEEP_S = 400 * 86400  # finished sponsorships older than this count in no budget period
 DB_FILE = "bundler.sqlite"
 LOCK_FILE = "LOCK"
 
@@ -71,6 +72,18 @@ CREATE TABLE IF NOT EXISTS session_activity (
     received_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS session_activity_key ON session_activity(account, session_key, received_at);
+CREATE TABLE IF NOT EXISTS sponsorships (
+    op_hash TEXT PRIMARY KEY,
+    policy_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    entry_point TEXT NOT NULL,
+    period_start INTEGER NOT NULL,
+    amount TEXT NOT NULL,
+    valid_until INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    from_block INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS inflight (
     executor TEXT NOT NULL,
     nonce INTEGER NOT NULL,
@@ -166,6 +179,13 @@ class SqliteStore(WriteBehind, MemoryStore):
                 "SELECT executor, nonce, entry_point, op_hashes, attempts, created_at FROM inflight"):
             t = inflight_from_row(row)
             self._inflight[t.key] = t
+        # every sponsorship whose period may still be counted (the others are pruned)
+        self._loading_sponsorships = True
+        try:
+            for row in self._read.execute(f"SELECT {', '.join(SPONSORSHIP_COLUMNS)} FROM sponsorships"):
+                self._put_sponsorship(sponsorship_from_row(row))
+        finally:
+            self._loading_sponsorships = False
         if rows or self._inflight:
             log.info("store %s: %d active ops, %d in-flight transactions, %d reputation rows",
                      self.path, len(rows), len(self._inflight), len(self._reputation))
@@ -282,6 +302,10 @@ class SqliteStore(WriteBehind, MemoryStore):
         # this process's entries are newer and maybe not committed yet
         return merge_session_activity((r[0] for r in rows), super().session_activity(account, session_key))
 
+    def _written_sponsorship(self, sponsorship) -> None:
+        if not getattr(self, "_loading_sponsorships", False):
+            self._queue("sponsorships", sponsorship.op_hash, sponsorship_row(sponsorship))
+
     def put_inflight(self, tx: InflightTx) -> None:
         super().put_inflight(tx)
         self._queue("inflight", tx.key, inflight_row(tx))
@@ -313,6 +337,10 @@ class SqliteStore(WriteBehind, MemoryStore):
         if tables.get("session_activity"):
             conn.executemany("INSERT OR REPLACE INTO session_activity (op_hash, account, session_key, body, "
                              "received_at) VALUES (?, ?, ?, ?, ?)", list(tables["session_activity"].values()))
+        if tables.get("sponsorships"):
+            conn.executemany(f"INSERT OR REPLACE INTO sponsorships ({', '.join(SPONSORSHIP_COLUMNS)}) "
+                             f"VALUES ({', '.join('?' for _ in SPONSORSHIP_COLUMNS)})",
+                             list(tables["sponsorships"].values()))
         for (executor, nonce), row in tables.get("inflight", {}).items():
             if row is None:
                 conn.execute("DELETE FROM inflight WHERE executor = ? AND nonce = ?", (executor, nonce))
@@ -328,6 +356,9 @@ class SqliteStore(WriteBehind, MemoryStore):
         cur = conn.execute("DELETE FROM ops WHERE status IN ('mined', 'dropped') AND updated_at < ?", (cutoff,))
         if cur.rowcount:
             log.info("store: pruned %d finished ops older than %.0f s", cur.rowcount, self._retention_s)
+        # finished sponsorships of long-past periods (a budget period is at most SPONSORSHIP_KEEP_S)
+        conn.execute("DELETE FROM sponsorships WHERE state != 'reserved' AND created_at < ?",
+                     (time.time() - SPONSORSHIP_KEEP_S,))
 
     def close(self) -> None:
         if self._lock_fd is None:

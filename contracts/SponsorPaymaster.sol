@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {IPaymaster} from "@account-abstraction/contracts-v07/interfaces/IPaymaster.sol";
+import {PackedUserOperation} from "@account-abstraction/contracts-v07/interfaces/PackedUserOperation.sol";
+import {IStakeManager} from "@account-abstraction/contracts-v07/interfaces/IStakeManager.sol";
+
+/// The bundler's verifying paymaster: it pays for a UserOperation when the paymaster signer
+/// (the bundler's sponsorship service, src/bundler/paymaster/) signed that op's fields together
+/// with the chain id, the EntryPoint, this paymaster's address, a validity window and an
+/// optional cap on the op's maximum cost.
+///
+/// paymasterAndData = paymaster (20) | paymasterVerificationGasLimit (16) | paymasterPostOpGasLimit (16)
+///                  | validUntil (6) | validAfter (6) | costLimit (16, 0: none)
+///                  | prefixLength (1) | signaturePrefix (prefixLength) | signature (65)
+///
+/// signaturePrefix: the account's own signature (userOp.signature) must start with these bytes,
+/// e.g. SessionAccount's mode 0x01 + session key, so a sponsorship granted to one session key
+/// cannot be used by the owner or another key signing the same op. Empty: any signature.
+///
+/// The signature is EIP-191 (personal_sign) over getHash(op, validUntil, validAfter, costLimit).
+/// The PackedUserOperation struct is the same for EntryPoint v0.7 and v0.8, so one contract
+/// serves both: deploy one per EntryPoint.
+///
+/// ERC-7562: validation reads no storage (the signer is immutable, in the code), uses no
+/// banned opcode (the window goes back in validationData, not through TIMESTAMP) and returns
+/// no context, so the paymaster works unstaked (a context needs a staked paymaster).
+contract SponsorPaymaster is IPaymaster {
+    uint256 private constant VALID_UNTIL_OFFSET = 52;
+    uint256 private constant VALID_AFTER_OFFSET = 58;
+    uint256 private constant COST_LIMIT_OFFSET = 64;
+    uint256 private constant PREFIX_LENGTH_OFFSET = 80;
+    uint256 private constant PREFIX_OFFSET = 81;
+    uint256 private constant SIGNATURE_LENGTH = 65;
+    // secp256k1n / 2: a larger s is the malleable twin of a valid signature
+    uint256 private constant HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
+
+    address public immutable entryPoint;
+    address public immutable signer;
+    address public immutable owner;
+
+    error NotFromEntryPoint();
+    error NotOwner();
+    error BadPaymasterData(uint256 length);
+    error CostAboveSignedLimit(uint256 maxCost, uint256 costLimit);
+
+    constructor(address entryPoint_, address signer_, address owner_) {
+        entryPoint = entryPoint_;
+        signer = signer_;
+        owner = owner_;
+    }
+
+    /// The digest the paymaster signer signs (EIP-191 prefixed) for this op and these terms.
+    /// Every op field but the two signatures is bound, including the paymaster gas limits.
+    function getHash(
+        PackedUserOperation calldata userOp,
+        uint48 validUntil,
+        uint48 validAfter,
+        uint128 costLimit,
+        bytes calldata signaturePrefix
+    )
+        public
+        view
+        returns (bytes32)
+    {
+        return keccak256(
+            abi.encode(
+                userOp.sender,
+                userOp.nonce,
+                keccak256(userOp.initCode),
+                keccak256(userOp.callData),
+                userOp.accountGasLimits,
+                bytes32(userOp.paymasterAndData[20:VALID_UNTIL_OFFSET]),
+                userOp.preVerificationGas,
+                userOp.gasFees,
+                block.chainid,
+                entryPoint,
+                address(this),
+                validUntil,
+                validAfter,
+                costLimit,
+                keccak256(signaturePrefix)
+            )
+        );
+    }
+
+    function validatePaymasterUserOp(PackedUserOperation calldata userOp, bytes32, uint256 maxCost)
+        external
+        view
+        returns (bytes memory context, uint256 validationData)
+    {
+        if (msg.sender != entryPoint) revert NotFromEntryPoint();
+        bytes calldata pnd = userOp.paymasterAndData;
+        if (pnd.length < PREFIX_OFFSET + SIGNATURE_LENGTH) revert BadPaymasterData(pnd.length);
+        uint256 prefixLength = uint8(pnd[PREFIX_LENGTH_OFFSET]);
+        uint256 signatureOffset = PREFIX_OFFSET + prefixLength;
+        if (pnd.length != signatureOffset + SIGNATURE_LENGTH) revert BadPaymasterData(pnd.length);
+        uint48 validUntil = uint48(bytes6(pnd[VALID_UNTIL_OFFSET:VALID_AFTER_OFFSET]));
+        uint48 validAfter = uint48(bytes6(pnd[VALID_AFTER_OFFSET:COST_LIMIT_OFFSET]));
+        uint128 costLimit = uint128(bytes16(pnd[COST_LIMIT_OFFSET:PREFIX_LENGTH_OFFSET]));
+        bytes calldata prefix = pnd[PREFIX_OFFSET:signatureOffset];
+        if (costLimit != 0 && maxCost > costLimit) revert CostAboveSignedLimit(maxCost, costLimit);
+        bytes32 digest = keccak256(
+            abi.encodePacked(
+                "\x19Ethereum Signed Message:\n32", getHash(userOp, validUntil, validAfter, costLimit, prefix)
+            )
+        );
+        bool valid = _recover(digest, pnd[signatureOffset:]) == signer
+            && userOp.signature.length >= prefixLength
+            && keccak256(userOp.signature[:prefixLength]) == keccak256(prefix);
+        // bit 0: signature failed (also a mismatching account signature prefix: estimation with
+        // a stub signature then still runs); then validUntil (bits 160..207), validAfter (208..255)
+        validationData = (valid ? 0 : 1) | (uint256(validUntil) << 160) | (uint256(validAfter) << 208);
+        context = "";
+    }
+
+    /// Never called: validation returns no context.
+    function postOp(PostOpMode, bytes calldata, uint256, uint256) external view {
+        if (msg.sender != entryPoint) revert NotFromEntryPoint();
+    }
+
+    function _recover(bytes32 digest, bytes calldata sig) private pure returns (address) {
+        bytes32 r = bytes32(sig[0:32]);
+        bytes32 s = bytes32(sig[32:64]);
+        uint8 v = uint8(sig[64]);
+        if (uint256(s) > HALF_N || (v != 27 && v != 28)) return address(0);
+        return ecrecover(digest, v, r, s);
+    }
+
+    // -- the deposit that pays for sponsored ops, and the stake (both held by the EntryPoint) --
+
+    /// Anyone may add to the deposit.
+    function deposit() external payable {
+        IStakeManager(entryPoint).depositTo{value: msg.value}(address(this));
+    }
+
+    function getDeposit() external view returns (uint256) {
+        return IStakeManager(entryPoint).balanceOf(address(this));
+    }
+
+    function withdrawTo(address payable to, uint256 amount) external {
+        if (msg.sender != owner) revert NotOwner();
+        IStakeManager(entryPoint).withdrawTo(to, amount);
+    }
+
+    function addStake(uint32 unstakeDelaySec) external payable {
+        if (msg.sender != owner) revert NotOwner();
+        IStakeManager(entryPoint).addStake{value: msg.value}(unstakeDelaySec);
+    }
+
+    function unlockStake() external {
+        if (msg.sender != owner) revert NotOwner();
+        IStakeManager(entryPoint).unlockStake();
+    }
+
+    function withdrawStake(address payable to) external {
+        if (msg.sender != owner) revert NotOwner();
+        IStakeManager(entryPoint).withdrawStake(to);
+    }
+}

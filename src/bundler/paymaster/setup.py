@@ -1,0 +1,72 @@
+"""Builds the paymaster service of a Bundler from its Config (called by bundler.app)."""
+from __future__ import annotations
+
+import logging
+
+from eth_abi import decode
+from eth_utils import function_signature_to_4byte_selector
+
+from ..config import Config
+from ..entrypoint import EntryPointVersion
+from .deposit import DepositWatcher
+from .policy import SPONSOR_EVERYTHING, PolicyError, load_policies
+from .service import PaymasterSettings, Settler, SponsorService
+from .signer import PaymasterSigner
+
+log = logging.getLogger(__name__)
+
+SEL_SIGNER = function_signature_to_4byte_selector("signer()")
+SEL_ENTRY_POINT = function_signature_to_4byte_selector("entryPoint()")
+
+
+def settings_from_config(config: Config) -> PaymasterSettings:
+    try:
+        policies = load_policies(config.paymaster_policies_file) if config.paymaster_policies_file else {}
+    except PolicyError as e:
+        raise SystemExit(str(e)) from None
+    default = config.paymaster_default_policy
+    if default and default != SPONSOR_EVERYTHING and default not in policies:
+        raise SystemExit(f"--paymaster-default-policy: no policy {default!r} in the policies file")
+    return PaymasterSettings(
+        contracts=config.paymaster_contract_map(), policies=policies, default_policy=default,
+        validity_s=config.paymaster_validity_s, verification_gas=config.paymaster_verification_gas,
+        post_op_gas=config.paymaster_post_op_gas,
+    )
+
+
+async def check_contracts(node, signer: PaymasterSigner, contracts: dict[EntryPointVersion, str]) -> None:
+    """Each configured SponsorPaymaster must exist, serve its EntryPoint and trust our signer:
+    otherwise every sponsored op would fail on chain."""
+    for ep, address in contracts.items():
+        try:
+            trusted = decode(["address"], await node.eth_call(address, SEL_SIGNER))[0].lower()
+            entry_point = decode(["address"], await node.eth_call(address, SEL_ENTRY_POINT))[0].lower()
+        except Exception:
+            raise SystemExit(f"--paymaster-contracts: {address} (v{ep.version}) is not a SponsorPaymaster") from None
+        if entry_point != ep.address:
+            raise SystemExit(f"--paymaster-contracts: {address} serves EntryPoint {entry_point}, not v{ep.version}")
+        if trusted != signer.address:
+            raise SystemExit(f"--paymaster-contracts: {address} trusts signer {trusted}, but the configured "
+                             f"paymaster signer is {signer.address}")
+
+
+async def build(bundler, signer: PaymasterSigner):
+    """(SponsorService, Settler, DepositWatcher) for a started bundler (store, head, node ready)."""
+    config = bundler.config
+    settings = settings_from_config(config)
+    by_version = {ep.version: ep for ep in bundler.entry_points}
+    contracts = {by_version[v]: a for v, a in settings.contracts.items() if v in by_version}
+    if not contracts:
+        raise SystemExit("a paymaster signer key is configured but no --paymaster-contracts for the served "
+                         "EntryPoints")
+    await check_contracts(bundler.node, signer, contracts)
+    service = SponsorService(settings=settings, signer=signer, store=bundler.store, head=bundler.head,
+                             chain_id=bundler.chain_id, entry_points=bundler.entry_points)
+    settler = Settler(store=bundler.store, node=bundler.node, head=bundler.head,
+                      interval_s=config.paymaster_settle_interval_s, lookback_blocks=config.receipt_lookback_blocks)
+    deposits = DepositWatcher(node=bundler.node, paymasters=contracts, metrics=bundler.metrics,
+                              min_deposit=config.paymaster_min_deposit)
+    log.info("paymaster: signer %s, %s; policies: %s (default %s)", signer.address,
+             ", ".join(f"v{ep.version} {a}" for ep, a in contracts.items()),
+             ", ".join(sorted(settings.policies)) or "none", settings.default_policy or "none")
+    return service, settler, deposits
