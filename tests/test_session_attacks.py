@@ -298,6 +298,12 @@ async def test_neq_on_a_recipient_is_not_bypassed_with_dirty_upper_bytes(chain, 
     op = acct.sign_session(acct.build(abi.encode_execute(token, 0, SEL_MINT + dirty + word(5))), key)
     err = await refused(rpc, acct, op, "SessionArgNotCanonical")
     assert err.data["argType"] == "address" and err.data["actual"] == "0x" + dirty.hex()
+    # the signature is checked before the policy: a stranger's op earns no policy evaluation
+    forged = acct.sign_session(acct.build(abi.encode_execute(token, 0, SEL_MINT + dirty + word(5))), new_key()[0],
+                               signer=signer)
+    with pytest.raises(RpcError) as e:
+        await send(rpc, acct, forged)
+    assert e.value.code == -32507 and "rule" not in (e.value.data or {})
     failed, status = self_bundled(chain, acct, op, attacker(chain))
     assert failed.error.name == "SessionArgNotCanonical" and status == "0x0"
     assert failed.error.args == (0, 0, 0, abi.ArgType.ADDRESS, dirty)

@@ -5,6 +5,7 @@ session's limits: session_getSession reports it pending, an op that would exceed
 together with it is refused at admission, and revoking the session drops it."""
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -16,7 +17,7 @@ from bundler.sessions import abi
 from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, word
 from bundler.userop import format_user_operation
 from conftest import RpcError
-from helpers.inproc import eventually, running_bundler
+from helpers.inproc import eventually, pool_txs, running_bundler
 from helpers.procs import BundlerProcess, RpcFailure, wait_for
 from helpers.sessions import (
     TEST_GAS, SessionAccountHandle, deploy_session_contracts, erc20_mint, erc20_transfer, new_key, rpc as node_rpc, selector,
@@ -163,3 +164,38 @@ async def test_pending_usage_of_a_reorged_out_op(chain, ep, forgotten):
         err = await eventually(dropped, what="the re-queued op dropped after the revocation")
         assert err.code == -32500 and "revoked" in err.message
         assert await client.call("debug_bundler_dumpMempool", ep.address) == []
+
+
+@pytest.mark.asyncio
+async def test_pending_usage_of_ops_whose_bundle_lost_its_nonce(chain):
+    """The executor's nonce goes to another transaction: the bundle's ops go back to the pool
+    (re-validated) and are sent again; meanwhile they still count against the session."""
+    acct, key, signer = session_account(chain, V08, limit=100)
+    exe = executor_key(chain)
+    executor = Account.from_key(exe).address
+    async with running_bundler(chain, private_key=[exe], tx_replace_after_s=300) as (b, client):
+        node_rpc(chain.url, "evm_setAutomine", [False])
+        try:
+            h = await client.call("eth_sendUserOperation", transfer_op(chain, acct, key, 60, acct.nonce()), V08.address)
+            sending = asyncio.create_task(client.call("debug_bundler_sendBundleNow"))
+            [(nonce, ours)] = (await eventually(lambda: pool_txs(chain.url, executor), what="the bundle")).items()
+            fee = int(ours["maxFeePerGas"], 16)
+            theirs = Account.sign_transaction({
+                "type": 2, "chainId": chain.chain_id, "nonce": int(nonce), "to": executor, "value": 0, "gas": 21000,
+                "maxFeePerGas": fee * 10, "maxPriorityFeePerGas": fee * 5}, exe)
+            node_rpc(chain.url, "eth_sendRawTransaction", ["0x" + bytes(theirs.raw_transaction).hex()])
+            node_rpc(chain.url, "evm_mine", [])
+            again = await eventually(lambda: pool_txs(chain.url, executor).get(str(int(nonce) + 1)),
+                                     what="the ops sent again with the next nonce")
+            info = await client.call("session_getSession", acct.address, signer)
+            assert info["pendingOps"] == [h] and pending_amount(info) == 60
+            with pytest.raises(RpcError) as e:  # 60 pending + 60 > 100
+                await client.call("eth_sendUserOperation", transfer_op(chain, acct, key, 60, acct.nonce() + 1),
+                                  V08.address)
+            assert e.value.data["rule"] == "SessionCumulativeLimitExceeded" and int(e.value.data["pending"], 16) == 60
+            node_rpc(chain.url, "evm_mine", [])
+            assert await asyncio.wait_for(sending, 30) == again["hash"]
+        finally:
+            node_rpc(chain.url, "evm_setAutomine", [True])
+        receipt = await client.call("eth_getUserOperationReceipt", h)
+        assert receipt["success"] is True

@@ -318,3 +318,61 @@ def test_memory_store_session_activity_log():
     assert store.session_activity(ACCOUNT, DEX) == []
     store.clear()
     assert store.session_activity(ACCOUNT, SIGNER) == []
+
+
+def test_evaluation_cost_is_flat_in_the_number_of_policies():
+    """Policies are found through the (target, selector) index, built once per spec: evaluating a
+    batch of MAX_SESSION_CALLS calls against 400 policies never scans the policy list; a longer
+    batch is refused by the documented limit."""
+    class CountingTuple(tuple):
+        iterations = 0
+
+        def __iter__(self):
+            CountingTuple.iterations += 1
+            return super().__iter__()
+
+    policies = CountingTuple([CallPolicy(target="0x" + f"{i + 1:040x}", selector=SEL_TRANSFER) for i in range(399)]
+                             + [CallPolicy(target=TOKEN, selector=SEL_TRANSFER)])
+    spec = SessionSpec(gas=TEST_GAS, signer=SIGNER, call_policies=policies)
+    state = SessionState.fresh(spec, 1)
+    batch = abi.encode_execute_batch([abi.Call(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(i))
+                                      for i in range(abi.MAX_SESSION_CALLS)])
+    ev = evaluate(ACCOUNT, state, sig(), batch)
+    built = CountingTuple.iterations
+    assert built <= 2 and ev.matched == (("call", 399),) * abi.MAX_SESSION_CALLS
+    for _ in range(3):
+        evaluate(ACCOUNT, state, sig(), batch)
+    assert CountingTuple.iterations == built  # no scan per op, let alone per call
+    too_long = abi.encode_execute_batch([abi.Call(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))]
+                                        * (abi.MAX_SESSION_CALLS + 1))
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), too_long)
+    assert e.value.rule == "SessionTooManyCalls" and e.value.args_ == (257, 256)
+
+
+def test_gas_rules_in_the_evaluator():
+    """An op through an allowed paymaster counts nothing against the gas budget (the account does
+    not pay it) but stays under the per-op cap; one the account pays consumes its maximum cost,
+    pending ops included; an unlisted paymaster is refused."""
+    from bundler.sessions.policy import OpFacts
+
+    pm = "0x" + "9a" * 20
+    spec = SessionSpec(signer=SIGNER, call_policies=(CallPolicy(),), gas=abi.GasPolicy(
+        max_cost_per_op=1000, cost_limit=Limit.lifetime(1500), paymasters=(pm,)))
+    state = SessionState.fresh(spec, 1)
+    call = abi.encode_execute(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))
+    paid = evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=900))
+    assert paid.consumed == (Consumed(abi.Scope.GAS, 0, 0, 900),)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, [PendingUse("0x1", 0, 0, paid.consumed)], OpFacts(max_cost=900))
+    assert e.value.rule == "SessionCumulativeLimitExceeded" and e.value.data["scope"] == "gasCost"
+    assert (e.value.data["pending"], e.value.data["requested"]) == (hex(900), hex(900))
+    sponsored = evaluate(ACCOUNT, state, sig(), call, [PendingUse("0x1", 0, 0, paid.consumed)],
+                         OpFacts(max_cost=900, paymaster=pm))
+    assert sponsored.consumed == ()
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=1001, paymaster=pm))
+    assert e.value.rule == "SessionGasCostExceedsPerOp" and e.value.args_ == (1001, 1000)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=1, paymaster=DEX))
+    assert e.value.rule == "SessionPaymasterNotAllowed" and e.value.args_ == (DEX,)

@@ -41,6 +41,12 @@ class EntryPointVersion:
         return user_op_hash(self.version, op, self.address, chain_id, eip7702_delegate)
 
     @property
+    def valid_after_strict(self) -> bool:
+        """The EntryPoint's time-range check: v0.7 wants block.timestamp >= validAfter, v0.8
+        block.timestamp > validAfter (EntryPoint._getValidationData)."""
+        return self.version != "0.7"
+
+    @property
     def supports_eip7702(self) -> bool:
         return self.version != "0.7"
 

@@ -11,13 +11,14 @@
     serialize    the string an app hands its backend (serializeSession of the TypeScript SDK)
     errors       RpcError and the typed SessionRefusal
 
-A relay client (server-held session keys, the bundler's /relay/v1) belongs in `relay.py` next to
-`client.py`; it is not written yet.
+    relay        RelayClient of the bundler's session relay (/relay/v1: server-held session keys)
+                 and its signed-request scheme
 """
-from . import abi
+from . import abi, policies
 from .abi import ArgConstraint, Call, CallPolicy, Condition, Limit, LimitKind, SessionSpec, TransferPolicy, word
 from .account import SessionAccount, SessionKey, enable_signature
 from .client import BundlerClient, JsonRpc
+from .relay import RelayClient, RelayError
 from .entrypoints import V07, V08, EntryPoint, entry_point
 from .errors import RpcError, SessionRefusal
 from .serialize import SessionGrant, deserialize_session, serialize_session
@@ -25,7 +26,7 @@ from .userop import UserOperation
 
 __all__ = [
     "ArgConstraint", "BundlerClient", "Call", "CallPolicy", "Condition", "EntryPoint", "JsonRpc", "Limit", "LimitKind",
-    "RpcError", "SessionAccount", "SessionGrant", "SessionKey", "SessionRefusal", "SessionSpec", "TransferPolicy",
-    "UserOperation", "V07", "V08", "abi", "deserialize_session", "enable_signature", "entry_point",
+    "RelayClient", "RelayError", "RpcError", "SessionAccount", "SessionGrant", "SessionKey", "SessionRefusal", "SessionSpec", "TransferPolicy",
+    "UserOperation", "V07", "V08", "abi", "policies", "deserialize_session", "enable_signature", "entry_point",
     "serialize_session", "word",
 ]
