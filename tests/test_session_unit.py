@@ -371,3 +371,31 @@ def test_refusal_names_the_argument_and_prints_addresses_checksummed():
                  abi.encode_execute(TOKEN, 0, b"\x12\x34\x56\x78" + word(0) + word(0) + word(9)))
     assert "argument word 2 is 9, the policy requires < 5" in e.value.message
     assert f"target {to_checksum_address(TOKEN)}" not in e.value.message and to_checksum_address(TOKEN) in e.value.message
+
+
+def test_gas_rules_in_the_evaluator():
+    """An op through an allowed paymaster counts nothing against the gas budget (the account does
+    not pay it) but stays under the per-op cap; one the account pays consumes its maximum cost,
+    pending ops included; an unlisted paymaster is refused."""
+    from bundler.sessions.policy import OpFacts
+
+    pm = "0x" + "9a" * 20
+    spec = SessionSpec(signer=SIGNER, call_policies=(CallPolicy(),), gas=abi.GasPolicy(
+        max_cost_per_op=1000, cost_limit=Limit.lifetime(1500), paymasters=(pm,)))
+    state = SessionState.fresh(spec, 1)
+    call = abi.encode_execute(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))
+    paid = evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=900))
+    assert paid.consumed == (Consumed(abi.Scope.GAS, 0, 0, 900),)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, [PendingUse("0x1", 0, 0, paid.consumed)], OpFacts(max_cost=900))
+    assert e.value.rule == "SessionCumulativeLimitExceeded" and e.value.data["scope"] == "gasCost"
+    assert (e.value.data["pending"], e.value.data["requested"]) == (hex(900), hex(900))
+    sponsored = evaluate(ACCOUNT, state, sig(), call, [PendingUse("0x1", 0, 0, paid.consumed)],
+                         OpFacts(max_cost=900, paymaster=pm))
+    assert sponsored.consumed == ()
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=1001, paymaster=pm))
+    assert e.value.rule == "SessionGasCostExceedsPerOp" and e.value.args_ == (1001, 1000)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=1, paymaster=DEX))
+    assert e.value.rule == "SessionPaymasterNotAllowed" and e.value.args_ == (DEX,)

@@ -86,7 +86,7 @@ class Admission:
         sender and key is validated as if those were already mined."""
         pending = {e.op.nonce for e in self.mempool.for_sender(op.sender)
                    if e.entry_point == ep and e.op.nonce_key == op.nonce_key}
-        if not pending or op.nonce in pending:
+        if not pending:  # (a replacement of a queued op is validated on top of the ops below it too)
             return None
         seq = op.nonce_sequence
         if seq == 0 or (op.nonce - 1) not in pending:
