@@ -13,16 +13,22 @@ setup: $(VENV)/.installed node_modules/.installed contracts sdk
 contracts: node_modules/.installed
 	node contracts/compile.mjs
 
-# the TypeScript SDK (sdk/ts), compiled with the pinned tsc of the toolchain (package.json)
-sdk: sdk/ts/dist/.built
+# the TypeScript SDK (sdk/ts) and the app-side examples (examples/ts), compiled with the pinned
+# tsc of the toolchain (package.json); the Python SDK (sdk/python) is installed with the venv
+sdk: sdk/ts/dist/.built examples/ts/.built
+
+examples/ts/.built: sdk/ts/dist/.built examples/ts/tsconfig.json $(wildcard examples/ts/*.ts)
+	node_modules/.bin/tsc -p examples/ts/tsconfig.json
+	touch $@
 
 sdk/ts/dist/.built: node_modules/.installed sdk/ts/tsconfig.json sdk/ts/package.json $(wildcard sdk/ts/src/*.ts)
 	node_modules/.bin/tsc -p sdk/ts/tsconfig.json
 	touch $@
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml sdk/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e sdk/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -50,4 +56,4 @@ bench: setup
 	$(BIN)/python benchmarks/load.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules build .pytest_cache sdk/ts/dist
+	rm -rf $(VENV) node_modules build .pytest_cache sdk/ts/dist examples/ts/*.js examples/ts/.built

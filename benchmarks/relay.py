@@ -43,7 +43,7 @@ from bundler.entrypoint import V07  # noqa: E402
 from bundler.relay import auth  # noqa: E402
 from bundler.relay.keystore import address_of  # noqa: E402
 from bundler.sessions import abi  # noqa: E402
-from bundler.sessions.abi import CallPolicy, SessionSpec  # noqa: E402
+from bundler.sessions.abi import CallPolicy, GasPolicy, SessionSpec  # noqa: E402
 from bundler.store import OpStatus  # noqa: E402
 from bundler.userop import format_user_operation  # noqa: E402
 from helpers.sessions import SessionAccountHandle, deploy_session_contracts, handle_ops, new_key, selector  # noqa: E402
@@ -150,7 +150,8 @@ async def setup(bundler: Bundler, url: str, chain_id: int, accounts: int):
             acct = SessionAccountHandle.create(url, chain_id, V07, dep, fund=10**19)
             acct.verification_gas, acct.call_gas = 300_000, 120_000
             key, signer = new_key()
-            spec = SessionSpec(signer=signer, valid_until=2**40, call_policies=(CallPolicy(target=dep.token),))
+            spec = SessionSpec(signer=signer, valid_until=2**40, call_policies=(CallPolicy(target=dep.token),),
+                               gas=GasPolicy(max_cost_per_op=10**18))
             owner_ops.append(acct.sign_owner(acct.build(abi.encode_grant_session(spec))
                                              .with_changes(call_gas_limit=1_000_000)))
             handles.append(acct)
@@ -194,7 +195,7 @@ async def bench(args) -> None:
         fund(anvil.url, Account.from_key(EXECUTOR_KEY).address, 10_000 * 10**18)
         config = cfg.Config(rpc_url=anvil.url, port=free_port(), private_key=[EXECUTOR_KEY], relay=True,
                             relay_master_key=[Fernet.generate_key().decode()], sim_workers=2, log_level="warning",
-                            session_max_ops_per_sender=64, rate_limit_per_s=0)
+                            session_max_ops_per_sender=64, rate_limit_per_s=0, store_sync=args.store_sync)
         bundler = Bundler(config)
         await bundler.start()
         try:
@@ -203,6 +204,7 @@ async def bench(args) -> None:
             sign = {"key": backend_key.hex(), "credential": cred_id}
 
             # ---- relay
+            bundler.sessions.stats.clear()
             relay_requests = []
             for i, acct in enumerate(handles):
                 for j in range(args.calls_per_account):
@@ -218,6 +220,7 @@ async def bench(args) -> None:
                      "p99": _percentile(lat, 0.99), "mined_after": t_mined - t_start}
             if errors:
                 print("relay errors, e.g.", errors[0])
+            relay["fast"] = bundler.sessions.stats.get("fast", 0)
 
             # ---- direct eth_sendUserOperation of pre-signed session ops
             direct_requests, hashes = [], []
@@ -250,7 +253,7 @@ async def bench(args) -> None:
         anvil.stop()
 
     print(f"session relay on the dev chain: {args.accounts} accounts x {args.calls_per_account} calls, "
-          f"{args.concurrency} in flight, 2 sim workers, auto bundling")
+          f"{args.concurrency} in flight, 2 sim workers, auto bundling, store sync {args.store_sync}")
     print(f"{'':32}{'relay POST /calls':>20}{'direct eth_sendUserOperation':>32}")
     print(f"{'accepted':32}{relay['accepted']:>20}{direct['accepted']:>32}")
     print(f"{'accepted per second':32}{relay['accepted'] / relay['elapsed']:>20.1f}"
@@ -261,6 +264,7 @@ async def bench(args) -> None:
     print(f"{'end to end calls per second':32}{relay['accepted'] / relay['mined_after']:>20.1f}"
           f"{direct['accepted'] / direct['mined_after']:>32.1f}")
     print(f"added latency of the relay (p50): {(relay['p50'] - direct['p50']) * 1e3:.0f} ms")
+    print(f"relay ops admitted on the session fast path (no py-evm run): {relay['fast']} of {relay['accepted']}")
 
 
 def main() -> None:
@@ -268,6 +272,8 @@ def main() -> None:
     p.add_argument("--accounts", type=int, default=20)
     p.add_argument("--calls-per-account", type=int, default=10)
     p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--store-sync", choices=("full", "normal"), default="full",
+                   help="SQLite synchronous mode of the bundler's store and the relay's tables")
     args = p.parse_args()
     asyncio.run(bench(args))
 

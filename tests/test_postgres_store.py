@@ -337,6 +337,7 @@ async def test_a_dead_instances_work_is_taken_over(dsn):
         rs = [slot_op(300 + i, 300 + i) for i in range(8)]
         for r in rs:
             assert (await killed.admit(r, None, 10)).admitted
+        stalled.lock_executors(["0x5ta1"])  # its lease (1 s) runs from here
         for owner, store, part in (("0xdead", killed, rs[:4]), ("0x5ta1", stalled, rs[4:])):
             assert await store.claim([r.hash for r in part], owner=owner) == {r.hash for r in part}
             await store.record_bundle(inflight_of(owner, 0, [part[0].hash, part[1].hash], "0x" + owner[2:] * 16))

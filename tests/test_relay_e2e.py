@@ -18,7 +18,7 @@ from bundler.relay import auth
 from bundler.sessions import abi
 from helpers.relay import DevBundler, RelayClient, register, wait_call, wait_grant
 from helpers.sessions import (
-    SessionAccountHandle, advance_time, block_timestamp, deploy_session_contracts, erc20_balance, get_balance,
+    SessionAccountHandle, advance_time, block_timestamp, compile_contracts, deploy_session_contracts, erc20_balance, get_balance,
     rpc, selector,
 )
 
@@ -28,6 +28,7 @@ TRANSFER = selector("transfer(address,uint256)")
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory):
+    compile_contracts()  # the process deploys build/contracts: compile first, the sources may be newer
     d = DevBundler(tmp_path_factory.mktemp("relay"))
     d.dep = deploy_session_contracts(d.node_url)  # idempotent: the addresses bundler dev deployed
     d.chain_id = int(rpc(d.node_url, "eth_chainId", []), 16)
@@ -323,6 +324,71 @@ def test_flow3_window_and_usage_limit_used_until_exhausted(dev):
     assert exhausted.body["error"]["data"]["rule"] == "SessionUsageLimitReached"
 
 
+def test_gas_budget_and_epoch_are_part_of_the_grant(dev):
+    """The permissions' gas budget goes into the account's grant (SessionSpec v2) and is enforced
+    by it; after revokeAllSessions (the account's epoch moved on) a new grant is signed for the
+    new epoch and works."""
+    from helpers.sessions import handle_ops
+
+    acct = _account(dev)
+    handle_ops(dev.node_url, V07, [acct.sign_owner(acct.build(abi.encode_revoke_all_sessions()))])
+    owner = _owner(dev, acct)
+    backend = _backend(dev, "gas")
+    mint = [{"to": dev.dep.token, "data": _mint(dev.dep.token, acct.address, 1)}]
+    stingy = owner.ok(owner.post("/relay/v1/grants", {
+        "credentialId": backend.credential_id, "account": acct.address,
+        "mode": "ownerOp", "permissions": {"anyTarget": {}, "gasBudget": {"maxCostPerOp": "0x1"}}}), 201)
+    assert stingy["spec"]["gas"]["maxCostPerOp"] == "0x1", stingy["spec"]
+    _remember_key(dev, stingy["grantId"])
+    sig = abi.sign_digest(acct.owner_key, bytes.fromhex(stingy["ownerOp"]["userOpHash"][2:]))
+    owner.ok(owner.post(f"/relay/v1/grants/{stingy['grantId']}/activate", {"signature": "0x" + sig.hex()}), 200)
+    wait_grant(owner, stingy["grantId"], "active")
+    refused = _execute(backend, acct.address, mint)
+    assert refused.status == 422, refused.text
+    assert refused.body["error"]["data"].get("rule") == "SessionGasCostExceedsPerOp", refused.text
+    owner.ok(owner.post(f"/relay/v1/grants/{stingy['grantId']}/revoke"), 200)
+
+    budget = owner.ok(owner.post("/relay/v1/grants", {
+        "credentialId": backend.credential_id, "account": acct.address,
+        "permissions": {"anyTarget": {}, "gasBudget": {"maxCostPerOp": hex(10**17),
+                                                       "costLimit": {"kind": "lifetime", "amount": hex(10**18)}}}}), 201)
+    assert budget["epoch"] == 1  # the enable data names the account's epoch after revokeAllSessions
+    _remember_key(dev, budget["grantId"])
+    _activate_enable(dev, budget, acct)
+    call = backend.ok(_execute(backend, acct.address, mint), 202)
+    assert wait_call(backend, call["callId"])["status"] == "mined"
+    session = rpc(dev.url, "session_getSession", [acct.address, budget["sessionKey"]])
+    gas = [lim for lim in session["limits"] if lim["scope"] == "gasCost"]
+    assert gas and int(gas[0]["used"], 16) > 0, session["limits"]
+
+
+def test_python_sdk_relay_client(dev):
+    """session_sdk.RelayClient (sdk/python) drives the relay: register, grant, execute, refusal."""
+    from session_sdk.relay import RelayClient as SdkRelay, RelayError, sign_request, verify_webhook
+
+    acct = _account(dev)
+    backend = SdkRelay(dev.url, os.urandom(32))
+    assert backend.register(name="sdk")["credentialId"] == backend.credential_id
+    owner = SdkRelay(dev.url, acct.owner_key, owner_account=acct.address)
+    grant = owner.prepare_grant(acct.address, {"anyTarget": {}, "expiresIn": 600}, credential_id=backend.credential_id)
+    _remember_key(dev, grant["grantId"])
+    owner.activate(grant["grantId"], abi.sign_digest(acct.owner_key, bytes.fromhex(grant["enable"]["digest"][2:])))
+    mint = [{"to": dev.dep.token, "data": _mint(dev.dep.token, acct.address, 3)}]
+    call = backend.execute(acct.address, mint, idempotency_key="sdk-1")
+    assert backend.wait_for_call(call["callId"])["status"] == "mined"
+    with pytest.raises(RelayError) as refused:
+        backend.execute(acct.address, [{**mint[0], "value": "0x1"}], idempotency_key="sdk-2")
+    assert refused.value.status == 422 and refused.value.data["rule"] == "SessionValueExceedsPerUse"
+    # the webhook check the SDK offers accepts the relay's scheme and nothing else
+    key = os.urandom(32)
+    headers = sign_request(key, "POST", "/hook", b"{}")
+    from bundler.relay.keystore import address_of
+
+    assert verify_webhook(address_of(key), "/hook", b"{}", headers)
+    assert not verify_webhook(address_of(key), "/hook", b"{ }", headers)
+    assert not verify_webhook(address_of(os.urandom(32)), "/hook", b"{}", headers)
+
+
 # ---------------------------------------------------------------- security
 
 
@@ -435,7 +501,21 @@ def test_session_keys_never_shown_and_unreadable_without_the_master_key(dev):
     probe = RelayClient(dev.url, os.urandom(32))
     with urllib.request.urlopen(dev.url + "/metrics", timeout=30) as resp:
         metrics = resp.read().decode()
+    # the relay's own counters are there (so the search below covers them)
+    assert 'bundler_relay_calls_total{status="mined"}' in metrics
+    assert 'bundler_relay_requests_total{route="POST /calls",status="422"}' in metrics
+    assert 'bundler_relay_requests_total{route="GET /credentials/me",status="401"}' in metrics
+    secrets += [dev.master_key]  # the master key (given in the environment) is never shown either
     texts = {"log": dev.log(), "metrics": metrics}
+    # the child processes (simulation workers, anvil) did not inherit the master key
+    children = Path(f"/proc/{dev.proc.pid}/task/{dev.proc.pid}/children").read_text().split()
+    assert children
+    for child in children:
+        try:
+            texts[f"environment of child {child}"] = Path(f"/proc/{child}/environ").read_bytes().decode(errors="replace")
+            texts[f"command line of child {child}"] = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):
+            pass
     for i, c in enumerate(dev.clients + [probe]):
         texts[f"answers of client {i}"] = "\n".join(c.seen)
     assert sum(len(c.seen) for c in dev.clients) > 50

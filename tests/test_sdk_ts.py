@@ -38,3 +38,9 @@ def test_ts_sdk_install_pins():
 def test_ts_sdk_end_to_end():
     build_ts_sdk()
     run_node_tests("sdk/ts/test/sdk.test.mjs")
+
+
+def test_ts_sdk_relay_client():
+    """createRelayClient against bundler dev's session relay (sdk/ts/test/relay.test.mjs)."""
+    build_ts_sdk()
+    run_node_tests("sdk/ts/test/relay.test.mjs", timeout=300)

@@ -18,6 +18,7 @@ from bundler.pool.mempool import Mempool, MempoolFull, PoolEntry
 from bundler.sessions import abi
 from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, TransferPolicy, word
 from bundler.sessions.gas import validation_gas_bound
+from bundler.sessions.keeper import LedgerKeeper
 from bundler.sessions.ledger import LedgerEntry, SessionLedger
 from bundler.sessions.policy import (
     Consumed, Counter, PendingUse, SessionState, SessionViolation, check_window, evaluate,
@@ -200,7 +201,7 @@ def pool_entry(nonce: int, fee: int = 10) -> PoolEntry:
 def test_ledger_follows_the_mempool():
     pool = Mempool(max_ops_per_sender=2)
     ledger = SessionLedger()
-    pool.observe(ledger)
+    pool.observe(LedgerKeeper(ledger, MemoryStore()))
 
     def admit(entry, amount):
         pool.add(entry)
@@ -236,6 +237,34 @@ def test_ledger_follows_the_mempool():
     admit(pool_entry(3), 1)
     pool.clear()
     assert len(ledger) == 0
+
+
+def test_ops_entering_the_pool_without_admission_are_accounted_from_their_activity():
+    """Restart recovery, reorg and lost-nonce re-queue, shared-store sync: Mempool.add of an op
+    the ledger does not hold enters it again with what admission recorded for it."""
+    pool, ledger, store = Mempool(max_ops_per_sender=4), SessionLedger(), MemoryStore()
+    pool.observe(LedgerKeeper(ledger, store))
+    signer = Account.create().address.lower()
+    signature = abi.encode_session_signature(signer, 3, b"\x01" * 65)
+    entry = PoolEntry(op=op(5).with_changes(signature=signature), entry_point=V07, hash="0x" + "ab" * 32,
+                      valid_after=100, valid_until=abi.UINT48_MAX)
+    store.add_session_activity(SessionActivity(
+        op_hash=entry.hash, account=ACCOUNT, session_key=signer, entry_point=V07.address, nonce=5, mode="session",
+        period_index=3, calls=[], consumed=[{"scope": 2, "policyIndex": 0, "constraintIndex": 1, "amount": 40}]))
+    pool.add(entry)  # e.g. reloaded from the store after a restart
+    assert ledger.totals(ACCOUNT, signer) == (1, {(2, 0, 1): {3: 40}})
+    [restored] = ledger.entries(ACCOUNT, signer)
+    assert (restored.valid_after, restored.valid_until, restored.use.nonce) == (100, 0, 5)
+    # mined, then its block reorged out before the ledger let go of it: pending again
+    pool.remove(entry.hash, mined_block=9)
+    assert ledger.totals(ACCOUNT, signer)[0] == 0
+    pool.add(entry)
+    assert ledger.totals(ACCOUNT, signer) == (1, {(2, 0, 1): {3: 40}})
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, signer, 20)] == [entry.hash]
+    # an op with no activity record (never admitted as a session op here) is not invented
+    other = PoolEntry(op=op(6).with_changes(signature=signature), entry_point=V07, hash="0x" + "cd" * 32)
+    pool.add(other)
+    assert len(ledger) == 1
 
 
 # ------------------------------------------------------------------ batching client
@@ -289,3 +318,61 @@ def test_memory_store_session_activity_log():
     assert store.session_activity(ACCOUNT, DEX) == []
     store.clear()
     assert store.session_activity(ACCOUNT, SIGNER) == []
+
+
+def test_evaluation_cost_is_flat_in_the_number_of_policies():
+    """Policies are found through the (target, selector) index, built once per spec: evaluating a
+    batch of MAX_SESSION_CALLS calls against 400 policies never scans the policy list; a longer
+    batch is refused by the documented limit."""
+    class CountingTuple(tuple):
+        iterations = 0
+
+        def __iter__(self):
+            CountingTuple.iterations += 1
+            return super().__iter__()
+
+    policies = CountingTuple([CallPolicy(target="0x" + f"{i + 1:040x}", selector=SEL_TRANSFER) for i in range(399)]
+                             + [CallPolicy(target=TOKEN, selector=SEL_TRANSFER)])
+    spec = SessionSpec(gas=TEST_GAS, signer=SIGNER, call_policies=policies)
+    state = SessionState.fresh(spec, 1)
+    batch = abi.encode_execute_batch([abi.Call(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(i))
+                                      for i in range(abi.MAX_SESSION_CALLS)])
+    ev = evaluate(ACCOUNT, state, sig(), batch)
+    built = CountingTuple.iterations
+    assert built <= 2 and ev.matched == (("call", 399),) * abi.MAX_SESSION_CALLS
+    for _ in range(3):
+        evaluate(ACCOUNT, state, sig(), batch)
+    assert CountingTuple.iterations == built  # no scan per op, let alone per call
+    too_long = abi.encode_execute_batch([abi.Call(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))]
+                                        * (abi.MAX_SESSION_CALLS + 1))
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), too_long)
+    assert e.value.rule == "SessionTooManyCalls" and e.value.args_ == (257, 256)
+
+
+def test_gas_rules_in_the_evaluator():
+    """An op through an allowed paymaster counts nothing against the gas budget (the account does
+    not pay it) but stays under the per-op cap; one the account pays consumes its maximum cost,
+    pending ops included; an unlisted paymaster is refused."""
+    from bundler.sessions.policy import OpFacts
+
+    pm = "0x" + "9a" * 20
+    spec = SessionSpec(signer=SIGNER, call_policies=(CallPolicy(),), gas=abi.GasPolicy(
+        max_cost_per_op=1000, cost_limit=Limit.lifetime(1500), paymasters=(pm,)))
+    state = SessionState.fresh(spec, 1)
+    call = abi.encode_execute(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))
+    paid = evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=900))
+    assert paid.consumed == (Consumed(abi.Scope.GAS, 0, 0, 900),)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, [PendingUse("0x1", 0, 0, paid.consumed)], OpFacts(max_cost=900))
+    assert e.value.rule == "SessionCumulativeLimitExceeded" and e.value.data["scope"] == "gasCost"
+    assert (e.value.data["pending"], e.value.data["requested"]) == (hex(900), hex(900))
+    sponsored = evaluate(ACCOUNT, state, sig(), call, [PendingUse("0x1", 0, 0, paid.consumed)],
+                         OpFacts(max_cost=900, paymaster=pm))
+    assert sponsored.consumed == ()
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=1001, paymaster=pm))
+    assert e.value.rule == "SessionGasCostExceedsPerOp" and e.value.args_ == (1001, 1000)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=1, paymaster=DEX))
+    assert e.value.rule == "SessionPaymasterNotAllowed" and e.value.args_ == (DEX,)

@@ -245,6 +245,14 @@ def test_validation_checks():
     expired = validation_error(_result(paymaster=_vd(valid_until=now - 1)), now=now, paymaster="0x" + "cc" * 20)
     assert isinstance(expired, TimeRangeInvalid) and "paymaster" in expired.message
     assert expired.data["validUntil"] == now - 1
+    # judged against the inclusion window, not one instant: held up to max_wait, v0.8 strictly after
+    assert validation_error(_result(_vd(valid_after=now + 5)), now=now, max_wait=5) is None
+    assert validation_error(_result(_vd(valid_after=now + 5)), now=now, max_wait=5, strict=True) is not None
+    assert validation_error(_result(_vd(valid_after=now)), now=now, strict=True) is not None
+    assert validation_error(_result(_vd(valid_after=now - 1)), now=now, strict=True) is None
+    late = validation_error(_result(paymaster=_vd(valid_until=now + 20)), now=now, latest=now + 25, min_valid_for=0)
+    assert isinstance(late, TimeRangeInvalid) and "before it can be included" in late.message
+    assert late.data["latestInclusion"] == now + 25
     agg = validation_error(_result(0x1234), now=now)
     assert agg.code == -32506
     vd = ValidationData.unpack(_vd(valid_after=5, valid_until=0))

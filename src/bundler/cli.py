@@ -84,7 +84,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     # a dev chain serves local tools and the app under development: loopback clients are not
     # rate-limited and any web page may call the public methods (debug_* never cross-origin);
     # the session relay is served
-    dev_defaults = {"rate_limit_exempt_loopback": True, "cors_origins": ["*"], "relay": True}
+    dev_defaults = {"rate_limit_exempt_loopback": True, "cors_origins": ["*"], "relay": True,
+                    "relay_webhook_private_networks": True}
+    if not args.block_time:  # automine: ops held for their validAfter need blocks to come due
+        dev_defaults["dev_mine_when_held"] = True
     if not (args.private_key or args.private_key_file or args.keystore_file
             or os.environ.get("BUNDLER_PRIVATE_KEY") or os.environ.get("BUNDLER_PRIVATE_KEY_FILE")
             or os.environ.get("BUNDLER_KEYSTORE_FILE")):

@@ -67,7 +67,17 @@ class Config:
     min_priority_fee: int = _setting(0, "least maxPriorityFeePerGas an op must pay (wei)")
     max_ops_per_sender: int = _setting(4, "pending ops per unstaked sender")
     max_verification_gas: int = _setting(10_000_000, "largest verificationGasLimit accepted")
-    valid_until_margin: int = _setting(30, "an op must stay valid at least this many seconds after admission")
+    valid_until_margin: int = _setting(
+        30, "an op must stay valid at least this many seconds after the latest time its bundle is expected "
+            "to be included (the next block's timestamp plus one observed block time)")
+    valid_after_max_wait: int = _setting(
+        60, "an op whose validAfter (account's or paymaster's) is this many seconds or less after the "
+            "earliest time it can be included is admitted and held until it is due; further in the future "
+            "it is refused (-32503)")
+    dev_mine_when_held: bool = _setting(
+        False, "dev chains only (anvil): while ops wait for their validAfter and the chain mines only on "
+               "transactions, mine an empty block every second (evm_mine) so they come due; refused by a "
+               "node that is not anvil (default for `bundler dev` without --block-time)")
     sim_workers: int = _setting(2, "simulation worker processes (0: in-process thread)")
     unsafe: bool = _setting(False, "skip the ERC-7562 validation rules (opcode, storage, stake, code-hash checks); "
                                    "only for trusted private deployments")
@@ -168,6 +178,9 @@ class Config:
     relay_nonce_lanes: int = _setting(
         4, "nonce lanes (EntryPoint nonce keys 1..N) per account, so several relay calls are in flight at once")
     relay_webhook_max_tries: int = _setting(6, "attempts of one webhook delivery (exponential backoff between them)")
+    relay_webhook_private_networks: bool = _setting(
+        False, "allow webhook URLs on loopback, private and link-local addresses (a backend could otherwise "
+               "make the relay call services inside the operator's network); on in `bundler dev`")
     balance_refresh_s: float = _setting(15.0, "seconds between refreshes of the executor balance metrics")
     # gas sponsorship: the ERC-7677 paymaster service (docs/paymaster.md)
     paymaster_signer_key: str = _setting(

@@ -9,7 +9,9 @@ from .userop.model import UserOperation
 from eth_abi import encode
 from eth_hash.auto import keccak
 
-from .userop.packing import PACKED_USEROP_TYPE, pack, user_op_hash_v07, user_op_hash_v08
+from session_sdk.packing import user_op_hash
+
+from .userop.packing import PACKED_USEROP_TYPE, pack
 
 HANDLE_OPS_SIGNATURE = f"handleOps({PACKED_USEROP_TYPE}[],address)"
 
@@ -36,9 +38,13 @@ class EntryPointVersion:
     create2_salt: bytes
 
     def user_op_hash(self, op: UserOperation, chain_id: int, eip7702_delegate: str | None = None) -> bytes:
-        if self.version == "0.7":
-            return user_op_hash_v07(op, self.address, chain_id)
-        return user_op_hash_v08(op, self.address, chain_id, eip7702_delegate)
+        return user_op_hash(self.version, op, self.address, chain_id, eip7702_delegate)
+
+    @property
+    def valid_after_strict(self) -> bool:
+        """The EntryPoint's time-range check: v0.7 wants block.timestamp >= validAfter, v0.8
+        block.timestamp > validAfter (EntryPoint._getValidationData)."""
+        return self.version != "0.7"
 
     @property
     def supports_eip7702(self) -> bool:

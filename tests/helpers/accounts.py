@@ -222,10 +222,11 @@ class DevChain:
     factories: dict
 
     @classmethod
-    def start(cls) -> "DevChain":
+    def start(cls, block_time: float | None = None) -> "DevChain":
+        """block_time: mine a block every so many seconds instead of one per transaction."""
         from bundler.devchain import deploy_all, start_anvil
 
-        node = start_anvil()
+        node = start_anvil(block_time=block_time)
         try:
             deployment = deploy_all(node.url)
         except BaseException:

@@ -41,7 +41,8 @@ class DevBundler:
         self.log_path = tmp / "bundler-dev.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("BUNDLER_")}
         env["BUNDLER_RELAY_MASTER_KEY"] = self.master_key
-        env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), str(REPO / "sdk" / "python"),
+                                                          env.get("PYTHONPATH")) if p)
         cmd = [sys.executable, "-m", "bundler.cli", "dev", "--port", str(self.port), "--node-port",
                str(self.node_port), "--data-dir", str(self.data_dir), "--sim-workers", "1", "--log-level", "debug",
                *args]

@@ -412,3 +412,33 @@ def erc20_balance(url: str, token: str, who: str) -> int:
 
 def erc20_mint(url: str, token: str, to: str, amount: int) -> None:
     send_tx(url, token, selector("mint(address,uint256)") + encode(["address", "uint256"], [to, amount]))
+
+
+def set_delegation(url: str, chain_id: int, eoa_key: str, implementation: str, data: bytes = b"",
+                   self_sent: bool = False) -> dict:
+    """A type-4 transaction whose authorization, signed by the EOA, delegates it to
+    `implementation` (the zero address clears the delegation); the transaction then calls the EOA
+    with `data` (run with the new code, e.g. revokeAllSessions()). Sponsored by anvil's account 0,
+    or sent by the EOA itself (self_sent: then msg.sender is the owner, and the authorization
+    names the nonce after the transaction's). Returns the receipt; raises if it reverts."""
+    eoa = Account.from_key(eoa_key).address
+    eoa_nonce = int(rpc(url, "eth_getTransactionCount", [eoa, "latest"]), 16)
+    auth = Account.sign_authorization(
+        {"chainId": chain_id, "address": to_checksum_address(implementation),
+         "nonce": eoa_nonce + (1 if self_sent else 0)}, eoa_key)
+    sponsor = Account.from_key(eoa_key if self_sent else ANVIL_ACCOUNT0_KEY)
+    base_fee = int(rpc(url, "eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
+    tx = {"type": 4, "chainId": chain_id, "to": eoa, "value": 0, "data": data, "gas": 300_000,
+          "nonce": int(rpc(url, "eth_getTransactionCount", [sponsor.address, "pending"]), 16),
+          "maxFeePerGas": 2 * base_fee + 10**9, "maxPriorityFeePerGas": 10**9, "authorizationList": [auth]}
+    raw = sponsor.sign_transaction(tx).raw_transaction
+    receipt = wait_receipt(url, rpc(url, "eth_sendRawTransaction", ["0x" + bytes(raw).hex()]))
+    if receipt["status"] != "0x1":
+        raise RuntimeError(f"type-4 transaction reverted: {receipt}")
+    return receipt
+
+
+def send_tx_status(url: str, to: str, data: bytes, sender: str, gas: int = 10_000_000) -> str:
+    """A transaction from an unlocked (or impersonated) account; its receipt status ("0x1"/"0x0")."""
+    tx_hash = rpc(url, "eth_sendTransaction", [{"from": sender, "to": to, "data": "0x" + data.hex(), "gas": hex(gas)}])
+    return wait_receipt(url, tx_hash)["status"]

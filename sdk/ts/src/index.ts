@@ -8,3 +8,4 @@ export * from "./errors.js";
 export * from "./serialize.js";
 export * from "./rpc.js";
 export * from "./erc7715.js";
+export * from "./relay.js";

@@ -18,7 +18,7 @@ function python() {
 /** { bundlerUrl, nodeUrl, chainId, entryPoints: {"0.7": {entryPoint, sessionAccount, sessionAccountFactory}}, token, stop() } */
 export async function startDevBundler(extraArgs = []) {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("BUNDLER_")));
-  env.PYTHONPATH = [path.join(REPO, "src"), process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
+  env.PYTHONPATH = [path.join(REPO, "src"), path.join(REPO, "sdk", "python"), process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
   const child = spawn(python(), ["-m", "bundler.cli", "dev", "--port", "0", "--node-port", "0",
     "--log-level", "warning", ...extraArgs], { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let out = "";

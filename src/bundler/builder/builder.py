@@ -27,6 +27,7 @@ from ..store.base import ClaimLost, LeaseLost
 from ..store.records import InflightTx, OpStatus, TxAttempt
 from .balance import BalanceGuard, ExecutorBalanceLow
 from .bundle_check import check_bundle
+from .dev_miner import DevMiner
 from .executor import Executor
 from .sender import BundleSender
 
@@ -106,6 +107,8 @@ class Builder:
         self._busy: dict[Executor, int] = {}  # bundles started and not finished, per executor
         self._jobs: set[asyncio.Task] = set()  # auto mode's bundles in flight
         self._last_failure = 0.0
+        # dev chains (anvil automine): mine empty blocks while ops wait for their validAfter
+        self.dev_miner = DevMiner(node) if getattr(config, "dev_mine_when_held", False) else None
         # set when this instance's lease in a shared store is lost: it claims and sends nothing more
         self.fenced = False
 
@@ -125,6 +128,13 @@ class Builder:
                 except TimeoutError:
                     pass
                 self._wakeup.clear()
+                if self.mode == "auto" and self.dev_miner is not None and self._holding():
+                    try:
+                        await self.dev_miner.nudge()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:
+                        log.warning("dev chain: evm_mine failed: %s", e)
                 if self.mode != "auto" or not len(self.mempool) or self._free_executor() is None:
                     continue
                 backoff = self._last_failure + FAILURE_BACKOFF_S - time.monotonic()
@@ -144,6 +154,14 @@ class Builder:
             for task in jobs:
                 task.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
+
+    def _holding(self) -> bool:
+        """Ops held in the pool until their validAfter is due (at the head's inclusion window)."""
+        if self.head.latest is None:
+            return False
+        window = self.head.window()
+        return any(e.submitted_in is None and not window.due(e.valid_after, e.entry_point.valid_after_strict)
+                   for e in self.mempool.entries())
 
     def _job_done(self, task: asyncio.Task) -> None:
         self._jobs.discard(task)
@@ -252,7 +270,8 @@ class Builder:
 
     # one bundle -------------------------------------------------------------
     def _select(self, ep: EntryPointVersion, header) -> list[PoolEntry]:
-        now = time.time()
+        # judged at the time the bundle will be included, not at the head block (chain.clock)
+        window = self.head.window(header)
         selected: list[PoolEntry] = []
         gas = BUNDLE_OVERHEAD_GAS
         limit = min(self.config.max_bundle_gas, header.gas_limit)
@@ -271,11 +290,13 @@ class Builder:
             op = entry.op
             if entry.hash in self._reserved or op.sender in busy or (op.paymaster and op.paymaster in busy_paymasters):
                 continue
-            if entry.valid_until and entry.valid_until < now:
-                self.drop(entry, "expired: validUntil passed before inclusion", -32503)
+            if entry.valid_until and entry.valid_until < window.latest:
+                self.drop(entry, f"expired: validUntil {entry.valid_until} is before the bundle's expected "
+                                 f"inclusion (by timestamp {window.latest})", -32503)
                 continue
-            if entry.valid_after and entry.valid_after > header.timestamp:
-                continue  # not yet valid; stays pending
+            if not window.due(entry.valid_after, ep.valid_after_strict):
+                busy.add(op.sender)  # held until due, and the sender's later nonces with it
+                continue
             if op.max_fee_per_gas < header.base_fee:
                 continue  # cannot pay the current base fee; stays pending
             if gas + op.total_gas_limit() > limit:
@@ -428,11 +449,13 @@ class Builder:
         return await self._send(ep, executor, selected, beneficiary, header, dropped, auth_list)
 
     async def _check(self, ops, ep, header, beneficiary: str, sender: str):
-        """The bundle as it would run on chain (the node's eth_call, or py-evm: bundle_check)."""
+        """The bundle as it would run on chain (the node's eth_call, or py-evm: bundle_check), in
+        the next block: its earliest possible timestamp, at which every selected op is due."""
         data_len = len(handle_ops_calldata(ops, beneficiary))
         gas = bundle_gas_limit(ops, data_len, sum(op.eip7702_auth is not None for op in ops), header)
         return await check_bundle(self.node, self.simulator, ops, ep, header, beneficiary=beneficiary,
-                                  sender=sender, gas=gas, where=self.config.bundle_check)
+                                  sender=sender, gas=gas, where=self.config.bundle_check,
+                                  timestamp=self.head.window(header).earliest)
 
     async def _isolate(self, ep, selected: list[PoolEntry], header, beneficiary: str, sender: str,
                        dropped: dict[str, str]) -> list[PoolEntry]:
@@ -460,7 +483,8 @@ class Builder:
         if not self.safe.enabled or not selected:
             return selected
         keep = []
-        for entry, error in await self.safe.revalidate(self.simulator, ep, header, selected):
+        for entry, error in await self.safe.revalidate(self.simulator, ep, header, selected,
+                                                       window=self.head.window(header)):
             if entry.hash in dropped:
                 continue  # dropped meanwhile: an entity it uses was banned by an earlier failure
             if error is None:

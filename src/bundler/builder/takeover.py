@@ -43,12 +43,12 @@ class Takeover:
                     last_renewed, next_renew = now, now + self.renew_every
                 except LeaseLost as e:
                     self._lost(str(e))
-                    return
+                    await asyncio.Future()  # the instance is stopping; nothing more to do here
                 except Exception as e:  # the database is unreachable: retry while the lease lasts
                     log.warning("could not renew this instance's lease: %s", e)
                     if now - last_renewed > self.store.lease_s * 0.75:
                         self._lost(f"the lease could not be renewed for {now - last_renewed:.1f} s ({e})")
-                        return
+                        await asyncio.Future()
                     next_renew = now + min(0.5, self.renew_every)
             try:
                 self.take_over_once()

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from ..sim.types import PinnedBlock
+from .clock import InclusionClock, InclusionWindow
 from .client import NodeClient
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,14 @@ class HeadTracker:
         self.latest: PinnedBlock | None = None
         self._inflight: asyncio.Future | None = None
         self._new_block = asyncio.Condition()
+        self.clock = InclusionClock()  # block times and the chain's clock, from the headers seen
+
+    def window(self, header: PinnedBlock | None = None) -> InclusionWindow:
+        """Bounds on the timestamp of the block that will include an op sent now (chain.clock)."""
+        head = header or self.latest
+        if head is None:
+            raise RuntimeError("no header seen yet")
+        return self.clock.window(head)
 
     async def fresh(self) -> PinnedBlock:
         """The node's latest header now; concurrent callers share one request."""
@@ -32,6 +41,7 @@ class HeadTracker:
         if self.latest is None or header.number != self.latest.number or header.hash != self.latest.hash:
             if self.latest is None or header.number >= self.latest.number:
                 self.latest = header
+                self.clock.observe(header.number, header.timestamp)
                 async with self._new_block:
                     self._new_block.notify_all()
 

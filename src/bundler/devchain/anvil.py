@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import os
 import subprocess
 import time
 import urllib.request
@@ -83,6 +84,9 @@ def start_anvil(
         # before any other thread exists (the signal follows the starting thread, and a
         # preexec_fn is only safe in a process without other threads)
         preexec_fn=death_signal_preexec() if die_with_parent else None,
+        # `bundler dev` starts anvil before it reads (and scrubs) its settings: anvil must not
+        # inherit secrets such as BUNDLER_PRIVATE_KEY or BUNDLER_RELAY_MASTER_KEY
+        env={k: v for k, v in os.environ.items() if not k.startswith("BUNDLER_")},
     )
     node = Anvil(proc, port, chain_id)
     deadline = time.monotonic() + 30

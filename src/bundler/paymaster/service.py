@@ -231,7 +231,11 @@ class Settler:
         self.lookback_blocks = lookback_blocks
         self._wake = asyncio.Event()
 
-    # mempool observer: an op left the pool; its fate is recorded right after, in the same step
+    # mempool observer (pool.mempool.PoolObserver): an op entering the pool changes nothing here
+    def added(self, _entry) -> None:
+        pass
+
+    # an op left the pool; its fate is recorded right after, in the same step
     def removed(self, _entry, _mined_block=None) -> None:
         self._wake.set()
 

@@ -3,7 +3,6 @@ then the mempool rules. Every refusal is a BundlerError with its ERC-7769 code."
 from __future__ import annotations
 
 import logging
-import time
 
 
 from ..chain.head import HeadTracker
@@ -77,12 +76,17 @@ class Admission:
         self.safe = SafeMode(config, mempool)
         self.capacity = capacity  # CapacityGuard (max_mempool_ops), optional
 
+    def timing(self, window) -> dict:
+        """Simulator.validate's time-range arguments for an inclusion window."""
+        return {"now": window.earliest, "latest": window.latest,
+                "max_wait": getattr(self.config, "valid_after_max_wait", 0)}
+
     def nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
         sender and key is validated as if those were already mined."""
         pending = {e.op.nonce for e in self.mempool.for_sender(op.sender)
                    if e.entry_point == ep and e.op.nonce_key == op.nonce_key}
-        if not pending or op.nonce in pending:
+        if not pending:  # (a replacement of a queued op is validated on top of the ops below it too)
             return None
         seq = op.nonce_sequence
         if seq == 0 or (op.nonce - 1) not in pending:
@@ -100,8 +104,9 @@ class Admission:
         known = self.store.get(op_hash)
         if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
             raise InvalidParams(f"UserOperation {op_hash} is already known and {known.status.value}")
-        # the chain's clock when it runs ahead of ours (dev chains moved by evm_increaseTime)
-        now = max(int(time.time()), header.timestamp)
+        # time ranges are judged at inclusion, not at the head block: an op that expires before
+        # the including block is refused, one valid within valid_after_max_wait is held (chain.clock)
+        window = self.head.window(header)
         session = await self.sessions.prepare(op, ep, header, op_hash) if self.sessions else None
         cap = self.sessions.max_ops_per_sender if session is not None else None
         rep = self.reputation
@@ -112,10 +117,10 @@ class Admission:
         if self.capacity is not None:
             self.capacity.check(op, header.base_fee, replacing)
         # a session op's policy is checked before any simulation; the fast path skips py-evm
-        outcome = self.sessions.precheck(session, replacing and replacing.hash, now) if session else None
+        outcome = self.sessions.precheck(session, replacing and replacing.hash, window) if session else None
         if outcome is None:
             outcome = await self.simulator.validate(op, ep, header, overrides=self.nonce_override(op, ep),
-                                                    tracer=self.safe.tracer(op, ep), now=now)
+                                                    tracer=self.safe.tracer(op, ep), **self.timing(window))
             self.safe.enforce(op, ep, outcome)  # ERC-7562 rules (off with --unsafe)
         entities = None
         if rep is not None:
@@ -148,13 +153,13 @@ class Admission:
             raise _refusal(op_hash, verdict)
         if victim is not None:
             self.capacity.evict(victim, op_hash, header.base_fee)
+        if session is not None:  # accounted first: the mempool's observers see it as a session op
+            self.sessions.admitted(session, entry)
         self.mempool.add(entry)
         if rep is not None:
             rep.admitted(entry)
             if replaced is not None:
                 rep.replaced(replaced)
-        if session is not None:
-            self.sessions.admitted(session, entry)
         await self._persist(entry, replaced)
         log.info("admitted op %s sender %s nonce %s", op_hash, op.sender, hex(op.nonce))
         if self.on_admitted:

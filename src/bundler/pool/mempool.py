@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..entrypoint import EntryPointVersion
 from ..errors import InvalidParams
@@ -50,6 +50,18 @@ class PoolEntry:
         return out
 
 
+class PoolObserver(Protocol):
+    """An index kept in step with the pool. `added` is called for every entry that enters, on
+    every path (admission, restart recovery, re-queue after a reorg or a lost bundle nonce,
+    the shared-store sync), so the index never depends on how the op came in."""
+
+    def added(self, entry: PoolEntry) -> None: ...
+
+    def removed(self, entry: PoolEntry, mined_block: int | None = None) -> None: ...
+
+    def cleared(self) -> None: ...
+
+
 class MempoolFull(InvalidParams):
     pass
 
@@ -80,10 +92,10 @@ class Mempool:
         self._by_sender: dict[str, set[str]] = defaultdict(set)
         # (entry point, address) -> hashes of ops using that address as sender/factory/paymaster
         self._by_address: dict[tuple[str, str], set[str]] = defaultdict(set)
-        # told about every entry that leaves: observer.removed(entry, mined_block), observer.cleared()
-        self._observers: list = []
+        # told about every entry that comes and goes (PoolObserver)
+        self._observers: list[PoolObserver] = []
 
-    def observe(self, observer) -> None:
+    def observe(self, observer: "PoolObserver") -> None:
         """Register an index kept in step with the pool (e.g. the session pending-usage ledger)."""
         self._observers.append(observer)
 
@@ -136,6 +148,8 @@ class Mempool:
         self._by_sender[entry.op.sender].add(entry.hash)
         for address in entry.addresses():
             self._by_address[(entry.entry_point.address, address)].add(entry.hash)
+        for observer in self._observers:
+            observer.added(entry)
         return replaced
 
     def remove(self, op_hash: str, mined_block: int | None = None) -> PoolEntry | None:

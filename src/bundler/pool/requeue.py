@@ -68,7 +68,8 @@ class Requeue:
         try:
             header = await self.admission.head.fresh()
             outcome = await self.admission.simulator.validate(
-                record.op, ep, header, overrides=self.admission.nonce_override(record.op, ep))
+                record.op, ep, header, overrides=self.admission.nonce_override(record.op, ep),
+                **self.admission.timing(self.admission.head.window(header)))
             entry.valid_after, entry.valid_until, entry.prefund = (
                 outcome.valid_after, outcome.valid_until, outcome.prefund)
         except NodeError as e:  # cannot tell now: keep it; the bundle simulation re-checks it anyway

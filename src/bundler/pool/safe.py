@@ -19,6 +19,7 @@ from typing import Sequence
 
 from eth_utils import to_checksum_address
 
+from ..chain.clock import InclusionWindow
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, NodeError, OpcodeViolation
 from ..sim.erc7562 import RuleContext, TracerFactory, check, storage_touched, violation_error
@@ -98,16 +99,18 @@ class SafeMode:
         return dict(trace.code_hashes) if trace is not None else None
 
     # -- second validation (builder) --
-    async def revalidate(self, simulator, ep: EntryPointVersion, block,
-                         entries: Sequence[PoolEntry]) -> list[tuple[PoolEntry, BundlerError | None]]:
+    async def revalidate(self, simulator, ep: EntryPointVersion, block, entries: Sequence[PoolEntry],
+                         window=None) -> list[tuple[PoolEntry, BundlerError | None]]:
         """Validate each entry again, in parallel, with the rules on and the code hashes compared
         with admission's (COD-010). An op following another op of the same sender in `entries`
         is validated as if that one were mined (nonce override), as at admission. Its other
         effects (a session granted by the earlier op, counters it moved) are not applied, so a
         failure of such a follow-up op is not conclusive: it stays in the bundle, whose
-        simulation runs the ops in order and decides."""
-        # the chain's clock when it runs ahead of ours (dev chains moved by evm_increaseTime)
-        now = max(int(time.time()), block.timestamp)
+        simulation runs the ops in order and decides. `window` (chain.clock.InclusionWindow) is
+        when the bundle will be included; without it, the next second after the block."""
+        if window is None:
+            next_ts = max(int(time.time()), block.timestamp + 1)
+            window = InclusionWindow(next_ts, next_ts)
         seen: dict[tuple[str, int], set[int]] = {}
         senders: set[str] = set()
         jobs = []
@@ -121,24 +124,25 @@ class SafeMode:
             earlier.add(op.nonce)
             follows = op.sender.lower() in senders
             senders.add(op.sender.lower())
-            jobs.append(self._revalidate_one(simulator, ep, block, entry, overrides, now, follows))
+            jobs.append(self._revalidate_one(simulator, ep, block, entry, overrides, window, follows))
         return list(zip(entries, await asyncio.gather(*jobs)))
 
-    async def _revalidate_one(self, simulator, ep, block, entry: PoolEntry, overrides, now: int,
+    async def _revalidate_one(self, simulator, ep, block, entry: PoolEntry, overrides, window,
                               follows_earlier_op: bool = False) -> BundlerError | None:
-        error = await self._check_again(simulator, ep, block, entry, overrides, now)
+        error = await self._check_again(simulator, ep, block, entry, overrides, window)
         if error is not None and follows_earlier_op and not isinstance(error, NodeError):
             log.debug("second validation of %s inconclusive (follows an op of its sender): %s",
                       entry.hash, error.message)
             return None
         return error
 
-    async def _check_again(self, simulator, ep, block, entry: PoolEntry, overrides, now: int) -> BundlerError | None:
+    async def _check_again(self, simulator, ep, block, entry: PoolEntry, overrides, window) -> BundlerError | None:
         op = entry.op
+        timing = dict(now=window.earliest, latest=window.latest, strict=ep.valid_after_strict, min_valid_for=0)
         if entry.validation is not None and block.hash and entry.validated_block == block.hash:
             # same block, same state, same code: simulating again would trace the same; only the
             # mempool may have changed, so the rules are applied again to the trace we have
-            err = validation_error(entry.validation, now=now, min_valid_for=0, paymaster=op.paymaster)
+            err = validation_error(entry.validation, paymaster=op.paymaster, **timing)
             return err if err is not None else self.violation(op, ep, entry.validation)
         try:
             out = await simulator.simulate_validation(op, ep, block, overrides=overrides, tracer=self.tracer(op, ep))
@@ -149,7 +153,7 @@ class SafeMode:
         if isinstance(out, SimulationFailure):
             return failure_error(out, op.paymaster)
         # the validity window is the builder's business (it keeps not-yet-valid ops pending)
-        err = validation_error(out, now=now, min_valid_for=0, paymaster=op.paymaster)
+        err = validation_error(out, paymaster=op.paymaster, **timing)
         if err is not None:
             return err
         err = self.violation(op, ep, out)

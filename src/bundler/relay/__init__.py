@@ -18,8 +18,9 @@ import logging
 import os
 
 from ..store.relay import RelayStore, open_relay_store
-from .keystore import KeyStore, load_master_keys, address_of
+from .keystore import KeyDecryptError, KeyStore, MasterKeyError, address_of, load_master_keys
 from .service import RelayService
+from .metrics import RelayMetrics
 from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,16 @@ class Relay:
         self.store: RelayStore = open_relay_store(config, bundler.store)
         webhook_secret = self._webhook_key()
         self.webhook_signer = address_of(webhook_secret)
-        self.webhooks = Webhooks(self.store, webhook_secret, max_tries=config.relay_webhook_max_tries)
+        self.webhooks = Webhooks(self.store, webhook_secret, max_tries=config.relay_webhook_max_tries,
+                                 private_networks=config.relay_webhook_private_networks)
         del webhook_secret
         self.service = RelayService(pool=bundler, op_store=bundler.store, lookup=bundler.lookup,
                                     sessions=bundler.sessions, store=self.store, keys=self.keys, config=config,
                                     webhooks=self.webhooks, webhook_signer=self.webhook_signer)
         self._task: asyncio.Task | None = None
+        self.metrics = RelayMetrics(bundler.metrics.registry)
+        self._rate_limiter = bundler.rate_limiter
+        self.service.metrics = self.metrics
 
     def _webhook_key(self) -> bytes:
         """The relay's own key signing webhooks: made once, kept encrypted like the session keys
@@ -49,15 +54,25 @@ class Relay:
         stored = self.store.get_meta(WEBHOOK_KEY_META)
         if stored is None:
             stored = self.store.add_meta(WEBHOOK_KEY_META, self.keys.encrypt_secret(os.urandom(32)))
-        return self.keys.decrypt_secret(stored)
+        try:
+            return self.keys.decrypt_secret(stored)
+        except KeyDecryptError:
+            self.store.close()
+            raise MasterKeyError("the relay's stored keys do not decrypt with the configured master key(s): give "
+                                 "the key they were written with (newest first, older ones after it)") from None
 
     def add_routes(self, app) -> None:
         from .routes import add_routes
 
-        add_routes(app, self.service)
+        add_routes(app, self.service, self.metrics, self._rate_limiter)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.service.run(), name="relay")
+    def start(self, supervisor=None) -> None:
+        """The relay's loop, under the bundler's supervisor when given (restarted if it dies,
+        named by /health; supervise.py)."""
+        if supervisor is not None:
+            self._task = supervisor.start("relay", self.service.run)
+        else:
+            self._task = asyncio.create_task(self.service.run(), name="relay")
 
     async def close(self) -> None:
         if self._task is not None:

@@ -13,47 +13,22 @@ viem's `signMessage`, eth_account's `sign_message(encode_defunct(text=...))`.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import time
 
-from eth_account.messages import defunct_hash_message
+# the scheme has one implementation, in the session SDK (backends sign with it)
+from session_sdk.relay import (  # noqa: F401  (re-exported)
+    HEADER_CREDENTIAL, HEADER_NONCE, HEADER_OWNER, HEADER_SIGNATURE, HEADER_TIMESTAMP, SCHEME, canonical_message,
+    message_digest, sign_request,
+)
 
 from ..sessions.recover import recover_signer
 
-SCHEME = "bundler-relay-v1"
-HEADER_TIMESTAMP = "X-Relay-Timestamp"
-HEADER_NONCE = "X-Relay-Nonce"
-HEADER_SIGNATURE = "X-Relay-Signature"
-HEADER_CREDENTIAL = "X-Relay-Credential"
-HEADER_OWNER = "X-Relay-Owner"
 _NONCE = re.compile(r"^[A-Za-z0-9_\-]{16,64}$")
 _SIG = re.compile(r"^0x[0-9a-fA-F]{130}$")
 
 
 class AuthError(Exception):
     """Refused authentication (HTTP 401); the message says what was wrong, never a secret."""
-
-
-def canonical_message(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
-    return "\n".join((SCHEME, method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest()))
-
-
-def message_digest(message: str) -> bytes:
-    return bytes(defunct_hash_message(text=message))
-
-
-def sign_request(private_key: bytes, method: str, path: str, body: bytes = b"",
-                 timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
-    """The X-Relay-* headers for a request (for clients, tests and the relay's own webhooks)."""
-    from coincurve import PrivateKey
-
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    nonce = nonce or os.urandom(16).hex()
-    sig = PrivateKey(private_key).sign_recoverable(message_digest(canonical_message(method, path, ts, nonce, body)),
-                                                   hasher=None)
-    return {HEADER_TIMESTAMP: ts, HEADER_NONCE: nonce, HEADER_SIGNATURE: "0x" + (sig[:64] + bytes((sig[64] + 27,))).hex()}
 
 
 def signer_of(method: str, path: str, headers, body: bytes, now: float, max_skew_s: float) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..errors import InvalidParams
 from .errors import InvalidRequest, RelayError
+from .metrics import RelayMetrics
 from .openapi import openapi_document
 from .service import RelayService
 
@@ -35,8 +36,13 @@ def _body(raw: bytes):
 Handler = Callable[[web.Request, bytes], Awaitable[tuple[int, object]]]
 
 
-def _endpoint(handler: Handler):
-    async def wrapped(request: web.Request) -> web.Response:
+def _endpoint(handler: Handler, route: str, metrics: RelayMetrics | None, rate_limiter=None):
+    async def answer(request: web.Request) -> web.Response:
+        if rate_limiter is not None:  # the same per-client budget as the JSON-RPC endpoint
+            wait = await rate_limiter.allow(request, 1)
+            if wait is not None:
+                return web.json_response({"error": {"code": "rate_limited", "message": "rate limit exceeded"}},
+                                         status=429, headers={"Retry-After": rate_limiter.retry_after(wait)})
         try:
             raw = await request.read()
             status, payload = await handler(request, raw)
@@ -51,10 +57,18 @@ def _endpoint(handler: Handler):
             log.exception("relay: internal error in %s %s", request.method, request.path)
             return _json(500, {"error": {"code": "internal", "message": f"internal error: {type(e).__name__}"}})
 
+    async def wrapped(request: web.Request) -> web.Response:
+        response = await answer(request)
+        if metrics is not None:
+            metrics.request(route, response.status)
+        return response
+
     return wrapped
 
 
-def add_routes(app: web.Application, relay: RelayService) -> None:
+def add_routes(app: web.Application, relay: RelayService | None, metrics: RelayMetrics | None = None,
+               rate_limiter=None) -> None:
+    """`rate_limiter`: rpc.ratelimit.ClientRateLimiter (the bundler's), or None."""
     async def auth(request: web.Request, raw: bytes, **kw):
         return await relay.authenticate(request.method, request.raw_path, request.headers, raw, **kw)
 
@@ -105,17 +119,17 @@ def add_routes(app: web.Application, relay: RelayService) -> None:
         return 200, openapi_document()
 
     r = app.router
-    r.add_post(f"{PREFIX}/credentials", _endpoint(register))
-    r.add_get(f"{PREFIX}/credentials/me", _endpoint(me))
-    r.add_post(f"{PREFIX}/credentials/me/retire", _endpoint(retire))
-    r.add_post(f"{PREFIX}/grants", _endpoint(prepare))
-    r.add_get(f"{PREFIX}/grants", _endpoint(list_grants))
-    r.add_get(f"{PREFIX}/grants/{{grant_id}}", _endpoint(get_grant))
-    r.add_post(f"{PREFIX}/grants/{{grant_id}}/activate", _endpoint(activate))
-    r.add_get(f"{PREFIX}/grants/{{grant_id}}/revocation", _endpoint(revocation))
-    r.add_post(f"{PREFIX}/grants/{{grant_id}}/revoke", _endpoint(revoke))
-    r.add_post(f"{PREFIX}/calls", _endpoint(execute))
-    r.add_get(f"{PREFIX}/calls/{{call_id}}", _endpoint(get_call))
-    r.add_get(f"{PREFIX}/audit", _endpoint(audit))
-    r.add_get(f"{PREFIX}/info", _endpoint(info))
-    r.add_get(f"{PREFIX}/openapi.json", _endpoint(openapi))
+    r.add_post(f"{PREFIX}/credentials", _endpoint(register, "POST /credentials", metrics, rate_limiter))
+    r.add_get(f"{PREFIX}/credentials/me", _endpoint(me, "GET /credentials/me", metrics, rate_limiter))
+    r.add_post(f"{PREFIX}/credentials/me/retire", _endpoint(retire, "POST /credentials/me/retire", metrics, rate_limiter))
+    r.add_post(f"{PREFIX}/grants", _endpoint(prepare, "POST /grants", metrics, rate_limiter))
+    r.add_get(f"{PREFIX}/grants", _endpoint(list_grants, "GET /grants", metrics, rate_limiter))
+    r.add_get(f"{PREFIX}/grants/{{grant_id}}", _endpoint(get_grant, "GET /grants/{grant_id}", metrics, rate_limiter))
+    r.add_post(f"{PREFIX}/grants/{{grant_id}}/activate", _endpoint(activate, "POST /grants/{grant_id}/activate", metrics, rate_limiter))
+    r.add_get(f"{PREFIX}/grants/{{grant_id}}/revocation", _endpoint(revocation, "GET /grants/{grant_id}/revocation", metrics, rate_limiter))
+    r.add_post(f"{PREFIX}/grants/{{grant_id}}/revoke", _endpoint(revoke, "POST /grants/{grant_id}/revoke", metrics, rate_limiter))
+    r.add_post(f"{PREFIX}/calls", _endpoint(execute, "POST /calls", metrics, rate_limiter))
+    r.add_get(f"{PREFIX}/calls/{{call_id}}", _endpoint(get_call, "GET /calls/{call_id}", metrics, rate_limiter))
+    r.add_get(f"{PREFIX}/audit", _endpoint(audit, "GET /audit", metrics, rate_limiter))
+    r.add_get(f"{PREFIX}/info", _endpoint(info, "GET /info", metrics, rate_limiter))
+    r.add_get(f"{PREFIX}/openapi.json", _endpoint(openapi, "GET /openapi.json", metrics, rate_limiter))

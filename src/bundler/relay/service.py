@@ -40,15 +40,17 @@ from ..userop.codec import format_user_operation, parse_address, parse_bytes, pa
 from . import auth
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Refused, RelayError, Unauthorized
 from .keystore import KeyDecryptError, KeyStore
-from .ops import CallSpec, Lanes, OpBuilder, owner_of
+from .ops import CallSpec, Lanes, OpBuilder, account_epoch, instance_lane_base, owner_of
 from .permissions import InvalidPermissions, to_spec
 from .views import call_view, credential_view, grant_view
+from .webhooks import AddressRefused, refuse_internal_literal
 
 log = logging.getLogger(__name__)
 
 LIVE_GRANT = ("prepared", "authorized", "activating", "active")
 MAX_CALLS_PER_OP = 16
 MAX_CALL_DATA = 64 * 1024
+FRESH_GRANT_S = 60  # a grant active for less than this may not show in a lagging view of the chain yet
 STALE_DISPATCH_S = 120  # a call claimed this long ago by a process that died goes back to the queue
 
 
@@ -92,7 +94,10 @@ class RelayService:
         self.config = config
         self.webhooks = webhooks  # relay.webhooks.Webhooks or None
         self.webhook_signer = webhook_signer
-        self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes))
+        self.metrics = None  # relay.metrics.RelayMetrics, set by the Relay
+        shared = bool(getattr(op_store, "shared", False))
+        base = instance_lane_base([e.address for e in pool.executors]) if shared else 0
+        self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes, base))
         self._enabling: set[str] = set()  # grants whose enable op is being built
         self._last_block: int | None = None
 
@@ -166,6 +171,11 @@ class RelayService:
         if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))
                                     or len(webhook) > 2000):
             raise InvalidRequest("webhookUrl must be an http(s) URL")
+        if webhook is not None and not self.config.relay_webhook_private_networks:
+            try:
+                refuse_internal_literal(webhook)
+            except AddressRefused as e:
+                raise InvalidRequest(f"webhookUrl: {e} (--relay-webhook-private-networks allows it)") from None
         cred = Credential(id=_new_id("cred"), address=address, name=name, webhook_url=webhook)
         self.store.add_credential(cred)
         self.store.audit("credential.registered", credential_id=cred.id, address=address, name=name)
@@ -217,7 +227,9 @@ class RelayService:
             raise InvalidRequest("mode must be enable or ownerOp")
         ep = await self._entry_point_of(account)
         header = await self.pool.head.fresh()
-        now = max(int(time.time()), header.timestamp)
+        # the chain's clock: a grant starting at the wall clock would make its first op wait for a
+        # block at least that late (on a dev chain that mines only on demand: for ever)
+        now = header.timestamp
         session_address, encrypted = self.keys.new_key()
         try:
             spec = to_spec(body.get("permissions"), session_address, now)
@@ -226,7 +238,8 @@ class RelayService:
         grant = Grant(id=_new_id("grant"), credential_id=cred.id, account=account, entry_point=ep.address,
                       session_address=session_address, encrypted_key=encrypted, spec=abi.encode_spec(spec).hex(),
                       permissions=json.dumps(body.get("permissions"), sort_keys=True), mode=mode,
-                      status="prepared", grant_nonce=0)  # a fresh key: grantNonce(signer) is 0
+                      status="prepared", grant_nonce=0,  # a fresh key: grantNonce(signer) is 0
+                      epoch=await account_epoch(self.pool.node, account))
         if mode == "ownerOp":
             op, op_hash = await self.builder.owner_op(ep, account, abi.encode_grant_session(spec))
             grant.owner_op = json.dumps({"userOp": format_user_operation(op), "userOpHash": op_hash})
@@ -264,7 +277,7 @@ class RelayService:
         owner = await owner_of(self.pool.node, g.account)
         spec = abi.decode_spec(bytes.fromhex(g.spec))
         if g.mode == "enable":
-            digest = abi.eip712_spec_digest(spec, g.grant_nonce, g.account, self.pool.chain_id)
+            digest = abi.eip712_spec_digest(spec, g.grant_nonce, g.account, self.pool.chain_id, g.epoch)
             if owner is None or recover_signer(digest, sig) != owner:
                 raise Unauthorized(f"the signature is not the owner's EIP-712 signature of this grant "
                                    f"(owner {owner})")
@@ -371,15 +384,22 @@ class RelayService:
         if not grants:
             raise Forbidden(f"credential {cred.id} holds no authorized grant for {account}")
         grant = grants[-1]  # the newest
+        # stored already claimed by this instance (no other one dispatches it), with its audit
+        # entry in the same transaction
         call = RelayCall(id=_new_id("call"), credential_id=cred.id, idempotency_key=key, grant_id=grant.id,
                          account=account, calls=json.dumps([{"to": c.to, "value": hex(c.value),
-                                                             "data": "0x" + c.data.hex()} for c in calls]))
+                                                             "data": "0x" + c.data.hex()} for c in calls]),
+                         status=DISPATCHING)
         try:
-            self.store.add_call(call)
+            with self.store.transaction():
+                self.store.add_call(call)
+                self.store.audit("call.accepted", credential_id=cred.id, account=account, grant_id=grant.id,
+                                 callId=call.id)
         except DuplicateKey:  # the same key raced in: answer with the first one
             return 200, call_view(self.store.call_by_idempotency_key(cred.id, key))
-        self.store.audit("call.accepted", credential_id=cred.id, account=account, grant_id=grant.id, callId=call.id)
-        await self._dispatch(call)
+        if self.metrics is not None:
+            self.metrics.call("accepted")
+        await self._dispatch_claimed(call)
         view = call_view(self.store.get_call(call.id))
         err = view.get("error")
         if view["status"] == DROPPED and err and isinstance(err.get("code"), int):
@@ -401,6 +421,9 @@ class RelayService:
         several instances sharing the store never send it twice."""
         if not self.store.transition_call(call.id, (QUEUED,), status=DISPATCHING):
             return
+        await self._dispatch_claimed(call)
+
+    async def _dispatch_claimed(self, call: RelayCall) -> None:
         try:
             await self._dispatch_once(call)
         finally:
@@ -434,7 +457,13 @@ class RelayService:
             op_hash, lane, nonce = await self.builder.submit_session_op(
                 ep=ep, account=g.account, calls=calls, key=key, spec=spec, enable=enable)
         except BundlerError as e:
-            self._finish(call, DROPPED, error=refusal(e))
+            rule = e.data.get("rule") if isinstance(e.data, dict) else None
+            if rule == "SessionUnknown" and g.status == "active" and time.time() - g.updated_at < FRESH_GRANT_S:
+                # the grant's op is mined (another instance may have seen it first) but this
+                # instance's view of the chain is a block behind: queued, retried next block
+                log.info("relay: call %s waits for the grant %s to show on chain here", call.id, g.id)
+                return
+            self._finish(call, DROPPED, error=refusal(e), refused=True)
             self.store.audit("call.refused", credential_id=call.credential_id, account=call.account,
                              grant_id=g.id, callId=call.id, code=e.code, rule=(e.data or {}).get("rule")
                              if isinstance(e.data, dict) else None)
@@ -451,13 +480,16 @@ class RelayService:
             return
         log.info("relay: call %s submitted as op %s (lane %d)", call.id, op_hash, lane)
 
-    def _finish(self, call: RelayCall, status: str, *, error: dict | None = None, receipt: dict | None = None) -> None:
+    def _finish(self, call: RelayCall, status: str, *, error: dict | None = None, receipt: dict | None = None,
+                refused: bool = False) -> None:
         """A final state, once: only the instance that moves the call there audits and notifies."""
         if not self.store.transition_call(call.id, (QUEUED, DISPATCHING, PENDING), status=status,
                                           error=json.dumps(error) if error else None,
                                           receipt=json.dumps(receipt) if receipt else None):
             return
         if status in FINAL_CALL_STATES:
+            if self.metrics is not None:
+                self.metrics.call("refused" if refused else status)
             self.store.audit(f"call.{status}", credential_id=call.credential_id, account=call.account,
                              grant_id=call.grant_id, callId=call.id, userOpHash=call.user_op_hash,
                              **({"reason": error.get("message")} if error else {}))

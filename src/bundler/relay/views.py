@@ -23,7 +23,7 @@ def grant_view(g: Grant, chain_id: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "grantId": g.id, "credentialId": g.credential_id, "account": to_checksum_address(g.account),
         "entryPoint": to_checksum_address(g.entry_point), "sessionKey": to_checksum_address(g.session_address),
-        "mode": g.mode, "status": g.status, "reason": g.reason, "grantNonce": g.grant_nonce,
+        "mode": g.mode, "status": g.status, "reason": g.reason, "grantNonce": g.grant_nonce, "epoch": g.epoch,
         "spec": spec_to_json(spec), "permissions": json.loads(g.permissions),
         "activationOp": g.activation_op, "keyDestroyed": g.encrypted_key is None,
         "createdAt": int(g.created_at), "updatedAt": int(g.updated_at),
@@ -31,8 +31,8 @@ def grant_view(g: Grant, chain_id: int) -> dict[str, Any]:
     if g.status == "prepared":
         if g.mode == "enable":
             out["enable"] = {
-                "typedData": abi.eip712_typed_data(spec, g.grant_nonce, g.account, chain_id),
-                "digest": "0x" + abi.eip712_spec_digest(spec, g.grant_nonce, g.account, chain_id).hex(),
+                "typedData": abi.eip712_typed_data(spec, g.grant_nonce, g.account, chain_id, g.epoch),
+                "digest": "0x" + abi.eip712_spec_digest(spec, g.grant_nonce, g.account, chain_id, g.epoch).hex(),
             }
         elif g.owner_op:
             out["ownerOp"] = json.loads(g.owner_op)

@@ -7,8 +7,10 @@ answers; the outcome goes to the audit trail.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import socket
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,9 +26,45 @@ class DeliveryFailed(Exception):
     pass
 
 
+class AddressRefused(Exception):
+    """The webhook's host is (or resolves to) an address the relay may not call."""
+
+
+def _internal(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip.split("%")[0])
+    return (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved or addr.is_multicast
+            or addr.is_unspecified)
+
+
+def refuse_internal_literal(url: str) -> None:
+    """At registration: a literal internal address (or localhost) is refused at once."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        raise AddressRefused(f"webhook host {host} is this machine")
+    try:
+        internal = _internal(host)
+    except ValueError:
+        return  # a name: resolved and checked at each delivery
+    if internal:
+        raise AddressRefused(f"webhook address {host} is loopback, private or link-local")
+
+
+async def refuse_internal_resolved(url: str) -> None:
+    """At delivery: every address the host resolves to must be public."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    for info in infos:
+        if _internal(info[4][0]):
+            raise AddressRefused(f"webhook host {host} resolves to {info[4][0]}, a loopback, private or "
+                                 f"link-local address")
+
+
 class Webhooks:
     def __init__(self, store: RelayStore, signing_key: bytes, *, max_tries: int = 6, max_time_s: float = 120.0,
-                 timeout_s: float = 10.0):
+                 timeout_s: float = 10.0, private_networks: bool = False):
+        self.private_networks = private_networks
         self.store = store
         self._key = signing_key
         self.max_tries = max_tries
@@ -68,6 +106,8 @@ class Webhooks:
                 return resp.status
 
         try:
+            if not self.private_networks:  # checked once per delivery (DNS may change meanwhile: see docs)
+                await refuse_internal_resolved(cred.webhook_url)
             status = await post()
         except Exception as e:
             log.warning("relay: webhook %s of call %s to credential %s failed after %d attempt(s): %s",

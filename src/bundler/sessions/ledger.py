@@ -5,8 +5,11 @@ Keyed by (account, session key); each entry is one op (its hash, nonce, allowanc
 the amounts it consumes per limit), so totals per (account, session key, period) are a sum over
 at most a handful of entries (`totals`).
 
-Kept in step with the mempool:
-  admission       SessionService.admitted -> add()
+Kept in step with the mempool (sessions.keeper.LedgerKeeper observes it):
+  admission       SessionService.admitted -> add(), right before Mempool.add
+  any other way   Mempool.add of an op the ledger does not hold (restart recovery, reorg and
+  into the pool   lost-nonce re-queue, shared-store sync) -> add() from the op's activity record;
+                  of a mined op back after a reorg -> unmined()
   replacement     Mempool.add removes the replaced entry -> removed(entry, None)
   drop            Mempool.remove -> removed(entry, None)
   mining          Mempool.remove(hash, mined_block=B) -> removed(entry, B): the entry stays, marked
@@ -75,7 +78,14 @@ class SessionLedger:
                 del self._by_session[key]
         return entry
 
-    # Mempool observer interface
+    def unmined(self, op_hash: str) -> None:
+        """A mined op is back in the mempool (its block was reorged out): it is pending again."""
+        entry = self._by_hash.get(op_hash)
+        if entry is not None and entry.mined_block is not None:
+            entry.mined_block = None
+            self.version += 1
+
+    # what LedgerKeeper passes on from the mempool
     def removed(self, pool_entry, mined_block: int | None = None) -> None:
         entry = self._by_hash.get(pool_entry.hash)
         if entry is None:

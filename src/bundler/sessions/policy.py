@@ -36,7 +36,7 @@ from eth_hash.auto import keccak
 from .abi import (
     CALL_T, MAX_SESSION_CALLS, SEL_DEPOSIT_TO, SEL_EXECUTE, SEL_EXECUTE_BATCH, UINT48_MAX, ArgType, Call, Condition,
     EnableSignature, LimitKind, Scope, SessionSignature, SessionSpec, Status, ZERO_ADDRESS, is_canonical,
-    op_max_cost, signed,
+    bad_arg_type, check_spec, op_max_cost, signed,
 )
 
 LimitKey = tuple[int, int, int]  # (scope, policy index, constraint index)
@@ -267,56 +267,6 @@ def limit_text(spec: SessionSpec, key: LimitKey) -> str:
 
 
 # ---------------------------------------------------------------- grant-time checks
-
-
-def check_spec(spec: SessionSpec, account: str) -> str | None:
-    """The reason SessionAccount._checkSpec refuses `spec` (InvalidSessionSpec), or None."""
-    if spec.signer == ZERO_ADDRESS:
-        return "signer is zero"
-    if spec.signer == account:
-        return "signer is the account"
-    if spec.valid_until != 0 and spec.valid_until < spec.valid_after:
-        return "validUntil before validAfter"
-
-    def bad_limit(kind: int) -> str | None:
-        if kind > LimitKind.ALLOWANCE:
-            return "unknown limit kind"
-        if kind == LimitKind.ALLOWANCE and spec.period == 0:
-            return "allowance without period"
-        return None
-
-    for p in spec.call_policies:
-        if (reason := bad_limit(p.value_limit.kind)) is not None:
-            return reason
-        for c in p.constraints:
-            if c.condition > Condition.LTE:
-                return "unknown condition"
-            if (reason := bad_limit(c.limit.kind)) is not None:
-                return reason
-            if (reason := bad_arg_type(c)) is not None:
-                return reason
-    for t in spec.transfer_policies:
-        if (reason := bad_limit(t.value_limit.kind)) is not None:
-            return reason
-    if (reason := bad_limit(spec.gas.cost_limit.kind)) is not None:
-        return reason
-    if any(p == ZERO_ADDRESS for p in spec.gas.paymasters):
-        return "paymaster is zero"
-    return None
-
-
-def bad_arg_type(c) -> str | None:
-    """SessionAccount._checkArgType."""
-    if c.arg_type > ArgType.BYTES:
-        return "unknown argument type"
-    sized = c.arg_type in (ArgType.UINT, ArgType.INT, ArgType.BYTES)
-    if (c.arg_size == 0 or c.arg_size > 32) if sized else c.arg_size != 0:
-        return "bad argument size"
-    if not is_canonical(c.arg_type, c.arg_size, c.ref_value):
-        return "refValue does not fit its type"
-    if c.arg_type == ArgType.INT and c.limit.kind != LimitKind.NONE:
-        return "limit on a signed argument"
-    return None
 
 
 class PolicyIndex:
@@ -700,9 +650,15 @@ def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSi
     )
 
 
-def check_window(ev: Evaluation, now: int, margin: int = 0) -> None:
-    """The time range the account returns against the next block's time `now` (the EntryPoint's
-    AA22 check), with `margin` seconds of validity required (the bundler's valid_until_margin)."""
+def check_window(ev: Evaluation, now: int, margin: int = 0, *, latest: int | None = None, max_wait: int = 0,
+                 strict: bool = False) -> None:
+    """The time range the account returns against the inclusion time (the EntryPoint's AA22
+    check): `now` is the earliest timestamp the including block can have, `latest` the latest
+    it is expected to have (chain.clock.InclusionWindow; both `now` when not given). A range
+    that starts within `max_wait` s is accepted (the pool holds the op until it is due);
+    `margin` s of validity after `latest` are required (the bundler's valid_until_margin);
+    `strict`: the EntryPoint wants timestamp > validAfter (v0.8+)."""
+    latest = now if latest is None else latest
     data = {"account": ev.account, "sessionKey": ev.signer, "periodIndex": ev.period_index,
             "validAfter": ev.valid_after, "validUntil": ev.valid_until, "now": now}
     spec = ev.spec
@@ -714,16 +670,21 @@ def check_window(ev: Evaluation, now: int, margin: int = 0) -> None:
         if current != ev.period_index:
             hint = f"; the current period is {current}: sign the op for it"
             data["currentPeriod"] = current
-    if ev.valid_after > now:
+    if ev.valid_after + (1 if strict else 0) - now > max_wait:
+        held = f" (this bundler holds ops that become valid within {max_wait} s)" if max_wait else ""
         raise SessionViolation(
             "SessionNotYetValid", (),
-            f"{subject} is not valid yet: it starts at {ev.valid_after}, {ev.valid_after - now} s from now{hint}",
+            f"{subject} is not valid yet: it starts at {ev.valid_after}, {ev.valid_after - now} s from now{held}{hint}",
             data)
-    if ev.valid_until and ev.valid_until < now + margin:
+    if ev.valid_until and ev.valid_until < latest + margin:
         if ev.valid_until < now:
-            rule, text = "SessionExpired", f"expired {now - ev.valid_until} s ago"
+            rule, text = "SessionExpired", (f"expired {now - ev.valid_until} s before the earliest time a block can "
+                                            f"include the op ({now})")
+        elif ev.valid_until < latest:
+            rule, text = "SessionExpiresTooSoon", f"expires before the op can be included (expected by {latest})"
         else:
-            rule, text = "SessionExpiresTooSoon", f"expires in {ev.valid_until - now} s (less than {margin} s)"
+            rule, text = "SessionExpiresTooSoon", (f"expires in {ev.valid_until - now} s (less than {margin} s after "
+                                                   f"the latest expected inclusion time {latest})")
         raise SessionViolation(rule, (), f"{subject} {text} (validUntil {ev.valid_until}){hint}", data)
 
 

@@ -5,10 +5,10 @@ path, the revocation/expiry watcher, and what the session_* RPC methods read.
 Admission (pool.admission) calls, for every op:
 
     sop = await sessions.prepare(op, ep, header, op_hash)   # None: not a session op
-    fast = sessions.precheck(sop, replacing, now)          # policy errors, signature; fast-path outcome or None
+    fast = sessions.precheck(sop, replacing, window)       # policy errors, signature; fast-path outcome or None
     ... py-evm simulation unless `fast` ...
     sessions.recheck(sop, replaced)                         # re-evaluate if the ledger moved meanwhile
-    mempool.add(entry); sessions.admitted(sop, entry)       # pending usage + audit log
+    sessions.admitted(sop, entry); mempool.add(entry)       # pending usage + audit log
 
 Recognition (no guessing from the signature alone):
   - deployed clone: eth_getCode is the ERC-1167 runtime of a known implementation of this
@@ -51,6 +51,7 @@ from ..store.records import OpStatus, SessionActivity
 from ..userop.model import UserOperation
 from . import abi
 from .gas import validation_gas_bound
+from .keeper import LedgerKeeper
 from .ledger import LedgerEntry, SessionLedger
 from .policy import (
     Evaluation, OpFacts, PendingUse, SessionState, SessionViolation, check_window, evaluate, function_name,
@@ -104,7 +105,8 @@ class SessionOp:
 
 def chain_now(header) -> int:
     """The time the next block will (at least) have: wall clock, or the chain's clock when it is
-    ahead (dev chains moved with evm_increaseTime)."""
+    ahead (dev chains moved with evm_increaseTime). For reports (session_getSession's "now");
+    admission judges time ranges against the head tracker's InclusionWindow."""
     return max(int(time.time()), header.timestamp)
 
 
@@ -122,8 +124,11 @@ class SessionService:
         self.fast_path = getattr(config, "session_fast_path", True)
         self.sender_cap = getattr(config, "session_max_ops_per_sender", 16)
         self.margin = getattr(config, "valid_until_margin", 30)
+        self.max_wait = getattr(config, "valid_after_max_wait", 0)
         self.ledger = SessionLedger()
-        mempool.observe(self.ledger)
+        # every op entering the pool is accounted, however it came in (restart, reorg, ...)
+        self.keeper = LedgerKeeper(self.ledger, store, enabled=lambda: bool(self.contracts))
+        mempool.observe(self.keeper)
         self.stats: Tally = Tally()  # fast / full / refused / dropped_revoked / dropped_expired ...
         self._last_block: int | None = None
 
@@ -272,15 +277,21 @@ class SessionService:
             ev, len(op.call_data), fresh_nonce=view.nonce & ((1 << 64) - 1) == 0,
             pays_prefund=others_pending or view.deposit < op.max_cost(), fresh_deposit=view.deposit == 0)
 
-    def precheck(self, sop: SessionOp, replacing: str | None, now: int) -> FastOutcome | None:
+    def _check_window(self, sop: SessionOp, ev: Evaluation, window) -> None:
+        check_window(ev, window.earliest, self.margin, latest=window.latest, max_wait=self.max_wait,
+                     strict=sop.ep.valid_after_strict)
+
+    def precheck(self, sop: SessionOp, replacing: str | None, window) -> FastOutcome | None:
         """Signatures first (a coincurve recovery costs less than evaluating a large batch, and an
         op nobody signed earns no policy work), then the policy (as the contract would revert),
-        then the time range (as the EntryPoint would refuse it). Returns the fast-path outcome
-        when the op qualifies, else None (simulate it)."""
+        then the time range (as the EntryPoint would refuse it) against `window`, the bounds of
+        the inclusion time (chain.clock.InclusionWindow): an op valid only later is held, one
+        that expires before inclusion is refused. Returns the fast-path outcome when the op
+        qualifies, else None (simulate it)."""
         self._check_signatures(sop)
         ev = self.evaluate(sop, replacing)
         try:
-            check_window(ev, now, self.margin)
+            self._check_window(sop, ev, window)
         except SessionViolation as v:
             self.stats["refused"] += 1
             raise self._error(v, sop) from None
@@ -300,6 +311,8 @@ class SessionService:
         return self.sender_cap
 
     def admitted(self, sop: SessionOp, entry) -> None:
+        """Called right before the entry enters the mempool (so the LedgerKeeper finds it
+        accounted already)."""
         ev = sop.evaluation
         use = PendingUse(entry.hash, sop.op.nonce, ev.period_index, ev.consumed, ev.grant)
         self.ledger.add(LedgerEntry(use, sop.account, sop.signer, sop.ep.address, ev.valid_after, ev.valid_until))
@@ -326,7 +339,7 @@ class SessionService:
                           if e.entry_point == ep and e.op.nonce == op.nonce), None)
         ev = self.evaluate(sop, replacing)
         try:
-            check_window(ev, chain_now(header), self.margin)
+            self._check_window(sop, ev, self.head.window(header))
         except SessionViolation as v:
             raise self._error(v, sop) from None
         if ev.mode != abi.MODE_SESSION or sop.kind == "deploy":
@@ -378,9 +391,9 @@ class SessionService:
     async def on_block(self, header) -> None:
         previous = self._last_block
         self.ledger.prune_mined(header.number - 1)
-        now = chain_now(header)
+        latest = self.head.window(header).latest  # expired by the time a bundle could include it
         for e in self.ledger.all_entries():
-            if e.mined_block is None and e.valid_until and e.valid_until < now:
+            if e.mined_block is None and e.valid_until and e.valid_until < latest:
                 if self._drop(e.op_hash, f"session {e.signer} expired (validUntil {e.valid_until}) before the op "
                                          f"was included", TimeRangeInvalid.code):
                     self.stats["dropped_expired"] += 1

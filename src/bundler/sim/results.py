@@ -244,9 +244,16 @@ def failure_error(failure: SimulationFailure, paymaster: str | None = None) -> B
 
 def validation_error(
     result: ValidationResult, *, now: int, min_valid_for: int = 30, paymaster: str | None = None,
+    latest: int | None = None, max_wait: int = 0, strict: bool = False,
 ) -> BundlerError | None:
     """Checks the EntryPoint leaves to the bundler after a successful simulateValidation:
-    signature failure, aggregator, and the validity window against `now`."""
+    signature failure, aggregator, and the validity window against the inclusion time.
+
+    `now` is the earliest timestamp the including block can have, `latest` the latest it is
+    expected to have (chain.clock.InclusionWindow; both `now` when not given). An op valid
+    only later is accepted when it becomes valid within `max_wait` s of `now` (the pool holds
+    it until it is due); `strict`: the EntryPoint wants timestamp > validAfter (v0.8+)."""
+    latest = now if latest is None else latest
     acct, pm = result.account, result.paymaster
     pm_data = {"paymaster": _checksum(paymaster)} if paymaster else {}
     if acct.sig_failed:
@@ -266,18 +273,25 @@ def validation_error(
             pm_data or None,
         )
     for who, vd, extra in (("account", acct, {}), ("paymaster", pm, pm_data)):
-        data = {"validAfter": vd.valid_after, "validUntil": vd.valid_until, **extra}
-        if vd.valid_after > now:
+        data = {"validAfter": vd.valid_after, "validUntil": vd.valid_until, "earliestInclusion": now,
+                "latestInclusion": latest, **extra}
+        wait = max(0, vd.valid_after + (1 if strict else 0) - now)
+        if wait > max_wait:
             return TimeRangeInvalid(
                 f"UserOperation is not valid yet: the {who} returned validAfter {vd.valid_after}, "
-                f"{vd.valid_after - now} s in the future",
+                f"{vd.valid_after - now} s in the future (after the earliest inclusion time {now}; "
+                f"this bundler holds not-yet-valid ops at most {max_wait} s)",
                 data,
             )
-        if vd.valid_until < now + min_valid_for:
+        if vd.valid_until < latest + min_valid_for:
             if vd.valid_until < now:
-                text = f"expired {now - vd.valid_until} s ago"
+                text = f"expired {now - vd.valid_until} s before the earliest time a block can include it ({now})"
+            elif vd.valid_until < latest:
+                text = (f"expires before it can be included (the including block is expected by timestamp "
+                        f"{latest})")
             else:
-                text = f"expires in {vd.valid_until - now} s (less than {min_valid_for} s)"
+                text = (f"expires in {vd.valid_until - now} s (less than {min_valid_for} s after the latest "
+                        f"expected inclusion time {latest})")
             return TimeRangeInvalid(
                 f"UserOperation {text}: the {who} returned validUntil {vd.valid_until}", data
             )

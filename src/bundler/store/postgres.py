@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = "2"
 RECENT_ACTIVITY_KEPT = 10_000  # session log entries this instance also keeps in memory
 _SCHEMA_LOCK = 0x4337_0001
+# the lease of an instance still starting (simulation workers...) before it serves and claims;
+# lock_executors starts the real one. A process killed meanwhile is seen dead by its session.
+STARTUP_GRACE_S = 120.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bundler_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -351,7 +354,7 @@ class PostgresStore(WriteBehind):
                 "INSERT INTO bundler_instances (id, lease_until, started_at, backend_pid, backend_start, host) "
                 "SELECT %s, bundler_now() + %s, bundler_now(), pg_backend_pid(), "
                 "(SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()), %s",
-                (self.instance_id, lease_s, f"{socket.gethostname()}:{os.getpid()}"))
+                (self.instance_id, max(lease_s, STARTUP_GRACE_S), f"{socket.gethostname()}:{os.getpid()}"))
         self._dirty: dict[str, OpRecord] = {}       # written here, not committed yet
         self._recent_activity: OrderedDict[str, SessionActivity] = OrderedDict()
         self._row_seq: dict[str, int] = {}
@@ -405,8 +408,10 @@ class PostgresStore(WriteBehind):
                 raise ExecutorInUse(f"executor {a} is used by another bundler instance sharing this database; "
                                     f"give every instance its own keys")
             self._locked_executors.add(a)
-        self._read.execute("UPDATE bundler_instances SET executors = %s WHERE id = %s",
-                           (sorted(self._locked_executors), self.instance_id))
+        # the lease runs from here (opening the store may be a while before serving): nothing
+        # has been claimed under it yet, so restarting it is safe
+        self._read.execute("UPDATE bundler_instances SET executors = %s, lease_until = bundler_now() + %s "
+                           "WHERE id = %s", (sorted(self._locked_executors), self.lease_s, self.instance_id))
 
     def retire_previous(self) -> int:
         """After lock_executors: instances that listed one of our executors are dead (we hold

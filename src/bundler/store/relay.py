@@ -11,6 +11,7 @@ Nothing here decrypts anything: `encrypted_key` is opaque bytes from relay.keyst
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS relay_grants (
     status TEXT NOT NULL,
     reason TEXT,
     grant_nonce BIGINT NOT NULL,
+    epoch BIGINT NOT NULL,
     owner_signature TEXT,
     activation_op TEXT,
     owner_op TEXT,
@@ -133,6 +135,7 @@ class Grant:
     mode: str  # enable | ownerOp
     status: str  # prepared | authorized | activating | active | revoked | retired | failed
     grant_nonce: int
+    epoch: int = 0  # account.epoch() the enable signature names (revokeAllSessions moves it on)
     reason: str | None = None
     owner_signature: str | None = None  # enable mode: the owner's EIP-712 signature
     activation_op: str | None = None  # hash of the op that grants (enable op or owner op) in flight
@@ -190,7 +193,7 @@ class RelayStore:
     def __init__(self, conn, dialect: str):
         self._conn = conn
         self.dialect = dialect
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: statements inside transaction()
         if dialect == "sqlite":
             conn.executescript(SQLITE_SCHEMA)
         else:
@@ -219,6 +222,22 @@ class RelayStore:
             self._conn.close()
 
     # -- plumbing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self):
+        """Several writes committed together (one fsync): no await inside."""
+        with self._lock:
+            if self.dialect == "sqlite":
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            else:
+                with self._conn.transaction():
+                    yield
+
     def _sql(self, q: str) -> str:
         return q if self.dialect == "sqlite" else q.replace("?", "%s")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from eth_utils import to_checksum_address
 
 from ..errors import InvalidParams
+from session_sdk.userop import format_user_operation  # noqa: F401  (the RPC shape: one implementation, in the SDK)
+
 from .model import EIP7702_FACTORY, UINT128_MAX, UINT256_MAX, Authorization, UserOperation
 
 _HEX = re.compile(r"^0x[0-9a-fA-F]*$")
@@ -135,44 +136,3 @@ def parse_user_operation(obj: Any, *, for_estimation: bool = False) -> UserOpera
         paymaster_data=b("paymasterData"),
         eip7702_auth=None if auth is None else parse_authorization(auth),
     )
-
-
-def _hex(n: int) -> str:
-    return hex(n)
-
-
-def _data(b: bytes) -> str:
-    return "0x" + b.hex()
-
-
-def format_user_operation(op: UserOperation) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "sender": to_checksum_address(op.sender),
-        "nonce": _hex(op.nonce),
-        "callData": _data(op.call_data),
-        "callGasLimit": _hex(op.call_gas_limit),
-        "verificationGasLimit": _hex(op.verification_gas_limit),
-        "preVerificationGas": _hex(op.pre_verification_gas),
-        "maxFeePerGas": _hex(op.max_fee_per_gas),
-        "maxPriorityFeePerGas": _hex(op.max_priority_fee_per_gas),
-        "signature": _data(op.signature),
-    }
-    if op.factory is not None:
-        out["factory"] = "0x7702" if op.is_eip7702 else to_checksum_address(op.factory)
-        out["factoryData"] = _data(op.factory_data)
-    if op.paymaster is not None:
-        out["paymaster"] = to_checksum_address(op.paymaster)
-        out["paymasterVerificationGasLimit"] = _hex(op.paymaster_verification_gas_limit)
-        out["paymasterPostOpGasLimit"] = _hex(op.paymaster_post_op_gas_limit)
-        out["paymasterData"] = _data(op.paymaster_data)
-    if op.eip7702_auth is not None:
-        a = op.eip7702_auth
-        out["eip7702Auth"] = {
-            "chainId": _hex(a.chain_id),
-            "address": to_checksum_address(a.address),
-            "nonce": _hex(a.nonce),
-            "yParity": _hex(a.y_parity),
-            "r": _hex(a.r),
-            "s": _hex(a.s),
-        }
-    return out

@@ -1,0 +1,32 @@
+"""Session keys for SessionAccount from a Python backend, without the bundler or py-evm.
+
+    abi          THE session encoding: SessionSpec dataclasses, ABI, EIP-712 enable digest,
+                 signature layouts, calldata, errors and events (the bundler imports it)
+    userop       the UserOperation model and its JSON-RPC shape
+    packing      packed form and the userOpHash of each EntryPoint version
+    entrypoints  the EntryPoint versions (address + hash)
+    policies     builders for every policy the account enforces
+    client       JSON-RPC to the bundler and the node (urllib3)
+    account      SessionAccount: build, estimate, sign (owner / session / enable), send, wait
+    serialize    the string an app hands its backend (serializeSession of the TypeScript SDK)
+    errors       RpcError and the typed SessionRefusal
+
+    relay        RelayClient of the bundler's session relay (/relay/v1: server-held session keys)
+                 and its signed-request scheme
+"""
+from . import abi, policies
+from .abi import ArgConstraint, Call, CallPolicy, Condition, Limit, LimitKind, SessionSpec, TransferPolicy, word
+from .account import SessionAccount, SessionKey, enable_signature
+from .client import BundlerClient, JsonRpc
+from .relay import RelayClient, RelayError
+from .entrypoints import V07, V08, EntryPoint, entry_point
+from .errors import RpcError, SessionRefusal
+from .serialize import SessionGrant, deserialize_session, serialize_session
+from .userop import UserOperation
+
+__all__ = [
+    "ArgConstraint", "BundlerClient", "Call", "CallPolicy", "Condition", "EntryPoint", "JsonRpc", "Limit", "LimitKind",
+    "RelayClient", "RelayError", "RpcError", "SessionAccount", "SessionGrant", "SessionKey", "SessionRefusal", "SessionSpec", "TransferPolicy",
+    "UserOperation", "V07", "V08", "abi", "policies", "deserialize_session", "enable_signature", "entry_point",
+    "serialize_session", "word",
+]

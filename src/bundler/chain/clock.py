@@ -1,0 +1,92 @@
+"""When will an op sent now be included? The time range an account or paymaster returns
+(validAfter / validUntil) is judged by the EntryPoint against the timestamp of the block that
+includes the op, not the head block's: this module turns the headers the bundler has seen into
+bounds on that timestamp.
+
+    window = clock.window(head)     # InclusionWindow(earliest, latest)
+
+earliest  a timestamp the including block cannot be below: the head's plus the shortest
+          interval observed between consecutive blocks (0 until two have been seen: anvil
+          gives consecutive blocks the same timestamp when they come within its clock's
+          second, so "a block is later than its parent" does not hold everywhere). Chains with
+          slots (12 s on Ethereum, 2 s on OP chains) never produce a shorter interval than the
+          one observed. The wall clock is deliberately not used:
+          a dev chain's timestamps can run ahead of it and a lagging chain's behind it. An op
+          is *due* when it is valid at `earliest`; the pre-send bundle check runs with it as
+          the block timestamp (eth_call block override / py-evm block context).
+latest    a timestamp the including block is not expected to exceed: one block time (the
+          median observed interval, clamped to [1, MAX_BLOCK_TIME_S]) after the next block,
+          where "the next block" is the later of head + block time and the chain's clock
+          now (wall clock plus the largest offset seen between a header's timestamp and the
+          moment it was first seen, which covers dev chains moved with evm_increaseTime). An
+          op whose validUntil is before `latest` would revert on chain (AA22) and the executor
+          would pay: admission refuses it and the builder drops it.
+
+Pure bookkeeping: the head tracker feeds it every new header; it never calls the node.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass
+
+MAX_BLOCK_TIME_S = 30  # a longer observed interval (an idle dev chain) is not a block time
+SAMPLES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionWindow:
+    earliest: int
+    latest: int
+
+    def due(self, valid_after: int, strict: bool) -> bool:
+        """Valid at `earliest`? `strict`: the EntryPoint wants timestamp > validAfter (v0.8 and
+        later), else timestamp >= validAfter (v0.7)."""
+        return valid_after < self.earliest if strict else valid_after <= self.earliest
+
+    def wait_s(self, valid_after: int, strict: bool) -> int:
+        """Seconds the including block's timestamp must advance beyond `earliest` to make the
+        op valid (0 when it is due)."""
+        return max(0, valid_after + (1 if strict else 0) - self.earliest)
+
+
+class InclusionClock:
+    def __init__(self, wall=time.time) -> None:
+        self.wall = wall
+        self._last: tuple[int, int] | None = None  # (number, timestamp) of the newest header
+        self._intervals: deque[int] = deque(maxlen=SAMPLES)  # between consecutive blocks
+        self._skews: deque[float] = deque(maxlen=SAMPLES)  # header timestamp - wall when seen
+
+    def observe(self, number: int, timestamp: int) -> None:
+        """A header seen for the first time (the head tracker calls this)."""
+        if self._last is not None:
+            last_number, last_ts = self._last
+            if number == last_number + 1 and timestamp >= last_ts:
+                self._intervals.append(timestamp - last_ts)
+        if self._last is None or number >= self._last[0]:
+            self._last = (number, timestamp)
+        self._skews.append(timestamp - self.wall())
+
+    @property
+    def block_time(self) -> int:
+        if not self._intervals:
+            return 1
+        return max(1, min(MAX_BLOCK_TIME_S, round(statistics.median(self._intervals))))
+
+    @property
+    def min_interval(self) -> int:
+        return min(self._intervals) if self._intervals else 0
+
+    def chain_now(self) -> int:
+        """The chain's clock now, on the late side (the largest offset seen)."""
+        skew = max(self._skews) if self._skews else 0.0
+        return int(self.wall() + max(skew, 0.0) + 0.999)
+
+    def window(self, head) -> InclusionWindow:
+        """Bounds on the timestamp of the block that includes an op sent now, `head` being the
+        latest header (anything with .timestamp)."""
+        block_time = self.block_time
+        earliest = head.timestamp + self.min_interval
+        latest = max(head.timestamp + block_time, self.chain_now()) + block_time
+        return InclusionWindow(earliest, max(latest, earliest))
