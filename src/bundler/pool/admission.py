@@ -102,7 +102,7 @@ class Admission:
         op_hash = "0x" + ep.user_op_hash(op, self.chain_id, delegate).hex()
         OP_HASH.set(op_hash)  # log lines about this op carry its hash
         known = self.store.get(op_hash)
-        if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
+        if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED, OpStatus.MINED):
             raise InvalidParams(f"UserOperation {op_hash} is already known and {known.status.value}")
         # time ranges are judged at inclusion, not at the head block: an op that expires before
         # the including block is refused, one valid within valid_after_max_wait is held (chain.clock)
