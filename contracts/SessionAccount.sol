@@ -20,18 +20,24 @@ pragma solidity ^0.8.28;
  *                        ‖ sig(signer, userOpHash)                               92 bytes
  *   0x02 enable     0x02 ‖ abi.encode(SessionSpec spec, uint64 nonce, bytes ownerSig,
  *                                      uint48 periodIndex, bytes sessionSig)
- *                   ownerSig = sig(owner, EIP-712 digest of EnableSession{spec, nonce}) with
- *                   domain {name "SessionAccount", version "1", chainId, verifyingContract =
+ *                   ownerSig = sig(owner, EIP-712 digest of EnableSession{spec, nonce, epoch})
+ *                   with domain {name "SessionAccount", version "1", chainId, verifyingContract =
  *                   this account}; nonce must equal grantNonce(spec.signer), else
- *                   SessionEnableNonceMismatch. The spec is granted (as by grantSession) and
+ *                   SessionEnableNonceMismatch; epoch = epoch() (after the bump below). The spec is granted (as by grantSession) and
  *                   then used by this same op exactly like mode 0x01, sessionSig =
  *                   sig(spec.signer, userOpHash). Either signature wrong -> signature failure.
  *   Any other mode byte or length reverts InvalidSignatureFormat(). A wrong signature never
  *   reverts: validation runs to the end (so gas estimation with a dummy signature takes the
  *   full path) and returns the time range with the low 160 bits set to 1 (SIG_VALIDATION_FAILED).
  *
+ * Epochs (EIP-7702 re-delegation): every session belongs to the epoch current at its grant;
+ *   revokeAllSessions() and any op whose initCode is the EIP-7702 marker (it carries an
+ *   authorization) signed in mode 0x00 or 0x02 start the next epoch before anything else, which
+ *   ends every earlier session; a mode 0x01 op with the marker reverts SessionDelegationNotAllowed.
+ *
  * Session ops (modes 0x01 and 0x02), all checked in validateUserOp, in this order:
- *   1. session exists (SessionUnknown) and is not revoked (SessionIsRevoked)
+ *   1. session exists (SessionUnknown), is not revoked and belongs to the current epoch
+ *      (SessionIsRevoked)
  *   2. time range: [validAfter, validUntil or ∞]; when spec.period > 0, intersected with period
  *      periodIndex = [validAfter + periodIndex*period, validAfter + (periodIndex+1)*period - 1];
  *      when period == 0, periodIndex must be 0. Empty intersection -> SessionPeriodOutsideWindow.
@@ -39,10 +45,19 @@ pragma solidity ^0.8.28;
  *      reads TIMESTAMP/NUMBER: the EntryPoint enforces the range.
  *   3. usage count + 1 <= usageLimit unless usageLimit == 0 (SessionUsageLimitReached); counted
  *      once per op.
- *   4. callData must be execute(address,uint256,bytes) or executeBatch((address,uint256,bytes)[])
- *      (SessionCallNotAllowed). Each call, in order (callIndex = position in the batch, 0 for
- *      execute):
+ *   4. gas (wildcard sessions too): a non-empty paymasterAndData must name a paymaster of
+ *      spec.gas.paymasters (SessionPaymasterNotAllowed); the op's maximum cost = (preVerificationGas
+ *      + verificationGasLimit + callGasLimit + paymasterVerificationGasLimit +
+ *      paymasterPostOpGasLimit) * maxFeePerGas, saturating, must be <= gas.maxCostPerOp
+ *      (SessionGasCostExceedsPerOp); without paymaster gas.costLimit consumes that cost (scope
+ *      SCOPE_GAS, callIndex/policyIndex/constraintIndex 0).
+ *   5. callData must be execute(address,uint256,bytes) or executeBatch((address,uint256,bytes)[])
+ *      (SessionCallNotAllowed), a batch of at most MAX_SESSION_CALLS calls (SessionTooManyCalls).
+ *      Each call, in order (callIndex = position in the batch, 0 for execute):
  *      a. target == this account -> SessionSelfCallNotAllowed (also for wildcard sessions)
+ *      a'. target is an EntryPoint (ENTRY_POINT or the canonical v0.6-v0.9 addresses) and the call
+ *         is not exactly depositTo(this account), or target == IMPLEMENTATION ->
+ *         SessionProtectedTarget (also for wildcard sessions)
  *      b. wildcard: nothing else is checked
  *      c. empty data = ETH transfer: the first transferPolicy whose target is the target or 0
  *         governs (none: SessionTransferNotAllowed); value <= maxValuePerUse
@@ -52,8 +67,12 @@ pragma solidity ^0.8.28;
  *         matches (or is 0) governs; none: SessionSelectorNotAllowed if some policy matched the
  *         target, else SessionTargetNotAllowed. value <= maxValuePerUse (SessionValueExceedsPerUse);
  *         valueLimit consumes value; then each constraint in order: its word must exist
- *         (SessionArgOutOfBounds), satisfy the condition (SessionArgConstraintFailed), and its
- *         limit consumes uint256(word).
+ *         (SessionArgOutOfBounds), be the canonical encoding of the constraint's argType/argSize
+ *         (SessionArgNotCanonical), satisfy the condition (SessionArgConstraintFailed; ARG_INT
+ *         compares signed), and its limit consumes uint256(word).
+ *      Policies are found through (target, selector) indexes written at grant time (the lowest
+ *      matching index, as a scan in order would find), so a call costs the same whatever the
+ *      number of policies.
  *   Consuming amount x from a limit: nothing when kind == NONE or x == 0. ALLOWANCE: if the
  *   op's periodIndex is later than the counter's, the counter restarts at 0 for that period;
  *   if earlier, SessionPeriodExpired. Then used + x <= amount or SessionCumulativeLimitExceeded.
@@ -66,7 +85,8 @@ pragma solidity ^0.8.28;
  * fresh counters and bumps grantNonce(signer); revokeSession bumps it too, so an unused enable
  * signature dies with a revocation. Grant-time checks (InvalidSessionSpec): signer not zero and
  * not the account, validUntil = 0 or >= validAfter, known limit kinds and conditions, ALLOWANCE
- * only with period > 0.
+ * only with period > 0, known argument types with a size only for uint/int/bytes (1..32), a
+ * refValue canonical for its type, no cumulative limit on an int argument, no zero paymaster.
  *
  * Storage: one ERC-7201 namespace "sessionaccount.storage.main" (no other slot is used), so a
  * 7702-delegated EOA keeps whatever other storage it had.

@@ -148,6 +148,26 @@ async def test_replacement_needs_ten_percent_more_on_both_fees(rpc, anvil, clean
     assert (await rpc.call("eth_getUserOperationReceipt", h2))["success"] is True
 
 
+async def test_a_queued_op_can_be_replaced(rpc, anvil, clean_bundler):
+    """A replacement of an op queued behind its sender's pending op is validated on top of it
+    (it used to be validated against the chain alone and refused with AA25)."""
+    ep = V07
+    acct = new_account(anvil, ep)
+    start = acct.nonce()
+    first = acct.sign(acct.op(acct.execute(ANVIL_ACCOUNT0, 1), nonce=start), anvil.chain_id)
+    queued = acct.sign(acct.op(acct.execute(ANVIL_ACCOUNT0, 1), nonce=start + 1), anvil.chain_id)
+    await rpc.call("eth_sendUserOperation", rpc_op(first), ep.address)
+    h_queued = await rpc.call("eth_sendUserOperation", rpc_op(queued), ep.address)
+    bumped = acct.sign(queued.with_changes(max_fee_per_gas=queued.max_fee_per_gas * 2,
+                                           max_priority_fee_per_gas=queued.max_priority_fee_per_gas * 2), anvil.chain_id)
+    h_bumped = await rpc.call("eth_sendUserOperation", rpc_op(bumped), ep.address)
+    await rpc.call("debug_bundler_sendBundleNow")
+    assert (await rpc.call("eth_getUserOperationReceipt", h_bumped))["success"] is True
+    with pytest.raises(RpcError) as e:
+        await rpc.call("eth_getUserOperationReceipt", h_queued)
+    assert "replaced" in e.value.message
+
+
 @pytest.mark.parametrize("ep", EPS)
 async def test_four_queued_ops_per_sender_then_refused(rpc, anvil, clean_bundler, ep):
     acct = new_account(anvil, ep)

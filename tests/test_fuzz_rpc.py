@@ -183,6 +183,7 @@ def _check_answer(body: bytes, status: int, text: str, content_type: str | None 
         _check_response(json.loads(text))
         SEEN["wrong_type"] += 1
         return None
+    assert status != 415, (content_type, text[:300])  # JSON, whatever the spelling, is read
     if status == 204:  # notifications only
         assert text == ""
         return None

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from helpers.fleet import (
-    addresses, block_number, block_time_chain, bundle_receipts, first_op, fresh_account, fresh_ops, new_keys,
-    op_events, send, start_instance,
+    addresses, block_number, block_time_chain, bundle_receipts, deployed_accounts, first_op, fresh_account,
+    fresh_ops, new_keys, op_events, send, start_instance,
 )
 from helpers.procs import RpcFailure, wait_for
 from bundler.entrypoint import V07, V08
@@ -103,19 +103,35 @@ def test_three_instances_same_op_and_conflicting_ops_sent_to_all(chain, pg, tmp_
                                              or "bundle" in loser.message), loser.message
             expected.add(winners[0])
 
-        # a replacement with higher fees sent to another instance than the op it replaces
+        # a replacement with higher fees sent to another instance than the op it replaces: the
+        # op (nonce 1) waits while its sender's nonce 0 is in a bundle, so it is still pending
         replaced: dict[str, str] = {}
-        for i in range(9):
-            acct = fresh_account(chain, (V07, V08)[i % 2])
-            x, y = first_op(chain, acct), first_op(chain, acct, fee=3 * 10**9, tip=15 * 10**8)
-            assert send(procs[i % 3].url, x) == x.hash
-            result = send(procs[(i + 1) % 3].url, y)
-            if acked(result):  # replaced where it was: the pending op is gone everywhere
-                replaced[x.hash] = y.hash
-                expected.add(y.hash)
-            else:  # already claimed for a bundle by then
-                assert result.code == -32602 and "bundle" in result.message, result.message
-                expected.add(x.hash)
+        lock = threading.Lock()
+
+        def replace_elsewhere(i_acct) -> None:
+            i, acct = i_acct
+            here, there = procs[i % 3], procs[(i + 1) % 3]
+            zero, x = first_op(chain, acct, deployed=True), first_op(chain, acct, nonce=1, deployed=True)
+            y = first_op(chain, acct, fee=3 * 10**9, tip=15 * 10**8, nonce=1, deployed=True)
+            assert send(here.url, zero) == zero.hash and send(here.url, x) == x.hash
+            # `there` validates y on top of the ops it sees: wait until the pool sync shows it x
+            wait_for(lambda: any(o["sender"].lower() == acct.address and o["nonce"] == "0x1"
+                                 for o in there.call("debug_bundler_dumpMempool", V07.address)),
+                     timeout=10, interval=0.05, what="the other instance to see the op")
+            result = send(there.url, y)
+            with lock:
+                expected.add(zero.hash)
+                if acked(result):  # replaced where it was: the pending op is gone everywhere
+                    replaced[x.hash] = y.hash
+                    expected.add(y.hash)
+                else:  # claimed for a bundle by then (or nonce 0 mined and not yet seen there)
+                    assert (result.code == -32602 and "bundle" in result.message) or "AA25" in result.message, \
+                        result.message
+                    expected.add(x.hash)
+
+        with ThreadPoolExecutor(9) as pool:
+            list(pool.map(replace_elsewhere, enumerate(deployed_accounts(chain, 9))))
+        assert replaced, "no replacement reached an op pending on another instance"
 
         assert_all_mined_once(chain, start_block, expected, executors, procs)
         events = op_events(chain, start_block)

@@ -272,6 +272,23 @@ async def test_one_live_op_per_sender_and_nonce_across_instances(dsn):
             s.close()
 
 
+async def test_a_mined_op_is_not_admitted_again_by_an_instance_that_simulated_it_earlier(dsn):
+    """Instance B validated the op before A's bundle with it landed: B must not put it back
+    to pending (its nonce is used), nor acknowledge it a second time."""
+    a, b = open_store(dsn), open_store(dsn)
+    try:
+        x = slot_op(7, 7)
+        assert (await a.admit(x, None, 10)).admitted
+        a.update(x.hash, status=OpStatus.MINED, block_number=12, tx_hash="0x" + "66" * 32)
+        await a.flush()
+        again = await b.admit(slot_op(7, 7), None, 10)
+        assert (again.admitted, again.refusal, again.holder) == (False, "known", "mined")
+        assert b.get(x.hash).status == OpStatus.MINED
+    finally:
+        for s in (a, b):
+            s.close()
+
+
 async def test_claims_keep_a_sender_in_one_bundle_and_its_nonces_in_order(dsn):
     from test_store import make_op
 

@@ -55,9 +55,26 @@ async def test_two_instances_share_one_relay(sessions_chain, dsn):  # noqa: F811
         # the same idempotency key at the other instance: the same call
         again = backend_a.ok(await run(backend_a.post, "/relay/v1/calls", body), 200)
         assert again["callId"] == first["callId"]
-        mined = await run(wait_call, backend_a, first["callId"])
-        assert mined["status"] == "mined" and erc20_balance(chain.url, chain.dep.token, user) == 5
+        done = await run(wait_call, backend_a, first["callId"])
+        assert done["status"] == "mined" and erc20_balance(chain.url, chain.dep.token, user) == 5
         await run(wait_grant, backend_b, grant["grantId"], "active")
+
+        # both instances take calls for the same account at the same time: each builds in lanes of
+        # its own, so no two ops collide on a nonce and every call is mined
+        def burst(client, tag):
+            out = []
+            for i in range(3):
+                out.append(client.ok(client.post("/relay/v1/calls", {
+                    "account": acct.address, "idempotencyKey": f"{tag}-{i}",
+                    "calls": [{"to": chain.dep.token, "data": data}]}), 202)["callId"])
+            return out
+        ids_a, ids_b = await asyncio.gather(run(burst, backend_a, "a"), run(burst, backend_b, "b"))
+        views = [await run(wait_call, backend_a, i) for i in ids_a + ids_b]
+        assert [v["status"] for v in views] == ["mined"] * 6, views
+        lanes_a = {v["lane"] for v in views[:3]}
+        lanes_b = {v["lane"] for v in views[3:]}
+        assert not lanes_a & lanes_b, (lanes_a, lanes_b)
+        assert erc20_balance(chain.url, chain.dep.token, user) == 5 * 7
 
         # a request signed once is accepted once, whichever instance sees it first
         path = "/relay/v1/credentials/me"
@@ -66,6 +83,7 @@ async def test_two_instances_share_one_relay(sessions_chain, dsn):  # noqa: F811
         replayed = await run(backend_b.raw, "GET", path, b"", headers)
         assert replayed.status == 401 and "replayed" in replayed.body["error"]["message"]
 
-        # both instances' follower loops ran over the same call: it finished once
-        events = [e["event"] for e in backend_b.ok(await run(backend_b.get, "/relay/v1/audit"), 200)]
-        assert events.count("call.mined") == 1, events
+        # both instances' follower loops ran over the same calls: each finished once
+        events = backend_b.ok(await run(backend_b.get, "/relay/v1/audit"), 200)
+        mined = [e["detail"]["callId"] for e in events if e["event"] == "call.mined"]
+        assert sorted(mined) == sorted({first["callId"], *ids_a, *ids_b}), events

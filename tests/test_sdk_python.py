@@ -88,3 +88,57 @@ def _same(a, b) -> bool:
     def norm(v):
         return int(v, 16) if isinstance(v, str) and v.startswith("0x") else v
     return norm(a) == norm(b)
+
+
+@pytest.fixture(scope="module")
+def dev():
+    from helpers.dev import start_dev_bundler
+
+    d = start_dev_bundler()
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev):
+    """A backend that holds the user's EOA key: its first owner op carries the EIP-7702
+    authorization and grants a session built with the Python builders; the session key then
+    transfers within the typed constraints and is refused past them."""
+    from eth_account import Account
+
+    from helpers.procs import call
+    from session_sdk import Call, RpcError, SessionAccount, SessionKey, abi
+    from session_sdk.policies import erc20_transfer_policy, lifetime, session_spec
+
+    eoa = Account.create()
+    owner_key = "0x" + bytes(eoa.key).hex()
+    call(dev.node_url, "anvil_setBalance", eoa.address, hex(10**18))
+    impl = dev.entry_points["0.8"]["SessionAccount"]
+    owner = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version="0.8", owner=eoa.address,
+                           eip7702_delegate=impl, owner_key=owner_key)
+    assert owner.address == eoa.address.lower() and not owner.deployed()
+    session_key = Account.create()
+    dex = Account.create().address.lower()
+    now = int(call(dev.node_url, "eth_getBlockByNumber", "latest", False)["timestamp"], 16)
+    spec = session_spec(session_key.address, valid_until=now + 600, policies=[
+        erc20_transfer_policy(dev.token, to=dex, max_per_transfer=40, limit=lifetime(50))])
+    mint = abi.Call(dev.token, 0, bytes.fromhex("40c10f19") + bytes(12) + bytes.fromhex(owner.address[2:])
+                    + (1000).to_bytes(32, "big"))
+    receipt = owner.send_and_wait([Call(owner.address, 0, abi.encode_grant_session(spec)), mint])
+    assert receipt["success"] is True
+    assert owner.deployed() and owner.code() == abi.delegation_code(impl)
+
+    session = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version="0.8", owner=eoa.address,
+                             eip7702_delegate=impl, session=SessionKey("0x" + bytes(session_key.key).hex(), spec))
+
+    def transfer(to: str, amount: int) -> Call:
+        return Call(dev.token, 0, bytes.fromhex("a9059cbb") + bytes(12) + bytes.fromhex(to[2:]) + amount.to_bytes(32, "big"))
+
+    assert session.send_and_wait([transfer(dex, 40)])["success"] is True
+    with pytest.raises(RpcError) as e:
+        session.send([transfer(dex, 20)])
+    assert e.value.refusal.rule == "SessionCumulativeLimitExceeded" and e.value.refusal.remaining == 10
+    with pytest.raises(RpcError) as e:
+        session.send([transfer(Account.create().address.lower(), 1)])
+    assert e.value.refusal.rule == "SessionArgConstraintFailed"

@@ -166,7 +166,7 @@ async def test_backend_key_any_target_no_value_three_hours(chain, rpc, clean, ep
     err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(token, 1, SEL_DEPOSIT)), -32500)
     assert err.data["rule"] == "SessionValueExceedsPerUse" and err.data["sessionKey"] == signer
     assert err.data["policyIndex"] == 0 and int(err.data["limit"], 16) == 0 and int(err.data["requested"], 16) == 1
-    assert "value 1 wei exceeds the per-use maximum 0" in err.message and signer in err.message
+    assert "value 1 wei exceeds the per-use maximum 0" in err.message and to_checksum_address(signer) in err.message
     # so is a plain ETH transfer: no transfer policy
     err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(recipient(), 5)), -32500)
     assert err.data["rule"] == "SessionTransferNotAllowed"
@@ -397,8 +397,10 @@ async def test_one_click_trading_spending_limit_counts_pending_ops(chain, rpc, c
     assert err.data["rule"] == "SessionCumulativeLimitExceeded"
     assert {k: int(err.data[k], 16) for k in ("limit", "used", "pending", "requested", "remaining")} == \
         {"limit": 100, "used": 0, "pending": 100, "requested": 10, "remaining": 0}
-    assert err.message.endswith("argument 0 cumulative limit exceeded: limit 100, used 0, pending 100, requested 10")
-    assert f"session {signer} policy 0 (ERC-20 {token} transfer)" in err.message
+    assert err.message.endswith('argument "amount" cumulative limit exceeded: limit 100, used 0, pending 100, '
+                                "requested 10")
+    assert f"session {to_checksum_address(signer)} policy 0 (ERC-20 {to_checksum_address(token)} transfer)" in err.message
+    assert err.data["argument"] == "amount"
     info = await rpc.call("session_getSession", acct.address, signer)
     item = limit_item(info, 0, 0)
     assert (int(item["used"], 16), int(item["pending"], 16), int(item["remaining"], 16)) == (0, 100, 0)
@@ -560,7 +562,7 @@ async def test_wrong_session_signature_and_unknown_session(chain, rpc, clean):
     await grant_via_bundler(rpc, acct, SessionSpec(gas=TEST_GAS, signer=signer, wildcard=True))
     call = abi.encode_execute(recipient(), 1)
     err = await refused(rpc, acct, acct.sign_session(acct.build(call), new_key()[0], signer=signer), -32507)
-    assert signer in err.message and err.data["sessionKey"] == signer
+    assert to_checksum_address(signer) in err.message and err.data["sessionKey"] == signer
     other_key, other = new_key()
     err = await refused(rpc, acct, session_call(acct, other_key, call), -32500)
     assert err.data["rule"] == "SessionUnknown"

@@ -9,6 +9,7 @@ import json
 import os
 
 import pytest
+from eth_utils import to_checksum_address
 from aiohttp import web
 from eth_account import Account
 from eth_hash.auto import keccak
@@ -87,8 +88,8 @@ def test_message_names_limit_used_pending_requested():
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, state, sig(), transfer(10), [use(1, 20), use(2, 20)])
     v = e.value
-    assert v.message == (f"session {SIGNER} policy 0 (ERC-20 {TOKEN} transfer) argument 0 cumulative limit "
-                         f"exceeded: limit 100, used 60, pending 40, requested 10")
+    assert v.message == (f"session {to_checksum_address(SIGNER)} policy 0 (ERC-20 {to_checksum_address(TOKEN)} transfer) "
+                         'argument "amount" cumulative limit exceeded: limit 100, used 60, pending 40, requested 10')
     assert v.rule == "SessionCumulativeLimitExceeded" and v.args_ == (0, 1, 0, 0, 100, 10, 100)
     assert v.data["remaining"] == "0x0" and v.data["sessionKey"] == SIGNER and v.data["policyIndex"] == 0
     assert not v.time_range
@@ -348,3 +349,53 @@ def test_evaluation_cost_is_flat_in_the_number_of_policies():
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, state, sig(), too_long)
     assert e.value.rule == "SessionTooManyCalls" and e.value.args_ == (257, 256)
+
+
+def test_refusal_names_the_argument_and_prints_addresses_checksummed():
+    spec = SessionSpec(gas=TEST_GAS, signer=SIGNER, call_policies=(CallPolicy(target=TOKEN, selector=SEL_TRANSFER, constraints=(
+        ArgConstraint(Condition.EQ, 0, word(DEX)),)),))
+    other = "0x" + "ab" * 20
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, SessionState.fresh(spec, 1), sig(),
+                 abi.encode_execute(TOKEN, 0, SEL_TRANSFER + word(other) + word(1)))
+    v = e.value
+    assert v.rule == "SessionArgConstraintFailed"
+    assert (f'call 0: argument "to" is {to_checksum_address(other)}, the policy requires == '
+            f'{to_checksum_address(DEX)}') in v.message
+    assert v.data["argument"] == "to"
+    assert str(int(other, 16)) not in v.message  # never as a decimal integer
+    unknown = SessionSpec(gas=TEST_GAS, signer=SIGNER, call_policies=(CallPolicy(target=TOKEN, selector=b"\x12\x34\x56\x78",
+                          constraints=(ArgConstraint(Condition.LT, 2, word(5)),)),))
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, SessionState.fresh(unknown, 1), sig(),
+                 abi.encode_execute(TOKEN, 0, b"\x12\x34\x56\x78" + word(0) + word(0) + word(9)))
+    assert "argument word 2 is 9, the policy requires < 5" in e.value.message
+    assert f"target {to_checksum_address(TOKEN)}" not in e.value.message and to_checksum_address(TOKEN) in e.value.message
+
+
+def test_gas_rules_in_the_evaluator():
+    """An op through an allowed paymaster counts nothing against the gas budget (the account does
+    not pay it) but stays under the per-op cap; one the account pays consumes its maximum cost,
+    pending ops included; an unlisted paymaster is refused."""
+    from bundler.sessions.policy import OpFacts
+
+    pm = "0x" + "9a" * 20
+    spec = SessionSpec(signer=SIGNER, call_policies=(CallPolicy(),), gas=abi.GasPolicy(
+        max_cost_per_op=1000, cost_limit=Limit.lifetime(1500), paymasters=(pm,)))
+    state = SessionState.fresh(spec, 1)
+    call = abi.encode_execute(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))
+    paid = evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=900))
+    assert paid.consumed == (Consumed(abi.Scope.GAS, 0, 0, 900),)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, [PendingUse("0x1", 0, 0, paid.consumed)], OpFacts(max_cost=900))
+    assert e.value.rule == "SessionCumulativeLimitExceeded" and e.value.data["scope"] == "gasCost"
+    assert (e.value.data["pending"], e.value.data["requested"]) == (hex(900), hex(900))
+    sponsored = evaluate(ACCOUNT, state, sig(), call, [PendingUse("0x1", 0, 0, paid.consumed)],
+                         OpFacts(max_cost=900, paymaster=pm))
+    assert sponsored.consumed == ()
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=1001, paymaster=pm))
+    assert e.value.rule == "SessionGasCostExceedsPerOp" and e.value.args_ == (1001, 1000)
+    with pytest.raises(SessionViolation) as e:
+        evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=1, paymaster=DEX))
+    assert e.value.rule == "SessionPaymasterNotAllowed" and e.value.args_ == (DEX,)

@@ -69,6 +69,19 @@ async def test_store_interface(store):
     assert store.get(r.hash) is None
 
 
+async def test_an_op_mined_while_it_was_simulated_is_not_admitted_again(store):
+    r = record(1)
+    assert (await store.admit(r, None, 10)).admitted
+    store.update(r.hash, status=OpStatus.MINED, block_number=12)
+    verdict = await store.admit(record(1), None, 10)
+    assert (verdict.admitted, verdict.refusal, verdict.holder) == (False, "known", "mined")
+    assert store.get(r.hash).status == OpStatus.MINED
+    dropped = record(2)
+    assert (await store.admit(dropped, None, 10)).admitted
+    store.update(dropped.hash, status=OpStatus.DROPPED, reason="expired")
+    assert (await store.admit(record(2), None, 10)).admitted  # a dropped op may come back
+
+
 async def test_sqlite_reopen_keeps_everything(tmp_path):
     auth = Authorization(chain_id=1337, address="0x" + "12" * 20, nonce=3, y_parity=1, r=5, s=6)
     s = SqliteStore(tmp_path)

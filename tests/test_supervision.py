@@ -61,10 +61,13 @@ async def test_a_dying_task_is_restarted_and_reported(anvil, caplog):
         assert failed_lines[0].exc_info and failed_lines[0].exc_info[0] is faults.InjectedFault
 
         # restarted: it follows the chain again, and health comes back once the failures age
+        # one new block to follow (mining on every poll would make the target move faster than
+        # the watcher's one-second idle poll can catch it)
+        mine(anvil.url)
+        target = int(await rpc.call("eth_blockNumber"), 16)
+
         async def watching():
-            mine(anvil.url)
-            head = int(await rpc.call("eth_blockNumber"), 16)
-            return b.watcher.hashes.get(head) is not None and b.supervisor.states["chain-watcher"].up
+            return b.watcher.hashes.get(target) is not None and b.supervisor.states["chain-watcher"].up
 
         await _poll(watching, 30, "the restarted watcher to follow new blocks")
 

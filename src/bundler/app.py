@@ -198,7 +198,7 @@ class Bundler:
             start("lease-and-takeover", self.takeover.run)
         self._tasks = self.supervisor.tasks
         if self.relay is not None:
-            self.relay.start()
+            self.relay.start(self.supervisor)
         for inflight in self._own_inflight():
             self.builder.start_resume(inflight)
         log.info("bundler listening on %s (chain %d, node %s)", self.url, self.chain_id, self.config.rpc_url)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from eth_account import Account
 
-from bundler.devchain.anvil import rpc
+from bundler.devchain.anvil import ANVIL_ACCOUNT0, rpc
 from bundler.entrypoint import V07, V08, EntryPointVersion
 from bundler.userop import format_user_operation
 
-from .accounts import USER_OPERATION_EVENT_TOPIC, DevChain, SimpleAccountHelper
+from .accounts import USER_OPERATION_EVENT_TOPIC, DevChain, SimpleAccountHelper, wait_receipt
 from .procs import BundlerProcess, RpcFailure, call
 
 
@@ -47,12 +47,26 @@ def fresh_account(chain: DevChain, ep: EntryPointVersion) -> SimpleAccountHelper
     return acct
 
 
-def first_op(chain: DevChain, acct: SimpleAccountHelper, fee: int = 2 * 10**9, tip: int = 10**9) -> FirstOp:
-    """Each call gives another op (another random target) for the same sender and nonce 0."""
+def first_op(chain: DevChain, acct: SimpleAccountHelper, fee: int = 2 * 10**9, tip: int = 10**9,
+             nonce: int = 0, deployed: bool = False) -> FirstOp:
+    """Each call gives another op (another random target) for the same sender and nonce; nonce 0
+    of an account not deployed yet carries initCode."""
     target = "0x" + os.urandom(20).hex()
-    op = acct.sign(acct.op(acct.execute(target, 1), nonce=0, with_init_code=True, max_fee_per_gas=fee,
-                           max_priority_fee_per_gas=tip), chain.chain_id)
+    op = acct.sign(acct.op(acct.execute(target, 1), nonce=nonce, with_init_code=nonce == 0 and not deployed,
+                           max_fee_per_gas=fee, max_priority_fee_per_gas=tip), chain.chain_id)
     return FirstOp(acct, format_user_operation(op), "0x" + acct.ep.user_op_hash(op, chain.chain_id).hex())
+
+
+def deployed_accounts(chain: DevChain, n: int) -> list[SimpleAccountHelper]:
+    """n v0.7 SimpleAccounts deployed through the factory in one block, funded."""
+    accts = [SimpleAccountHelper.counterfactual(chain.url, V07, chain.factories[V07.version]) for _ in range(n)]
+    txs = [rpc(chain.url, "eth_sendTransaction", [{"from": ANVIL_ACCOUNT0, "to": a.factory, "gas": hex(1_000_000),
+                                                   "data": "0x" + a.factory_data.hex()}]) for a in accts]
+    for tx in txs:
+        assert wait_receipt(chain.url, tx)["status"] == "0x1"
+    for a in accts:
+        rpc(chain.url, "anvil_setBalance", [a.address, hex(10**18)])
+    return accts
 
 
 def fresh_ops(chain: DevChain, n: int) -> list[FirstOp]:

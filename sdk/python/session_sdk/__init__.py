@@ -14,7 +14,7 @@
     relay        RelayClient of the bundler's session relay (/relay/v1: server-held session keys)
                  and its signed-request scheme
 """
-from . import abi
+from . import abi, policies
 from .abi import ArgConstraint, Call, CallPolicy, Condition, Limit, LimitKind, SessionSpec, TransferPolicy, word
 from .account import SessionAccount, SessionKey, enable_signature
 from .client import BundlerClient, JsonRpc
@@ -27,6 +27,6 @@ from .userop import UserOperation
 __all__ = [
     "ArgConstraint", "BundlerClient", "Call", "CallPolicy", "Condition", "EntryPoint", "JsonRpc", "Limit", "LimitKind",
     "RelayClient", "RelayError", "RpcError", "SessionAccount", "SessionGrant", "SessionKey", "SessionRefusal", "SessionSpec", "TransferPolicy",
-    "UserOperation", "V07", "V08", "abi", "deserialize_session", "enable_signature", "entry_point",
+    "UserOperation", "V07", "V08", "abi", "policies", "deserialize_session", "enable_signature", "entry_point",
     "serialize_session", "word",
 ]

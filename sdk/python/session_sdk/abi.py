@@ -367,6 +367,57 @@ class SessionSpec:
         )
 
 
+def check_spec(spec: SessionSpec, account: str | None = None) -> str | None:
+    """The reason SessionAccount._checkSpec refuses `spec` (InvalidSessionSpec), or None (the
+    bundler's evaluator and the SDKs' builders both ask this one function)."""
+    if spec.signer == ZERO_ADDRESS:
+        return "signer is zero"
+    if spec.signer == account:
+        return "signer is the account"
+    if spec.valid_until != 0 and spec.valid_until < spec.valid_after:
+        return "validUntil before validAfter"
+
+    def bad_limit(kind: int) -> str | None:
+        if kind > LimitKind.ALLOWANCE:
+            return "unknown limit kind"
+        if kind == LimitKind.ALLOWANCE and spec.period == 0:
+            return "allowance without period"
+        return None
+
+    for p in spec.call_policies:
+        if (reason := bad_limit(p.value_limit.kind)) is not None:
+            return reason
+        for c in p.constraints:
+            if c.condition > Condition.LTE:
+                return "unknown condition"
+            if (reason := bad_limit(c.limit.kind)) is not None:
+                return reason
+            if (reason := bad_arg_type(c)) is not None:
+                return reason
+    for t in spec.transfer_policies:
+        if (reason := bad_limit(t.value_limit.kind)) is not None:
+            return reason
+    if (reason := bad_limit(spec.gas.cost_limit.kind)) is not None:
+        return reason
+    if any(p == ZERO_ADDRESS for p in spec.gas.paymasters):
+        return "paymaster is zero"
+    return None
+
+
+def bad_arg_type(c) -> str | None:
+    """SessionAccount._checkArgType."""
+    if c.arg_type > ArgType.BYTES:
+        return "unknown argument type"
+    sized = c.arg_type in (ArgType.UINT, ArgType.INT, ArgType.BYTES)
+    if (c.arg_size == 0 or c.arg_size > 32) if sized else c.arg_size != 0:
+        return "bad argument size"
+    if not is_canonical(c.arg_type, c.arg_size, c.ref_value):
+        return "refValue does not fit its type"
+    if c.arg_type == ArgType.INT and c.limit.kind != LimitKind.NONE:
+        return "limit on a signed argument"
+    return None
+
+
 def encode_spec(spec: SessionSpec) -> bytes:
     """ABI encoding of the SessionSpec tuple as a single parameter (grantSession's arguments)."""
     return encode([SESSION_SPEC_T], [spec.to_abi()])

@@ -17,7 +17,7 @@
 // permission allows no ETH; build the spec with callPolicy({ maxValuePerUse }) for that).
 import { getAddress, hexToNumber, isHex, type Address, type Hex } from "viem";
 import type { SessionSmartAccount } from "./account.js";
-import { readGrantNonce, signEnableSession, type TypedDataSigner } from "./grants.js";
+import { readEpoch, readGrantNonce, signEnableSession, type TypedDataSigner } from "./grants.js";
 import { allowance, callPolicy, erc20TransferPolicy, lifetime, sessionSpec, transferPolicy, type Policy } from "./policies.js";
 import { serializeSession, type SessionGrant } from "./serialize.js";
 import type { SessionSpec } from "./spec.js";
@@ -143,7 +143,8 @@ export async function grantPermissions(args: {
   }
   const spec = permissionRequestToSpec(request);
   const nonce = await readGrantNonce(account.client as never, account.address, spec.signer);
-  const ownerSignature = await signEnableSession({ owner: args.owner, account: account.address, chainId, spec, nonce });
+  const epoch = await readEpoch(account.client as never, account.address);
+  const ownerSignature = await signEnableSession({ owner: args.owner, account: account.address, chainId, spec, nonce, epoch });
   const grant: SessionGrant = {
     chainId,
     entryPoint: account.entryPointVersion,

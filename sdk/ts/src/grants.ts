@@ -44,6 +44,18 @@ export async function readSession(client: ReadClient, account: Address, signer: 
   };
 }
 
+/** The account's epoch() (revokeAllSessions and EIP-7702 re-delegations bump it; enable
+ * signatures must name it); 0 while the account has no code. */
+export async function readEpoch(client: ReadClient, account: Address): Promise<number> {
+  const code = await getCode(client, { address: account });
+  if (!code || code === "0x") return 0;
+  try {
+    return Number(await readContract(client, { address: account, abi: sessionAccountAbi, functionName: "epoch" }));
+  } catch {
+    return 0; // not (yet) a SessionAccount, e.g. an EOA delegated elsewhere
+  }
+}
+
 /** Anything that signs EIP-712 typed data: a viem Account, a WalletClient with an account, … */
 export type TypedDataSigner = { signTypedData: (typedData: EnableTypedData) => Promise<Hex> };
 
@@ -54,22 +66,28 @@ export async function signEnableSession(args: {
   chainId: number;
   spec: SessionSpec;
   nonce: bigint;
+  /** the account's epoch (readEpoch); default 0, a new account's */
+  epoch?: number;
 }): Promise<Hex> {
   checkSpec(args.spec);
-  const typed = enableTypedData({ spec: args.spec, nonce: args.nonce, account: getAddress(args.account), chainId: args.chainId });
+  const typed = enableTypedData({ spec: args.spec, nonce: args.nonce, account: getAddress(args.account), chainId: args.chainId, epoch: args.epoch ?? 0 });
   return (args.owner.signTypedData as (t: EnableTypedData) => Promise<Hex>)(typed);
 }
 
-/** Reads the grant nonce and signs: what `toSessionAccount({ session: { enable } })` needs. */
+/** Reads the grant nonce and the epoch and signs: what `toSessionAccount({ session: { enable } })`
+ * needs. `epoch` overrides the one read (e.g. +1 when the enabling op itself carries an EIP-7702
+ * authorization, which starts a new epoch). */
 export async function enableSession(args: {
   client: ReadClient;
   owner: TypedDataSigner | { signTypedData: (p: never) => Promise<Hex> };
   account: Address;
   spec: SessionSpec;
-}): Promise<{ ownerSignature: Hex; nonce: bigint }> {
+  epoch?: number;
+}): Promise<{ ownerSignature: Hex; nonce: bigint; epoch: number }> {
   const chainId = args.client.chain?.id;
   if (chainId === undefined) throw new Error("the client needs a chain");
   const nonce = await readGrantNonce(args.client, args.account, args.spec.signer);
-  const ownerSignature = await signEnableSession({ owner: args.owner, account: args.account, chainId, spec: args.spec, nonce });
-  return { ownerSignature, nonce };
+  const epoch = args.epoch ?? (await readEpoch(args.client, args.account));
+  const ownerSignature = await signEnableSession({ owner: args.owner, account: args.account, chainId, spec: args.spec, nonce, epoch });
+  return { ownerSignature, nonce, epoch };
 }

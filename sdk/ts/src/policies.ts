@@ -14,6 +14,7 @@ import {
 } from "viem";
 import {
   ANY_SELECTOR,
+  ArgType,
   Condition,
   LimitKind,
   ZERO_ADDRESS,
@@ -58,12 +59,25 @@ export const lte = (value: WordValue, limit?: Limit): ArgRule => ({ condition: "
 /** Any value (`word <= 2^256-1`), only to put a cumulative limit on an argument. */
 export const anyValue = (limit: Limit): ArgRule => ({ condition: "lte", value: 2n ** 256n - 1n, limit });
 
-/** A constraint on ABI word `index` after the selector (word 0 = first argument of a static function). */
-export function argConstraint(index: number, rule: ArgRule): ArgConstraint {
+/** How the account reads an argument of Solidity type `type` (ArgConstraint.argType / argSize): a
+ * word that is not the canonical encoding of that type is refused, and the bundler prints the
+ * value as that type (an address checksummed, not as a number). */
+export function argTypeOf(type: string): { argType: number; argSize: number } {
+  if (type === "address") return { argType: ArgType.address, argSize: 0 };
+  if (type === "bool") return { argType: ArgType.bool, argSize: 0 };
+  const m = /^(uint|int|bytes)(\d*)$/.exec(type);
+  if (m && m[1] === "bytes" && m[2]) return { argType: ArgType.bytes, argSize: Number(m[2]) };
+  if (m && m[1] !== "bytes") return { argType: ArgType[m[1] as "uint" | "int"], argSize: Number(m[2] || 256) / 8 };
+  return { argType: ArgType.word, argSize: 0 };
+}
+
+/** A constraint on ABI word `index` after the selector (word 0 = first argument of a static
+ * function), read as a whole word unless `type` (a Solidity type name) is given. */
+export function argConstraint(index: number, rule: ArgRule, type?: string): ArgConstraint {
+  const typed = type ? argTypeOf(type) : { argType: ArgType.word, argSize: 0 };
   return {
     condition: Condition[rule.condition],
-    argType: 0, // a whole word (typed constraints: set argType / argSize, see ArgType)
-    argSize: 0,
+    ...typed,
     index,
     refValue: word(rule.value),
     limit: rule.limit ?? noLimit(),
@@ -75,6 +89,10 @@ const STATIC_ONE_WORD = /^(address|bool|u?int\d*|bytes([1-9]|[12]\d|3[0-2]))$/;
 /** The ABI word index of argument `name` of `fn`: the head slot of that argument. Only
  * elementary static arguments can be constrained (a dynamic one's head is an offset). */
 export function argIndex(fn: AbiFunction, name: string | number): number {
+  return argSlot(fn, name).index;
+}
+
+function argSlot(fn: AbiFunction, name: string | number): { index: number; type: string } {
   let index = 0;
   for (let i = 0; i < fn.inputs.length; i++) {
     const input = fn.inputs[i]!;
@@ -82,7 +100,7 @@ export function argIndex(fn: AbiFunction, name: string | number): number {
     const oneWord = STATIC_ONE_WORD.test(input.type);
     if (isTarget) {
       if (!oneWord) throw new Error(`argument ${String(name)} of ${fn.name} is ${input.type}: only elementary static arguments can be constrained`);
-      return index;
+      return { index, type: input.type };
     }
     // dynamic types take one head word (the offset); static tuples/arrays take more: refuse them
     const dynamic = input.type === "bytes" || input.type === "string" || input.type.endsWith("[]");
@@ -134,9 +152,9 @@ export function callPolicy(input: CallPolicyInput): CallPolicy & { kind: "call" 
   const constraints: ArgConstraint[] = [];
   for (const [key, rules] of Object.entries(input.args ?? {})) {
     const position = /^\d+$/.test(key) ? Number(key) : key;
-    const index = fn ? argIndex(fn, position) : typeof position === "number" ? position : NaN;
-    if (Number.isNaN(index)) throw new Error(`argument "${key}" needs the function's ABI item to be found by name`);
-    for (const rule of Array.isArray(rules) ? rules : [rules]) constraints.push(argConstraint(index, rule));
+    const slot = fn ? argSlot(fn, position) : typeof position === "number" ? { index: position, type: undefined } : undefined;
+    if (!slot) throw new Error(`argument "${key}" needs the function's ABI item to be found by name`);
+    for (const rule of Array.isArray(rules) ? rules : [rules]) constraints.push(argConstraint(slot.index, rule, slot.type));
   }
   return {
     kind: "call",

@@ -86,7 +86,7 @@ class Admission:
         sender and key is validated as if those were already mined."""
         pending = {e.op.nonce for e in self.mempool.for_sender(op.sender)
                    if e.entry_point == ep and e.op.nonce_key == op.nonce_key}
-        if not pending or op.nonce in pending:
+        if not pending:  # (a replacement of a queued op is validated on top of the ops below it too)
             return None
         seq = op.nonce_sequence
         if seq == 0 or (op.nonce - 1) not in pending:
@@ -102,7 +102,7 @@ class Admission:
         op_hash = "0x" + ep.user_op_hash(op, self.chain_id, delegate).hex()
         OP_HASH.set(op_hash)  # log lines about this op carry its hash
         known = self.store.get(op_hash)
-        if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
+        if known is not None and known.status in (OpStatus.PENDING, OpStatus.SUBMITTED, OpStatus.MINED):
             raise InvalidParams(f"UserOperation {op_hash} is already known and {known.status.value}")
         # time ranges are judged at inclusion, not at the head block: an op that expires before
         # the including block is refused, one valid within valid_after_max_wait is held (chain.clock)

@@ -66,8 +66,13 @@ class Relay:
 
         add_routes(app, self.service, self.metrics, self._rate_limiter)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.service.run(), name="relay")
+    def start(self, supervisor=None) -> None:
+        """The relay's loop, under the bundler's supervisor when given (restarted if it dies,
+        named by /health; supervise.py)."""
+        if supervisor is not None:
+            self._task = supervisor.start("relay", self.service.run)
+        else:
+            self._task = asyncio.create_task(self.service.run(), name="relay")
 
     async def close(self) -> None:
         if self._task is not None:

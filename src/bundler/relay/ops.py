@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from eth_abi import decode, encode
+from eth_hash.auto import keccak
 from eth_utils import function_signature_to_4byte_selector
 
 from ..chain.fees import suggest_fees
@@ -87,17 +88,28 @@ def period_index(spec: abi.SessionSpec, now: int) -> int:
 
 
 class Lanes:
-    """Per account: one asyncio.Lock per nonce lane (keys 1..count; key 0 is left to the owner)."""
+    """Per account: one asyncio.Lock per nonce lane, keys base+1..base+count (key 0 is left to the
+    owner). Instances sharing a store get lanes of their own (`base`), so two of them never build
+    ops with the same nonce for one account."""
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, base: int = 0):
         self.count = max(1, count)
+        self.base = base
         self._locks: dict[str, list[asyncio.Lock]] = {}
 
     def pick(self, account: str, pending_per_lane: dict[int, int]) -> tuple[int, asyncio.Lock]:
         locks = self._locks.setdefault(account, [asyncio.Lock() for _ in range(self.count)])
-        order = sorted(range(self.count), key=lambda i: (locks[i].locked(), pending_per_lane.get(i + 1, 0), i))
+        keys = [self.base + i + 1 for i in range(self.count)]
+        order = sorted(range(self.count), key=lambda i: (locks[i].locked(), pending_per_lane.get(keys[i], 0), i))
         i = order[0]
-        return i + 1, locks[i]
+        return keys[i], locks[i]
+
+
+def instance_lane_base(executor_addresses: list[str]) -> int:
+    """Lanes of one instance among several on one store: derived from its executor keys, which no
+    two running instances share (the store's executor locks), and stable across its restarts."""
+    digest = keccak(",".join(sorted(a.lower() for a in executor_addresses)).encode())
+    return int.from_bytes(digest[:5], "big") << 16  # below 2**56: fits the stores' BIGINT lane column
 
 
 class OpBuilder:

@@ -40,7 +40,7 @@ from ..userop.codec import format_user_operation, parse_address, parse_bytes, pa
 from . import auth
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Refused, RelayError, Unauthorized
 from .keystore import KeyDecryptError, KeyStore
-from .ops import CallSpec, Lanes, OpBuilder, account_epoch, owner_of
+from .ops import CallSpec, Lanes, OpBuilder, account_epoch, instance_lane_base, owner_of
 from .permissions import InvalidPermissions, to_spec
 from .views import call_view, credential_view, grant_view
 from .webhooks import AddressRefused, refuse_internal_literal
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 LIVE_GRANT = ("prepared", "authorized", "activating", "active")
 MAX_CALLS_PER_OP = 16
 MAX_CALL_DATA = 64 * 1024
+FRESH_GRANT_S = 60  # a grant active for less than this may not show in a lagging view of the chain yet
 STALE_DISPATCH_S = 120  # a call claimed this long ago by a process that died goes back to the queue
 
 
@@ -94,7 +95,9 @@ class RelayService:
         self.webhooks = webhooks  # relay.webhooks.Webhooks or None
         self.webhook_signer = webhook_signer
         self.metrics = None  # relay.metrics.RelayMetrics, set by the Relay
-        self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes))
+        shared = bool(getattr(op_store, "shared", False))
+        base = instance_lane_base([e.address for e in pool.executors]) if shared else 0
+        self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes, base))
         self._enabling: set[str] = set()  # grants whose enable op is being built
         self._last_block: int | None = None
 
@@ -454,6 +457,12 @@ class RelayService:
             op_hash, lane, nonce = await self.builder.submit_session_op(
                 ep=ep, account=g.account, calls=calls, key=key, spec=spec, enable=enable)
         except BundlerError as e:
+            rule = e.data.get("rule") if isinstance(e.data, dict) else None
+            if rule == "SessionUnknown" and g.status == "active" and time.time() - g.updated_at < FRESH_GRANT_S:
+                # the grant's op is mined (another instance may have seen it first) but this
+                # instance's view of the chain is a block behind: queued, retried next block
+                log.info("relay: call %s waits for the grant %s to show on chain here", call.id, g.id)
+                return
             self._finish(call, DROPPED, error=refusal(e), refused=True)
             self.store.audit("call.refused", credential_id=call.credential_id, account=call.account,
                              grant_id=g.id, callId=call.id, code=e.code, rule=(e.data or {}).get("rule")

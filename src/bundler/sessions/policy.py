@@ -32,11 +32,12 @@ from typing import Any, Sequence
 
 from eth_abi import decode
 from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
 
 from .abi import (
     CALL_T, MAX_SESSION_CALLS, SEL_DEPOSIT_TO, SEL_EXECUTE, SEL_EXECUTE_BATCH, UINT48_MAX, ArgType, Call, Condition,
     EnableSignature, LimitKind, Scope, SessionSignature, SessionSpec, Status, ZERO_ADDRESS, is_canonical,
-    op_max_cost, signed,
+    bad_arg_type, check_spec, op_max_cost, signed,
 )
 
 LimitKey = tuple[int, int, int]  # (scope, policy index, constraint index)
@@ -177,19 +178,43 @@ def _q(n: int) -> str:
     return hex(n)
 
 
+# functions whose arguments refusals can name (argument names as in the standards)
 _KNOWN_FUNCTIONS = {
-    "transfer(address,uint256)": "ERC-20",
-    "approve(address,uint256)": "ERC-20",
-    "transferFrom(address,address,uint256)": "ERC-20",
+    "transfer(address to,uint256 amount)": "ERC-20",
+    "approve(address spender,uint256 amount)": "ERC-20",
+    "transferFrom(address from,address to,uint256 amount)": "ERC-20",
     "deposit()": "",
-    "withdraw(uint256)": "",
-    "mint(address,uint256)": "",
-    "safeTransferFrom(address,address,uint256)": "ERC-721",
-    "setApprovalForAll(address,bool)": "ERC-721",
+    "withdraw(uint256 amount)": "",
+    "mint(address to,uint256 amount)": "",
+    "safeTransferFrom(address from,address to,uint256 tokenId)": "ERC-721",
+    "setApprovalForAll(address operator,bool approved)": "ERC-721",
 }
+
+
+def _split_signature(sig: str) -> tuple[str, list[tuple[str, str]]]:
+    name, inner = sig[:-1].split("(", 1)
+    return name, [tuple(p.split(" ")) for p in inner.split(",") if p]  # type: ignore[misc]
+
+
+def _canonical(sig: str) -> str:
+    name, params = _split_signature(sig)
+    return f"{name}({','.join(t for t, _ in params)})"
+
+
 FUNCTION_NAMES: dict[bytes, tuple[str, str]] = {
-    keccak(sig.encode())[:4]: (sig.split("(")[0], std) for sig, std in _KNOWN_FUNCTIONS.items()
+    keccak(_canonical(sig).encode())[:4]: (_split_signature(sig)[0], std) for sig, std in _KNOWN_FUNCTIONS.items()
 }
+# selector -> ((type, name) per argument): every argument of these functions is one ABI word
+FUNCTION_ARGS: dict[bytes, list[tuple[str, str]]] = {
+    keccak(_canonical(sig).encode())[:4]: _split_signature(sig)[1] for sig in _KNOWN_FUNCTIONS
+}
+
+
+def checksummed(address: str) -> str:
+    """Addresses in messages: EIP-55 checksummed hex, as wallets and explorers show them."""
+    return to_checksum_address(address)
+
+
 _COND_TEXT = {Condition.EQ: "==", Condition.NEQ: "!=", Condition.GT: ">", Condition.GTE: ">=",
               Condition.LT: "<", Condition.LTE: "<="}
 _SCOPE_NAME = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue",
@@ -215,7 +240,7 @@ def function_name(selector: bytes) -> str:
 
 def call_policy_text(spec: SessionSpec, index: int) -> str:
     p = spec.call_policies[index]
-    target = "any target" if p.target == ZERO_ADDRESS else p.target
+    target = "any target" if p.target == ZERO_ADDRESS else checksummed(p.target)
     if p.selector == b"\x00\x00\x00\x00":
         return f"policy {index} ({target}, any function)"
     name, std = FUNCTION_NAMES.get(bytes(p.selector), ("0x" + p.selector.hex(), ""))
@@ -224,7 +249,39 @@ def call_policy_text(spec: SessionSpec, index: int) -> str:
 
 def transfer_policy_text(spec: SessionSpec, index: int) -> str:
     t = spec.transfer_policies[index]
-    return f"transfer policy {index} (ETH to {'any recipient' if t.target == ZERO_ADDRESS else t.target})"
+    return f"transfer policy {index} (ETH to {'any recipient' if t.target == ZERO_ADDRESS else checksummed(t.target)})"
+
+
+def argument_of(spec: SessionSpec, policy_index: int, constraint_index: int) -> tuple[str, str] | None:
+    """(type, name) of the function argument a constraint reads, when the function is known."""
+    p = spec.call_policies[policy_index]
+    args = FUNCTION_ARGS.get(bytes(p.selector))
+    index = p.constraints[constraint_index].index
+    return args[index] if args and index < len(args) else None
+
+
+def argument_text(spec: SessionSpec, policy_index: int, constraint_index: int) -> str:
+    """The argument by its name ('argument "amount"'), else by its word ('argument word 1')."""
+    arg = argument_of(spec, policy_index, constraint_index)
+    if arg is not None:
+        return f'argument "{arg[1]}"'
+    return f"argument word {spec.call_policies[policy_index].constraints[constraint_index].index}"
+
+
+def value_text(spec: SessionSpec, policy_index: int, constraint_index: int, value: int) -> str:
+    """A constrained word as its type reads: an address checksummed, a signed int signed, else a number."""
+    c = spec.call_policies[policy_index].constraints[constraint_index]
+    arg = argument_of(spec, policy_index, constraint_index)
+    if c.arg_type == ArgType.ADDRESS or (arg is not None and arg[0] == "address" and value < (1 << 160)):
+        return checksummed("0x" + value.to_bytes(20, "big").hex())
+    if c.arg_type == ArgType.INT:
+        return str(signed(value))
+    return str(value)
+
+
+def _argument_data(spec: SessionSpec, policy_index: int, constraint_index: int) -> dict[str, str]:
+    arg = argument_of(spec, policy_index, constraint_index)
+    return {"argument": arg[1]} if arg else {}
 
 
 def limit_of(spec: SessionSpec, key: LimitKey):
@@ -260,63 +317,13 @@ def limit_text(spec: SessionSpec, key: LimitKey) -> str:
     if scope == Scope.CALL_VALUE:
         return f"{call_policy_text(spec, pi)} value"
     if scope == Scope.CALL_ARG:
-        return f"{call_policy_text(spec, pi)} argument {ci}"
+        return f"{call_policy_text(spec, pi)} {argument_text(spec, pi, ci)}"
     if scope == Scope.GAS:
         return "gas budget (maximum cost of the ops the account pays for)"
     return transfer_policy_text(spec, pi)
 
 
 # ---------------------------------------------------------------- grant-time checks
-
-
-def check_spec(spec: SessionSpec, account: str) -> str | None:
-    """The reason SessionAccount._checkSpec refuses `spec` (InvalidSessionSpec), or None."""
-    if spec.signer == ZERO_ADDRESS:
-        return "signer is zero"
-    if spec.signer == account:
-        return "signer is the account"
-    if spec.valid_until != 0 and spec.valid_until < spec.valid_after:
-        return "validUntil before validAfter"
-
-    def bad_limit(kind: int) -> str | None:
-        if kind > LimitKind.ALLOWANCE:
-            return "unknown limit kind"
-        if kind == LimitKind.ALLOWANCE and spec.period == 0:
-            return "allowance without period"
-        return None
-
-    for p in spec.call_policies:
-        if (reason := bad_limit(p.value_limit.kind)) is not None:
-            return reason
-        for c in p.constraints:
-            if c.condition > Condition.LTE:
-                return "unknown condition"
-            if (reason := bad_limit(c.limit.kind)) is not None:
-                return reason
-            if (reason := bad_arg_type(c)) is not None:
-                return reason
-    for t in spec.transfer_policies:
-        if (reason := bad_limit(t.value_limit.kind)) is not None:
-            return reason
-    if (reason := bad_limit(spec.gas.cost_limit.kind)) is not None:
-        return reason
-    if any(p == ZERO_ADDRESS for p in spec.gas.paymasters):
-        return "paymaster is zero"
-    return None
-
-
-def bad_arg_type(c) -> str | None:
-    """SessionAccount._checkArgType."""
-    if c.arg_type > ArgType.BYTES:
-        return "unknown argument type"
-    sized = c.arg_type in (ArgType.UINT, ArgType.INT, ArgType.BYTES)
-    if (c.arg_size == 0 or c.arg_size > 32) if sized else c.arg_size != 0:
-        return "bad argument size"
-    if not is_canonical(c.arg_type, c.arg_size, c.ref_value):
-        return "refValue does not fit its type"
-    if c.arg_type == ArgType.INT and c.limit.kind != LimitKind.NONE:
-        return "limit on a signed argument"
-    return None
 
 
 class PolicyIndex:
@@ -446,7 +453,7 @@ class _Eval:
         self.matched: list[tuple[str, int] | None] = []
 
     def fail(self, rule: str, args: tuple, text: str, **data) -> SessionViolation:
-        return SessionViolation(rule, args, f"session {self.signer} {text}",
+        return SessionViolation(rule, args, f"session {checksummed(self.signer)} {text}",
                                 {"account": self.account, "sessionKey": self.signer, **data})
 
     def consume(self, key: LimitKey, kind: int, cap: int, amount: int, call_index: int) -> None:
@@ -484,7 +491,7 @@ class _Eval:
                 f"used {used_chain}, pending {used_pending}{extra}, requested {amount}",
                 callIndex=call_index, scope=_SCOPE_NAME[scope],
                 policyType={Scope.TRANSFER_VALUE: "transfer", Scope.GAS: "gas"}.get(scope, "call"), policyIndex=pi,
-                **({"constraintIndex": ci} if scope == Scope.CALL_ARG else {}),
+                **({"constraintIndex": ci, **_argument_data(self.spec, pi, ci)} if scope == Scope.CALL_ARG else {}),
                 limitKind=_KIND_NAME.get(kind, str(kind)), periodIndex=p, limit=_q(cap), used=_q(used_chain),
                 pending=_q(used_pending), inOp=_q(earlier), requested=_q(amount), remaining=_q(remaining),
             )
@@ -515,7 +522,7 @@ class _Eval:
                             callIndex=index)
         if self.facts.protected(call.target, call.data, self.account):
             raise self.fail("SessionProtectedTarget", (index, call.target),
-                            f"call {index}: {call.target} is a protected target (an EntryPoint, where only "
+                            f"call {index}: {checksummed(call.target)} is a protected target (an EntryPoint, where only "
                             f"depositTo(the account) is allowed, or the account's implementation)",
                             callIndex=index, target=call.target)
         spec = self.spec
@@ -527,7 +534,7 @@ class _Eval:
             i = self.index.transfer_policy(call.target)
             if i is None:
                 raise self.fail("SessionTransferNotAllowed", (index, call.target),
-                                f"call {index}: no transfer policy allows sending ETH to {call.target}",
+                                f"call {index}: no transfer policy allows sending ETH to {checksummed(call.target)}",
                                 callIndex=index, target=call.target, requested=_q(call.value))
             t = spec.transfer_policies[i]
             if call.value > t.max_value_per_use:
@@ -551,10 +558,10 @@ class _Eval:
             sel_text = function_name(selector)
             if call.target in self.index.targets or ZERO_ADDRESS in self.index.targets:
                 raise self.fail("SessionSelectorNotAllowed", (index, call.target, selector),
-                                f"call {index}: function {sel_text} on {call.target} is not allowed by any call policy",
+                                f"call {index}: function {sel_text} on {checksummed(call.target)} is not allowed by any call policy",
                                 callIndex=index, target=call.target, selector="0x" + selector.hex())
             raise self.fail("SessionTargetNotAllowed", (index, call.target),
-                            f"call {index}: target {call.target} is not allowed by any call policy",
+                            f"call {index}: target {checksummed(call.target)} is not allowed by any call policy",
                             callIndex=index, target=call.target)
         p = spec.call_policies[i]
         if call.value > p.max_value_per_use:
@@ -571,7 +578,7 @@ class _Eval:
             if len(data) < offset + 32:
                 raise self.fail(
                     "SessionArgOutOfBounds", (index, i, j, c.index),
-                    f"{call_policy_text(spec, i)} argument {j} call {index}: the calldata has no word {c.index}",
+                    f"{call_policy_text(spec, i)} {argument_text(spec, i, j)} call {index}: the calldata has no word {c.index}",
                     callIndex=index, policyType="call", policyIndex=i, constraintIndex=j, wordIndex=c.index,
                 )
             raw = bytes(data[offset:offset + 32])
@@ -579,7 +586,7 @@ class _Eval:
                 type_text = arg_type_text(c.arg_type, c.arg_size)
                 raise self.fail(
                     "SessionArgNotCanonical", (index, i, j, int(c.arg_type), raw),
-                    f"{call_policy_text(spec, i)} argument {j} call {index}: word {c.index} 0x{raw.hex()} is not a "
+                    f"{call_policy_text(spec, i)} {argument_text(spec, i, j)} call {index}: word {c.index} 0x{raw.hex()} is not a "
                     f"cleanly padded {type_text} (a callee reading fewer bits would see another value)",
                     callIndex=index, policyType="call", policyIndex=i, constraintIndex=j, wordIndex=c.index,
                     argType=type_text, actual="0x" + raw.hex(),
@@ -589,11 +596,12 @@ class _Eval:
             is_signed = c.arg_type == ArgType.INT
             if not _compare(c.condition, signed(value) if is_signed else value, signed(ref) if is_signed else ref):
                 op = _COND_TEXT.get(c.condition, "<=")
-                shown_value, shown_ref = (signed(value), signed(ref)) if is_signed else (value, ref)
+                arg = argument_of(spec, i, j)
                 raise self.fail(
                     "SessionArgConstraintFailed", (index, i, j, c.condition, raw, c.ref_value),
-                    f"{call_policy_text(spec, i)} argument {j} call {index}: word {c.index} is {shown_value}, "
-                    f"the policy requires {op} {shown_ref}",
+                    f"{call_policy_text(spec, i)} call {index}: {argument_text(spec, i, j)} is "
+                    f"{value_text(spec, i, j, value)}, the policy requires {op} {value_text(spec, i, j, ref)}",
+                    **({"argument": arg[1]} if arg else {}),
                     callIndex=index, policyType="call", policyIndex=i, constraintIndex=j, wordIndex=c.index,
                     condition=op, actual="0x" + raw.hex(), refValue="0x" + c.ref_value.hex(),
                 )
@@ -650,9 +658,9 @@ def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSi
     ctx = _Eval(account, signer, base, sig.period_index, after, facts)
     if base.status == Status.NONE:
         raise ctx.fail("SessionUnknown", (signer,),
-                       f"is not a session of account {account}: grant it first (owner op or enable mode)")
+                       f"is not a session of account {checksummed(account)}: grant it first (owner op or enable mode)")
     if base.status == Status.REVOKED:
-        raise ctx.fail("SessionIsRevoked", (signer,), f"was revoked by the owner of account {account}")
+        raise ctx.fail("SessionIsRevoked", (signer,), f"was revoked by the owner of account {checksummed(account)}")
     spec = base.spec
     p = sig.period_index
     lo, hi = spec.valid_after, spec.valid_until or UINT48_MAX

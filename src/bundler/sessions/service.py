@@ -54,7 +54,8 @@ from .gas import validation_gas_bound
 from .keeper import LedgerKeeper
 from .ledger import LedgerEntry, SessionLedger
 from .policy import (
-    Evaluation, OpFacts, PendingUse, SessionState, SessionViolation, check_window, evaluate, function_name,
+    Evaluation, OpFacts, PendingUse, SessionState, SessionViolation, check_window, checksummed, evaluate,
+    function_name,
 )
 from .recover import recover_signer
 from .registry import SessionContracts
@@ -233,15 +234,16 @@ class SessionService:
             if recovered != sop.owner:
                 raise SignatureInvalid(
                     f"Invalid UserOperation signature: the enable signature is not the owner's: the EIP-712 "
-                    f"EnableSession(spec, nonce {sig.nonce}, epoch {epoch}) digest for account {sop.account} on chain "
-                    f"{self.chain_id} recovers to {recovered or 'nothing'}, the owner is {sop.owner}",
+                    f"EnableSession(spec, nonce {sig.nonce}, epoch {epoch}) digest for account {checksummed(sop.account)} on chain "
+                    f"{self.chain_id} recovers to {checksummed(recovered) if recovered else 'nothing'}, the owner is "
+                    f"{checksummed(sop.owner)}",
                     {"account": sop.account, "sessionKey": sop.signer, "owner": sop.owner, "recovered": recovered},
                 )
         recovered = recover_signer(digest, sig.signature)
         if recovered != sop.signer:
             raise SignatureInvalid(
                 f"Invalid UserOperation signature: the session signature over userOpHash {sop.op_hash} recovers to "
-                f"{recovered or 'nothing'}, not to session key {sop.signer} (sign the raw hash, 65 bytes r‖s‖v, low s)",
+                f"{checksummed(recovered) if recovered else 'nothing'}, not to session key {checksummed(sop.signer)} (sign the raw hash, 65 bytes r‖s‖v, low s)",
                 {"account": sop.account, "sessionKey": sop.signer, "recovered": recovered},
             )
 
@@ -394,7 +396,7 @@ class SessionService:
         latest = self.head.window(header).latest  # expired by the time a bundle could include it
         for e in self.ledger.all_entries():
             if e.mined_block is None and e.valid_until and e.valid_until < latest:
-                if self._drop(e.op_hash, f"session {e.signer} expired (validUntil {e.valid_until}) before the op "
+                if self._drop(e.op_hash, f"session {checksummed(e.signer)} expired (validUntil {e.valid_until}) before the op "
                                          f"was included", TimeRangeInvalid.code):
                     self.stats["dropped_expired"] += 1
         accounts = sorted(self.ledger.accounts())
@@ -420,7 +422,7 @@ class SessionService:
                 for signer in [s for a, s in self.ledger.sessions() if a == account]:
                     regranted.discard((account, signer))
                     for e in self.ledger.entries(account, signer):
-                        if self._drop(e.op_hash, f"every session of account {account} was revoked in block {block} "
+                        if self._drop(e.op_hash, f"every session of account {checksummed(account)} was revoked in block {block} "
                                                  f"(a new epoch)", ValidationRejected.code):
                             self.stats["dropped_revoked"] += 1
                 continue
@@ -431,7 +433,7 @@ class SessionService:
                 regranted.discard((account, signer))
                 block = int(entry["blockNumber"], 16)
                 for e in self.ledger.entries(account, signer):
-                    if self._drop(e.op_hash, f"session {signer} of account {account} was revoked in block {block} "
+                    if self._drop(e.op_hash, f"session {checksummed(signer)} of account {checksummed(account)} was revoked in block {block} "
                                              f"(tx {entry.get('transactionHash')})", ValidationRejected.code):
                         self.stats["dropped_revoked"] += 1
             else:

@@ -47,7 +47,11 @@ class MemoryStore:
 
     async def admit(self, record: OpRecord, replacing: str | None, bump_percent: int) -> SlotVerdict:
         """Store a newly admitted op (and the op it replaces, dropped) in one commit. One process
-        owns the pool: the mempool has decided the slot already."""
+        owns the pool: the mempool has decided the slot already, but the op may have been mined
+        while it was simulated (its nonce is then used)."""
+        known = self.get(record.hash)
+        if known is not None and known.status in (OpStatus.SUBMITTED, OpStatus.MINED):
+            return SlotVerdict(False, refusal="known", holder=known.status.value)
         with self.batch():
             if replacing is not None:
                 self.update(replacing, status=OpStatus.DROPPED, reason=f"replaced by {record.hash} with higher fees")

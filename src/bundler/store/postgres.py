@@ -166,7 +166,9 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(bundler_slot_key(p_entry_point, p_sender, p_nonce));
     SELECT status INTO known FROM bundler_ops WHERE hash = p_hash;
-    IF known IN ('pending', 'submitted') THEN
+    -- a mined op's nonce is used: an instance that simulated it before the block landed must
+    -- not put it back to pending (a reorg re-queues it through bundler_write_op, not here)
+    IF known IN ('pending', 'submitted', 'mined') THEN
         outcome := 'known'; holder := known; RETURN;
     END IF;
     SELECT hash, status, max_fee, max_priority INTO cur FROM bundler_ops
