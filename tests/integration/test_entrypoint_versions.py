@@ -9,7 +9,7 @@ import pytest
 from bundler.devchain.anvil import rpc as node_rpc
 from bundler.sim.results import VALIDITY_BLOCK_RANGE_FLAG
 from bundler.userop import parse_user_operation
-from erc7562_common import EPS, assert_error, assert_ok, make_worlds, send
+from helpers.erc7562_common import EPS, assert_error, assert_ok, make_worlds, send
 
 pytestmark = pytest.mark.asyncio
 TIME_RANGE = -32503
