@@ -51,6 +51,13 @@ class BundleResult:
     dropped: dict[str, str] = field(default_factory=dict)
 
 
+def _due(entry: PoolEntry, window) -> bool:
+    """Valid in the next block (chain.clock.InclusionWindow): its validAfter, and a v0.9 block
+    range's start, are behind it. Ops not due are held in the pool, not bundled."""
+    return (window.due(entry.valid_after, entry.entry_point.valid_after_strict)
+            and window.block_due(entry.valid_after_block))
+
+
 def bundle_gas_limit(ops, calldata_len: int, n_authorizations: int, header) -> int:
     """Gas of a bundle transaction: every op's limits, the EntryPoint's own work, calldata."""
     return min(
@@ -160,8 +167,7 @@ class Builder:
         if self.head.latest is None:
             return False
         window = self.head.window()
-        return any(e.submitted_in is None and not window.due(e.valid_after, e.entry_point.valid_after_strict)
-                   for e in self.mempool.entries())
+        return any(e.submitted_in is None and not _due(e, window) for e in self.mempool.entries())
 
     def _job_done(self, task: asyncio.Task) -> None:
         self._jobs.discard(task)
@@ -294,7 +300,11 @@ class Builder:
                 self.drop(entry, f"expired: validUntil {entry.valid_until} is before the bundle's expected "
                                  f"inclusion (by timestamp {window.latest})", -32503)
                 continue
-            if not window.due(entry.valid_after, ep.valid_after_strict):
+            if entry.valid_until_block < window.last_block:
+                self.drop(entry, f"expired: its block range ends at block {entry.valid_until_block}, before "
+                                 f"the bundle's expected inclusion (by block {window.last_block})", -32503)
+                continue
+            if not _due(entry, window):
                 busy.add(op.sender)  # held until due, and the sender's later nonces with it
                 continue
             if op.max_fee_per_gas < header.base_fee:
@@ -450,12 +460,14 @@ class Builder:
 
     async def _check(self, ops, ep, header, beneficiary: str, sender: str):
         """The bundle as it would run on chain (the node's eth_call, or py-evm: bundle_check), in
-        the next block: its earliest possible timestamp, at which every selected op is due."""
+        the next block: its number and earliest possible timestamp, at which every selected op
+        is due."""
         data_len = len(handle_ops_calldata(ops, beneficiary))
         gas = bundle_gas_limit(ops, data_len, sum(op.eip7702_auth is not None for op in ops), header)
+        window = self.head.window(header)
         return await check_bundle(self.node, self.simulator, ops, ep, header, beneficiary=beneficiary,
                                   sender=sender, gas=gas, where=self.config.bundle_check,
-                                  timestamp=self.head.window(header).earliest)
+                                  timestamp=window.earliest, number=window.next_block)
 
     async def _isolate(self, ep, selected: list[PoolEntry], header, beneficiary: str, sender: str,
                        dropped: dict[str, str]) -> list[PoolEntry]:

@@ -110,7 +110,7 @@ class SafeMode:
         when the bundle will be included; without it, the next second after the block."""
         if window is None:
             next_ts = max(int(time.time()), block.timestamp + 1)
-            window = InclusionWindow(next_ts, next_ts)
+            window = InclusionWindow(next_ts, next_ts, next_block=block.number + 1)
         seen: dict[tuple[str, int], set[int]] = {}
         senders: set[str] = set()
         jobs = []
@@ -138,7 +138,8 @@ class SafeMode:
 
     async def _check_again(self, simulator, ep, block, entry: PoolEntry, overrides, window) -> BundlerError | None:
         op = entry.op
-        timing = dict(now=window.earliest, latest=window.latest, strict=ep.valid_after_strict, min_valid_for=0)
+        timing = dict(now=window.earliest, latest=window.latest, strict=ep.valid_after_strict, min_valid_for=0,
+                      next_block=window.next_block, block_time=window.block_time)
         if entry.validation is not None and block.hash and entry.validated_block == block.hash:
             # same block, same state, same code: simulating again would trace the same; only the
             # mempool may have changed, so the rules are applied again to the trace we have
