@@ -149,6 +149,36 @@ async def test_block_range_ending_while_pending_is_dropped_before_bundling(rpc, 
 
 
 @pytest.mark.parametrize("ep", V09_ONLY)
+async def test_block_range_the_pool_entry_does_not_know_is_held_not_dropped(rpc, clean_bundler, worlds, ep):
+    """With a shared store, an op another instance admitted enters this pool from its stored
+    record (pool.shared -> entry_from_record), which keeps no block range. The second validation
+    finds that the range has not started: the op and its sender's next nonce are held, not
+    dropped (nor sent to fail AA27 / AA25), and mined once the range starts."""
+    from bundler.pool.requeue import entry_from_record
+
+    w = worlds[ep.version]
+    account = w.entity()
+    now = head(w.url)
+    first = w.op(account, blocks(now + 3, now + 200))
+    hashes = [(await send(rpc, first, ep))["result"],
+              (await send(rpc, w.op(account, blocks(now - 1, now + 200), nonce=first.nonce + 1), ep))["result"]]
+    pool = clean_bundler.mempool
+    for h in hashes:  # as the shared-store sync would hold them
+        pool.remove(h)
+        pool.add(entry_from_record(clean_bundler.store.get(h)))
+    assert pool.get(hashes[0]).valid_after_block == 0
+    nonce = executor_nonce(clean_bundler)
+    assert await rpc.call("debug_bundler_sendBundleNow") == "ok"
+    assert all([await pending(rpc, h) for h in hashes]) and executor_nonce(clean_bundler) == nonce
+    assert pool.get(hashes[0]).valid_after_block == now + 3  # learnt: held by the builder from now on
+    node_rpc(w.url, "anvil_mine", [hex(3)])
+    await rpc.call("debug_bundler_sendBundleNow")
+    for h in hashes:
+        assert (await rpc.call("eth_getUserOperationReceipt", h))["success"] is True
+    assert executor_nonce(clean_bundler) == nonce + 1
+
+
+@pytest.mark.parametrize("ep", V09_ONLY)
 async def test_dev_chain_mines_while_a_block_range_op_waits(anvil, worlds, ep):
     """`bundler dev` (auto bundling, empty blocks while ops wait): a held block range comes due
     without anyone mining, and is mined in one bundle."""

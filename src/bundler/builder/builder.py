@@ -20,7 +20,7 @@ from ..metrics import NullMetrics, drop_reason_label
 from ..pool.mempool import Mempool, PoolEntry
 from ..pool.reputation import failure_code
 from ..pool.requeue import Requeue, entry_from_record
-from ..pool.safe import SafeMode
+from ..pool.safe import NotDueYet, SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
 from ..sim.results import failure_error
 from ..store.base import ClaimLost, LeaseLost
@@ -389,7 +389,12 @@ class Builder:
         # claimed first (shared store): an instance decides (drops, sends) only ops it holds
         selected = await self._claim(selected, executor)
         try:
+            claimed = selected
             selected = await self._second_validation(ep, header, selected, dropped)
+            # kept pending but not in this bundle (held, node trouble): another instance may take them
+            kept = {id(e) for e in selected}
+            await self._release([e for e in claimed if id(e) not in kept and e.hash not in dropped
+                                 and e.submitted_in is None], executor)
             return await self._simulate_and_send(ep, executor, selected, header, dropped)
         except BaseException:
             await self._release([e for e in selected if e.submitted_in in (None, CLAIMED_ELSEWHERE)], executor)
@@ -495,12 +500,16 @@ class Builder:
         if not self.safe.enabled or not selected:
             return selected
         keep = []
+        held: dict[str, int] = {}  # sender -> its first op not due yet: later nonces wait with it
         for entry, error in await self.safe.revalidate(self.simulator, ep, header, selected,
                                                        window=self.head.window(header)):
             if entry.hash in dropped:
                 continue  # dropped meanwhile: an entity it uses was banned by an earlier failure
             if error is None:
                 keep.append(entry)
+            elif isinstance(error, NotDueYet):
+                log.info("op %s held: %s", entry.hash, error.message)
+                held[entry.op.sender] = min(entry.op.nonce, held.get(entry.op.sender, entry.op.nonce))
             elif isinstance(error, NodeError):
                 log.warning("second validation of %s failed on the node: %s", entry.hash, error.message)
             elif "AA25" in error.message and await self._found_mined(entry):
@@ -519,7 +528,7 @@ class Builder:
                     if any(other is e for e in selected):
                         dropped[other.hash] = why
                     self.drop(other, why, EntityThrottled.code)
-        return keep
+        return [e for e in keep if e.op.nonce < held.get(e.op.sender, e.op.nonce + 1)]
 
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
                     header, dropped: dict[str, str], authorizations: list[dict] | None = None) -> BundleResult:
