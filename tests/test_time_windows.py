@@ -344,3 +344,21 @@ async def test_inclusion_window_bounds():
     for n in range(7, 60):  # an idle dev chain: hour-long gaps are no block time
         h = head(n, h.timestamp + 3600)
     assert clock.block_time == MAX_BLOCK_TIME_S
+
+
+async def test_inclusion_window_in_blocks():
+    """v0.9 block ranges: the next block is head + 1 (due when it is past validAfterBlock), the
+    latest expected is the one after it, and seconds convert to whole blocks at the observed
+    block time (the hold limit of --valid-after-max-wait)."""
+    from bundler.chain.clock import InclusionClock
+    from bundler.sim import PinnedBlock
+
+    wall = [1000.0]
+    clock = InclusionClock(wall=lambda: wall[0])
+    for n in range(1, 6):
+        clock.observe(n, 1000 + n * 12)
+    w = clock.window(PinnedBlock(number=5, timestamp=1060, base_fee=0, gas_limit=30_000_000))
+    assert (w.next_block, w.last_block, w.block_time) == (6, 7, 12)
+    assert w.block_due(5) and not w.block_due(6)
+    assert (w.wait_blocks(5), w.wait_blocks(6), w.wait_blocks(9)) == (0, 1, 4)
+    assert (w.blocks(60), w.blocks(59), w.blocks(-5)) == (5, 4, 0)

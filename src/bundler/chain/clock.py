@@ -22,6 +22,17 @@ latest    a timestamp the including block is not expected to exceed: one block t
           op whose validUntil is before `latest` would revert on chain (AA22) and the executor
           would pay: admission refuses it and the builder drops it.
 
+EntryPoint v0.9 also takes validity ranges of block numbers (sim.results.ValidationData
+.block_range). The same window in blocks:
+
+next_block  the number of the block that includes an op sent now, at the earliest: head + 1.
+            The pre-send bundle check runs as that block (block override `number`); a range
+            is *due* when next_block > validAfterBlock (EntryPoint v0.9: block.number > after).
+last_block  the block expected by `latest`: next_block + 1 (one block time after the next).
+            A range ending before it is refused at admission and dropped by the builder.
+Seconds convert to blocks by the observed block time (`blocks(s)`): a range that starts
+within --valid-after-max-wait seconds' worth of blocks is held, as a validAfter is.
+
 Pure bookkeeping: the head tracker feeds it every new header; it never calls the node.
 """
 from __future__ import annotations
@@ -39,6 +50,25 @@ SAMPLES = 32
 class InclusionWindow:
     earliest: int
     latest: int
+    next_block: int = 0  # block number bounds (v0.9 block ranges), see the module doc
+    block_time: int = 1
+
+    @property
+    def last_block(self) -> int:
+        return self.next_block + 1
+
+    def blocks(self, seconds: int) -> int:
+        """Whole blocks within `seconds` at the observed block time (the wait a block range may
+        be held, rounded down)."""
+        return max(0, seconds) // max(1, self.block_time)
+
+    def block_due(self, valid_after_block: int) -> bool:
+        """A block range valid in the next block (block.number > validAfterBlock)?"""
+        return valid_after_block < self.next_block
+
+    def wait_blocks(self, valid_after_block: int) -> int:
+        """Blocks the chain must advance beyond `next_block` to make the range valid."""
+        return max(0, valid_after_block + 1 - self.next_block)
 
     def due(self, valid_after: int, strict: bool) -> bool:
         """Valid at `earliest`? `strict`: the EntryPoint wants timestamp > validAfter (v0.8 and
@@ -84,9 +114,10 @@ class InclusionClock:
         return int(self.wall() + max(skew, 0.0) + 0.999)
 
     def window(self, head) -> InclusionWindow:
-        """Bounds on the timestamp of the block that includes an op sent now, `head` being the
-        latest header (anything with .timestamp)."""
+        """Bounds on the timestamp (and number) of the block that includes an op sent now,
+        `head` being the latest header (anything with .timestamp and .number)."""
         block_time = self.block_time
         earliest = head.timestamp + self.min_interval
         latest = max(head.timestamp + block_time, self.chain_now()) + block_time
-        return InclusionWindow(earliest, max(latest, earliest))
+        return InclusionWindow(earliest, max(latest, earliest), next_block=head.number + 1,
+                               block_time=block_time)
