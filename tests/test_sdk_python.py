@@ -142,3 +142,82 @@ def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev):
     with pytest.raises(RpcError) as e:
         session.send([transfer(Account.create().address.lower(), 1)])
     assert e.value.refusal.rule == "SessionArgConstraintFailed"
+
+
+def test_python_erc1271_signatures_verify_on_the_owners_account_only(dev):
+    """session_sdk.erc1271 signs for isValidSignature (ERC-7739): the owner's message and typed
+    data signatures verify on the account they were made for (eth_call on the dev chain), not on
+    a second account of the same owner; a session key's are refused; the bytes are the TypeScript
+    SDK's for the same key and message."""
+    from eth_abi import decode, encode
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+    from eth_utils import keccak
+
+    from helpers.procs import call, wait_for
+    from session_sdk import abi, erc1271
+
+    owner = Account.create()
+    owner_key = "0x" + bytes(owner.key).hex()
+    factory = dev.entry_points["0.9"]["SessionAccountFactory"]
+    funder = call(dev.node_url, "eth_accounts")[0]
+    accounts = []
+    for salt in (0, 1):
+        tx = call(dev.node_url, "eth_sendTransaction", {"from": funder, "to": factory,
+                                                        "data": "0x" + abi.encode_create_account(owner.address, salt).hex()})
+        receipt = wait_for(lambda: call(dev.node_url, "eth_getTransactionReceipt", tx), what="createAccount mined")
+        assert receipt["status"] == "0x1"
+        out = call(dev.node_url, "eth_call", {"to": factory, "data": "0x" + (
+            bytes.fromhex("8cb84e18") + encode(["address", "uint256"], [owner.address, salt])).hex()}, "latest")
+        accounts.append(decode(["address"], bytes.fromhex(out[2:]))[0].lower())
+    a, b = accounts
+    chain_id = int(call(dev.node_url, "eth_chainId"), 16)
+
+    def valid(account: str, digest: bytes, signature: bytes) -> bool:
+        out = call(dev.node_url, "eth_call", {"to": account, "data": "0x" + (
+            erc1271.ERC1271_MAGIC + encode(["bytes32", "bytes"], [digest, signature])).hex()}, "latest")
+        return bytes.fromhex(out[2:])[:4] == erc1271.ERC1271_MAGIC
+
+    message = "Sign in to example.org, nonce 7"
+    message_hash = keccak(erc1271.prefixed_message(message))
+    sig = erc1271.sign_message(owner_key, a, chain_id, message)
+    assert valid(a, message_hash, sig)
+    assert not valid(b, message_hash, sig)
+    assert valid(b, message_hash, erc1271.sign_message(owner_key, b, chain_id, message))
+
+    permit = {
+        "types": {
+            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"},
+                             {"name": "verifyingContract", "type": "address"}],
+            "PermitDetails": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint160"},
+                              {"name": "expiration", "type": "uint48"}, {"name": "nonce", "type": "uint48"}],
+            "PermitSingle": [{"name": "details", "type": "PermitDetails"}, {"name": "spender", "type": "address"},
+                             {"name": "sigDeadline", "type": "uint256"}],
+        },
+        "primaryType": "PermitSingle",
+        "domain": {"name": "Permit2", "chainId": chain_id, "verifyingContract": "0x000000000022D473030F116dDEE9F6B43aC78BA3"},
+        "message": {"details": {"token": dev.token, "amount": 10**18, "expiration": 2_000_000_000, "nonce": 0},
+                    "spender": owner.address, "sigDeadline": 2_000_000_000},
+    }
+    signable = encode_typed_data(full_message=permit)
+    permit_hash = keccak(b"\x19\x01" + signable.header + signable.body)
+    typed_sig = erc1271.sign_typed_data(owner_key, a, chain_id, permit)
+    assert valid(a, permit_hash, typed_sig)
+    assert not valid(b, permit_hash, typed_sig)
+
+    session_key = "0x" + bytes(Account.create().key).hex()
+    assert not valid(a, message_hash, erc1271.sign_message(session_key, a, chain_id, message))
+    assert not valid(a, permit_hash, erc1271.sign_typed_data(session_key, a, chain_id, permit))
+    assert not valid(a, message_hash, abi.sign_digest(owner_key, message_hash))  # a bare signature of the hash
+
+    if NODE is None:
+        return
+    script = (f"import('{(REPO / 'sdk/ts/dist/index.js').as_posix()}').then(async m => {{"
+              f"const {{ privateKeyToAccount }} = await import('viem/accounts');"
+              f"const signer = privateKeyToAccount(process.argv[1]);"
+              f"process.stdout.write(await m.signErc1271Message({{ signer, account: process.argv[2], chainId: {chain_id},"
+              f" message: process.argv[3] }}));}})")
+    done = subprocess.run([NODE, "--input-type=module", "-e", script, owner_key, a, message], capture_output=True, text=True,
+                          timeout=60, cwd=REPO / "sdk/ts")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "0x" + sig.hex()
