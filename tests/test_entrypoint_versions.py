@@ -204,6 +204,34 @@ async def test_timestamp_ranges_keep_working(rpc, clean_bundler, worlds, ep):
     assert_error(await send(rpc, op_with_range(w, "account", validation_data(1, 2)), ep), TIME_RANGE, "expired")
 
 
+def head_timestamp(url: str) -> int:
+    return int(node_rpc(url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+
+
+@pytest.mark.parametrize("ep", EPS)
+async def test_time_range_held_until_due_at_each_versions_strictness(rpc, clean_bundler, worlds, ep):
+    """A validAfter a few seconds ahead is held, then bundled in the first block the EntryPoint
+    accepts it in: v0.7 at timestamp >= validAfter, v0.8 and v0.9 only at timestamp > validAfter
+    (bundling at == would revert AA22 on chain)."""
+    w = worlds[ep.version]
+    account = w.entity()
+    t = head_timestamp(w.url)
+    h = (answer := await send(rpc, w.op(account, validation_data(t + 3, 2**40)), ep))["result"]
+    assert_ok(answer)
+    nonce = executor_nonce(clean_bundler)
+    assert await rpc.call("debug_bundler_sendBundleNow") == "ok" and await pending(rpc, h)
+    node_rpc(w.url, "evm_mine", [t + 3])  # the head's timestamp is validAfter now
+    if ep.valid_after_strict:
+        assert await rpc.call("debug_bundler_sendBundleNow") == "ok" and await pending(rpc, h)
+        assert executor_nonce(clean_bundler) == nonce
+        node_rpc(w.url, "evm_mine", [t + 4])
+    await rpc.call("debug_bundler_sendBundleNow")
+    receipt = await rpc.call("eth_getUserOperationReceipt", h)
+    assert receipt["success"] is True and executor_nonce(clean_bundler) == nonce + 1
+    block = node_rpc(w.url, "eth_getBlockByNumber", [receipt["receipt"]["blockNumber"], False])
+    assert int(block["timestamp"], 16) >= t + 3 + (1 if ep.valid_after_strict else 0)
+
+
 @pytest.mark.parametrize("ep", EPS)
 async def test_paymaster_signature(rpc, clean_bundler, worlds, ep):
     """v0.9: paymasterSignature travels in the RPC form, is appended to paymasterAndData and is
