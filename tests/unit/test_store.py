@@ -102,6 +102,28 @@ async def test_finished_records_are_evicted_from_memory_but_stay_readable(tmp_pa
         s.close()
 
 
+async def test_a_hash_once_absent_is_found_after_it_is_written_and_evicted(tmp_path):
+    """SqliteStore remembers hashes it looked up in vain (admission asks twice); writing the
+    op, finishing it and evicting it from memory must still find it on disk afterwards."""
+    s = SqliteStore(tmp_path, max_finished_cached=2)
+    try:
+        target = record(1)
+        assert s.get(target.hash) is None and s.get(target.hash) is None  # second answer: the cache
+        assert (await s.admit(target, None, 10)).admitted
+        await s.flush()
+        s.update(target.hash, status=OpStatus.MINED, tx_hash="0x01", block_number=1, block_hash="0x02")
+        for i in range(2, 8):  # push the mined record out of memory
+            s.put(record(i, status=OpStatus.MINED, tx_hash="0x01", block_number=i, block_hash="0x02"))
+        await s.flush()
+        s.put(record(99, status=OpStatus.MINED, tx_hash="0x01", block_number=9, block_hash="0x02"))
+        assert target.hash not in s._records
+        again = s.get(target.hash)
+        assert again is not None and again.status == OpStatus.MINED
+        assert not (await s.admit(record(1), None, 10)).admitted
+    finally:
+        s.close()
+
+
 async def test_acknowledged_writes_survive_sigkill(tmp_path):
     """A child process flushes, prints 'acked', and is killed at once: the reopened store has
     every record acknowledged before the kill."""
