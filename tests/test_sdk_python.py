@@ -101,7 +101,8 @@ def dev():
         d.stop()
 
 
-def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev):
+@pytest.mark.parametrize("version", ["0.8", "0.9"])
+def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev, version):
     """A backend that holds the user's EOA key: its first owner op carries the EIP-7702
     authorization and grants a session built with the Python builders; the session key then
     transfers within the typed constraints and is refused past them."""
@@ -114,8 +115,8 @@ def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev):
     eoa = Account.create()
     owner_key = "0x" + bytes(eoa.key).hex()
     call(dev.node_url, "anvil_setBalance", eoa.address, hex(10**18))
-    impl = dev.entry_points["0.8"]["SessionAccount"]
-    owner = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version="0.8", owner=eoa.address,
+    impl = dev.entry_points[version]["SessionAccount"]
+    owner = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version=version, owner=eoa.address,
                            eip7702_delegate=impl, owner_key=owner_key)
     assert owner.address == eoa.address.lower() and not owner.deployed()
     session_key = Account.create()
@@ -129,7 +130,7 @@ def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev):
     assert receipt["success"] is True
     assert owner.deployed() and owner.code() == abi.delegation_code(impl)
 
-    session = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version="0.8", owner=eoa.address,
+    session = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version=version, owner=eoa.address,
                              eip7702_delegate=impl, session=SessionKey("0x" + bytes(session_key.key).hex(), spec))
 
     def transfer(to: str, amount: int) -> Call:
@@ -142,6 +143,43 @@ def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev):
     with pytest.raises(RpcError) as e:
         session.send([transfer(Account.create().address.lower(), 1)])
     assert e.value.refusal.rule == "SessionArgConstraintFailed"
+
+
+def test_python_v09_enable_mode_deploys_grants_and_mints_then_session_mode(dev):
+    """EntryPoint v0.9 from the Python client: the owner's enable signature (EIP-712) rides on the
+    session key's first op, which deploys the account behind v0.9's factory, grants and mints;
+    the next op is plain session mode; the op hash is v0.9's (the bundler's receipt names it)."""
+    from eth_account import Account
+
+    from helpers.procs import call
+    from session_sdk import Call, SessionAccount, SessionKey, abi, enable_signature
+    from session_sdk.policies import call_policy, lifetime, lte, session_spec
+
+    owner = Account.create()
+    session_key = "0x" + bytes(Account.create().key).hex()
+    v = dev.entry_points["0.9"]
+    probe = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version="0.9", owner=owner.address,
+                           factory=v["SessionAccountFactory"], owner_key="0x" + bytes(owner.key).hex())
+    call(dev.node_url, "anvil_setBalance", probe.address, hex(10**18))
+    now = int(call(dev.node_url, "eth_getBlockByNumber", "latest", False)["timestamp"], 16)
+    signer = Account.from_key(session_key).address
+    spec = session_spec(signer, valid_until=now + 600, policies=[
+        call_policy(dev.token, "mint(address to, uint256 amount)", args={"amount": lte(100, lifetime(150))})])
+    ownersig = enable_signature("0x" + bytes(owner.key).hex(), spec, probe.address, probe.chain_id, 0)
+    session = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version="0.9", owner=owner.address,
+                             factory=v["SessionAccountFactory"], session=SessionKey(session_key, spec, (ownersig, 0)))
+    assert session.address == probe.address and not session.deployed()
+    mint = Call(dev.token, 0, bytes.fromhex("40c10f19") + bytes(12) + bytes.fromhex(session.address[2:]) + (100).to_bytes(32, "big"))
+    op = session.sign(session.estimate(session.build([mint])))
+    assert abi.decode_signature(op.signature).__class__.__name__ == "EnableSignature"
+    op_hash = session.bundler.send_user_operation(op, session.entry_point.address)
+    assert op_hash == "0x" + session.user_op_hash(op).hex()
+    receipt = session.bundler.wait_for_receipt(op_hash)
+    assert receipt["success"] is True and session.deployed()
+    assert session.stub_signature()[0] == 1  # granted: plain session mode from now on
+    assert session.send_and_wait([Call(dev.token, 0, mint.data[:-32] + (50).to_bytes(32, "big"))])["success"] is True
+    balance = call(dev.node_url, "eth_call", {"to": dev.token, "data": "0x70a08231" + "00" * 12 + session.address[2:]}, "latest")
+    assert int(balance, 16) == 150
 
 
 def test_python_erc1271_signatures_verify_on_the_owners_account_only(dev):
