@@ -179,6 +179,27 @@ async def test_block_range_the_pool_entry_does_not_know_is_held_not_dropped(rpc,
 
 
 @pytest.mark.parametrize("ep", V09_ONLY)
+async def test_held_block_range_op_survives_a_restart(anvil, worlds, ep, tmp_path):
+    """Block ranges are not stored: a restart validates the pending op again, learns its range,
+    keeps holding it (the window still allows the wait) and mines it once due."""
+    from helpers.inproc import new_key
+
+    w = worlds[ep.version]
+    account, key = w.entity(), new_key(anvil.url)
+    settings = dict(data_dir=str(tmp_path), private_key=[key])
+    async with running_bundler(anvil, **settings) as (_b, client):
+        now = head(w.url)
+        h = await client.call("eth_sendUserOperation", format_user_operation(w.op(account, blocks(now + 3, now + 200))),
+                              ep.address)
+    async with running_bundler(anvil, **settings) as (b, client):
+        assert b.mempool.get(h).valid_after_block == now + 3
+        assert await client.call("debug_bundler_sendBundleNow") == "ok" and await pending(client, h)
+        node_rpc(w.url, "anvil_mine", [hex(3)])
+        await client.call("debug_bundler_sendBundleNow")
+        assert (await client.call("eth_getUserOperationReceipt", h))["success"] is True
+
+
+@pytest.mark.parametrize("ep", V09_ONLY)
 async def test_dev_chain_mines_while_a_block_range_op_waits(anvil, worlds, ep):
     """`bundler dev` (auto bundling, empty blocks while ops wait): a held block range comes due
     without anyone mining, and is mined in one bundle."""
