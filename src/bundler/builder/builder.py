@@ -408,8 +408,8 @@ class Builder:
             return []
         try:
             got = await self.store.claim([e.hash for e in selected], executor.address)
-        except LeaseLost as e:
-            log.critical("no bundle: %s", e)
+        except LeaseLost as lost:
+            log.critical("no bundle: %s", lost)
             self.fenced = True
             return []
         for e in selected:
@@ -548,12 +548,12 @@ class Builder:
             inflight = await self.sender.send_new(executor, ep.address, [e.hash for e in entries], data, gas_limit,
                                                   max_fee, priority, before_send=mark_submitted,
                                                   authorizations=authorizations)
-        except (BundlerError, ClaimLost) as e:
-            if isinstance(e, ClaimLost):
-                log.warning("bundle not sent: %s", e)
-            for e in entries:
-                e.submitted_in = None
-                self.store.update(e.hash, status=OpStatus.PENDING, tx_hash=None)
+        except (BundlerError, ClaimLost) as refused:
+            if isinstance(refused, ClaimLost):
+                log.warning("bundle not sent: %s", refused)
+            for entry in entries:
+                entry.submitted_in = None
+                self.store.update(entry.hash, status=OpStatus.PENDING, tx_hash=None)
             await self.store.flush()
             raise
         self.metrics.bundle("sent", len(entries))

@@ -64,6 +64,7 @@ class NodeClient:
             for resp in b.get_response():
                 if resp.is_error:
                     e = resp.error
+                    assert isinstance(e, pjrpc.exceptions.JsonRpcError)  # is_error: the error is set
                     raise NodeRpcError(e.code, e.message, None if e.data is pjrpc.common.UNSET else e.data)
                 results.append(resp.result)
             return results
