@@ -26,6 +26,7 @@ from .paymaster.rpc import paymaster_registry
 from .paymaster.signer import load_signer
 from .pool.admission import Admission
 from .pool.eip7702 import Eip7702Checker
+from .pool.fates import OpFates
 from .pool.capacity import CapacityGuard
 from .pool.mempool import Mempool
 from .pool.reputation import ReputationRules
@@ -118,11 +119,13 @@ class Bundler:
                                    timeout=self.config.sim_timeout_s, memory_mb=self.config.sim_memory_mb)
         await self.simulator.start()
         self.eip7702 = Eip7702Checker(self.node, self.chain_id)
+        # the pool's writer of op status (pending / in a bundle / mined / dropped)
+        self.fates = OpFates(self.mempool, self.store, self.reputation, self.metrics, self.config.max_bundle_reverts)
         self.builder = Builder(
             node=self.node, head=self.head, simulator=self.simulator, mempool=self.mempool,
             store=self.store, executors=self.executors, entry_points=self.entry_points,
             chain_id=self.chain_id, config=self.config, reputation=self.reputation, eip7702=self.eip7702,
-            metrics=self.metrics,
+            metrics=self.metrics, fates=self.fates,
         )
         self.sessions = await SessionService.create(
             config=self.config, head=self.head, mempool=self.mempool, store=self.store,

@@ -10,7 +10,7 @@ import pjrpc
 from pjrpc.client.backend import aiohttp as pjrpc_aiohttp
 
 from ..errors import NodeError
-from ..sim.types import PinnedBlock
+from .types import PinnedBlock
 
 log = logging.getLogger(__name__)
 
