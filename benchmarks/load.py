@@ -1,11 +1,19 @@
 """Load benchmark: pre-signed UserOperations from many senders, sent concurrently to a bundler.
 
-    .venv/bin/python benchmarks/load.py [--ops 200] [--concurrency 8] [--ep 0.7|0.8]
+    .venv/bin/python benchmarks/load.py [--ops 200] [--concurrency 8] [--ep 0.7|0.8] [--runs 3]
+                                        [--executors 3] [--ours both|safe|unsafe]
                                         [--alto auto|none|safe|unsafe|both] [--json]
+    make bench                      (the defaults: 4 bundlers x 3 rounds, about 6-10 minutes)
     make bench ARGS="--ops 500 --concurrency 16"
 
-For each bundler under test (ours, then optionally Pimlico's Alto from npm in safe and unsafe
-mode) the same workload runs on its own fresh anvil:
+Bundlers under test: ours in safe mode, ours with --unsafe, and Pimlico's Alto from npm in safe
+and unsafe mode. Each runs --runs times, interleaved (round 1: each bundler once, round 2: each
+once in a rotated order, ...), every one with the same --executors executor keys. The output
+gives per figure the median and the range over the runs, the ratios between bundlers of the same
+round (median and range: a round's runs saw about the same machine load), the load average
+before each run, and issue 15's goals judged on those ratios.
+
+For each run the same workload runs on its own fresh anvil:
 
   set-up     anvil on a free port (automine), EntryPoints + SimpleAccountFactories deployed,
              N SimpleAccounts deployed through the factory in a few blocks (automine off, all
@@ -84,6 +92,8 @@ RECIPIENT = "0x" + "be" * 20
 TRANSFER_WEI = 10**12
 ACCOUNT_FUNDS = 10**18
 KEY_EXECUTOR = "0x" + keccak(b"load bench executor").hex()
+# every bundler gets the same executor keys (--executors N takes the first N)
+KEY_EXECUTORS = [KEY_EXECUTOR] + ["0x" + keccak(f"load bench executor {i}".encode()).hex() for i in range(1, 16)]
 KEY_UTILITY = "0x" + keccak(b"load bench utility").hex()
 CHAIN_ID = 1337
 
@@ -197,7 +207,7 @@ def start_chain(wl: Workload, owners_addr: list[str]) -> Chain:
         if bad:
             raise RuntimeError(f"{len(bad)} account creations failed, e.g. {bad[0]}")
         rpc.batch([("anvil_setBalance", [a, hex(ACCOUNT_FUNDS)]) for a in accounts])
-        for key in (KEY_EXECUTOR, KEY_UTILITY):
+        for key in (*KEY_EXECUTORS, KEY_UTILITY):
             rpc.call("anvil_setBalance", owner_address(key), hex(10_000 * 10**18))
         rpc.call("evm_mine")
         codes = rpc.batch([("eth_getCode", [a, "latest"]) for a in accounts])
@@ -267,18 +277,32 @@ def wait_ready(name: str, url: str, proc: subprocess.Popen, log_path: Path, time
     raise RuntimeError(f"{name} did not answer within {timeout:.0f} s (log: {log_path})")
 
 
-def start_ours(chain: Chain, logdir: Path, args) -> Target:
+def bundler_command() -> tuple[list[str], dict]:
+    """`bundler` from this checkout's sources (a worktree shares the venv, whose console script
+    would import another checkout's package), with the environment that makes it so."""
+    paths = [str(ROOT / "src"), str(ROOT / "sdk" / "python")]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    return [sys.executable, "-c", "import sys; from bundler.cli import main; sys.exit(main())"], env
+
+
+def start_ours(chain: Chain, logdir: Path, args, unsafe: bool = False, run: int = 0) -> Target:
     port = free_port()
-    log_path = logdir / "ours.log"
-    env = dict(os.environ, BUNDLER_PRIVATE_KEY=KEY_EXECUTOR)
-    cmd = [str(ROOT / ".venv" / "bin" / "bundler"), "run", "--rpc-url", chain.url, "--port", str(port),
-           "--bundle-mode", "auto", "--log-level", args.log_level,
-           # a fresh chain each run: a fresh data dir too (the store is bound to one chain)
-           "--data-dir", tempfile.mkdtemp(prefix="bench-data-", dir=logdir)] + args.ours_args
+    name = "ours-unsafe" if unsafe else "ours-safe"
+    log_path = logdir / f"{name}-{run}.log"
+    exe, env = bundler_command()
+    env["BUNDLER_PRIVATE_KEY"] = ",".join(KEY_EXECUTORS[:args.executors])
+    cmd = exe + ["run", "--rpc-url", chain.url, "--port", str(port),
+                 "--bundle-mode", "auto", "--log-level", args.log_level,
+                 # a fresh chain each run: a fresh data dir too (the store is bound to one chain)
+                 "--data-dir", tempfile.mkdtemp(prefix="bench-data-", dir=logdir)] + args.ours_args
+    if unsafe:
+        cmd.append("--unsafe")
     fh = open(log_path, "wb")
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    t = Target("ours", url, proc, log_path)
+    t = Target(name, url, proc, log_path)
     try:
         wait_ready("our bundler", url, proc, log_path)
     except BaseException:
@@ -325,14 +349,14 @@ def alto_version() -> str:
         return "?"
 
 
-def start_alto(chain: Chain, logdir: Path, safe: bool, ep, args) -> Target:
+def start_alto(chain: Chain, logdir: Path, safe: bool, ep, args, run: int = 0) -> Target:
     port = free_port()
     name = f"alto-{'safe' if safe else 'unsafe'}"
-    log_path = logdir / f"{name}.log"
+    log_path = logdir / f"{name}-{run}.log"
     cmd = [
         str(alto_binary()),
         "--entrypoints", to_checksum_address(ep.address),
-        "--executor-private-keys", KEY_EXECUTOR,
+        "--executor-private-keys", ",".join(KEY_EXECUTORS[:args.executors]),
         "--utility-private-key", KEY_UTILITY,
         "--rpc-url", chain.url,
         "--port", str(port),
@@ -722,7 +746,7 @@ def summarize_py_spy(path: str, rate: int, top: int = 12) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # one target end to end
-def run_target(kind: str, wl: Workload, owners_addr: list[str], args, logdir: Path) -> dict:
+def run_target(kind: str, wl: Workload, owners_addr: list[str], args, logdir: Path, run: int = 0) -> dict:
     log(f"[{kind}] fresh anvil, EntryPoints, {len(wl.owners)} accounts ...")
     chain = start_chain(wl, owners_addr)
     target = None
@@ -734,17 +758,17 @@ def run_target(kind: str, wl: Workload, owners_addr: list[str], args, logdir: Pa
             chain.setup_s["signing"] = time.perf_counter() - t0
         log(f"[{kind}] set-up: " + ", ".join(f"{k} {v:.1f} s" for k, v in chain.setup_s.items()))
         t0 = time.perf_counter()
-        if kind == "ours":
-            target = start_ours(chain, logdir, args)
+        if kind.startswith("ours"):
+            target = start_ours(chain, logdir, args, unsafe=kind == "ours-unsafe", run=run)
         else:
-            target = start_alto(chain, logdir, kind == "alto-safe", wl.ep, args)
+            target = start_alto(chain, logdir, kind == "alto-safe", wl.ep, args, run=run)
         start_s = time.perf_counter() - t0
         log(f"[{kind}] listening at {target.url} after {start_s:.1f} s; estimating, then sending "
             f"{len(wl.ops)} ops with {args.concurrency} clients ...")
 
         def on_load_start():
             nonlocal spy
-            if kind == "ours" and args.py_spy:
+            if kind == "ours-safe" and args.py_spy and run == 0:
                 spy = start_py_spy(target.proc.pid, args.py_spy, args.py_spy_rate)
 
         sids = {"bundler": target.proc.pid, "anvil": chain.node.process.pid}
@@ -762,98 +786,204 @@ def run_target(kind: str, wl: Workload, owners_addr: list[str], args, logdir: Pa
 
 
 # ---------------------------------------------------------------------------------------------
-# output
+# output: median and range over the runs of each bundler, ratios between bundlers run in the same
+# round (rounds are interleaved, so a ratio compares runs that saw the same machine load)
 def fmt_s(v, unit="ms") -> str:
     if v is None:
         return "-"
     return f"{v * 1000:.0f} ms" if unit == "ms" else f"{v:.2f} s"
 
 
-ROWS = [  # label, getter, format, better ("hi" | "lo" | None)
-    ("accepted", lambda r: r["accepted"], lambda r, v: f"{v}/{r['ops']}", None),
-    ("accepted ops/s", lambda r: r["accepted_ops_per_s"], lambda r, v: "-" if v is None else f"{v:.1f}", "hi"),
-    ("sendUserOperation p50", lambda r: r["send_p50_s"], lambda r, v: fmt_s(v), "lo"),
-    ("sendUserOperation p99", lambda r: r["send_p99_s"], lambda r, v: fmt_s(v), "lo"),
-    ("all mined after", lambda r: r["all_mined_after_s"],
-     lambda r, v: fmt_s(v, "s") if v is not None else f"NOT ({r['mined']}/{r['accepted']})", "lo"),
-    ("  of which after last accept", lambda r: r["mined_after_last_accept_s"], lambda r, v: fmt_s(v, "s"), "lo"),
-    ("send -> mined p50", lambda r: r["inclusion_p50_s"], lambda r, v: fmt_s(v, "s"), "lo"),
-    ("send -> mined p99", lambda r: r["inclusion_p99_s"], lambda r, v: fmt_s(v, "s"), "lo"),
-    ("bundles (max ops in one)", lambda r: r["bundles"], lambda r, v: f"{v} ({r['ops_per_bundle_max']})", None),
-    ("ops reverted in execution", lambda r: r["execution_failed"], lambda r, v: str(v), None),
-    ("estimateUserOpGas p50", lambda r: r["estimate"]["p50_s"],
-     lambda r, v: fmt_s(v) + f" (n={r['estimate']['count']})", "lo"),
-    ("getUserOpReceipt p50", lambda r: r["receipt_p50_s"],
-     lambda r, v: fmt_s(v) + f" ({r['receipts_found']} found)", "lo"),
-    ("bundler CPU per accepted op", lambda r: r["bundler_cpu_ms_per_op"],
-     lambda r, v: "-" if v is None else f"{v:.1f} ms", "lo"),
-    ("bundler+anvil CPU per op", lambda r: r["bundler_node_cpu_ms_per_op"],
-     lambda r, v: "-" if v is None else f"{v:.1f} ms", "lo"),
-    ("  main process / other procs", lambda r: r["cpu_s"].get("bundler"),
-     lambda r, v: "/".join(f"{1000 * r['cpu_s'].get(k, 0) / max(r['accepted'], 1):.1f}"
-                           for k in ("bundler main process", "bundler other processes")) + " ms", None),
-    ("CPU s: bundler/anvil/client", lambda r: r["cpu_s"].get("bundler"),
-     lambda r, v: "/".join(f"{r['cpu_s'].get(k, 0):.1f}" for k in ("bundler", "anvil", "load client")), None),
-    ("bundler start", lambda r: r["start_s"], lambda r, v: fmt_s(v, "s"), None),
+def _cpu_main(r):
+    return 1000 * r["cpu_s"].get("bundler main process", 0) / max(r["accepted"], 1)
+
+
+def _cpu_other(r):
+    return 1000 * r["cpu_s"].get("bundler other processes", 0) / max(r["accepted"], 1)
+
+
+def _num(fmt: str):
+    return lambda v: "-" if v is None else fmt.format(v)
+
+
+ROWS = [  # label, getter (None = not measured), format of one value, better ("hi" | "lo" | None)
+    ("accepted", lambda r: r["accepted"], _num("{:.0f}"), None),
+    ("accepted ops/s", lambda r: r["accepted_ops_per_s"], _num("{:.1f}"), "hi"),
+    ("sendUserOperation p50", lambda r: r["send_p50_s"], fmt_s, "lo"),
+    ("sendUserOperation p99", lambda r: r["send_p99_s"], fmt_s, "lo"),
+    ("all mined after", lambda r: r["all_mined_after_s"], lambda v: fmt_s(v, "s"), "lo"),
+    ("  of which after last accept", lambda r: r["mined_after_last_accept_s"], lambda v: fmt_s(v, "s"), "lo"),
+    ("send -> mined p50", lambda r: r["inclusion_p50_s"], lambda v: fmt_s(v, "s"), "lo"),
+    ("send -> mined p99", lambda r: r["inclusion_p99_s"], lambda v: fmt_s(v, "s"), "lo"),
+    ("bundles", lambda r: r["bundles"], _num("{:.0f}"), None),
+    ("max ops in one bundle", lambda r: r["ops_per_bundle_max"], _num("{:.0f}"), None),
+    ("ops reverted in execution", lambda r: r["execution_failed"], _num("{:.0f}"), None),
+    ("estimateUserOpGas p50", lambda r: r["estimate"]["p50_s"], fmt_s, "lo"),
+    ("getUserOpReceipt p50", lambda r: r["receipt_p50_s"], fmt_s, "lo"),
+    ("bundler CPU ms per op", lambda r: r["bundler_cpu_ms_per_op"], _num("{:.1f}"), "lo"),
+    ("  main process", _cpu_main, _num("{:.1f}"), "lo"),
+    ("  other processes (workers)", _cpu_other, _num("{:.1f}"), "lo"),
+    ("bundler+anvil CPU ms per op", lambda r: r["bundler_node_cpu_ms_per_op"], _num("{:.1f}"), "lo"),
+    ("anvil CPU s", lambda r: r["cpu_s"].get("anvil"), _num("{:.1f}"), None),
+    ("bundler start s", lambda r: r["start_s"], _num("{:.1f}"), None),
 ]
 
-
-def ratio(ours, theirs, better) -> str:
-    if better is None or ours is None or theirs is None or ours == 0 or theirs == 0:
-        return ""
-    x = ours / theirs if better == "hi" else theirs / ours
-    return f"{x:.2f}x"
+# (ours, theirs) pairs whose ratio is printed; the goals of issue 15 are read from these
+PAIRS = [("ours-safe", "alto-safe"), ("ours-safe", "alto-unsafe"), ("ours-unsafe", "alto-unsafe"),
+         ("ours-safe", "ours-unsafe")]
 
 
-def print_table(report: dict) -> None:
+def median(values: list[float]) -> float | None:
+    return pct(values, 50)
+
+
+def values_of(runs: list[dict], get) -> list[float]:
+    out = []
+    for r in runs:
+        try:
+            v = get(r)
+        except (KeyError, TypeError):
+            v = None
+        if v is not None:
+            out.append(v)
+    return out
+
+
+def cell(runs: list[dict], get, show) -> str:
+    vals = values_of(runs, get)
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return show(vals[0])
+    text = f"{show(median(vals))} [{show(min(vals))}-{show(max(vals))}]"
+    if len(vals) < len(runs):
+        text += f" n={len(vals)}"
+    return text
+
+
+def round_ratios(rounds: list[dict], ours: str, theirs: str, get, better: str) -> list[float]:
+    """ours vs theirs within each round (>1: ours better)."""
+    out = []
+    for rnd in rounds:
+        a, b = rnd.get(ours), rnd.get(theirs)
+        if a is None or b is None:
+            continue
+        try:
+            va, vb = get(a), get(b)
+        except (KeyError, TypeError):
+            continue
+        if va is None or vb is None or va == 0 or vb == 0:
+            continue
+        out.append(va / vb if better == "hi" else vb / va)
+    return out
+
+
+def fmt_ratio(vals: list[float]) -> str:
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.2f}x"
+    return f"{median(vals):.2f}x [{min(vals):.2f}-{max(vals):.2f}]"
+
+
+def goals(report: dict) -> list[str]:
+    """Issue 15's goals on this workload, judged on the medians of the per-round ratios."""
+    rounds = report["rounds"]
     res = report["results"]
-    names = list(res)
-    w0 = 30
-    widths = {n: 22 for n in names}
-    header = f"{'':{w0}}" + "".join(f"{n:>{widths[n]}}" + (f"{'ours x':>9}" if n != "ours" else "")
-                                      for n in names)
+    out = []
+
+    def judge(label: str, vals: list[float], ok) -> None:
+        if not vals:
+            out.append(f"  {label}: not measured")
+        else:
+            out.append(f"  {label}: {fmt_ratio(vals)} -> {'met' if ok(median(vals)) else 'NOT met'}")
+
+    judge("ours safe accepted ops/s >= 1.0x Alto unsafe",
+          round_ratios(rounds, "ours-safe", "alto-unsafe", ROWS[1][1], "hi"), lambda m: m >= 1.0)
+    judge("ours safe send p50 below Alto unsafe's (ratio > 1)",
+          round_ratios(rounds, "ours-safe", "alto-unsafe", ROWS[2][1], "lo"), lambda m: m > 1.0)
+    judge("ours unsafe accepted ops/s >= 1.3x Alto unsafe",
+          round_ratios(rounds, "ours-unsafe", "alto-unsafe", ROWS[1][1], "hi"), lambda m: m >= 1.3)
+    mined = values_of(res.get("ours-safe", []), ROWS[4][1])
+    runs = len(res.get("ours-safe", []))
+    if mined:
+        m = median(mined)
+        out.append(f"  ours safe: all {report['ops']} mined within 1.5 s: median {m:.2f} s "
+                   f"[{min(mined):.2f}-{max(mined):.2f}] ({len(mined)}/{runs} runs mined all) -> "
+                   f"{'met' if m <= 1.5 and len(mined) == runs else 'NOT met'}")
+    else:
+        out.append("  ours safe: all mined within 1.5 s: not measured")
+    return out
+
+
+def print_report(report: dict) -> None:
+    res = report["results"]
+    names = [k for k in KINDS if k in res]
+    w0, w = 30, 27
     print(f"\nload: {report['ops']} ops from {report['ops']} deployed SimpleAccounts, EntryPoint v{report['ep']}, "
-          f"{report['concurrency']} concurrent clients (ops: vgl {report['gas']['verification']}, "
+          f"{report['concurrency']} concurrent clients, {report['executors']} executor keys per bundler, "
+          f"{report['runs']} interleaved rounds (ops: vgl {report['gas']['verification']}, "
           f"cgl {report['gas']['call']}, pvg {report['gas']['pre_verification']})")
-    print("'ours x' = how many times better ours is (>1: ours better; throughput ours/theirs, times theirs/ours)")
+    print(f"machine: {report['machine']['cpus']} CPUs; load average (1/5/15 min) at start "
+          f"{report['loadavg_start']}, at end {report['loadavg_end']}; per run: "
+          + ", ".join(f"{r['kind']}#{r['round']} {r['loadavg_before'][0]:.2f}" for r in report["log"]))
+    print("each cell: median [min-max] over the runs")
+    header = f"{'':{w0}}" + "".join(f"{n:>{w}}" for n in names)
     print(header)
     print("-" * len(header))
-    for label, get, show, better in ROWS:
-        line = f"{label:{w0}}"
-        ours_v = get(res["ours"]) if "ours" in res else None
-        for n in names:
-            r = res[n]
-            v = get(r)
-            line += f"{show(r, v):>{widths[n]}}"
-            if n != "ours":
-                line += f"{ratio(ours_v, v, better):>9}"
+    for label, get, show, _better in ROWS:
+        print(f"{label:{w0}}" + "".join(f"{cell(res[n], get, show):>{w}}" for n in names))
+    pairs = [(a, b) for a, b in PAIRS if a in res and b in res]
+    if pairs:
+        print("\nratios within each round, median [min-max] (>1: the first is better; "
+              "throughput first/second, times second/first)")
+        header = f"{'':{w0}}" + "".join(f"{a + ' / ' + b:>{w + 4}}" for a, b in pairs)
+        print(header)
+        print("-" * len(header))
+        for label, get, _show, better in ROWS:
+            if better is None:
+                continue
+            print(f"{label:{w0}}" + "".join(
+                f"{fmt_ratio(round_ratios(report['rounds'], a, b, get, better)):>{w + 4}}" for a, b in pairs))
+    print("\ngoals (issue 15):")
+    for line in goals(report):
         print(line)
     for n in names:
-        r = res[n]
-        s = r["setup_s"]
-        print(f"\n{n}: set-up chain {s['chain']:.1f} s, accounts {s['accounts']:.1f} s"
-              + (f", signing {s['signing']:.1f} s" if "signing" in s else "") + f"; log {r['log']}")
-        for err, count in sorted(r["failures"].items(), key=lambda kv: -kv[1]):
-            print(f"  send failure x{count}: {err}")
-        for err, count in r["estimate"]["failures"].items():
-            print(f"  estimate failure x{count}: {err}")
-        for err, count in r["receipt_failures"].items():
-            print(f"  receipt problem x{count}: {err}")
-        if r["receipts_missing"]:
-            print(f"  receipts missing through the bundler: {r['receipts_missing']}")
-        if r["estimate"].get("sample_result"):
-            print(f"  estimate sample: {json.dumps(r['estimate']['sample_result'])}")
+        failures, est_failures, receipt_failures, missing = Counter(), Counter(), Counter(), 0
+        for r in res[n]:
+            failures.update(r["failures"])
+            est_failures.update(r["estimate"]["failures"])
+            receipt_failures.update(r["receipt_failures"])
+            missing += r["receipts_missing"]
+        lines = [f"  send failure x{c}: {e}" for e, c in failures.most_common()]
+        lines += [f"  estimate failure x{c}: {e}" for e, c in est_failures.items()]
+        lines += [f"  receipt problem x{c}: {e}" for e, c in receipt_failures.items()]
+        if missing:
+            lines.append(f"  receipts missing through the bundler: {missing}")
+        not_mined = [r for r in res[n] if r["all_mined_after_s"] is None]
+        if not_mined:
+            lines.append(f"  {len(not_mined)} run(s) did not mine every accepted op within --mine-timeout")
+        if lines:
+            print(f"\n{n} (over {len(res[n])} runs; logs {', '.join(r['log'] for r in res[n])}):")
+            print("\n".join(lines))
     for note in report["notes"]:
         print(f"note: {note}")
 
 
 # ---------------------------------------------------------------------------------------------
+KINDS = ("ours-safe", "ours-unsafe", "alto-safe", "alto-unsafe")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ops", "-n", type=int, default=200, help="ops = senders (one op each), default 200")
     p.add_argument("--concurrency", "-c", type=int, default=8, help="concurrent clients, default 8")
     p.add_argument("--ep", choices=("0.7", "0.8"), default="0.7", help="EntryPoint version, default 0.7")
+    p.add_argument("--runs", type=int, default=3, help="interleaved rounds; each bundler runs once per round")
+    p.add_argument("--executors", type=int, default=3,
+                   help=f"executor keys given to every bundler (1-{len(KEY_EXECUTORS)}), default 3")
+    p.add_argument("--ours", choices=("both", "safe", "unsafe"), default="both", help="our modes to run")
     p.add_argument("--alto", choices=("auto", "none", "safe", "unsafe", "both"), default="auto",
                    help="compare with Pimlico's Alto (auto = both modes when it installs)")
     p.add_argument("--alto-version", default="0.0.18",
@@ -869,11 +999,11 @@ def main(argv=None) -> int:
     p.add_argument("--pre-verification-gas", type=int, default=55_000)
     p.add_argument("--max-fee-gwei", type=int, default=10)
     p.add_argument("--priority-fee-gwei", type=int, default=2)
-    p.add_argument("--mine-timeout", type=float, default=300, help="give up waiting for inclusion after (s)")
+    p.add_argument("--mine-timeout", type=float, default=120, help="give up waiting for inclusion after (s)")
     p.add_argument("--request-timeout", type=float, default=120)
     p.add_argument("--log-level", default="info", help="our bundler's log level")
     p.add_argument("--seed", default="load-bench", help="owner keys are derived from it")
-    p.add_argument("--py-spy", metavar="FILE", help="record our bundler with py-spy (raw collapsed stacks)")
+    p.add_argument("--py-spy", metavar="FILE", help="record our safe bundler's first run with py-spy (raw collapsed stacks)")
     p.add_argument("--py-spy-rate", type=int, default=100)
     p.add_argument("--py-spy-summary", action="store_true", help="print where the recorded time went")
     p.add_argument("--logdir", help="keep bundler logs here (default: a temp dir)")
@@ -881,8 +1011,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.alto_args = args.alto_args.split()
     args.ours_args = args.ours_args.split()
-    if args.ops < 1 or args.concurrency < 1:
-        p.error("--ops and --concurrency must be positive")
+    if args.ops < 1 or args.concurrency < 1 or args.runs < 1:
+        p.error("--ops, --concurrency and --runs must be positive")
+    if not 1 <= args.executors <= len(KEY_EXECUTORS):
+        p.error(f"--executors must be between 1 and {len(KEY_EXECUTORS)}")
 
     ep = V07 if args.ep == "0.7" else V08
     logdir = Path(args.logdir) if args.logdir else Path(tempfile.mkdtemp(prefix="load-bench-"))
@@ -892,7 +1024,7 @@ def main(argv=None) -> int:
     wl = Workload(ep=ep, owners=owners)
 
     notes: list[str] = []
-    kinds = ["ours"]
+    kinds = [k for k in ("ours-safe", "ours-unsafe") if args.ours in ("both", k.split("-")[1])]
     if args.alto != "none":
         ok, why = ensure_alto(args.alto_version)
         if ok:
@@ -904,35 +1036,63 @@ def main(argv=None) -> int:
                          f"--min-entity-stake 1 --min-entity-unstake-delay 1 --max-gas-per-bundle "
                          f"{args.alto_max_bundle_gas} {' '.join(args.alto_args)}".rstrip())
         else:
-            notes.append(f"Alto not compared: {why}")
+            notes.append(f"Alto not compared (skipped): {why}")
+            log(f"Alto skipped: {why}")
 
-    results: dict[str, dict] = {}
-    for kind in kinds:
-        try:
-            results[kind] = run_target(kind, wl, owners_addr, args, logdir)
-        except Exception as e:  # noqa: BLE001 - report and go on with the others
-            if kind == "ours":
-                raise
-            notes.append(f"{kind} could not be run: {type(e).__name__}: {str(e)[:600]}")
-            log(f"[{kind}] failed: {e}")
+    loadavg_start = tuple(round(x, 2) for x in os.getloadavg())
+    results: dict[str, list[dict]] = {k: [] for k in kinds}
+    rounds: list[dict] = []
+    run_log: list[dict] = []
+    failed: set[str] = set()
+    t_bench = time.perf_counter()
+    for rnd in range(args.runs):
+        this_round: dict[str, dict] = {}
+        # rotate the order each round: no bundler always runs first (or right after Alto safe)
+        order = kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]
+        for kind in order:
+            if kind in failed:
+                continue
+            before = tuple(round(x, 2) for x in os.getloadavg())
+            log(f"== round {rnd + 1}/{args.runs}: {kind} (load average {before[0]:.2f})")
+            try:
+                r = run_target(kind, wl, owners_addr, args, logdir, run=rnd)
+            except Exception as e:  # noqa: BLE001 - report and go on with the others
+                if kind.startswith("ours"):
+                    raise
+                failed.add(kind)
+                notes.append(f"{kind} could not be run: {type(e).__name__}: {str(e)[:600]}")
+                log(f"[{kind}] failed: {e}")
+                continue
+            r["loadavg_before"] = before
+            r["loadavg_after"] = tuple(round(x, 2) for x in os.getloadavg())
+            results[kind].append(r)
+            this_round[kind] = r
+            run_log.append({"kind": kind, "round": rnd + 1, "loadavg_before": before,
+                            "loadavg_after": r["loadavg_after"]})
+        rounds.append(this_round)
+    results = {k: v for k, v in results.items() if v}
 
-    for kind, r in results.items():
-        if kind.startswith("alto") and any("0x99410554" in e for e in r["failures"]):
+    for kind, runs in results.items():
+        if kind.startswith("alto") and any("0x99410554" in e for r in runs for e in r["failures"]):
             notes.append(f"{kind}: this Alto version's safe mode cannot decode the trace anvil returns "
                          f"(DelegateAndRevert 0x99410554 is not in its ABI) and refuses every op; "
                          f"0.0.18 works (--alto-version 0.0.18)")
     report = {
-        "ops": args.ops, "concurrency": args.concurrency, "ep": args.ep,
+        "ops": args.ops, "concurrency": args.concurrency, "ep": args.ep, "runs": args.runs,
+        "executors": args.executors,
         "gas": {"verification": args.verification_gas, "call": args.call_gas,
                 "pre_verification": args.pre_verification_gas,
                 "max_fee_gwei": args.max_fee_gwei, "priority_fee_gwei": args.priority_fee_gwei},
         "machine": {"cpus": os.cpu_count()},
-        "results": results, "notes": notes,
+        "loadavg_start": loadavg_start, "loadavg_end": tuple(round(x, 2) for x in os.getloadavg()),
+        "wall_s": time.perf_counter() - t_bench,
+        "results": results, "rounds": rounds, "log": run_log, "notes": notes,
     }
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
-        print_table(report)
+        print_report(report)
+        print(f"benchmark wall time {report['wall_s']:.0f} s")
     if args.py_spy and args.py_spy_summary and Path(args.py_spy).exists():
         print("\n" + summarize_py_spy(args.py_spy, args.py_spy_rate), file=sys.stderr if args.json else sys.stdout)
     return 0

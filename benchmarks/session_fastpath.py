@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import json
 import multiprocessing
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -86,7 +88,7 @@ def setup(url: str, chain_id: int, accounts: int, ops_per_account: int):
     return jobs
 
 
-async def run_api(bundler: Bundler, jobs, concurrency: int) -> tuple[float, int]:
+async def run_api(bundler: Bundler, jobs, concurrency: int, profile: str | None = None) -> tuple[float, int, float]:
     bundler.clear_state()
     bundler.sessions.reader.invalidate()
     sem = asyncio.Semaphore(concurrency)
@@ -109,9 +111,17 @@ async def run_api(bundler: Bundler, jobs, concurrency: int) -> tuple[float, int]
             await one(op, ep)
 
     gc.collect()
+    profiler = cProfile.Profile() if profile else None
     t0, c0 = time.perf_counter(), time.process_time()
+    if profiler:
+        profiler.enable()
     await asyncio.gather(*(sender_chain(items) for items in by_sender.values()))
+    if profiler:
+        profiler.disable()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if profiler:
+        profiler.dump_stats(profile)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
     if errors:
         print(f"  {len(errors)} refused, e.g. {errors[0]}")
     return elapsed, len(jobs) - len(errors), cpu
@@ -163,7 +173,7 @@ async def run_rpc(bundler: Bundler, jobs, concurrency: int) -> tuple[float, int]
     return elapsed, len(jobs) - errors, cpu
 
 
-async def bench(url: str, chain_id: int, jobs, full_ops: int, concurrency: int) -> None:
+async def bench(url: str, chain_id: int, jobs, full_ops: int, concurrency: int, profile: str | None = None) -> None:
     config = cfg.Config(rpc_url=url, port=free_port(), private_key=[EXECUTOR_KEY], debug_api=True,
                         sim_workers=0, bundle_mode="manual", log_level="warning",
                         rate_limit_exempt_loopback=True)  # the load comes from this machine on purpose
@@ -180,7 +190,7 @@ async def bench(url: str, chain_id: int, jobs, full_ops: int, concurrency: int) 
 
         sessions.stats.clear()
         reads = sessions.rpc.requests_sent
-        fast_s, fast_n, fast_cpu = await run_api(bundler, jobs, concurrency)
+        fast_s, fast_n, fast_cpu = await run_api(bundler, jobs, concurrency, profile)
         assert sessions.stats["fast"] == fast_n, sessions.stats
         fast_rate = fast_n / fast_s
         node_round_trips = sessions.rpc.requests_sent - reads
@@ -227,6 +237,7 @@ def main() -> None:
     ap.add_argument("--ops-per-account", type=int, default=10, help="at most 16 (the session-account cap)")
     ap.add_argument("--full-ops", type=int, default=100, help="ops measured on the (slow) full path")
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--profile", metavar="FILE", help="cProfile the fast-path Python API run into FILE (figures then include its overhead)")
     args = ap.parse_args()
     node = start_anvil()
     try:
@@ -235,7 +246,7 @@ def main() -> None:
         t0 = time.perf_counter()
         jobs = setup(node.url, node.chain_id, args.accounts, args.ops_per_account)
         print(f"anvil at {node.url}; {len(jobs)} signed session ops ready in {time.perf_counter() - t0:.1f} s")
-        asyncio.run(bench(node.url, node.chain_id, jobs, args.full_ops, args.concurrency))
+        asyncio.run(bench(node.url, node.chain_id, jobs, args.full_ops, args.concurrency, args.profile))
     finally:
         node.stop()
 

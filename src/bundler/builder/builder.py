@@ -20,7 +20,7 @@ from ..metrics import NullMetrics, drop_reason_label
 from ..pool.mempool import Mempool, PoolEntry
 from ..pool.reputation import failure_code
 from ..pool.requeue import Requeue, entry_from_record
-from ..pool.safe import SafeMode
+from ..pool.safe import NotDueYet, SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
 from ..sim.results import failure_error
 from ..store.base import ClaimLost, LeaseLost
@@ -49,6 +49,13 @@ class BundleResult:
     status: str  # "mined" | "reverted" | "not_mined"
     included: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
+
+
+def _due(entry: PoolEntry, window) -> bool:
+    """Valid in the next block (chain.clock.InclusionWindow): its validAfter, and a v0.9 block
+    range's start, are behind it. Ops not due are held in the pool, not bundled."""
+    return (window.due(entry.valid_after, entry.entry_point.valid_after_strict)
+            and window.block_due(entry.valid_after_block))
 
 
 def bundle_gas_limit(ops, calldata_len: int, n_authorizations: int, header) -> int:
@@ -160,8 +167,7 @@ class Builder:
         if self.head.latest is None:
             return False
         window = self.head.window()
-        return any(e.submitted_in is None and not window.due(e.valid_after, e.entry_point.valid_after_strict)
-                   for e in self.mempool.entries())
+        return any(e.submitted_in is None and not _due(e, window) for e in self.mempool.entries())
 
     def _job_done(self, task: asyncio.Task) -> None:
         self._jobs.discard(task)
@@ -294,7 +300,11 @@ class Builder:
                 self.drop(entry, f"expired: validUntil {entry.valid_until} is before the bundle's expected "
                                  f"inclusion (by timestamp {window.latest})", -32503)
                 continue
-            if not window.due(entry.valid_after, ep.valid_after_strict):
+            if entry.valid_until_block < window.last_block:
+                self.drop(entry, f"expired: its block range ends at block {entry.valid_until_block}, before "
+                                 f"the bundle's expected inclusion (by block {window.last_block})", -32503)
+                continue
+            if not _due(entry, window):
                 busy.add(op.sender)  # held until due, and the sender's later nonces with it
                 continue
             if op.max_fee_per_gas < header.base_fee:
@@ -379,7 +389,12 @@ class Builder:
         # claimed first (shared store): an instance decides (drops, sends) only ops it holds
         selected = await self._claim(selected, executor)
         try:
+            claimed = selected
             selected = await self._second_validation(ep, header, selected, dropped)
+            # kept pending but not in this bundle (held, node trouble): another instance may take them
+            kept = {id(e) for e in selected}
+            await self._release([e for e in claimed if id(e) not in kept and e.hash not in dropped
+                                 and e.submitted_in is None], executor)
             return await self._simulate_and_send(ep, executor, selected, header, dropped)
         except BaseException:
             await self._release([e for e in selected if e.submitted_in in (None, CLAIMED_ELSEWHERE)], executor)
@@ -450,12 +465,14 @@ class Builder:
 
     async def _check(self, ops, ep, header, beneficiary: str, sender: str):
         """The bundle as it would run on chain (the node's eth_call, or py-evm: bundle_check), in
-        the next block: its earliest possible timestamp, at which every selected op is due."""
+        the next block: its number and earliest possible timestamp, at which every selected op
+        is due."""
         data_len = len(handle_ops_calldata(ops, beneficiary))
         gas = bundle_gas_limit(ops, data_len, sum(op.eip7702_auth is not None for op in ops), header)
+        window = self.head.window(header)
         return await check_bundle(self.node, self.simulator, ops, ep, header, beneficiary=beneficiary,
                                   sender=sender, gas=gas, where=self.config.bundle_check,
-                                  timestamp=self.head.window(header).earliest)
+                                  timestamp=window.earliest, number=window.next_block)
 
     async def _isolate(self, ep, selected: list[PoolEntry], header, beneficiary: str, sender: str,
                        dropped: dict[str, str]) -> list[PoolEntry]:
@@ -483,12 +500,16 @@ class Builder:
         if not self.safe.enabled or not selected:
             return selected
         keep = []
+        held: dict[str, int] = {}  # sender -> its first op not due yet: later nonces wait with it
         for entry, error in await self.safe.revalidate(self.simulator, ep, header, selected,
                                                        window=self.head.window(header)):
             if entry.hash in dropped:
                 continue  # dropped meanwhile: an entity it uses was banned by an earlier failure
             if error is None:
                 keep.append(entry)
+            elif isinstance(error, NotDueYet):
+                log.info("op %s held: %s", entry.hash, error.message)
+                held[entry.op.sender] = min(entry.op.nonce, held.get(entry.op.sender, entry.op.nonce))
             elif isinstance(error, NodeError):
                 log.warning("second validation of %s failed on the node: %s", entry.hash, error.message)
             elif "AA25" in error.message and await self._found_mined(entry):
@@ -507,7 +528,7 @@ class Builder:
                     if any(other is e for e in selected):
                         dropped[other.hash] = why
                     self.drop(other, why, EntityThrottled.code)
-        return keep
+        return [e for e in keep if e.op.nonce < held.get(e.op.sender, e.op.nonce + 1)]
 
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
                     header, dropped: dict[str, str], authorizations: list[dict] | None = None) -> BundleResult:

@@ -31,20 +31,25 @@ def _revert_data(data: Any) -> bytes | None:
 
 async def check_bundle(node: NodeClient, simulator, ops: list[UserOperation], ep: EntryPointVersion, header,
                        *, beneficiary: str, sender: str, gas: int, where: str = "node",
-                       timestamp: int | None = None) -> BundleResult:
+                       timestamp: int | None = None, number: int | None = None) -> BundleResult:
     """`timestamp`: the block timestamp to run at (the next block's, chain.clock): the
     EntryPoint judges validAfter/validUntil against it, so a check at the head block's
-    timestamp would pass ops that revert on chain and fail ops that would be valid. Given to
-    the node as a block override (eth_call's 4th parameter, geth/anvil/reth); a node that
-    refuses it without revert data sends the check to py-evm, which takes the timestamp too."""
+    timestamp would pass ops that revert on chain and fail ops that would be valid. `number`:
+    the block number to run at (the next block's; an eth_call at the head runs as the head
+    block), against which v0.9 judges block ranges. Both go to the node as a block override
+    (eth_call's 4th parameter, geth/anvil/reth); a node that refuses it without revert data
+    sends the check to py-evm, which runs as the block after `header` with the timestamp."""
     if where != "node" or any(op.eip7702_auth is not None for op in ops):
         return await simulator.simulate_bundle(ops, ep, header, beneficiary=beneficiary, sender=sender, gas=gas,
                                                timestamp=timestamp)
     call = {"from": sender, "to": ep.address, "data": "0x" + handle_ops_calldata(ops, beneficiary).hex(),
             "gas": hex(gas)}
     params: tuple = (call, hex(header.number))
-    if timestamp is not None:
-        params += (None, {"time": hex(timestamp)})
+    block = {"time": hex(timestamp)} if timestamp is not None else {}
+    if number is not None:
+        block["number"] = hex(number)
+    if block:
+        params += (None, block)
     try:
         await node.call("eth_call", *params)
         return BundleResult(True, 0, block_number=header.number)

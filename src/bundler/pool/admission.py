@@ -79,7 +79,8 @@ class Admission:
     def timing(self, window) -> dict:
         """Simulator.validate's time-range arguments for an inclusion window."""
         return {"now": window.earliest, "latest": window.latest,
-                "max_wait": getattr(self.config, "valid_after_max_wait", 0)}
+                "max_wait": getattr(self.config, "valid_after_max_wait", 0),
+                "next_block": window.next_block, "block_time": window.block_time}
 
     def nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
@@ -134,6 +135,7 @@ class Admission:
         entry = PoolEntry(
             op=op, entry_point=ep, hash=op_hash,
             valid_after=outcome.valid_after, valid_until=outcome.valid_until,
+            valid_after_block=outcome.valid_after_block, valid_until_block=outcome.valid_until_block,
             prefund=outcome.prefund, eip7702_delegate=delegate, entities=entities,
             code_hashes=self.safe.code_hashes(outcome),
             validation=outcome if getattr(outcome, "trace", None) is not None else None,

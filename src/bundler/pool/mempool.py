@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from ..entrypoint import EntryPointVersion
 from ..errors import InvalidParams
+from ..sim.results import VALIDITY_BLOCK_RANGE_MASK
 from ..userop.model import UserOperation
 
 REPLACEMENT_BUMP_PERCENT = 10
@@ -21,6 +22,10 @@ class PoolEntry:
     hash: str
     valid_after: int = 0
     valid_until: int = 0
+    # EntryPoint v0.9 block-number range (sim.results.ValidationResult); not persisted: a
+    # restart validates every op again (pool.requeue)
+    valid_after_block: int = 0
+    valid_until_block: int = VALIDITY_BLOCK_RANGE_MASK
     prefund: int = 0
     received_at: float = field(default_factory=time.time)
     # tx hash of the in-flight bundle carrying this op, if any

@@ -72,6 +72,7 @@ class Requeue:
                 **self.admission.timing(self.admission.head.window(header)))
             entry.valid_after, entry.valid_until, entry.prefund = (
                 outcome.valid_after, outcome.valid_until, outcome.prefund)
+            entry.valid_after_block, entry.valid_until_block = outcome.valid_after_block, outcome.valid_until_block
         except NodeError as e:  # cannot tell now: keep it; the bundle simulation re-checks it anyway
             log.warning("%s: could not re-validate %s (%s); kept pending", context, record.hash, e.message)
         except BundlerError as e:

@@ -21,7 +21,7 @@ from eth_utils import to_checksum_address
 
 from ..chain.clock import InclusionWindow
 from ..entrypoint import EntryPointVersion
-from ..errors import BundlerError, NodeError, OpcodeViolation
+from ..errors import BundlerError, NodeError, OpcodeViolation, TimeRangeInvalid
 from ..sim.erc7562 import RuleContext, TracerFactory, check, storage_touched, violation_error
 from ..sim.entrypoint_sim import queued_nonce_override
 from ..sim.results import SimulationFailure, failure_error, validation_error
@@ -30,6 +30,12 @@ from .mempool import Mempool, PoolEntry
 
 
 log = logging.getLogger(__name__)
+
+class NotDueYet(TimeRangeInvalid):
+    """The second validation found a v0.9 block range that starts after the next block, for an
+    op whose entry did not know it (taken in from a shared store, where ranges are not kept):
+    the op is held, not dropped; its entry knows the range from now on."""
+
 
 class SafeMode:
     def __init__(self, config, mempool: Mempool):
@@ -110,7 +116,7 @@ class SafeMode:
         when the bundle will be included; without it, the next second after the block."""
         if window is None:
             next_ts = max(int(time.time()), block.timestamp + 1)
-            window = InclusionWindow(next_ts, next_ts)
+            window = InclusionWindow(next_ts, next_ts, next_block=block.number + 1)
         seen: dict[tuple[str, int], set[int]] = {}
         senders: set[str] = set()
         jobs = []
@@ -130,7 +136,7 @@ class SafeMode:
     async def _revalidate_one(self, simulator, ep, block, entry: PoolEntry, overrides, window,
                               follows_earlier_op: bool = False) -> BundlerError | None:
         error = await self._check_again(simulator, ep, block, entry, overrides, window)
-        if error is not None and follows_earlier_op and not isinstance(error, NodeError):
+        if error is not None and follows_earlier_op and not isinstance(error, (NodeError, NotDueYet)):
             log.debug("second validation of %s inconclusive (follows an op of its sender): %s",
                       entry.hash, error.message)
             return None
@@ -138,7 +144,8 @@ class SafeMode:
 
     async def _check_again(self, simulator, ep, block, entry: PoolEntry, overrides, window) -> BundlerError | None:
         op = entry.op
-        timing = dict(now=window.earliest, latest=window.latest, strict=ep.valid_after_strict, min_valid_for=0)
+        timing = dict(now=window.earliest, latest=window.latest, strict=ep.valid_after_strict, min_valid_for=0,
+                      next_block=window.next_block, block_time=window.block_time)
         if entry.validation is not None and block.hash and entry.validated_block == block.hash:
             # same block, same state, same code: simulating again would trace the same; only the
             # mempool may have changed, so the rules are applied again to the trace we have
@@ -152,6 +159,10 @@ class SafeMode:
             return NodeError(f"second validation could not run: {type(e).__name__}: {e}")
         if isinstance(out, SimulationFailure):
             return failure_error(out, op.paymaster)
+        entry.valid_after_block, entry.valid_until_block = out.valid_after_block, out.valid_until_block
+        if not window.block_due(out.valid_after_block):
+            return NotDueYet(f"UserOperation is held: its block range starts after block {out.valid_after_block}, "
+                             f"and the next block is {window.next_block}")
         # the validity window is the builder's business (it keeps not-yet-valid ops pending)
         err = validation_error(out, paymaster=op.paymaster, **timing)
         if err is not None:

@@ -79,6 +79,9 @@ class FastOutcome:
     prefund: int
     # no factory, paymaster or aggregator on the fast path; the sender counts as unstaked
     aggregator: None = None
+    # session windows are timestamps: no v0.9 block range
+    valid_after_block: int = 0
+    valid_until_block: int = (1 << 47) - 1  # sim.results.VALIDITY_BLOCK_RANGE_MASK: no bound
 
 
 @dataclass(slots=True)

@@ -127,6 +127,16 @@ class ValidationResult:
         return min((vd.valid_until for vd in (self.account, self.paymaster) if not vd.block_range),
                    default=UINT48_MAX)
 
+    # v0.9 block-number ranges (0 / the mask when neither returned one)
+    @property
+    def valid_after_block(self) -> int:
+        return max((vd.valid_after for vd in (self.account, self.paymaster) if vd.block_range), default=0)
+
+    @property
+    def valid_until_block(self) -> int:
+        return min((vd.valid_until for vd in (self.account, self.paymaster) if vd.block_range),
+                   default=VALIDITY_BLOCK_RANGE_MASK)
+
 
 @dataclass(frozen=True, slots=True)
 class SimulationFailure:
@@ -240,6 +250,10 @@ def failure_error(failure: SimulationFailure, paymaster: str | None = None) -> B
             f"{message}: the paymaster's validAfter/validUntil window does not include the next block",
             pm_data,
         )
+    if code == "AA27":  # v0.9 block ranges
+        return TimeRangeInvalid(f"{message}: the account's block range does not include the next block")
+    if code == "AA37":
+        return TimeRangeInvalid(f"{message}: the paymaster's block range does not include the next block", pm_data)
     if code == "AA24":
         return SignatureInvalid(f"{message}: invalid UserOperation signature")
     if code == "AA34":
@@ -261,7 +275,8 @@ def failure_error(failure: SimulationFailure, paymaster: str | None = None) -> B
 
 def validation_error(
     result: ValidationResult, *, now: int, min_valid_for: int = 30, paymaster: str | None = None,
-    latest: int | None = None, max_wait: int = 0, strict: bool = False,
+    latest: int | None = None, max_wait: int = 0, strict: bool = False, next_block: int | None = None,
+    block_time: int = 1,
 ) -> BundlerError | None:
     """Checks the EntryPoint leaves to the bundler after a successful simulateValidation:
     signature failure, aggregator, and the validity window against the inclusion time.
@@ -269,8 +284,14 @@ def validation_error(
     `now` is the earliest timestamp the including block can have, `latest` the latest it is
     expected to have (chain.clock.InclusionWindow; both `now` when not given). An op valid
     only later is accepted when it becomes valid within `max_wait` s of `now` (the pool holds
-    it until it is due); `strict`: the EntryPoint wants timestamp > validAfter (v0.8+)."""
+    it until it is due); `strict`: the EntryPoint wants timestamp > validAfter (v0.8+).
+
+    A v0.9 block range is judged the same way in blocks: `next_block` is the earliest block
+    that can include the op (default: the one after the validated block), the block after it
+    is the latest expected; `block_time` converts `max_wait` and `min_valid_for` to blocks."""
     latest = now if latest is None else latest
+    next_block = result.block_number + 1 if next_block is None else next_block
+    block_time = max(1, block_time)
     acct, pm = result.account, result.paymaster
     pm_data = {"paymaster": _checksum(paymaster)} if paymaster else {}
     if acct.sig_failed:
@@ -293,17 +314,9 @@ def validation_error(
         data = {"validAfter": vd.valid_after, "validUntil": vd.valid_until, "earliestInclusion": now,
                 "latestInclusion": latest, **extra}
         if vd.block_range:
-            # the earliest block the op can be in is the one after the block it was validated on
-            block = result.block_number + 1
-            data["blockRange"] = True
-            if block <= vd.valid_after:
-                return TimeRangeInvalid(
-                    f"UserOperation is not valid yet: the {who} returned a block range valid after block "
-                    f"{vd.valid_after}, and the next block is {block}", data)
-            if block > vd.valid_until:
-                return TimeRangeInvalid(
-                    f"UserOperation expired: the {who} returned a block range valid up to block "
-                    f"{vd.valid_until}, and the next block is {block}", data)
+            err = _block_range_error(who, vd, data, next_block, block_time, max_wait, min_valid_for)
+            if err is not None:
+                return err
             continue
         wait = max(0, vd.valid_after + (1 if strict else 0) - now)
         if wait > max_wait:
@@ -325,6 +338,36 @@ def validation_error(
             return TimeRangeInvalid(
                 f"UserOperation {text}: the {who} returned validUntil {vd.valid_until}", data
             )
+    return None
+
+
+def _block_range_error(who: str, vd: ValidationData, data: dict, next_block: int, block_time: int,
+                       max_wait: int, min_valid_for: int) -> BundlerError | None:
+    """A v0.9 block range against the inclusion window in blocks (chain.clock): valid in a
+    block > validAfterBlock and <= validUntilBlock. One that starts within `max_wait` seconds'
+    worth of blocks is accepted (held until due, like a validAfter); one that ends before the
+    block after the next (+ `min_valid_for` in blocks) is refused, like a validUntil."""
+    data = {**data, "blockRange": True, "nextBlock": next_block}
+    wait = max(0, vd.valid_after + 1 - next_block)
+    max_wait_blocks = max(0, max_wait) // block_time
+    if wait > max_wait_blocks:
+        return TimeRangeInvalid(
+            f"UserOperation is not valid yet: the {who} returned a block range valid after block "
+            f"{vd.valid_after}, and the next block is {next_block} ({wait} blocks to wait; this bundler "
+            f"holds not-yet-valid ops at most {max_wait_blocks} blocks, {max_wait} s)", data)
+    last_block = next_block + 1  # the block expected by the latest inclusion time
+    margin = -(-max(0, min_valid_for) // block_time)
+    if vd.valid_until < last_block + margin:
+        if vd.valid_until < next_block:
+            text = "expired"
+        elif vd.valid_until < last_block:
+            text = "expires before it can be included"
+        else:
+            text = (f"stays valid only {vd.valid_until - last_block} blocks after the latest expected inclusion "
+                    f"block {last_block} (less than {margin}: {min_valid_for} s at {block_time} s a block)")
+        return TimeRangeInvalid(
+            f"UserOperation {text}: the {who} returned a block range valid up to block {vd.valid_until}, "
+            f"and the next block is {next_block}", data)
     return None
 
 

@@ -210,16 +210,20 @@ class Simulator:
         now: int | None = None,
         latest: int | None = None,
         max_wait: int = 0,
+        next_block: int | None = None,
+        block_time: int = 1,
     ) -> ValidationResult:
         """simulateValidation plus the checks the EntryPoint leaves to the bundler; raises the
         ERC-7769 error (ValidationRejected, SignatureInvalid, TimeRangeInvalid, ...). The time
-        range is judged against the inclusion window [now, latest] (sim.results.validation_error)."""
+        range is judged against the inclusion window [now, latest] and a v0.9 block range against
+        `next_block` (sim.results.validation_error)."""
         now = int(time.time()) if now is None else now
         out = await self.simulate_validation(op, ep, block, overrides=overrides, tracer=tracer)
         if isinstance(out, SimulationFailure):
             raise failure_error(out, op.paymaster)
         err = validation_error(out, now=now, min_valid_for=self.min_valid_for, paymaster=op.paymaster,
-                               latest=latest, max_wait=max_wait, strict=ep.valid_after_strict)
+                               latest=latest, max_wait=max_wait, strict=ep.valid_after_strict,
+                               next_block=next_block, block_time=block_time)
         if err is not None:
             raise err
         return out

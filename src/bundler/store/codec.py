@@ -71,8 +71,17 @@ def inflight_from_row(row) -> InflightTx:
 
 
 def session_activity_row(a: SessionActivity) -> tuple:
-    # stdlib json: the amounts can exceed 64 bits, which orjson refuses
-    return (a.op_hash, a.account, a.session_key, json.dumps(dataclasses.asdict(a)), a.received_at)
+    # stdlib json: the amounts can exceed 64 bits, which orjson refuses. The fields are plain
+    # JSON values already: the instance's own dict serialises the same as asdict()'s deep copy
+    # (which cost ~30 us per admitted session op)
+    return (a.op_hash, a.account, a.session_key, json.dumps(_fields(a)), a.received_at)
+
+
+def _fields(a: SessionActivity) -> dict:
+    return {f: getattr(a, f) for f in _ACTIVITY_FIELDS}
+
+
+_ACTIVITY_FIELDS = tuple(f.name for f in dataclasses.fields(SessionActivity))
 
 
 def session_activity_from_body(body: str) -> SessionActivity:

@@ -95,6 +95,7 @@ CREATE TABLE IF NOT EXISTS inflight (
 );
 """
 
+ABSENT_CACHED = 4096
 _OP_SELECT = f"SELECT {', '.join(OP_COLUMNS)} FROM ops"
 _OP_UPSERT = (f"INSERT OR REPLACE INTO ops ({', '.join(OP_COLUMNS)}) "
               f"VALUES ({', '.join('?' for _ in OP_COLUMNS)})")
@@ -133,6 +134,7 @@ class SqliteStore(WriteBehind, MemoryStore):
         self._clear_seq = 0         # seq of the last clear() (reads miss the file until durable)
         self._row_seq: dict[str, int] = {}
         self._op_json: dict[str, str] = {}
+        self._absent: dict[str, None] = {}  # hashes recently found in neither memory nor the file
         self._start_writer("store-writer")
 
     # -- set-up ---------------------------------------------------------------------------
@@ -214,10 +216,16 @@ class SqliteStore(WriteBehind, MemoryStore):
     # -- reads ----------------------------------------------------------------------------
     def get(self, op_hash: str) -> OpRecord | None:
         record = self._records.get(op_hash)
-        if record is not None or self._clear_seq > self._committed:
+        if record is not None or self._clear_seq > self._committed or op_hash in self._absent:
             return record
         row = self._read.execute(_OP_SELECT + " WHERE hash = ?", (op_hash,)).fetchone()
         if row is None:
+            # admission asks twice for a new hash (before and after validation): the second
+            # answer comes from here. Only this process writes the file, and every write goes
+            # through _written, which forgets the hash, so "not on disk" cannot go stale.
+            self._absent[op_hash] = None
+            if len(self._absent) > ABSENT_CACHED:
+                del self._absent[next(iter(self._absent))]
             return None
         record = op_from_row(row)
         self._records[record.hash] = record
@@ -249,6 +257,7 @@ class SqliteStore(WriteBehind, MemoryStore):
         return str(self.path)
 
     def _written(self, record: OpRecord) -> None:
+        self._absent.pop(record.hash, None)
         op_json = self._op_json.get(record.hash)
         if op_json is None:
             op_json = self._op_json[record.hash] = op_to_json(record.op)

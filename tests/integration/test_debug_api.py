@@ -10,13 +10,13 @@ from eth_utils import to_checksum_address
 from bundler import config as cfg
 from bundler.cli import build_parser
 from bundler.devchain.anvil import rpc as node_rpc
-from bundler.entrypoint import V07, V08
+from bundler.entrypoint import V07, V08, V09
 from bundler.userop import format_user_operation
 from conftest import RpcClient, RpcError, bundler_config
 from helpers.accounts import SimpleAccountHelper, mine, selector, send_tx
 from helpers.entities import add_stake, make_account, make_paymaster, paymaster_op
 
-EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8")]
+EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8"), pytest.param(V09, id="v0.9")]
 DEBUG_METHODS = [
     ("debug_bundler_clearState", []), ("debug_bundler_clearMempool", []), ("debug_bundler_dumpMempool", None),
     ("debug_bundler_setBundlingMode", ["manual"]), ("debug_bundler_sendBundleNow", []),

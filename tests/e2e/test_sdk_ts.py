@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not on PATH")
 
@@ -44,3 +44,10 @@ def test_ts_sdk_relay_client():
     """createRelayClient against bundler dev's session relay (sdk/ts/test/relay.test.mjs)."""
     build_ts_sdk()
     run_node_tests("sdk/ts/test/relay.test.mjs", timeout=300)
+
+
+def test_ts_sdk_erc1271():
+    """The owner's ERC-1271 / ERC-7739 signatures through viem's verifyMessage / verifyTypedData
+    against accounts on bundler dev's chain (sdk/ts/test/erc1271.test.mjs)."""
+    build_ts_sdk()
+    run_node_tests("sdk/ts/test/erc1271.test.mjs", timeout=300)

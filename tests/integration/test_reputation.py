@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bundler.devchain.anvil import rpc as node_rpc
-from bundler.entrypoint import V07, V08
+from bundler.entrypoint import V07, V08, V09
 from bundler.pool.reputation import OpEntities, ReputationBook, ReputationParams, Status, blame
 from bundler.userop import format_user_operation
 from conftest import RpcError
@@ -16,7 +16,7 @@ from helpers.entities import (
     account_op, add_stake, deploy_bytecode, drain_deposit, make_account, make_paymaster, paymaster_op,
 )
 
-EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8")]
+EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8"), pytest.param(V09, id="v0.9")]
 
 
 async def send(rpc, op, ep) -> str:
