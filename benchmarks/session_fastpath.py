@@ -153,7 +153,7 @@ def _rpc_client(url: str, bodies_by_sender: list[list[str]], concurrency: int, o
     out.put(asyncio.run(main()))
 
 
-async def run_rpc(bundler: Bundler, jobs, concurrency: int) -> tuple[float, int]:
+async def run_rpc(bundler: Bundler, jobs, concurrency: int, profile: str | None = None) -> tuple[float, int, float]:
     bundler.clear_state()
     bundler.sessions.reader.invalidate()
     by_sender: dict[str, list[str]] = {}
@@ -166,9 +166,17 @@ async def run_rpc(bundler: Bundler, jobs, concurrency: int) -> tuple[float, int]
     proc = ctx.Process(target=_rpc_client, args=(bundler.url, list(by_sender.values()), concurrency, out))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, proc.start)  # the child's start-up is not measured
+    profiler = cProfile.Profile() if profile else None
     c0 = time.process_time()
+    if profiler:
+        profiler.enable()
     elapsed, errors = await loop.run_in_executor(None, out.get)
+    if profiler:
+        profiler.disable()
     cpu = time.process_time() - c0
+    if profiler:
+        profiler.dump_stats(profile)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
     await loop.run_in_executor(None, proc.join)
     return elapsed, len(jobs) - errors, cpu
 
@@ -204,7 +212,7 @@ async def bench(url: str, chain_id: int, jobs, full_ops: int, concurrency: int, 
         sessions.fast_path = True
 
         sessions.stats.clear()
-        rpc_s, rpc_n, rpc_cpu = await run_rpc(bundler, jobs, concurrency)
+        rpc_s, rpc_n, rpc_cpu = await run_rpc(bundler, jobs, concurrency, profile and profile + ".rpc")
         rpc_rate = rpc_n / rpc_s
         assert sessions.stats["fast"] == rpc_n, sessions.stats
     finally:
@@ -237,7 +245,8 @@ def main() -> None:
     ap.add_argument("--ops-per-account", type=int, default=10, help="at most 16 (the session-account cap)")
     ap.add_argument("--full-ops", type=int, default=100, help="ops measured on the (slow) full path")
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--profile", metavar="FILE", help="cProfile the fast-path Python API run into FILE (figures then include its overhead)")
+    ap.add_argument("--profile", metavar="FILE", help="cProfile the fast-path Python API run into FILE and the RPC run into FILE.rpc "
+                         "(the figures then include the profiler's overhead)")
     args = ap.parse_args()
     node = start_anvil()
     try:
