@@ -28,6 +28,7 @@ import cProfile
 import gc
 import json
 import multiprocessing
+import os
 import pstats
 import sys
 import time
@@ -235,8 +236,19 @@ async def bench(url: str, chain_id: int, jobs, full_ops: int, concurrency: int, 
     print(f"  fast path, RPC        : {rpc_n:5d} {rpc_s:10.2f} {rpc_rate:9.0f} {cpu_per_op(rpc_cpu, rpc_n):12.0f}"
           f"   (eth_sendUserOperation over HTTP from another process; the RPC layer adds "
           f"{cpu_per_op(rpc_cpu, rpc_n) - cpu_per_op(fast_cpu, fast_n):.0f} us CPU/op)")
-    ok = fast_rate >= 1500 and fast_rate / full_rate >= 20
-    print(f"  target (>= 1,500 ops/s and >= 20x): {'met' if ok else 'NOT met'}")
+    # the machine is shared: wall-clock rates fall with the CPU share this process gets, so the
+    # rate one whole core would give (ops per CPU second of this process) is printed as well
+    fast_per_cpu = fast_n / fast_cpu if fast_cpu else 0.0
+    rpc_per_cpu = rpc_n / rpc_cpu if rpc_cpu else 0.0
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"  per CPU second        : fast path {fast_per_cpu:.0f} ops (Python API), {rpc_per_cpu:.0f} ops (RPC)"
+          f"   (load average {load}, {os.cpu_count()} CPUs)")
+    for label, rate, per_cpu, goal in (("Python API", fast_rate, fast_per_cpu, 3000), ("RPC", rpc_rate, rpc_per_cpu, 2000)):
+        print(f"  goal {label} >= {goal:,} ops/s on one core (issue 15): wall clock {rate:.0f} -> "
+              f"{'met' if rate >= goal else 'NOT met'}; per CPU second {per_cpu:.0f} -> "
+              f"{'met' if per_cpu >= goal else 'NOT met'}")
+    print(f"  issue 8's floor (>= 1,500 ops/s, Python API): wall clock {'met' if fast_rate >= 1500 else 'NOT met'}, "
+          f"per CPU second {'met' if fast_per_cpu >= 1500 else 'NOT met'}")
 
 
 def main() -> None:
