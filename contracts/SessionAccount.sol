@@ -2,7 +2,7 @@
 pragma solidity ^0.8.28;
 
 /*
- * SessionAccount: an ERC-4337 account (EntryPoint v0.7 or v0.8, fixed per deployment by the
+ * SessionAccount: an ERC-4337 account (EntryPoint v0.7, v0.8 or v0.9, fixed per deployment by the
  * immutable ENTRY_POINT) with an ECDSA owner and policy-limited session keys. The same code
  * serves behind SessionAccountFactory's ERC-1167 clones and as an EIP-7702 delegate of an EOA.
  *
@@ -88,6 +88,13 @@ pragma solidity ^0.8.28;
  * only with period > 0, known argument types with a size only for uint/int/bytes (1..32), a
  * refValue canonical for its type, no cumulative limit on an int argument, no zero paymaster.
  *
+ * ERC-1271 (isValidSignature) answers for the OWNER only, in the ERC-7739 forms (contracts/Erc7739.sol):
+ *   a PersonalSign or TypedDataSign digest nested in this account's EIP-712 domain, so a signature
+ *   is bound to this account and chain. A bare ECDSA signature over `hash` is never accepted (not
+ *   even the 7702 EOA's own: contracts that see code ask this function). Session keys cannot sign
+ *   for the account: a 1271 signature has no call, value or gas to hold to a policy, so it would be
+ *   full authority (a Permit2 permit moves every approved token). eip712Domain() is ERC-5267.
+ *
  * Storage: one ERC-7201 namespace "sessionaccount.storage.main" (no other slot is used), so a
  * 7702-delegated EOA keeps whatever other storage it had.
  *
@@ -98,6 +105,7 @@ pragma solidity ^0.8.28;
 import {IAccount} from "@account-abstraction/contracts-v07/interfaces/IAccount.sol";
 import {PackedUserOperation} from "@account-abstraction/contracts-v07/interfaces/PackedUserOperation.sol";
 import "./SessionTypes.sol";
+import {Erc7739} from "./Erc7739.sol";
 
 contract SessionAccount is IAccount {
     // ---------------------------------------------------------------- constants
@@ -129,6 +137,12 @@ contract SessionAccount is IAccount {
     bytes4 internal constant DEPOSIT_TO_SELECTOR = 0xb760faf9; // depositTo(address)
     /// initCode of an op that carries an EIP-7702 authorization (EntryPoint v0.8): 0x7702 ‖ zeros
     bytes20 internal constant EIP7702_MARKER = bytes20(bytes2(0x7702));
+
+    bytes4 internal constant ERC1271_MAGIC = 0x1626ba7e;
+    bytes4 internal constant ERC1271_INVALID = 0xffffffff;
+    /// ERC-7739 support detection: isValidSignature(0x7739…7739, any) returns 0x77390001
+    bytes32 internal constant ERC7739_PROBE = 0x7739773977397739773977397739773977397739773977397739773977397739;
+    bytes4 internal constant ERC7739_SUPPORTED = 0x77390001;
 
     address public immutable ENTRY_POINT;
     /// This implementation's own address (what clones and 7702 EOAs delegate to).
@@ -362,6 +376,59 @@ contract SessionAccount is IAccount {
             return ok ? vd : vd | SIG_VALIDATION_FAILED;
         }
         revert InvalidSignatureFormat();
+    }
+
+    // ---------------------------------------------------------------- ERC-1271 / ERC-7739
+
+    /// Whether the owner signed `hash` for this account (see the header and Erc7739.sol): a
+    /// TypedDataSign wrapping when the signature carries the app domain and contents that rebuild
+    /// `hash`, else PersonalSign with a 65-byte signature. Session keys never qualify.
+    function isValidSignature(bytes32 hash, bytes calldata signature) external view returns (bytes4) {
+        if (hash == ERC7739_PROBE) return ERC7739_SUPPORTED;
+        if (signature.length < Erc7739.ECDSA_LENGTH) return ERC1271_INVALID;
+        bytes32 digest = Erc7739.typedDataSignDigest(
+            hash, signature, SessionSpecHash.NAME_HASH, SessionSpecHash.VERSION_HASH, address(this)
+        );
+        if (digest == bytes32(0)) {
+            if (signature.length != Erc7739.ECDSA_LENGTH) return ERC1271_INVALID;
+            digest = Erc7739.personalSignDigest(domainSeparator(), hash);
+        }
+        address signer = _recoverCalldata(digest, signature[:Erc7739.ECDSA_LENGTH]);
+        return signer != address(0) && signer == owner() ? ERC1271_MAGIC : ERC1271_INVALID;
+    }
+
+    /// ERC-5267: the EIP-712 domain of enable signatures and of ERC-7739 signatures. Encoded by
+    /// hand: the compiler's encoder for this tuple of strings added 1.7 kB to an account that must
+    /// stay under the EIP-170 code size limit.
+    function eip712Domain()
+        external
+        view
+        returns (
+            bytes1, /* fields: name, version, chainId, verifyingContract */
+            string memory, /* name */
+            string memory, /* version */
+            uint256, /* chainId */
+            address, /* verifyingContract */
+            bytes32, /* salt */
+            uint256[] memory /* extensions */
+        )
+    {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, shl(248, 0x0f))
+            mstore(add(m, 0x20), 0xe0) // name
+            mstore(add(m, 0x40), 0x120) // version
+            mstore(add(m, 0x60), chainid())
+            mstore(add(m, 0x80), address())
+            mstore(add(m, 0xa0), 0) // salt
+            mstore(add(m, 0xc0), 0x160) // extensions
+            mstore(add(m, 0xe0), 14)
+            mstore(add(m, 0x100), "SessionAccount")
+            mstore(add(m, 0x120), 1)
+            mstore(add(m, 0x140), "1")
+            mstore(add(m, 0x160), 0)
+            return(m, 0x180)
+        }
     }
 
     // ---------------------------------------------------------------- execution

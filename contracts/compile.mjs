@@ -33,6 +33,11 @@ const SETTINGS = {
   outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
 };
 
+// Source units compiled with other optimizer runs (in a compilation of their own): SessionAccount
+// must stay under the EIP-170 code size limit (24,576 bytes), which runs: 1000 crossed once
+// ERC-1271/ERC-7739 came in (25.3 kB; 23.7 kB at 200 runs).
+const RUNS_OVERRIDES = { "contracts/SessionAccount.sol": 200 };
+
 function listSol(dir) {
   const out = [];
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -84,7 +89,7 @@ function main() {
   const require = createRequire(path.join(NODE_MODULES, "noop.js"));
   const solcVersion = require(path.join(NODE_MODULES, "solc", "package.json")).version;
   const hash = createHash("sha256");
-  hash.update(JSON.stringify({ solcVersion, SETTINGS }));
+  hash.update(JSON.stringify({ solcVersion, SETTINGS, RUNS_OVERRIDES }));
   for (const unit of Object.keys(all).sort()) hash.update(`${unit}\0${all[unit]}\0`);
   const digest = hash.digest("hex");
   if (!force && fs.existsSync(STAMP) && fs.readFileSync(STAMP, "utf8").trim() === digest) {
@@ -93,22 +98,39 @@ function main() {
   }
 
   const solc = require("solc");
-  const input = {
-    language: "Solidity",
-    sources: Object.fromEntries(ownFiles.map((u) => [u, { content: all[u] }])),
-    settings: SETTINGS,
-  };
   const findImports = (unit) => {
     const file = resolveImport(unit);
     return file ? { contents: fs.readFileSync(file, "utf8") } : { error: `import not found: ${unit}` };
   };
+  // one compilation for the default settings, one per runs override; each selects output only
+  // for its own units (an imported unit of another group is type-checked, not code-generated)
+  const groups = new Map();
+  for (const u of ownFiles) {
+    const runs = RUNS_OVERRIDES[u] ?? SETTINGS.optimizer.runs;
+    if (!groups.has(runs)) groups.set(runs, []);
+    groups.get(runs).push(u);
+  }
   const t0 = Date.now();
-  const output = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
+  const output = { contracts: {} };
   let failed = false;
-  for (const e of output.errors || []) {
-    const text = e.formattedMessage || e.message;
-    if (e.severity === "error") failed = true;
-    console.error(text);
+  for (const [runs, units] of groups) {
+    const input = {
+      language: "Solidity",
+      sources: Object.fromEntries(ownFiles.map((u) => [u, { content: all[u] }])),
+      settings: {
+        ...SETTINGS,
+        optimizer: { ...SETTINGS.optimizer, runs },
+        outputSelection: Object.fromEntries(units.map((u) => [u, SETTINGS.outputSelection["*"]])),
+      },
+    };
+    const out = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
+    for (const e of out.errors || []) {
+      const text = e.formattedMessage || e.message;
+      if (e.severity === "error") failed = true;
+      // the other groups report the same source warnings; print them once
+      if (e.severity === "error" || runs === SETTINGS.optimizer.runs || units.includes(e.sourceLocation?.file)) console.error(text);
+    }
+    for (const u of units) output.contracts[u] = out.contracts?.[u];
   }
   if (failed) {
     console.error("compile.mjs: compilation failed");

@@ -179,6 +179,27 @@ async def test_block_range_the_pool_entry_does_not_know_is_held_not_dropped(rpc,
 
 
 @pytest.mark.parametrize("ep", V09_ONLY)
+async def test_held_block_range_op_survives_a_restart(anvil, worlds, ep, tmp_path):
+    """Block ranges are not stored: a restart validates the pending op again, learns its range,
+    keeps holding it (the window still allows the wait) and mines it once due."""
+    from helpers.inproc import new_key
+
+    w = worlds[ep.version]
+    account, key = w.entity(), new_key(anvil.url)
+    settings = dict(data_dir=str(tmp_path), private_key=[key])
+    async with running_bundler(anvil, **settings) as (_b, client):
+        now = head(w.url)
+        h = await client.call("eth_sendUserOperation", format_user_operation(w.op(account, blocks(now + 3, now + 200))),
+                              ep.address)
+    async with running_bundler(anvil, **settings) as (b, client):
+        assert b.mempool.get(h).valid_after_block == now + 3
+        assert await client.call("debug_bundler_sendBundleNow") == "ok" and await pending(client, h)
+        node_rpc(w.url, "anvil_mine", [hex(3)])
+        await client.call("debug_bundler_sendBundleNow")
+        assert (await client.call("eth_getUserOperationReceipt", h))["success"] is True
+
+
+@pytest.mark.parametrize("ep", V09_ONLY)
 async def test_dev_chain_mines_while_a_block_range_op_waits(anvil, worlds, ep):
     """`bundler dev` (auto bundling, empty blocks while ops wait): a held block range comes due
     without anyone mining, and is mined in one bundle."""
@@ -202,6 +223,34 @@ async def test_timestamp_ranges_keep_working(rpc, clean_bundler, worlds, ep):
     w = worlds[ep.version]
     assert_ok(await send(rpc, op_with_range(w, "account", validation_data(1, 2**40)), ep))
     assert_error(await send(rpc, op_with_range(w, "account", validation_data(1, 2)), ep), TIME_RANGE, "expired")
+
+
+def head_timestamp(url: str) -> int:
+    return int(node_rpc(url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+
+
+@pytest.mark.parametrize("ep", EPS)
+async def test_time_range_held_until_due_at_each_versions_strictness(rpc, clean_bundler, worlds, ep):
+    """A validAfter a few seconds ahead is held, then bundled in the first block the EntryPoint
+    accepts it in: v0.7 at timestamp >= validAfter, v0.8 and v0.9 only at timestamp > validAfter
+    (bundling at == would revert AA22 on chain)."""
+    w = worlds[ep.version]
+    account = w.entity()
+    t = head_timestamp(w.url)
+    h = (answer := await send(rpc, w.op(account, validation_data(t + 3, 2**40)), ep))["result"]
+    assert_ok(answer)
+    nonce = executor_nonce(clean_bundler)
+    assert await rpc.call("debug_bundler_sendBundleNow") == "ok" and await pending(rpc, h)
+    node_rpc(w.url, "evm_mine", [t + 3])  # the head's timestamp is validAfter now
+    if ep.valid_after_strict:
+        assert await rpc.call("debug_bundler_sendBundleNow") == "ok" and await pending(rpc, h)
+        assert executor_nonce(clean_bundler) == nonce
+        node_rpc(w.url, "evm_mine", [t + 4])
+    await rpc.call("debug_bundler_sendBundleNow")
+    receipt = await rpc.call("eth_getUserOperationReceipt", h)
+    assert receipt["success"] is True and executor_nonce(clean_bundler) == nonce + 1
+    block = node_rpc(w.url, "eth_getBlockByNumber", [receipt["receipt"]["blockNumber"], False])
+    assert int(block["timestamp"], 16) >= t + 3 + (1 if ep.valid_after_strict else 0)
 
 
 @pytest.mark.parametrize("ep", EPS)

@@ -72,41 +72,61 @@ def new_owner_key() -> str:
     return "0x" + bytes(Account.create().key).hex()
 
 
-def test_flow1_backend_key_any_target_no_eth_3_hours(dev, tmp_path):
+def eth_balance(dev, address: str) -> int:
+    return int(call(dev.node_url, "eth_getBalance", address, "latest"), 16)
+
+
+def test_flow1_backend_key_any_target_no_eth_3_hours_sponsored(dev, tmp_path):
+    """Sponsored on the dev chain: the account never holds ETH (not before, not after its first op
+    deployed it) and has no EntryPoint deposit; the receipt names bundler dev's SponsorPaymaster."""
     key_file, backend_address = backend_key(dev, "backend_key", tmp_path)
+    sponsor = dev.paymasters["0.7"]
     granted = app(dev, "backend_key", "--factory", dev.entry_points["0.7"]["SessionAccountFactory"],
-                  "--backend", backend_address)["granted"]
-    assert granted["deployed"] is False
+                  "--backend", backend_address, "--sponsor", sponsor)["granted"]
+    assert granted["deployed"] is False and granted["accountWei"] == "0"
     now = int(call(dev.node_url, "eth_getBlockByNumber", "latest", False)["timestamp"], 16)
     assert 3 * 3600 - 60 <= granted["validUntil"] - now <= 3 * 3600
-    out = backend(dev, "backend_key", "run", "--token", dev.token, "--key-file", key_file, "--session", granted["session"])
-    assert out["minted"] == {"step": "minted", "success": True, "deployedBefore": False, "deployedNow": True,
-                             "balance": 1000}
+    out = backend(dev, "backend_key", "run", "--token", dev.token, "--key-file", key_file, "--session", granted["session"],
+                  "--paymaster", dev.bundler_url)
+    minted = out["minted"]
+    assert minted == {"step": "minted", "success": True, "deployedBefore": False, "deployedNow": True, "balance": 1000,
+                      "paymaster": minted["paymaster"], "accountWei": 0, "depositWei": 0}
+    assert minted["paymaster"].lower() == sponsor.lower()
+    assert eth_balance(dev, granted["account"]) == 0
     refused = out["value-call"]
     assert refused["refused"] is True and refused["rule"] == "SessionValueExceedsPerUse"
     assert refused["limit"] == 0 and refused["requested"] == 10**15 and refused["code"] == -32500
 
 
-def test_flow2_eip7702_call_transfer_amount_and_full_permissions(dev, tmp_path):
+def test_flow2_eip7702_call_transfer_amount_and_full_permissions_sponsored(dev, tmp_path):
+    """Sponsored on the dev chain: the EOA is funded with exactly the 0.06 ETH its sessions
+    transfer and ends with 0 (its delegation op and every session op paid by the paymaster)."""
     limited_key, limited = backend_key(dev, "eip7702", tmp_path, "limited.key")
     full_key, full = backend_key(dev, "eip7702", tmp_path, "full.key")
     recipient = Account.create().address
     owner = new_owner_key()
     impl = dev.entry_points["0.8"]["SessionAccount"]
+    sponsor = dev.paymasters["0.8"]
     granted = app(dev, "eip7702", "--implementation", impl, "--token", dev.token, "--backend", limited,
-                  "--full", full, "--to", recipient, owner_key=owner)["granted"]
+                  "--full", full, "--to", recipient, "--sponsor", sponsor, owner_key=owner)["granted"]
     assert granted["success"] is True
     assert granted["account"] == Account.from_key(owner).address
     assert granted["code"].lower() == "0xef0100" + impl[2:].lower()
+    assert granted["paymaster"].lower() == sponsor.lower() and granted["accountWei"] == str(6 * 10**16)
+    paymaster = ("--paymaster", dev.bundler_url)
     out = backend(dev, "eip7702", "run", "--token", dev.token, "--to", recipient, "--key-file", limited_key,
-                  "--session", granted["limited"])
+                  "--session", granted["limited"], *paymaster)
     assert out["transfer-50"] == {"step": "transfer-50", "success": True, "recipientTokens": 50}
     assert out["transfer-60"]["refused"] is True and out["transfer-60"]["rule"] == "SessionArgConstraintFailed"
-    assert out["eth-0.01"]["success"] is True
+    assert out["eth-0.01"]["success"] is True and out["eth-0.01"]["paymaster"].lower() == sponsor.lower()
+    assert out["eth-0.01"]["accountWei"] == 5 * 10**16
     out = backend(dev, "eip7702", "full", "--token", dev.token, "--to", recipient, "--key-file", full_key,
-                  "--session", granted["full"])
-    assert out["full-batch"] == {"step": "full-batch", "success": True, "recipientTokens": 150}
+                  "--session", granted["full"], *paymaster)
+    assert out["full-batch"] == {"step": "full-batch", "success": True, "recipientTokens": 150,
+                                 "paymaster": out["full-batch"]["paymaster"], "accountWei": 0}
+    assert out["full-batch"]["paymaster"].lower() == sponsor.lower()
     assert int(call(dev.node_url, "eth_getBalance", recipient, "latest"), 16) == 6 * 10**16
+    assert eth_balance(dev, granted["account"]) == 0
 
 
 def test_flow3_remote_backend_methods_value_limits_revoked_pending_dropped(dev, tmp_path):

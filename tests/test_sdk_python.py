@@ -101,7 +101,8 @@ def dev():
         d.stop()
 
 
-def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev):
+@pytest.mark.parametrize("version", ["0.8", "0.9"])
+def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev, version):
     """A backend that holds the user's EOA key: its first owner op carries the EIP-7702
     authorization and grants a session built with the Python builders; the session key then
     transfers within the typed constraints and is refused past them."""
@@ -114,8 +115,8 @@ def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev):
     eoa = Account.create()
     owner_key = "0x" + bytes(eoa.key).hex()
     call(dev.node_url, "anvil_setBalance", eoa.address, hex(10**18))
-    impl = dev.entry_points["0.8"]["SessionAccount"]
-    owner = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version="0.8", owner=eoa.address,
+    impl = dev.entry_points[version]["SessionAccount"]
+    owner = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version=version, owner=eoa.address,
                            eip7702_delegate=impl, owner_key=owner_key)
     assert owner.address == eoa.address.lower() and not owner.deployed()
     session_key = Account.create()
@@ -129,7 +130,7 @@ def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev):
     assert receipt["success"] is True
     assert owner.deployed() and owner.code() == abi.delegation_code(impl)
 
-    session = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version="0.8", owner=eoa.address,
+    session = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version=version, owner=eoa.address,
                              eip7702_delegate=impl, session=SessionKey("0x" + bytes(session_key.key).hex(), spec))
 
     def transfer(to: str, amount: int) -> Call:
@@ -142,3 +143,119 @@ def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev):
     with pytest.raises(RpcError) as e:
         session.send([transfer(Account.create().address.lower(), 1)])
     assert e.value.refusal.rule == "SessionArgConstraintFailed"
+
+
+def test_python_v09_enable_mode_deploys_grants_and_mints_then_session_mode(dev):
+    """EntryPoint v0.9 from the Python client: the owner's enable signature (EIP-712) rides on the
+    session key's first op, which deploys the account behind v0.9's factory, grants and mints;
+    the next op is plain session mode; the op hash is v0.9's (the bundler's receipt names it)."""
+    from eth_account import Account
+
+    from helpers.procs import call
+    from session_sdk import Call, SessionAccount, SessionKey, abi, enable_signature
+    from session_sdk.policies import call_policy, lifetime, lte, session_spec
+
+    owner = Account.create()
+    session_key = "0x" + bytes(Account.create().key).hex()
+    v = dev.entry_points["0.9"]
+    probe = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version="0.9", owner=owner.address,
+                           factory=v["SessionAccountFactory"], owner_key="0x" + bytes(owner.key).hex())
+    call(dev.node_url, "anvil_setBalance", probe.address, hex(10**18))
+    now = int(call(dev.node_url, "eth_getBlockByNumber", "latest", False)["timestamp"], 16)
+    signer = Account.from_key(session_key).address
+    spec = session_spec(signer, valid_until=now + 600, policies=[
+        call_policy(dev.token, "mint(address to, uint256 amount)", args={"amount": lte(100, lifetime(150))})])
+    ownersig = enable_signature("0x" + bytes(owner.key).hex(), spec, probe.address, probe.chain_id, 0)
+    session = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version="0.9", owner=owner.address,
+                             factory=v["SessionAccountFactory"], session=SessionKey(session_key, spec, (ownersig, 0)))
+    assert session.address == probe.address and not session.deployed()
+    mint = Call(dev.token, 0, bytes.fromhex("40c10f19") + bytes(12) + bytes.fromhex(session.address[2:]) + (100).to_bytes(32, "big"))
+    op = session.sign(session.estimate(session.build([mint])))
+    assert abi.decode_signature(op.signature).__class__.__name__ == "EnableSignature"
+    op_hash = session.bundler.send_user_operation(op, session.entry_point.address)
+    assert op_hash == "0x" + session.user_op_hash(op).hex()
+    receipt = session.bundler.wait_for_receipt(op_hash)
+    assert receipt["success"] is True and session.deployed()
+    assert session.stub_signature()[0] == 1  # granted: plain session mode from now on
+    assert session.send_and_wait([Call(dev.token, 0, mint.data[:-32] + (50).to_bytes(32, "big"))])["success"] is True
+    balance = call(dev.node_url, "eth_call", {"to": dev.token, "data": "0x70a08231" + "00" * 12 + session.address[2:]}, "latest")
+    assert int(balance, 16) == 150
+
+
+def test_python_erc1271_signatures_verify_on_the_owners_account_only(dev):
+    """session_sdk.erc1271 signs for isValidSignature (ERC-7739): the owner's message and typed
+    data signatures verify on the account they were made for (eth_call on the dev chain), not on
+    a second account of the same owner; a session key's are refused; the bytes are the TypeScript
+    SDK's for the same key and message."""
+    from eth_abi import decode, encode
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+    from eth_utils import keccak
+
+    from helpers.procs import call, wait_for
+    from session_sdk import abi, erc1271
+
+    owner = Account.create()
+    owner_key = "0x" + bytes(owner.key).hex()
+    factory = dev.entry_points["0.9"]["SessionAccountFactory"]
+    funder = call(dev.node_url, "eth_accounts")[0]
+    accounts = []
+    for salt in (0, 1):
+        tx = call(dev.node_url, "eth_sendTransaction", {"from": funder, "to": factory,
+                                                        "data": "0x" + abi.encode_create_account(owner.address, salt).hex()})
+        receipt = wait_for(lambda: call(dev.node_url, "eth_getTransactionReceipt", tx), what="createAccount mined")
+        assert receipt["status"] == "0x1"
+        out = call(dev.node_url, "eth_call", {"to": factory, "data": "0x" + (
+            bytes.fromhex("8cb84e18") + encode(["address", "uint256"], [owner.address, salt])).hex()}, "latest")
+        accounts.append(decode(["address"], bytes.fromhex(out[2:]))[0].lower())
+    a, b = accounts
+    chain_id = int(call(dev.node_url, "eth_chainId"), 16)
+
+    def valid(account: str, digest: bytes, signature: bytes) -> bool:
+        out = call(dev.node_url, "eth_call", {"to": account, "data": "0x" + (
+            erc1271.ERC1271_MAGIC + encode(["bytes32", "bytes"], [digest, signature])).hex()}, "latest")
+        return bytes.fromhex(out[2:])[:4] == erc1271.ERC1271_MAGIC
+
+    message = "Sign in to example.org, nonce 7"
+    message_hash = keccak(erc1271.prefixed_message(message))
+    sig = erc1271.sign_message(owner_key, a, chain_id, message)
+    assert valid(a, message_hash, sig)
+    assert not valid(b, message_hash, sig)
+    assert valid(b, message_hash, erc1271.sign_message(owner_key, b, chain_id, message))
+
+    permit = {
+        "types": {
+            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"},
+                             {"name": "verifyingContract", "type": "address"}],
+            "PermitDetails": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint160"},
+                              {"name": "expiration", "type": "uint48"}, {"name": "nonce", "type": "uint48"}],
+            "PermitSingle": [{"name": "details", "type": "PermitDetails"}, {"name": "spender", "type": "address"},
+                             {"name": "sigDeadline", "type": "uint256"}],
+        },
+        "primaryType": "PermitSingle",
+        "domain": {"name": "Permit2", "chainId": chain_id, "verifyingContract": "0x000000000022D473030F116dDEE9F6B43aC78BA3"},
+        "message": {"details": {"token": dev.token, "amount": 10**18, "expiration": 2_000_000_000, "nonce": 0},
+                    "spender": owner.address, "sigDeadline": 2_000_000_000},
+    }
+    signable = encode_typed_data(full_message=permit)
+    permit_hash = keccak(b"\x19\x01" + signable.header + signable.body)
+    typed_sig = erc1271.sign_typed_data(owner_key, a, chain_id, permit)
+    assert valid(a, permit_hash, typed_sig)
+    assert not valid(b, permit_hash, typed_sig)
+
+    session_key = "0x" + bytes(Account.create().key).hex()
+    assert not valid(a, message_hash, erc1271.sign_message(session_key, a, chain_id, message))
+    assert not valid(a, permit_hash, erc1271.sign_typed_data(session_key, a, chain_id, permit))
+    assert not valid(a, message_hash, abi.sign_digest(owner_key, message_hash))  # a bare signature of the hash
+
+    if NODE is None:
+        return
+    script = (f"import('{(REPO / 'sdk/ts/dist/index.js').as_posix()}').then(async m => {{"
+              f"const {{ privateKeyToAccount }} = await import('viem/accounts');"
+              f"const signer = privateKeyToAccount(process.argv[1]);"
+              f"process.stdout.write(await m.signErc1271Message({{ signer, account: process.argv[2], chainId: {chain_id},"
+              f" message: process.argv[3] }}));}})")
+    done = subprocess.run([NODE, "--input-type=module", "-e", script, owner_key, a, message], capture_output=True, text=True,
+                          timeout=60, cwd=REPO / "sdk/ts")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "0x" + sig.hex()

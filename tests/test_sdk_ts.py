@@ -44,3 +44,10 @@ def test_ts_sdk_relay_client():
     """createRelayClient against bundler dev's session relay (sdk/ts/test/relay.test.mjs)."""
     build_ts_sdk()
     run_node_tests("sdk/ts/test/relay.test.mjs", timeout=300)
+
+
+def test_ts_sdk_erc1271():
+    """The owner's ERC-1271 / ERC-7739 signatures through viem's verifyMessage / verifyTypedData
+    against accounts on bundler dev's chain (sdk/ts/test/erc1271.test.mjs)."""
+    build_ts_sdk()
+    run_node_tests("sdk/ts/test/erc1271.test.mjs", timeout=300)

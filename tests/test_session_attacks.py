@@ -384,5 +384,7 @@ async def test_delegating_away_and_back_does_not_revive_old_grants(chain, rpc, c
 def abi_authorization(signed) -> "object":
     from bundler.userop import Authorization
 
-    return Authorization(chain_id=signed.chain_id, address=signed.address.lower(), nonce=signed.nonce,
+    # eth-account gives the delegate as 20 bytes (bytes.lower() would rewrite bytes 0x41-0x5a)
+    address = signed.address if isinstance(signed.address, str) else "0x" + bytes(signed.address).hex()
+    return Authorization(chain_id=signed.chain_id, address=address.lower(), nonce=signed.nonce,
                          y_parity=signed.y_parity, r=signed.r, s=signed.s)

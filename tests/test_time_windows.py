@@ -362,3 +362,29 @@ async def test_inclusion_window_in_blocks():
     assert w.block_due(5) and not w.block_due(6)
     assert (w.wait_blocks(5), w.wait_blocks(6), w.wait_blocks(9)) == (0, 1, 4)
     assert (w.blocks(60), w.blocks(59), w.blocks(-5)) == (5, 4, 0)
+
+
+@pytest.mark.parametrize("intervals,slot", [
+    ([12, 12], 0),            # too few to call it a slot
+    ([12, 24, 12, 36], 12),   # Ethereum with missed slots
+    ([2, 2, 2], 2),           # OP chains
+    ([1, 1, 1, 1], 0),        # a one-second chain may still put the next block in the head's second
+    ([3, 5, 7], 0),           # anvil automine / evm_mine jumps: no slot
+    ([12, 18, 12], 0),
+])
+async def test_earliest_inclusion_trusts_only_a_regular_slot(intervals, slot):
+    """The earliest timestamp of the including block is head + slot only on a chain whose
+    intervals show one; otherwise the head's own (a strict validAfter == head waits for a block
+    after it instead of being bundled into an AA22 revert on anvil)."""
+    from bundler.chain.clock import InclusionClock
+    from bundler.sim import PinnedBlock
+
+    clock = InclusionClock(wall=lambda: 0.0)
+    ts = 1000
+    clock.observe(1, ts)
+    for n, gap in enumerate(intervals, start=2):
+        ts += gap
+        clock.observe(n, ts)
+    assert clock.min_interval == slot
+    head = PinnedBlock(number=len(intervals) + 1, timestamp=ts, base_fee=0, gas_limit=30_000_000)
+    assert clock.window(head).earliest == ts + slot

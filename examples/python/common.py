@@ -22,6 +22,7 @@ def parse_args(*extra: str) -> argparse.Namespace:
     p.add_argument("--session", help="the string the app handed over (serializeSession)")
     p.add_argument("--to")
     p.add_argument("--hashes", nargs="*", default=[])
+    p.add_argument("--paymaster", help="an ERC-7677 paymaster service URL (bundler dev serves pm_* on its URL)")
     return p.parse_args()
 
 
@@ -60,4 +61,14 @@ DEPOSIT = selector("deposit()")
 
 def balance_of(node, token: str, who: str) -> int:
     out = node.eth_call(token, selector("balanceOf(address)") + encode(["address"], [who]))
+    return int.from_bytes(out, "big")
+
+
+def eth_balance(node, address: str) -> int:
+    return int(node.call("eth_getBalance", address, "latest"), 16)
+
+
+def deposit_of(account) -> int:
+    """The account's EntryPoint deposit (what it prepaid for gas)."""
+    out = account.node.eth_call(account.entry_point.address, selector("balanceOf(address)") + encode(["address"], [account.address]))
     return int.from_bytes(out, "big")

@@ -3,7 +3,7 @@
 // In your app, import from "@session-bundler/sdk"; the examples use the checkout's build.
 import { createPublicClient, createWalletClient, defineChain, http, parseAbi, type Address, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { createBundlerClient } from "viem/account-abstraction";
+import { createBundlerClient, createPaymasterClient } from "viem/account-abstraction";
 import type { SessionSmartAccount } from "../../sdk/ts/dist/index.js";
 
 export type Args = Record<string, string>;
@@ -26,7 +26,12 @@ export async function clients(args: Args) {
   const publicClient = createPublicClient({ chain, transport: http(args.node), pollingInterval: 200 });
   const bundlerFor = (account: SessionSmartAccount) =>
     createBundlerClient({ client: publicClient, transport: http(args.bundler), account, pollingInterval: 200 });
-  return { chain, publicClient, bundlerFor };
+  // ERC-7677: viem asks the paymaster service (pm_* methods; `bundler dev` serves them on the
+  // bundler URL) for stub data before estimation and for the signed data before signing
+  const paymaster = createPaymasterClient({ transport: http(args.paymaster ?? args.bundler) });
+  const sponsoredBundlerFor = (account: SessionSmartAccount) =>
+    createBundlerClient({ client: publicClient, transport: http(args.bundler), account, paymaster, pollingInterval: 200 });
+  return { chain, publicClient, bundlerFor, sponsoredBundlerFor };
 }
 
 /** The dev chain lets anyone set a balance: stands in for the user funding the account. */

@@ -34,6 +34,7 @@ class DevBundler:
     entry_points: dict[str, dict[str, str]]
     proc: subprocess.Popen
     output: list[str] = field(default_factory=list)
+    paymasters: dict[str, str] = field(default_factory=dict)  # EntryPoint version -> SponsorPaymaster
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -85,5 +86,7 @@ def start_dev_bundler(*args: str, timeout: float = 180.0) -> DevBundler:
         m = re.match(r"\s+(SimpleAccountFactory|SessionAccount|SessionAccountFactory)\s+(0x[0-9a-fA-F]{40})", line)
         if m and current is not None:
             current[m.group(1)] = m.group(2)
+    paymasters = dict(re.findall(r"SponsorPaymaster v(\d\.\d)\s+(0x[0-9a-fA-F]{40})", text))
     return DevBundler(grab(r"bundler URL\s+(http://\S+)"), grab(r"node URL\s+(http://\S+)"),
-                      int(grab(r"chain id (\d+)")), grab(r"TestERC20\s+(0x[0-9a-fA-F]{40})"), eps, proc, lines)
+                      int(grab(r"chain id (\d+)")), grab(r"TestERC20\s+(0x[0-9a-fA-F]{40})"), eps, proc, lines,
+                      paymasters)

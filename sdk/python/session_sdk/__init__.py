@@ -6,27 +6,28 @@
     packing      packed form and the userOpHash of each EntryPoint version
     entrypoints  the EntryPoint versions (address + hash)
     policies     builders for every policy the account enforces
-    client       JSON-RPC to the bundler and the node (urllib3)
+    client       JSON-RPC to the bundler, the node and an ERC-7677 paymaster (urllib3)
     account      SessionAccount: build, estimate, sign (owner / session / enable), send, wait
     serialize    the string an app hands its backend (serializeSession of the TypeScript SDK)
     errors       RpcError and the typed SessionRefusal
+    erc1271      the owner's ERC-1271 signatures (ERC-7739 PersonalSign / TypedDataSign)
 
     relay        RelayClient of the bundler's session relay (/relay/v1: server-held session keys)
                  and its signed-request scheme
 """
-from . import abi, policies
+from . import abi, erc1271, policies
 from .abi import ArgConstraint, Call, CallPolicy, Condition, Limit, LimitKind, SessionSpec, TransferPolicy, word
 from .account import SessionAccount, SessionKey, enable_signature
-from .client import BundlerClient, JsonRpc
+from .client import BundlerClient, JsonRpc, PaymasterClient
 from .relay import RelayClient, RelayError
-from .entrypoints import V07, V08, EntryPoint, entry_point
+from .entrypoints import V07, V08, V09, EntryPoint, entry_point
 from .errors import RpcError, SessionRefusal
 from .serialize import SessionGrant, deserialize_session, serialize_session
 from .userop import UserOperation
 
 __all__ = [
-    "ArgConstraint", "BundlerClient", "Call", "CallPolicy", "Condition", "EntryPoint", "JsonRpc", "Limit", "LimitKind",
+    "ArgConstraint", "BundlerClient", "Call", "CallPolicy", "Condition", "EntryPoint", "JsonRpc", "Limit", "LimitKind", "PaymasterClient",
     "RelayClient", "RelayError", "RpcError", "SessionAccount", "SessionGrant", "SessionKey", "SessionRefusal", "SessionSpec", "TransferPolicy",
-    "UserOperation", "V07", "V08", "abi", "policies", "deserialize_session", "enable_signature", "entry_point",
+    "UserOperation", "V07", "V08", "V09", "abi", "erc1271", "policies", "deserialize_session", "enable_signature", "entry_point",
     "serialize_session", "word",
 ]

@@ -14,7 +14,7 @@ from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector as selector
 
 from . import abi
-from .client import BundlerClient, JsonRpc
+from .client import BundlerClient, JsonRpc, PaymasterClient, with_paymaster_fields
 from .entrypoints import EntryPoint, entry_point
 from .serialize import SessionGrant
 from .userop import EIP7702_FACTORY, Authorization, UserOperation
@@ -49,8 +49,11 @@ class SessionAccount:
     def __init__(self, *, bundler: BundlerClient | str, node: JsonRpc | str | None = None, entry_point_version: str = "0.7",
                  owner: str, address: str | None = None, factory: str | None = None, salt: int = 0,
                  eip7702_delegate: str | None = None, owner_key: str | None = None, session: SessionKey | None = None,
-                 chain_id: int | None = None, nonce_key: int = 0):
+                 chain_id: int | None = None, nonce_key: int = 0, paymaster: PaymasterClient | str | None = None):
         self.bundler = BundlerClient(bundler) if isinstance(bundler, str) else bundler
+        # ERC-7677 sponsorship: stub data before estimation, the signed data before signing (a
+        # session's grant must list the paymaster in gas.paymasters)
+        self.paymaster = PaymasterClient(paymaster) if isinstance(paymaster, str) else paymaster
         # node reads go to the node when given, else through the bundler (it forwards eth_call & co.)
         self.node = (JsonRpc(node) if isinstance(node, str) else node) or self.bundler
         self.entry_point: EntryPoint = entry_point(entry_point_version)
@@ -78,14 +81,15 @@ class SessionAccount:
 
     @classmethod
     def from_grant(cls, grant: SessionGrant, session_key: str, bundler: BundlerClient | str,
-                   node: JsonRpc | str | None = None) -> "SessionAccount":
+                   node: JsonRpc | str | None = None, paymaster: PaymasterClient | str | None = None) -> "SessionAccount":
         """The account of a grant an app handed over (deserialize_session), driven by its session key."""
         key = SessionKey(session_key, grant.spec, grant.enable)
         if key.address != grant.spec.signer:
             raise ValueError(f"the session key {key.address} is not the grant's signer {grant.spec.signer}")
         return cls(bundler=bundler, node=node, entry_point_version=grant.entry_point, owner=grant.owner,
                    address=grant.account, factory=grant.factory, salt=grant.salt,
-                   eip7702_delegate=grant.eip7702_implementation, session=key, chain_id=grant.chain_id)
+                   eip7702_delegate=grant.eip7702_implementation, session=key, chain_id=grant.chain_id,
+                   paymaster=paymaster)
 
     # ------------------------------------------------------------ chain reads
 
@@ -149,7 +153,10 @@ class SessionAccount:
             pre_verification_gas=_ESTIMATE_PLACEHOLDER_GAS, max_fee_per_gas=max_fee, max_priority_fee_per_gas=priority,
             signature=b"", factory=factory, factory_data=factory_data, eip7702_auth=auth,
         )
-        return replace(op, signature=self.stub_signature())
+        op = replace(op, signature=self.stub_signature())
+        if self.paymaster is not None:
+            op = with_paymaster_fields(op, self.paymaster.stub_data(op, self.entry_point.address, self.chain_id))
+        return op
 
     def stub_signature(self) -> bytes:
         dummy = abi.DUMMY_ECDSA_SIGNATURE
@@ -169,6 +176,10 @@ class SessionAccount:
         return self.entry_point.user_op_hash(op, self.chain_id, self.eip7702_delegate if op.is_eip7702 else None)
 
     def sign(self, op: UserOperation) -> UserOperation:
+        """Signs `op` (its paymaster fields first: the userOpHash covers them)."""
+        if self.paymaster is not None and op.paymaster is not None:
+            op = with_paymaster_fields(replace(op, signature=self.stub_signature()),
+                                       self.paymaster.data(op, self.entry_point.address, self.chain_id))
         digest = self.user_op_hash(op)
         if self.session is None:
             return replace(op, signature=abi.encode_owner_signature(abi.sign_digest(self.owner_key, digest)))

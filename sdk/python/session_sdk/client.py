@@ -1,10 +1,12 @@
-"""JSON-RPC to the bundler and the node over HTTP (urllib3), synchronous: what a backend needs to
-build, estimate, send and follow its ops and read its session."""
+"""JSON-RPC to the bundler, the node and an ERC-7677 paymaster service over HTTP (urllib3),
+synchronous: what a backend needs to build, estimate, sponsor, send and follow its ops and read
+its session."""
 from __future__ import annotations
 
 import itertools
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import urllib3
@@ -95,3 +97,32 @@ class BundlerClient(JsonRpc):
 
     def get_session_activity(self, account: str, session_key: str) -> list[dict]:
         return self.call("session_getActivity", account, session_key)
+
+
+class PaymasterClient(JsonRpc):
+    """An ERC-7677 paymaster service (pm_getPaymasterStubData / pm_getPaymasterData): this
+    bundler serves it on its own URL and on /paymaster. `context` is passed as sent (e.g.
+    {"policyId": "…"})."""
+
+    def __init__(self, url: str, context: Any = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 pool: urllib3.PoolManager | None = None):
+        super().__init__(url, timeout, pool)
+        self.context = context
+
+    def stub_data(self, op: UserOperation, entry_point: str, chain_id: int) -> dict:
+        return self.call("pm_getPaymasterStubData", format_user_operation(op), entry_point, hex(chain_id), self.context)
+
+    def data(self, op: UserOperation, entry_point: str, chain_id: int) -> dict:
+        return self.call("pm_getPaymasterData", format_user_operation(op), entry_point, hex(chain_id), self.context)
+
+
+def with_paymaster_fields(op: UserOperation, answer: dict) -> UserOperation:
+    """The op with the paymaster fields of a pm_* answer (gas limits only when the answer names
+    them: pm_getPaymasterData may leave the stub's in place)."""
+    changes: dict[str, Any] = {"paymaster": answer["paymaster"].lower(),
+                               "paymaster_data": bytes.fromhex(answer.get("paymasterData", "0x")[2:])}
+    for key, attr in (("paymasterVerificationGasLimit", "paymaster_verification_gas_limit"),
+                      ("paymasterPostOpGasLimit", "paymaster_post_op_gas_limit")):
+        if answer.get(key) is not None:
+            changes[attr] = int(answer[key], 16)
+    return replace(op, **changes)

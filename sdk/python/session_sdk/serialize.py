@@ -88,7 +88,7 @@ def spec_from_json(data: dict) -> abi.SessionSpec:
 @dataclass(frozen=True)
 class SessionGrant:
     chain_id: int
-    entry_point: str  # "0.7" | "0.8"
+    entry_point: str  # "0.7" | "0.8" | "0.9"
     account: str
     owner: str
     spec: abi.SessionSpec

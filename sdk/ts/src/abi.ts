@@ -74,6 +74,21 @@ export const sessionAccountAbi = [
   fn("enableDigest", [SESSION_SPEC_ABI, uint(64, "nonce")], [{ name: "", type: "bytes32" }], "view"),
   fn("specHash", [SESSION_SPEC_ABI], [{ name: "", type: "bytes32" }], "pure"),
   fn("domainSeparator", [], [{ name: "", type: "bytes32" }], "view"),
+  fn("isValidSignature", [{ name: "hash", type: "bytes32" }, { name: "signature", type: "bytes" }], [{ name: "", type: "bytes4" }], "view"),
+  fn(
+    "eip712Domain",
+    [],
+    [
+      { name: "fields", type: "bytes1" },
+      { name: "name", type: "string" },
+      { name: "version", type: "string" },
+      { name: "chainId", type: "uint256" },
+      { name: "verifyingContract", type: "address" },
+      { name: "salt", type: "bytes32" },
+      { name: "extensions", type: "uint256[]" },
+    ],
+    "view",
+  ),
   fn(
     "remaining",
     [address("signer"), uint(8, "scope"), uint(256, "policyIndex"), uint(256, "constraintIndex"), uint(48, "periodIndex")],

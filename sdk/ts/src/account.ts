@@ -7,6 +7,7 @@ import {
   decodeFunctionData,
   encodeFunctionData,
   getAddress,
+  hashTypedData,
   type Account,
   type Address,
   type Hex,
@@ -29,6 +30,7 @@ import {
   type UserOperation,
 } from "viem/account-abstraction";
 import { sessionAccountAbi, sessionAccountFactoryAbi } from "./abi.js";
+import { personalSignTypedData, typedDataSignTypedData, wrapTypedDataSignature } from "./erc1271.js";
 import {
   encodeEnableSignature,
   encodeOwnerSignature,
@@ -279,13 +281,25 @@ export async function toSessionAccount(parameters: ToSessionAccountParameters): 
       }
       return encodeSessionSignature({ signer: getAddress(session.signer.address), periodIndex: period, signature: sessionSignature });
     },
-    async signMessage() {
-      throw new Error("SessionAccount has no ERC-1271 isValidSignature in this version: it cannot sign messages");
+    // ERC-1271 through ERC-7739 (see erc1271.ts): the owner signs typed data nested in this
+    // account's domain; viem's toSmartAccount adds the ERC-6492 wrapper while undeployed.
+    async signMessage({ message }) {
+      const typed = personalSignTypedData(message, address, chainId());
+      return signTyped(typed as never);
     },
-    async signTypedData() {
-      throw new Error("SessionAccount has no ERC-1271 isValidSignature in this version: it cannot sign typed data");
+    async signTypedData(typedData) {
+      const nested = typedDataSignTypedData(typedData as never, address, chainId());
+      return wrapTypedDataSignature(typedData as never, await signTyped(nested as never));
     },
   };
+  // the owner's signature of typed data (a wallet shows it); a session key may not sign for the account
+  async function signTyped(typed: Parameters<LocalAccount["signTypedData"]>[0]): Promise<Hex> {
+    if (session || !ownerSigner) {
+      throw new Error("a session key cannot sign messages for SessionAccount: isValidSignature (ERC-1271) answers for the owner only");
+    }
+    if (ownerSigner.signTypedData) return ownerSigner.signTypedData(typed);
+    return signHash(ownerSigner, hashTypedData(typed as never), null, "the owner");
+  }
   return (await toSmartAccount(implementation)) as SessionSmartAccount;
 }
 

@@ -9,3 +9,4 @@ export * from "./serialize.js";
 export * from "./rpc.js";
 export * from "./erc7715.js";
 export * from "./relay.js";
+export * from "./erc1271.js";

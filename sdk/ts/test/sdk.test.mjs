@@ -137,115 +137,121 @@ describe("toSessionAccount with viem createBundlerClient", () => {
     assert.equal(afterRevoke.rule, "SessionIsRevoked");
   });
 
-  test("v0.8 enable mode: the owner signs typed data once, the session key's first op deploys, grants and mints; the next op is plain session mode", async () => {
-    const v = dev.entryPoints["0.8"];
-    const owner = privateKeyToAccount(generatePrivateKey());
-    const wallet = createWalletClient({ chain, transport: http(dev.nodeUrl), account: owner });
-    const ownerView = await toSessionAccount({ client: publicClient, entryPoint: "0.8", owner, factory: v.sessionAccountFactory });
-    await fund(ownerView.address);
-    const sessionKey = privateKeyToAccount(generatePrivateKey());
-    const spec = mintSpec(sessionKey.address, (await now()) + 3600);
-    const enable = await enableSession({ client: publicClient, owner: wallet, account: ownerView.address, spec });
-    assert.equal(enable.nonce, 0n);
+  for (const version of ["0.8", "0.9"]) {
+    test(`v${version} enable mode: the owner signs typed data once, the session key's first op deploys, grants and mints; the next op is plain session mode`, async () => {
+      const v = dev.entryPoints[version];
+      const owner = privateKeyToAccount(generatePrivateKey());
+      const wallet = createWalletClient({ chain, transport: http(dev.nodeUrl), account: owner });
+      const ownerView = await toSessionAccount({ client: publicClient, entryPoint: version, owner, factory: v.sessionAccountFactory });
+      await fund(ownerView.address);
+      const sessionKey = privateKeyToAccount(generatePrivateKey());
+      const spec = mintSpec(sessionKey.address, (await now()) + 3600);
+      const enable = await enableSession({ client: publicClient, owner: wallet, account: ownerView.address, spec });
+      assert.equal(enable.nonce, 0n);
 
-    const sessionAccount = await toSessionAccount({
-      client: publicClient, entryPoint: "0.8", owner: owner.address, factory: v.sessionAccountFactory,
-      session: { signer: sessionKey, spec, enable },
+      const sessionAccount = await toSessionAccount({
+        client: publicClient, entryPoint: version, owner: owner.address, factory: v.sessionAccountFactory,
+        session: { signer: sessionKey, spec, enable },
+      });
+      assert.equal(sessionAccount.address, ownerView.address);
+      const client = bundlerFor(sessionAccount);
+      const first = await sendAndWait(client, [mint(sessionAccount.address, 60n)]);
+      assert.equal(first.success, true);
+      const firstOp = await client.getUserOperation({ hash: first.userOpHash });
+      assert.equal(decodeSignature(firstOp.userOperation.signature).mode, "enable");
+      // the owner's typed-data signature is over exactly the account's enableDigest
+      const digest = await publicClient.readContract({ address: sessionAccount.address, abi: sessionAccountAbi, functionName: "enableDigest", args: [spec, 0n] });
+      assert.equal(digest, enableDigest({ spec, nonce: 0n, account: sessionAccount.address, chainId: dev.chainId }));
+
+      const second = await sendAndWait(client, [mint(sessionAccount.address, 60n)]);
+      assert.equal(second.success, true);
+      const secondOp = await client.getUserOperation({ hash: second.userOpHash });
+      assert.equal(decodeSignature(secondOp.userOperation.signature).mode, "session");
+      assert.equal(await balanceOf(sessionAccount.address), 120n);
     });
-    assert.equal(sessionAccount.address, ownerView.address);
-    const client = bundlerFor(sessionAccount);
-    const first = await sendAndWait(client, [mint(sessionAccount.address, 60n)]);
-    assert.equal(first.success, true);
-    const firstOp = await client.getUserOperation({ hash: first.userOpHash });
-    assert.equal(decodeSignature(firstOp.userOperation.signature).mode, "enable");
-    // the owner's typed-data signature is over exactly the account's enableDigest
-    const digest = await publicClient.readContract({ address: sessionAccount.address, abi: sessionAccountAbi, functionName: "enableDigest", args: [spec, 0n] });
-    assert.equal(digest, enableDigest({ spec, nonce: 0n, account: sessionAccount.address, chainId: dev.chainId }));
+  }
 
-    const second = await sendAndWait(client, [mint(sessionAccount.address, 60n)]);
-    assert.equal(second.success, true);
-    const secondOp = await client.getUserOperation({ hash: second.userOpHash });
-    assert.equal(decodeSignature(secondOp.userOperation.signature).mode, "session");
-    assert.equal(await balanceOf(sessionAccount.address), 120n);
-  });
+  for (const version of ["0.8", "0.9"]) {
+    test(`EIP-7702 on v${version}: the EOA's first owner op carries its authorization and grants; the session key sends ETH within its transfer policy`, async () => {
+      const v = dev.entryPoints[version];
+      const eoa = privateKeyToAccount(generatePrivateKey());
+      await fund(eoa.address);
+      const ownerAccount = await toSessionAccount({ client: publicClient, entryPoint: version, owner: eoa, eip7702: { implementation: v.sessionAccount } });
+      assert.equal(ownerAccount.address, eoa.address);
+      const sessionKey = privateKeyToAccount(generatePrivateKey());
+      const recipient = privateKeyToAccount(generatePrivateKey()).address;
+      const spec = sessionSpec({
+        signer: sessionKey.address, validUntil: (await now()) + 600,
+        policies: [transferPolicy({ target: recipient, maxValuePerUse: parseEther("0.01"), valueLimit: lifetime(parseEther("0.015")) })],
+      });
+      const authorization = await eip7702Authorization(ownerAccount, eoa);
+      assert.ok(authorization, "a fresh EOA needs an authorization");
+      const ownerClient = bundlerFor(ownerAccount);
+      const grantHash = await ownerClient.sendUserOperation({ calls: [grantSessionCall(eoa.address, spec)], authorization });
+      const granted = await ownerClient.waitForUserOperationReceipt({ hash: grantHash, timeout: 60_000 });
+      assert.equal(granted.success, true);
+      assert.equal(await eip7702Authorization(ownerAccount, eoa), undefined);
+      const code = await publicClient.getCode({ address: eoa.address });
+      assert.equal(code.toLowerCase(), `0xef0100${v.sessionAccount.slice(2).toLowerCase()}`);
 
-  test("EIP-7702 on v0.8: the EOA's first owner op carries its authorization and grants; the session key sends ETH within its transfer policy", async () => {
-    const v = dev.entryPoints["0.8"];
-    const eoa = privateKeyToAccount(generatePrivateKey());
-    await fund(eoa.address);
-    const ownerAccount = await toSessionAccount({ client: publicClient, entryPoint: "0.8", owner: eoa, eip7702: { implementation: v.sessionAccount } });
-    assert.equal(ownerAccount.address, eoa.address);
-    const sessionKey = privateKeyToAccount(generatePrivateKey());
-    const recipient = privateKeyToAccount(generatePrivateKey()).address;
-    const spec = sessionSpec({
-      signer: sessionKey.address, validUntil: (await now()) + 600,
-      policies: [transferPolicy({ target: recipient, maxValuePerUse: parseEther("0.01"), valueLimit: lifetime(parseEther("0.015")) })],
+      const sessionAccount = await toSessionAccount({
+        client: publicClient, entryPoint: version, owner: eoa.address, eip7702: { implementation: v.sessionAccount },
+        session: { signer: sessionKey, spec },
+      });
+      const client = bundlerFor(sessionAccount);
+      const sent = await sendAndWait(client, [{ to: recipient, value: parseEther("0.01") }]);
+      assert.equal(sent.success, true);
+      assert.equal(await publicClient.getBalance({ address: recipient }), parseEther("0.01"));
+      const refusal = await refusalOf(client.sendUserOperation({ calls: [{ to: recipient, value: parseEther("0.01") }] }));
+      assert.equal(refusal.rule, "SessionCumulativeLimitExceeded");
+      assert.equal(refusal.remaining, parseEther("0.005"));
     });
-    const authorization = await eip7702Authorization(ownerAccount, eoa);
-    assert.ok(authorization, "a fresh EOA needs an authorization");
-    const ownerClient = bundlerFor(ownerAccount);
-    const grantHash = await ownerClient.sendUserOperation({ calls: [grantSessionCall(eoa.address, spec)], authorization });
-    const granted = await ownerClient.waitForUserOperationReceipt({ hash: grantHash, timeout: 60_000 });
-    assert.equal(granted.success, true);
-    assert.equal(await eip7702Authorization(ownerAccount, eoa), undefined);
-    const code = await publicClient.getCode({ address: eoa.address });
-    assert.equal(code.toLowerCase(), `0xef0100${v.sessionAccount.slice(2).toLowerCase()}`);
-
-    const sessionAccount = await toSessionAccount({
-      client: publicClient, entryPoint: "0.8", owner: eoa.address, eip7702: { implementation: v.sessionAccount },
-      session: { signer: sessionKey, spec },
-    });
-    const client = bundlerFor(sessionAccount);
-    const sent = await sendAndWait(client, [{ to: recipient, value: parseEther("0.01") }]);
-    assert.equal(sent.success, true);
-    assert.equal(await publicClient.getBalance({ address: recipient }), parseEther("0.01"));
-    const refusal = await refusalOf(client.sendUserOperation({ calls: [{ to: recipient, value: parseEther("0.01") }] }));
-    assert.equal(refusal.rule, "SessionCumulativeLimitExceeded");
-    assert.equal(refusal.remaining, parseEther("0.005"));
-  });
+  }
 });
 
 describe("permissionless createSmartAccountClient", () => {
-  test("owner mode sends a transaction; a session account built from a serialized grant mints", async () => {
-    const v = dev.entryPoints["0.7"];
-    const owner = privateKeyToAccount(generatePrivateKey());
-    const ownerAccount = await toSessionAccount({ client: publicClient, entryPoint: "0.7", owner, factory: v.sessionAccountFactory });
-    await fund(ownerAccount.address);
-    // permissionless' documented set-up: fees from the bundler's pimlico_getUserOperationGasPrice
-    const pimlico = createPimlicoClient({ transport: http(dev.bundlerUrl), chain });
-    const gasPrice = await pimlico.getUserOperationGasPrice();
-    assert.ok(gasPrice.fast.maxPriorityFeePerGas > 0n && gasPrice.fast.maxFeePerGas >= gasPrice.fast.maxPriorityFeePerGas);
-    let priced = 0;
-    const smartClient = createSmartAccountClient({
-      account: ownerAccount, chain, client: publicClient, bundlerTransport: http(dev.bundlerUrl), pollingInterval: 100,
-      userOperation: { estimateFeesPerGas: async () => { priced += 1; return (await pimlico.getUserOperationGasPrice()).fast; } },
-    });
-    const recipient = privateKeyToAccount(generatePrivateKey()).address;
-    const txHash = await smartClient.sendTransaction({ to: recipient, value: 12345n });
-    assert.match(txHash, /^0x[0-9a-f]{64}$/);
-    assert.equal(await publicClient.getBalance({ address: recipient }), 12345n);
-    assert.ok(priced >= 1, "the smart account client priced its op through the bundler");
+  for (const version of ["0.7", "0.9"]) {
+    test(`v${version}: owner mode sends a transaction; a session account built from a serialized grant mints`, async () => {
+      const v = dev.entryPoints[version];
+      const owner = privateKeyToAccount(generatePrivateKey());
+      const ownerAccount = await toSessionAccount({ client: publicClient, entryPoint: version, owner, factory: v.sessionAccountFactory });
+      await fund(ownerAccount.address);
+      // permissionless' documented set-up: fees from the bundler's pimlico_getUserOperationGasPrice
+      const pimlico = createPimlicoClient({ transport: http(dev.bundlerUrl), chain });
+      const gasPrice = await pimlico.getUserOperationGasPrice();
+      assert.ok(gasPrice.fast.maxPriorityFeePerGas > 0n && gasPrice.fast.maxFeePerGas >= gasPrice.fast.maxPriorityFeePerGas);
+      let priced = 0;
+      const smartClient = createSmartAccountClient({
+        account: ownerAccount, chain, client: publicClient, bundlerTransport: http(dev.bundlerUrl), pollingInterval: 100,
+        userOperation: { estimateFeesPerGas: async () => { priced += 1; return (await pimlico.getUserOperationGasPrice()).fast; } },
+      });
+      const recipient = privateKeyToAccount(generatePrivateKey()).address;
+      const txHash = await smartClient.sendTransaction({ to: recipient, value: 12345n });
+      assert.match(txHash, /^0x[0-9a-f]{64}$/);
+      assert.equal(await publicClient.getBalance({ address: recipient }), 12345n);
+      assert.ok(priced >= 1, "the smart account client priced its op through the bundler");
 
-    // the app grants (enable mode) and hands one string to its backend
-    const sessionKey = privateKeyToAccount(generatePrivateKey());
-    const spec = mintSpec(sessionKey.address, (await now()) + 3600);
-    const enable = await enableSession({ client: publicClient, owner, account: ownerAccount.address, spec });
-    const text = serializeSession({
-      chainId: dev.chainId, entryPoint: "0.7", account: ownerAccount.address, owner: owner.address,
-      factory: v.sessionAccountFactory, salt: 0n, spec, enable,
-    });
-    assert.equal(typeof text, "string");
-    const grant = deserializeSession(text);
-    assert.deepEqual(grant.spec, spec);
-    assert.equal(grant.enable.nonce, enable.nonce);
+      // the app grants (enable mode) and hands one string to its backend
+      const sessionKey = privateKeyToAccount(generatePrivateKey());
+      const spec = mintSpec(sessionKey.address, (await now()) + 3600);
+      const enable = await enableSession({ client: publicClient, owner, account: ownerAccount.address, spec });
+      const text = serializeSession({
+        chainId: dev.chainId, entryPoint: version, account: ownerAccount.address, owner: owner.address,
+        factory: v.sessionAccountFactory, salt: 0n, spec, enable,
+      });
+      assert.equal(typeof text, "string");
+      const grant = deserializeSession(text);
+      assert.deepEqual(grant.spec, spec);
+      assert.equal(grant.enable.nonce, enable.nonce);
 
-    const backendAccount = await toSessionAccount({ client: publicClient, ...sessionAccountParameters(grant, sessionKey) });
-    const backendClient = createSmartAccountClient({
-      account: backendAccount, chain, client: publicClient, bundlerTransport: http(dev.bundlerUrl), pollingInterval: 100,
+      const backendAccount = await toSessionAccount({ client: publicClient, ...sessionAccountParameters(grant, sessionKey) });
+      const backendClient = createSmartAccountClient({
+        account: backendAccount, chain, client: publicClient, bundlerTransport: http(dev.bundlerUrl), pollingInterval: 100,
+      });
+      await backendClient.sendTransaction({ calls: [mint(backendAccount.address, 42n)] });
+      assert.equal(await balanceOf(backendAccount.address), 42n);
     });
-    await backendClient.sendTransaction({ calls: [mint(backendAccount.address, 42n)] });
-    assert.equal(await balanceOf(backendAccount.address), 42n);
-  });
+  }
 });
 
 describe("ERC-7715 grantPermissions", () => {

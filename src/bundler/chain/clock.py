@@ -5,12 +5,16 @@ bounds on that timestamp.
 
     window = clock.window(head)     # InclusionWindow(earliest, latest)
 
-earliest  a timestamp the including block cannot be below: the head's plus the shortest
-          interval observed between consecutive blocks (0 until two have been seen: anvil
-          gives consecutive blocks the same timestamp when they come within its clock's
-          second, so "a block is later than its parent" does not hold everywhere). Chains with
-          slots (12 s on Ethereum, 2 s on OP chains) never produce a shorter interval than the
-          one observed. The wall clock is deliberately not used:
+earliest  a timestamp the including block cannot be below: the head's plus the chain's slot
+          when it has one (12 s on Ethereum, 2 s on OP chains: such a chain never produces a
+          shorter interval), else the head's own (anvil gives consecutive blocks the same
+          timestamp when they come within its clock's second, so "a block is later than its
+          parent" does not hold everywhere). A slot is trusted only from MIN_SLOT_SAMPLES
+          intervals between consecutive blocks, the shortest at least 2 s and every one a
+          multiple of it (missed slots): a chain that mines on demand (anvil automine, where
+          evm_mine may also jump the clock) shows arbitrary intervals and may put the next
+          block in the head's second, and a bundle sent for a timestamp it does not get
+          reverts on chain (AA22), at the executor's cost. The wall clock is deliberately not used:
           a dev chain's timestamps can run ahead of it and a lagging chain's behind it. An op
           is *due* when it is valid at `earliest`; the pre-send bundle check runs with it as
           the block timestamp (eth_call block override / py-evm block context).
@@ -43,6 +47,7 @@ from collections import deque
 from dataclasses import dataclass
 
 MAX_BLOCK_TIME_S = 30  # a longer observed interval (an idle dev chain) is not a block time
+MIN_SLOT_SAMPLES = 3  # intervals seen before the shortest one counts as the chain's slot
 SAMPLES = 32
 
 
@@ -106,7 +111,14 @@ class InclusionClock:
 
     @property
     def min_interval(self) -> int:
-        return min(self._intervals) if self._intervals else 0
+        """The chain's slot (the least a block's timestamp exceeds its parent's), 0 unless the
+        intervals seen show one (module doc)."""
+        if len(self._intervals) < MIN_SLOT_SAMPLES:
+            return 0
+        slot = min(self._intervals)
+        if slot < 2 or any(i % slot for i in self._intervals):
+            return 0
+        return slot
 
     def chain_now(self) -> int:
         """The chain's clock now, on the late side (the largest offset seen)."""
