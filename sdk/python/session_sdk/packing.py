@@ -102,7 +102,7 @@ def _init_code_hash(op: UserOperation, eip7702_delegate: str | None) -> bytes:
 
 # The hashed structs hold only static fields, so their ABI encoding is a plain concatenation of
 # 32-byte words; building it by hand is ~5x faster than eth_abi (this runs for every op at
-# admission). tests/test_userop.py checks the hashes against the EntryPoints' getUserOpHash.
+# admission). tests/integration/test_userop.py checks the hashes against the EntryPoints' getUserOpHash.
 
 
 def _w_addr(a: str) -> bytes:
