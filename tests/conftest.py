@@ -1,8 +1,14 @@
 """Shared fixtures: one anvil with the EntryPoints per test session, and a bundler served over
-HTTP on a free port inside the test event loop."""
+HTTP on a free port inside the test event loop.
+
+The tests live in three rooms, each marked after its folder (markers registered in
+pyproject.toml): tests/unit (no node: pure logic, fakes, SQLite in a temp dir), tests/integration
+(an anvil node and an in-process bundler), tests/e2e (real clients and subprocesses: bundler
+processes, `bundler dev`, node scripts). `pytest -m unit` runs the first room alone."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,6 +19,26 @@ from bundler import config as cfg
 from bundler.devchain import deploy_all, free_port, fund, start_anvil
 
 EXECUTOR_KEY = "0x" + "5e" * 32
+TESTS = Path(__file__).resolve().parent
+ROOMS = ("unit", "integration", "e2e")
+
+
+def room_of(path: Path) -> str | None:
+    """The room (first folder under tests/) a test file lives in, None outside the three."""
+    try:
+        first = Path(path).resolve().relative_to(TESTS).parts[0]
+    except (ValueError, IndexError):
+        return None
+    return first if first in ROOMS else None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        room = room_of(item.path)
+        if room is None:
+            raise pytest.UsageError(f"{item.nodeid}: a test file belongs in tests/unit, tests/integration "
+                                    "or tests/e2e (see tests/conftest.py)")
+        item.add_marker(getattr(pytest.mark, room))
 
 
 @pytest.fixture(scope="session")
@@ -137,3 +163,24 @@ async def unsafe_rpc(anvil):
             yield client
     finally:
         await b.stop()
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """A private PostgreSQL server per test module (skips the module's tests when none can be started)."""
+    from helpers.pg import PostgresUnavailable, start_postgres
+
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as e:
+        pytest.skip(f"PostgreSQL tests skipped: {e}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dsn(pg):
+    """A fresh database on that server."""
+    return pg.database()

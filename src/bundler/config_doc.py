@@ -1,5 +1,5 @@
 """Writes the settings table of docs/configuration.md from the Config dataclass, so the doc
-cannot drift from the code (tests/test_config.py checks it is up to date).
+cannot drift from the code (tests/unit/test_config.py checks it is up to date).
 
     python -m bundler.config_doc            # rewrite the table in docs/configuration.md
     python -m bundler.config_doc --check    # exit 1 if it is out of date

@@ -101,7 +101,7 @@ V09 = EntryPointVersion(
     block_range_validity=True,
     # checked against 0.9.0-rc.1's storageLayout (solc 0.8.28): deposits 0, nonces 1, the EIP712
     # name/version fallbacks 2-3, _senderCreator 4, __domainSeparatorV4 5 (as v0.8); the test
-    # is tests/test_sim_validation.py::test_sender_storage_reads_come_from_the_prefetch[v09]
+    # is tests/integration/test_sim_validation.py::test_sender_storage_reads_come_from_the_prefetch[v09]
     simulation_slots=(4, 5),
     reproducible=False,
     simple_7702_account="0xa46cc63ebf4bd77888aa327837d20b23a63a56b5",

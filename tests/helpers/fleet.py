@@ -1,7 +1,7 @@
 """Several real `bundler run --store postgres` processes on one PostgreSQL and one anvil that mines
 a block every second, fresh funded (not yet deployed) SimpleAccounts with signed first ops, and
 what the chain says afterwards: UserOperationEvent logs per op and the receipts of every bundle
-transaction. Used by tests/test_multi_instance.py and benchmarks/multi_instance.py."""
+transaction. Used by tests/e2e/test_multi_instance.py and benchmarks/multi_instance.py."""
 from __future__ import annotations
 
 import os

@@ -102,7 +102,7 @@ def _init_code_hash(op: UserOperation, eip7702_delegate: str | None) -> bytes:
 
 # The hashed structs hold only static fields, so their ABI encoding is a plain concatenation of
 # 32-byte words; building it by hand is ~5x faster than eth_abi (this runs for every op at
-# admission). tests/test_userop.py checks the hashes against the EntryPoints' getUserOpHash.
+# admission). tests/integration/test_userop.py checks the hashes against the EntryPoints' getUserOpHash.
 
 
 def _w_addr(a: str) -> bytes:
@@ -174,7 +174,7 @@ def encode_packed_op(op: UserOperation) -> bytes:
     """ABI encoding of one PackedUserOperation tuple as it sits inside handleOps' array.
 
     Built by hand like the hashed structs below (eth_abi took ~85 us per op, and every admission
-    prices preVerificationGas on these bytes); tests/test_userop.py checks it against eth_abi's
+    prices preVerificationGas on these bytes); tests/integration/test_userop.py checks it against eth_abi's
     handleOps calldata and against _packed_op_encoder()."""
     tails = [_w_bytes(init_code(op)), _w_bytes(op.call_data), _w_bytes(paymaster_and_data(op)),
              _w_bytes(op.signature)]

@@ -9,6 +9,7 @@ import {
   createPublicClient, createWalletClient, defineChain, hashMessage, hashTypedData, http, parseEther, zeroAddress,
 } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { createSmartAccountClient } from "permissionless/clients";
 import {
   callPolicy, sessionAccountAbi, sessionAccountDomain, sessionAccountFactoryAbi, sessionSpec, signErc1271Message,
   signErc1271TypedData, toSessionAccount,
@@ -100,6 +101,13 @@ describe("ERC-1271 isValidSignature (ERC-7739) with the SDK and viem", () => {
       const changed = { ...typed, message: { ...typed.message, spender: zeroAddress, maker: zeroAddress } };
       assert.equal(await publicClient.verifyTypedData({ address: a, ...changed, signature: sig }), false);
     }
+
+    // through permissionless' smart account client (its signMessage / signTypedData use the account's)
+    const smartClient = createSmartAccountClient({ account: accountA, chain, client: publicClient, bundlerTransport: http(dev.bundlerUrl) });
+    const viaClient = await smartClient.signMessage({ message });
+    assert.equal(await publicClient.verifyMessage({ address: a, message, signature: viaClient }), true);
+    const typedViaClient = await smartClient.signTypedData(permit(owner.address));
+    assert.equal(await publicClient.verifyTypedData({ address: a, ...permit(owner.address), signature: typedViaClient }), true);
 
     // a bare ECDSA signature of the hash (no nesting in the account's domain) is never accepted
     const rawOwner = await owner.sign({ hash: hashMessage(message) });

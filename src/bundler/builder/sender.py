@@ -69,6 +69,9 @@ class BundleSender:
         self.chain_id = chain_id
         # replacements the node refused as underpriced, for tests and metrics
         self.underpriced_refusals = 0
+        # times a stuck bundle was due for replacement (whether or not a new attempt went out):
+        # tests wait on it instead of sleeping through replacement periods
+        self.replace_rounds = 0
 
     # -- signing ------------------------------------------------------------------------------
     def _sign(self, executor: Executor, tx: dict) -> TxAttempt:
@@ -227,6 +230,7 @@ class BundleSender:
                 return FollowResult(None, foreign=True)
             if executor is not None and time.monotonic() > deadline:
                 await self.replace(inflight, executor)
+                self.replace_rounds += 1
                 deadline = time.monotonic() + self.config.tx_replace_after_s
             latest = self.head.latest.number if self.head.latest else None
             await self.head.wait_new_block(latest, 0.2)

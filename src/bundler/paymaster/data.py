@@ -7,7 +7,7 @@ paymasterAndData = paymaster (20) | paymasterVerificationGasLimit (16) | paymast
 `signaturePrefix` binds the first bytes of the account's own signature: a policy that sponsors
 one session key puts mode 0x01 + that key there, so the sponsorship cannot be reused by the
 account owner or another key for the same op. The digest must equal the contract's getHash
-(tests/test_paymaster_contract.py checks it against the deployed contract).
+(tests/integration/test_paymaster_contract.py checks it against the deployed contract).
 """
 from __future__ import annotations
 

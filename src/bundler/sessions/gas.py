@@ -18,7 +18,7 @@ allowance period write, later consumptions of the same limit in the op on dirty 
 calldata copied into memory, hashed and logged. Memory grows with the consumptions only (the
 SessionUsed array doubles as needed), never with the spec. Then a margin.
 
-tests/test_session_differential.py::test_gas_bound_covers_measured_validation checks the bound
+tests/integration/test_session_differential.py::test_gas_bound_covers_measured_validation checks the bound
 against py-evm measurements (the estimator's buffered limit) of random specs and calls, and
 that it stays within a small factor of them. eth_estimateUserOperationGas returns at least this
 bound as verificationGasLimit for session ops, so estimated ops qualify for the fast path.

@@ -1,7 +1,7 @@
 """Off-chain evaluation of a session op against its SessionSpec, mirroring
 SessionAccount._validateSignature / _useSession / _checkCall / _consume step by step (the
 comment block at the top of contracts/SessionAccount.sol is the rulebook; the differential
-test tests/test_session_differential.py holds the two together).
+test tests/integration/test_session_differential.py holds the two together).
 
     state = SessionState(...)                  # what the account stores (see sessions.state)
     facts = OpFacts.of(op, entry_point, implementation)   # gas fields, paymaster, protected targets

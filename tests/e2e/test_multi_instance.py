@@ -18,7 +18,6 @@ from helpers.fleet import (
 )
 from helpers.procs import RpcFailure, wait_for
 from bundler.entrypoint import V07, V08
-from test_postgres_store import pg  # noqa: F401  (the module's PostgreSQL server fixture)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from bundler.devchain.anvil import rpc as node_rpc
 from conftest import RpcError
-from erc7562_common import EPS, assert_ok, make_worlds, send
+from helpers.erc7562_common import EPS, assert_ok, make_worlds, send
 from helpers.accounts import mine
 
 pytestmark = pytest.mark.asyncio

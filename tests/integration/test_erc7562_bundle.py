@@ -9,7 +9,7 @@ from bundler.contracts_build import load_contract
 from bundler.devchain.anvil import rpc as node_rpc
 from bundler.userop import format_user_operation
 from conftest import RpcError
-from erc7562_common import EPS, OPCODE_VIOLATION, assert_error, assert_ok, make_worlds, send
+from helpers.erc7562_common import EPS, OPCODE_VIOLATION, assert_error, assert_ok, make_worlds, send
 from helpers.accounts import mine
 
 pytestmark = pytest.mark.asyncio

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from erc7562_common import EPS, OPCODE_VIOLATION, assert_error, assert_ok, make_worlds, send
+from helpers.erc7562_common import EPS, OPCODE_VIOLATION, assert_error, assert_ok, make_worlds, send
 
 pytestmark = pytest.mark.asyncio
 CREATES = ["CREATE", "CREATE2"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from erc7562_common import EPS, OPCODE_VIOLATION, STAKE_TOO_LOW, ROLES, assert_error, assert_ok, make_worlds, send
+from helpers.erc7562_common import EPS, OPCODE_VIOLATION, STAKE_TOO_LOW, ROLES, assert_error, assert_ok, make_worlds, send
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,7 +9,7 @@ import pytest
 from bundler.devchain.anvil import rpc as node_rpc
 from bundler.sim.results import VALIDITY_BLOCK_RANGE_FLAG
 from bundler.userop import format_user_operation, parse_user_operation
-from erc7562_common import EPS, assert_error, assert_ok, make_worlds, send
+from helpers.erc7562_common import EPS, assert_error, assert_ok, make_worlds, send
 from helpers.inproc import eventually, running_bundler
 
 pytestmark = pytest.mark.asyncio

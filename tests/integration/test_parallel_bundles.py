@@ -11,11 +11,16 @@ from eth_hash.auto import keccak
 from bundler.devchain.anvil import rpc as node_rpc
 from bundler.entrypoint import V07
 from helpers.bundlers import funded_account, running_bundler, signed_op
+from helpers.inproc import eventually
 
 pytestmark = pytest.mark.asyncio
 
 KEYS = ["0x" + keccak(f"parallel executor {i}".encode()).hex() for i in range(3)]
 ADDRESSES = [Account.from_key(k).address.lower() for k in KEYS]
+
+
+def _pending(anvil) -> int:
+    return int(node_rpc(anvil.url, "txpool_status", [])["pending"], 16)
 
 
 def fund_executors(anvil) -> None:
@@ -34,12 +39,9 @@ async def test_free_keys_send_bundles_at_the_same_time(anvil):
         try:
             bundling = asyncio.create_task(rpc.call("debug_bundler_sendBundleNow"))
             # all three bundles are waiting in the node's pool at once: nothing was mined yet
-            for _ in range(200):
-                pending = int(node_rpc(anvil.url, "txpool_status", [])["pending"], 16)
-                if pending >= 3 or bundling.done():
-                    break
-                await asyncio.sleep(0.05)
-            assert pending == 3, pending
+            await eventually(lambda: _pending(anvil) >= 3 or bundling.done(), timeout=10, interval=0.05,
+                             what="three bundles in the node's pool")
+            assert _pending(anvil) == 3
             node_rpc(anvil.url, "evm_mine", [])
             tx_hashes = await asyncio.wait_for(bundling, 30)
         finally:
@@ -77,17 +79,12 @@ async def test_a_senders_next_op_waits_for_its_bundle_in_flight(anvil):
         node_rpc(anvil.url, "evm_setAutomine", [False])
         try:
             in_flight = asyncio.create_task(rpc.call("debug_bundler_sendBundleNow"))
-            for _ in range(200):
-                if int(node_rpc(anvil.url, "txpool_status", [])["pending"], 16) == 1:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: _pending(anvil) == 1, timeout=10, interval=0.05, what="the first bundle in the pool")
             second = await rpc.call("eth_sendUserOperation", signed_op(anvil, s, nonce=1), V07.address)
             other = await rpc.call("eth_sendUserOperation", signed_op(anvil, t), V07.address)
             parallel = asyncio.create_task(rpc.call("debug_bundler_sendBundleNow"))
-            for _ in range(200):
-                if int(node_rpc(anvil.url, "txpool_status", [])["pending"], 16) == 2:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: _pending(anvil) == 2, timeout=10, interval=0.05,
+                             what="the parallel bundle next to the first")
             node_rpc(anvil.url, "evm_mine", [])
             await asyncio.wait_for(asyncio.gather(in_flight, parallel), 30)
         finally:
@@ -107,16 +104,14 @@ async def test_auto_mode_bundles_with_several_keys(anvil):
         hashes = await asyncio.gather(*(rpc.call("eth_sendUserOperation", signed_op(anvil, a), V07.address)
                                         for a in accts))
         receipts = {}
-        for _ in range(300):
+
+        async def all_mined() -> bool:
             for h in hashes:
-                if h not in receipts:
-                    r = await rpc.call("eth_getUserOperationReceipt", h)
-                    if r is not None:
-                        receipts[h] = r
-            if len(receipts) == len(hashes):
-                break
-            await asyncio.sleep(0.05)
-        assert len(receipts) == len(hashes)
+                if h not in receipts and (r := await rpc.call("eth_getUserOperationReceipt", h)) is not None:
+                    receipts[h] = r
+            return len(receipts) == len(hashes)
+
+        await eventually(all_mined, timeout=30, interval=0.05, what="every op mined")
         assert all(r["success"] for r in receipts.values())
         senders = {node_rpc(anvil.url, "eth_getTransactionByHash", [r["receipt"]["transactionHash"]])["from"].lower()
                    for r in receipts.values()}

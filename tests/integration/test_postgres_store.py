@@ -17,29 +17,10 @@ from bundler.entrypoint import V07, V08
 from bundler.store import OpStatus
 from helpers.accounts import DevChain
 from helpers.inproc import eventually, running_bundler, send_op
-from test_store import record
-from test_store import test_store_interface as store_interface_checks
+from helpers.stores import check_store_interface as store_interface_checks
+from helpers.stores import record
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module")
-def pg():
-    from helpers.pg import PostgresUnavailable, start_postgres
-
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as e:
-        pytest.skip(f"PostgreSQL tests skipped: {e}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def dsn(pg):
-    return pg.database()
 
 
 def open_store(dsn):
@@ -224,7 +205,7 @@ async def test_session_audit_log_is_shared_and_kept(dsn):
 
 def slot_op(i: int, slot: int, fee: int = 2 * 10**9, tip: int = 10**9):
     """Record i for the sender/nonce slot `slot` (several records may share one slot)."""
-    from test_store import make_op
+    from helpers.stores import make_op
 
     return record(i, op=make_op(i, sender="0x" + f"{slot:040x}", nonce=slot, max_fee_per_gas=fee,
                                 max_priority_fee_per_gas=tip))
@@ -290,7 +271,7 @@ async def test_a_mined_op_is_not_admitted_again_by_an_instance_that_simulated_it
 
 
 async def test_claims_keep_a_sender_in_one_bundle_and_its_nonces_in_order(dsn):
-    from test_store import make_op
+    from helpers.stores import make_op
 
     a, b = open_store(dsn), open_store(dsn)
     try:

@@ -14,7 +14,6 @@ from bundler.sessions import abi
 from helpers.inproc import running_bundler
 from helpers.relay import RelayClient, register, wait_call, wait_grant
 from helpers.sessions import SessionAccountHandle, deploy_session_contracts, erc20_balance, selector
-from test_postgres_store import dsn, pg  # noqa: F401  (fixtures)
 
 MINT = selector("mint(address,uint256)")
 

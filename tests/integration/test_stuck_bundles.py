@@ -60,7 +60,9 @@ async def test_stuck_bundle_is_replaced_with_higher_fees_up_to_the_cap(chain, ma
         inflight = b.store.inflight()[0]
         attempts = len(inflight.attempts)
         assert all(a.max_fee <= cap for a in inflight.attempts) and attempts >= 3
-        await asyncio.sleep(1.5)  # three more replace-after periods: nothing new
+        # three more replacement rounds at the cap: nothing new
+        rounds = b.builder.sender.replace_rounds
+        await eventually(lambda: b.builder.sender.replace_rounds >= rounds + 3, what="three more replacement rounds")
         assert len(b.store.inflight()[0].attempts) == attempts
         assert list(pool_txs(chain.url, executor)) == [nonce]
 
@@ -115,7 +117,11 @@ async def test_nonce_taken_by_another_transaction_rebundles_the_ops(chain, manua
             "type": 2, "chainId": chain.chain_id, "nonce": int(nonce), "to": to_checksum_address(ANVIL_ACCOUNT0), "value": 0,
             "gas": 21000, "maxFeePerGas": fee(ours) * 10, "maxPriorityFeePerGas": fee(ours) * 5}, key)
         theirs_hash = rpc(chain.url, "eth_sendRawTransaction", ["0x" + bytes(theirs.raw_transaction).hex()])
-        await asyncio.sleep(1.0)  # our replacements are capped at 2x: theirs stays
+        # our replacements are capped at 2x: the node refuses them and theirs stays
+        rounds = b.builder.sender.replace_rounds
+        await eventually(lambda: b.builder.sender.replace_rounds >= rounds + 2, what="two replacement rounds")
+        assert b.builder.sender.underpriced_refusals >= 1
+        assert pool_txs(chain.url, executor)[nonce]["hash"] == theirs_hash
         rpc(chain.url, "evm_mine", [])
         assert rpc(chain.url, "eth_getTransactionReceipt", [theirs_hash]) is not None
         # the ops go back to the pool and are sent again with the next nonce

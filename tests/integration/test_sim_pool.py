@@ -13,6 +13,7 @@ from bundler.entrypoint import V07, V08
 from bundler.errors import ExecutionReverted, SignatureInvalid, ValidationRejected
 from bundler.sim import GasEstimate, NoopTracer, Simulator, ValidationResult
 from helpers.accounts import selector, send_handle_ops, user_operation_events
+from helpers.inproc import eventually
 
 from eth_abi import encode
 
@@ -25,6 +26,15 @@ async def sim(chain, request):
         yield s
     finally:
         await s.close()
+
+
+def _alive(pid: int) -> bool:
+    """Still running (a zombie waiting to be reaped counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def signed(chain, acct, **kw):
@@ -96,7 +106,7 @@ async def test_pool_recovers_from_a_dead_worker(chain, sim):
     pid = await sim._run("ping")
     assert pid != os.getpid()
     os.kill(pid, signal.SIGKILL)
-    await asyncio.sleep(0.2)
+    await eventually(lambda: not _alive(pid), timeout=10, interval=0.02, what=f"worker {pid} to die")
     acct = chain.account(V07)
     res = await sim.validate(signed(chain, acct), V07, chain.pinned())
     assert isinstance(res, ValidationResult)
