@@ -325,15 +325,3 @@ async def test_init_code_of_an_existing_account(rpc, clean_bundler, worlds, ep):
     await rpc.call("debug_bundler_sendBundleNow")
     assert (await rpc.call("eth_getUserOperationReceipt", answer["result"]))["success"] is True
 
-
-async def test_block_range_failures_are_time_range_errors():
-    """v0.9 reverts AA27 / AA37 for a block range outside the block (where v0.7/v0.8 say
-    AA22 / AA32): found at bundle time they answer -32503 like a time range, not -32500/-32504."""
-    from eth_abi import encode as abi_encode
-
-    from bundler.sim.results import SEL_FAILED_OP, decode_failure, failure_error
-
-    for reason, who in (("AA27 outside valid block range", "account"), ("AA37 paymaster inval block range", "paymaster")):
-        error = failure_error(decode_failure(SEL_FAILED_OP + abi_encode(["uint256", "string"], [0, reason])),
-                              "0x" + "11" * 20)
-        assert error.code == TIME_RANGE and f"the {who}'s block range" in error.message, error
