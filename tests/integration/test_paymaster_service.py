@@ -17,8 +17,9 @@ from bundler.paymaster.signer import PaymasterSigner
 from bundler.userop import format_user_operation, parse_user_operation
 
 from conftest import RpcError
-from helpers.accounts import SimpleAccountHelper, entry_point_deposit, mine
+from helpers.accounts import entry_point_deposit, mine
 from helpers.inproc import eventually, running_bundler
+from helpers.paymaster import sponsor, unsigned
 
 SIGNER_KEY = "0x" + "c3" * 32
 SIGNER = PaymasterSigner(SIGNER_KEY)
@@ -81,22 +82,6 @@ async def pm_bundler(chain, paymasters, policies_file):
         paymaster_settle_interval_s=0.2,
     ) as (bundler, client):
         yield bundler, client
-
-
-def unsigned(acct: SimpleAccountHelper, target: str | None = None, **changes) -> dict:
-    return format_user_operation(acct.op(acct.execute(target or "0x" + os.urandom(20).hex(), 0, b"\x01"), **changes))
-
-
-async def sponsor(client, chain, acct, context=None, **changes) -> dict:
-    """stub, then data, as a client does; returns the op (RPC form) signed by the account."""
-    op = unsigned(acct, **changes)
-    stub = await client.call("pm_getPaymasterStubData", op, acct.ep.address, hex(chain.chain_id), context)
-    assert stub["isFinal"] is False and stub["paymaster"]
-    op.update({k: stub[k] for k in ("paymaster", "paymasterData", "paymasterVerificationGasLimit",
-                                     "paymasterPostOpGasLimit")})
-    data = await client.call("pm_getPaymasterData", op, acct.ep.address, hex(chain.chain_id), context)
-    op.update(data)
-    return format_user_operation(acct.sign(parse_user_operation(op), chain.chain_id))
 
 
 @pytest.mark.parametrize("ep", [V07, V08, V09], ids=["v07", "v08", "v09"])
