@@ -10,12 +10,11 @@ import textwrap
 
 import pytest
 
-from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
 from bundler.entrypoint import V07, V08, V09
 from bundler.paymaster.signer import PaymasterSigner
 
-from helpers.accounts import mine
 from helpers.bundlers import running_bundler
+from helpers.paymaster import sponsor_paymasters
 from test_e2e_clients import NODE, checks, report, run_clients
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not on PATH")
@@ -26,12 +25,7 @@ SIGNER_KEY = "0x" + "e7" * 32
 @pytest.fixture(scope="module")
 async def sponsoring_bundler(anvil, tmp_path_factory):
     signer = PaymasterSigner(SIGNER_KEY)
-    contracts = []
-    for ep in (V07, V08, V09):
-        address = deploy_paymaster(anvil.url, ep, signer.address)
-        fund_paymaster(anvil.url, address, 10**19)
-        contracts.append(f"{ep.version}={address}")
-    mine(anvil.url)
+    contracts = [f"{v}={a}" for v, a in sponsor_paymasters(anvil.url, signer.address).items()]
     policies = tmp_path_factory.mktemp("e2e-pm") / "policies.toml"
     policies.write_text(textwrap.dedent("""
         [policies.e2e]

@@ -11,15 +11,14 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
 from bundler.entrypoint import V07, V08, V09
 from bundler.paymaster.signer import PaymasterSigner
 from bundler.userop import format_user_operation, parse_user_operation
 
 from conftest import RpcError
-from helpers.accounts import entry_point_deposit, mine
+from helpers.accounts import entry_point_deposit
 from helpers.inproc import eventually, running_bundler
-from helpers.paymaster import sponsor, unsigned
+from helpers.paymaster import sponsor, sponsor_paymasters, unsigned
 
 SIGNER_KEY = "0x" + "c3" * 32
 SIGNER = PaymasterSigner(SIGNER_KEY)
@@ -28,12 +27,7 @@ ALLOWED_TARGET = "0x" + "a7" * 20
 
 @pytest.fixture(scope="module")
 def paymasters(chain):
-    out = {}
-    for ep in (V07, V08, V09):
-        out[ep.version] = deploy_paymaster(chain.url, ep, SIGNER.address)
-        fund_paymaster(chain.url, out[ep.version], 10**19)
-    mine(chain.url)
-    return out
+    return sponsor_paymasters(chain.url, SIGNER.address)
 
 
 @pytest.fixture(scope="module")
