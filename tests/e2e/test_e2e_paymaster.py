@@ -1,8 +1,8 @@
 """End-to-end sponsorship with real clients from npm, unchanged: viem createBundlerClient +
 createPaymasterClient (on the paymaster's own path) and permissionless createSmartAccountClient
 with its `paymaster:` option (on the bundler URL), each sending ops from an unfunded
-counterfactual SimpleAccount on EntryPoint v0.7 and v0.8, under a named policy; on v0.9 viem
-with its Simple7702Account (an EOA holding no ether, delegated by its first, sponsored op)."""
+counterfactual SimpleAccount on EntryPoint v0.7 and v0.8, under a named policy; on v0.9 both
+with viem's Simple7702Account (an EOA holding no ether, delegated by its first, sponsored op)."""
 from __future__ import annotations
 
 import os
@@ -50,7 +50,8 @@ async def _run(client: str, anvil, bundler) -> list[dict]:
 
 
 @pytest.mark.parametrize("client", ["viem-paymaster-v07", "viem-paymaster-v08", "viem-paymaster-v09",
-                                    "permissionless-paymaster-v07", "permissionless-paymaster-v08"])
+                                    "permissionless-paymaster-v07", "permissionless-paymaster-v08",
+                                    "permissionless-paymaster-v09"])
 async def test_sponsored_ops_from_an_unfunded_account(anvil, sponsoring_bundler, client):
     bundler, _rpc = sponsoring_bundler
     out = await _run(client, anvil, bundler)
