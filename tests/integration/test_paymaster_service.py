@@ -159,7 +159,8 @@ async def test_bad_requests_are_params_errors(chain, pm_bundler):
 async def test_account_budget_exhausted_then_given_back_when_dropped(chain, pm_bundler):
     """'small' allows 0.002 ether per account and day: one op (max cost ~0.0016 ether) fits, a
     second is refused with what is left; once the first is dropped its budget is back."""
-    _bundler, client = pm_bundler
+    bundler, client = pm_bundler
+    released_before = (await _sponsorship_counts(bundler)).get(("small", "released", ""), 0)
     acct = chain.account(V07, deployed=True, funded=0)
     ctx = {"policyId": "small"}
     op = await sponsor(client, chain, acct, ctx)
@@ -180,6 +181,7 @@ async def test_account_budget_exhausted_then_given_back_when_dropped(chain, pm_b
         status = await client.call("pm_getSponsorshipStatus", "small", acct.address)
         return int(status["account"]["spent"]) == 0
     await eventually(given_back, what="the dropped op's budget to be given back")
+    assert (await _sponsorship_counts(bundler)).get(("small", "released", ""), 0) == released_before + 1
     await sponsor(client, chain, acct, ctx, nonce=0)
 
 
