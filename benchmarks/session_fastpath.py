@@ -28,6 +28,7 @@ import cProfile
 import gc
 import json
 import multiprocessing
+import os
 import pstats
 import sys
 import time
@@ -153,7 +154,7 @@ def _rpc_client(url: str, bodies_by_sender: list[list[str]], concurrency: int, o
     out.put(asyncio.run(main()))
 
 
-async def run_rpc(bundler: Bundler, jobs, concurrency: int) -> tuple[float, int]:
+async def run_rpc(bundler: Bundler, jobs, concurrency: int, profile: str | None = None) -> tuple[float, int, float]:
     bundler.clear_state()
     bundler.sessions.reader.invalidate()
     by_sender: dict[str, list[str]] = {}
@@ -166,9 +167,17 @@ async def run_rpc(bundler: Bundler, jobs, concurrency: int) -> tuple[float, int]
     proc = ctx.Process(target=_rpc_client, args=(bundler.url, list(by_sender.values()), concurrency, out))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, proc.start)  # the child's start-up is not measured
+    profiler = cProfile.Profile() if profile else None
     c0 = time.process_time()
+    if profiler:
+        profiler.enable()
     elapsed, errors = await loop.run_in_executor(None, out.get)
+    if profiler:
+        profiler.disable()
     cpu = time.process_time() - c0
+    if profiler:
+        profiler.dump_stats(profile)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
     await loop.run_in_executor(None, proc.join)
     return elapsed, len(jobs) - errors, cpu
 
@@ -204,7 +213,7 @@ async def bench(url: str, chain_id: int, jobs, full_ops: int, concurrency: int, 
         sessions.fast_path = True
 
         sessions.stats.clear()
-        rpc_s, rpc_n, rpc_cpu = await run_rpc(bundler, jobs, concurrency)
+        rpc_s, rpc_n, rpc_cpu = await run_rpc(bundler, jobs, concurrency, profile and profile + ".rpc")
         rpc_rate = rpc_n / rpc_s
         assert sessions.stats["fast"] == rpc_n, sessions.stats
     finally:
@@ -227,8 +236,19 @@ async def bench(url: str, chain_id: int, jobs, full_ops: int, concurrency: int, 
     print(f"  fast path, RPC        : {rpc_n:5d} {rpc_s:10.2f} {rpc_rate:9.0f} {cpu_per_op(rpc_cpu, rpc_n):12.0f}"
           f"   (eth_sendUserOperation over HTTP from another process; the RPC layer adds "
           f"{cpu_per_op(rpc_cpu, rpc_n) - cpu_per_op(fast_cpu, fast_n):.0f} us CPU/op)")
-    ok = fast_rate >= 1500 and fast_rate / full_rate >= 20
-    print(f"  target (>= 1,500 ops/s and >= 20x): {'met' if ok else 'NOT met'}")
+    # the machine is shared: wall-clock rates fall with the CPU share this process gets, so the
+    # rate one whole core would give (ops per CPU second of this process) is printed as well
+    fast_per_cpu = fast_n / fast_cpu if fast_cpu else 0.0
+    rpc_per_cpu = rpc_n / rpc_cpu if rpc_cpu else 0.0
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"  per CPU second        : fast path {fast_per_cpu:.0f} ops (Python API), {rpc_per_cpu:.0f} ops (RPC)"
+          f"   (load average {load}, {os.cpu_count()} CPUs)")
+    for label, rate, per_cpu, goal in (("Python API", fast_rate, fast_per_cpu, 3000), ("RPC", rpc_rate, rpc_per_cpu, 2000)):
+        print(f"  goal {label} >= {goal:,} ops/s on one core (issue 15): wall clock {rate:.0f} -> "
+              f"{'met' if rate >= goal else 'NOT met'}; per CPU second {per_cpu:.0f} -> "
+              f"{'met' if per_cpu >= goal else 'NOT met'}")
+    print(f"  issue 8's floor (>= 1,500 ops/s, Python API): wall clock {'met' if fast_rate >= 1500 else 'NOT met'}, "
+          f"per CPU second {'met' if fast_per_cpu >= 1500 else 'NOT met'}")
 
 
 def main() -> None:
@@ -237,7 +257,8 @@ def main() -> None:
     ap.add_argument("--ops-per-account", type=int, default=10, help="at most 16 (the session-account cap)")
     ap.add_argument("--full-ops", type=int, default=100, help="ops measured on the (slow) full path")
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--profile", metavar="FILE", help="cProfile the fast-path Python API run into FILE (figures then include its overhead)")
+    ap.add_argument("--profile", metavar="FILE", help="cProfile the fast-path Python API run into FILE and the RPC run into FILE.rpc "
+                         "(the figures then include the profiler's overhead)")
     args = ap.parse_args()
     node = start_anvil()
     try:

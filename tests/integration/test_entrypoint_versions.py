@@ -179,6 +179,35 @@ async def test_block_range_the_pool_entry_does_not_know_is_held_not_dropped(rpc,
 
 
 @pytest.mark.parametrize("ep", V09_ONLY)
+async def test_unknown_block_range_in_unsafe_mode_is_held_at_the_bundle_check(anvil, worlds, ep):
+    """The same without safe mode (no second validation): the bundle check's AA27 for an op
+    whose entry did not know its range does not drop it; it is held with its sender's next
+    nonce, and both are mined once the range starts."""
+    from bundler.pool.requeue import entry_from_record
+
+    w = worlds[ep.version]
+    async with running_bundler(anvil, unsafe=True) as (b, client):
+        account = w.entity()
+        now = head(w.url)
+        first = w.op(account, blocks(now + 3, now + 200))
+        second = w.op(account, blocks(now - 1, now + 200), nonce=first.nonce + 1)
+        hashes = [await client.call("eth_sendUserOperation", format_user_operation(op), ep.address)
+                  for op in (first, second)]
+        for h in hashes:  # as the shared-store sync would hold them
+            b.mempool.remove(h)
+            b.mempool.add(entry_from_record(b.store.get(h)))
+        nonce = executor_nonce(b)
+        assert await client.call("debug_bundler_sendBundleNow") == "ok"
+        assert all([await pending(client, h) for h in hashes]) and executor_nonce(b) == nonce
+        assert b.mempool.get(hashes[0]).valid_after_block == now + 3
+        node_rpc(w.url, "anvil_mine", [hex(3)])
+        await client.call("debug_bundler_sendBundleNow")
+        for h in hashes:
+            assert (await client.call("eth_getUserOperationReceipt", h))["success"] is True
+        assert executor_nonce(b) == nonce + 1
+
+
+@pytest.mark.parametrize("ep", V09_ONLY)
 async def test_held_block_range_op_survives_a_restart(anvil, worlds, ep, tmp_path):
     """Block ranges are not stored: a restart validates the pending op again, learns its range,
     keeps holding it (the window still allows the wait) and mines it once due."""
@@ -296,15 +325,3 @@ async def test_init_code_of_an_existing_account(rpc, clean_bundler, worlds, ep):
     await rpc.call("debug_bundler_sendBundleNow")
     assert (await rpc.call("eth_getUserOperationReceipt", answer["result"]))["success"] is True
 
-
-async def test_block_range_failures_are_time_range_errors():
-    """v0.9 reverts AA27 / AA37 for a block range outside the block (where v0.7/v0.8 say
-    AA22 / AA32): found at bundle time they answer -32503 like a time range, not -32500/-32504."""
-    from eth_abi import encode as abi_encode
-
-    from bundler.sim.results import SEL_FAILED_OP, decode_failure, failure_error
-
-    for reason, who in (("AA27 outside valid block range", "account"), ("AA37 paymaster inval block range", "paymaster")):
-        error = failure_error(decode_failure(SEL_FAILED_OP + abi_encode(["uint256", "string"], [0, reason])),
-                              "0x" + "11" * 20)
-        assert error.code == TIME_RANGE and f"the {who}'s block range" in error.message, error

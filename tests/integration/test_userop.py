@@ -132,19 +132,9 @@ def test_packed_encoding_is_the_op_inside_handle_ops(op):
     assert calldata[4 + 4 * 32:] == encode_packed_op(op)
 
 
-@given(op=ops)
-def test_hand_built_packed_encoding_equals_eth_abi(op):
-    """encode_packed_op is built by hand for speed: byte for byte what eth_abi encodes."""
-    from session_sdk.packing import _packed_op_encoder, pack
-
-    from bundler.userop.packing import encode_packed_op
-
-    assert encode_packed_op(op) == _packed_op_encoder()(pack(op))
-
-
 @given(address=addresses, upper=st.booleans())
 def test_fast_checksum_equals_eth_utils(address, upper):
-    """format_user_operation's cached EIP-55 checksum is eth_utils' to_checksum_address."""
+    """format_user_operation's cached checksum is eth_utils' to_checksum_address."""
     from eth_utils import to_checksum_address as reference
     from session_sdk.userop import to_checksum_address
 

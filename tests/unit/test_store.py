@@ -102,13 +102,18 @@ async def test_finished_records_are_evicted_from_memory_but_stay_readable(tmp_pa
         s.close()
 
 
-async def test_a_hash_once_absent_is_found_after_it_is_written_and_evicted(tmp_path):
-    """SqliteStore remembers hashes it looked up in vain (admission asks twice); writing the
-    op, finishing it and evicting it from memory must still find it on disk afterwards."""
+async def test_a_new_hash_needs_no_query_and_finished_ops_are_still_found(tmp_path):
+    """SqliteStore answers a lookup of a hash it never wrote without a query (every admission
+    asks); an op written, finished and evicted from memory is still found in the file, in this
+    process and after a restart."""
     s = SqliteStore(tmp_path, max_finished_cached=2)
     try:
         target = record(1)
-        assert s.get(target.hash) is None and s.get(target.hash) is None  # second answer: the cache
+        queries = []
+        s._read.set_trace_callback(queries.append)
+        assert s.get(target.hash) is None and s.get(target.hash) is None
+        assert not [q for q in queries if "FROM ops" in q]
+        s._read.set_trace_callback(None)
         assert (await s.admit(target, None, 10)).admitted
         await s.flush()
         s.update(target.hash, status=OpStatus.MINED, tx_hash="0x01", block_number=1, block_hash="0x02")
@@ -120,6 +125,13 @@ async def test_a_hash_once_absent_is_found_after_it_is_written_and_evicted(tmp_p
         again = s.get(target.hash)
         assert again is not None and again.status == OpStatus.MINED
         assert not (await s.admit(record(1), None, 10)).admitted
+    finally:
+        s.close()
+    s = SqliteStore(tmp_path, max_finished_cached=2)  # the finished op is only in the file now
+    try:
+        assert target.hash not in s._records
+        again = s.get(target.hash)
+        assert again is not None and again.status == OpStatus.MINED
     finally:
         s.close()
 

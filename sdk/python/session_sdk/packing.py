@@ -165,27 +165,9 @@ def _packed_op_encoder():
     return abi_registry.get_encoder(PACKED_USEROP_TYPE)  # looked up once, not per call
 
 
-def _w_bytes(b: bytes) -> bytes:
-    """ABI tail of a `bytes` value: its length, then the data zero-padded to whole words."""
-    return len(b).to_bytes(32, "big") + b + b"\x00" * (-len(b) % 32)
-
-
 def encode_packed_op(op: UserOperation) -> bytes:
-    """ABI encoding of one PackedUserOperation tuple as it sits inside handleOps' array.
-
-    Built by hand like the hashed structs below (eth_abi took ~85 us per op, and every admission
-    prices preVerificationGas on these bytes); tests/integration/test_userop.py checks it against eth_abi's
-    handleOps calldata and against _packed_op_encoder()."""
-    tails = [_w_bytes(init_code(op)), _w_bytes(op.call_data), _w_bytes(paymaster_and_data(op)),
-             _w_bytes(op.signature)]
-    offsets, at = [], 9 * 32  # the head: 9 words, the dynamic fields' offsets among them
-    for t in tails:
-        offsets.append(_w_int(at))
-        at += len(t)
-    return b"".join((
-        _w_addr(op.sender), _w_int(op.nonce), offsets[0], offsets[1], account_gas_limits(op),
-        _w_int(op.pre_verification_gas), gas_fees(op), offsets[2], offsets[3], *tails,
-    ))
+    """ABI encoding of one PackedUserOperation tuple as it sits inside handleOps' array."""
+    return _packed_op_encoder()(pack(op))
 
 
 def unpack(packed: tuple) -> UserOperation:

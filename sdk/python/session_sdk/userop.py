@@ -7,29 +7,14 @@ at the RPC edge), quantities are ints, byte fields are bytes.
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from eth_hash.auto import keccak
 from eth_utils import to_checksum_address as _eth_utils_checksum
 
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-
-
-def to_checksum_address(address: str) -> str:
-    """EIP-55 form of a 0x-hex address: eth_utils' to_checksum_address (~40 us, its validation
-    decorators dominate), computed directly for well-formed input and cached; anything else
-    goes to eth_utils, which raises the same errors as before."""
-    if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
-        return _eth_utils_checksum(address)
-    return _checksum(address[2:].lower())
-
-
-@functools.lru_cache(maxsize=4096)
-def _checksum(low: str) -> str:
-    digest = keccak(low.encode()).hex()
-    return "0x" + "".join(c.upper() if d in "89abcdef" else c for c, d in zip(low, digest))
+# eth_utils' to_checksum_address costs ~40 us (its validation decorators); the RPC form of an op
+# is built for every admitted op (the store keeps it), and one sender or paymaster sends many
+to_checksum_address = functools.lru_cache(maxsize=4096)(_eth_utils_checksum)
 
 # EntryPoint v0.8: a factory of 0x7702 (left-aligned in 20 bytes) marks an EIP-7702 account.
 EIP7702_FACTORY = "0x7702" + "00" * 18

@@ -23,7 +23,7 @@ from ..pool.reputation import failure_code
 from ..pool.requeue import Requeue, entry_from_record
 from ..pool.safe import NotDueYet, SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
-from ..sim.results import failure_error
+from ..sim.results import SimulationFailure, failure_error
 from ..store.base import ClaimLost, LeaseLost
 from ..store.records import InflightTx, OpStatus, TxAttempt
 from .balance import BalanceGuard, ExecutorBalanceLow
@@ -441,6 +441,12 @@ class Builder:
             reason = f"failed in bundle simulation: {outcome.failure.message}"
             if "AA25" in outcome.failure.message and await self._found_mined(bad):
                 continue  # its nonce is used because it is mined already (e.g. after a reorg)
+            if outcome.failure.code in ("AA27", "AA37") and await self._block_range_not_started(ep, header, bad):
+                # held, and its sender's later nonces with it (they would fail AA25 without it)
+                later = [e for e in selected if e.op.sender == bad.op.sender and e.op.nonce > bad.op.nonce]
+                selected = [e for e in selected if not any(e is o for o in later)]
+                await self._release([bad, *later], executor)
+                continue
             dropped[bad.hash] = reason
             self.drop(bad, reason, error.code)
             if self.reputation is not None:
@@ -467,6 +473,26 @@ class Builder:
         return await check_bundle(self.node, self.simulator, ops, ep, header, beneficiary=beneficiary,
                                   sender=sender, gas=gas, where=self.config.bundle_check,
                                   timestamp=window.earliest, number=window.next_block)
+
+    async def _block_range_not_started(self, ep: EntryPointVersion, header, entry: PoolEntry) -> bool:
+        """The bundle check refused an op for its v0.9 block range (AA27 / AA37) although the
+        selection let it through: its entry did not know the range (an op another instance
+        admitted, taken in from the shared store, which keeps no ranges; without safe mode no
+        second validation learnt it). Learn it now; True when it has not started (hold the op)."""
+        if entry.valid_after_block:
+            return False  # known and judged due by the selection: the range has ended
+        try:
+            out = await self.simulator.simulate_validation(entry.op, ep, header)
+        except Exception as e:  # cannot tell: dropped as the check says
+            log.warning("could not validate %s again: %s", entry.hash, e)
+            return False
+        if isinstance(out, SimulationFailure):
+            return False
+        entry.valid_after_block, entry.valid_until_block = out.valid_after_block, out.valid_until_block
+        held = not self.head.window(header).block_due(out.valid_after_block)
+        if held:
+            log.info("op %s held: its block range starts after block %d", entry.hash, out.valid_after_block)
+        return held
 
     async def _isolate(self, ep, selected: list[PoolEntry], header, beneficiary: str, sender: str,
                        dropped: dict[str, str]) -> list[PoolEntry]:
