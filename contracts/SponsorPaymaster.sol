@@ -4,6 +4,9 @@ pragma solidity ^0.8.28;
 import {IPaymaster} from "@account-abstraction/contracts-v07/interfaces/IPaymaster.sol";
 import {PackedUserOperation} from "@account-abstraction/contracts-v07/interfaces/PackedUserOperation.sol";
 import {IStakeManager} from "@account-abstraction/contracts-v07/interfaces/IStakeManager.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
+import {UserOperationLib as UserOperationLibV09} from "@account-abstraction/contracts-v09/core/UserOperationLib.sol";
 
 /// The bundler's verifying paymaster: it pays for a UserOperation when the paymaster signer
 /// (the bundler's sponsorship service, src/bundler/paymaster/) signed that op's fields together
@@ -14,13 +17,18 @@ import {IStakeManager} from "@account-abstraction/contracts-v07/interfaces/IStak
 ///                  | validUntil (6) | validAfter (6) | costLimit (16, 0: none)
 ///                  | prefixLength (1) | signaturePrefix (prefixLength) | signature (65)
 ///
+/// EntryPoint v0.9 also takes the signature outside the userOpHash, as its paymasterSignature
+/// suffix: ... | signaturePrefix | signature (65) | uint16(65) | PAYMASTER_SIG_MAGIC (8), so the
+/// account may sign before the paymaster does. Both layouts are accepted on every version (the
+/// suffix is detected as the v0.9 EntryPoint detects it); the signed digest is the same.
+///
 /// signaturePrefix: the account's own signature (userOp.signature) must start with these bytes,
 /// e.g. SessionAccount's mode 0x01 + session key, so a sponsorship granted to one session key
 /// cannot be used by the owner or another key signing the same op. Empty: any signature.
 ///
 /// The signature is EIP-191 (personal_sign) over getHash(op, validUntil, validAfter, costLimit).
-/// The PackedUserOperation struct is the same for EntryPoint v0.7 and v0.8, so one contract
-/// serves both: deploy one per EntryPoint.
+/// The PackedUserOperation struct is the same for EntryPoint v0.7, v0.8 and v0.9, so one
+/// contract serves all three: deploy one per EntryPoint.
 ///
 /// ERC-7562: validation reads no storage (the signer is immutable, in the code), uses no
 /// banned opcode (the window goes back in validationData, not through TIMESTAMP) and returns
@@ -32,8 +40,6 @@ contract SponsorPaymaster is IPaymaster {
     uint256 private constant PREFIX_LENGTH_OFFSET = 80;
     uint256 private constant PREFIX_OFFSET = 81;
     uint256 private constant SIGNATURE_LENGTH = 65;
-    // secp256k1n / 2: a larger s is the malleable twin of a valid signature
-    uint256 private constant HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
     address public immutable entryPoint;
     address public immutable signer;
@@ -91,21 +97,19 @@ contract SponsorPaymaster is IPaymaster {
     {
         if (msg.sender != entryPoint) revert NotFromEntryPoint();
         bytes calldata pnd = userOp.paymasterAndData;
-        if (pnd.length < PREFIX_OFFSET + SIGNATURE_LENGTH) revert BadPaymasterData(pnd.length);
-        uint256 prefixLength = uint8(pnd[PREFIX_LENGTH_OFFSET]);
-        uint256 signatureOffset = PREFIX_OFFSET + prefixLength;
-        if (pnd.length != signatureOffset + SIGNATURE_LENGTH) revert BadPaymasterData(pnd.length);
-        uint48 validUntil = uint48(bytes6(pnd[VALID_UNTIL_OFFSET:VALID_AFTER_OFFSET]));
-        uint48 validAfter = uint48(bytes6(pnd[VALID_AFTER_OFFSET:COST_LIMIT_OFFSET]));
-        uint128 costLimit = uint128(bytes16(pnd[COST_LIMIT_OFFSET:PREFIX_LENGTH_OFFSET]));
-        bytes calldata prefix = pnd[PREFIX_OFFSET:signatureOffset];
+        (bytes calldata terms, bytes calldata signature) = _split(pnd);
+        uint256 prefixLength = uint8(terms[PREFIX_LENGTH_OFFSET]);
+        if (terms.length != PREFIX_OFFSET + prefixLength) revert BadPaymasterData(pnd.length);
+        uint48 validUntil = uint48(bytes6(terms[VALID_UNTIL_OFFSET:VALID_AFTER_OFFSET]));
+        uint48 validAfter = uint48(bytes6(terms[VALID_AFTER_OFFSET:COST_LIMIT_OFFSET]));
+        uint128 costLimit = uint128(bytes16(terms[COST_LIMIT_OFFSET:PREFIX_LENGTH_OFFSET]));
+        bytes calldata prefix = terms[PREFIX_OFFSET:];
         if (costLimit != 0 && maxCost > costLimit) revert CostAboveSignedLimit(maxCost, costLimit);
-        bytes32 digest = keccak256(
-            abi.encodePacked(
-                "\x19Ethereum Signed Message:\n32", getHash(userOp, validUntil, validAfter, costLimit, prefix)
-            )
-        );
-        bool valid = _recover(digest, pnd[signatureOffset:]) == signer
+        bytes32 digest =
+            MessageHashUtils.toEthSignedMessageHash(getHash(userOp, validUntil, validAfter, costLimit, prefix));
+        // OpenZeppelin's tryRecover: address(0) for a malleable (high s) or otherwise invalid one
+        (address recovered,,) = ECDSA.tryRecoverCalldata(digest, signature);
+        bool valid = recovered == signer
             && userOp.signature.length >= prefixLength
             && keccak256(userOp.signature[:prefixLength]) == keccak256(prefix);
         // bit 0: signature failed (also a mismatching account signature prefix: estimation with
@@ -119,12 +123,17 @@ contract SponsorPaymaster is IPaymaster {
         if (msg.sender != entryPoint) revert NotFromEntryPoint();
     }
 
-    function _recover(bytes32 digest, bytes calldata sig) private pure returns (address) {
-        bytes32 r = bytes32(sig[0:32]);
-        bytes32 s = bytes32(sig[32:64]);
-        uint8 v = uint8(sig[64]);
-        if (uint256(s) > HALF_N || (v != 27 && v != 28)) return address(0);
-        return ecrecover(digest, v, r, s);
+    /// (paymasterAndData up to the end of the terms, the paymaster signature): the signature is
+    /// v0.9's paymasterSignature suffix when there is one, else the last 65 bytes.
+    function _split(bytes calldata pnd) private pure returns (bytes calldata terms, bytes calldata signature) {
+        uint256 suffixed = UserOperationLibV09.getPaymasterSignatureLength(pnd);
+        uint256 end = pnd.length;
+        if (suffixed != 0) {
+            if (suffixed != SIGNATURE_LENGTH) revert BadPaymasterData(pnd.length);
+            end -= UserOperationLibV09.PAYMASTER_SUFFIX_LEN;
+        }
+        if (end < PREFIX_OFFSET + SIGNATURE_LENGTH) revert BadPaymasterData(pnd.length);
+        return (pnd[:end - SIGNATURE_LENGTH], pnd[end - SIGNATURE_LENGTH:end]);
     }
 
     // -- the deposit that pays for sponsored ops, and the stake (both held by the EntryPoint) --

@@ -190,7 +190,8 @@ class Config:
     )
     paymaster_signer_key_file: str = _setting("", "file holding the paymaster signer key (one line)")
     paymaster_contracts: list[str] = _setting(
-        [], "SponsorPaymaster addresses as VERSION=ADDRESS (e.g. 0.7=0x...); `bundler dev` deploys and fills them")
+        [], "SponsorPaymaster addresses as VERSION=ADDRESS (0.7=0x..., 0.8=0x..., 0.9=0x...; docs/paymaster.md); "
+            "`bundler dev` deploys and fills them")
     paymaster_policies_file: str = _setting(
         "", "TOML file of sponsorship policies ([policies.<id>] tables: senders, factories, targets, "
             "session_keys, budgets per period, validity, max cost per op)")
@@ -379,8 +380,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"--port: {cfg.port} is not a TCP port")
     for entry in cfg.paymaster_contracts:
         version, sep, address = entry.partition("=")
-        if not sep or version not in ("0.7", "0.8") or not re.fullmatch(r"0x[0-9a-fA-F]{40}", address.strip()):
-            raise ConfigError(f"--paymaster-contracts: {entry!r} is not VERSION=ADDRESS (0.7=0x... or 0.8=0x...)")
+        if not sep or version not in ("0.7", "0.8", "0.9") or not re.fullmatch(r"0x[0-9a-fA-F]{40}", address.strip()):
+            raise ConfigError(f"--paymaster-contracts: {entry!r} is not VERSION=ADDRESS (0.7=0x..., 0.8=0x... or 0.9=0x...)")
     if cfg.paymaster_path and not cfg.paymaster_path.startswith("/"):
         raise ConfigError(f"--paymaster-path: {cfg.paymaster_path!r} must start with /")
     for name in ("max_batch", "max_body_bytes", "max_bundle_ops", "max_mempool_ops", "rate_limit_burst",

@@ -111,8 +111,9 @@ class Metrics:
             "bundler_paymaster_deposit_wei", "EntryPoint deposit of each sponsoring paymaster (refreshed periodically)",
             ["entry_point", "paymaster"], registry=r)
         self.sponsorships = Counter(
-            "bundler_paymaster_sponsorships", "pm_getPaymasterData answers: sponsored, or refused by rule",
-            ["result"], registry=r)
+            "bundler_paymaster_sponsorships", "sponsorships by policy and outcome: sponsored or refused (by rule) "
+            "by pm_getPaymasterData, then settled (mined) or released (dropped, unused)",
+            ["policy", "outcome", "rule"], registry=r)
         for status in ("sent", "replaced", "mined", "reverted", "failed"):
             self.bundles.labels(status)
 

@@ -4,9 +4,11 @@
 //   node tests/e2e/clients.mjs --client viem-v08|viem-v09|permissionless-v07|all \
 //        --bundler http://127.0.0.1:PORT --node http://127.0.0.1:PORT
 //
-// Sponsored (ERC-7677) runs: --client viem-paymaster-v07|viem-paymaster-v08|
-// permissionless-paymaster-v07|permissionless-paymaster-v08 [--paymaster URL] [--policy ID]:
-// an unfunded counterfactual account sends ops paid by the paymaster service (viem's
+// Sponsored (ERC-7677) runs: --client viem-paymaster-v07|viem-paymaster-v08|viem-paymaster-v09|
+// permissionless-paymaster-v07|permissionless-paymaster-v08|permissionless-paymaster-v09
+// [--paymaster URL] [--policy ID]:
+// an unfunded counterfactual account (v0.9: a fresh EOA with no ether, delegating to viem's
+// Simple7702Account in its first op) sends ops paid by the paymaster service (viem's
 // createPaymasterClient on --paymaster, default BUNDLER/paymaster; permissionless on the
 // bundler URL itself, its `paymaster:` option), context {policyId} when --policy is given.
 //
@@ -334,14 +336,29 @@ const ZERO_ADDRESS = "0x0000000000000000000000000000000000000000";
 const SPONSORED = {
   "viem-paymaster-v07": { library: "viem", version: "0.7", entryPoint: entryPoint07Address },
   "viem-paymaster-v08": { library: "viem", version: "0.8", entryPoint: entryPoint08Address },
+  "viem-paymaster-v09": { library: "viem", version: "0.9", entryPoint: entryPoint09Address, eip7702: true },
   "permissionless-paymaster-v07": { library: "permissionless", version: "0.7", entryPoint: entryPoint07Address },
   "permissionless-paymaster-v08": { library: "permissionless", version: "0.8", entryPoint: entryPoint08Address },
+  "permissionless-paymaster-v09": { library: "permissionless", version: "0.9", entryPoint: entryPoint09Address, eip7702: true },
 };
 
 async function runSponsored(label, { bundler, node, paymaster, policy }) {
-  const { library, version, entryPoint } = SPONSORED[label];
+  const { library, version, entryPoint, eip7702 } = SPONSORED[label];
   const { chain, publicClient } = await setup(node);
-  const { account } = await makeAccount(label, publicClient, entryPoint, version);
+  let account;
+  let firstAuthorization;
+  if (eip7702) {
+    // viem's own v0.9 account: the owner's EOA, never funded, delegated by its first op
+    const owner = privateKeyToAccount(generatePrivateKey());
+    account = await toSimple7702SmartAccount({ client: publicClient, owner, entryPoint: version });
+    firstAuthorization = await owner.signAuthorization({
+      chainId: chain.id,
+      contractAddress: account.authorization.address,
+      nonce: await publicClient.getTransactionCount({ address: owner.address }),
+    });
+  } else {
+    ({ account } = await makeAccount(label, publicClient, entryPoint, version));
+  }
   const paymasterContext = policy ? { policyId: policy } : undefined;
   let client;
   if (library === "viem") {
@@ -368,7 +385,8 @@ async function runSponsored(label, { bundler, node, paymaster, policy }) {
   const target = randomTarget();
   const common = { client, waiter: client, publicClient, account, target, value: 0n };
   for (const [step, expectDeployed] of [["op 1 (deploys account, sponsored)", true], ["op 2 (sponsored)", false]]) {
-    const receipt = await sendAndCheck(label, step, { ...common, expectDeployed });
+    const authorization = expectDeployed ? firstAuthorization : undefined;
+    const receipt = await sendAndCheck(label, step, { ...common, expectDeployed, authorization });
     check(`${label}: ${step}: paid by a paymaster`, receipt.paymaster && getAddress(receipt.paymaster) !== ZERO_ADDRESS,
       { paymaster: receipt.paymaster, actualGasCost: receipt.actualGasCost });
     emit({ check: `${label}: ${step}: sponsored`, ok: true, paymaster: receipt.paymaster,

@@ -25,7 +25,7 @@ from bundler.cli import DEV_PAYMASTER_DEPOSIT, DEV_PAYMASTER_SIGNER_KEY
 from bundler.devchain import ANVIL_ACCOUNT0, free_port
 from bundler.devchain.anvil import rpc as node_rpc
 from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster, paymaster_address
-from bundler.entrypoint import V07, V08
+from bundler.entrypoint import V07, V08, V09
 from bundler.userop import format_user_operation, parse_user_operation
 
 from helpers.accounts import SEL_BALANCE_OF, SimpleAccountHelper, mine
@@ -61,9 +61,9 @@ def test_bundler_dev_deploys_funds_and_sponsors_everything(tmp_path):
                  what="bundler dev to print its addresses")
         text = out_path.read_text()
         assert proc.poll() is None, text
-        printed = dict(re.findall(r"SponsorPaymaster v(0\.[78])\s+(0x[0-9a-fA-F]{40})", text))
+        printed = dict(re.findall(r"SponsorPaymaster v(0\.[789])\s+(0x[0-9a-fA-F]{40})", text))
         signer = Account.from_key(DEV_PAYMASTER_SIGNER_KEY).address
-        for ep in (V07, V08):
+        for ep in (V07, V08, V09):
             assert printed[ep.version].lower() == paymaster_address(ep, signer, ANVIL_ACCOUNT0), text
             deposit = node_rpc(f"http://127.0.0.1:{node_port}", "eth_call", [{
                 "to": ep.address, "data": "0x" + (SEL_BALANCE_OF + encode(["address"], [printed[ep.version]])).hex()},
@@ -82,6 +82,21 @@ def test_bundler_dev_deploys_funds_and_sponsors_everything(tmp_path):
         receipt = wait_for(lambda: call(url, "eth_getUserOperationReceipt", op_hash), timeout=60,
                            what="the sponsored op to be mined by bundler dev")
         assert receipt["success"] and receipt["paymaster"].lower() == printed["0.8"].lower()
+        assert node_rpc(node, "eth_getBalance", [acct.address, "latest"]) == "0x0"
+
+        # v0.9, the paymaster signature outside the userOpHash: the account signs first
+        factory09 = re.search(r"EntryPoint v0\.9\s+\S+\s+SimpleAccountFactory\s+(0x[0-9a-fA-F]{40})", text).group(1)
+        acct = SimpleAccountHelper.counterfactual(node, V09, factory09)
+        op = format_user_operation(acct.op(acct.execute("0x" + "79" * 20, 0, b"\x01")))
+        ctx = {"separateSignature": True}
+        op.update(call(url, "pm_getPaymasterStubData", op, V09.address, hex(1337), ctx))
+        del op["sponsor"], op["isFinal"]
+        signed = format_user_operation(acct.sign(parse_user_operation(op), 1337))
+        signed.update(call(url, "pm_getPaymasterData", signed, V09.address, hex(1337), ctx))
+        op_hash = call(url, "eth_sendUserOperation", signed, V09.address)
+        receipt = wait_for(lambda: call(url, "eth_getUserOperationReceipt", op_hash), timeout=60,
+                           what="the v0.9 sponsored op to be mined by bundler dev")
+        assert receipt["success"] and receipt["paymaster"].lower() == printed["0.9"].lower()
         assert node_rpc(node, "eth_getBalance", [acct.address, "latest"]) == "0x0"
     finally:
         if proc.poll() is None:

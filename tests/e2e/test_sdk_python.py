@@ -182,6 +182,44 @@ def test_python_v09_enable_mode_deploys_grants_and_mints_then_session_mode(dev):
     assert int(balance, 16) == 150
 
 
+@pytest.mark.parametrize("version", ["0.7", "0.8", "0.9"])
+def test_python_owner_ops_sponsored_through_the_paymaster_client(dev, version):
+    """SessionAccount(paymaster=PaymasterClient(...)): an unfunded account's first owner op (it
+    deploys the account) is paid by bundler dev's SponsorPaymaster through pm_* on /paymaster with
+    an ERC-7677 context; the account's ETH stays 0. An unknown policyId is refused before
+    anything is sent."""
+    from eth_account import Account
+
+    from helpers.procs import call
+    from session_sdk import Call, PaymasterClient, RpcError, SessionAccount
+
+    owner = Account.create()
+
+    def account(context) -> SessionAccount:
+        return SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version=version, owner=owner.address,
+                              factory=dev.entry_points[version]["SessionAccountFactory"],
+                              owner_key="0x" + bytes(owner.key).hex(),
+                              paymaster=PaymasterClient(dev.bundler_url + "/paymaster", context=context))
+
+    mint = Call(dev.token, 0, bytes.fromhex("40c10f19") + bytes(12) + bytes.fromhex(account(None).address[2:])
+                + (7).to_bytes(32, "big"))
+    with pytest.raises(RpcError) as e:
+        account({"policyId": "no-such-policy"}).send([mint])
+    assert e.value.code == -32602 and "unknown sponsorship policy" in e.value.message
+    sponsored = account({"policyId": "sponsor-everything"})
+    receipt = sponsored.send_and_wait([mint])
+    assert receipt["success"] is True and sponsored.deployed()
+    assert receipt["paymaster"].lower() == dev.paymasters[version].lower()
+    assert int(call(dev.node_url, "eth_getBalance", sponsored.address, "latest"), 16) == 0
+    if version == "0.9":
+        # v0.9's paymasterSignature, outside the userOpHash: the client carries it as given
+        separate = account({"policyId": "sponsor-everything", "separateSignature": True})
+        op = separate.sign(separate.estimate(separate.build([mint])))
+        assert len(op.paymaster_signature) == 65
+        assert separate.bundler.wait_for_receipt(separate.bundler.send_user_operation(op, separate.entry_point.address))["success"]
+        assert int(call(dev.node_url, "eth_getBalance", sponsored.address, "latest"), 16) == 0
+
+
 def test_python_erc1271_signatures_verify_on_the_owners_account_only(dev):
     """session_sdk.erc1271 signs for isValidSignature (ERC-7739): the owner's message and typed
     data signatures verify on the account they were made for (eth_call on the dev chain), not on

@@ -1,6 +1,6 @@
-"""The sample VerifyingPaymaster of @account-abstraction/contracts 0.7.0 on a dev chain.
-
-(The 0.8.0 package ships no sample paymaster artifact.) paymasterAndData =
+"""Paymasters in tests: ERC-7677 client steps against the bundler's pm_* methods (`unsigned`,
+`sponsor`), and the sample VerifyingPaymaster of @account-abstraction/contracts 0.7.0 on a dev
+chain (the 0.8.0 package ships no sample paymaster artifact), whose paymasterAndData =
 paymaster | verificationGasLimit (16) | postOpGasLimit (16) | abi.encode(validUntil, validAfter)
 | signature over toEthSignedMessageHash(getHash(op, validUntil, validAfter)).
 """
@@ -14,11 +14,12 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from bundler.devchain.anvil import ANVIL_ACCOUNT0, rpc
-from bundler.entrypoint import EntryPointVersion
-from bundler.userop import UserOperation, pack
+from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
+from bundler.entrypoint import ALL, EntryPointVersion
+from bundler.userop import UserOperation, format_user_operation, pack, parse_user_operation
 from bundler.userop.packing import PACKED_USEROP_TYPE
 
-from .accounts import eth_call, selector, send_tx, wait_receipt
+from .accounts import SimpleAccountHelper, eth_call, mine, selector, send_tx, wait_receipt
 
 SEL_GET_HASH = selector(f"getHash({PACKED_USEROP_TYPE},uint48,uint48)")
 SEL_DEPOSIT = selector("deposit()")
@@ -65,3 +66,30 @@ class VerifyingPaymasterHelper:
             (digest,) = decode(["bytes32"], h)
             signature = bytes(Account.sign_message(encode_defunct(primitive=digest), key or self.signer_key).signature)
         return op.with_changes(paymaster_data=encode(["uint48", "uint48"], [valid_until, valid_after]) + signature)
+
+
+def sponsor_paymasters(url: str, signer: str, eps=ALL, deposit: int = 10**19) -> dict[str, str]:
+    """EntryPoint version -> a SponsorPaymaster trusting `signer`, deployed and funded (then a
+    block is mined, so simulation sees the deposit)."""
+    out = {}
+    for ep in eps:
+        out[ep.version] = deploy_paymaster(url, ep, signer)
+        fund_paymaster(url, out[ep.version], deposit)
+    mine(url)
+    return out
+
+
+def unsigned(acct: SimpleAccountHelper, target: str | None = None, **changes) -> dict:
+    return format_user_operation(acct.op(acct.execute(target or "0x" + os.urandom(20).hex(), 0, b"\x01"), **changes))
+
+
+async def sponsor(client, chain, acct, context=None, **changes) -> dict:
+    """stub, then data, as a client does; returns the op (RPC form) signed by the account."""
+    op = unsigned(acct, **changes)
+    stub = await client.call("pm_getPaymasterStubData", op, acct.ep.address, hex(chain.chain_id), context)
+    assert stub["isFinal"] is False and stub["paymaster"]
+    op.update({k: stub[k] for k in ("paymaster", "paymasterData", "paymasterVerificationGasLimit",
+                                     "paymasterPostOpGasLimit")})
+    data = await client.call("pm_getPaymasterData", op, acct.ep.address, hex(chain.chain_id), context)
+    op.update(data)
+    return format_user_operation(acct.sign(parse_user_operation(op), chain.chain_id))

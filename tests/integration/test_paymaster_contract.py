@@ -1,5 +1,6 @@
-"""SponsorPaymaster (contracts/SponsorPaymaster.sol) on a real EntryPoint v0.7 and v0.8: a
-signature pays for exactly the op, chain, EntryPoint, paymaster and window it was made for.
+"""SponsorPaymaster (contracts/SponsorPaymaster.sol) on a real EntryPoint v0.7, v0.8 and v0.9: a
+signature pays for exactly the op, chain, EntryPoint, paymaster and window it was made for, on
+v0.9 also when it rides outside the userOpHash as the op's paymasterSignature.
 
 Each case sends (or eth_calls) a real handleOps; the EntryPoint's FailedOp reason is checked."""
 from __future__ import annotations
@@ -11,9 +12,8 @@ from eth_abi import decode, encode
 from eth_account import Account
 
 from bundler.devchain.anvil import ANVIL_ACCOUNT0
-from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
-from bundler.entrypoint import V07, V08
-from bundler.paymaster.data import STUB_SIGNATURE, Terms, encode_paymaster_data, sponsor_hash
+from bundler.entrypoint import V07, V08, V09
+from bundler.paymaster.data import STUB_SIGNATURE, Terms, encode_paymaster_data, encode_terms, sponsor_hash
 from bundler.paymaster.signer import PaymasterSigner
 from bundler.sessions import abi
 from bundler.userop import pack
@@ -22,20 +22,19 @@ from bundler.userop.packing import PACKED_USEROP_TYPE
 from helpers.accounts import (
     entry_point_deposit, eth_call, latest_block, selector, send_handle_ops, user_operation_events,
 )
+from helpers.paymaster import sponsor_paymasters
 from helpers.sessions import simulate_failure
 
 SIGNER = PaymasterSigner("0x" + "a1" * 32)
 BENEFICIARY = "0x" + "be" * 20
 SEL_GET_HASH = selector(f"getHash({PACKED_USEROP_TYPE},uint48,uint48,uint128,bytes)")
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+EPS = [pytest.param(V07, id="v07"), pytest.param(V08, id="v08"), pytest.param(V09, id="v09")]
 
 
 @pytest.fixture(scope="module")
 def paymasters(chain):
-    out = {}
-    for ep in (V07, V08):
-        out[ep.version] = deploy_paymaster(chain.url, ep, SIGNER.address)
-        fund_paymaster(chain.url, out[ep.version], 10**18)
-    return out
+    return sponsor_paymasters(chain.url, SIGNER.address, deposit=10**18)
 
 
 def sponsored(chain, acct, paymaster: str, *, terms: Terms | None = None, chain_id: int | None = None,
@@ -55,7 +54,7 @@ def now(chain) -> int:
     return int(latest_block(chain.url)["timestamp"], 16)
 
 
-@pytest.mark.parametrize("ep", [V07, V08], ids=["v07", "v08"])
+@pytest.mark.parametrize("ep", EPS)
 def test_get_hash_matches_the_service(chain, paymasters, ep):
     acct = chain.account(ep, deployed=False, funded=0)
     op = acct.op(b"\x12\x34").with_changes(paymaster=paymasters[ep.version], paymaster_verification_gas_limit=1,
@@ -68,7 +67,7 @@ def test_get_hash_matches_the_service(chain, paymasters, ep):
         op, terms, chain_id=chain.chain_id, entry_point=ep.address, paymaster=paymasters[ep.version])
 
 
-@pytest.mark.parametrize("ep", [V07, V08], ids=["v07", "v08"])
+@pytest.mark.parametrize("ep", EPS)
 def test_sponsors_an_unfunded_counterfactual_account(chain, paymasters, ep):
     acct = chain.account(ep, deployed=False, funded=0)
     deposit_before = entry_point_deposit(chain.url, ep, paymasters[ep.version])
@@ -80,11 +79,11 @@ def test_sponsors_an_unfunded_counterfactual_account(chain, paymasters, ep):
     assert entry_point_deposit(chain.url, ep, paymasters[ep.version]) == deposit_before - event["actualGasCost"]
 
 
-@pytest.mark.parametrize("ep", [V07, V08], ids=["v07", "v08"])
+@pytest.mark.parametrize("ep", EPS)
 def test_signature_binding(chain, paymasters, ep):
     pm = paymasters[ep.version]
     acct = chain.account(ep, deployed=True, funded=0)
-    other_ep = V08 if ep is V07 else V07
+    other_ep = V08 if ep is not V08 else V07
 
     # a signature for one op does not pay for another (same sender, other nonce key / calldata)
     good = sponsored(chain, acct, pm)
@@ -106,6 +105,12 @@ def test_signature_binding(chain, paymasters, ep):
     # a per-op cost cap below the op's maximum cost
     capped = sponsored(chain, acct, pm, terms=Terms(valid_until=now(chain) + 600, cost_limit=10**9))
     assert simulate_failure(chain.url, ep, [capped]).reason == "AA33 reverted"
+    # the malleable twin of the good signature (high s, other v) is refused
+    terms, sig = good.paymaster_data[:-65], good.paymaster_data[-65:]
+    twin_s = SECP256K1_N - int.from_bytes(sig[32:64], "big")
+    twin = sig[:32] + twin_s.to_bytes(32, "big") + bytes([55 - sig[64]])
+    malleable = acct.sign(good.with_changes(paymaster_data=terms + twin), chain.chain_id)
+    assert simulate_failure(chain.url, ep, [malleable]).reason == "AA34 signature error"
     # the stub's placeholder signature never pays
     stub = good.with_changes(paymaster_data=encode_paymaster_data(Terms(valid_until=now(chain) + 600), STUB_SIGNATURE))
     assert simulate_failure(chain.url, ep, [acct.sign(stub, chain.chain_id)]).reason == "AA34 signature error"
@@ -129,3 +134,40 @@ def test_signature_prefix_binds_the_account_signer(chain, paymasters):
         op, terms, chain_id=chain.chain_id, entry_point=ep.address, paymaster=paymasters["0.7"]))))
     owner_signed = acct.sign(op, chain.chain_id)  # SimpleAccount: a bare 65-byte owner signature
     assert simulate_failure(chain.url, ep, [owner_signed]).reason == "AA34 signature error"
+
+
+def sponsored_separately(chain, acct, paymaster: str, *, terms: Terms | None = None):
+    """v0.9: (op signed by the account BEFORE the paymaster signed, the paymaster's signature).
+    The account signs with a placeholder paymasterSignature: the userOpHash does not cover it."""
+    op = acct.op(acct.execute("0x" + os.urandom(20).hex(), 0, b"\x01")).with_changes(
+        paymaster=paymaster, paymaster_verification_gas_limit=60_000, paymaster_post_op_gas_limit=0)
+    terms = terms or Terms(valid_until=now(chain) + 600)
+    op = acct.sign(op.with_changes(paymaster_data=encode_terms(terms), paymaster_signature=STUB_SIGNATURE),
+                   chain.chain_id)
+    digest = sponsor_hash(op, terms, chain_id=chain.chain_id, entry_point=V09.address, paymaster=paymaster)
+    return op, SIGNER.sign(digest)
+
+
+def test_v09_separate_paymaster_signature(chain, paymasters):
+    """The paymaster signs after the account (the account's signature stays valid); the stub's
+    placeholder, a signature of another length and one for another op are refused."""
+    pm = paymasters["0.9"]
+    acct = chain.account(V09, deployed=False, funded=0)
+    op, pm_sig = sponsored_separately(chain, acct, pm)
+    assert simulate_failure(chain.url, V09, [op]).reason == "AA34 signature error"  # still the placeholder
+    bad_length = op.with_changes(paymaster_signature=pm_sig + b"\x00")
+    assert simulate_failure(chain.url, V09, [bad_length]).reason == "AA33 reverted"
+    other, other_sig = sponsored_separately(chain, acct, pm)
+    assert simulate_failure(chain.url, V09, [op.with_changes(paymaster_signature=other_sig)]).reason == \
+        "AA34 signature error"
+    # the same signature inside paymasterData (the v0.7/v0.8 layout) changes the userOpHash:
+    # the account's signature no longer matches, though the paymaster's would
+    inline = op.with_changes(paymaster_data=op.paymaster_data + pm_sig, paymaster_signature=b"")
+    assert simulate_failure(chain.url, V09, [inline]).reason == "AA24 signature error"
+    deposit_before = entry_point_deposit(chain.url, V09, pm)
+    receipt = send_handle_ops(chain.url, V09, [op.with_changes(paymaster_signature=pm_sig)], BENEFICIARY)
+    assert receipt["status"] == "0x1"
+    (event,) = user_operation_events(receipt)
+    assert event["success"] and acct.is_deployed()
+    assert event["userOpHash"] == "0x" + V09.user_op_hash(op, chain.chain_id).hex()
+    assert entry_point_deposit(chain.url, V09, pm) == deposit_before - event["actualGasCost"]

@@ -9,15 +9,16 @@ import textwrap
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
-from bundler.entrypoint import V07, V08
+from bundler.entrypoint import V07, V08, V09
 from bundler.paymaster.signer import PaymasterSigner
 from bundler.userop import format_user_operation, parse_user_operation
 
 from conftest import RpcError
-from helpers.accounts import SimpleAccountHelper, entry_point_deposit, mine
+from helpers.accounts import entry_point_deposit
 from helpers.inproc import eventually, running_bundler
+from helpers.paymaster import sponsor, sponsor_paymasters, unsigned
 
 SIGNER_KEY = "0x" + "c3" * 32
 SIGNER = PaymasterSigner(SIGNER_KEY)
@@ -26,12 +27,7 @@ ALLOWED_TARGET = "0x" + "a7" * 20
 
 @pytest.fixture(scope="module")
 def paymasters(chain):
-    out = {}
-    for ep in (V07, V08):
-        out[ep.version] = deploy_paymaster(chain.url, ep, SIGNER.address)
-        fund_paymaster(chain.url, out[ep.version], 10**19)
-    mine(chain.url)
-    return out
+    return sponsor_paymasters(chain.url, SIGNER.address)
 
 
 @pytest.fixture(scope="module")
@@ -82,23 +78,7 @@ async def pm_bundler(chain, paymasters, policies_file):
         yield bundler, client
 
 
-def unsigned(acct: SimpleAccountHelper, target: str | None = None, **changes) -> dict:
-    return format_user_operation(acct.op(acct.execute(target or "0x" + os.urandom(20).hex(), 0, b"\x01"), **changes))
-
-
-async def sponsor(client, chain, acct, context=None, **changes) -> dict:
-    """stub, then data, as a client does; returns the op (RPC form) signed by the account."""
-    op = unsigned(acct, **changes)
-    stub = await client.call("pm_getPaymasterStubData", op, acct.ep.address, hex(chain.chain_id), context)
-    assert stub["isFinal"] is False and stub["paymaster"]
-    op.update({k: stub[k] for k in ("paymaster", "paymasterData", "paymasterVerificationGasLimit",
-                                     "paymasterPostOpGasLimit")})
-    data = await client.call("pm_getPaymasterData", op, acct.ep.address, hex(chain.chain_id), context)
-    op.update(data)
-    return format_user_operation(acct.sign(parse_user_operation(op), chain.chain_id))
-
-
-@pytest.mark.parametrize("ep", [V07, V08], ids=["v07", "v08"])
+@pytest.mark.parametrize("ep", [V07, V08, V09], ids=["v07", "v08", "v09"])
 async def test_sponsored_op_from_unfunded_counterfactual_account(chain, pm_bundler, paymasters, ep):
     bundler, client = pm_bundler
     acct = chain.account(ep, deployed=False, funded=0)
@@ -179,7 +159,8 @@ async def test_bad_requests_are_params_errors(chain, pm_bundler):
 async def test_account_budget_exhausted_then_given_back_when_dropped(chain, pm_bundler):
     """'small' allows 0.002 ether per account and day: one op (max cost ~0.0016 ether) fits, a
     second is refused with what is left; once the first is dropped its budget is back."""
-    _bundler, client = pm_bundler
+    bundler, client = pm_bundler
+    released_before = (await _sponsorship_counts(bundler)).get(("small", "released", ""), 0)
     acct = chain.account(V07, deployed=True, funded=0)
     ctx = {"policyId": "small"}
     op = await sponsor(client, chain, acct, ctx)
@@ -200,6 +181,7 @@ async def test_account_budget_exhausted_then_given_back_when_dropped(chain, pm_b
         status = await client.call("pm_getSponsorshipStatus", "small", acct.address)
         return int(status["account"]["spent"]) == 0
     await eventually(given_back, what="the dropped op's budget to be given back")
+    assert (await _sponsorship_counts(bundler)).get(("small", "released", ""), 0) == released_before + 1
     await sponsor(client, chain, acct, ctx, nonce=0)
 
 
@@ -214,3 +196,72 @@ async def test_own_path_serves_only_pm_methods(chain, pm_bundler):
         answer = await call("pm_getPaymasterStubData", unsigned(acct), V08.address, hex(chain.chain_id), None)
         assert answer["result"]["paymaster"]
         assert (await call("eth_chainId"))["error"]["code"] == -32601
+
+
+async def test_v09_separate_signature_account_signs_first(chain, pm_bundler, paymasters):
+    """EntryPoint v0.9, context separateSignature: the stub's paymasterData (the terms) is final,
+    the account signs over it with the stub's placeholder paymasterSignature (outside the
+    userOpHash), then pm_getPaymasterData signs those same terms; the op is mined as signed."""
+    _bundler, client = pm_bundler
+    acct = chain.account(V09, deployed=False, funded=0)
+    ctx = {"policyId": "open", "separateSignature": True}
+    op = unsigned(acct)
+    stub = await client.call("pm_getPaymasterStubData", op, V09.address, hex(chain.chain_id), ctx)
+    assert stub["paymaster"].lower() == paymasters["0.9"] and len(stub["paymasterSignature"]) == 2 + 2 * 65
+    op.update({k: stub[k] for k in ("paymaster", "paymasterData", "paymasterSignature",
+                                     "paymasterVerificationGasLimit", "paymasterPostOpGasLimit")})
+    signed_by_account = format_user_operation(acct.sign(parse_user_operation(op), chain.chain_id))
+    data = await client.call("pm_getPaymasterData", signed_by_account, V09.address, hex(chain.chain_id), ctx)
+    assert data["paymasterData"] == stub["paymasterData"]  # the terms the account signed over
+    assert data["paymasterSignature"] != stub["paymasterSignature"]
+    final = dict(signed_by_account, paymasterSignature=data["paymasterSignature"])
+    assert final["signature"] == signed_by_account["signature"]
+    op_hash = await client.call("eth_sendUserOperation", final, V09.address)
+    assert op_hash == "0x" + V09.user_op_hash(parse_user_operation(signed_by_account), chain.chain_id).hex()
+    await client.call("debug_bundler_sendBundleNow")
+    receipt = await client.call("eth_getUserOperationReceipt", op_hash)
+    assert receipt["success"] and receipt["paymaster"].lower() == paymasters["0.9"] and acct.is_deployed()
+
+
+async def test_separate_signature_needs_v09(chain, pm_bundler):
+    _bundler, client = pm_bundler
+    acct = chain.account(V08, deployed=True, funded=0)
+    for ctx in ({"policyId": "open", "separateSignature": True}, {"policyId": "open", "separateSignature": "yes"}):
+        with pytest.raises(RpcError) as err:
+            await client.call("pm_getPaymasterStubData", unsigned(acct), V08.address, hex(chain.chain_id), ctx)
+        assert err.value.code == -32602 and "separateSignature" in err.value.message
+
+
+async def _sponsorship_counts(bundler) -> dict[tuple[str, str, str], float]:
+    async with aiohttp.ClientSession() as session, session.get(bundler.url + "/metrics") as resp:
+        text = await resp.text()
+    return {(s.labels["policy"], s.labels["outcome"], s.labels["rule"]): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == "bundler_paymaster_sponsorships_total"}
+
+
+async def test_metrics_count_sponsorships_by_policy_and_outcome(chain, pm_bundler):
+    """/metrics: bundler_paymaster_sponsorships_total{policy, outcome, rule} counts a sponsored op,
+    its settlement once mined, and a refusal by rule."""
+    bundler, client = pm_bundler
+    before = await _sponsorship_counts(bundler)
+
+    def delta(counts, key):
+        return counts.get(key, 0) - before.get(key, 0)
+
+    acct = chain.account(V07, deployed=True, funded=0)
+    op = await sponsor(client, chain, acct, {"policyId": "open"})
+    op_hash = await client.call("eth_sendUserOperation", op, V07.address)
+    with pytest.raises(RpcError):
+        await client.call("pm_getPaymasterData", unsigned(acct, nonce=1), V07.address, hex(chain.chain_id),
+                          {"policyId": "targets-only"})
+    await client.call("debug_bundler_sendBundleNow")
+    assert (await client.call("eth_getUserOperationReceipt", op_hash))["success"]
+
+    async def settled():
+        return delta(await _sponsorship_counts(bundler), ("open", "settled", "")) == 1
+    await eventually(settled, what="the settlement to be counted")
+    after = await _sponsorship_counts(bundler)
+    assert delta(after, ("open", "sponsored", "")) == 1
+    assert delta(after, ("targets-only", "refused", "targets")) == 1
+    assert delta(after, ("targets-only", "sponsored", "")) == 0

@@ -125,4 +125,6 @@ def with_paymaster_fields(op: UserOperation, answer: dict) -> UserOperation:
                       ("paymasterPostOpGasLimit", "paymaster_post_op_gas_limit")):
         if answer.get(key) is not None:
             changes[attr] = int(answer[key], 16)
+    # EntryPoint v0.9: a paymaster signature outside the userOpHash (appended to paymasterAndData)
+    changes["paymaster_signature"] = bytes.fromhex((answer.get("paymasterSignature") or "0x")[2:])
     return replace(op, **changes)

@@ -4,6 +4,10 @@ paymasterAndData = paymaster (20) | paymasterVerificationGasLimit (16) | paymast
                  | validUntil (6) | validAfter (6) | costLimit (16, 0: none)
                  | prefixLength (1) | signaturePrefix (prefixLength) | signature (65)
 
+On EntryPoint v0.9 the signature may instead ride outside the userOpHash as the op's
+`paymasterSignature` (paymasterData = the terms alone): `encode_terms` + that field; the
+contract takes it from v0.9's suffix and checks the same digest.
+
 `signaturePrefix` binds the first bytes of the account's own signature: a policy that sponsors
 one session key puts mode 0x01 + that key there, so the sponsorship cannot be reused by the
 account owner or another key for the same op. The digest must equal the contract's getHash
@@ -46,33 +50,34 @@ class Terms:
             raise ValueError("signature prefix longer than 255 bytes")
 
 
-def encode_paymaster_data(terms: Terms, signature: bytes) -> bytes:
-    if len(signature) != SIGNATURE_LENGTH:
-        raise ValueError("paymaster signature must be 65 bytes")
+def encode_terms(terms: Terms) -> bytes:
+    """paymasterData without the signature (v0.9's separate paymasterSignature layout)."""
     return (
         terms.valid_until.to_bytes(6, "big")
         + terms.valid_after.to_bytes(6, "big")
         + terms.cost_limit.to_bytes(16, "big")
         + bytes([len(terms.signature_prefix)])
         + terms.signature_prefix
-        + signature
     )
 
 
-def decode_paymaster_data(data: bytes) -> tuple[Terms, bytes]:
-    """(terms, signature) of a paymasterData; ValueError if it is not this layout."""
-    if len(data) < 29 + SIGNATURE_LENGTH:
-        raise ValueError("paymasterData too short")
-    prefix_length = data[28]
-    if len(data) != 29 + prefix_length + SIGNATURE_LENGTH:
-        raise ValueError("paymasterData length does not match its prefix length")
-    terms = Terms(
+def encode_paymaster_data(terms: Terms, signature: bytes) -> bytes:
+    """paymasterData with the signature inside (every EntryPoint version)."""
+    if len(signature) != SIGNATURE_LENGTH:
+        raise ValueError("paymaster signature must be 65 bytes")
+    return encode_terms(terms) + signature
+
+
+def decode_terms(data: bytes) -> Terms:
+    """The terms of a signature-less paymasterData; ValueError if it is not this layout."""
+    if len(data) < 29 or len(data) != 29 + data[28]:
+        raise ValueError("paymasterData is not SponsorPaymaster terms")
+    return Terms(
         valid_until=int.from_bytes(data[0:6], "big"),
         valid_after=int.from_bytes(data[6:12], "big"),
         cost_limit=int.from_bytes(data[12:28], "big"),
-        signature_prefix=bytes(data[29:29 + prefix_length]),
+        signature_prefix=bytes(data[29:]),
     )
-    return terms, bytes(data[29 + prefix_length:])
 
 
 def sponsor_hash(op: UserOperation, terms: Terms, *, chain_id: int, entry_point: str, paymaster: str) -> bytes:

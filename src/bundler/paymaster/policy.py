@@ -9,7 +9,7 @@ bundler's default policy applies, if it has one. Policies come from a TOML file
     factories = ["0x..."]        # an op deploying its account must use one of these ([]: no deployment)
     targets = ["0x..."]          # every call of the op (execute / executeBatch) goes to one of these
     session_keys = ["0x..."]     # SessionAccount ops signed by one of these session keys (mode 0x01)
-    entry_points = ["0.7", "0.8"]
+    entry_points = ["0.7", "0.8", "0.9"]   # missing: every version the bundler serves
     max_cost_per_op = "0.01 ether"   # also signed, so the paymaster enforces it on chain
     global_budget = "1 ether"        # all sponsored ops of this policy, per period
     account_budget = "0.05 ether"    # each sender, per period
@@ -29,13 +29,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..sessions import abi as session_abi
+from session_sdk import abi as session_abi  # = bundler.sessions.abi (an alias mypy cannot follow)
+
+from ..entrypoint import ALL as ALL_ENTRY_POINTS
 from ..userop.model import UserOperation
 
 PERIODS = {"hour": 3600, "day": 86_400, "week": 7 * 86_400, "30d": 30 * 86_400}
 UNITS = {"wei": 1, "gwei": 10**9, "ether": 10**18, "eth": 10**18}
 _AMOUNT = re.compile(r"^\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([a-z]*)\s*$", re.I)
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+VERSIONS = tuple(ep.version for ep in ALL_ENTRY_POINTS)
 
 
 class PolicyError(ValueError):
@@ -49,7 +52,7 @@ class Policy:
     factories: frozenset[str] | None = None  # None: any factory
     targets: frozenset[str] = frozenset()
     session_keys: frozenset[str] = frozenset()
-    entry_points: tuple[str, ...] = ("0.7", "0.8")
+    entry_points: tuple[str, ...] = VERSIONS
     max_cost_per_op: int = 0
     global_budget: int = 0
     account_budget: int = 0
@@ -129,8 +132,8 @@ def parse_policy(policy_id: str, table: Any, source: str = "policy") -> Policy:
         kw["factories"] = _addresses(table["factories"], f"{where} factories")
     if "entry_points" in table:
         eps = table["entry_points"]
-        if not isinstance(eps, list) or not eps or any(v not in ("0.7", "0.8") for v in eps):
-            raise PolicyError(f"{where} entry_points: expected a list of \"0.7\" / \"0.8\"")
+        if not isinstance(eps, list) or not eps or any(v not in VERSIONS for v in eps):
+            raise PolicyError(f"{where} entry_points: expected a list of " + " / ".join(f'"{v}"' for v in VERSIONS))
         kw["entry_points"] = tuple(eps)
     for key in ("max_cost_per_op", "global_budget", "account_budget"):
         if key in table:

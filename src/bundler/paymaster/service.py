@@ -8,6 +8,13 @@ budgets in the store (atomically, shared by the instances of a shared store), th
 signed and the reservation is made durable before the answer. The reservation is keyed by the
 op's userOpHash (which does not include the account's signature, so it is known now).
 
+EntryPoint v0.9 (context {"separateSignature": true}): the signature goes in the op's
+`paymasterSignature`, outside the userOpHash, so the account may sign between the two calls:
+the stub's paymasterData (the terms) is then already final, and pm_getPaymasterData signs the
+terms the op carries when they are the ones the policy gives. Without that flag the signature
+is inside paymasterData on every version, which is what ERC-7677 clients expect (viem's
+createPaymasterClient passes on paymasterData, not paymasterSignature).
+
 Settlement: the Settler below follows every open reservation to its op's fate, which the pool
 records in the store (mined / dropped): mined ops count their actual gas cost from the
 UserOperationEvent, dropped ones count nothing; an op never submitted here counts until its
@@ -27,7 +34,7 @@ from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams, PaymasterRejected
 from ..store import Budget, OpStatus, Sponsorship, SponsorshipState, Store
 from ..userop.model import UserOperation
-from .data import STUB_SIGNATURE, Terms, encode_paymaster_data, sponsor_hash
+from .data import STUB_SIGNATURE, Terms, decode_terms, encode_paymaster_data, encode_terms, sponsor_hash
 from .policy import SPONSOR_EVERYTHING, Policy, Refusal, check_op, session_key_of
 from .signer import PaymasterSigner
 
@@ -76,8 +83,9 @@ class PaymasterSettings:
 
 class SponsorService:
     def __init__(self, *, settings: PaymasterSettings, signer: PaymasterSigner, store: Store, head,
-                 chain_id: int, entry_points: list[EntryPointVersion]):
+                 chain_id: int, entry_points: list[EntryPointVersion], metrics):
         self.settings = settings
+        self.metrics = metrics
         self.signer = signer
         self.store = store
         self.head = head
@@ -109,6 +117,28 @@ class SponsorService:
         if key is None and isinstance(context, dict) and isinstance(context.get("sessionKey"), str):
             key = context["sessionKey"].lower()
         return key
+
+    @staticmethod
+    def _separate_signature(ep: EntryPointVersion, context: Any) -> bool:
+        """Whether the signature goes in v0.9's paymasterSignature (context separateSignature)."""
+        wanted = isinstance(context, dict) and context.get("separateSignature")
+        if wanted not in (None, False, True):
+            raise InvalidParams("invalid context.separateSignature: expected a boolean")
+        if wanted and not ep.paymaster_signature:
+            raise InvalidParams(f"context.separateSignature needs EntryPoint v0.9 or later (a paymasterSignature "
+                                f"field), not v{ep.version}")
+        return bool(wanted)
+
+    def _carried_terms(self, op: UserOperation, fresh: Terms, now: int) -> Terms:
+        """The terms the op already carries (from the stub, which the account may have signed
+        over) when they are ones we would give now; else the fresh ones."""
+        try:
+            carried = decode_terms(op.paymaster_data)
+        except ValueError:
+            return fresh
+        same_rules = (carried.valid_after, carried.cost_limit, carried.signature_prefix) == (
+            fresh.valid_after, fresh.cost_limit, fresh.signature_prefix)
+        return carried if same_rules and now < carried.valid_until <= fresh.valid_until else fresh
 
     def _terms(self, policy: Policy, now: int, session_key: str | None) -> Terms:
         valid_until = -(-(now + self.settings.validity_s) // VALIDITY_GRANULARITY_S) * VALIDITY_GRANULARITY_S
@@ -157,9 +187,14 @@ class SponsorService:
             if spent >= budget.limit:
                 self._refuse_budget(policy, budget, spent, 0, header.timestamp)
         terms = self._terms(policy, header.timestamp, session_key)
+        if self._separate_signature(ep, context):
+            # the terms are final already: the account may sign over them before pm_getPaymasterData
+            fields = {"paymasterData": "0x" + encode_terms(terms).hex(), "paymasterSignature": "0x" + STUB_SIGNATURE.hex()}
+        else:
+            fields = {"paymasterData": "0x" + encode_paymaster_data(terms, STUB_SIGNATURE).hex()}
         return {
             "paymaster": op.paymaster,
-            "paymasterData": "0x" + encode_paymaster_data(terms, STUB_SIGNATURE).hex(),
+            **fields,
             "paymasterVerificationGasLimit": hex(op.paymaster_verification_gas_limit),
             "paymasterPostOpGasLimit": hex(op.paymaster_post_op_gas_limit),
             "sponsor": {"name": SPONSOR_NAME},
@@ -168,17 +203,34 @@ class SponsorService:
 
     async def paymaster_data(self, op: UserOperation, ep: EntryPointVersion, chain_id: int, context: Any) -> dict:
         self._check_chain(chain_id)
-        policy = self.settings.policy(context)
+        policy = self.settings.policy(context)  # an unknown policy id is a params error, not counted
+        try:
+            answer = await self._sign(policy, op, ep, context)
+        except SponsorshipRefused as e:
+            self.metrics.sponsorships.labels(policy.id, "refused", e.data["rule"]).inc()
+            raise
+        self.metrics.sponsorships.labels(policy.id, "sponsored", "").inc()
+        return answer
+
+    async def _sign(self, policy: Policy, op: UserOperation, ep: EntryPointVersion, context: Any) -> dict:
+        separate = self._separate_signature(ep, context)
         header = await self.head.fresh()
         now = header.timestamp
+        ours = op.paymaster == self.paymaster_for(ep)
         op = self._with_paymaster(op, ep)
         session_key = self._session_key(op, context)
         refusal = check_op(policy, op, ep.version, now, session_key)
         if refusal is not None:
             raise SponsorshipRefused(refusal)
         terms = self._terms(policy, now, session_key)
+        if separate and ours:
+            terms = self._carried_terms(op, terms, now)
         digest = sponsor_hash(op, terms, chain_id=self.chain_id, entry_point=ep.address, paymaster=op.paymaster)
-        signed = op.with_changes(paymaster_data=encode_paymaster_data(terms, self.signer.sign(digest)))
+        signature = self.signer.sign(digest)
+        if separate:
+            signed = op.with_changes(paymaster_data=encode_terms(terms), paymaster_signature=signature)
+        else:
+            signed = op.with_changes(paymaster_data=encode_paymaster_data(terms, signature), paymaster_signature=b"")
         op_hash = "0x" + ep.user_op_hash(signed, self.chain_id, _delegate(signed)).hex()
         requested = signed.max_cost()
         sponsorship = Sponsorship(
@@ -198,6 +250,7 @@ class SponsorService:
         return {
             "paymaster": signed.paymaster,
             "paymasterData": "0x" + signed.paymaster_data.hex(),
+            **({"paymasterSignature": "0x" + signature.hex()} if separate else {}),
             "paymasterVerificationGasLimit": hex(signed.paymaster_verification_gas_limit),
             "paymasterPostOpGasLimit": hex(signed.paymaster_post_op_gas_limit),
         }
@@ -223,8 +276,9 @@ def _delegate(op: UserOperation) -> str | None:
 class Settler:
     """Follows open reservations to their op's fate (the store's op record) and settles them."""
 
-    def __init__(self, *, store: Store, node, head, interval_s: float = 2.0, lookback_blocks: int = 100_000):
+    def __init__(self, *, store: Store, node, head, metrics, interval_s: float = 2.0, lookback_blocks: int = 100_000):
         self.store = store
+        self.metrics = metrics
         self.node = node
         self.head = head
         self.interval_s = interval_s
@@ -278,8 +332,9 @@ class Settler:
                     finished = self.store.finish_sponsorship(s.op_hash, SponsorshipState.SETTLED, cost)
             else:
                 continue
-            if finished is not None:
+            if finished is not None:  # None: another instance on the store settled it first
                 done += 1
+                self.metrics.sponsorships.labels(s.policy_id, finished.state.value, "").inc()
                 log.info("sponsorship of op %s %s (%d wei)", s.op_hash, finished.state.value, finished.amount,
                          extra={"op_hash": s.op_hash})
         if done:

@@ -61,8 +61,9 @@ async def build(bundler, signer: PaymasterSigner):
                          "EntryPoints")
     await check_contracts(bundler.node, signer, contracts)
     service = SponsorService(settings=settings, signer=signer, store=bundler.store, head=bundler.head,
-                             chain_id=bundler.chain_id, entry_points=bundler.entry_points)
-    settler = Settler(store=bundler.store, node=bundler.node, head=bundler.head,
+                             chain_id=bundler.chain_id, entry_points=bundler.entry_points,
+                             metrics=bundler.metrics)
+    settler = Settler(store=bundler.store, node=bundler.node, head=bundler.head, metrics=bundler.metrics,
                       interval_s=config.paymaster_settle_interval_s, lookback_blocks=config.receipt_lookback_blocks)
     deposits = DepositWatcher(node=bundler.node, paymasters=contracts, metrics=bundler.metrics,
                               min_deposit=config.paymaster_min_deposit)
