@@ -118,3 +118,15 @@ def test_requeue_fates_clear_the_transaction_fields():
     fates.recorded_dropped(e.hash, "reorged out, no longer valid: AA25 invalid account nonce", -32500)
     got = store.get(e.hash)
     assert (got.status, got.error_code, got.tx_hash, got.block_number) == (OpStatus.DROPPED, -32500, None, None)
+
+
+def test_a_bundle_pending_again_after_a_reorg_brings_its_ops_back_in_flight():
+    fates, store, mempool, _r, _m = world()
+    e = admitted(fates, 1)
+    fates.mined(e.hash, e, TX, 12, BLOCK_HASH)
+    again = PoolEntry(op=e.op, entry_point=V07, hash=e.hash, submitted_in=TX)
+    fates.resubmitted(e.hash, TX, again)
+    assert mempool.get(e.hash) is again and store.get(e.hash).status == OpStatus.SUBMITTED
+    fates.reverts[e.hash] = 1
+    fates.forget(e.hash)  # found mined on chain after all: the record stays as it is
+    assert mempool.get(e.hash) is None and fates.reverts == {} and store.get(e.hash).status == OpStatus.SUBMITTED

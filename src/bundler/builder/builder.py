@@ -18,7 +18,7 @@ from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
 from ..pool.eip7702 import GAS_PER_AUTHORIZATION
 from ..pool.fates import OpFates
 from ..metrics import NullMetrics
-from ..pool.mempool import Mempool, PoolEntry
+from ..pool.mempool import PoolEntry, PoolReader
 from ..pool.reputation import failure_code
 from ..pool.requeue import Requeue, entry_from_record
 from ..pool.safe import NotDueYet, SafeMode
@@ -75,7 +75,7 @@ class Builder:
         node: NodeClient,
         head: HeadTracker,
         simulator,
-        mempool: Mempool,
+        mempool: PoolReader,
         store,
         executors: list[Executor],
         entry_points: list[EntryPointVersion],
@@ -85,7 +85,7 @@ class Builder:
         reputation=None,
         eip7702=None,
         metrics=None,
-        fates: OpFates | None = None,
+        fates: OpFates,
     ):
         self.node = node
         self.head = head
@@ -110,8 +110,7 @@ class Builder:
         self._background: set[asyncio.Task] = set()
         self.metrics = metrics if metrics is not None else NullMetrics()
         # the pool's writer of op status: every pending/mined/dropped decision goes through it
-        self.fates = fates if fates is not None else OpFates(mempool, store, reputation, self.metrics,
-                                                             config.max_bundle_reverts)
+        self.fates = fates
         # parallel bundles (one per executor key) never share an op, a sender or a paymaster:
         # ops selected for a bundle stay reserved until its transaction is settled
         self._reserved: dict[str, PoolEntry] = {}
@@ -356,7 +355,7 @@ class Builder:
         event = await self._mined_event(entry.hash, entry.entry_point.address)
         if event is None:
             return False
-        self.mempool.remove(entry.hash)
+        self.fates.forget(entry.hash)
         log.info("op %s is already mined in %s; recorded mined", entry.hash, event["transactionHash"])
         if self.watcher is not None:
             self.watcher.track(MinedBundle(event["transactionHash"], int(event["blockNumber"], 16),
@@ -634,7 +633,7 @@ class Builder:
                 continue
             if await self._mined_event(record.hash, record.entry_point):  # mined after all
                 if e is not None:
-                    self.mempool.remove(h)
+                    self.fates.forget(h)
                 continue
             records.append(record)
         if self.requeue is not None:
@@ -733,10 +732,7 @@ class Builder:
                                   attempts=[TxAttempt(bundle.tx_hash, raw, int(tx.get("maxFeePerGas") or tx.get("gasPrice"), 16),
                                                       int(tx.get("maxPriorityFeePerGas") or "0x0", 16))])
             for r in records:
-                self.fates.resubmitted(r.hash, bundle.tx_hash)
-                entry = entry_from_record(r, submitted_in=bundle.tx_hash)
-                if entry is not None:
-                    self.mempool.add(entry)
+                self.fates.resubmitted(r.hash, bundle.tx_hash, entry_from_record(r, submitted_in=bundle.tx_hash))
             self.store.put_inflight(inflight)
             await self.store.flush()
 

@@ -76,9 +76,17 @@ class OpFates:
             entry.submitted_in = None
         self.store.update(op_hash, status=OpStatus.PENDING, tx_hash=None)
 
-    def resubmitted(self, op_hash: str, tx_hash: str) -> None:
-        """Its bundle, mined in a block a reorg removed, is pending in the node again: in flight."""
+    def resubmitted(self, op_hash: str, tx_hash: str, entry: PoolEntry | None = None) -> None:
+        """Its bundle, mined in a block a reorg removed, is pending in the node again: in flight
+        (and back in the pool as `entry`, marked in that transaction)."""
         self.store.update(op_hash, status=OpStatus.SUBMITTED, tx_hash=tx_hash, block_number=None, block_hash=None)
+        if entry is not None:
+            self.mempool.add(entry)
+
+    def forget(self, op_hash: str) -> None:
+        """Out of the mempool, its record left as it is (found mined on chain meanwhile)."""
+        self.reverts.pop(op_hash, None)
+        self.mempool.remove(op_hash)
 
     def not_included(self, op_hash: str, entry: PoolEntry | None) -> None:
         """Its bundle was mined without it: pending again (it keeps no revert count)."""

@@ -55,6 +55,21 @@ class PoolEntry:
         return out
 
 
+class PoolReader(Protocol):
+    """What the builder reads of the mempool. It changes the pool only through pool.fates.OpFates
+    (typed so: the type checker refuses a builder that adds or removes entries itself)."""
+
+    def __len__(self) -> int: ...
+
+    def get(self, op_hash: str) -> PoolEntry | None: ...
+
+    def entries(self, entry_point: EntryPointVersion | None = None) -> list[PoolEntry]: ...
+
+    def for_sender(self, sender: str) -> list[PoolEntry]: ...
+
+    def bundle_candidates(self, entry_point: EntryPointVersion, base_fee: int) -> list[PoolEntry]: ...
+
+
 class PoolObserver(Protocol):
     """An index kept in step with the pool. `added` is called for every entry that enters, on
     every path (admission, restart recovery, re-queue after a reorg or a lost bundle nonce,

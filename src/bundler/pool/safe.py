@@ -26,7 +26,7 @@ from ..sim.erc7562 import RuleContext, TracerFactory, check, storage_touched, vi
 from ..sim.entrypoint_sim import queued_nonce_override
 from ..sim.results import SimulationFailure, failure_error, validation_error
 from ..userop.model import UserOperation
-from .mempool import Mempool, PoolEntry
+from .mempool import PoolEntry, PoolReader
 
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class NotDueYet(TimeRangeInvalid):
 
 
 class SafeMode:
-    def __init__(self, config, mempool: Mempool):
+    def __init__(self, config, mempool: PoolReader):
         self.enabled = not getattr(config, "unsafe", False)
         self.min_stake = getattr(config, "min_stake_value", 10**18)
         self.min_unstake_delay = getattr(config, "min_unstake_delay", 86_400)
