@@ -4,6 +4,8 @@ pragma solidity ^0.8.28;
 import {IPaymaster} from "@account-abstraction/contracts-v07/interfaces/IPaymaster.sol";
 import {PackedUserOperation} from "@account-abstraction/contracts-v07/interfaces/PackedUserOperation.sol";
 import {IStakeManager} from "@account-abstraction/contracts-v07/interfaces/IStakeManager.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {UserOperationLib as UserOperationLibV09} from "@account-abstraction/contracts-v09/core/UserOperationLib.sol";
 
 /// The bundler's verifying paymaster: it pays for a UserOperation when the paymaster signer
@@ -38,8 +40,6 @@ contract SponsorPaymaster is IPaymaster {
     uint256 private constant PREFIX_LENGTH_OFFSET = 80;
     uint256 private constant PREFIX_OFFSET = 81;
     uint256 private constant SIGNATURE_LENGTH = 65;
-    // secp256k1n / 2: a larger s is the malleable twin of a valid signature
-    uint256 private constant HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
     address public immutable entryPoint;
     address public immutable signer;
@@ -105,12 +105,11 @@ contract SponsorPaymaster is IPaymaster {
         uint128 costLimit = uint128(bytes16(terms[COST_LIMIT_OFFSET:PREFIX_LENGTH_OFFSET]));
         bytes calldata prefix = terms[PREFIX_OFFSET:];
         if (costLimit != 0 && maxCost > costLimit) revert CostAboveSignedLimit(maxCost, costLimit);
-        bytes32 digest = keccak256(
-            abi.encodePacked(
-                "\x19Ethereum Signed Message:\n32", getHash(userOp, validUntil, validAfter, costLimit, prefix)
-            )
-        );
-        bool valid = _recover(digest, signature) == signer
+        bytes32 digest =
+            MessageHashUtils.toEthSignedMessageHash(getHash(userOp, validUntil, validAfter, costLimit, prefix));
+        // OpenZeppelin's tryRecover: address(0) for a malleable (high s) or otherwise invalid one
+        (address recovered,,) = ECDSA.tryRecoverCalldata(digest, signature);
+        bool valid = recovered == signer
             && userOp.signature.length >= prefixLength
             && keccak256(userOp.signature[:prefixLength]) == keccak256(prefix);
         // bit 0: signature failed (also a mismatching account signature prefix: estimation with
@@ -135,14 +134,6 @@ contract SponsorPaymaster is IPaymaster {
         }
         if (end < PREFIX_OFFSET + SIGNATURE_LENGTH) revert BadPaymasterData(pnd.length);
         return (pnd[:end - SIGNATURE_LENGTH], pnd[end - SIGNATURE_LENGTH:end]);
-    }
-
-    function _recover(bytes32 digest, bytes calldata sig) private pure returns (address) {
-        bytes32 r = bytes32(sig[0:32]);
-        bytes32 s = bytes32(sig[32:64]);
-        uint8 v = uint8(sig[64]);
-        if (uint256(s) > HALF_N || (v != 27 && v != 28)) return address(0);
-        return ecrecover(digest, v, r, s);
     }
 
     // -- the deposit that pays for sponsored ops, and the stake (both held by the EntryPoint) --

@@ -190,7 +190,8 @@ class Config:
     )
     paymaster_signer_key_file: str = _setting("", "file holding the paymaster signer key (one line)")
     paymaster_contracts: list[str] = _setting(
-        [], "SponsorPaymaster addresses as VERSION=ADDRESS (e.g. 0.7=0x...); `bundler dev` deploys and fills them")
+        [], "SponsorPaymaster addresses as VERSION=ADDRESS (0.7=0x..., 0.8=0x..., 0.9=0x...; docs/paymaster.md); "
+            "`bundler dev` deploys and fills them")
     paymaster_policies_file: str = _setting(
         "", "TOML file of sponsorship policies ([policies.<id>] tables: senders, factories, targets, "
             "session_keys, budgets per period, validity, max cost per op)")

@@ -5,7 +5,8 @@
 //        --bundler http://127.0.0.1:PORT --node http://127.0.0.1:PORT
 //
 // Sponsored (ERC-7677) runs: --client viem-paymaster-v07|viem-paymaster-v08|viem-paymaster-v09|
-// permissionless-paymaster-v07|permissionless-paymaster-v08 [--paymaster URL] [--policy ID]:
+// permissionless-paymaster-v07|permissionless-paymaster-v08|permissionless-paymaster-v09
+// [--paymaster URL] [--policy ID]:
 // an unfunded counterfactual account (v0.9: a fresh EOA with no ether, delegating to viem's
 // Simple7702Account in its first op) sends ops paid by the paymaster service (viem's
 // createPaymasterClient on --paymaster, default BUNDLER/paymaster; permissionless on the
@@ -338,6 +339,7 @@ const SPONSORED = {
   "viem-paymaster-v09": { library: "viem", version: "0.9", entryPoint: entryPoint09Address, eip7702: true },
   "permissionless-paymaster-v07": { library: "permissionless", version: "0.7", entryPoint: entryPoint07Address },
   "permissionless-paymaster-v08": { library: "permissionless", version: "0.8", entryPoint: entryPoint08Address },
+  "permissionless-paymaster-v09": { library: "permissionless", version: "0.9", entryPoint: entryPoint09Address, eip7702: true },
 };
 
 async function runSponsored(label, { bundler, node, paymaster, policy }) {

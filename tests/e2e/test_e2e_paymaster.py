@@ -1,8 +1,8 @@
 """End-to-end sponsorship with real clients from npm, unchanged: viem createBundlerClient +
 createPaymasterClient (on the paymaster's own path) and permissionless createSmartAccountClient
 with its `paymaster:` option (on the bundler URL), each sending ops from an unfunded
-counterfactual SimpleAccount on EntryPoint v0.7 and v0.8, under a named policy; on v0.9 viem
-with its Simple7702Account (an EOA holding no ether, delegated by its first, sponsored op)."""
+counterfactual SimpleAccount on EntryPoint v0.7 and v0.8, under a named policy; on v0.9 both
+with viem's Simple7702Account (an EOA holding no ether, delegated by its first, sponsored op)."""
 from __future__ import annotations
 
 import os
@@ -10,12 +10,11 @@ import textwrap
 
 import pytest
 
-from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
 from bundler.entrypoint import V07, V08, V09
 from bundler.paymaster.signer import PaymasterSigner
 
-from helpers.accounts import mine
 from helpers.bundlers import running_bundler
+from helpers.paymaster import sponsor_paymasters
 from test_e2e_clients import NODE, checks, report, run_clients
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not on PATH")
@@ -26,12 +25,7 @@ SIGNER_KEY = "0x" + "e7" * 32
 @pytest.fixture(scope="module")
 async def sponsoring_bundler(anvil, tmp_path_factory):
     signer = PaymasterSigner(SIGNER_KEY)
-    contracts = []
-    for ep in (V07, V08, V09):
-        address = deploy_paymaster(anvil.url, ep, signer.address)
-        fund_paymaster(anvil.url, address, 10**19)
-        contracts.append(f"{ep.version}={address}")
-    mine(anvil.url)
+    contracts = [f"{v}={a}" for v, a in sponsor_paymasters(anvil.url, signer.address).items()]
     policies = tmp_path_factory.mktemp("e2e-pm") / "policies.toml"
     policies.write_text(textwrap.dedent("""
         [policies.e2e]
@@ -56,7 +50,8 @@ async def _run(client: str, anvil, bundler) -> list[dict]:
 
 
 @pytest.mark.parametrize("client", ["viem-paymaster-v07", "viem-paymaster-v08", "viem-paymaster-v09",
-                                    "permissionless-paymaster-v07", "permissionless-paymaster-v08"])
+                                    "permissionless-paymaster-v07", "permissionless-paymaster-v08",
+                                    "permissionless-paymaster-v09"])
 async def test_sponsored_ops_from_an_unfunded_account(anvil, sponsoring_bundler, client):
     bundler, _rpc = sponsoring_bundler
     out = await _run(client, anvil, bundler)

@@ -14,11 +14,12 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from bundler.devchain.anvil import ANVIL_ACCOUNT0, rpc
-from bundler.entrypoint import EntryPointVersion
+from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
+from bundler.entrypoint import ALL, EntryPointVersion
 from bundler.userop import UserOperation, format_user_operation, pack, parse_user_operation
 from bundler.userop.packing import PACKED_USEROP_TYPE
 
-from .accounts import SimpleAccountHelper, eth_call, selector, send_tx, wait_receipt
+from .accounts import SimpleAccountHelper, eth_call, mine, selector, send_tx, wait_receipt
 
 SEL_GET_HASH = selector(f"getHash({PACKED_USEROP_TYPE},uint48,uint48)")
 SEL_DEPOSIT = selector("deposit()")
@@ -65,6 +66,17 @@ class VerifyingPaymasterHelper:
             (digest,) = decode(["bytes32"], h)
             signature = bytes(Account.sign_message(encode_defunct(primitive=digest), key or self.signer_key).signature)
         return op.with_changes(paymaster_data=encode(["uint48", "uint48"], [valid_until, valid_after]) + signature)
+
+
+def sponsor_paymasters(url: str, signer: str, eps=ALL, deposit: int = 10**19) -> dict[str, str]:
+    """EntryPoint version -> a SponsorPaymaster trusting `signer`, deployed and funded (then a
+    block is mined, so simulation sees the deposit)."""
+    out = {}
+    for ep in eps:
+        out[ep.version] = deploy_paymaster(url, ep, signer)
+        fund_paymaster(url, out[ep.version], deposit)
+    mine(url)
+    return out
 
 
 def unsigned(acct: SimpleAccountHelper, target: str | None = None, **changes) -> dict:

@@ -12,7 +12,6 @@ from eth_abi import decode, encode
 from eth_account import Account
 
 from bundler.devchain.anvil import ANVIL_ACCOUNT0
-from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
 from bundler.entrypoint import V07, V08, V09
 from bundler.paymaster.data import STUB_SIGNATURE, Terms, encode_paymaster_data, encode_terms, sponsor_hash
 from bundler.paymaster.signer import PaymasterSigner
@@ -23,21 +22,19 @@ from bundler.userop.packing import PACKED_USEROP_TYPE
 from helpers.accounts import (
     entry_point_deposit, eth_call, latest_block, selector, send_handle_ops, user_operation_events,
 )
+from helpers.paymaster import sponsor_paymasters
 from helpers.sessions import simulate_failure
 
 SIGNER = PaymasterSigner("0x" + "a1" * 32)
 BENEFICIARY = "0x" + "be" * 20
 SEL_GET_HASH = selector(f"getHash({PACKED_USEROP_TYPE},uint48,uint48,uint128,bytes)")
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 EPS = [pytest.param(V07, id="v07"), pytest.param(V08, id="v08"), pytest.param(V09, id="v09")]
 
 
 @pytest.fixture(scope="module")
 def paymasters(chain):
-    out = {}
-    for ep in (V07, V08, V09):
-        out[ep.version] = deploy_paymaster(chain.url, ep, SIGNER.address)
-        fund_paymaster(chain.url, out[ep.version], 10**18)
-    return out
+    return sponsor_paymasters(chain.url, SIGNER.address, deposit=10**18)
 
 
 def sponsored(chain, acct, paymaster: str, *, terms: Terms | None = None, chain_id: int | None = None,
@@ -108,6 +105,12 @@ def test_signature_binding(chain, paymasters, ep):
     # a per-op cost cap below the op's maximum cost
     capped = sponsored(chain, acct, pm, terms=Terms(valid_until=now(chain) + 600, cost_limit=10**9))
     assert simulate_failure(chain.url, ep, [capped]).reason == "AA33 reverted"
+    # the malleable twin of the good signature (high s, other v) is refused
+    terms, sig = good.paymaster_data[:-65], good.paymaster_data[-65:]
+    twin_s = SECP256K1_N - int.from_bytes(sig[32:64], "big")
+    twin = sig[:32] + twin_s.to_bytes(32, "big") + bytes([55 - sig[64]])
+    malleable = acct.sign(good.with_changes(paymaster_data=terms + twin), chain.chain_id)
+    assert simulate_failure(chain.url, ep, [malleable]).reason == "AA34 signature error"
     # the stub's placeholder signature never pays
     stub = good.with_changes(paymaster_data=encode_paymaster_data(Terms(valid_until=now(chain) + 600), STUB_SIGNATURE))
     assert simulate_failure(chain.url, ep, [acct.sign(stub, chain.chain_id)]).reason == "AA34 signature error"

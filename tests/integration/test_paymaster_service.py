@@ -11,15 +11,14 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
 from bundler.entrypoint import V07, V08, V09
 from bundler.paymaster.signer import PaymasterSigner
 from bundler.userop import format_user_operation, parse_user_operation
 
 from conftest import RpcError
-from helpers.accounts import entry_point_deposit, mine
+from helpers.accounts import entry_point_deposit
 from helpers.inproc import eventually, running_bundler
-from helpers.paymaster import sponsor, unsigned
+from helpers.paymaster import sponsor, sponsor_paymasters, unsigned
 
 SIGNER_KEY = "0x" + "c3" * 32
 SIGNER = PaymasterSigner(SIGNER_KEY)
@@ -28,12 +27,7 @@ ALLOWED_TARGET = "0x" + "a7" * 20
 
 @pytest.fixture(scope="module")
 def paymasters(chain):
-    out = {}
-    for ep in (V07, V08, V09):
-        out[ep.version] = deploy_paymaster(chain.url, ep, SIGNER.address)
-        fund_paymaster(chain.url, out[ep.version], 10**19)
-    mine(chain.url)
-    return out
+    return sponsor_paymasters(chain.url, SIGNER.address)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +159,8 @@ async def test_bad_requests_are_params_errors(chain, pm_bundler):
 async def test_account_budget_exhausted_then_given_back_when_dropped(chain, pm_bundler):
     """'small' allows 0.002 ether per account and day: one op (max cost ~0.0016 ether) fits, a
     second is refused with what is left; once the first is dropped its budget is back."""
-    _bundler, client = pm_bundler
+    bundler, client = pm_bundler
+    released_before = (await _sponsorship_counts(bundler)).get(("small", "released", ""), 0)
     acct = chain.account(V07, deployed=True, funded=0)
     ctx = {"policyId": "small"}
     op = await sponsor(client, chain, acct, ctx)
@@ -186,6 +181,7 @@ async def test_account_budget_exhausted_then_given_back_when_dropped(chain, pm_b
         status = await client.call("pm_getSponsorshipStatus", "small", acct.address)
         return int(status["account"]["spent"]) == 0
     await eventually(given_back, what="the dropped op's budget to be given back")
+    assert (await _sponsorship_counts(bundler)).get(("small", "released", ""), 0) == released_before + 1
     await sponsor(client, chain, acct, ctx, nonce=0)
 
 

@@ -10,7 +10,6 @@ import pytest
 from eth_abi import encode
 
 from bundler.devchain.anvil import rpc as node_rpc
-from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
 from bundler.entrypoint import V07, V08
 from bundler.paymaster.signer import PaymasterSigner
 from bundler.sessions import abi
@@ -20,6 +19,7 @@ from bundler.userop import format_user_operation, parse_user_operation
 from conftest import RpcError
 from helpers.accounts import mine
 from helpers.inproc import running_bundler
+from helpers.paymaster import sponsor_paymasters
 from helpers.sessions import (
     SessionAccountHandle, deploy_session_contracts, erc20_balance, handle_ops, new_key, selector,
 )
@@ -33,10 +33,7 @@ STUB_SESSION_SIGNATURE = b"\xff" * 32 + b"\x7f" * 32 + b"\x1c"
 def setup(chain, tmp_path_factory):
     sessions = deploy_session_contracts(chain.url)
     signer = PaymasterSigner(SIGNER_KEY)
-    paymasters = {}
-    for ep in (V07, V08):
-        paymasters[ep.version] = deploy_paymaster(chain.url, ep, signer.address)
-        fund_paymaster(chain.url, paymasters[ep.version], 10**19)
+    paymasters = sponsor_paymasters(chain.url, signer.address, [V07, V08])
     session_key, session_address = new_key()
     policies = tmp_path_factory.mktemp("pm-sessions") / "policies.toml"
     policies.write_text(textwrap.dedent(f"""

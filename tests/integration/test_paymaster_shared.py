@@ -10,24 +10,20 @@ import textwrap
 
 import pytest
 
-from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
 from bundler.entrypoint import V07
 from bundler.paymaster.signer import PaymasterSigner
 from bundler.userop import parse_user_operation
 
 from conftest import RpcError
-from helpers.accounts import mine
 from helpers.inproc import eventually, running_bundler
-from helpers.paymaster import sponsor, unsigned
+from helpers.paymaster import sponsor, sponsor_paymasters, unsigned
 
 SIGNER_KEY = "0x" + "d4" * 32
 ACCOUNT_BUDGET = 2 * 10**15  # one op's maximum cost (~1.6e15 here) fits, two do not
 
 
 async def test_two_instances_share_one_budget(chain, dsn, tmp_path):  # noqa: F811
-    paymaster = deploy_paymaster(chain.url, V07, PaymasterSigner(SIGNER_KEY).address)
-    fund_paymaster(chain.url, paymaster, 10**19)
-    mine(chain.url)
+    paymaster = sponsor_paymasters(chain.url, PaymasterSigner(SIGNER_KEY).address, [V07])["0.7"]
     policies = tmp_path / "policies.toml"
     policies.write_text(textwrap.dedent(f"""
         [policies.shared]

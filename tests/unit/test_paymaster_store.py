@@ -73,21 +73,7 @@ async def test_sqlite_counters_survive_a_restart(tmp_path):
         store.close()
 
 
-@pytest.fixture(scope="module")
-def pg():
-    from helpers.pg import PostgresUnavailable, start_postgres
-
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as e:
-        pytest.skip(f"PostgreSQL tests skipped: {e}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-async def test_postgres_counters_are_shared_and_never_overspent(pg):
+async def test_postgres_counters_are_shared_and_never_overspent(pg):  # pg: tests/conftest.py
     from bundler.store.postgres import PostgresStore
 
     dsn = pg.database()

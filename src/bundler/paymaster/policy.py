@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from session_sdk import abi as session_abi  # = bundler.sessions.abi (an alias mypy cannot follow)
+
 from ..entrypoint import ALL as ALL_ENTRY_POINTS
-from ..sessions import abi as session_abi
 from ..userop.model import UserOperation
 
 PERIODS = {"hour": 3600, "day": 86_400, "week": 7 * 86_400, "30d": 30 * 86_400}
