@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -39,21 +40,24 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:7.2f} ms"
 
 
-def bench_pyevm(worker: SimWorker, ops, ep, block, rounds: int) -> tuple[float, float]:
-    """Mean seconds per op with the hook off and with NoopTracer, interleaved per op."""
-    off, on = [], []
+def bench_pyevm(worker: SimWorker, ops, ep, block, rounds: int) -> tuple[float, float, float]:
+    """Mean seconds per op with the hook off and with NoopTracer, interleaved per op, and the
+    mean CPU seconds (this thread) per op with the hook off: steadier on a shared machine."""
+    off, on, cpu = [], [], []
     for op in ops:  # warm the block cache and code caches
         assert isinstance(worker.simulate_validation(op, ep, block), ValidationResult)
     for _ in range(rounds):
         for op in ops:
+            c0 = time.thread_time()
             t0 = time.perf_counter()
             worker.simulate_validation(op, ep, block)
             t1 = time.perf_counter()
+            cpu.append(time.thread_time() - c0)
             worker.simulate_validation(op, ep, block, tracer=NoopTracer)
             t2 = time.perf_counter()
             off.append(t1 - t0)
             on.append(t2 - t1)
-    return statistics.mean(off), statistics.mean(on)
+    return statistics.mean(off), statistics.mean(on), statistics.mean(cpu)
 
 
 def bench_cold(worker: SimWorker, chain: DevChain, ops, ep) -> tuple[float, int]:
@@ -126,19 +130,22 @@ def main() -> None:
         rows = []
         for ep in (V07, V08):
             version_ops = ops[ep.version]
-            off, on = bench_pyevm(worker, version_ops, ep, block, args.rounds)
+            off, on, cpu = bench_pyevm(worker, version_ops, ep, block, args.rounds)
             cold, cold_requests = bench_cold(worker, chain, version_ops, ep)
             anvil = bench_anvil(chain.url, version_ops, ep, block.number, args.rounds)
-            rows.append((ep.version, off, on, cold, cold_requests / len(version_ops), anvil))
+            rows.append((ep.version, off, on, cold, cold_requests / len(version_ops), anvil, cpu))
 
         jobs = [(op, V07) for op in ops["0.7"]] + [(op, V08) for op in ops["0.8"]]
         rate = asyncio.run(bench_pool(chain.url, chain.chain_id, args.workers, jobs, chain.pinned()))
 
         print()
         print("version | py-evm warm | +NoopTracer | tracer/off | py-evm cold (node reads/op) | anvil eth_call | py-evm/anvil")
-        for version, off, on, cold, reads, anvil in rows:
+        for version, off, on, cold, reads, anvil, _cpu in rows:
             print(f"  v{version} | {ms(off)} | {ms(on)} | {on / off:9.2f}x | {ms(cold)} ({reads:.1f})"
                   f"            | {ms(anvil)}    | {off / anvil:9.2f}x")
+        for version, *_rest, cpu in rows:
+            print(f"  v{version}: py-evm warm validation, CPU of this thread: {ms(cpu)} per op")
+        print(f"  load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print()
         print(f"Simulator pool ({args.workers} workers, 8 in flight, v0.7+v0.8 mixed, warm): {rate:.0f} validations/s")
         worker.close()

@@ -61,7 +61,7 @@ from bundler.userop.codec import format_user_operation  # noqa: E402
 from helpers.accounts import (  # noqa: E402
     DUMMY_SIGNATURE, USER_OPERATION_EVENT_TOPIC, SimpleAccountHelper, sign_user_op,
 )
-from load import CHAIN_ID, RECIPIENT, TRANSFER_WEI  # noqa: E402
+from load import CHAIN_ID, RECIPIENT, TRANSFER_WEI, bundler_command  # noqa: E402
 
 WINDOW_S = 10.0
 
@@ -125,10 +125,11 @@ def mb(b: float | None) -> str:
 
 
 def start_bundler(node_url: str, port: int, data_dir: str, log_path: Path, mode: str, args) -> Target:
-    env = dict(os.environ, BUNDLER_PRIVATE_KEY=KEY_EXECUTOR)
-    cmd = [str(ROOT / ".venv" / "bin" / "bundler"), "run", "--rpc-url", node_url, "--port", str(port),
-           "--bundle-mode", mode, "--log-level", args.log_level, "--data-dir", data_dir,
-           ] + args.ours_args
+    exe, env = bundler_command()  # this checkout's sources (a worktree shares the venv)
+    env["BUNDLER_PRIVATE_KEY"] = KEY_EXECUTOR
+    cmd = exe + ["run", "--rpc-url", node_url, "--port", str(port),
+                 "--bundle-mode", mode, "--log-level", args.log_level, "--data-dir", data_dir,
+                 ] + args.ours_args
     fh = open(log_path, "ab")
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     fh.close()
@@ -185,6 +186,7 @@ async def memory_phase(node_url: str, wl: Workload, args, logdir: Path) -> dict:
             await asyncio.sleep(2)
             pool0 = await mempool_size(s, t.url)
             m0, o0, k0 = rss_split(t.proc.pid)
+            parts0 = session_rss(t.proc.pid)
             t0 = time.perf_counter()
             await send_range(n_warm, n_warm + n)
             fill_s = time.perf_counter() - t0
@@ -195,6 +197,7 @@ async def memory_phase(node_url: str, wl: Workload, args, logdir: Path) -> dict:
         return {
             "pending_before": pool0, "pending_after": pool1, "added": added, "fill_s": fill_s,
             "rss_before": {"main": m0, "others": o0, "other_procs": k0},
+            "rss_parts_before": {("main" if pid == t.proc.pid else f"pid {pid}"): v for pid, v in parts0.items()},
             "rss_after": {"main": m1, "others": o1, "other_procs": k1},
             "bytes_per_op_main": (m1 - m0) / added if added > 0 else None,
             "bytes_per_op_total": (m1 + o1 - m0 - o0) / added if added > 0 else None,
@@ -446,8 +449,13 @@ def print_summary(rep: dict, emit) -> None:
         emit(f"  RSS total {mb(m['rss_before']['main'] + m['rss_before']['others'])} -> "
              f"{mb(m['rss_after']['main'] + m['rss_after']['others'])} MB (main + {m['rss_after']['other_procs']} "
              f"other processes): {(m['bytes_per_op_total'] or 0) / 1024:.1f} KiB per op")
+        parts = ", ".join(f"{k} {mb(v)} MB" for k, v in m.get("rss_parts_before", {}).items())
+        emit(f"  RSS per process with {m['pending_before']} ops pending (about idle): {parts} "
+             f"(the others: sim workers and multiprocessing's resource tracker)")
         for e, c in m["failures"].items():
             emit(f"  memory phase send failure x{c}: {e}")
+    if s is None:  # --memory-only
+        return
     r = s["restart"]
     rows = [
         ("planned / sent", f"{s['planned_ops']} / {s['sent']}"),
@@ -491,6 +499,7 @@ def main(argv=None) -> int:
     p.add_argument("--restart-at", type=float, default=None,
                    help="SIGKILL + restart the bundler after this many seconds (default: half-way; 0: never)")
     p.add_argument("--mem-ops", type=int, default=2000, help="pending ops for the memory phase (0: skip)")
+    p.add_argument("--memory-only", action="store_true", help="only the memory phase (no sustained load)")
     p.add_argument("--ep", choices=("0.7", "0.8"), default="0.7")
     p.add_argument("--ops-per-account", type=int, default=5,
                    help="consecutive nonces per account (accounts = ops / this), default 5")
@@ -540,6 +549,12 @@ def main(argv=None) -> int:
         if args.mem_ops > 0:
             log(f"memory phase: {args.mem_ops} ops pending in manual mode ...")
             memory = asyncio.run(memory_phase(chain.url, wl, args, logdir))
+        if args.memory_only:
+            if memory:
+                print_summary({"ep": args.ep, "accounts": n_accounts, "setup_s": chain.setup_s,
+                               "machine": {"cpus": os.cpu_count()}, "memory": memory, "sustained": None}, emit)
+            emit(f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            return 0
         sustained = asyncio.run(sustained_phase(chain.url, wl, slots, args, logdir, emit))
     finally:
         chain.node.stop()

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -25,6 +26,7 @@ from .paymaster.rpc import paymaster_registry
 from .paymaster.signer import load_signer
 from .pool.admission import Admission
 from .pool.eip7702 import Eip7702Checker
+from .pool.fates import OpFates
 from .pool.capacity import CapacityGuard
 from .pool.mempool import Mempool
 from .pool.reputation import ReputationRules
@@ -40,9 +42,12 @@ from .sim import Simulator
 from .chain.reorgs import ChainWatcher, MinedBundle
 from .pool.requeue import Requeue, entry_from_record
 from .pool.shared import SharedPoolSync
-from .store import OpStatus, Store, open_store
+from .store import OpStatus, Store, as_shared, open_store
 from .supervise import Supervisor
 from .store.sqlite import StoreError
+
+if TYPE_CHECKING:
+    from .relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +85,7 @@ class Bundler:
         self.url: str | None = None
         self.sessions: SessionService | None = None
         self._failed: asyncio.Future | None = None  # set when the instance must stop (lease lost)
-        self.relay = None  # relay.Relay when config.relay
+        self.relay: Relay | None = None  # when config.relay
 
     async def start(self) -> None:
         self.chain_id = await self.node.chain_id()
@@ -114,11 +119,13 @@ class Bundler:
                                    timeout=self.config.sim_timeout_s, memory_mb=self.config.sim_memory_mb)
         await self.simulator.start()
         self.eip7702 = Eip7702Checker(self.node, self.chain_id)
+        # the pool's writer of op status (pending / in a bundle / mined / dropped)
+        self.fates = OpFates(self.mempool, self.store, self.reputation, self.metrics, self.config.max_bundle_reverts)
         self.builder = Builder(
             node=self.node, head=self.head, simulator=self.simulator, mempool=self.mempool,
             store=self.store, executors=self.executors, entry_points=self.entry_points,
             chain_id=self.chain_id, config=self.config, reputation=self.reputation, eip7702=self.eip7702,
-            metrics=self.metrics,
+            metrics=self.metrics, fates=self.fates,
         )
         self.sessions = await SessionService.create(
             config=self.config, head=self.head, mempool=self.mempool, store=self.store,
@@ -141,14 +148,15 @@ class Bundler:
         self.pool_sync = None
         self.takeover = None
         if self.store.shared:
+            shared = as_shared(self.store)
             try:
-                self.store.lock_executors([e.address for e in self.executors])
+                shared.lock_executors([e.address for e in self.executors])
             except StoreError as e:
                 raise SystemExit(f"store: {e}") from None
-            self.store.retire_previous()  # we hold its keys: an earlier process with them is gone
-            self.pool_sync = SharedPoolSync(self.store, self.mempool, self.entry_points,
+            shared.retire_previous()  # we hold its keys: an earlier process with them is gone
+            self.pool_sync = SharedPoolSync(shared, self.mempool, self.entry_points,
                                             on_new=self.builder.notify_new_op)
-            self.takeover = Takeover(self.store, self.builder, on_lost=self._fail)
+            self.takeover = Takeover(as_shared(self.store), self.builder, on_lost=self._fail)
         await self._recover()
         settler = None
         if self._paymaster_signer is not None:
@@ -220,10 +228,10 @@ class Bundler:
         store = self.store
         in_flight: set[str] = set()
         if store.shared:
-            released = await store.release_stale([e.address for e in self.executors])
+            released = await as_shared(store).release_stale([e.address for e in self.executors])
             if released:
                 log.info("released %d op(s) claimed before a restart but never sent", released)
-            store.adopt_own_inflight()  # ours again: followed (and replaced if stuck) with our keys
+            as_shared(store).adopt_own_inflight()  # ours again: followed (and replaced if stuck) with our keys
         for t in self._own_inflight():
             for h in t.op_hashes:
                 record = store.get(h)
@@ -256,7 +264,7 @@ class Bundler:
         """In-flight nonces to follow: all of them, except with a shared store, where only those
         this instance owns (the others belong to other instances, live or taken over)."""
         if self.store.shared:  # those this instance owns (its keys' rows it adopted at start)
-            return self.store.owned_inflight()
+            return as_shared(self.store).owned_inflight()
         return self.store.inflight()
 
     def _fail(self, reason: str) -> None:

@@ -7,6 +7,7 @@ import argparse
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -324,7 +325,7 @@ def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -
                                 metavar=None if choices else kind.upper())
 
 
-def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None,
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None,
          defaults: dict[str, Any] | None = None, **overrides) -> Config:
     """flag > BUNDLER_* variable > TOML file > `defaults` (a command's own) > default, for every
     field; `overrides` win over all."""

@@ -64,7 +64,7 @@ class BoundedFilter(logging.Filter):
         return True
 
 
-class _BoundedTraceback:
+class _BoundedTraceback(logging.Formatter):
     def formatException(self, ei) -> str:
         return _cut(super().formatException(ei), MAX_TRACEBACK_CHARS)
 
@@ -77,8 +77,9 @@ class TextFormatter(_BoundedTraceback, logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         extra = []
-        if getattr(record, "op_hash", None):
-            extra.append(f"op={record.op_hash}")
+        op_hash = getattr(record, "op_hash", None)
+        if op_hash:
+            extra.append(f"op={op_hash}")
         hashes = getattr(record, "op_hashes", None)
         if hashes:
             extra.append("ops=" + ",".join(hashes))

@@ -16,7 +16,8 @@ from ..chain.userop_logs import build_receipt, find_event_log
 from ..entrypoint import EntryPointVersion, handle_ops_calldata
 from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
 from ..pool.eip7702 import GAS_PER_AUTHORIZATION
-from ..metrics import NullMetrics, drop_reason_label
+from ..pool.fates import OpFates
+from ..metrics import NullMetrics
 from ..pool.mempool import Mempool, PoolEntry
 from ..pool.reputation import failure_code
 from ..pool.requeue import Requeue, entry_from_record
@@ -84,6 +85,7 @@ class Builder:
         reputation=None,
         eip7702=None,
         metrics=None,
+        fates: OpFates | None = None,
     ):
         self.node = node
         self.head = head
@@ -105,9 +107,11 @@ class Builder:
         self.balances = BalanceGuard(node, executors, config.min_executor_balance)
         self.watcher: ChainWatcher | None = None   # set by the app
         self.requeue: Requeue | None = None        # set by the app
-        self._reverts: dict[str, int] = {}         # op hash -> reverted bundles that carried it
         self._background: set[asyncio.Task] = set()
         self.metrics = metrics if metrics is not None else NullMetrics()
+        # the pool's writer of op status: every pending/mined/dropped decision goes through it
+        self.fates = fates if fates is not None else OpFates(mempool, store, reputation, self.metrics,
+                                                             config.max_bundle_reverts)
         # parallel bundles (one per executor key) never share an op, a sender or a paymaster:
         # ops selected for a bundle stay reserved until its transaction is settled
         self._reserved: dict[str, PoolEntry] = {}
@@ -343,8 +347,8 @@ class Builder:
             log.warning("could not look up the UserOperationEvent of %s: %s", op_hash, getattr(e, "message", e))
             return None
         if event is not None:
-            self.store.update(op_hash, status=OpStatus.MINED, tx_hash=event["transactionHash"],
-                              block_number=int(event["blockNumber"], 16), block_hash=event["blockHash"])
+            self.fates.recorded_mined(op_hash, event["transactionHash"], int(event["blockNumber"], 16),
+                                      event["blockHash"])
         return event
 
     async def _found_mined(self, entry: PoolEntry) -> bool:
@@ -359,18 +363,8 @@ class Builder:
                                            event["blockHash"], [entry.hash]))
         return True
 
-    def _forget_gone_reverts(self) -> None:
-        """Revert counts only of ops still in the pool: the others were dropped, evicted,
-        cleared or mined meanwhile, by whichever path (the count would be kept forever)."""
-        for h in [h for h in self._reverts if self.mempool.get(h) is None]:
-            del self._reverts[h]
-
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
-        self._reverts.pop(entry.hash, None)
-        log.info("dropping op %s: %s", entry.hash, reason, extra={"op_hash": entry.hash})
-        self.metrics.op_dropped(drop_reason_label(reason))
-        self.mempool.remove(entry.hash)
-        self.store.update(entry.hash, status=OpStatus.DROPPED, reason=reason, error_code=code)
+        self.fates.drop(entry, reason, code)
 
     async def bundle(self, ep: EntryPointVersion) -> BundleResult | None:
         """One bundle for `ep` on the next executor key (waiting for it if all are busy)."""
@@ -408,8 +402,8 @@ class Builder:
             return []
         try:
             got = await self.store.claim([e.hash for e in selected], executor.address)
-        except LeaseLost as e:
-            log.critical("no bundle: %s", e)
+        except LeaseLost as lost:
+            log.critical("no bundle: %s", lost)
             self.fenced = True
             return []
         for e in selected:
@@ -574,12 +568,11 @@ class Builder:
             inflight = await self.sender.send_new(executor, ep.address, [e.hash for e in entries], data, gas_limit,
                                                   max_fee, priority, before_send=mark_submitted,
                                                   authorizations=authorizations)
-        except (BundlerError, ClaimLost) as e:
-            if isinstance(e, ClaimLost):
-                log.warning("bundle not sent: %s", e)
-            for e in entries:
-                e.submitted_in = None
-                self.store.update(e.hash, status=OpStatus.PENDING, tx_hash=None)
+        except (BundlerError, ClaimLost) as refused:
+            if isinstance(refused, ClaimLost):
+                log.warning("bundle not sent: %s", refused)
+            for entry in entries:
+                self.fates.pending_again(entry.hash, entry)
             await self.store.flush()
             raise
         self.metrics.bundle("sent", len(entries))
@@ -606,38 +599,23 @@ class Builder:
         block = int(receipt["blockNumber"], 16)
         result = BundleResult(inflight.entry_point, tx_hash, block, "mined", dropped=dropped or {})
         self.metrics.bundle("mined" if receipt["status"] == "0x1" else "reverted")
-        self._forget_gone_reverts()
+        self.fates.forget_gone()
         # the ops' fate and the in-flight row's removal commit together
         with self.store.batch():
             if receipt["status"] != "0x1":
                 result.status = "reverted"
                 log.warning("bundle %s reverted on chain (block %d); its ops are simulated again", tx_hash, block)
                 for h, e in zip(inflight.op_hashes, entries):
-                    self._reverts[h] = self._reverts.get(h, 0) + 1
-                    if e is not None and self._reverts[h] >= self.config.max_bundle_reverts:
-                        e.submitted_in = None
-                        self.drop(e, f"dropped after {self._reverts[h]} bundles carrying it reverted on chain "
-                                     f"(last {tx_hash})", -32500)
-                        continue
-                    if e is not None:
-                        e.submitted_in = None
-                    self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
+                    self.fates.bundle_reverted(h, e, tx_hash)
             else:
                 mined = []
                 for h, e in zip(inflight.op_hashes, entries):
-                    self._reverts.pop(h, None)
                     if build_receipt(h, receipt) is not None:
-                        self.mempool.remove(h, mined_block=block)
-                        self.store.update(h, status=OpStatus.MINED, tx_hash=tx_hash, block_number=block,
-                                          block_hash=receipt["blockHash"])
+                        self.fates.mined(h, e, tx_hash, block, receipt["blockHash"])
                         result.included.append(h)
                         mined.append(h)
-                        if self.reputation is not None and e is not None:
-                            self.reputation.included(e)
                     else:
-                        if e is not None:
-                            e.submitted_in = None
-                        self.store.update(h, status=OpStatus.PENDING, tx_hash=None)
+                        self.fates.not_included(h, e)
                 log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
                 if self.watcher is not None and mined:
                     self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor))
@@ -663,7 +641,7 @@ class Builder:
             await self.requeue.readmit(records, context)
         else:
             for r in records:
-                self.store.update(r.hash, status=OpStatus.PENDING, tx_hash=None)
+                self.fates.pending_again(r.hash)
 
     # -- after a restart ----------------------------------------------------------------------
     def _executor(self, address: str) -> Executor | None:
@@ -728,8 +706,7 @@ class Builder:
             again, lost = [], []
             for r in records:
                 if receipt["status"] == "0x1" and build_receipt(r.hash, receipt) is not None:
-                    self.store.update(r.hash, status=OpStatus.MINED, tx_hash=bundle.tx_hash, block_number=block,
-                                      block_hash=receipt["blockHash"])
+                    self.fates.recorded_mined(r.hash, bundle.tx_hash, block, receipt["blockHash"])
                     again.append(r.hash)
                 else:
                     lost.append(r)
@@ -756,8 +733,7 @@ class Builder:
                                   attempts=[TxAttempt(bundle.tx_hash, raw, int(tx.get("maxFeePerGas") or tx.get("gasPrice"), 16),
                                                       int(tx.get("maxPriorityFeePerGas") or "0x0", 16))])
             for r in records:
-                self.store.update(r.hash, status=OpStatus.SUBMITTED, tx_hash=bundle.tx_hash, block_number=None,
-                                  block_hash=None)
+                self.fates.resubmitted(r.hash, bundle.tx_hash)
                 entry = entry_from_record(r, submitted_in=bundle.tx_hash)
                 if entry is not None:
                     self.mempool.add(entry)

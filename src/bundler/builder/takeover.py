@@ -19,13 +19,13 @@ import time
 
 from ..pool.requeue import entry_from_record
 from ..pool.shared import CLAIMED_ELSEWHERE
-from ..store.base import LeaseLost
+from ..store.base import LeaseLost, SharedStore
 
 log = logging.getLogger(__name__)
 
 
 class Takeover:
-    def __init__(self, store, builder, on_lost=None):
+    def __init__(self, store: SharedStore, builder, on_lost=None):
         self.store = store
         self.builder = builder
         self.on_lost = on_lost  # called with the reason once the lease is lost

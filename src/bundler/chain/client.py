@@ -10,7 +10,7 @@ import pjrpc
 from pjrpc.client.backend import aiohttp as pjrpc_aiohttp
 
 from ..errors import NodeError
-from ..sim.types import PinnedBlock
+from .types import PinnedBlock
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class NodeClient:
             for resp in b.get_response():
                 if resp.is_error:
                     e = resp.error
+                    assert isinstance(e, pjrpc.exceptions.JsonRpcError)  # is_error: the error is set
                     raise NodeRpcError(e.code, e.message, None if e.data is pjrpc.common.UNSET else e.data)
                 results.append(resp.result)
             return results

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..sim.types import PinnedBlock
+from .types import PinnedBlock
 from .client import NodeClient
 
 DEFAULT_PRIORITY_FEE = 10**9  # when the node has no eth_maxPriorityFeePerGas

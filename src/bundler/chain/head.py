@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..sim.types import PinnedBlock
+from .types import PinnedBlock
 from .clock import InclusionClock, InclusionWindow
 from .client import NodeClient
 

@@ -141,7 +141,7 @@ class Eip7702Checker:
         (an earlier op of the sender set it) is left out: the delegation is in place."""
         with_auth = [e for e in entries if e.op.eip7702_auth is not None]
         if not with_auth:
-            return [], {}
+            return {}, {}
         calls = []
         for e in with_auth:
             calls += [("eth_getCode", [e.op.sender, block_tag]),

@@ -9,6 +9,7 @@ import asyncio
 import logging
 
 from .. import entrypoint as eps
+from ..store.base import SharedStore
 from .mempool import Mempool
 from .requeue import entry_from_record
 
@@ -19,7 +20,7 @@ CLAIMED_ELSEWHERE = "claimed"
 
 
 class SharedPoolSync:
-    def __init__(self, store, mempool: Mempool, entry_points, interval: float = 0.5, on_new=None):
+    def __init__(self, store: SharedStore, mempool: Mempool, entry_points, interval: float = 0.5, on_new=None):
         self.store = store
         self.mempool = mempool
         self.served = {ep.address for ep in entry_points}
@@ -39,7 +40,7 @@ class SharedPoolSync:
     def sync_once(self) -> int:
         local = {e.hash: e for e in self.mempool.entries()}
         summary = self.store.active_summary(also=list(local))
-        me = getattr(self.store, "instance_id", None)
+        me = self.store.instance_id
         # removals first: an op replaced elsewhere frees its slot for the op that replaced it
         for h, entry in list(local.items()):
             if h not in summary:

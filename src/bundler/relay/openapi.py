@@ -7,8 +7,8 @@ from typing import Any
 
 from .auth import HEADER_CREDENTIAL, HEADER_NONCE, HEADER_OWNER, HEADER_SIGNATURE, HEADER_TIMESTAMP, SCHEME
 
-_SIGNED = [{"credentialSignature": []}]
-_SIGNED_OR_OWNER = [{"credentialSignature": []}, {"ownerSignature": []}]
+_SIGNED: list[dict[str, list[str]]] = [{"credentialSignature": []}]
+_SIGNED_OR_OWNER: list[dict[str, list[str]]] = [{"credentialSignature": []}, {"ownerSignature": []}]
 
 
 def _ref(name: str) -> dict:

@@ -26,7 +26,10 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .metrics import RelayMetrics
 
 from ..entrypoint import EntryPointVersion, by_address
 from ..errors import BundlerError, InvalidParams
@@ -94,7 +97,7 @@ class RelayService:
         self.config = config
         self.webhooks = webhooks  # relay.webhooks.Webhooks or None
         self.webhook_signer = webhook_signer
-        self.metrics = None  # relay.metrics.RelayMetrics, set by the Relay
+        self.metrics: RelayMetrics | None = None  # set by the Relay
         shared = bool(getattr(op_store, "shared", False))
         base = instance_lane_base([e.address for e in pool.executors]) if shared else 0
         self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes, base))

@@ -56,7 +56,7 @@ async def refuse_internal_resolved(url: str) -> None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     for info in infos:
-        if _internal(info[4][0]):
+        if _internal(str(info[4][0])):
             raise AddressRefused(f"webhook host {host} resolves to {info[4][0]}, a loopback, private or "
                                  f"link-local address")
 

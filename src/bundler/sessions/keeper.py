@@ -19,7 +19,7 @@ import logging
 
 from . import abi
 from .ledger import LedgerEntry, SessionLedger
-from .policy import Consumed, PendingUse
+from .policy import Consumed, PendingUse, decode_session_signature
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class LedgerKeeper:
         if not self.enabled() or not sig_bytes or sig_bytes[0] not in (abi.MODE_SESSION, abi.MODE_ENABLE):
             return
         try:
-            sig = abi.decode_signature(sig_bytes)
+            sig = decode_session_signature(sig_bytes)
         except ValueError:
             return  # not a session signature (another account's format)
         account, signer = entry.op.sender.lower(), sig.signer.lower()

@@ -36,11 +36,20 @@ from eth_utils import to_checksum_address
 
 from .abi import (
     CALL_T, MAX_SESSION_CALLS, SEL_DEPOSIT_TO, SEL_EXECUTE, SEL_EXECUTE_BATCH, UINT48_MAX, ArgType, Call, Condition,
-    EnableSignature, LimitKind, Scope, SessionSignature, SessionSpec, Status, ZERO_ADDRESS, is_canonical,
-    bad_arg_type, check_spec, op_max_cost, signed,
+    EnableSignature, LimitKind, OwnerSignature, Scope, SessionSignature, SessionSpec, Status, ZERO_ADDRESS,
+    decode_signature, is_canonical, bad_arg_type, check_spec, op_max_cost, signed,
 )
 
 LimitKey = tuple[int, int, int]  # (scope, policy index, constraint index)
+
+
+def decode_session_signature(sig: bytes) -> SessionSignature | EnableSignature:
+    """A session-mode or enable-mode signature; ValueError for anything else (an owner
+    signature included: the callers look at the mode byte first, so that is a caller's bug)."""
+    decoded = decode_signature(sig)
+    if isinstance(decoded, OwnerSignature):
+        raise ValueError("an owner signature, not a session signature")
+    return decoded
 
 # ---------------------------------------------------------------- state
 
@@ -215,11 +224,11 @@ def checksummed(address: str) -> str:
     return to_checksum_address(address)
 
 
-_COND_TEXT = {Condition.EQ: "==", Condition.NEQ: "!=", Condition.GT: ">", Condition.GTE: ">=",
+_COND_TEXT: dict[int, str] = {Condition.EQ: "==", Condition.NEQ: "!=", Condition.GT: ">", Condition.GTE: ">=",
               Condition.LT: "<", Condition.LTE: "<="}
-_SCOPE_NAME = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue",
+_SCOPE_NAME: dict[int, str] = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue",
                Scope.GAS: "gasCost"}
-_ARG_TYPE_TEXT = {ArgType.WORD: "word", ArgType.ADDRESS: "address", ArgType.BOOL: "bool", ArgType.UINT: "uint",
+_ARG_TYPE_TEXT: dict[int, str] = {ArgType.WORD: "word", ArgType.ADDRESS: "address", ArgType.BOOL: "bool", ArgType.UINT: "uint",
                   ArgType.INT: "int", ArgType.BYTES: "bytes"}
 
 
@@ -230,7 +239,9 @@ def arg_type_text(arg_type: int, size: int) -> str:
     if arg_type == ArgType.BYTES:
         return f"bytes{size}"
     return name
-_KIND_NAME = {LimitKind.NONE: "none", LimitKind.LIFETIME: "lifetime", LimitKind.ALLOWANCE: "allowance"}
+# "policyType" in refusal data: a call policy unless the scope says otherwise
+POLICY_TYPES: dict[int, str] = {Scope.TRANSFER_VALUE: "transfer", Scope.GAS: "gas"}
+_KIND_NAME: dict[int, str] = {LimitKind.NONE: "none", LimitKind.LIFETIME: "lifetime", LimitKind.ALLOWANCE: "allowance"}
 
 
 def function_name(selector: bytes) -> str:
@@ -297,7 +308,7 @@ def limit_of(spec: SessionSpec, key: LimitKey):
 
 def limit_keys(spec: SessionSpec) -> list[LimitKey]:
     """Every cumulative limit of the spec (kind != NONE), in a stable order."""
-    out = []
+    out: list[LimitKey] = []
     for i, p in enumerate(spec.call_policies):
         if p.value_limit.kind != LimitKind.NONE:
             out.append((Scope.CALL_VALUE, i, 0))
@@ -490,7 +501,7 @@ class _Eval:
                 f"{limit_text(self.spec, key)} cumulative limit exceeded{period_text}: limit {cap}, "
                 f"used {used_chain}, pending {used_pending}{extra}, requested {amount}",
                 callIndex=call_index, scope=_SCOPE_NAME[scope],
-                policyType={Scope.TRANSFER_VALUE: "transfer", Scope.GAS: "gas"}.get(scope, "call"), policyIndex=pi,
+                policyType=POLICY_TYPES.get(scope, "call"), policyIndex=pi,
                 **({"constraintIndex": ci, **_argument_data(self.spec, pi, ci)} if scope == Scope.CALL_ARG else {}),
                 limitKind=_KIND_NAME.get(kind, str(kind)), periodIndex=p, limit=_q(cap), used=_q(used_chain),
                 pending=_q(used_pending), inOp=_q(earlier), requested=_q(amount), remaining=_q(remaining),

@@ -54,8 +54,8 @@ from .gas import validation_gas_bound
 from .keeper import LedgerKeeper
 from .ledger import LedgerEntry, SessionLedger
 from .policy import (
-    Evaluation, OpFacts, PendingUse, SessionState, SessionViolation, check_window, checksummed, evaluate,
-    function_name,
+    Evaluation, OpFacts, PendingUse, SessionState, SessionViolation, check_window, checksummed,
+    decode_session_signature, evaluate, function_name,
 )
 from .recover import recover_signer
 from .registry import SessionContracts
@@ -181,7 +181,7 @@ class SessionService:
             owner = owner.lower()
             kind = "deploy"
         try:
-            sig = abi.decode_signature(sig_bytes)
+            sig = decode_session_signature(sig_bytes)
         except ValueError as e:
             if kind is None:
                 return None  # unknown account: maybe not ours at all; the simulation decides
@@ -462,7 +462,7 @@ class SessionService:
             if pool_entry is None:
                 continue
             try:
-                sig = abi.decode_signature(pool_entry.op.signature)
+                sig = decode_session_signature(pool_entry.op.signature)
                 facts = OpFacts.of(pool_entry.op, ep.address, abi.implementation_of(view.code) or abi.ZERO_ADDRESS)
                 ev = evaluate(account, view.state, sig, pool_entry.op.call_data, kept, facts)
             except (ValueError, SessionViolation) as v:

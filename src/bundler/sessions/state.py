@@ -16,6 +16,7 @@ Only standard eth_* methods at an explicit block number; no debug/trace API.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -130,8 +131,8 @@ class BatchRpc:
             if a is None:
                 fut.set_result(RpcCallError(-32603, "no answer in the batch"))
             elif "error" in a:
-                e = a["error"] or {}
-                fut.set_result(RpcCallError(e.get("code", -32603), e.get("message", ""), e.get("data")))
+                err = a["error"] or {}
+                fut.set_result(RpcCallError(err.get("code", -32603), err.get("message", ""), err.get("data")))
             else:
                 fut.set_result(a.get("result"))
 
@@ -231,7 +232,7 @@ class SessionStateReader:
         if fut is None:
             fut = cache[key] = asyncio.ensure_future(
                 self._read(ep, account, signer, nonce_key, header, code_override))
-            fut.add_done_callback(lambda f, c=cache, k=key: _forget_failed(f, c, k))
+            fut.add_done_callback(functools.partial(_forget_failed, cache=cache, key=key))
         return await asyncio.shield(fut)
 
     async def _read(self, ep, account, signer, nonce_key, header, code_override) -> AccountView:

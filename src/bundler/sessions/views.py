@@ -9,13 +9,14 @@ from typing import Any
 
 from .abi import Condition, LimitKind, Scope, SessionSpec, Status, ZERO_ADDRESS
 from .policy import (
+    POLICY_TYPES,
     FUNCTION_NAMES, LimitKey, SessionState, arg_type_text, current_period, limit_keys, limit_of, limit_text,
 )
 
-CONDITION_NAMES = {Condition.EQ: "eq", Condition.NEQ: "neq", Condition.GT: "gt", Condition.GTE: "gte",
+CONDITION_NAMES: dict[int, str] = {Condition.EQ: "eq", Condition.NEQ: "neq", Condition.GT: "gt", Condition.GTE: "gte",
                    Condition.LT: "lt", Condition.LTE: "lte"}
 KIND_NAMES = {LimitKind.NONE: "none", LimitKind.LIFETIME: "lifetime", LimitKind.ALLOWANCE: "allowance"}
-SCOPE_NAMES = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue",
+SCOPE_NAMES: dict[int, str] = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue",
                Scope.GAS: "gasCost"}
 
 
@@ -104,7 +105,7 @@ def limits_report(state: SessionState, now: int, pending: dict[LimitKey, dict[in
         scope, pi, ci = key
         item = {
             "scope": SCOPE_NAMES[scope],
-            "policyType": {Scope.TRANSFER_VALUE: "transfer", Scope.GAS: "gas"}.get(scope, "call"),
+            "policyType": POLICY_TYPES.get(scope, "call"),
             "policyIndex": pi,
             **({"constraintIndex": ci} if scope == Scope.CALL_ARG else {}),
             "description": limit_text(spec, key),

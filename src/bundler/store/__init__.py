@@ -1,11 +1,11 @@
-from .base import ClaimLost, LeaseLost, Store, ops_in_order
+from .base import ClaimLost, LeaseLost, SharedStore, Store, as_shared, ops_in_order
 from .memory import MemoryStore
 from .records import (
     Budget, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, Sponsorship, SponsorshipState, TxAttempt,
 )
 
-__all__ = ["Budget", "ClaimLost", "InflightTx", "LeaseLost", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "SessionActivity", "Sponsorship", "SponsorshipState", "Store", "TxAttempt",
-           "open_store", "ops_in_order"]
+__all__ = ["Budget", "ClaimLost", "InflightTx", "LeaseLost", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "SessionActivity", "SharedStore", "Sponsorship", "SponsorshipState", "Store", "TxAttempt",
+           "as_shared", "open_store", "ops_in_order"]
 
 
 def open_store(config) -> Store:

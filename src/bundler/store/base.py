@@ -10,10 +10,11 @@ PostgresStore (several instances share one mempool and op index).
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 from .records import (
-    Budget, InflightTx, OpRecord, OpStatus, ReputationRow, SlotVerdict, Sponsorship, SponsorshipState,
+    Budget, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, SlotVerdict, Sponsorship,
+    SponsorshipState,
 )
 
 
@@ -102,7 +103,14 @@ class Store(Protocol):
 
     @property
     def shared(self) -> bool:
-        """True if other bundler instances use the same store (PostgresStore)."""
+        """True if other bundler instances use the same store (PostgresStore, a SharedStore)."""
+
+    # -- session audit log (session_getActivity, the pending-usage ledger's reload) ----------
+    def add_session_activity(self, activity: SessionActivity) -> None:
+        """Log one op of a session key (idempotent per op hash)."""
+
+    def session_activity(self, account: str, session_key: str) -> list[SessionActivity]:
+        """Every logged op of that session, oldest first."""
 
     # -- durability ----------------------------------------------------------------
     def bind_chain(self, chain_id: int, genesis_hash: str) -> None:
@@ -117,6 +125,45 @@ class Store(Protocol):
     @property
     def durable(self) -> bool:
         """False for MemoryStore: nothing survives a restart."""
+
+
+@runtime_checkable
+class SharedStore(Store, Protocol):
+    """A store several bundler instances use at once (`shared` is True): executor locks, the
+    instance lease, take-over of dead instances' work, the pool summary the others sync from."""
+    instance_id: str
+    lease_s: float
+
+    def lock_executors(self, addresses: list[str]) -> None:
+        """Hold each executor key for this instance (raises StoreError if another holds one)."""
+
+    def retire_previous(self) -> int:
+        """Instances that listed one of our executors are dead: retire them."""
+
+    def renew_lease(self) -> float:
+        """Extend this instance's lease; raises LeaseLost once it expired."""
+
+    def take_over(self) -> tuple[list[str], list[InflightTx]]:
+        """Dead instances' work: claimed-but-unsent ops released, in-flight txs adopted."""
+
+    def adopt_own_inflight(self) -> list[InflightTx]:
+        """At start-up: in-flight rows of our executor keys left by an earlier instance."""
+
+    def owned_inflight(self) -> list[InflightTx]:
+        """The in-flight rows this instance follows."""
+
+    def active_summary(self, also: Sequence[str] = ...) -> dict[str, tuple[str, str | None, str | None]]:
+        """hash -> (status, tx_hash, claim_owner) of every pending/submitted op (and of `also`)."""
+
+    async def release_stale(self, owners: list[str]) -> int:
+        """At start-up: give back ops claimed by these executors that were never sent."""
+
+
+def as_shared(store: Store) -> SharedStore:
+    """The store as a SharedStore; only for a store whose `shared` is True."""
+    if not store.shared or not isinstance(store, SharedStore):
+        raise TypeError(f"{type(store).__name__} is not a shared store")
+    return store
 
 
 def ops_in_order(records: Iterable[OpRecord]) -> list[OpRecord]:

@@ -34,6 +34,7 @@ import time
 import uuid
 import zlib
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import psycopg
 
@@ -386,7 +387,7 @@ class PostgresStore(WriteBehind):
         want = {"chain_id": str(chain_id), "genesis_hash": genesis_hash.lower()}
         with self._read.transaction():
             self._read.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            meta = dict(self._read.execute("SELECT key, value FROM bundler_meta").fetchall())
+            meta: dict[str, str] = dict(self._read.execute("SELECT key, value FROM bundler_meta").fetchall())
             if "chain_id" in meta:
                 if meta.get("chain_id") != want["chain_id"] or meta.get("genesis_hash") != want["genesis_hash"]:
                     raise WrongChain(
@@ -578,7 +579,7 @@ class PostgresStore(WriteBehind):
                 out.pop(h, None)
         return list(out.values())
 
-    def active_summary(self, also: list[str] = ()) -> dict[str, tuple[str, str | None, str | None]]:
+    def active_summary(self, also: Sequence[str] = ()) -> dict[str, tuple[str, str | None, str | None]]:
         """hash -> (status, tx_hash, claim_owner) of every pending/submitted op, and of `also`
         whatever their status (the shared-pool sync's one query per round)."""
         if not self._db_visible():

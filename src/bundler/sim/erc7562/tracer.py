@@ -21,6 +21,7 @@ plain picklable data; the rules live in rules.py.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eth.exceptions import InvalidInstruction, OutOfGas
@@ -160,7 +161,8 @@ class ValidationTracer:
         self._phases: dict[str, PhaseTrace] = {}
         self._preimages: set[bytes] = set()
         self._codes: dict[bytes, bytes] = {}  # address -> code (for code hashes)
-        h = self._handlers = {}
+        h: dict[int, Callable] = {}
+        self._handlers = h
         for op in RECORDED_OPCODES:
             h[op] = self._record_opcode
         h[SLOAD] = h[SSTORE] = self._storage

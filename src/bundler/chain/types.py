@@ -1,0 +1,187 @@
+"""Chain types: the pinned block a read or a simulation runs against, the next block's context, and
+geth-style state overrides (picklable: they cross to the simulation worker processes)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import InvalidParams
+
+ZERO_ADDRESS = "0x" + "00" * 20
+UINT256_MAX = (1 << 256) - 1
+
+
+def _q(value: Any, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str) and value.startswith("0x") and len(value) > 2:
+        try:
+            n = int(value, 16)
+        except ValueError:
+            raise InvalidParams(f"invalid {what}: {value[:80]!r} is not a hex quantity") from None
+    else:
+        raise InvalidParams(f"invalid {what}: expected a 0x-prefixed hex quantity")
+    if not 0 <= n <= UINT256_MAX:
+        raise InvalidParams(f"invalid {what}: out of range")
+    return n
+
+
+def _b(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) % 2:
+        raise InvalidParams(f"invalid {what}: expected 0x-prefixed hex data")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise InvalidParams(f"invalid {what}: expected 0x-prefixed hex data") from None
+
+
+def _addr(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+        raise InvalidParams(f"invalid {what}: {str(value)[:80]!r} is not an address")
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError:
+        raise InvalidParams(f"invalid {what}: {value!r} is not an address") from None
+    return value.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedBlock:
+    """The header of the block whose post-state the simulation reads (the node's view).
+
+    Execution itself happens in "the next block": see BlockContext.after().
+    """
+
+    number: int
+    timestamp: int
+    base_fee: int
+    gas_limit: int
+    coinbase: str = ZERO_ADDRESS
+    prev_randao: bytes = b"\x00" * 32
+    hash: bytes = b""
+    gas_used: int | None = None
+
+    @classmethod
+    def from_rpc(cls, block: Mapping[str, Any]) -> "PinnedBlock":
+        """From an eth_getBlockByNumber answer."""
+        mix = block.get("mixHash") or block.get("prevRandao") or "0x" + "00" * 32
+        return cls(
+            number=int(block["number"], 16),
+            timestamp=int(block["timestamp"], 16),
+            base_fee=int(block.get("baseFeePerGas") or "0x0", 16),
+            gas_limit=int(block["gasLimit"], 16),
+            coinbase=(block.get("miner") or ZERO_ADDRESS).lower(),
+            prev_randao=bytes.fromhex(mix[2:]),
+            hash=bytes.fromhex(block["hash"][2:]) if block.get("hash") else b"",
+            gas_used=int(block["gasUsed"], 16) if block.get("gasUsed") else None,
+        )
+
+    @property
+    def tag(self) -> str:
+        return hex(self.number)
+
+    @property
+    def cache_key(self) -> tuple[int, bytes]:
+        return (self.number, self.hash)
+
+    def next_base_fee(self) -> int:
+        """EIP-1559 base fee of the following block (the pinned one if gasUsed is unknown)."""
+        if self.gas_used is None or self.gas_limit == 0:
+            return self.base_fee
+        target = self.gas_limit // 2
+        if target == 0 or self.gas_used == target:
+            return self.base_fee
+        if self.gas_used > target:
+            delta = max(self.base_fee * (self.gas_used - target) // target // 8, 1)
+            return self.base_fee + delta
+        delta = self.base_fee * (target - self.gas_used) // target // 8
+        return max(self.base_fee - delta, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    """Block environment the EVM sees (NUMBER, TIMESTAMP, BASEFEE, ...)."""
+
+    number: int
+    timestamp: int
+    base_fee: int
+    gas_limit: int
+    coinbase: bytes
+    prev_randao: bytes
+    chain_id: int
+    # hashes of previous blocks, newest first (BLOCKHASH); only the pinned block is known
+    prev_hashes: tuple[bytes, ...] = ()
+
+    @classmethod
+    def after(cls, pinned: PinnedBlock, chain_id: int, timestamp: int | None = None) -> "BlockContext":
+        """The block after the pinned one: what an op sent now would be included in."""
+        if timestamp is None:
+            timestamp = max(pinned.timestamp + 1, int(time.time()))
+        return cls(
+            number=pinned.number + 1,
+            timestamp=timestamp,
+            base_fee=pinned.next_base_fee(),
+            gas_limit=pinned.gas_limit,
+            coinbase=bytes.fromhex(pinned.coinbase[2:]),
+            prev_randao=pinned.prev_randao,
+            chain_id=chain_id,
+            prev_hashes=(pinned.hash,) if pinned.hash else (),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountOverride:
+    balance: int | None = None
+    nonce: int | None = None
+    code: bytes | None = None
+    state: Mapping[int, int] | None = None  # replaces all storage
+    state_diff: Mapping[int, int] | None = None  # patches single slots
+
+
+# address (lower-case 0x) -> override
+StateOverrides = Mapping[str, AccountOverride]
+
+
+def parse_state_overrides(obj: Any) -> dict[str, AccountOverride]:
+    """geth-style `{address: {balance, nonce, code, state, stateDiff}}` (hex strings) -> typed form."""
+    if obj is None:
+        return {}
+    if not isinstance(obj, Mapping):
+        raise InvalidParams("invalid state override: expected an object keyed by address")
+    out: dict[str, AccountOverride] = {}
+    for raw_address, spec in obj.items():
+        address = _addr(raw_address, "state override address")
+        if isinstance(spec, AccountOverride):
+            out[address] = spec
+            continue
+        if not isinstance(spec, Mapping):
+            raise InvalidParams(f"invalid state override for {address}: expected an object")
+        unknown = set(spec) - {"balance", "nonce", "code", "state", "stateDiff"}
+        if unknown:
+            raise InvalidParams(f"invalid state override for {address}: unknown field {sorted(unknown)[0]}")
+        if spec.get("state") is not None and spec.get("stateDiff") is not None:
+            raise InvalidParams(f"invalid state override for {address}: both state and stateDiff given")
+
+        def slots(name: str) -> dict[int, int] | None:
+            value = spec.get(name)
+            if value is None:
+                return None
+            if not isinstance(value, Mapping):
+                raise InvalidParams(f"invalid state override {name} for {address}: expected an object")
+            return {
+                _q(k, f"{name} slot of {address}"): _q(v, f"{name} value of {address}")
+                for k, v in value.items()
+            }
+
+        nonce = spec.get("nonce")
+        out[address] = AccountOverride(
+            balance=None if spec.get("balance") is None else _q(spec["balance"], f"balance of {address}"),
+            nonce=None if nonce is None else _q(nonce, f"nonce of {address}"),
+            code=None if spec.get("code") is None else _b(spec["code"], f"code of {address}"),
+            state=slots("state"),
+            state_diff=slots("stateDiff"),
+        )
+    return out
+
+
