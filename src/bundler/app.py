@@ -71,6 +71,7 @@ class Bundler:
         self._temp_data_dir: str | None = None
         self.mempool = Mempool(config.max_ops_per_sender)
         self.capacity: CapacityGuard | None = None  # needs the store: made by start()
+        self.fates: OpFates | None = None  # the pool's writer of op status; needs the store too
         self.reputation = ReputationRules.from_config(config, self.mempool, self.node)
         self.supervisor = Supervisor(self.metrics)
         self.monitor = Monitor(node=self.node, executors=self.executors, metrics=self.metrics, config=config,
@@ -106,7 +107,10 @@ class Bundler:
             self.store = open_store(self.config)
             self.store.bind_chain(self.chain_id, genesis["hash"] if genesis else "0x")
             self.reputation.book.attach_store(self.store)
-            self.capacity = CapacityGuard(self.mempool, self.store, self.config.max_mempool_ops,
+            # the pool's writer of op status (pending / in a bundle / mined / dropped)
+            self.fates = OpFates(self.mempool, self.store, self.reputation, self.metrics,
+                                 self.config.max_bundle_reverts)
+            self.capacity = CapacityGuard(self.mempool, self.fates, self.config.max_mempool_ops,
                                           on_evicted=lambda _entry: self.metrics.op_dropped("evicted"))
         except StoreError as e:
             if self.store is not None:
@@ -119,8 +123,6 @@ class Bundler:
                                    timeout=self.config.sim_timeout_s, memory_mb=self.config.sim_memory_mb)
         await self.simulator.start()
         self.eip7702 = Eip7702Checker(self.node, self.chain_id)
-        # the pool's writer of op status (pending / in a bundle / mined / dropped)
-        self.fates = OpFates(self.mempool, self.store, self.reputation, self.metrics, self.config.max_bundle_reverts)
         self.builder = Builder(
             node=self.node, head=self.head, simulator=self.simulator, mempool=self.mempool,
             store=self.store, executors=self.executors, entry_points=self.entry_points,
@@ -128,7 +130,7 @@ class Bundler:
             metrics=self.metrics, fates=self.fates,
         )
         self.sessions = await SessionService.create(
-            config=self.config, head=self.head, mempool=self.mempool, store=self.store,
+            config=self.config, head=self.head, mempool=self.mempool, store=self.store, fates=self.fates,
             chain_id=self.chain_id, entry_points=self.entry_points,
         )
         self.admission = Admission(
@@ -141,7 +143,7 @@ class Bundler:
         self.estimator = Estimator(head=self.head, simulator=self.simulator, config=self.config,
                                    chain_id=self.chain_id, sessions=self.sessions,
                                    queued_nonce=self.admission.nonce_override)
-        self.requeue = Requeue(self.admission, self.store, concurrency=max(2, 2 * self.config.sim_workers))
+        self.requeue = Requeue(self.admission, self.store, self.fates, concurrency=max(2, 2 * self.config.sim_workers))
         self.watcher = ChainWatcher(self.node, self.head, self.config.reorg_depth, self.builder.on_reorged)
         self.builder.requeue = self.requeue
         self.builder.watcher = self.watcher
@@ -294,7 +296,7 @@ class Bundler:
         back on the next restart."""
         for e in self.mempool.entries():
             if e.submitted_in is None:
-                self.store.update(e.hash, status=OpStatus.DROPPED, reason="removed by debug_bundler_clearMempool")
+                self.fates.recorded_dropped(e.hash, "removed by debug_bundler_clearMempool")
         self.mempool.clear()
 
     async def stop(self) -> None:

@@ -93,3 +93,28 @@ def test_revert_counts_are_kept_only_for_ops_still_in_the_pool():
     assert fates.reverts == {kept.hash: 1}
     fates.drop(kept, "expired", -32503)
     assert fates.reverts == {} and fates.store.get(kept.hash).error_code == -32503
+
+
+def test_eviction_and_revoked_sessions_drop_without_the_drop_metric():
+    fates, store, mempool, _r, metrics = world()
+    e = admitted(fates, 1)
+    fates.removed(e, "evicted: the mempool was full", -32602)
+    got = store.get(e.hash)
+    assert (got.status, got.reason, got.error_code) == (OpStatus.DROPPED, "evicted: the mempool was full", -32602)
+    assert mempool.get(e.hash) is None and metrics.dropped == []
+
+
+def test_requeue_fates_clear_the_transaction_fields():
+    fates, store, mempool, _r, _m = world()
+    e = admitted(fates, 1)
+    mempool.remove(e.hash)  # what requeue does before validating it again
+    store.update(e.hash, status=OpStatus.MINED, block_number=9, block_hash=BLOCK_HASH)
+    e.valid_after, e.valid_until, e.prefund = 10, 20, 30
+    fates.readmitted(e)
+    got = store.get(e.hash)
+    assert (got.status, got.tx_hash, got.block_number, got.block_hash) == (OpStatus.PENDING, None, None, None)
+    assert (got.valid_after, got.valid_until, got.prefund) == (10, 20, 30) and mempool.get(e.hash) is e
+    mempool.remove(e.hash)
+    fates.recorded_dropped(e.hash, "reorged out, no longer valid: AA25 invalid account nonce", -32500)
+    got = store.get(e.hash)
+    assert (got.status, got.error_code, got.tx_hash, got.block_number) == (OpStatus.DROPPED, -32500, None, None)

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import logging
 
-from ..store.records import OpStatus
 from ..userop.model import UserOperation
+from .fates import OpFates
 from .mempool import Mempool, MempoolFull, PoolEntry
 
 log = logging.getLogger(__name__)
 
 
 class CapacityGuard:
-    def __init__(self, mempool: Mempool, store, max_ops: int, on_evicted=None):
+    def __init__(self, mempool: Mempool, fates: OpFates, max_ops: int, on_evicted=None):
         self.mempool = mempool
-        self.store = store
+        self.fates = fates
         self.max_ops = max_ops
         self.on_evicted = on_evicted
 
@@ -62,10 +62,9 @@ class CapacityGuard:
     def evict(self, victim: PoolEntry, by_hash: str, base_fee: int) -> None:
         if self.mempool.get(victim.hash) is not victim or victim.submitted_in is not None:
             return  # already gone or meanwhile sent in a bundle
-        self.mempool.remove(victim.hash)
         reason = (f"evicted: the mempool was full and {by_hash} paid a higher gas price "
                   f"than this op's {victim.op.gas_price(base_fee)} wei")
-        self.store.update(victim.hash, status=OpStatus.DROPPED, reason=reason, error_code=MempoolFull.code)
+        self.fates.removed(victim, reason, MempoolFull.code)
         log.info("evicted op %s from the full mempool for %s", victim.hash, by_hash,
                  extra={"op_hash": victim.hash})
         if self.on_evicted:

@@ -30,12 +30,32 @@ class OpFates:
         self.reverts: dict[str, int] = {}
 
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
-        """Out of the pool for good, with the reason eth_getUserOperationByHash reports."""
-        self.reverts.pop(entry.hash, None)
+        """Out of the pool for good, with the reason eth_getUserOperationByHash reports (counted
+        in the drop metric by reason)."""
         log.info("dropping op %s: %s", entry.hash, reason, extra={"op_hash": entry.hash})
         self.metrics.op_dropped(drop_reason_label(reason))
+        self.removed(entry, reason, code)
+
+    def removed(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
+        """Out of the pool for good, recorded dropped, without the drop metric (the caller counts
+        it its own way: an eviction, a revoked session)."""
+        self.reverts.pop(entry.hash, None)
         self.mempool.remove(entry.hash)
         self.store.update(entry.hash, status=OpStatus.DROPPED, reason=reason, error_code=code)
+
+    def recorded_dropped(self, op_hash: str, reason: str, code: int | None = None) -> None:
+        """An op that is not in the mempool (back from a bundle, a reorg or a restart) and will not
+        come back: recorded dropped, its transaction and block cleared."""
+        self.reverts.pop(op_hash, None)
+        self.store.update(op_hash, status=OpStatus.DROPPED, tx_hash=None, block_number=None, block_hash=None,
+                          reason=reason, error_code=code)
+
+    def readmitted(self, entry: PoolEntry) -> None:
+        """Validated again after a lost bundle, a reorg or a restart: in the pool, pending, with
+        the new validation's window and prefund."""
+        self.mempool.add(entry)
+        self.store.update(entry.hash, status=OpStatus.PENDING, tx_hash=None, block_number=None, block_hash=None,
+                          valid_after=entry.valid_after, valid_until=entry.valid_until, prefund=entry.prefund)
 
     def mined(self, op_hash: str, entry: PoolEntry | None, tx_hash: str, block_number: int, block_hash: str) -> None:
         """Included by a bundle of ours: out of the pool, recorded mined, its entities credited."""

@@ -12,7 +12,8 @@ from collections import defaultdict
 from .. import entrypoint as eps
 from ..errors import BundlerError, NodeError
 from ..store.base import ops_in_order
-from ..store.records import OpRecord, OpStatus
+from ..store.records import OpRecord
+from .fates import OpFates
 from .mempool import PoolEntry
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,10 @@ def entry_from_record(record: OpRecord, submitted_in: str | None = None) -> Pool
 
 
 class Requeue:
-    def __init__(self, admission, store, concurrency: int = 4):
+    def __init__(self, admission, store, fates: OpFates, concurrency: int = 4):
         self.admission = admission
         self.store = store
+        self.fates = fates  # writes the fate of every op it handles
         self.concurrency = concurrency
 
     async def readmit(self, records: list[OpRecord], context: str) -> dict[str, list[str]]:
@@ -57,9 +59,8 @@ class Requeue:
         mempool = self.admission.mempool
         entry = entry_from_record(record)
         if entry is None:
-            self.store.update(record.hash, status=OpStatus.DROPPED, tx_hash=None, block_number=None,
-                              block_hash=None, reason=f"{context}: EntryPoint {record.entry_point} is not served",
-                              error_code=-32602)
+            self.fates.recorded_dropped(record.hash, f"{context}: EntryPoint {record.entry_point} is not served",
+                                        -32602)
             return False
         ep = entry.entry_point
         existing = mempool.get(record.hash)
@@ -77,16 +78,12 @@ class Requeue:
             log.warning("%s: could not re-validate %s (%s); kept pending", context, record.hash, e.message)
         except BundlerError as e:
             log.info("%s: op %s no longer valid: %s", context, record.hash, e.message)
-            self.store.update(record.hash, status=OpStatus.DROPPED, tx_hash=None, block_number=None,
-                              block_hash=None, reason=f"{context}, no longer valid: {e.message}", error_code=e.code)
+            self.fates.recorded_dropped(record.hash, f"{context}, no longer valid: {e.message}", e.code)
             return False
         clash = mempool._by_slot.get(entry.slot)
         if clash is not None and clash.hash != entry.hash:
             if clash.submitted_in is not None or clash.op.max_fee_per_gas >= entry.op.max_fee_per_gas:
-                self.store.update(record.hash, status=OpStatus.DROPPED, tx_hash=None, block_number=None,
-                                  block_hash=None, reason=f"{context}: replaced by {clash.hash}", error_code=-32602)
+                self.fates.recorded_dropped(record.hash, f"{context}: replaced by {clash.hash}", -32602)
                 return False
-        mempool.add(entry)
-        self.store.update(record.hash, status=OpStatus.PENDING, tx_hash=None, block_number=None, block_hash=None,
-                          valid_after=entry.valid_after, valid_until=entry.valid_until, prefund=entry.prefund)
+        self.fates.readmitted(entry)
         return True

@@ -47,7 +47,8 @@ from eth_utils import to_checksum_address
 from .. import faults
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams, SignatureInvalid, TimeRangeInvalid, ValidationRejected
-from ..store.records import OpStatus, SessionActivity
+from ..pool.fates import OpFates
+from ..store.records import SessionActivity
 from ..userop.model import UserOperation
 from . import abi
 from .gas import validation_gas_bound
@@ -115,14 +116,15 @@ def chain_now(header) -> int:
 
 
 class SessionService:
-    def __init__(self, *, contracts: SessionContracts, rpc: BatchRpc, head, mempool, store, config,
-                 chain_id: int):
+    def __init__(self, *, contracts: SessionContracts, rpc: BatchRpc, head, mempool, store, fates: OpFates,
+                 config, chain_id: int):
         self.contracts = contracts
         self.rpc = rpc
         self.reader = SessionStateReader(rpc)
         self.head = head
         self.mempool = mempool
         self.store = store
+        self.fates = fates  # the pool's writer of op status (drops of revoked / expired sessions' ops)
         self.config = config
         self.chain_id = chain_id
         self.fast_path = getattr(config, "session_fast_path", True)
@@ -137,15 +139,16 @@ class SessionService:
         self._last_block: int | None = None
 
     @classmethod
-    async def create(cls, *, config, head, mempool, store, chain_id: int, entry_points) -> "SessionService":
+    async def create(cls, *, config, head, mempool, store, fates: OpFates, chain_id: int,
+                     entry_points) -> "SessionService":
         rpc = BatchRpc(config.rpc_url)
         contracts = await SessionContracts.discover(
             rpc, list(entry_points), getattr(config, "session_implementations", None),
             getattr(config, "session_factories", None))
         for line in contracts.describe():
             log.info("session accounts: %s", line)
-        return cls(contracts=contracts, rpc=rpc, head=head, mempool=mempool, store=store, config=config,
-                   chain_id=chain_id)
+        return cls(contracts=contracts, rpc=rpc, head=head, mempool=mempool, store=store, fates=fates,
+                   config=config, chain_id=chain_id)
 
     async def close(self) -> None:
         await self.rpc.close()
@@ -383,8 +386,7 @@ class SessionService:
         if entry is None or entry.submitted_in is not None:
             return False  # gone already, or in a bundle transaction: its receipt will tell
         log.info("dropping session op %s: %s", op_hash, reason)
-        self.mempool.remove(op_hash)
-        self.store.update(op_hash, status=OpStatus.DROPPED, reason=reason, error_code=code)
+        self.fates.removed(entry, reason, code)
         return True
 
     def drop_session_ops(self, account: str, signer: str, reason: str) -> list[str]:
