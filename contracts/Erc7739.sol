@@ -27,23 +27,25 @@ pragma solidity ^0.8.28;
  *                contents, keccak256(name), keccak256(version), chainId, account, bytes32(0)))
  *     A contentsName that is empty, starts with a lower-case letter or '(' or holds ' ' ',' ')'
  *     or NUL is refused (the EIP's guard against breaking out of the type encoding).
+ *
+ * The parsing and hashing are OpenZeppelin's ERC7739Utils (npm @openzeppelin/contracts); this
+ * library only adds what the account needs around them: a 65-byte owner signature, the
+ * EIP's recommended refusal of lower-case contents names (OpenZeppelin accepts them), and the
+ * account's domain fields.
  */
-library Erc7739 {
-    bytes32 internal constant PERSONAL_SIGN_TYPEHASH = keccak256("PersonalSign(bytes prefixed)");
+import {ERC7739Utils} from "@openzeppelin/contracts/utils/cryptography/draft-ERC7739Utils.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 
+library Erc7739 {
     uint256 internal constant ECDSA_LENGTH = 65;
-    /// ownerSig ‖ APP_DOMAIN_SEPARATOR ‖ contents ‖ uint16 length, without the description
-    uint256 internal constant TYPED_OVERHEAD = ECDSA_LENGTH + 64 + 2;
 
     function personalSignDigest(bytes32 accountDomainSeparator, bytes32 hash) internal pure returns (bytes32) {
-        return keccak256(
-            abi.encodePacked(hex"1901", accountDomainSeparator, keccak256(abi.encode(PERSONAL_SIGN_TYPEHASH, hash)))
-        );
+        return MessageHashUtils.toTypedDataHash(accountDomainSeparator, ERC7739Utils.personalSignStructHash(hash));
     }
 
     /// The TypedDataSign digest for `hash` and its wrapped `signature`, or bytes32(0) when the
-    /// signature is not a TypedDataSign wrapping of `hash` (wrong layout, a contents hash that
-    /// does not rebuild `hash`, or an unsafe contentsName).
+    /// signature is not a TypedDataSign wrapping of `hash` (wrong layout, not a 65-byte owner
+    /// signature, a contents hash that does not rebuild `hash`, or an unsafe contentsName).
     function typedDataSignDigest(
         bytes32 hash,
         bytes calldata signature,
@@ -51,57 +53,19 @@ library Erc7739 {
         bytes32 versionHash,
         address account
     ) internal view returns (bytes32) {
-        uint256 length = signature.length;
-        if (length <= TYPED_OVERHEAD) return bytes32(0);
-        uint256 descLength = uint16(bytes2(signature[length - 2:]));
-        if (descLength == 0 || length != TYPED_OVERHEAD + descLength) return bytes32(0);
-        bytes32 appDomainSeparator = bytes32(signature[ECDSA_LENGTH:ECDSA_LENGTH + 32]);
-        bytes32 contents = bytes32(signature[ECDSA_LENGTH + 32:ECDSA_LENGTH + 64]);
-        if (keccak256(abi.encodePacked(hex"1901", appDomainSeparator, contents)) != hash) return bytes32(0);
-
-        bytes calldata description = signature[ECDSA_LENGTH + 64:length - 2];
-        (bytes calldata contentsName, bytes calldata contentsType) = _splitDescription(description);
-        if (contentsType.length == 0 || !_safeName(contentsName)) return bytes32(0);
-
-        bytes32 typeHash = keccak256(
-            abi.encodePacked(
-                "TypedDataSign(",
-                contentsName,
-                " contents,string name,string version,uint256 chainId,address verifyingContract,bytes32 salt)",
-                contentsType
-            )
+        (bytes calldata ownerSignature, bytes32 appDomainSeparator, bytes32 contents, string calldata description) =
+            ERC7739Utils.decodeTypedDataSig(signature);
+        if (ownerSignature.length != ECDSA_LENGTH) return bytes32(0);
+        if (MessageHashUtils.toTypedDataHash(appDomainSeparator, contents) != hash) return bytes32(0);
+        (string calldata contentsName, string calldata contentsType) = ERC7739Utils.decodeContentsDescr(description);
+        bytes calldata name = bytes(contentsName);
+        if (name.length == 0 || (name[0] >= "a" && name[0] <= "z")) return bytes32(0);
+        bytes32 structHash = ERC7739Utils.typedDataSignStructHash(
+            contentsName,
+            contentsType,
+            contents,
+            abi.encode(nameHash, versionHash, block.chainid, account, bytes32(0))
         );
-        bytes32 structHash =
-            keccak256(abi.encode(typeHash, contents, nameHash, versionHash, block.chainid, account, bytes32(0)));
-        return keccak256(abi.encodePacked(hex"1901", appDomainSeparator, structHash));
-    }
-
-    /// (contentsName, contentsType) of a contentsDescription: implicit mode when it ends with ')'
-    /// (the name is what precedes the first '('), else explicit mode (the name follows the last ')').
-    function _splitDescription(bytes calldata d)
-        private
-        pure
-        returns (bytes calldata contentsName, bytes calldata contentsType)
-    {
-        uint256 n = d.length;
-        if (d[n - 1] == ")") {
-            uint256 i = 0;
-            while (i < n && d[i] != "(") i++;
-            return (d[:i], d);
-        }
-        uint256 j = n;
-        while (j > 0 && d[j - 1] != ")") j--;
-        return (d[j:], d[:j]);
-    }
-
-    function _safeName(bytes calldata name) private pure returns (bool) {
-        if (name.length == 0) return false;
-        bytes1 first = name[0];
-        if ((first >= "a" && first <= "z") || first == "(") return false;
-        for (uint256 i = 0; i < name.length; i++) {
-            bytes1 c = name[i];
-            if (c == " " || c == "," || c == ")" || c == "(" || c == 0x00) return false;
-        }
-        return true;
+        return MessageHashUtils.toTypedDataHash(appDomainSeparator, structHash);
     }
 }

@@ -166,13 +166,15 @@ def test_flow4_erc7715_grant_window_and_usage_limit(dev, tmp_path):
     assert out["balance"]["tokens"] == 30
 
 
-def test_flow5_one_click_trading_crossing_trade_shows_remaining(dev, tmp_path):
+def test_flow5_one_click_trading_crossing_trade_shows_remaining_sponsored(dev, tmp_path):
     key_file, backend_address = backend_key(dev, "trading", tmp_path)
     dex = Account.create().address
     granted = app(dev, "trading", "--factory", dev.entry_points["0.7"]["SessionAccountFactory"], "--token", dev.token,
-                  "--dex", dex, "--backend", backend_address)["granted"]
+                  "--dex", dex, "--backend", backend_address, "--sponsor", dev.paymasters["0.7"])["granted"]
     out = backend(dev, "trading", "run", "--token", dev.token, "--to", dex, "--key-file", key_file,
-                  "--session", granted["session"])
+                  "--session", granted["session"], "--paymaster", dev.bundler_url)
+    assert out["trade"]["paymaster"].lower() == dev.paymasters["0.7"].lower()  # the last trade's receipt
+    assert out["dex"]["accountWei"] == 0 and eth_balance(dev, granted["account"]) == 0
     crossing = out["crossing-trade"]
     assert crossing["refused"] is True and crossing["rule"] == "SessionCumulativeLimitExceeded"
     assert crossing["remaining"] == 10 * 10**18 and crossing["used"] == 90 * 10**18 and crossing["limit"] == 100 * 10**18
