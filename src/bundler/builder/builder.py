@@ -30,12 +30,11 @@ from .balance import BalanceGuard, ExecutorBalanceLow
 from .bundle_check import check_bundle
 from .dev_miner import DevMiner
 from .executor import Executor
+from .proposer import BUNDLE_OVERHEAD_GAS, due, select_ops
 from .sender import BundleSender
 
 log = logging.getLogger(__name__)
 
-# EntryPoint work per bundle outside the ops' own limits (loop, beneficiary payment)
-BUNDLE_OVERHEAD_GAS = 60_000
 # after a reorg, how long a vanished bundle transaction gets to reappear in the node's pool
 REINJECT_GRACE_S = 1.0
 # after a bundle failed (node refusing?), auto mode waits this long before the next one
@@ -50,13 +49,6 @@ class BundleResult:
     status: str  # "mined" | "reverted" | "not_mined"
     included: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
-
-
-def _due(entry: PoolEntry, window) -> bool:
-    """Valid in the next block (chain.clock.InclusionWindow): its validAfter, and a v0.9 block
-    range's start, are behind it. Ops not due are held in the pool, not bundled."""
-    return (window.due(entry.valid_after, entry.entry_point.valid_after_strict)
-            and window.block_due(entry.valid_after_block))
 
 
 def bundle_gas_limit(ops, calldata_len: int, n_authorizations: int, header) -> int:
@@ -170,7 +162,7 @@ class Builder:
         if self.head.latest is None:
             return False
         window = self.head.window()
-        return any(e.submitted_in is None and not _due(e, window) for e in self.mempool.entries())
+        return any(e.submitted_in is None and not due(e, window) for e in self.mempool.entries())
 
     def _job_done(self, task: asyncio.Task) -> None:
         self._jobs.discard(task)
@@ -279,62 +271,16 @@ class Builder:
 
     # one bundle -------------------------------------------------------------
     def _select(self, ep: EntryPointVersion, header) -> list[PoolEntry]:
-        # judged at the time the bundle will be included, not at the head block (chain.clock)
-        window = self.head.window(header)
-        selected: list[PoolEntry] = []
-        gas = BUNDLE_OVERHEAD_GAS
-        limit = min(self.config.max_bundle_gas, header.gas_limit)
-        gate = self.reputation.bundle_gate(ep, header.number) if self.reputation else None
-        authorized: set[str] = set()  # senders with an EIP-7702 authorization in this bundle
-        # STO-041: no op in the bundle touches the storage of another op's sender in it; the
-        # later one (by fee order) waits for the next bundle instead of being refused
-        senders: set[str] = set()
-        touched: set[str] = set()
-        # senders and paymasters of ops in other bundles in flight wait for those to settle
-        # (a later nonce would fail before the earlier one is mined; a shared deposit could run out)
-        busy = {e.op.sender for e in self._reserved.values()} | {
-            e.op.sender for e in self.mempool.entries(ep) if e.submitted_in is not None}
-        busy_paymasters = {e.op.paymaster for e in self._reserved.values() if e.op.paymaster}
-        for entry in self.mempool.bundle_candidates(ep, header.base_fee):
-            op = entry.op
-            if entry.hash in self._reserved or op.sender in busy or (op.paymaster and op.paymaster in busy_paymasters):
-                continue
-            if entry.valid_until and entry.valid_until < window.latest:
-                self.drop(entry, f"expired: validUntil {entry.valid_until} is before the bundle's expected "
-                                 f"inclusion (by timestamp {window.latest})", -32503)
-                continue
-            if entry.valid_until_block < window.last_block:
-                self.drop(entry, f"expired: its block range ends at block {entry.valid_until_block}, before "
-                                 f"the bundle's expected inclusion (by block {window.last_block})", -32503)
-                continue
-            if not _due(entry, window):
-                busy.add(op.sender)  # held until due, and the sender's later nonces with it
-                continue
-            if op.max_fee_per_gas < header.base_fee:
-                continue  # cannot pay the current base fee; stays pending
-            if gas + op.total_gas_limit() > limit:
-                continue
-            if op.eip7702_auth is not None and op.sender in authorized:
-                continue  # one authorization per sender and bundle; the next one waits
-            storage = self.safe.others_storage(entry)
-            if op.sender in touched or storage & senders:
-                continue  # STO-041: stays pending for a later bundle
-            if gate is not None:
-                verdict, reason = gate.check(entry)
-                if verdict == "drop":
-                    self.drop(entry, reason, EntityThrottled.code)
-                    continue
-                if verdict == "skip":
-                    continue
-            if op.eip7702_auth is not None:
-                authorized.add(op.sender)
-            senders.add(op.sender)
-            touched.update(storage)
-            selected.append(entry)
-            gas += op.total_gas_limit()
-            if len(selected) >= self.config.max_bundle_ops:
-                break
-        return selected
+        selection = select_ops(
+            self.mempool.bundle_candidates(ep, header.base_fee), reserved=self._reserved.values(),
+            submitted=[e for e in self.mempool.entries(ep) if e.submitted_in is not None],
+            window=self.head.window(header), header=header, max_gas=self.config.max_bundle_gas,
+            max_ops=self.config.max_bundle_ops,
+            gate=self.reputation.bundle_gate(ep, header.number) if self.reputation else None,
+            others_storage=self.safe.others_storage)
+        for entry, reason, code in selection.drops:
+            self.drop(entry, reason, code)
+        return selection.ops
 
     async def _mined_event(self, op_hash: str, entry_point: str) -> dict | None:
         """The op's UserOperationEvent if it is on chain (mined by a transaction we lost track
