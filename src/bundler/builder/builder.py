@@ -29,6 +29,7 @@ from ..store.records import InflightTx, OpStatus, TxAttempt
 from .balance import BalanceGuard, ExecutorBalanceLow
 from .bundle_check import check_bundle
 from .dev_miner import DevMiner
+from .assigner import KeyAssigner
 from .executor import Executor
 from .proposer import BUNDLE_OVERHEAD_GAS, due, select_ops
 from .sender import BundleSender
@@ -92,11 +93,11 @@ class Builder:
         self.reputation = reputation  # pool.reputation.ReputationRules, or None
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker, or None
         self._wakeup = asyncio.Event()
-        self._next_executor = 0
         self.safe = SafeMode(config, mempool)
         self.sender = BundleSender(node, head, store, config, chain_id)
         # executor balances (for /health: self.balances.status(), self.balances.all_low)
         self.balances = BalanceGuard(node, executors, config.min_executor_balance)
+        self.keys = KeyAssigner(executors, self.balances.is_low)
         self.watcher: ChainWatcher | None = None   # set by the app
         self.requeue: Requeue | None = None        # set by the app
         self._background: set[asyncio.Task] = set()
@@ -106,7 +107,6 @@ class Builder:
         # parallel bundles (one per executor key) never share an op, a sender or a paymaster:
         # ops selected for a bundle stay reserved until its transaction is settled
         self._reserved: dict[str, PoolEntry] = {}
-        self._busy: dict[Executor, int] = {}  # bundles started and not finished, per executor
         self._jobs: set[asyncio.Task] = set()  # auto mode's bundles in flight
         self._last_failure = 0.0
         # dev chains (anvil automine): mine empty blocks while ops wait for their validAfter
@@ -137,7 +137,7 @@ class Builder:
                         raise
                     except Exception as e:
                         log.warning("dev chain: evm_mine failed: %s", e)
-                if self.mode != "auto" or not len(self.mempool) or self._free_executor() is None:
+                if self.mode != "auto" or not len(self.mempool) or self.keys.free() is None:
                     continue
                 backoff = self._last_failure + FAILURE_BACKOFF_S - time.monotonic()
                 if backoff > 0:  # the last bundle failed (node refusing?): do not hammer
@@ -195,27 +195,9 @@ class Builder:
         for ep in self.entry_points:  # an EntryPoint left without a free key queues on a busy one
             entries = self._select(ep, header) if ep not in served else None
             if entries:
-                tasks.append(self._launch(self._pick_executor(), ep, entries))
+                tasks.append(self._launch(self.keys.pick(), ep, entries))
         results = await asyncio.gather(*tasks)
         return [r for r in results if r is not None]
-
-    def _usable(self, ex: Executor) -> bool:
-        return not ex.lock.locked() and not self._busy.get(ex) and not self.balances.is_low(ex.address)
-
-    def _free_executor(self) -> Executor | None:
-        for i in range(len(self.executors)):
-            ex = self.executors[(self._next_executor + i) % len(self.executors)]
-            if self._usable(ex):
-                self._next_executor = (self._next_executor + i + 1) % len(self.executors)
-                return ex
-        return None
-
-    def _pick_executor(self) -> Executor:
-        ex = self._free_executor()
-        if ex is None:  # all busy: queue on the next one in turn
-            ex = self.executors[self._next_executor]
-            self._next_executor = (self._next_executor + 1) % len(self.executors)
-        return ex
 
     def _start_bundles(self, header) -> list[tuple[EntryPointVersion, asyncio.Task]]:
         """Select and reserve ops for as many bundles as there are free executors, taking the
@@ -225,18 +207,18 @@ class Builder:
         while progress:
             progress = False
             for ep in self.entry_points:
-                if not any(self._usable(ex) for ex in self.executors):
+                if not self.keys.any_usable():
                     return tasks
                 entries = self._select(ep, header)
                 if entries:
-                    tasks.append((ep, self._launch(self._free_executor(), ep, entries)))
+                    tasks.append((ep, self._launch(self.keys.free(), ep, entries)))
                     progress = True
         return tasks
 
     def _launch(self, executor: Executor, ep: EntryPointVersion, entries: list[PoolEntry]) -> asyncio.Task:
         for e in entries:
             self._reserved[e.hash] = e
-        self._busy[executor] = self._busy.get(executor, 0) + 1
+        self.keys.started(executor)
         self.metrics.executor_busy.labels(executor.address).set(1)
         self.metrics.bundles_in_flight.inc()
         return asyncio.ensure_future(self._bundle_job(executor, ep, entries))
@@ -261,9 +243,7 @@ class Builder:
         finally:
             for e in entries:
                 self._reserved.pop(e.hash, None)
-            self._busy[executor] -= 1
-            if not self._busy[executor]:
-                del self._busy[executor]
+            if self.keys.finished(executor):
                 self.metrics.executor_busy.labels(executor.address).set(0)
             self.metrics.bundles_in_flight.dec()
             if result is not None and self.mode == "auto" and len(self.mempool):
@@ -314,7 +294,7 @@ class Builder:
     async def bundle(self, ep: EntryPointVersion) -> BundleResult | None:
         """One bundle for `ep` on the next executor key (waiting for it if all are busy)."""
         header = await self.head.fresh()
-        executor = self._pick_executor()
+        executor = self.keys.pick()
         entries = self._select(ep, header)
         if not entries:
             return None
