@@ -1,6 +1,7 @@
 """Flow 3 (backend side): a remote backend with its own key calls deposit() (value-limited) for
 the user; it queues two more ops (nonces n and n+1, estimated while n is pending); the owner
 revokes the session and the bundler drops the queued ops, which the backend sees as the ops' fate.
+Gas is sponsored (--paymaster): the account's ETH pays only the deposits.
 
     python examples/python/remote_backend.py keygen --bundler URL --key-file K
     python examples/python/remote_backend.py run   --bundler URL --token T --key-file K --session S
@@ -9,17 +10,19 @@ revokes the session and the bundler drops the queued ops, which the backend sees
 """
 from __future__ import annotations
 
-from common import DEPOSIT, emit, keygen, load_key, mint, parse_args
+from common import DEPOSIT, emit, eth_balance, keygen, load_key, mint, parse_args
 from session_sdk import Call, RpcError, SessionAccount, deserialize_session
 
 args = parse_args("queue", "wait")
 if args.command == "keygen":
     emit("key", address=keygen(args.key_file))
 else:
-    account = SessionAccount.from_grant(deserialize_session(args.session), load_key(args.key_file), args.bundler, args.node)
+    account = SessionAccount.from_grant(deserialize_session(args.session), load_key(args.key_file), args.bundler, args.node,
+                                        paymaster=args.paymaster)
     if args.command == "run":
         receipt = account.send_and_wait([Call(args.token, 10**15, DEPOSIT)])
-        emit("deposit", success=receipt["success"])
+        emit("deposit", success=receipt["success"], paymaster=receipt.get("paymaster"),
+             accountWei=eth_balance(account.node, account.address))
         try:
             account.send([Call(args.token, 2 * 10**15, DEPOSIT)])
             emit("deposit-too-much", refused=False)

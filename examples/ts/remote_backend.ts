@@ -1,12 +1,14 @@
 // Flow 3 (app side): a remote backend with its own key is authorised for two methods of one
 // contract (deposit() with at most 0.001 ETH per call and 0.003 ETH in total, and mint()), for one
 // hour; later the owner revokes it with a transaction of its own, and the bundler drops the
-// backend's ops still pending.
+// backend's ops still pending. The account holds ETH only for the deposits themselves: the gas of
+// the grant op and of every backend op is sponsored by bundler dev's SponsorPaymaster.
 //   OWNER_KEY=0x… node examples/ts/remote_backend.js grant --bundler URL --node URL --factory F --token T --backend ADDRESS
+//        --sponsor SPONSOR_PAYMASTER_V07
 //   OWNER_KEY=0x… node examples/ts/remote_backend.js revoke --bundler URL --node URL --account A --backend ADDRESS
 import { parseEther, type Address, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { callPolicy, grantSessionCall, lifetime, readSession, serializeSession, sessionAccountAbi, sessionSpec, toSessionAccount } from "../../sdk/ts/dist/index.js";
+import { DEFAULT_GAS_POLICY, callPolicy, grantSessionCall, lifetime, readSession, serializeSession, sessionAccountAbi, sessionSpec, toSessionAccount } from "../../sdk/ts/dist/index.js";
 import { clients, devFund, emit, wallet } from "./common.js";
 import { parseArgs } from "./common.js";
 
@@ -15,7 +17,7 @@ const args = parseArgs(process.argv.slice(3));
 const owner = privateKeyToAccount(process.env.OWNER_KEY as Hex);
 
 async function grant() {
-  const { publicClient, bundlerFor } = await clients(args);
+  const { publicClient, sponsoredBundlerFor } = await clients(args);
   const factory = args.factory as Address;
   const token = args.token as Address;
   const account = await toSessionAccount({ client: publicClient, entryPoint: "0.7", owner, factory });
@@ -28,9 +30,10 @@ async function grant() {
       callPolicy({ target: token, function: "deposit()", maxValuePerUse: parseEther("0.001"), valueLimit: lifetime(parseEther("0.003")) }),
       callPolicy({ target: token, function: "mint(address,uint256)" }),
     ],
+    gas: { ...DEFAULT_GAS_POLICY, paymasters: [args.sponsor as Address] },
   });
   // the account's first op deploys it and grants the session (owner mode)
-  const client = bundlerFor(account);
+  const client = sponsoredBundlerFor(account);
   const hash = await client.sendUserOperation({ calls: [grantSessionCall(account.address, spec)] });
   const receipt = await client.waitForUserOperationReceipt({ hash, timeout: 60_000 });
   const session = serializeSession({ chainId: publicClient.chain.id, entryPoint: "0.7", account: account.address, owner: owner.address, spec });

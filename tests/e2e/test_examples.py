@@ -130,14 +130,17 @@ def test_flow2_eip7702_call_transfer_amount_and_full_permissions_sponsored(dev, 
 
 
 def test_flow3_remote_backend_methods_value_limits_revoked_pending_dropped(dev, tmp_path):
+    """Gas sponsored: the account's 1 ETH pays only the 0.001 ETH deposit."""
     key_file, backend_address = backend_key(dev, "remote_backend", tmp_path)
     owner = new_owner_key()
+    sponsor = dev.paymasters["0.7"]
     granted = app(dev, "remote_backend", "grant", "--factory", dev.entry_points["0.7"]["SessionAccountFactory"],
-                  "--token", dev.token, "--backend", backend_address, owner_key=owner)["granted"]
+                  "--token", dev.token, "--backend", backend_address, "--sponsor", sponsor, owner_key=owner)["granted"]
     assert granted["success"] is True
-    session = ["--key-file", key_file, "--session", granted["session"]]
+    session = ["--key-file", key_file, "--session", granted["session"], "--paymaster", dev.bundler_url]
     out = backend(dev, "remote_backend", "run", "--token", dev.token, *session)
-    assert out["deposit"]["success"] is True
+    assert out["deposit"]["success"] is True and out["deposit"]["paymaster"].lower() == sponsor.lower()
+    assert out["deposit"]["accountWei"] == 10**18 - 10**15
     assert out["deposit-too-much"] == {"step": "deposit-too-much", "refused": True, "rule": "SessionValueExceedsPerUse",
                                        "limit": 10**15}
     # hold bundling (a dev-chain switch) so the next ops are still pending when the owner revokes
@@ -155,15 +158,19 @@ def test_flow3_remote_backend_methods_value_limits_revoked_pending_dropped(dev, 
     assert all(f["code"] == -32500 and "revoked" in f["reason"] for f in fates), fates
 
 
-def test_flow4_erc7715_grant_window_and_usage_limit(dev, tmp_path):
+def test_flow4_erc7715_grant_window_and_usage_limit_sponsored(dev, tmp_path):
+    """The account is never funded: the 7715 grant names the SponsorPaymaster beside the request,
+    the backend's first op deploys the account, every op is paid by the paymaster."""
     key_file, backend_address = backend_key(dev, "erc7715", tmp_path)
+    sponsor = dev.paymasters["0.8"]
     granted = app(dev, "erc7715", "--factory", dev.entry_points["0.8"]["SessionAccountFactory"], "--token", dev.token,
-                  "--backend", backend_address)["granted"]
+                  "--backend", backend_address, "--sponsor", sponsor)["granted"]
     assert granted["usageLimit"] == 3 and granted["validUntil"] - granted["validAfter"] == 1860
     out = backend(dev, "erc7715", "run", "--token", dev.token, "--key-file", key_file,
-                  "--session", granted["permissionsContext"])
+                  "--session", granted["permissionsContext"], "--paymaster", dev.bundler_url)
+    assert out["mint"]["success"] is True and out["mint"]["paymaster"].lower() == sponsor.lower()  # the last mint
     assert out["fourth"]["refused"] is True and out["fourth"]["rule"] == "SessionUsageLimitReached"
-    assert out["balance"]["tokens"] == 30
+    assert (out["balance"]["tokens"], out["balance"]["accountWei"]) == (30, 0)
 
 
 def test_flow5_one_click_trading_crossing_trade_shows_remaining_sponsored(dev, tmp_path):

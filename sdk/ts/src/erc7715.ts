@@ -20,7 +20,7 @@ import type { SessionSmartAccount } from "./account.js";
 import { readEpoch, readGrantNonce, signEnableSession, type TypedDataSigner } from "./grants.js";
 import { allowance, callPolicy, erc20TransferPolicy, lifetime, sessionSpec, transferPolicy, type Policy } from "./policies.js";
 import { serializeSession, type SessionGrant } from "./serialize.js";
-import type { SessionSpec } from "./spec.js";
+import type { GasPolicy, SessionSpec } from "./spec.js";
 
 export type PermissionRequest = {
   chainId: Hex | number;
@@ -52,7 +52,7 @@ const amount = (v: unknown, what: string): bigint => {
 };
 
 /** SessionSpec of a permission request (no signing, no chain access). */
-export function permissionRequestToSpec(request: PermissionRequest): SessionSpec {
+export function permissionRequestToSpec(request: PermissionRequest, gas?: GasPolicy): SessionSpec {
   const signer = request.signer.data.address ?? request.signer.data.id;
   if (!signer) throw new Error(`signer type ${request.signer.type}: give data.address (the session key's address)`);
   const policies: Policy[] = [];
@@ -123,7 +123,8 @@ export function permissionRequestToSpec(request: PermissionRequest): SessionSpec
   if (start !== undefined && validAfter !== start) {
     throw new Error("a recurring allowance's start must equal the session's validAfter (periods start at validAfter)");
   }
-  return sessionSpec({ signer: getAddress(signer), validAfter, validUntil, period: period ?? 0, usageLimit, policies });
+  return sessionSpec({ signer: getAddress(signer), validAfter, validUntil, period: period ?? 0, usageLimit, policies,
+    ...(gas ? { gas } : {}) });
 }
 
 /** `wallet_grantPermissions` for a SessionAccount: the owner signs the enable message of the
@@ -132,6 +133,9 @@ export async function grantPermissions(args: {
   account: SessionSmartAccount;
   owner: TypedDataSigner | { signTypedData: (p: never) => Promise<Hex> };
   request: PermissionRequest;
+  /** the session's gas budget and the paymasters it may use: ERC-7715 has no field for them, so
+   * they come beside the request (default: DEFAULT_GAS_POLICY, no paymaster) */
+  gas?: GasPolicy;
 }): Promise<PermissionResponse> {
   const { account, request } = args;
   const chainId = account.client.chain?.id;
@@ -141,7 +145,7 @@ export async function grantPermissions(args: {
   if (request.address && getAddress(request.address) !== getAddress(account.address)) {
     throw new Error(`request is for account ${request.address}, not ${account.address}`);
   }
-  const spec = permissionRequestToSpec(request);
+  const spec = permissionRequestToSpec(request, args.gas);
   const nonce = await readGrantNonce(account.client as never, account.address, spec.signer);
   const epoch = await readEpoch(account.client as never, account.address);
   const ownerSignature = await signEnableSession({ owner: args.owner, account: account.address, chainId, spec, nonce, epoch });
