@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -31,7 +33,11 @@ class WriteBehind:
         self._error: BaseException | None = None
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: list[tuple[int, asyncio.Future]] = []
+        # flush() callers as a heap by the sequence number they wait for: a commit wakes the
+        # ones it covers without scanning every waiter (64 concurrent admissions made that scan
+        # a tenth of a session op's CPU)
+        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._waiter_ids = itertools.count()
         self._thread = threading.Thread(target=self._writer, name=name, daemon=True)
         self._thread.start()
 
@@ -72,24 +78,22 @@ class WriteBehind:
         loop = asyncio.get_running_loop()
         self._loop = loop
         fut = loop.create_future()
-        self._waiters.append((target, fut))
+        heapq.heappush(self._waiters, (target, next(self._waiter_ids), fut))
         with self._cv:  # the writer may have committed while we registered
             committed, error = self._committed, self._error
         self._wake(committed, error)
         await fut
 
     def _wake(self, committed: int, error: BaseException | None) -> None:
-        keep = []
-        for target, fut in self._waiters:
+        waiters = self._waiters
+        while waiters and (waiters[0][0] <= committed or error is not None):
+            target, _, fut = heapq.heappop(waiters)
             if fut.done():
                 continue
             if committed >= target:
                 fut.set_result(None)
-            elif error is not None:
-                fut.set_exception(StoreError(f"could not write to {self.describe()}: {error}"))
             else:
-                keep.append((target, fut))
-        self._waiters = keep
+                fut.set_exception(StoreError(f"could not write to {self.describe()}: {error}"))
 
     def describe(self) -> str:
         return type(self).__name__
