@@ -40,7 +40,7 @@ async def test_a_dying_task_is_restarted_and_reported(anvil, caplog):
         assert status == 200 and report["tasks"]["chain-watcher"] == {"up": True, "failures": 0, "lastError": None}
         b.supervisor.recent_failure_s = 3.0  # (a minute in production) so the test sees it pass
         fired_before = faults.fired.get("chain-watcher", 0)
-        faults.arm("chain-watcher", times=2)
+        faults.arm("chain-watcher", times=2, scope=b.watcher)  # not another bundler's watcher in this process
         try:
             mine(anvil.url)  # a new block wakes the watcher, which then fails
 

@@ -61,7 +61,7 @@ class ChainWatcher:
                 raise
             except Exception as e:  # keep watching through node hiccups
                 log.warning("chain watcher: %s", getattr(e, "message", e))
-            faults.fail_point("chain-watcher")  # a bug here would end the loop: supervised
+            faults.fail_point("chain-watcher", scope=self)  # a bug here would end the loop: supervised
             latest = self.head.latest.number if self.head.latest else None
             await self.head.wait_new_block(latest, self.idle_poll)
 
