@@ -12,7 +12,7 @@ from aiohttp import web
 
 from . import entrypoint as eps
 from .builder.builder import Builder
-from .builder.executor import Executor
+from .builder.executor_key import Executor
 from .builder.takeover import Takeover
 from .chain.client import NodeClient
 from .chain.head import HeadTracker

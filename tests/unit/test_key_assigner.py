@@ -3,7 +3,7 @@ holds its lock or was started on it, and takes nothing while its balance is low.
 from __future__ import annotations
 
 from bundler.builder.assigner import KeyAssigner
-from bundler.builder.executor import Executor
+from bundler.builder.executor_key import Executor
 
 KEYS = [Executor("0x" + f"{i:02x}" * 32) for i in (0x11, 0x22, 0x33)]
 

@@ -22,7 +22,7 @@ from bundler.sessions.gas import validation_gas_bound
 from bundler.sessions.keeper import LedgerKeeper
 from bundler.sessions.ledger import LedgerEntry, SessionLedger
 from bundler.sessions.policy import (
-    Consumed, Counter, PendingUse, SessionState, SessionViolation, check_window, evaluate,
+    Consumed, StoredCounter, PendingUse, SessionState, SessionViolation, check_window, evaluate,
 )
 from bundler.sessions.recover import SECP256K1_HALF_N, recover_signer
 from bundler.sessions.state import BatchRpc, RpcCallError
@@ -84,7 +84,7 @@ def use(n: int, amount: int, period: int = 0, grant=None) -> PendingUse:
 
 def test_message_names_limit_used_pending_requested():
     state = SessionState.fresh(trading(Limit.lifetime(100)), 1)
-    state.counters[(1, 0, 0)] = Counter(0, 60)
+    state.counters[(1, 0, 0)] = StoredCounter(0, 60)
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, state, sig(), transfer(10), [use(1, 20), use(2, 20)])
     v = e.value
@@ -101,7 +101,7 @@ def test_message_names_limit_used_pending_requested():
 def test_allowance_with_pending_ops_in_periods():
     spec = trading(Limit.allowance(100), valid_after=1000, period=100)
     state = SessionState.fresh(spec, 1)
-    state.counters[(1, 0, 0)] = Counter(3, 90)
+    state.counters[(1, 0, 0)] = StoredCounter(3, 90)
     # a later period starts from zero, pending ops of that period count
     ev = evaluate(ACCOUNT, state, sig(4), transfer(70), [use(1, 30, period=4)])
     assert (ev.valid_after, ev.valid_until) == (1400, 1499)

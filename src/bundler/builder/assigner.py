@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from .executor import Executor
+from .executor_key import Executor
 
 
 class KeyAssigner:

@@ -30,7 +30,7 @@ from .balance import BalanceGuard, ExecutorBalanceLow
 from .bundle_check import check_bundle
 from .dev_miner import DevMiner
 from .assigner import KeyAssigner
-from .executor import Executor
+from .executor_key import Executor
 from .proposer import BUNDLE_OVERHEAD_GAS, due, select_ops
 from .sender import BundleSender
 
@@ -43,7 +43,7 @@ FAILURE_BACKOFF_S = 0.5
 
 
 @dataclass
-class BundleResult:
+class SentBundle:
     entry_point: str
     tx_hash: str
     block_number: int | None
@@ -172,13 +172,13 @@ class Builder:
                 return
             log.error("bundle failed: %s", e, exc_info=(type(e), e, e.__traceback__))
 
-    async def bundle_all(self) -> list[BundleResult]:
+    async def bundle_all(self) -> list[SentBundle]:
         """Bundles of everything bundle-able now, followed until mined: one per free executor key
         (in parallel, no op in two of them), or, when every key is busy, one per EntryPoint on
         the next key. Ops of a bundle that reverted on chain or lost its nonce are bundled again
         (the ones that now fail are dropped), up to max_bundle_reverts rounds."""
-        mined: list[BundleResult] = []
-        round_results: list[BundleResult] = []
+        mined: list[SentBundle] = []
+        round_results: list[SentBundle] = []
         for _round in range(max(1, self.config.max_bundle_reverts)):
             round_results = await self._bundle_round()
             mined += [r for r in round_results if r.status == "mined"]
@@ -187,7 +187,7 @@ class Builder:
         # the bundles that made it, and what is still unresolved after the last round
         return mined + [r for r in round_results if r.status != "mined"]
 
-    async def _bundle_round(self) -> list[BundleResult]:
+    async def _bundle_round(self) -> list[SentBundle]:
         header = await self.head.fresh()
         started = self._start_bundles(header)
         tasks = [task for _ep, task in started]
@@ -224,7 +224,7 @@ class Builder:
         return asyncio.ensure_future(self._bundle_job(executor, ep, entries))
 
     async def _bundle_job(self, executor: Executor, ep: EntryPointVersion,
-                          entries: list[PoolEntry]) -> BundleResult | None:
+                          entries: list[PoolEntry]) -> SentBundle | None:
         result = None
         try:
             async with executor.lock:
@@ -291,7 +291,7 @@ class Builder:
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
         self.fates.drop(entry, reason, code)
 
-    async def bundle(self, ep: EntryPointVersion) -> BundleResult | None:
+    async def bundle(self, ep: EntryPointVersion) -> SentBundle | None:
         """One bundle for `ep` on the next executor key (waiting for it if all are busy)."""
         header = await self.head.fresh()
         executor = self.keys.pick()
@@ -301,7 +301,7 @@ class Builder:
         return await self._launch(executor, ep, entries)
 
     async def _bundle_selected(self, executor: Executor, ep: EntryPointVersion, header,
-                               selected: list[PoolEntry]) -> BundleResult | None:
+                               selected: list[PoolEntry]) -> SentBundle | None:
         """Second validation, claim (shared store), simulate, send and follow until mined."""
         selected = [e for e in selected if self.mempool.get(e.hash) is e]  # evicted meanwhile
         dropped: dict[str, str] = {}
@@ -341,7 +341,7 @@ class Builder:
             await self.store.release([e.hash for e in entries], executor.address)
 
     async def _simulate_and_send(self, ep, executor: Executor, selected: list[PoolEntry], header,
-                                 dropped: dict[str, str]) -> BundleResult | None:
+                                 dropped: dict[str, str]) -> SentBundle | None:
         authorizations: dict[str, dict] = {}
         if self.eip7702 is not None and any(e.op.eip7702_auth for e in selected):
             authorizations, stale = await self.eip7702.bundle_authorizations(selected, header.tag)
@@ -476,7 +476,7 @@ class Builder:
         return [e for e in keep if e.op.nonce < held.get(e.op.sender, e.op.nonce + 1)]
 
     async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
-                    header, dropped: dict[str, str], authorizations: list[dict] | None = None) -> BundleResult:
+                    header, dropped: dict[str, str], authorizations: list[dict] | None = None) -> SentBundle:
         data = handle_ops_calldata([e.op for e in entries], beneficiary)
         gas_limit = bundle_gas_limit([e.op for e in entries], len(data), len(authorizations or ()), header)
         max_fee, priority = await suggest_fees(self.node, header)
@@ -507,14 +507,14 @@ class Builder:
         return await self._settle(inflight, followed, dropped, executor)
 
     async def _settle(self, inflight, followed, dropped: dict[str, str] | None = None,
-                      executor: Executor | None = None) -> BundleResult:
+                      executor: Executor | None = None) -> SentBundle:
         """Record the fate of every op of an in-flight nonce once it is resolved, then forget it."""
         entries = [self.mempool.get(h) for h in inflight.op_hashes]
         receipt = followed.receipt
         if receipt is None:  # the nonce went to a transaction we never sent: ops are not mined
             if executor is not None:
                 executor.forget_nonce()
-            result = BundleResult(inflight.entry_point, inflight.latest.tx_hash, None, "not_mined",
+            result = SentBundle(inflight.entry_point, inflight.latest.tx_hash, None, "not_mined",
                                   dropped=dropped or {})
             await self._back_to_pool(inflight.op_hashes, entries, "bundle nonce taken by another transaction")
             self.store.delete_inflight(inflight.executor, inflight.nonce)
@@ -522,7 +522,7 @@ class Builder:
             return result
         tx_hash = receipt["transactionHash"]
         block = int(receipt["blockNumber"], 16)
-        result = BundleResult(inflight.entry_point, tx_hash, block, "mined", dropped=dropped or {})
+        result = SentBundle(inflight.entry_point, tx_hash, block, "mined", dropped=dropped or {})
         self.metrics.bundle("mined" if receipt["status"] == "0x1" else "reverted")
         self.fates.forget_gone()
         # the ops' fate and the in-flight row's removal commit together
@@ -572,7 +572,7 @@ class Builder:
     def _executor(self, address: str) -> Executor | None:
         return next((e for e in self.executors if e.address == address), None)
 
-    async def resume(self, inflight) -> BundleResult | None:
+    async def resume(self, inflight) -> SentBundle | None:
         """Follow an in-flight nonce found in the store at start-up: same nonce, same signed
         bytes (broadcast again only if the node lost them), replaced with higher fees if stuck."""
         executor = self._executor(inflight.executor)

@@ -24,7 +24,7 @@ from ..chain.head import HeadTracker
 from ..errors import BundlerError, NodeError
 from ..faults import crash_point
 from ..store.records import InflightTx, TxAttempt
-from .executor import Executor
+from .executor_key import Executor
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def decode_session_signature(sig: bytes) -> SessionSignature | EnableSignature:
 
 
 @dataclass(slots=True)
-class Counter:
+class StoredCounter:
     """A cumulative limit's stored counter (StoredLimit.periodIndex / .used)."""
 
     period_index: int = 0
@@ -70,7 +70,7 @@ class SessionState:
     grant_nonce: int = 0  # the nonce the next enable signature must name
     usage_count: int = 0
     spec: SessionSpec | None = None
-    counters: dict[LimitKey, Counter] = field(default_factory=dict)
+    counters: dict[LimitKey, StoredCounter] = field(default_factory=dict)
     epoch: int = 0  # the account's current epoch (SessionAccount.epoch())
 
     @classmethod

@@ -29,7 +29,7 @@ from eth_utils import function_signature_to_4byte_selector
 from ..entrypoint import EntryPointVersion
 from ..errors import NodeError
 from . import abi
-from .policy import Counter, SessionState
+from .policy import StoredCounter, SessionState
 
 
 _sel = function_signature_to_4byte_selector
@@ -147,22 +147,22 @@ def decode_session_info(data: bytes) -> SessionState:
     return SessionState(status, grant_nonce, usage_count, spec, {}, epoch)
 
 
-def decode_usage(data: bytes) -> dict[tuple[int, int, int], Counter]:
+def decode_usage(data: bytes) -> dict[tuple[int, int, int], StoredCounter]:
     """getUsage(signer) output -> counters per limit key (zero counters left out)."""
     ((_count, call_value, call_args, transfer_value, gas_cost),) = decode([USAGE_T], data)
-    out: dict[tuple[int, int, int], Counter] = {}
+    out: dict[tuple[int, int, int], StoredCounter] = {}
     for i, (period, used) in enumerate(call_value):
         if period or used:
-            out[(abi.Scope.CALL_VALUE, i, 0)] = Counter(period, used)
+            out[(abi.Scope.CALL_VALUE, i, 0)] = StoredCounter(period, used)
     for i, per_policy in enumerate(call_args):
         for j, (period, used) in enumerate(per_policy):
             if period or used:
-                out[(abi.Scope.CALL_ARG, i, j)] = Counter(period, used)
+                out[(abi.Scope.CALL_ARG, i, j)] = StoredCounter(period, used)
     for i, (period, used) in enumerate(transfer_value):
         if period or used:
-            out[(abi.Scope.TRANSFER_VALUE, i, 0)] = Counter(period, used)
+            out[(abi.Scope.TRANSFER_VALUE, i, 0)] = StoredCounter(period, used)
     if gas_cost[0] or gas_cost[1]:
-        out[(abi.Scope.GAS, 0, 0)] = Counter(*gas_cost)
+        out[(abi.Scope.GAS, 0, 0)] = StoredCounter(*gas_cost)
     return out
 
 
