@@ -15,13 +15,10 @@ naming itself beneficiary (the contract alone must hold). Each attack must gain 
 """
 from __future__ import annotations
 
-import aiohttp
 import pytest
-import pytest_asyncio
 from eth_abi import encode
 from eth_account import Account
 
-from bundler.devchain import deploy_all, fund, start_anvil
 from bundler.devchain.anvil import ANVIL_ACCOUNT0
 from bundler.entrypoint import V07, V08
 from bundler.sessions import abi
@@ -29,12 +26,13 @@ from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, GasPolicy
 from bundler.sessions.gas import validation_gas_bound
 from bundler.sessions.policy import OpFacts, SessionState, evaluate
 from bundler.userop import format_user_operation
-from conftest import EXECUTOR_KEY, RpcClient, RpcError, bundler_config
+from conftest import RpcError
 from helpers.sessions import (
-    TEST_GAS, SessionAccountHandle, decode_failed_op, deploy_session_contracts, erc20_balance, eth_call,
+    TEST_GAS, SessionAccountHandle, decode_failed_op, erc20_balance, eth_call,
     get_balance, get_code, handle_ops, handle_ops_calldata, new_key, rpc as node_rpc, selector, send_tx,
     send_tx_status, set_balance, set_delegation, simulate_failure,
 )
+from helpers.session_fixtures import account, bundler, chain, clean, rpc  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.asyncio
 EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8")]
@@ -50,50 +48,7 @@ SEL_ADD_STAKE = selector("addStake(uint32)")
 SEL_BALANCE_OF = selector("balanceOf(address)")
 
 
-@pytest.fixture(scope="module")
-def chain():
-    node = start_anvil()
-    try:
-        deploy_all(node.url)
-        node.sessions = deploy_session_contracts(node.url)
-        fund(node.url, Account.from_key(EXECUTOR_KEY).address, 10_000 * ETH)
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest_asyncio.fixture(scope="module")
-async def bundler(chain):
-    from bundler.app import Bundler
-
-    b = Bundler(bundler_config(chain))
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.stop()
-
-
-@pytest_asyncio.fixture(scope="module")
-async def rpc(bundler):
-    async with aiohttp.ClientSession() as session:
-        yield RpcClient(bundler.url, session)
-
-
-@pytest_asyncio.fixture
-async def clean(bundler, rpc):
-    await rpc.call("debug_bundler_clearState")
-    await rpc.call("debug_bundler_setBundlingMode", "manual")
-    yield bundler
-
-
 # ------------------------------------------------------------------ helpers
-
-
-def account(chain, ep, **kw) -> SessionAccountHandle:
-    acct = SessionAccountHandle.create(chain.url, chain.chain_id, ep, chain.sessions, **kw)
-    acct.verification_gas, acct.call_gas = 400_000, 200_000
-    return acct
 
 
 def attacker(chain) -> str:

@@ -11,24 +11,22 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import pytest
-import pytest_asyncio
 from eth_abi import encode
 from eth_account import Account
 from eth_utils import to_checksum_address
 
-from bundler.devchain import deploy_all, fund, start_anvil
 from bundler.entrypoint import V07, V08
 from bundler.sessions import abi
 from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, TransferPolicy, word
 from bundler.userop import format_user_operation
-from conftest import EXECUTOR_KEY, RpcClient, RpcError, bundler_config
+from conftest import RpcError
 from helpers.sessions import (
     TEST_GAS,
-    SessionAccountHandle, advance_time, block_timestamp, deploy_session_contracts, erc20_balance, erc20_mint,
+    SessionAccountHandle, advance_time, block_timestamp, erc20_balance, erc20_mint,
     erc20_transfer, get_balance, get_code, new_key, rpc as node_rpc, selector, send_tx, set_balance, wait_receipt,
 )
+from helpers.session_fixtures import account, bundler, chain, clean, rpc  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.asyncio
 EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8")]
@@ -41,50 +39,7 @@ SEL_DEPOSIT = selector("deposit()")
 SEL_MINT = selector("mint(address,uint256)")
 
 
-@pytest.fixture(scope="module")
-def chain():
-    node = start_anvil()
-    try:
-        node.deployment = deploy_all(node.url)
-        node.sessions = deploy_session_contracts(node.url)
-        fund(node.url, Account.from_key(EXECUTOR_KEY).address, 10_000 * ETH)
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest_asyncio.fixture(scope="module")
-async def bundler(chain):
-    from bundler.app import Bundler
-
-    b = Bundler(bundler_config(chain))
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.stop()
-
-
-@pytest_asyncio.fixture(scope="module")
-async def rpc(bundler):
-    async with aiohttp.ClientSession() as session:
-        yield RpcClient(bundler.url, session)
-
-
-@pytest_asyncio.fixture
-async def clean(bundler, rpc):
-    await rpc.call("debug_bundler_clearState")
-    await rpc.call("debug_bundler_setBundlingMode", "manual")
-    yield bundler
-
-
 # ------------------------------------------------------------------ helpers
-
-
-def account(chain, ep, **kw) -> SessionAccountHandle:
-    acct = SessionAccountHandle.create(chain.url, chain.chain_id, ep, chain.sessions, **kw)
-    acct.verification_gas, acct.call_gas = 400_000, 200_000
-    return acct
 
 
 def recipient() -> str:
