@@ -4,6 +4,8 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { createPublicClient, createWalletClient, defineChain, http } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
@@ -76,4 +78,15 @@ export async function waitFor(fn, what, timeoutMs = 60_000, intervalMs = 100) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** viem clients on a started dev chain: { chain, publicClient, funder (anvil's first funded account) } */
+export function devClients(dev) {
+  const chain = defineChain({
+    id: dev.chainId, name: "dev", nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+    rpcUrls: { default: { http: [dev.nodeUrl] } },
+  });
+  const publicClient = createPublicClient({ chain, transport: http(dev.nodeUrl), pollingInterval: 100 });
+  const funder = createWalletClient({ chain, transport: http(dev.nodeUrl), account: privateKeyToAccount(ANVIL_KEY) });
+  return { chain, publicClient, funder };
 }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
-  createPublicClient, createWalletClient, defineChain, hashMessage, hashTypedData, http, parseEther, zeroAddress,
+  createWalletClient, hashMessage, hashTypedData, http, parseEther, zeroAddress,
 } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createSmartAccountClient } from "permissionless/clients";
@@ -14,18 +14,13 @@ import {
   callPolicy, sessionAccountAbi, sessionAccountDomain, sessionAccountFactoryAbi, sessionSpec, signErc1271Message,
   signErc1271TypedData, toSessionAccount,
 } from "../dist/index.js";
-import { ANVIL_KEY, startDevBundler, waitFor } from "./devchain.mjs";
+import { devClients, startDevBundler, waitFor } from "./devchain.mjs";
 
 let dev, chain, publicClient, funder;
 
 before(async () => {
   dev = await startDevBundler();
-  chain = defineChain({
-    id: dev.chainId, name: "dev", nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-    rpcUrls: { default: { http: [dev.nodeUrl] } },
-  });
-  publicClient = createPublicClient({ chain, transport: http(dev.nodeUrl), pollingInterval: 100 });
-  funder = createWalletClient({ chain, transport: http(dev.nodeUrl), account: privateKeyToAccount(ANVIL_KEY) });
+  ({ chain, publicClient, funder } = devClients(dev));
 });
 
 after(async () => { await dev?.stop(); });

@@ -4,20 +4,17 @@
 // backend retires.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { createPublicClient, createWalletClient, defineChain, encodeFunctionData, http, parseAbi } from "viem";
+import { encodeFunctionData, parseAbi } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createRelayClient, RelayError, relayRequestMessage, sessionAccountFactoryAbi, verifyRelayWebhook } from "../dist/index.js";
-import { ANVIL_KEY, startDevBundler } from "./devchain.mjs";
+import { devClients, startDevBundler } from "./devchain.mjs";
 
 const tokenAbi = parseAbi(["function mint(address to, uint256 amount)", "function balanceOf(address) view returns (uint256)"]);
 let dev, publicClient, funder;
 
 before(async () => {
   dev = await startDevBundler(["--log-level", "info"]);
-  const chain = defineChain({ id: dev.chainId, name: "dev", nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-    rpcUrls: { default: { http: [dev.nodeUrl] } } });
-  publicClient = createPublicClient({ chain, transport: http(dev.nodeUrl), pollingInterval: 100 });
-  funder = createWalletClient({ chain, transport: http(dev.nodeUrl), account: privateKeyToAccount(ANVIL_KEY) });
+  ({ publicClient, funder } = devClients(dev));
 });
 
 after(async () => { await dev?.stop(); });

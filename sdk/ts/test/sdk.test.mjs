@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
-  createPublicClient, createWalletClient, defineChain, encodeFunctionData, getAddress, http, parseAbi, parseEther,
+  createWalletClient, encodeFunctionData, getAddress, http, parseAbi, parseEther,
 } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createBundlerClient } from "viem/account-abstraction";
@@ -16,7 +16,7 @@ import {
   readSession, revokeSessionCall, serializeSession, sessionAccountAbi, sessionAccountParameters, sessionActions,
   sessionSpec, specHash, toSessionAccount, transferPolicy,
 } from "../dist/index.js";
-import { ANVIL_KEY, startDevBundler, waitFor } from "./devchain.mjs";
+import { devClients, startDevBundler, waitFor } from "./devchain.mjs";
 
 const tokenAbi = parseAbi([
   "function mint(address to, uint256 amount)",
@@ -28,12 +28,7 @@ let dev, chain, publicClient, funder;
 
 before(async () => {
   dev = await startDevBundler();
-  chain = defineChain({
-    id: dev.chainId, name: "dev", nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-    rpcUrls: { default: { http: [dev.nodeUrl] } },
-  });
-  publicClient = createPublicClient({ chain, transport: http(dev.nodeUrl), pollingInterval: 100 });
-  funder = createWalletClient({ chain, transport: http(dev.nodeUrl), account: privateKeyToAccount(ANVIL_KEY) });
+  ({ chain, publicClient, funder } = devClients(dev));
 });
 
 after(async () => { await dev?.stop(); });
