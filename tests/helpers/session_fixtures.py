@@ -4,13 +4,13 @@ session contracts and one in-process bundler: import them into a test module
 each module gets its own chain and bundler."""
 from __future__ import annotations
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from eth_account import Account
 
 from bundler.devchain import deploy_all, fund, start_anvil
-from conftest import EXECUTOR_KEY, RpcClient, bundler_config
+from conftest import EXECUTOR_KEY
+from helpers.inproc import running_bundler
 from helpers.sessions import SessionAccountHandle, deploy_session_contracts
 
 ETH = 10**18
@@ -29,21 +29,19 @@ def chain():
 
 
 @pytest_asyncio.fixture(scope="module")
-async def bundler(chain):
-    from bundler.app import Bundler
-
-    b = Bundler(bundler_config(chain))
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.stop()
+async def _running(chain):
+    async with running_bundler(chain, private_key=[EXECUTOR_KEY]) as pair:  # the funded executor
+        yield pair
 
 
 @pytest_asyncio.fixture(scope="module")
-async def rpc(bundler):
-    async with aiohttp.ClientSession() as session:
-        yield RpcClient(bundler.url, session)
+async def bundler(_running):
+    return _running[0]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def rpc(_running):
+    return _running[1]
 
 
 @pytest_asyncio.fixture

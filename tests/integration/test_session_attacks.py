@@ -32,7 +32,7 @@ from helpers.sessions import (
     get_balance, get_code, handle_ops, handle_ops_calldata, new_key, rpc as node_rpc, selector, send_tx,
     send_tx_status, set_balance, set_delegation, simulate_failure,
 )
-from helpers.session_fixtures import account, bundler, chain, clean, rpc  # noqa: F401  (fixtures)
+from helpers.session_fixtures import _running, account, bundler, chain, clean, rpc  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.asyncio
 EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8")]

@@ -26,7 +26,7 @@ from helpers.sessions import (
     SessionAccountHandle, advance_time, block_timestamp, erc20_balance, erc20_mint,
     erc20_transfer, get_balance, get_code, new_key, rpc as node_rpc, selector, send_tx, set_balance, wait_receipt,
 )
-from helpers.session_fixtures import account, bundler, chain, clean, rpc  # noqa: F401  (fixtures)
+from helpers.session_fixtures import _running, account, bundler, chain, clean, rpc  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.asyncio
 EPS = [pytest.param(V07, id="v0.7"), pytest.param(V08, id="v0.8")]
