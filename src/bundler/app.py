@@ -19,7 +19,7 @@ from .chain.head import HeadTracker
 from .chain.lookup import UserOpLookup
 from .config import Config
 from .gas.estimate import Estimator
-from .health import Monitor
+from .rpc.health import Monitor
 from .metrics import Metrics
 from .paymaster import setup as paymaster_setup
 from .paymaster.rpc import paymaster_registry
