@@ -32,7 +32,7 @@ from .dev_miner import DevMiner
 from .assigner import KeyAssigner
 from .executor_key import Executor
 from .proposer import BUNDLE_OVERHEAD_GAS, due, select_ops
-from .sender import BundleSender
+from .tracker import TransactionTracker
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ class Builder:
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker, or None
         self._wakeup = asyncio.Event()
         self.safe = SafeMode(config, mempool)
-        self.sender = BundleSender(node, head, store, config, chain_id)
+        # sign, send, replace, follow: transactions only (settlement of their ops stays here)
+        self.tracker = TransactionTracker(node, head, store, config, chain_id)
         # executor balances (for /health: self.balances.status(), self.balances.all_low)
         self.balances = BalanceGuard(node, executors, config.min_executor_balance)
         self.keys = KeyAssigner(executors, self.balances.is_low)
@@ -113,6 +114,11 @@ class Builder:
         self.dev_miner = DevMiner(node) if getattr(config, "dev_mine_when_held", False) else None
         # set when this instance's lease in a shared store is lost: it claims and sends nothing more
         self.fenced = False
+
+    @property
+    def sender(self) -> TransactionTracker:
+        """The tracker under its former name (tests wait on sender.replace_rounds)."""
+        return self.tracker
 
     # triggers ---------------------------------------------------------------
     def notify_new_op(self) -> None:
@@ -490,7 +496,7 @@ class Builder:
                 e.submitted_in = inflight.latest.tx_hash
 
         try:
-            inflight = await self.sender.send_new(executor, ep.address, [e.hash for e in entries], data, gas_limit,
+            inflight = await self.tracker.send_new(executor, ep.address, [e.hash for e in entries], data, gas_limit,
                                                   max_fee, priority, before_send=mark_submitted,
                                                   authorizations=authorizations)
         except (BundlerError, ClaimLost) as refused:
@@ -501,7 +507,7 @@ class Builder:
             await self.store.flush()
             raise
         self.metrics.bundle("sent", len(entries))
-        followed = await self.sender.follow(inflight, executor)
+        followed = await self.tracker.follow(inflight, executor)
         if len(inflight.attempts) > 1:
             self.metrics.bundle("replaced")
         return await self._settle(inflight, followed, dropped, executor)
@@ -580,13 +586,13 @@ class Builder:
             log.warning("in-flight bundle %s was sent by %s, which is not one of this instance's keys (no "
                         "longer configured, or its instance died): following its receipt without replacing it",
                         inflight.latest.tx_hash, inflight.executor)
-            followed = await self.sender.resume(inflight, None)
+            followed = await self.tracker.resume(inflight, None)
             return await self._settle(inflight, followed)
         async with executor.lock:
             log.info("resuming in-flight bundle %s (executor %s nonce %d, %d ops, %d attempt(s))",
                      inflight.latest.tx_hash, inflight.executor, inflight.nonce, len(inflight.op_hashes),
                      len(inflight.attempts))
-            followed = await self.sender.resume(inflight, executor)
+            followed = await self.tracker.resume(inflight, executor)
             executor.forget_nonce()
             result = await self._settle(inflight, followed, executor=executor)
         if result.status != "mined":
@@ -663,7 +669,7 @@ class Builder:
             await self.store.flush()
 
             async def follow_again() -> None:
-                followed = await self.sender.follow(inflight, None)
+                followed = await self.tracker.follow(inflight, None)
                 await self._settle(inflight, followed)
 
             task = asyncio.create_task(self._guarded(follow_again()))
