@@ -2,9 +2,11 @@
 preVerificationGas from the op's calldata (EIP-7623 floor included)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Callable
 
 from ..chain.head import HeadTracker
+from ..chain.types import StateOverrides
 from ..entrypoint import EntryPointVersion
 from ..pool.admission import MIN_CALL_GAS_LIMIT
 from ..userop.model import UserOperation
@@ -14,7 +16,7 @@ from .pvg import estimate_pre_verification_gas
 
 class Estimator:
     def __init__(self, *, head: HeadTracker, simulator, config, chain_id: int, sessions=None,
-                 queued_nonce: Callable[[UserOperation, EntryPointVersion], dict | None] | None = None):
+                 queued_nonce: Callable[[UserOperation, EntryPointVersion], StateOverrides | None] | None = None):
         self.head = head
         # the state override under which an op queued behind pending ops of its sender is
         # validated at admission (Admission.nonce_override): estimation must agree with it, so a
@@ -25,7 +27,8 @@ class Estimator:
         self.config = config
         self.chain_id = chain_id
 
-    async def estimate(self, op: UserOperation, ep: EntryPointVersion, state_override: Any = None) -> dict[str, str]:
+    async def estimate(self, op: UserOperation, ep: EntryPointVersion,
+                       state_override: StateOverrides | None = None) -> dict[str, str]:
         header = await self.head.fresh()
         floor = await self.sessions.check_estimate(op, ep, header, state_override) if self.sessions else 0
         overrides = state_override
@@ -45,7 +48,7 @@ class Estimator:
         return result
 
 
-def merge_state_overrides(base: dict | None, caller: dict | None) -> dict | None:
+def merge_state_overrides(base: StateOverrides | None, caller: StateOverrides | None) -> StateOverrides | None:
     """`base` (the bundler's own override) under the caller's eth_estimateUserOperationGas
     stateOverride: for the same address the caller's slots win, and a caller's full `state`
     replacement of an account's storage is kept as given."""
@@ -54,14 +57,10 @@ def merge_state_overrides(base: dict | None, caller: dict | None) -> dict | None
     if not caller:
         return base
     merged = dict(caller)
-    for address, entry in base.items():
-        key = next((k for k in merged if str(k).lower() == address.lower()), None)
-        if key is None:
-            merged[address] = entry
-            continue
-        theirs = dict(merged[key]) if isinstance(merged[key], dict) else merged[key]
-        if not isinstance(theirs, dict) or "state" in theirs:
-            continue
-        theirs["stateDiff"] = {**entry.get("stateDiff", {}), **(theirs.get("stateDiff") or {})}
-        merged[key] = theirs
+    for address, ours in base.items():
+        theirs = merged.get(address)
+        if theirs is None:
+            merged[address] = ours
+        elif theirs.state is None:
+            merged[address] = replace(theirs, state_diff={**(ours.state_diff or {}), **(theirs.state_diff or {})})
     return merged
