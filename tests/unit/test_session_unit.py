@@ -25,7 +25,7 @@ from bundler.sessions.policy import (
     Consumed, StoredCounter, PendingUse, SessionState, SessionViolation, check_window, evaluate,
 )
 from bundler.sessions.recover import SECP256K1_HALF_N, recover_signer
-from bundler.sessions.state import BatchRpc, RpcCallError
+from bundler.chain.client import NodeClient, RpcCallError
 from bundler.store import MemoryStore, SessionActivity
 from bundler.userop import UserOperation
 
@@ -292,13 +292,13 @@ async def test_batch_rpc_coalesces_concurrent_calls_and_keeps_errors_as_values()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    rpc = BatchRpc(f"http://127.0.0.1:{port}", max_batch=5)
+    rpc = NodeClient(f"http://127.0.0.1:{port}", max_batch=5)
     try:
         results = await asyncio.gather(*(rpc.many([("echo", [i]), ("boom", [])]) for i in range(4)))
         assert [r[0] for r in results] == [0, 1, 2, 3]
         assert all(isinstance(r[1], RpcCallError) and r[1].code == 3 for r in results)
         assert len(bodies) == 2 and sorted(len(b) for b in bodies) == [3, 5]  # 8 calls, batches of 5
-        assert await rpc.call("echo", ["x"]) == "x"
+        assert await rpc.many([("echo", ["x"])]) == ["x"]
     finally:
         await rpc.close()
         await runner.cleanup()
@@ -439,7 +439,7 @@ async def test_unchanged_session_state_is_decoded_once_across_blocks():
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    rpc = BatchRpc(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    rpc = NodeClient(f"http://127.0.0.1:{runner.addresses[0][1]}")
     reader = SessionStateReader(rpc)
     try:
         block = lambda n: SimpleNamespace(number=n, hash="0x%064x" % n)  # noqa: E731

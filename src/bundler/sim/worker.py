@@ -16,7 +16,7 @@ from ..entrypoint import EntryPointVersion
 from ..userop import UserOperation
 from . import entrypoint_sim as eps
 from .executor import EvmSession, Tracer
-from .node import NodeReader
+from ..chain.sync_reader import NodeReader
 from .results import BundleResult, GasEstimate, SimulationFailure, ValidationResult
 from .state import BlockState, OverlayAccountDB
 from .types import ZERO_ADDRESS, AccountOverride, BlockContext, PinnedBlock
