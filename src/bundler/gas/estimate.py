@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import dataclasses
+
 from ..chain.head import HeadTracker
+from ..chain.types import AccountOverride, StateOverrides, parse_state_overrides
 from ..entrypoint import EntryPointVersion
 from ..pool.admission import MIN_CALL_GAS_LIMIT
 from ..userop.model import UserOperation
@@ -14,7 +17,7 @@ from .pvg import estimate_pre_verification_gas
 
 class Estimator:
     def __init__(self, *, head: HeadTracker, simulator, config, chain_id: int, sessions=None,
-                 queued_nonce: Callable[[UserOperation, EntryPointVersion], dict | None] | None = None):
+                 queued_nonce: Callable[[UserOperation, EntryPointVersion], StateOverrides | None] | None = None):
         self.head = head
         # the state override under which an op queued behind pending ops of its sender is
         # validated at admission (Admission.nonce_override): estimation must agree with it, so a
@@ -28,9 +31,10 @@ class Estimator:
     async def estimate(self, op: UserOperation, ep: EntryPointVersion, state_override: Any = None) -> dict[str, str]:
         header = await self.head.fresh()
         floor = await self.sessions.check_estimate(op, ep, header, state_override) if self.sessions else 0
-        overrides = state_override
+        # the caller's geth-style hex override, typed here (InvalidParams when malformed)
+        overrides: StateOverrides | None = parse_state_overrides(state_override) if state_override else None
         if self.queued_nonce is not None:
-            overrides = merge_state_overrides(self.queued_nonce(op, ep), state_override)
+            overrides = merge_state_overrides(self.queued_nonce(op, ep), overrides)
         measured = await self.simulator.estimate_gas(op, ep, header, overrides=overrides)
         result = {
             "preVerificationGas": hex(estimate_pre_verification_gas(op)),
@@ -45,7 +49,7 @@ class Estimator:
         return result
 
 
-def merge_state_overrides(base: dict | None, caller: dict | None) -> dict | None:
+def merge_state_overrides(base: StateOverrides | None, caller: StateOverrides | None) -> StateOverrides | None:
     """`base` (the bundler's own override) under the caller's eth_estimateUserOperationGas
     stateOverride: for the same address the caller's slots win, and a caller's full `state`
     replacement of an account's storage is kept as given."""
@@ -53,15 +57,12 @@ def merge_state_overrides(base: dict | None, caller: dict | None) -> dict | None
         return caller
     if not caller:
         return base
-    merged = dict(caller)
+    merged: dict[str, AccountOverride] = dict(caller)
     for address, entry in base.items():
-        key = next((k for k in merged if str(k).lower() == address.lower()), None)
-        if key is None:
+        theirs = merged.get(address)
+        if theirs is None:
             merged[address] = entry
-            continue
-        theirs = dict(merged[key]) if isinstance(merged[key], dict) else merged[key]
-        if not isinstance(theirs, dict) or "state" in theirs:
-            continue
-        theirs["stateDiff"] = {**entry.get("stateDiff", {}), **(theirs.get("stateDiff") or {})}
-        merged[key] = theirs
+        elif theirs.state is None:
+            merged[address] = dataclasses.replace(
+                theirs, state_diff={**(entry.state_diff or {}), **(theirs.state_diff or {})})
     return merged

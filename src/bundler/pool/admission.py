@@ -6,6 +6,7 @@ import logging
 
 
 from ..chain.head import HeadTracker
+from ..chain.types import StateOverrides
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams
 from ..sim.entrypoint_sim import queued_nonce_override
@@ -82,7 +83,7 @@ class Admission:
                 "max_wait": getattr(self.config, "valid_after_max_wait", 0),
                 "next_block": window.next_block, "block_time": window.block_time}
 
-    def nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
+    def nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> StateOverrides | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
         sender and key is validated as if those were already mined."""
         pending = {e.op.nonce for e in self.mempool.for_sender(op.sender)

@@ -79,11 +79,10 @@ def nonce_slot(sender: str, key: int) -> int:
     return mapping_slot(key, inner)
 
 
-def queued_nonce_override(ep: EntryPointVersion, op) -> dict:
+def queued_nonce_override(ep: EntryPointVersion, op) -> dict[str, AccountOverride]:
     """State override under which the EntryPoint expects `op`'s nonce: how an op queued behind
     a pending op of the same sender is validated, as if that one were mined."""
-    slot = hex(nonce_slot(op.sender, op.nonce_key))
-    return {ep.address: {"stateDiff": {slot: "0x" + op.nonce_sequence.to_bytes(32, "big").hex()}}}
+    return {ep.address: AccountOverride(state_diff={nonce_slot(op.sender, op.nonce_key): op.nonce_sequence})}
 
 
 @functools.cache
