@@ -6,44 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..errors import InvalidParams
 
 ZERO_ADDRESS = "0x" + "00" * 20
 UINT256_MAX = (1 << 256) - 1
-
-
-def _q(value: Any, what: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        n = value
-    elif isinstance(value, str) and value.startswith("0x") and len(value) > 2:
-        try:
-            n = int(value, 16)
-        except ValueError:
-            raise InvalidParams(f"invalid {what}: {value[:80]!r} is not a hex quantity") from None
-    else:
-        raise InvalidParams(f"invalid {what}: expected a 0x-prefixed hex quantity")
-    if not 0 <= n <= UINT256_MAX:
-        raise InvalidParams(f"invalid {what}: out of range")
-    return n
-
-
-def _b(value: Any, what: str) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x") or len(value) % 2:
-        raise InvalidParams(f"invalid {what}: expected 0x-prefixed hex data")
-    try:
-        return bytes.fromhex(value[2:])
-    except ValueError:
-        raise InvalidParams(f"invalid {what}: expected 0x-prefixed hex data") from None
-
-
-def _addr(value: Any, what: str) -> str:
-    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
-        raise InvalidParams(f"invalid {what}: {str(value)[:80]!r} is not an address")
-    try:
-        bytes.fromhex(value[2:])
-    except ValueError:
-        raise InvalidParams(f"invalid {what}: {value!r} is not an address") from None
-    return value.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,47 +106,3 @@ class AccountOverride:
 
 # address (lower-case 0x) -> override
 StateOverrides = Mapping[str, AccountOverride]
-
-
-def parse_state_overrides(obj: Any) -> dict[str, AccountOverride]:
-    """geth-style `{address: {balance, nonce, code, state, stateDiff}}` (hex strings) -> typed form."""
-    if obj is None:
-        return {}
-    if not isinstance(obj, Mapping):
-        raise InvalidParams("invalid state override: expected an object keyed by address")
-    out: dict[str, AccountOverride] = {}
-    for raw_address, spec in obj.items():
-        address = _addr(raw_address, "state override address")
-        if isinstance(spec, AccountOverride):
-            out[address] = spec
-            continue
-        if not isinstance(spec, Mapping):
-            raise InvalidParams(f"invalid state override for {address}: expected an object")
-        unknown = set(spec) - {"balance", "nonce", "code", "state", "stateDiff"}
-        if unknown:
-            raise InvalidParams(f"invalid state override for {address}: unknown field {sorted(unknown)[0]}")
-        if spec.get("state") is not None and spec.get("stateDiff") is not None:
-            raise InvalidParams(f"invalid state override for {address}: both state and stateDiff given")
-
-        def slots(name: str) -> dict[int, int] | None:
-            value = spec.get(name)
-            if value is None:
-                return None
-            if not isinstance(value, Mapping):
-                raise InvalidParams(f"invalid state override {name} for {address}: expected an object")
-            return {
-                _q(k, f"{name} slot of {address}"): _q(v, f"{name} value of {address}")
-                for k, v in value.items()
-            }
-
-        nonce = spec.get("nonce")
-        out[address] = AccountOverride(
-            balance=None if spec.get("balance") is None else _q(spec["balance"], f"balance of {address}"),
-            nonce=None if nonce is None else _q(nonce, f"nonce of {address}"),
-            code=None if spec.get("code") is None else _b(spec["code"], f"code of {address}"),
-            state=slots("state"),
-            state_diff=slots("stateDiff"),
-        )
-    return out
-
-

@@ -2,12 +2,11 @@
 preVerificationGas from the op's calldata (EIP-7623 floor included)."""
 from __future__ import annotations
 
-from typing import Any, Callable
-
-import dataclasses
+from dataclasses import replace
+from typing import Callable
 
 from ..chain.head import HeadTracker
-from ..chain.types import AccountOverride, StateOverrides, parse_state_overrides
+from ..chain.types import StateOverrides
 from ..entrypoint import EntryPointVersion
 from ..pool.admission import MIN_CALL_GAS_LIMIT
 from ..userop.model import UserOperation
@@ -28,13 +27,13 @@ class Estimator:
         self.config = config
         self.chain_id = chain_id
 
-    async def estimate(self, op: UserOperation, ep: EntryPointVersion, state_override: Any = None) -> dict[str, str]:
+    async def estimate(self, op: UserOperation, ep: EntryPointVersion,
+                       state_override: StateOverrides | None = None) -> dict[str, str]:
         header = await self.head.fresh()
         floor = await self.sessions.check_estimate(op, ep, header, state_override) if self.sessions else 0
-        # the caller's geth-style hex override, typed here (InvalidParams when malformed)
-        overrides: StateOverrides | None = parse_state_overrides(state_override) if state_override else None
+        overrides = state_override
         if self.queued_nonce is not None:
-            overrides = merge_state_overrides(self.queued_nonce(op, ep), overrides)
+            overrides = merge_state_overrides(self.queued_nonce(op, ep), state_override)
         measured = await self.simulator.estimate_gas(op, ep, header, overrides=overrides)
         result = {
             "preVerificationGas": hex(estimate_pre_verification_gas(op)),
@@ -57,12 +56,11 @@ def merge_state_overrides(base: StateOverrides | None, caller: StateOverrides | 
         return caller
     if not caller:
         return base
-    merged: dict[str, AccountOverride] = dict(caller)
-    for address, entry in base.items():
+    merged = dict(caller)
+    for address, ours in base.items():
         theirs = merged.get(address)
         if theirs is None:
-            merged[address] = entry
+            merged[address] = ours
         elif theirs.state is None:
-            merged[address] = dataclasses.replace(
-                theirs, state_diff={**(entry.state_diff or {}), **(theirs.state_diff or {})})
+            merged[address] = replace(theirs, state_diff={**(ours.state_diff or {}), **(theirs.state_diff or {})})
     return merged

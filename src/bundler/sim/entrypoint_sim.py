@@ -82,7 +82,7 @@ def nonce_slot(sender: str, key: int) -> int:
 def queued_nonce_override(ep: EntryPointVersion, op) -> dict[str, AccountOverride]:
     """State override under which the EntryPoint expects `op`'s nonce: how an op queued behind
     a pending op of the same sender is validated, as if that one were mined."""
-    return {ep.address: AccountOverride(state_diff={nonce_slot(op.sender, op.nonce_key): op.nonce_sequence})}
+    return {ep.address.lower(): AccountOverride(state_diff={nonce_slot(op.sender, op.nonce_key): op.nonce_sequence})}
 
 
 @functools.cache

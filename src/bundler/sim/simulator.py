@@ -19,7 +19,7 @@ import os
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, ExecutionReverted, NodeError
@@ -29,19 +29,17 @@ from .results import (
     BundleResult, GasEstimate, SimulationFailure, ValidationResult, failure_error, validation_error,
 )
 from .types import AccountOverride, PinnedBlock
-from ..chain.types import StateOverrides
 from .limits import (
     SimulationDeadline, SimulationOutOfMemory, SimulationTimeout, init_limited_process, run_limited,
 )
 from .worker import SimConfig, SimWorker, TracerSpec
 
-# typed state overrides (chain.types.AccountOverride per lower-case address); the RPC's
-# geth-style hex form is parsed at the edge (chain.types.parse_state_overrides)
-Overrides = StateOverrides | None
+# typed state overrides keyed by lower-case address (the RPC edge decodes the wire form:
+# rpc/params.py decode_state_override)
+Overrides = Mapping[str, AccountOverride] | None
 
 
-def _plain(overrides: Overrides) -> dict[str, AccountOverride] | None:
-    """A plain dict for the worker process (picklable), None for no override."""
+def _parse(overrides: Overrides) -> dict[str, AccountOverride] | None:
     return dict(overrides) if overrides else None
 
 
@@ -162,7 +160,7 @@ class Simulator:
         timestamp: int | None = None,
     ) -> ValidationResult | SimulationFailure:
         """simulateValidation as is: the decoded result, or the decoded failure."""
-        return await self._run("simulate_validation", op, ep, block, _plain(overrides), tracer, timestamp)
+        return await self._run("simulate_validation", op, ep, block, _parse(overrides), tracer, timestamp)
 
     async def measure_gas(
         self,
@@ -177,7 +175,7 @@ class Simulator:
     ) -> GasEstimate | SimulationFailure:
         """One simulateHandleOp run with generous limits (the payer is funded by a state override
         unless fund=False), limits proposed from the measured frames, one confirming run."""
-        return await self._run("measure_gas", op, ep, block, _plain(overrides), fund, timestamp, policy)
+        return await self._run("measure_gas", op, ep, block, _parse(overrides), fund, timestamp, policy)
 
     async def simulate_bundle(
         self,
@@ -197,7 +195,7 @@ class Simulator:
         gas * gas_price like a node would require, without it no fee is charged)."""
         return await self._run(
             "simulate_handle_ops", tuple(ops), ep, block, beneficiary, sender, gas, gas_price,
-            _plain(overrides), timestamp,
+            _parse(overrides), timestamp,
         )
 
     # -- checked forms, raising bundler.errors --
