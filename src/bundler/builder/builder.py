@@ -12,6 +12,7 @@ from ..chain.client import NodeClient
 from ..chain.fees import suggest_fees
 from ..chain.head import HeadTracker
 from ..chain.reorgs import ChainWatcher, MinedBundle
+from ..chain.types import ChainUpdate
 from ..chain.userop_logs import build_receipt, find_event_log
 from ..entrypoint import EntryPointVersion, handle_ops_calldata
 from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
@@ -20,7 +21,7 @@ from ..pool.fates import OpFates
 from ..metrics import NullMetrics
 from ..pool.mempool import PoolEntry, PoolReader
 from ..pool.reputation import failure_code
-from ..pool.requeue import Requeue, entry_from_record
+from ..pool.requeue import Requeue
 from ..pool.safe import NotDueYet, SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
 from ..sim.results import SimulationFailure, failure_error
@@ -36,8 +37,6 @@ from .tracker import TransactionTracker
 
 log = logging.getLogger(__name__)
 
-# after a reorg, how long a vanished bundle transaction gets to reappear in the node's pool
-REINJECT_GRACE_S = 1.0
 # after a bundle failed (node refusing?), auto mode waits this long before the next one
 FAILURE_BACKOFF_S = 0.5
 
@@ -291,7 +290,7 @@ class Builder:
         log.info("op %s is already mined in %s; recorded mined", entry.hash, event["transactionHash"])
         if self.watcher is not None:
             self.watcher.track(MinedBundle(event["transactionHash"], int(event["blockNumber"], 16),
-                                           event["blockHash"], [entry.hash]))
+                                           event["blockHash"], [entry.hash], entry_point=entry.entry_point.address))
         return True
 
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
@@ -549,7 +548,8 @@ class Builder:
                         self.fates.not_included(h, e)
                 log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
                 if self.watcher is not None and mined:
-                    self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor))
+                    self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor,
+                                               inflight.entry_point))
             self.store.delete_inflight(inflight.executor, inflight.nonce)
         await self.store.flush()
         return result
@@ -614,66 +614,26 @@ class Builder:
             log.exception("background bundle task failed")
 
     # -- reorgs ----------------------------------------------------------------------------------
-    async def on_reorged(self, bundle: MinedBundle) -> None:
-        """A block that mined one of our bundles left the canonical chain."""
-        records = [r for r in (self.store.get(h) for h in bundle.op_hashes) if r is not None]
-        for check in range(2):
-            if await self._reorged_bundle_found(bundle, records):
-                return
-            if check == 0:  # nodes put the transactions of dropped blocks back in their pool
-                await asyncio.sleep(REINJECT_GRACE_S)  # a moment after the new head
-        # gone from the chain and from the node: the ops must be bundled again
-        for ex in self.executors:
-            ex.forget_nonce()
-        await self._back_to_pool([r.hash for r in records], [None] * len(records), "reorged out")
-        self.notify_new_op()
-
-    async def _reorged_bundle_found(self, bundle: MinedBundle, records) -> bool:
-        """True if the reorged bundle is in the new chain (recorded) or pending again (followed)."""
-        receipt = await self.node.get_receipt(bundle.tx_hash)
-        if receipt is not None and receipt.get("blockHash"):
-            # the same transaction is in the new chain too
-            block = int(receipt["blockNumber"], 16)
-            again, lost = [], []
-            for r in records:
-                if receipt["status"] == "0x1" and build_receipt(r.hash, receipt) is not None:
-                    self.fates.recorded_mined(r.hash, bundle.tx_hash, block, receipt["blockHash"])
-                    again.append(r.hash)
-                else:
-                    lost.append(r)
-            log.info("bundle %s is in the new chain too (block %d %s): %d op(s) mined again", bundle.tx_hash,
-                     block, receipt["blockHash"], len(again))
-            if again and self.watcher is not None:
-                self.watcher.track(MinedBundle(bundle.tx_hash, block, receipt["blockHash"], again, bundle.executor))
-            if lost and self.requeue is not None:
-                await self.requeue.readmit(lost, "reorged out")
-            await self.store.flush()
-            return True
-        tx = await self.node.get_transaction(bundle.tx_hash)
-        if tx is not None and tx.get("blockHash") is None:
-            # the node put it back in its pool: it will be mined again with the same nonce
-            log.info("bundle %s is pending again after the reorg; following it", bundle.tx_hash)
-            executor = (tx.get("from") or bundle.executor or "").lower()
-            raw = ""
-            try:
-                raw = await self.node.call("eth_getRawTransactionByHash", bundle.tx_hash) or ""
-            except Exception:
-                pass
-            inflight = InflightTx(executor=executor, nonce=int(tx["nonce"], 16), entry_point=(tx.get("to") or "").lower(),
-                                  op_hashes=[r.hash for r in records],
-                                  attempts=[TxAttempt(bundle.tx_hash, raw, int(tx.get("maxFeePerGas") or tx.get("gasPrice"), 16),
-                                                      int(tx.get("maxPriorityFeePerGas") or "0x0", 16))])
-            for r in records:
-                self.fates.resubmitted(r.hash, bundle.tx_hash, entry_from_record(r, submitted_in=bundle.tx_hash))
+    async def on_chain_update(self, update: ChainUpdate) -> None:
+        """After the pool applied a reorg's update: follow our own transactions the node holds
+        again, and free the nonces of those gone."""
+        for bundle in update.pending:
+            inflight = InflightTx(executor=bundle.executor, nonce=bundle.nonce, entry_point=bundle.entry_point,
+                                  op_hashes=list(bundle.op_hashes),
+                                  attempts=[TxAttempt(bundle.tx_hash, bundle.raw, bundle.max_fee, bundle.priority)])
             self.store.put_inflight(inflight)
             await self.store.flush()
+            self._start_background(self._follow_again(inflight))
+        if update.lost_txs:
+            for ex in self.executors:
+                ex.forget_nonce()
+            self.notify_new_op()
 
-            async def follow_again() -> None:
-                followed = await self.tracker.follow(inflight, None)
-                await self._settle(inflight, followed)
+    async def _follow_again(self, inflight: InflightTx) -> None:
+        followed = await self.tracker.follow(inflight, None)
+        await self._settle(inflight, followed)
 
-            task = asyncio.create_task(self._guarded(follow_again()))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            return True
-        return False
+    def _start_background(self, coro) -> None:
+        task = asyncio.create_task(self._guarded(coro))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

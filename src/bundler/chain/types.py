@@ -3,7 +3,7 @@ geth-style state overrides (picklable: they cross to the simulation worker proce
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 
@@ -106,3 +106,42 @@ class AccountOverride:
 
 # address (lower-case 0x) -> override
 StateOverrides = Mapping[str, AccountOverride]
+
+
+@dataclass
+class MinedOp:
+    """An op's UserOperationEvent on the canonical chain: where it landed."""
+
+    op_hash: str
+    tx_hash: str
+    block_number: int
+    block_hash: str
+
+
+@dataclass
+class PendingBundle:
+    """A bundle transaction a reorg put back in the node's pool: it keeps its nonce and will be
+    mined again; whoever sent it follows it."""
+
+    tx_hash: str
+    executor: str
+    nonce: int
+    entry_point: str
+    raw: str
+    max_fee: int
+    priority: int
+    op_hashes: list[str]
+
+
+@dataclass
+class ChainUpdate:
+    """What the chain watcher saw happen to ops after a reorg, for the pool to apply (and the
+    builder, for its own transactions): `mined` landed in the new chain, `unmined` are in no
+    block and no pending transaction any more (validated again, back to pending or dropped),
+    `pending` are in a bundle transaction the node holds again, `lost_txs` are bundle
+    transactions gone from chain and node (their sender's nonce is free again)."""
+
+    mined: list[MinedOp] = field(default_factory=list)
+    unmined: list[str] = field(default_factory=list)
+    pending: list[PendingBundle] = field(default_factory=list)
+    lost_txs: list[str] = field(default_factory=list)
