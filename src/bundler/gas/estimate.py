@@ -2,7 +2,7 @@
 preVerificationGas from the op's calldata (EIP-7623 floor included)."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..chain.head import HeadTracker
@@ -12,6 +12,17 @@ from ..pool.admission import MIN_CALL_GAS_LIMIT
 from ..userop.model import UserOperation
 from .pvg import estimate_pre_verification_gas
 
+
+
+@dataclass(frozen=True, slots=True)
+class GasLimits:
+    """An estimate (rpc/results.py encodes it); the paymaster limits only for a sponsored op."""
+
+    pre_verification_gas: int
+    verification_gas_limit: int
+    call_gas_limit: int
+    paymaster_verification_gas_limit: int | None = None
+    paymaster_post_op_gas_limit: int | None = None
 
 
 class Estimator:
@@ -28,24 +39,23 @@ class Estimator:
         self.chain_id = chain_id
 
     async def estimate(self, op: UserOperation, ep: EntryPointVersion,
-                       state_override: StateOverrides | None = None) -> dict[str, str]:
+                       state_override: StateOverrides | None = None) -> GasLimits:
         header = await self.head.fresh()
         floor = await self.sessions.check_estimate(op, ep, header, state_override) if self.sessions else 0
         overrides = state_override
         if self.queued_nonce is not None:
             overrides = merge_state_overrides(self.queued_nonce(op, ep), state_override)
         measured = await self.simulator.estimate_gas(op, ep, header, overrides=overrides)
-        result = {
-            "preVerificationGas": hex(estimate_pre_verification_gas(op)),
-            "verificationGasLimit": hex(max(measured.verification_gas_limit, floor)),
+        sponsored = op.paymaster is not None
+        return GasLimits(
+            pre_verification_gas=estimate_pre_verification_gas(op),
+            verification_gas_limit=max(measured.verification_gas_limit, floor),
             # never below what admission requires of an op with callData (a cheap call, e.g.
             # one without value to an empty account, measures less)
-            "callGasLimit": hex(max(measured.call_gas_limit, MIN_CALL_GAS_LIMIT if op.call_data else 0)),
-        }
-        if op.paymaster is not None:
-            result["paymasterVerificationGasLimit"] = hex(measured.paymaster_verification_gas_limit)
-            result["paymasterPostOpGasLimit"] = hex(measured.paymaster_post_op_gas_limit)
-        return result
+            call_gas_limit=max(measured.call_gas_limit, MIN_CALL_GAS_LIMIT if op.call_data else 0),
+            paymaster_verification_gas_limit=measured.paymaster_verification_gas_limit if sponsored else None,
+            paymaster_post_op_gas_limit=measured.paymaster_post_op_gas_limit if sponsored else None,
+        )
 
 
 def merge_state_overrides(base: StateOverrides | None, caller: StateOverrides | None) -> StateOverrides | None:

@@ -12,6 +12,7 @@ from .. import entrypoint as eps
 from ..errors import InvalidParams
 from ..pool.staking import read_deposit_info, stake_status
 from .params import decode_state_override
+from .results import encode_gas_limits
 from ..userop.codec import format_user_operation, parse_address, parse_quantity, parse_user_operation
 
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -62,7 +63,7 @@ def eth_registry(bundler) -> MethodRegistry:
     async def estimate_user_operation_gas(user_op: Any, entry_point: Any, state_override: Any = None) -> dict:
         ep = _entry_point(bundler, entry_point)
         op = parse_user_operation(user_op, for_estimation=True)
-        return await bundler.estimator.estimate(op, ep, decode_state_override(state_override))
+        return encode_gas_limits(await bundler.estimator.estimate(op, ep, decode_state_override(state_override)))
 
     @r.add(name="eth_getUserOperationByHash")
     async def get_user_operation_by_hash(op_hash: Any) -> dict | None:
