@@ -10,6 +10,7 @@ from ..chain.types import StateOverrides
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams
 from ..sim.entrypoint_sim import queued_nonce_override
+from ..sim.protocol import Validator
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..logs import OP_HASH
 from ..store.records import OpRecord, OpStatus
@@ -61,7 +62,7 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
 
 
 class Admission:
-    def __init__(self, *, head: HeadTracker, simulator, mempool: Mempool, store, config,
+    def __init__(self, *, head: HeadTracker, simulator: Validator, mempool: Mempool, store, config,
                  chain_id: int, on_admitted=None, reputation=None, eip7702=None, sessions=None,
                  capacity=None):
         self.head = head

@@ -12,7 +12,7 @@ from .. import entrypoint as eps
 from ..errors import InvalidParams
 from ..pool.staking import read_deposit_info, stake_status
 from .params import decode_state_override
-from .results import encode_gas_limits
+from .results import encode_found_op, encode_gas_limits
 from ..userop.codec import format_user_operation, parse_address, parse_quantity, parse_user_operation
 
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -67,7 +67,7 @@ def eth_registry(bundler) -> MethodRegistry:
 
     @r.add(name="eth_getUserOperationByHash")
     async def get_user_operation_by_hash(op_hash: Any) -> dict | None:
-        return await bundler.lookup.by_hash(_op_hash(op_hash))
+        return encode_found_op(await bundler.lookup.by_hash(_op_hash(op_hash)))
 
     @r.add(name="eth_getUserOperationReceipt")
     async def get_user_operation_receipt(op_hash: Any) -> dict | None:

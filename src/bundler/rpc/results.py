@@ -2,7 +2,13 @@
 them as the camelCase, hex-quantity JSON objects of ERC-7769 here."""
 from __future__ import annotations
 
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from ..chain.lookup import FoundOp
 from ..gas.estimate import GasLimits
+from ..userop.codec import format_user_operation
 
 
 def encode_gas_limits(limits: GasLimits) -> dict[str, str]:
@@ -17,3 +23,16 @@ def encode_gas_limits(limits: GasLimits) -> dict[str, str]:
     if limits.paymaster_post_op_gas_limit is not None:
         out["paymasterPostOpGasLimit"] = hex(limits.paymaster_post_op_gas_limit)
     return out
+
+
+def encode_found_op(found: FoundOp | None) -> dict[str, Any] | None:
+    """eth_getUserOperationByHash's result (null when the op is unknown)."""
+    if found is None:
+        return None
+    return {
+        "userOperation": format_user_operation(found.op),
+        "entryPoint": to_checksum_address(found.entry_point),
+        "transactionHash": found.transaction_hash,
+        "blockHash": found.block_hash,
+        "blockNumber": found.block_number,
+    }
