@@ -16,7 +16,8 @@ from bundler.pool.admission import Admission
 from bundler.pool.capacity import CapacityGuard
 from bundler.pool.fates import OpFates
 from bundler.pool.mempool import Mempool, MempoolFull, PoolReader
-from bundler.pool.pool import BundleOutcome, ChainUpdate, LocalPool, MinedOp, Pool
+from bundler.chain.types import ChainUpdate, MinedOp
+from bundler.pool.pool import BundleOutcome, LocalPool, Pool
 from bundler.pool.reputation import ReputationBook, ReputationParams, ReputationRules, Status
 from bundler.pool.requeue import Requeue
 from bundler.pool.staking import StakePolicy
@@ -227,7 +228,7 @@ async def test_chain_update_records_mined_and_revalidates_unmined_ops():
     w.simulator.calls.clear()
     new_block = "0x" + "b2" * 32
     out = await w.pool.apply_chain_update(ChainUpdate(
-        mined=[MinedOp(kept, TX, 102, new_block)], unmined=[w.store.get(lost), w.store.get(invalid)]))
+        mined=[MinedOp(kept, TX, 102, new_block)], unmined=[lost, invalid]))
     assert out == {"pending": [lost], "dropped": [invalid]}
     assert sorted(w.simulator.calls) == sorted([op(2).sender, op(3).sender])  # validated again
     assert (w.store.get(kept).status, w.store.get(kept).block_hash) == (OpStatus.MINED, new_block)

@@ -15,10 +15,11 @@ class ChainUpdates:
         self.fates = fates
         self.requeue = requeue
 
-    async def apply(self, update: ChainUpdate) -> None:
+    async def apply(self, update: ChainUpdate) -> dict[str, list[str]]:
         """Mined ops recorded where they landed; ops of a bundle pending in the node again in
         flight (in the pool, marked in that transaction); unmined ops validated again (pending
-        or dropped). Ops the store does not know, and unmined ops already dropped, are left alone."""
+        or dropped). Ops the store does not know, and unmined ops already dropped, are left alone.
+        Returns the unmined ops' fates: {"pending": [...], "dropped": [...]}."""
         for m in update.mined:
             if self.store.get(m.op_hash) is not None:
                 self.fates.recorded_mined(m.op_hash, m.tx_hash, m.block_number, m.block_hash)
@@ -29,6 +30,8 @@ class ChainUpdates:
                     self.fates.resubmitted(h, bundle.tx_hash, entry_from_record(record, submitted_in=bundle.tx_hash))
         records = [r for r in (self.store.get(h) for h in update.unmined)
                    if r is not None and r.status != OpStatus.DROPPED]
+        fates: dict[str, list[str]] = {"pending": [], "dropped": []}
         if records:
-            await self.requeue.readmit(records, "reorged out")
+            fates = await self.requeue.readmit(records, "reorged out")
         await self.store.flush()
+        return fates

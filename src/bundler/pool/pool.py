@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
+from ..chain.types import ChainUpdate
 from ..entrypoint import EntryPointVersion
 from ..store.base import Store
-from ..store.records import OpRecord
 from ..userop.model import UserOperation
 from .admission import Admission
+from .chain_updates import ChainUpdates
 from .fates import OpFates
 from .mempool import Mempool, PoolEntry, PoolReader
 from .reputation import BundleGate, ReputationRules, Status
@@ -31,24 +32,6 @@ class BundleOutcome:
     block_hash: str
     reverted: bool = False
     included: set[str] = field(default_factory=set)
-
-
-@dataclass
-class MinedOp:
-    op_hash: str
-    tx_hash: str
-    block_number: int
-    block_hash: str
-
-
-@dataclass
-class ChainUpdate:
-    """What a reorg (or a lost transaction found on chain) did to ops of ours: `mined` are in
-    the canonical chain (recorded mined there), `unmined` left it and go back to the pool
-    after a new validation (or are recorded dropped if they fail it)."""
-    mined: list[MinedOp] = field(default_factory=list)
-    unmined: list[OpRecord] = field(default_factory=list)
-    context: str = "reorged out"
 
 
 @dataclass
@@ -105,8 +88,9 @@ class Pool(PoolReader, Protocol):
         ...
 
     async def apply_chain_update(self, update: ChainUpdate) -> dict[str, list[str]]:
-        """Record `update.mined` mined and validate `update.unmined` again: back in the pool
-        (pending) or dropped. Returns {"pending": [...], "dropped": [...]}."""
+        """The chain watcher's update (chain.types.ChainUpdate) applied: `mined` recorded where
+        they landed, `pending` in flight again, `unmined` validated again: back in the pool
+        (pending) or dropped. Returns {"pending": [...], "dropped": [...]} of the unmined."""
         ...
 
     # -- debug_bundler_* --------------------------------------------------------------------
@@ -220,13 +204,9 @@ class LocalPool:
         return mined
 
     async def apply_chain_update(self, update: ChainUpdate) -> dict[str, list[str]]:
-        for m in update.mined:
-            self._fates.recorded_mined(m.op_hash, m.tx_hash, m.block_number, m.block_hash)
-        if self._requeue is not None:
-            return await self._requeue.readmit(update.unmined, update.context)
-        for r in update.unmined:  # no requeue (builder tests): bundled again as they are
-            self._fates.pending_again(r.hash)
-        return {"pending": [r.hash for r in update.unmined], "dropped": []}
+        if self._requeue is None:
+            raise RuntimeError("this pool has no requeue: chain updates need one")
+        return await ChainUpdates(self._store, self._fates, self._requeue).apply(update)
 
     # -- debug ------------------------------------------------------------------------------
     def dump(self, entry_point: EntryPointVersion | None = None) -> list[PoolEntry]:
