@@ -399,3 +399,85 @@ def test_gas_rules_in_the_evaluator():
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=1, paymaster=DEX))
     assert e.value.rule == "SessionPaymasterNotAllowed" and e.value.args_ == (DEX,)
+
+
+# ------------------------------------------------------------------ decoded session state
+
+
+async def test_unchanged_session_state_is_decoded_once_across_blocks():
+    """The per-block read cache starts empty at each block; answers with the same bytes are not
+    decoded again, every view gets its own state, and changed bytes are decoded anew."""
+    from types import SimpleNamespace
+
+    from eth_abi import encode
+
+    from bundler.sessions.state import SESSION_INFO_T, USAGE_T, SessionStateReader, decode_session_info
+
+    spec = SessionSpec(gas=TEST_GAS, signer=SIGNER, valid_until=2**40, call_policies=(CallPolicy(
+        target=TOKEN, selector=SEL_TRANSFER, constraints=(
+            ArgConstraint(Condition.LTE, 1, word(10**24), Limit.lifetime(10**30)),)),))
+    info = encode([SESSION_INFO_T], [(spec.to_abi(), abi.Status.ACTIVE, 3, 7, 1)])
+    lu = (0, 0)
+    usage = {"bytes": encode([USAGE_T], [(1, [lu], [[(0, 5)]], [], lu)])}
+
+    async def node(request):
+        out = []
+        for call in json.loads(await request.read()):
+            data = call["params"][0].get("data", "") if call["method"] == "eth_call" else ""
+            if data.startswith("0x" + SEL_GET_SESSION.hex()):
+                result = "0x" + info.hex()
+            elif data.startswith("0x" + SEL_GET_USAGE.hex()):
+                result = "0x" + usage["bytes"].hex()
+            else:
+                result = "0x" + "00" * 32
+            out.append({"jsonrpc": "2.0", "id": call["id"], "result": result})
+        return web.json_response(out)
+
+    from bundler.sessions.state import SEL_GET_SESSION, SEL_GET_USAGE
+    app = web.Application()
+    app.router.add_post("/", node)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    rpc = NodeClient(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    reader = SessionStateReader(rpc)
+    try:
+        block = lambda n: SimpleNamespace(number=n, hash="0x%064x" % n)  # noqa: E731
+        first = await reader.read(V07, ACCOUNT, SIGNER, 0, block(1))
+        assert first.state_error is None and reader.decoded.decoded == 2
+        assert first.state.spec == spec and (first.state.status, first.state.grant_nonce,
+                                             first.state.usage_count, first.state.epoch) == (abi.Status.ACTIVE, 3, 7, 1)
+        assert first.state.counters == {(abi.Scope.CALL_ARG, 0, 0): StoredCounter(0, 5)}
+        first.state.counters.clear()  # a caller's changes stay its own
+        second = await reader.read(V07, ACCOUNT, SIGNER, 0, block(2))
+        assert reader.reads == 2 and reader.decoded.decoded == 2  # read again, not decoded again
+        assert second.state is not first.state and second.state.counters == {(abi.Scope.CALL_ARG, 0, 0): StoredCounter(0, 5)}
+        assert second.state.spec == decode_session_info(info).spec
+        usage["bytes"] = encode([USAGE_T], [(2, [lu], [[(0, 9)]], [], lu)])  # an op was mined
+        third = await reader.read(V07, ACCOUNT, SIGNER, 0, block(3))
+        assert reader.decoded.decoded == 3 and third.state.counters == {(abi.Scope.CALL_ARG, 0, 0): StoredCounter(0, 9)}
+        reader.invalidate()
+        await reader.read(V07, ACCOUNT, SIGNER, 0, block(3))
+        assert reader.decoded.decoded == 5
+    finally:
+        await rpc.close()
+        await runner.cleanup()
+
+
+def test_op_validated_on_chain_before_its_bundle_is_settled_counts_once():
+    """The op's receipt can be on chain (and its use in the session state read at that block)
+    before the builder settles the bundle: the chain nonce says it is spent, so it is not pending."""
+    pool = Mempool()
+    ledger = SessionLedger()
+    pool.observe(LedgerKeeper(ledger, MemoryStore()))
+    entries = [pool_entry(n) for n in (0, 1)]
+    for e in entries:
+        pool.add(e)
+        ledger.add(LedgerEntry(PendingUse(e.hash, e.op.nonce, 0, (Consumed(1, 0, 0, 10),)), ACCOUNT, SIGNER, V07.address))
+    a, b = entries
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 5, chain_nonce=0)] == [a.hash, b.hash]
+    # nonce 0 was used on chain at block 6, still unsettled in the mempool: only b is pending
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 6, chain_nonce=1)] == [b.hash]
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 6, chain_nonce=2)] == []
+    # another nonce key's sequence says nothing about these ops
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 6, chain_nonce=(7 << 64) | 5)] == [a.hash, b.hash]

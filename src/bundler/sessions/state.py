@@ -21,7 +21,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_abi import decode, encode
+from eth_abi import encode
+from eth_abi.decoding import ContextFramesBytesIO
+from eth_abi.registry import registry as abi_registry
 from eth_utils import function_signature_to_4byte_selector
 
 from ..chain.client import NodeClient, RpcCallError
@@ -49,16 +51,21 @@ USAGE_T = f"(uint32,{_LU}[],{_LU}[][],{_LU}[],{_LU})"
 # ---------------------------------------------------------------- decoding
 
 
+# the tuple decoders come from eth_abi's registry once (eth_abi.decode looks them up per call)
+_SESSION_INFO_DECODER = abi_registry.get_tuple_decoder(SESSION_INFO_T)
+_USAGE_DECODER = abi_registry.get_tuple_decoder(USAGE_T)
+
+
 def decode_session_info(data: bytes) -> SessionState:
     """getSession(signer) output -> SessionState without counters."""
-    ((spec_t, status, grant_nonce, usage_count, epoch),) = decode([SESSION_INFO_T], data)
+    ((spec_t, status, grant_nonce, usage_count, epoch),) = _SESSION_INFO_DECODER(ContextFramesBytesIO(data))
     spec = abi.SessionSpec.from_abi(spec_t) if status != abi.Status.NONE else None
     return SessionState(status, grant_nonce, usage_count, spec, {}, epoch)
 
 
 def decode_usage(data: bytes) -> dict[tuple[int, int, int], StoredCounter]:
     """getUsage(signer) output -> counters per limit key (zero counters left out)."""
-    ((_count, call_value, call_args, transfer_value, gas_cost),) = decode([USAGE_T], data)
+    ((_count, call_value, call_args, transfer_value, gas_cost),) = _USAGE_DECODER(ContextFramesBytesIO(data))
     out: dict[tuple[int, int, int], StoredCounter] = {}
     for i, (period, used) in enumerate(call_value):
         if period or used:
@@ -73,6 +80,40 @@ def decode_usage(data: bytes) -> dict[tuple[int, int, int], StoredCounter]:
     if gas_cost[0] or gas_cost[1]:
         out[(abi.Scope.GAS, 0, 0)] = StoredCounter(*gas_cost)
     return out
+
+
+class DecodedStates:
+    """getSession/getUsage answers decoded, kept by their raw bytes (least recently used out):
+    the per-block read cache starts empty at every block, but an account whose session did not
+    change answers the same bytes, and decoding them again costs more than all the rest of a
+    fast-path admission. Every caller gets its own SessionState and counters dict (the spec and
+    the counters are immutable values, shared)."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._info: OrderedDict[bytes, SessionState] = OrderedDict()
+        self._usage: OrderedDict[bytes, dict[tuple[int, int, int], StoredCounter]] = OrderedDict()
+        self.decoded = 0  # answers actually decoded (tests, benchmarks)
+
+    def clear(self) -> None:
+        self._info.clear()
+        self._usage.clear()
+
+    def _get(self, cache: OrderedDict, data: bytes, decode_fn):
+        value = cache.get(data)
+        if value is None:
+            value = cache[data] = decode_fn(data)
+            self.decoded += 1
+            if len(cache) > self.size:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(data)
+        return value
+
+    def state(self, info: bytes, usage: bytes) -> SessionState:
+        s = self._get(self._info, info, decode_session_info)
+        counters = self._get(self._usage, usage, decode_usage)
+        return SessionState(s.status, s.grant_nonce, s.usage_count, s.spec, dict(counters), s.epoch)
 
 
 def _hex_int(value: Any) -> int:
@@ -117,6 +158,7 @@ class SessionStateReader:
         self.cached_blocks = cached_blocks
         self._cache: OrderedDict[tuple, dict[tuple, asyncio.Future]] = OrderedDict()
         self.reads = 0  # batches actually requested (not served from cache)
+        self.decoded = DecodedStates()
 
     def _block_cache(self, header) -> dict[tuple, asyncio.Future]:
         key = (header.number, header.hash)
@@ -127,8 +169,11 @@ class SessionStateReader:
                 self._cache.popitem(last=False)
         return cache
 
-    def invalidate(self) -> None:
+    def invalidate(self, *, decoded: bool = True) -> None:
+        """Forget every block's reads and (unless decoded=False) every decoded answer (tests, benchmarks)."""
         self._cache.clear()
+        if decoded:
+            self.decoded.clear()
 
     async def read(self, ep: EntryPointVersion, account: str, signer: str, nonce_key: int, header, *,
                    code_override: bytes | None = None) -> AccountView:
@@ -164,8 +209,7 @@ class SessionStateReader:
         try:
             if isinstance(info, RpcCallError) or isinstance(usage, RpcCallError):
                 raise ValueError((info if isinstance(info, RpcCallError) else usage).message)
-            view.state = decode_session_info(_hex_bytes(info))
-            view.state.counters = decode_usage(_hex_bytes(usage))
+            view.state = self.decoded.state(_hex_bytes(info), _hex_bytes(usage))
         except Exception as e:
             view.state_error = f"{type(e).__name__}: {e}"
         if not isinstance(owner, RpcCallError) and isinstance(owner, str) and len(owner) >= 66:
