@@ -134,6 +134,15 @@ class Rpc:
 
 # ---------------------------------------------------------------------------------------------
 # workload: accounts and signed ops (identical on every fresh chain)
+def add_op_gas_args(p: argparse.ArgumentParser) -> None:
+    """The gas fields every benchmark's pre-signed ops carry (the same defaults everywhere)."""
+    p.add_argument("--verification-gas", type=int, default=100_000)
+    p.add_argument("--call-gas", type=int, default=50_000)
+    p.add_argument("--pre-verification-gas", type=int, default=55_000)
+    p.add_argument("--max-fee-gwei", type=int, default=10)
+    p.add_argument("--priority-fee-gwei", type=int, default=2)
+
+
 @dataclass
 class Workload:
     ep: object
@@ -1001,11 +1010,7 @@ def main(argv=None) -> int:
     p.add_argument("--alto-log-level", default="warn", help="Alto's log level (default warn)")
     p.add_argument("--ours-args", default="", help="extra `bundler run` flags, space-separated")
     p.add_argument("--estimate-sample", type=int, default=20, help="estimates measured (after 1 warm-up)")
-    p.add_argument("--verification-gas", type=int, default=100_000)
-    p.add_argument("--call-gas", type=int, default=50_000)
-    p.add_argument("--pre-verification-gas", type=int, default=55_000)
-    p.add_argument("--max-fee-gwei", type=int, default=10)
-    p.add_argument("--priority-fee-gwei", type=int, default=2)
+    add_op_gas_args(p)
     p.add_argument("--mine-timeout", type=float, default=120, help="give up waiting for inclusion after (s)")
     p.add_argument("--request-timeout", type=float, default=120)
     p.add_argument("--log-level", default="info", help="our bundler's log level")

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from bundler.devchain import start_anvil  # noqa: E402
-from bundler.sim.node import NodeReader, Urllib3Client  # noqa: E402
+from bundler.chain.sync_reader import NodeReader, Urllib3Client  # noqa: E402
 
 ADDRESS = "0x" + "11" * 20
 

@@ -89,9 +89,11 @@ def setup(url: str, chain_id: int, accounts: int, ops_per_account: int):
     return jobs
 
 
-async def run_api(bundler: Bundler, jobs, concurrency: int, profile: str | None = None) -> tuple[float, int, float]:
+async def run_api(bundler: Bundler, jobs, concurrency: int, profile: str | None = None,
+                  keep_decoded: bool = False) -> tuple[float, int, float]:
     bundler.clear_state()
-    bundler.sessions.reader.invalidate()
+    # keep_decoded: as at a new block, the reads are new, the decoded answers of unchanged accounts are not
+    bundler.sessions.reader.invalidate(decoded=not keep_decoded)
     sem = asyncio.Semaphore(concurrency)
     errors = []
 
@@ -204,6 +206,15 @@ async def bench(url: str, chain_id: int, jobs, full_ops: int, concurrency: int, 
         fast_rate = fast_n / fast_s
         node_round_trips = sessions.rpc.requests_sent - reads
 
+        # the next block, nothing mined in between: every account is read again, but its
+        # getSession/getUsage answers are the bytes already decoded
+        rpc(url, "evm_mine", [])
+        sessions.stats.clear()
+        decoded = sessions.reader.decoded.decoded
+        next_s, next_n, next_cpu = await run_api(bundler, jobs, concurrency, keep_decoded=True)
+        assert sessions.stats["fast"] == next_n, sessions.stats
+        assert sessions.reader.decoded.decoded == decoded, "unchanged session state decoded again"
+
         full_jobs = jobs[:full_ops]
         sessions.fast_path = False
         sessions.stats.clear()
@@ -229,6 +240,8 @@ async def bench(url: str, chain_id: int, jobs, full_ops: int, concurrency: int, 
     print("                          ops      wall s     ops/s   bundler CPU us/op")
     print(f"  fast path, Python API : {fast_n:5d} {fast_s:10.2f} {fast_rate:9.0f} {cpu_per_op(fast_cpu, fast_n):12.0f}"
           f"   ({node_round_trips} batched node round trips)")
+    print(f"  same, next block      : {next_n:5d} {next_s:10.2f} {next_n / next_s:9.0f} {cpu_per_op(next_cpu, next_n):12.0f}"
+          f"   (state unchanged: read again, decoded answers reused)")
     print(f"  full path, Python API : {full_n:5d} {full_s:10.2f} {full_rate:9.0f} {cpu_per_op(full_cpu, full_n):12.0f}"
           f"   (py-evm simulateValidation, in-process)")
     print(f"  ratio fast / full     : {fast_rate / full_rate:8.1f}x ops/s, "

@@ -52,6 +52,7 @@ from eth_utils import to_checksum_address
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from load import (  # noqa: E402  (load.py also puts src/ and tests/ on sys.path)
+    add_op_gas_args,
     KEY_EXECUTOR, ROOT, Rpc, Target, Workload, error_key, free_port, log, make_owner_keys,
     owner_address, pct, post, start_chain, wait_ready,
 )
@@ -512,11 +513,7 @@ def main(argv=None) -> int:
     p.add_argument("--ours-args", default="", help="extra `bundler run` flags, space-separated")
     p.add_argument("--log-level", default="info")
     p.add_argument("--seed", default="sustained-bench")
-    p.add_argument("--verification-gas", type=int, default=100_000)
-    p.add_argument("--call-gas", type=int, default=50_000)
-    p.add_argument("--pre-verification-gas", type=int, default=55_000)
-    p.add_argument("--max-fee-gwei", type=int, default=10)
-    p.add_argument("--priority-fee-gwei", type=int, default=2)
+    add_op_gas_args(p)
     p.add_argument("--logdir", help="keep logs and data dirs here (default: a temp dir)")
     p.add_argument("--json", action="store_true", help="machine-readable report on stdout (progress on stderr)")
     args = p.parse_args(argv)

@@ -19,7 +19,7 @@ from .chain.head import HeadTracker
 from .chain.lookup import UserOpLookup
 from .config import Config
 from .gas.estimate import Estimator
-from .health import Monitor
+from .rpc.health import Monitor
 from .metrics import Metrics
 from .paymaster import setup as paymaster_setup
 from .paymaster.rpc import paymaster_registry
@@ -40,6 +40,8 @@ from .rpc.session_methods import session_registry
 from .sessions.service import SessionService
 from .sim import Simulator
 from .chain.reorgs import ChainWatcher, MinedBundle
+from .chain.types import ChainUpdate
+from .pool.chain_updates import ChainUpdates
 from .pool.requeue import Requeue, entry_from_record
 from .pool.shared import SharedPoolSync
 from .store import OpStatus, Store, as_shared, open_store
@@ -144,7 +146,14 @@ class Bundler:
                                    chain_id=self.chain_id, sessions=self.sessions,
                                    queued_nonce=self.admission.nonce_override)
         self.requeue = Requeue(self.admission, self.store, self.fates, concurrency=max(2, 2 * self.config.sim_workers))
-        self.watcher = ChainWatcher(self.node, self.head, self.config.reorg_depth, self.builder.on_reorged)
+        self.chain_updates = ChainUpdates(self.store, self.fates, self.requeue)
+
+        async def on_chain_update(update: ChainUpdate) -> None:  # the pool first: op status, then our txs
+            await self.chain_updates.apply(update)
+            await self.builder.on_chain_update(update)
+
+        self.watcher = ChainWatcher(self.node, self.head, self.config.reorg_depth, on_chain_update,
+                                    lookback_blocks=self.config.receipt_lookback_blocks)
         self.builder.requeue = self.requeue
         self.builder.watcher = self.watcher
         self.pool_sync = None
@@ -254,7 +263,8 @@ class Bundler:
         bundles: dict[str, MinedBundle] = {}
         for r in store.mined_since(max(0, head - self.config.reorg_depth)):
             if r.tx_hash and r.block_hash:
-                b = bundles.setdefault(r.tx_hash, MinedBundle(r.tx_hash, r.block_number, r.block_hash))
+                b = bundles.setdefault(r.tx_hash, MinedBundle(r.tx_hash, r.block_number, r.block_hash,
+                                                                    entry_point=r.entry_point))
                 b.op_hashes.append(r.hash)
         for b in bundles.values():
             self.watcher.track(b)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from .entrypoint import VERSIONS as EP_VERSIONS
+
 
 def _setting(default: Any, help: str, secret: bool = False, choices: tuple | None = None, **kw):
     meta = {"help": help, "secret": secret, "choices": choices}
@@ -39,7 +41,7 @@ class Config:
     host: str = _setting("127.0.0.1", "address the bundler's JSON-RPC server listens on")
     port: int = _setting(4337, "port the bundler's JSON-RPC server listens on")
     entry_points: list[str] = _setting(
-        ["0.7", "0.8", "0.9"], "EntryPoint versions to serve (canonical addresses)", choices=("0.7", "0.8", "0.9")
+        list(EP_VERSIONS), "EntryPoint versions to serve (canonical addresses)", choices=EP_VERSIONS
     )
     private_key: list[str] = _setting(
         [], "executor private key (BUNDLER_PRIVATE_KEY takes a comma-separated list). "
@@ -381,7 +383,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"--port: {cfg.port} is not a TCP port")
     for entry in cfg.paymaster_contracts:
         version, sep, address = entry.partition("=")
-        if not sep or version not in ("0.7", "0.8", "0.9") or not re.fullmatch(r"0x[0-9a-fA-F]{40}", address.strip()):
+        if not sep or version not in EP_VERSIONS or not re.fullmatch(r"0x[0-9a-fA-F]{40}", address.strip()):
             raise ConfigError(f"--paymaster-contracts: {entry!r} is not VERSION=ADDRESS (0.7=0x..., 0.8=0x... or 0.9=0x...)")
     if cfg.paymaster_path and not cfg.paymaster_path.startswith("/"):
         raise ConfigError(f"--paymaster-path: {cfg.paymaster_path!r} must start with /")

@@ -3,6 +3,7 @@ these instead of branching on the version."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from . import artifacts
 from .userop.model import UserOperation
@@ -28,16 +29,39 @@ ACCOUNT_DEPLOYED = "AccountDeployed(bytes32,address,address,address)"
 BEFORE_EXECUTION = "BeforeExecution()"
 
 
+# userOpHash of one version: (op, EntryPoint address, chain id, EIP-7702 delegate) -> hash;
+# raises ValueError on a paymaster signature suffix the EntryPoint would revert on
+UserOpHasher = Callable[[UserOperation, str, int, "str | None"], bytes]
+
+
+def hash_v07(op: UserOperation, entry_point: str, chain_id: int, _delegate: str | None) -> bytes:
+    """keccak of the packed struct, EntryPoint and chain id (no EIP-7702 in v0.7)."""
+    return user_op_hash_v07(op, entry_point, chain_id)
+
+
+def hash_eip712(op: UserOperation, entry_point: str, chain_id: int, delegate: str | None) -> bytes:
+    """v0.8: an EIP-712 typed-data digest, the EIP-7702 delegate in place of the initCode."""
+    return user_op_hash_v08(op, entry_point, chain_id, delegate)
+
+
+def hash_eip712_paymaster_signature(op: UserOperation, entry_point: str, chain_id: int,
+                                    delegate: str | None) -> bytes:
+    """v0.9: as v0.8, with the paymaster signature suffix left out of the hash."""
+    return user_op_hash_v09(op, entry_point, chain_id, delegate)
+
+
 @dataclass(frozen=True)
 class EntryPointVersion:
+    """Everything that differs between EntryPoint versions, as data: a new version is one row
+    here (pool, sim, builder, gas and sessions read these fields, never the version string)."""
+
     version: str
     address: str  # lower-case
     npm_package: str
     # CREATE2 salt under the deterministic deployer that yields the canonical address
     create2_salt: bytes
-    # the userOpHash: "v07" (keccak of the packed struct, EntryPoint and chain id) or "eip712"
-    # (v0.8+: an EIP-712 typed-data digest, EIP-7702 delegate in place of the initCode)
-    hash_scheme: str = "eip712"
+    # the userOpHash function (hash_v07, hash_eip712, hash_eip712_paymaster_signature)
+    hash_scheme: UserOpHasher = hash_eip712
     # v0.9: a paymaster signature rides after paymasterData, outside the userOpHash
     paymaster_signature: bool = False
     # EIP-7702 accounts (factory 0x7702 and eip7702Auth)
@@ -60,14 +84,12 @@ class EntryPointVersion:
         if op.paymaster_signature and not self.paymaster_signature:
             raise InvalidParams(f"invalid paymasterSignature: EntryPoint v{self.version} has no paymaster "
                                 f"signature (v0.9 and later)")
-        if self.hash_scheme == "v07":
-            return user_op_hash_v07(op, self.address, chain_id)
-        if self.paymaster_signature:
-            try:
-                return user_op_hash_v09(op, self.address, chain_id, eip7702_delegate)
-            except ValueError as e:  # the EntryPoint reverts on such a suffix
-                raise InvalidParams(f"invalid paymasterData: {e}") from None
-        return user_op_hash_v08(op, self.address, chain_id, eip7702_delegate)
+        if not self.paymaster_signature:
+            return self.hash_scheme(op, self.address, chain_id, eip7702_delegate)
+        try:
+            return self.hash_scheme(op, self.address, chain_id, eip7702_delegate)
+        except ValueError as e:  # the EntryPoint reverts on such a paymaster signature suffix
+            raise InvalidParams(f"invalid paymasterData: {e}") from None
 
     def artifact(self, name: str) -> dict:
         return artifacts.load(self.npm_package, name)
@@ -78,7 +100,7 @@ V07 = EntryPointVersion(
     address="0x0000000071727de22e5e9d8baf0edac6f37da032",
     npm_package="contracts-v07",
     create2_salt=bytes.fromhex("90d8084deab30c2a37c45e8d47f49f2f7965183cb6990a98943ef94940681de3"),
-    hash_scheme="v07",
+    hash_scheme=hash_v07,
     supports_eip7702=False,
     valid_after_strict=False,
     simulation_slots=(3, 4, 5, 6),
@@ -97,6 +119,7 @@ V09 = EntryPointVersion(
     address="0x433709009b8330fda32311df1c2afa402ed8d009",
     npm_package="contracts-v09",
     create2_salt=bytes.fromhex("0a59dbff790c23c976a548690c27297883cc66b4c67024f9117b0238995e35e9"),
+    hash_scheme=hash_eip712_paymaster_signature,
     paymaster_signature=True,
     block_range_validity=True,
     # checked against 0.9.0-rc.1's storageLayout (solc 0.8.28): deposits 0, nonces 1, the EIP712
@@ -107,6 +130,7 @@ V09 = EntryPointVersion(
     simple_7702_account="0xa46cc63ebf4bd77888aa327837d20b23a63a56b5",
 )
 ALL = (V07, V08, V09)
+VERSIONS = tuple(ep.version for ep in ALL)  # "0.7", "0.8", "0.9": config choices, policies
 BY_ADDRESS = {ep.address: ep for ep in ALL}
 
 

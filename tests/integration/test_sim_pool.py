@@ -11,6 +11,7 @@ import pytest_asyncio
 from bundler.devchain.anvil import ANVIL_ACCOUNT0
 from bundler.entrypoint import V07, V08
 from bundler.errors import ExecutionReverted, SignatureInvalid, ValidationRejected
+from bundler.rpc.params import decode_state_override
 from bundler.sim import GasEstimate, NoopTracer, Simulator, ValidationResult
 from helpers.accounts import selector, send_handle_ops, user_operation_events
 from helpers.inproc import eventually
@@ -53,9 +54,9 @@ async def test_validate_ok_and_errors(chain, sim):
         with pytest.raises(ValidationRejected) as exc:
             await sim.validate(signed(chain, poor), ep, block)
         assert exc.value.code == -32500 and exc.value.message.startswith("AA21 didn't pay prefund")
-        # state override from the RPC shape (hex strings) makes the poor account pay
+        # a state override (decoded from the RPC shape at the edge) makes the poor account pay
         res = await sim.validate(signed(chain, poor), ep, block,
-                                 overrides={poor.address: {"balance": hex(10**18)}})
+                                 overrides=decode_state_override({poor.address: {"balance": hex(10**18)}}))
         assert isinstance(res, ValidationResult)
 
 

@@ -90,6 +90,51 @@ def test_indexes_follow_adds_and_removals():
     assert pool.check_admissible(entry(4, fee=GWEI, tip=GWEI).op, V07) is None
 
 
+def test_entity_index_follows_factories_and_paymasters_across_entry_points_replacement_and_clear():
+    factory = "0x" + "fa" * 20
+    pool = Mempool()
+    a = entry(1, paymaster=PAYMASTER, paymaster_verification_gas_limit=50_000)
+    b = entry(2, sender="0x" + "b0" * 20, factory=factory, factory_data=b"\x01", ep=V08)
+    c = entry(3, sender="0x" + "c0" * 20)
+    for e in (a, b, c):
+        pool.add(e)
+    assert pool.entity_users(PAYMASTER) == [a] and pool.entity_users(factory.upper().replace("0X", "0x")) == [b]
+    assert pool.entity_users(SENDER) == [] and pool.entity_users(c.op.sender) == []
+    # a replacement without the paymaster takes the old op's place in the index too
+    bumped = entry(4, fee=10 * GWEI, tip=5 * GWEI)
+    pool.add(bumped)
+    assert pool.entity_users(PAYMASTER) == []
+    pool.remove(b.hash)
+    assert pool.entity_users(factory) == []
+    pool.add(entry(5, sender="0x" + "d0" * 20, paymaster=PAYMASTER, paymaster_verification_gas_limit=50_000))
+    pool.clear()
+    assert pool.entity_users(PAYMASTER) == [] and len(pool) == 0
+
+
+def test_safe_mode_context_asks_the_entity_index_not_the_whole_pool():
+    """STO-040 (sender used as another op's entity): the context names the sender exactly when
+    another sender's pending op uses it as factory or paymaster, and never reads entries()."""
+    from bundler.pool.safe import SafeMode
+
+    account = "0x" + "ac" * 20
+    pool = Mempool()
+
+    class NoScan(Mempool):
+        def entries(self, entry_point=None):
+            raise AssertionError("a pass over the whole pool per admission")
+
+    pool.__class__ = NoScan
+    safe = SafeMode(object(), pool)
+    op = make_op(9, sender=account)
+    assert safe.context(op, V07, None).mempool_entities == frozenset()
+    pool.add(entry(10, sender="0x" + "b0" * 20, paymaster=account, paymaster_verification_gas_limit=50_000))
+    assert safe.context(op, V07, None).mempool_entities == frozenset({account})
+    # its own op naming itself as paymaster does not count
+    pool.clear()
+    pool.add(entry(11, sender=account, nonce=1, paymaster=account, paymaster_verification_gas_limit=50_000))
+    assert safe.context(op, V07, None).mempool_entities == frozenset()
+
+
 def test_observers_hear_of_every_entry_that_comes_and_goes():
     pool, seen = Mempool(), Recorder()
     pool.observe(seen)

@@ -25,7 +25,7 @@ from bundler.sessions.policy import (
     Consumed, StoredCounter, PendingUse, SessionState, SessionViolation, check_window, evaluate,
 )
 from bundler.sessions.recover import SECP256K1_HALF_N, recover_signer
-from bundler.sessions.state import BatchRpc, RpcCallError
+from bundler.chain.client import NodeClient, RpcCallError
 from bundler.store import MemoryStore, SessionActivity
 from bundler.userop import UserOperation
 
@@ -292,13 +292,13 @@ async def test_batch_rpc_coalesces_concurrent_calls_and_keeps_errors_as_values()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    rpc = BatchRpc(f"http://127.0.0.1:{port}", max_batch=5)
+    rpc = NodeClient(f"http://127.0.0.1:{port}", max_batch=5)
     try:
         results = await asyncio.gather(*(rpc.many([("echo", [i]), ("boom", [])]) for i in range(4)))
         assert [r[0] for r in results] == [0, 1, 2, 3]
         assert all(isinstance(r[1], RpcCallError) and r[1].code == 3 for r in results)
         assert len(bodies) == 2 and sorted(len(b) for b in bodies) == [3, 5]  # 8 calls, batches of 5
-        assert await rpc.call("echo", ["x"]) == "x"
+        assert await rpc.many([("echo", ["x"])]) == ["x"]
     finally:
         await rpc.close()
         await runner.cleanup()
@@ -399,3 +399,66 @@ def test_gas_rules_in_the_evaluator():
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=1, paymaster=DEX))
     assert e.value.rule == "SessionPaymasterNotAllowed" and e.value.args_ == (DEX,)
+
+
+# ------------------------------------------------------------------ decoded session state
+
+
+async def test_unchanged_session_state_is_decoded_once_across_blocks():
+    """The per-block read cache starts empty at each block; answers with the same bytes are not
+    decoded again, every view gets its own state, and changed bytes are decoded anew."""
+    from types import SimpleNamespace
+
+    from eth_abi import encode
+
+    from bundler.sessions.state import SESSION_INFO_T, USAGE_T, SessionStateReader, decode_session_info
+
+    spec = SessionSpec(gas=TEST_GAS, signer=SIGNER, valid_until=2**40, call_policies=(CallPolicy(
+        target=TOKEN, selector=SEL_TRANSFER, constraints=(
+            ArgConstraint(Condition.LTE, 1, word(10**24), Limit.lifetime(10**30)),)),))
+    info = encode([SESSION_INFO_T], [(spec.to_abi(), abi.Status.ACTIVE, 3, 7, 1)])
+    lu = (0, 0)
+    usage = {"bytes": encode([USAGE_T], [(1, [lu], [[(0, 5)]], [], lu)])}
+
+    async def node(request):
+        out = []
+        for call in json.loads(await request.read()):
+            data = call["params"][0].get("data", "") if call["method"] == "eth_call" else ""
+            if data.startswith("0x" + SEL_GET_SESSION.hex()):
+                result = "0x" + info.hex()
+            elif data.startswith("0x" + SEL_GET_USAGE.hex()):
+                result = "0x" + usage["bytes"].hex()
+            else:
+                result = "0x" + "00" * 32
+            out.append({"jsonrpc": "2.0", "id": call["id"], "result": result})
+        return web.json_response(out)
+
+    from bundler.sessions.state import SEL_GET_SESSION, SEL_GET_USAGE
+    app = web.Application()
+    app.router.add_post("/", node)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    rpc = NodeClient(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    reader = SessionStateReader(rpc)
+    try:
+        block = lambda n: SimpleNamespace(number=n, hash="0x%064x" % n)  # noqa: E731
+        first = await reader.read(V07, ACCOUNT, SIGNER, 0, block(1))
+        assert first.state_error is None and reader.decoded.decoded == 2
+        assert first.state.spec == spec and (first.state.status, first.state.grant_nonce,
+                                             first.state.usage_count, first.state.epoch) == (abi.Status.ACTIVE, 3, 7, 1)
+        assert first.state.counters == {(abi.Scope.CALL_ARG, 0, 0): StoredCounter(0, 5)}
+        first.state.counters.clear()  # a caller's changes stay its own
+        second = await reader.read(V07, ACCOUNT, SIGNER, 0, block(2))
+        assert reader.reads == 2 and reader.decoded.decoded == 2  # read again, not decoded again
+        assert second.state is not first.state and second.state.counters == {(abi.Scope.CALL_ARG, 0, 0): StoredCounter(0, 5)}
+        assert second.state.spec == decode_session_info(info).spec
+        usage["bytes"] = encode([USAGE_T], [(2, [lu], [[(0, 9)]], [], lu)])  # an op was mined
+        third = await reader.read(V07, ACCOUNT, SIGNER, 0, block(3))
+        assert reader.decoded.decoded == 3 and third.state.counters == {(abi.Scope.CALL_ARG, 0, 0): StoredCounter(0, 9)}
+        reader.invalidate()
+        await reader.read(V07, ACCOUNT, SIGNER, 0, block(3))
+        assert reader.decoded.decoded == 5
+    finally:
+        await rpc.close()
+        await runner.cleanup()

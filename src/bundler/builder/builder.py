@@ -1,5 +1,7 @@
-"""Turns pending ops into handleOps transactions: select, simulate the whole bundle, drop what
-fails, sign, send, replace if stuck, and record the outcome of every op."""
+"""The bundling loop: turns pending ops into handleOps transactions by wiring the proposer
+(select, second validation, simulate and drop, fees: proposer.py) -> the key assigner
+(assigner.py) -> the transaction tracker (sign, send, replace, follow: tracker.py) -> settlement
+(here: the fate of every op of a resolved transaction, written through the pool's OpFates)."""
 from __future__ import annotations
 
 import asyncio
@@ -12,18 +14,16 @@ from ..chain.client import NodeClient
 from ..chain.fees import suggest_fees
 from ..chain.head import HeadTracker
 from ..chain.reorgs import ChainWatcher, MinedBundle
+from ..chain.types import ChainUpdate
 from ..chain.userop_logs import build_receipt, find_event_log
 from ..entrypoint import EntryPointVersion, handle_ops_calldata
-from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
-from ..pool.eip7702 import GAS_PER_AUTHORIZATION
+from ..errors import BundlerError
 from ..pool.fates import OpFates
 from ..metrics import NullMetrics
 from ..pool.mempool import PoolEntry, PoolReader
-from ..pool.reputation import failure_code
-from ..pool.requeue import Requeue, entry_from_record
-from ..pool.safe import NotDueYet, SafeMode
+from ..pool.requeue import Requeue
+from ..pool.safe import SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
-from ..sim.results import SimulationFailure, failure_error
 from ..store.base import ClaimLost, LeaseLost
 from ..store.records import InflightTx, OpStatus, TxAttempt
 from .balance import BalanceGuard, ExecutorBalanceLow
@@ -31,13 +31,11 @@ from .bundle_check import check_bundle
 from .dev_miner import DevMiner
 from .assigner import KeyAssigner
 from .executor_key import Executor
-from .proposer import BUNDLE_OVERHEAD_GAS, due, select_ops
-from .sender import BundleSender
+from .proposer import BundleProposer, ProposedBundle, bundle_gas_limit, due, select_ops
+from .tracker import TransactionTracker
 
 log = logging.getLogger(__name__)
 
-# after a reorg, how long a vanished bundle transaction gets to reappear in the node's pool
-REINJECT_GRACE_S = 1.0
 # after a bundle failed (node refusing?), auto mode waits this long before the next one
 FAILURE_BACKOFF_S = 0.5
 
@@ -50,15 +48,6 @@ class SentBundle:
     status: str  # "mined" | "reverted" | "not_mined"
     included: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
-
-
-def bundle_gas_limit(ops, calldata_len: int, n_authorizations: int, header) -> int:
-    """Gas of a bundle transaction: every op's limits, the EntryPoint's own work, calldata."""
-    return min(
-        header.gas_limit,
-        BUNDLE_OVERHEAD_GAS + sum(op.total_gas_limit() for op in ops) + 16 * calldata_len
-        + GAS_PER_AUTHORIZATION * n_authorizations,
-    )
 
 
 class Builder:
@@ -94,7 +83,13 @@ class Builder:
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker, or None
         self._wakeup = asyncio.Event()
         self.safe = SafeMode(config, mempool)
-        self.sender = BundleSender(node, head, store, config, chain_id)
+        # select -> second validation -> simulate and drop -> fees: a ProposedBundle value
+        self.proposer = BundleProposer(
+            simulator=simulator, safe=self.safe, window=head.window, check=self._check,
+            fees=lambda header: suggest_fees(node, header), pool=fates, found_mined=self._found_mined,
+            reputation=reputation, eip7702=eip7702, flush=store.flush)
+        # sign, send, replace, follow: transactions only (settlement of their ops stays here)
+        self.tracker = TransactionTracker(node, head, store, config, chain_id)
         # executor balances (for /health: self.balances.status(), self.balances.all_low)
         self.balances = BalanceGuard(node, executors, config.min_executor_balance)
         self.keys = KeyAssigner(executors, self.balances.is_low)
@@ -113,6 +108,11 @@ class Builder:
         self.dev_miner = DevMiner(node) if getattr(config, "dev_mine_when_held", False) else None
         # set when this instance's lease in a shared store is lost: it claims and sends nothing more
         self.fenced = False
+
+    @property
+    def sender(self) -> TransactionTracker:
+        """The tracker under its former name (tests wait on sender.replace_rounds)."""
+        return self.tracker
 
     # triggers ---------------------------------------------------------------
     def notify_new_op(self) -> None:
@@ -285,7 +285,7 @@ class Builder:
         log.info("op %s is already mined in %s; recorded mined", entry.hash, event["transactionHash"])
         if self.watcher is not None:
             self.watcher.track(MinedBundle(event["transactionHash"], int(event["blockNumber"], 16),
-                                           event["blockHash"], [entry.hash]))
+                                           event["blockHash"], [entry.hash], entry_point=entry.entry_point.address))
         return True
 
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
@@ -302,21 +302,25 @@ class Builder:
 
     async def _bundle_selected(self, executor: Executor, ep: EntryPointVersion, header,
                                selected: list[PoolEntry]) -> SentBundle | None:
-        """Second validation, claim (shared store), simulate, send and follow until mined."""
+        """Claim (shared store), propose (second validation, simulate and drop, fees), send and
+        follow until mined."""
         selected = [e for e in selected if self.mempool.get(e.hash) is e]  # evicted meanwhile
-        dropped: dict[str, str] = {}
         # claimed first (shared store): an instance decides (drops, sends) only ops it holds
-        selected = await self._claim(selected, executor)
+        claimed = await self._claim(selected, executor)
         try:
-            claimed = selected
-            selected = await self._second_validation(ep, header, selected, dropped)
-            # kept pending but not in this bundle (held, node trouble): another instance may take them
-            kept = {id(e) for e in selected}
-            await self._release([e for e in claimed if id(e) not in kept and e.hash not in dropped
-                                 and e.submitted_in is None], executor)
-            return await self._simulate_and_send(ep, executor, selected, header, dropped)
+            async def release(entries: list[PoolEntry]) -> None:  # claimed by this executor key
+                await self._release(entries, executor)
+
+            proposal = await self.proposer.propose(ep, header, claimed, sender=executor.address,
+                                                   beneficiary=self.config.beneficiary or executor.address,
+                                                   release=release)
+            if proposal is None:
+                return None
+            return await self._send(executor, proposal)
         except BaseException:
-            await self._release([e for e in selected if e.submitted_in in (None, CLAIMED_ELSEWHERE)], executor)
+            # still ours, in the pool and not sent: another instance may take them
+            await self._release([e for e in claimed if self.mempool.get(e.hash) is e
+                                 and e.submitted_in in (None, CLAIMED_ELSEWHERE)], executor)
             raise
 
     async def _claim(self, selected: list[PoolEntry], executor: Executor) -> list[PoolEntry]:
@@ -340,54 +344,6 @@ class Builder:
         if entries and self.store.shared:
             await self.store.release([e.hash for e in entries], executor.address)
 
-    async def _simulate_and_send(self, ep, executor: Executor, selected: list[PoolEntry], header,
-                                 dropped: dict[str, str]) -> SentBundle | None:
-        authorizations: dict[str, dict] = {}
-        if self.eip7702 is not None and any(e.op.eip7702_auth for e in selected):
-            authorizations, stale = await self.eip7702.bundle_authorizations(selected, header.tag)
-            for e in [e for e in selected if e.hash in stale]:
-                selected.remove(e)
-                dropped[e.hash] = stale[e.hash]
-                self.drop(e, stale[e.hash], InvalidParams.code)
-        beneficiary = self.config.beneficiary or executor.address
-        outcome = None
-        while selected:
-            outcome = await self._check([e.op for e in selected], ep, header, beneficiary, executor.address)
-            if outcome.success:
-                break
-            if outcome.failed_op_index is None:
-                log.warning("bundle simulation failed outside any op: %s", outcome.failure)
-                before = selected
-                selected = await self._isolate(ep, selected, header, beneficiary, executor.address, dropped)
-                await self._release([e for e in before if e not in selected and e.submitted_in is None], executor)
-                continue
-            bad = selected.pop(outcome.failed_op_index)
-            error = failure_error(outcome.failure, bad.op.paymaster)
-            reason = f"failed in bundle simulation: {outcome.failure.message}"
-            if "AA25" in outcome.failure.message and await self._found_mined(bad):
-                continue  # its nonce is used because it is mined already (e.g. after a reorg)
-            if outcome.failure.code in ("AA27", "AA37") and await self._block_range_not_started(ep, header, bad):
-                # held, and its sender's later nonces with it (they would fail AA25 without it)
-                later = [e for e in selected if e.op.sender == bad.op.sender and e.op.nonce > bad.op.nonce]
-                selected = [e for e in selected if not any(e is o for o in later)]
-                await self._release([bad, *later], executor)
-                continue
-            dropped[bad.hash] = reason
-            self.drop(bad, reason, error.code)
-            if self.reputation is not None:
-                for other in self.reputation.bundle_failure(bad, outcome.failure.code):
-                    why = f"an entity it uses was banned: {reason}"
-                    if any(other is e for e in selected):
-                        selected = [e for e in selected if e is not other]
-                        dropped[other.hash] = why
-                    self.drop(other, why, EntityThrottled.code)
-        if dropped:
-            await self.store.flush()
-        if not selected:
-            return None
-        auth_list = [authorizations[e.hash] for e in selected if e.hash in authorizations]
-        return await self._send(ep, executor, selected, beneficiary, header, dropped, auth_list)
-
     async def _check(self, ops, ep, header, beneficiary: str, sender: str):
         """The bundle as it would run on chain (the node's eth_call, or py-evm: bundle_check), in
         the next block: its number and earliest possible timestamp, at which every selected op
@@ -399,100 +355,18 @@ class Builder:
                                   sender=sender, gas=gas, where=self.config.bundle_check,
                                   timestamp=window.earliest, number=window.next_block)
 
-    async def _block_range_not_started(self, ep: EntryPointVersion, header, entry: PoolEntry) -> bool:
-        """The bundle check refused an op for its v0.9 block range (AA27 / AA37) although the
-        selection let it through: its entry did not know the range (an op another instance
-        admitted, taken in from the shared store, which keeps no ranges; without safe mode no
-        second validation learnt it). Learn it now; True when it has not started (hold the op)."""
-        if entry.valid_after_block:
-            return False  # known and judged due by the selection: the range has ended
-        try:
-            out = await self.simulator.simulate_validation(entry.op, ep, header)
-        except Exception as e:  # cannot tell: dropped as the check says
-            log.warning("could not validate %s again: %s", entry.hash, e)
-            return False
-        if isinstance(out, SimulationFailure):
-            return False
-        entry.valid_after_block, entry.valid_until_block = out.valid_after_block, out.valid_until_block
-        held = not self.head.window(header).block_due(out.valid_after_block)
-        if held:
-            log.info("op %s held: its block range starts after block %d", entry.hash, out.valid_after_block)
-        return held
-
-    async def _isolate(self, ep, selected: list[PoolEntry], header, beneficiary: str, sender: str,
-                       dropped: dict[str, str]) -> list[PoolEntry]:
-        """The bundle failed without naming an op: try each op alone, drop those that fail
-        alone; if all pass alone, their combination fails, so keep only the first for now."""
-        outcomes = await asyncio.gather(*(
-            self._check([e.op], ep, header, beneficiary, sender) for e in selected
-        ))
-        keep = []
-        for entry, alone in zip(selected, outcomes):
-            if alone.success:
-                keep.append(entry)
-                continue
-            message = alone.failure.message if alone.failure else "handleOps reverted"
-            reason = f"failed in bundle simulation: {message}"
-            code = failure_error(alone.failure, entry.op.paymaster).code if alone.failure else None
-            dropped[entry.hash] = reason
-            self.drop(entry, reason, code)
-        return keep if len(keep) < len(selected) else keep[:1]
-
-    async def _second_validation(self, ep: EntryPointVersion, header, selected: list[PoolEntry],
-                                 dropped: dict[str, str]) -> list[PoolEntry]:
-        """ERC-7562 second validation (safe mode): each op validated again with the rules on and
-        its code hashes compared with admission's; what fails is dropped with its reason."""
-        if not self.safe.enabled or not selected:
-            return selected
-        keep = []
-        held: dict[str, int] = {}  # sender -> its first op not due yet: later nonces wait with it
-        for entry, error in await self.safe.revalidate(self.simulator, ep, header, selected,
-                                                       window=self.head.window(header)):
-            if entry.hash in dropped:
-                continue  # dropped meanwhile: an entity it uses was banned by an earlier failure
-            if error is None:
-                keep.append(entry)
-            elif isinstance(error, NotDueYet):
-                log.info("op %s held: %s", entry.hash, error.message)
-                held[entry.op.sender] = min(entry.op.nonce, held.get(entry.op.sender, entry.op.nonce))
-            elif isinstance(error, NodeError):
-                log.warning("second validation of %s failed on the node: %s", entry.hash, error.message)
-            elif "AA25" in error.message and await self._found_mined(entry):
-                continue  # its nonce is used because it is mined already (e.g. after a reorg)
-            else:
-                reason = f"failed second validation: {error.message}"
-                dropped[entry.hash] = reason
-                self.drop(entry, reason, error.code)
-                if self.reputation is None:
-                    continue
-                # only a staked entity at fault is banned for it (SREP-050, EREP-020/030)
-                code = failure_code(error.message, error.data)
-                for other in self.reputation.bundle_failure(entry, code, second_validation=True):
-                    why = f"an entity it uses was banned: {reason}"
-                    keep = [e for e in keep if e is not other]
-                    if any(other is e for e in selected):
-                        dropped[other.hash] = why
-                    self.drop(other, why, EntityThrottled.code)
-        return [e for e in keep if e.op.nonce < held.get(e.op.sender, e.op.nonce + 1)]
-
-    async def _send(self, ep, executor: Executor, entries: list[PoolEntry], beneficiary: str,
-                    header, dropped: dict[str, str], authorizations: list[dict] | None = None) -> SentBundle:
-        data = handle_ops_calldata([e.op for e in entries], beneficiary)
-        gas_limit = bundle_gas_limit([e.op for e in entries], len(data), len(authorizations or ()), header)
-        max_fee, priority = await suggest_fees(self.node, header)
-        # the bundle must not pay more per gas than its ops pay the beneficiary
-        priority = min(priority, min(e.op.max_priority_fee_per_gas for e in entries))
-        max_fee = max(min(max_fee, min(e.op.max_fee_per_gas for e in entries)), header.base_fee)
-        priority = min(priority, max_fee)
+    async def _send(self, executor: Executor, proposal: ProposedBundle) -> SentBundle:
+        entries, ep, dropped = proposal.ops, proposal.entry_point, proposal.drops
 
         def mark_submitted(inflight) -> None:  # the store has them submitted already
             for e in entries:
                 e.submitted_in = inflight.latest.tx_hash
 
         try:
-            inflight = await self.sender.send_new(executor, ep.address, [e.hash for e in entries], data, gas_limit,
-                                                  max_fee, priority, before_send=mark_submitted,
-                                                  authorizations=authorizations)
+            inflight = await self.tracker.send_new(executor, ep.address, [e.hash for e in entries], proposal.calldata,
+                                                   proposal.gas_limit, proposal.max_fee, proposal.priority,
+                                                   before_send=mark_submitted,
+                                                   authorizations=proposal.authorizations or None)
         except (BundlerError, ClaimLost) as refused:
             if isinstance(refused, ClaimLost):
                 log.warning("bundle not sent: %s", refused)
@@ -501,7 +375,7 @@ class Builder:
             await self.store.flush()
             raise
         self.metrics.bundle("sent", len(entries))
-        followed = await self.sender.follow(inflight, executor)
+        followed = await self.tracker.follow(inflight, executor)
         if len(inflight.attempts) > 1:
             self.metrics.bundle("replaced")
         return await self._settle(inflight, followed, dropped, executor)
@@ -543,7 +417,8 @@ class Builder:
                         self.fates.not_included(h, e)
                 log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
                 if self.watcher is not None and mined:
-                    self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor))
+                    self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor,
+                                               inflight.entry_point))
             self.store.delete_inflight(inflight.executor, inflight.nonce)
         await self.store.flush()
         return result
@@ -580,13 +455,13 @@ class Builder:
             log.warning("in-flight bundle %s was sent by %s, which is not one of this instance's keys (no "
                         "longer configured, or its instance died): following its receipt without replacing it",
                         inflight.latest.tx_hash, inflight.executor)
-            followed = await self.sender.resume(inflight, None)
+            followed = await self.tracker.resume(inflight, None)
             return await self._settle(inflight, followed)
         async with executor.lock:
             log.info("resuming in-flight bundle %s (executor %s nonce %d, %d ops, %d attempt(s))",
                      inflight.latest.tx_hash, inflight.executor, inflight.nonce, len(inflight.op_hashes),
                      len(inflight.attempts))
-            followed = await self.sender.resume(inflight, executor)
+            followed = await self.tracker.resume(inflight, executor)
             executor.forget_nonce()
             result = await self._settle(inflight, followed, executor=executor)
         if result.status != "mined":
@@ -608,66 +483,26 @@ class Builder:
             log.exception("background bundle task failed")
 
     # -- reorgs ----------------------------------------------------------------------------------
-    async def on_reorged(self, bundle: MinedBundle) -> None:
-        """A block that mined one of our bundles left the canonical chain."""
-        records = [r for r in (self.store.get(h) for h in bundle.op_hashes) if r is not None]
-        for check in range(2):
-            if await self._reorged_bundle_found(bundle, records):
-                return
-            if check == 0:  # nodes put the transactions of dropped blocks back in their pool
-                await asyncio.sleep(REINJECT_GRACE_S)  # a moment after the new head
-        # gone from the chain and from the node: the ops must be bundled again
-        for ex in self.executors:
-            ex.forget_nonce()
-        await self._back_to_pool([r.hash for r in records], [None] * len(records), "reorged out")
-        self.notify_new_op()
-
-    async def _reorged_bundle_found(self, bundle: MinedBundle, records) -> bool:
-        """True if the reorged bundle is in the new chain (recorded) or pending again (followed)."""
-        receipt = await self.node.get_receipt(bundle.tx_hash)
-        if receipt is not None and receipt.get("blockHash"):
-            # the same transaction is in the new chain too
-            block = int(receipt["blockNumber"], 16)
-            again, lost = [], []
-            for r in records:
-                if receipt["status"] == "0x1" and build_receipt(r.hash, receipt) is not None:
-                    self.fates.recorded_mined(r.hash, bundle.tx_hash, block, receipt["blockHash"])
-                    again.append(r.hash)
-                else:
-                    lost.append(r)
-            log.info("bundle %s is in the new chain too (block %d %s): %d op(s) mined again", bundle.tx_hash,
-                     block, receipt["blockHash"], len(again))
-            if again and self.watcher is not None:
-                self.watcher.track(MinedBundle(bundle.tx_hash, block, receipt["blockHash"], again, bundle.executor))
-            if lost and self.requeue is not None:
-                await self.requeue.readmit(lost, "reorged out")
-            await self.store.flush()
-            return True
-        tx = await self.node.get_transaction(bundle.tx_hash)
-        if tx is not None and tx.get("blockHash") is None:
-            # the node put it back in its pool: it will be mined again with the same nonce
-            log.info("bundle %s is pending again after the reorg; following it", bundle.tx_hash)
-            executor = (tx.get("from") or bundle.executor or "").lower()
-            raw = ""
-            try:
-                raw = await self.node.call("eth_getRawTransactionByHash", bundle.tx_hash) or ""
-            except Exception:
-                pass
-            inflight = InflightTx(executor=executor, nonce=int(tx["nonce"], 16), entry_point=(tx.get("to") or "").lower(),
-                                  op_hashes=[r.hash for r in records],
-                                  attempts=[TxAttempt(bundle.tx_hash, raw, int(tx.get("maxFeePerGas") or tx.get("gasPrice"), 16),
-                                                      int(tx.get("maxPriorityFeePerGas") or "0x0", 16))])
-            for r in records:
-                self.fates.resubmitted(r.hash, bundle.tx_hash, entry_from_record(r, submitted_in=bundle.tx_hash))
+    async def on_chain_update(self, update: ChainUpdate) -> None:
+        """After the pool applied a reorg's update: follow our own transactions the node holds
+        again, and free the nonces of those gone."""
+        for bundle in update.pending:
+            inflight = InflightTx(executor=bundle.executor, nonce=bundle.nonce, entry_point=bundle.entry_point,
+                                  op_hashes=list(bundle.op_hashes),
+                                  attempts=[TxAttempt(bundle.tx_hash, bundle.raw, bundle.max_fee, bundle.priority)])
             self.store.put_inflight(inflight)
             await self.store.flush()
+            self._start_background(self._follow_again(inflight))
+        if update.lost_txs:
+            for ex in self.executors:
+                ex.forget_nonce()
+            self.notify_new_op()
 
-            async def follow_again() -> None:
-                followed = await self.sender.follow(inflight, None)
-                await self._settle(inflight, followed)
+    async def _follow_again(self, inflight: InflightTx) -> None:
+        followed = await self.tracker.follow(inflight, None)
+        await self._settle(inflight, followed)
 
-            task = asyncio.create_task(self._guarded(follow_again()))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            return True
-        return False
+    def _start_background(self, coro) -> None:
+        task = asyncio.create_task(self._guarded(coro))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

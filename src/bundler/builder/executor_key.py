@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from eth_account import Account
 
-from ..chain.client import NodeClient
+
+class NonceSource(Protocol):
+    async def get_nonce(self, address: str, tag: str = "pending") -> int: ...
 
 
 class Executor:
@@ -18,7 +21,7 @@ class Executor:
     def __repr__(self) -> str:  # never show the key
         return f"Executor({self.address})"
 
-    async def next_nonce(self, node: NodeClient) -> int:
+    async def next_nonce(self, node: NonceSource) -> int:
         if self._nonce is None:
             self._nonce = await node.get_nonce(self.address, "pending")
         return self._nonce

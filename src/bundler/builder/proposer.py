@@ -1,20 +1,34 @@
-"""The first step of proposing a bundle: which pending ops go in, as a value.
+"""Proposing a bundle: which pending ops go in, validated again and simulated together, with
+its gas and fees, as a value (ProposedBundle) for the builder to send.
 
-A pure function of the candidates (best paying first), the ops already in other bundles, the
-inclusion window and the head block: no node, no store, no clock of its own. The ops it finds
-expired or banned come back as drops for the caller to apply through the pool (OpFates); the
-second validation and the simulate-and-drop rounds still live in Builder.
+select_ops is a pure function of the candidates (best paying first), the ops already in other
+bundles, the inclusion window and the head block: no node, no store, no clock of its own. The
+ops it finds expired or banned come back as drops for the caller to apply through the pool
+(OpFates). BundleProposer then runs the second validation (one call, SafeMode.revalidate),
+simulates handleOps and drops the ops that fail, and prices the transaction; it applies drops
+through OpFates as it finds them (a staked entity's ban reaches other ops of the same bundle).
+It sends nothing and claims nothing: the ops it leaves out but keeps pending are reported
+(`release`) for the builder to hand back in a shared store.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 from ..chain.clock import InclusionWindow
 from ..chain.types import PinnedBlock
-from ..errors import EntityThrottled
+from ..entrypoint import EntryPointVersion, handle_ops_calldata
+from ..errors import EntityThrottled, InvalidParams, NodeError
+from ..pool.eip7702 import GAS_PER_AUTHORIZATION
 from ..pool.mempool import PoolEntry
-from ..pool.reputation import Verdict
+from ..pool.reputation import Verdict, failure_code
+from ..pool.safe import NotDueYet
+from ..sim.results import BundleResult, SimulationFailure, failure_error
+from ..userop.model import UserOperation
+
+log = logging.getLogger(__name__)
 
 # EntryPoint work per bundle outside the ops' own limits (loop, beneficiary payment)
 BUNDLE_OVERHEAD_GAS = 60_000
@@ -100,3 +114,214 @@ def select_ops(candidates: Iterable[PoolEntry], *, reserved: Iterable[PoolEntry]
         if len(out.ops) >= max_ops:
             break
     return out
+
+
+def bundle_gas_limit(ops: Iterable[UserOperation], calldata_len: int, n_authorizations: int,
+                     header: PinnedBlock) -> int:
+    """Gas of a bundle transaction: every op's limits, the EntryPoint's own work, calldata."""
+    return min(
+        header.gas_limit,
+        BUNDLE_OVERHEAD_GAS + sum(op.total_gas_limit() for op in ops) + 16 * calldata_len
+        + GAS_PER_AUTHORIZATION * n_authorizations,
+    )
+
+
+@dataclass
+class ProposedBundle:
+    """One bundle ready to sign: its ops (in order), calldata, gas and fees, and what the
+    proposal dropped (op hash -> reason, already applied to the pool)."""
+
+    entry_point: EntryPointVersion
+    ops: list[PoolEntry]
+    beneficiary: str
+    calldata: bytes
+    gas_limit: int
+    max_fee: int
+    priority: int
+    authorizations: list[dict] = field(default_factory=list)
+    drops: dict[str, str] = field(default_factory=dict)
+
+
+Release = Callable[[list[PoolEntry]], Awaitable[None]]
+
+
+async def _keep(_entries: list[PoolEntry]) -> None:
+    """No shared store: nothing to give back."""
+
+
+class BundleChecker(Protocol):
+    """handleOps of these ops as it would run in the next block (bundle_check.check_bundle)."""
+
+    async def __call__(self, ops: list[UserOperation], ep: EntryPointVersion, header: PinnedBlock,
+                       beneficiary: str, sender: str) -> BundleResult: ...
+
+
+class Drops(Protocol):
+    """The pool's writer of dropped ops (pool.fates.OpFates)."""
+
+    def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None: ...
+
+
+class BundleProposer:
+    def __init__(self, *, simulator: Any, safe: Any, window: Callable[[PinnedBlock], InclusionWindow],
+                 check: BundleChecker, fees: Callable[[PinnedBlock], Awaitable[tuple[int, int]]], pool: Drops,
+                 found_mined: Callable[[PoolEntry], Awaitable[bool]], reputation: Any = None, eip7702: Any = None, flush: Callable[[], Awaitable[None]] | None = None):
+        self.simulator = simulator   # sim.simulator.Simulator (simulate_validation)
+        self.safe = safe             # pool.safe.SafeMode: the second validation
+        self.window = window         # inclusion window of the block after a header
+        self.check = check
+        self.fees = fees             # (maxFee, tip) the node suggests for the next block
+        self.pool = pool
+        self.found_mined = found_mined  # an op refused for its nonce found mined (recorded so)
+        self.reputation = reputation  # pool.reputation.ReputationRules, or None
+        self.eip7702 = eip7702       # pool.eip7702.Eip7702Checker, or None
+        self.flush = flush
+
+    async def propose(self, ep: EntryPointVersion, header: PinnedBlock, selected: list[PoolEntry], *,
+                      beneficiary: str, sender: str, release: Release = _keep) -> ProposedBundle | None:
+        """The bundle of `selected` (claimed by this instance) that passes the second validation
+        and the bundle simulation, priced; None when no op is left. `release` gets the ops left
+        out but kept pending (held, node trouble), as they are found."""
+        dropped: dict[str, str] = {}
+        claimed = selected
+        selected = await self.second_validation(ep, header, selected, dropped)
+        # kept pending but not in this bundle (held, node trouble): another instance may take them
+        kept = {id(e) for e in selected}
+        await release([e for e in claimed if id(e) not in kept and e.hash not in dropped
+                       and e.submitted_in is None])
+        selected, authorizations = await self.simulate_and_drop(ep, header, selected, dropped,
+                                                                beneficiary=beneficiary, sender=sender,
+                                                                release=release)
+        if dropped and self.flush is not None:
+            await self.flush()
+        if not selected:
+            return None
+        auth_list = [authorizations[e.hash] for e in selected if e.hash in authorizations]
+        data = handle_ops_calldata([e.op for e in selected], beneficiary)
+        gas_limit = bundle_gas_limit([e.op for e in selected], len(data), len(auth_list), header)
+        max_fee, priority = await self.fees(header)
+        # the bundle must not pay more per gas than its ops pay the beneficiary
+        priority = min(priority, min(e.op.max_priority_fee_per_gas for e in selected))
+        max_fee = max(min(max_fee, min(e.op.max_fee_per_gas for e in selected)), header.base_fee)
+        priority = min(priority, max_fee)
+        return ProposedBundle(ep, selected, beneficiary, data, gas_limit, max_fee, priority, auth_list, dropped)
+
+    def _drop(self, entry: PoolEntry, reason: str, code: int | None, dropped: dict[str, str]) -> None:
+        dropped[entry.hash] = reason
+        self.pool.drop(entry, reason, code)
+
+    async def second_validation(self, ep: EntryPointVersion, header: PinnedBlock, selected: list[PoolEntry],
+                                dropped: dict[str, str]) -> list[PoolEntry]:
+        """ERC-7562 second validation (safe mode): each op validated again with the rules on and
+        its code hashes compared with admission's; what fails is dropped with its reason."""
+        if not self.safe.enabled or not selected:
+            return selected
+        keep = []
+        held: dict[str, int] = {}  # sender -> its first op not due yet: later nonces wait with it
+        for entry, error in await self.safe.revalidate(self.simulator, ep, header, selected,
+                                                       window=self.window(header)):
+            if entry.hash in dropped:
+                continue  # dropped meanwhile: an entity it uses was banned by an earlier failure
+            if error is None:
+                keep.append(entry)
+            elif isinstance(error, NotDueYet):
+                log.info("op %s held: %s", entry.hash, error.message)
+                held[entry.op.sender] = min(entry.op.nonce, held.get(entry.op.sender, entry.op.nonce))
+            elif isinstance(error, NodeError):
+                log.warning("second validation of %s failed on the node: %s", entry.hash, error.message)
+            elif "AA25" in error.message and await self.found_mined(entry):
+                continue  # its nonce is used because it is mined already (e.g. after a reorg)
+            else:
+                reason = f"failed second validation: {error.message}"
+                self._drop(entry, reason, error.code, dropped)
+                if self.reputation is None:
+                    continue
+                # only a staked entity at fault is banned for it (SREP-050, EREP-020/030)
+                code = failure_code(error.message, error.data)
+                for other in self.reputation.bundle_failure(entry, code, second_validation=True):
+                    why = f"an entity it uses was banned: {reason}"
+                    keep = [e for e in keep if e is not other]
+                    if any(other is e for e in selected):
+                        dropped[other.hash] = why
+                    self.pool.drop(other, why, EntityThrottled.code)
+        return [e for e in keep if e.op.nonce < held.get(e.op.sender, e.op.nonce + 1)]
+
+    async def simulate_and_drop(self, ep: EntryPointVersion, header: PinnedBlock, selected: list[PoolEntry],
+                                dropped: dict[str, str], *, beneficiary: str, sender: str,
+                                release: Release = _keep) -> tuple[list[PoolEntry], dict[str, dict]]:
+        """handleOps simulated until it passes, each round without the op that failed (dropped,
+        or held when its block range has not started); the EIP-7702 authorizations of the rest."""
+        selected = list(selected)
+        authorizations: dict[str, dict] = {}
+        if self.eip7702 is not None and any(e.op.eip7702_auth for e in selected):
+            authorizations, stale = await self.eip7702.bundle_authorizations(selected, header.tag)
+            for e in [e for e in selected if e.hash in stale]:
+                selected.remove(e)
+                self._drop(e, stale[e.hash], InvalidParams.code, dropped)
+        while selected:
+            outcome = await self.check([e.op for e in selected], ep, header, beneficiary, sender)
+            if outcome.success:
+                break
+            if outcome.failed_op_index is None or outcome.failure is None:
+                log.warning("bundle simulation failed outside any op: %s", outcome.failure)
+                before = selected
+                selected = await self._isolate(ep, selected, header, beneficiary, sender, dropped)
+                await release([e for e in before if e not in selected and e.submitted_in is None])
+                continue
+            bad = selected.pop(outcome.failed_op_index)
+            error = failure_error(outcome.failure, bad.op.paymaster)
+            reason = f"failed in bundle simulation: {outcome.failure.message}"
+            if "AA25" in outcome.failure.message and await self.found_mined(bad):
+                continue  # its nonce is used because it is mined already (e.g. after a reorg)
+            if outcome.failure.code in ("AA27", "AA37") and await self._block_range_not_started(ep, header, bad):
+                # held, and its sender's later nonces with it (they would fail AA25 without it)
+                later = [e for e in selected if e.op.sender == bad.op.sender and e.op.nonce > bad.op.nonce]
+                selected = [e for e in selected if not any(e is o for o in later)]
+                await release([bad, *later])
+                continue
+            self._drop(bad, reason, error.code, dropped)
+            if self.reputation is not None:
+                for other in self.reputation.bundle_failure(bad, outcome.failure.code):
+                    why = f"an entity it uses was banned: {reason}"
+                    if any(other is e for e in selected):
+                        selected = [e for e in selected if e is not other]
+                        dropped[other.hash] = why
+                    self.pool.drop(other, why, EntityThrottled.code)
+        return selected, authorizations
+
+    async def _isolate(self, ep: EntryPointVersion, selected: list[PoolEntry], header: PinnedBlock,
+                       beneficiary: str, sender: str, dropped: dict[str, str]) -> list[PoolEntry]:
+        """The bundle failed without naming an op: try each op alone, drop those that fail
+        alone; if all pass alone, their combination fails, so keep only the first for now."""
+        outcomes = await asyncio.gather(*(
+            self.check([e.op], ep, header, beneficiary, sender) for e in selected
+        ))
+        keep = []
+        for entry, alone in zip(selected, outcomes):
+            if alone.success:
+                keep.append(entry)
+                continue
+            message = alone.failure.message if alone.failure else "handleOps reverted"
+            code = failure_error(alone.failure, entry.op.paymaster).code if alone.failure else None
+            self._drop(entry, f"failed in bundle simulation: {message}", code, dropped)
+        return keep if len(keep) < len(selected) else keep[:1]
+
+    async def _block_range_not_started(self, ep: EntryPointVersion, header: PinnedBlock, entry: PoolEntry) -> bool:
+        """The bundle check refused an op for its v0.9 block range (AA27 / AA37) although the
+        selection let it through: its entry did not know the range (an op another instance
+        admitted, taken in from the shared store, which keeps no ranges; without safe mode no
+        second validation learnt it). Learn it now; True when it has not started (hold the op)."""
+        if entry.valid_after_block:
+            return False  # known and judged due by the selection: the range has ended
+        try:
+            out = await self.simulator.simulate_validation(entry.op, ep, header)
+        except Exception as e:  # cannot tell: dropped as the check says
+            log.warning("could not validate %s again: %s", entry.hash, e)
+            return False
+        if isinstance(out, SimulationFailure):
+            return False
+        entry.valid_after_block, entry.valid_until_block = out.valid_after_block, out.valid_until_block
+        held = not self.window(header).block_due(out.valid_after_block)
+        if held:
+            log.info("op %s held: its block range starts after block %d", entry.hash, out.valid_after_block)
+        return held

@@ -2,20 +2,31 @@
 know the op, from the EntryPoint's logs otherwise (ops sent by other bundlers)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
-
-from eth_utils import to_checksum_address
 
 from .. import entrypoint as eps
 from ..errors import OpDropped
 from ..store.records import OpStatus
-from ..userop.codec import format_user_operation
+from ..userop.model import UserOperation
 from ..userop.packing import unpack
 from .client import NodeClient
 from .userop_logs import build_receipt, decode_handle_ops, find_event_log
 
 
 SUBMITTED_LOOKBACK_BLOCKS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FoundOp:
+    """An op found by its hash (rpc/results.py writes eth_getUserOperationByHash's form):
+    the transaction fields are None while the op is pending or submitted."""
+
+    op: UserOperation
+    entry_point: str
+    transaction_hash: str | None = None
+    block_hash: str | None = None
+    block_number: str | None = None  # as the node wrote it (hex quantity)
 
 
 class UserOpLookup:
@@ -52,7 +63,7 @@ class UserOpLookup:
             return None
         return build_receipt(op_hash, tx_receipt)
 
-    async def by_hash(self, op_hash: str) -> dict[str, Any] | None:
+    async def by_hash(self, op_hash: str) -> FoundOp | None:
         record = self.store.get(op_hash)
         mined_tx = None
         if record is not None and record.status == OpStatus.SUBMITTED:
@@ -60,13 +71,7 @@ class UserOpLookup:
             # (a recent bundle: a short log search, not the whole lookback)
             mined_tx = await self._mined_tx_hash(op_hash, SUBMITTED_LOOKBACK_BLOCKS)
         if record is not None and record.status in (OpStatus.PENDING, OpStatus.SUBMITTED) and mined_tx is None:
-            return {
-                "userOperation": format_user_operation(record.op),
-                "entryPoint": to_checksum_address(record.entry_point),
-                "transactionHash": None,
-                "blockHash": None,
-                "blockNumber": None,
-            }
+            return FoundOp(record.op, record.entry_point)
         tx_hash = mined_tx or await self._mined_tx_hash(op_hash)
         if tx_hash is None:
             return None
@@ -94,10 +99,4 @@ class UserOpLookup:
                     break
         if found is None:
             return None
-        return {
-            "userOperation": format_user_operation(found),
-            "entryPoint": to_checksum_address(entry_point),
-            "transactionHash": tx_hash,
-            "blockHash": tx["blockHash"],
-            "blockNumber": tx["blockNumber"],
-        }
+        return FoundOp(found, entry_point, tx_hash, tx["blockHash"], tx["blockNumber"])

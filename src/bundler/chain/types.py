@@ -3,47 +3,12 @@ geth-style state overrides (picklable: they cross to the simulation worker proce
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..errors import InvalidParams
 
 ZERO_ADDRESS = "0x" + "00" * 20
 UINT256_MAX = (1 << 256) - 1
-
-
-def _q(value: Any, what: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        n = value
-    elif isinstance(value, str) and value.startswith("0x") and len(value) > 2:
-        try:
-            n = int(value, 16)
-        except ValueError:
-            raise InvalidParams(f"invalid {what}: {value[:80]!r} is not a hex quantity") from None
-    else:
-        raise InvalidParams(f"invalid {what}: expected a 0x-prefixed hex quantity")
-    if not 0 <= n <= UINT256_MAX:
-        raise InvalidParams(f"invalid {what}: out of range")
-    return n
-
-
-def _b(value: Any, what: str) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x") or len(value) % 2:
-        raise InvalidParams(f"invalid {what}: expected 0x-prefixed hex data")
-    try:
-        return bytes.fromhex(value[2:])
-    except ValueError:
-        raise InvalidParams(f"invalid {what}: expected 0x-prefixed hex data") from None
-
-
-def _addr(value: Any, what: str) -> str:
-    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
-        raise InvalidParams(f"invalid {what}: {str(value)[:80]!r} is not an address")
-    try:
-        bytes.fromhex(value[2:])
-    except ValueError:
-        raise InvalidParams(f"invalid {what}: {value!r} is not an address") from None
-    return value.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,45 +108,40 @@ class AccountOverride:
 StateOverrides = Mapping[str, AccountOverride]
 
 
-def parse_state_overrides(obj: Any) -> dict[str, AccountOverride]:
-    """geth-style `{address: {balance, nonce, code, state, stateDiff}}` (hex strings) -> typed form."""
-    if obj is None:
-        return {}
-    if not isinstance(obj, Mapping):
-        raise InvalidParams("invalid state override: expected an object keyed by address")
-    out: dict[str, AccountOverride] = {}
-    for raw_address, spec in obj.items():
-        address = _addr(raw_address, "state override address")
-        if isinstance(spec, AccountOverride):
-            out[address] = spec
-            continue
-        if not isinstance(spec, Mapping):
-            raise InvalidParams(f"invalid state override for {address}: expected an object")
-        unknown = set(spec) - {"balance", "nonce", "code", "state", "stateDiff"}
-        if unknown:
-            raise InvalidParams(f"invalid state override for {address}: unknown field {sorted(unknown)[0]}")
-        if spec.get("state") is not None and spec.get("stateDiff") is not None:
-            raise InvalidParams(f"invalid state override for {address}: both state and stateDiff given")
+@dataclass
+class MinedOp:
+    """An op's UserOperationEvent on the canonical chain: where it landed."""
 
-        def slots(name: str) -> dict[int, int] | None:
-            value = spec.get(name)
-            if value is None:
-                return None
-            if not isinstance(value, Mapping):
-                raise InvalidParams(f"invalid state override {name} for {address}: expected an object")
-            return {
-                _q(k, f"{name} slot of {address}"): _q(v, f"{name} value of {address}")
-                for k, v in value.items()
-            }
-
-        nonce = spec.get("nonce")
-        out[address] = AccountOverride(
-            balance=None if spec.get("balance") is None else _q(spec["balance"], f"balance of {address}"),
-            nonce=None if nonce is None else _q(nonce, f"nonce of {address}"),
-            code=None if spec.get("code") is None else _b(spec["code"], f"code of {address}"),
-            state=slots("state"),
-            state_diff=slots("stateDiff"),
-        )
-    return out
+    op_hash: str
+    tx_hash: str
+    block_number: int
+    block_hash: str
 
 
+@dataclass
+class PendingBundle:
+    """A bundle transaction a reorg put back in the node's pool: it keeps its nonce and will be
+    mined again; whoever sent it follows it."""
+
+    tx_hash: str
+    executor: str
+    nonce: int
+    entry_point: str
+    raw: str
+    max_fee: int
+    priority: int
+    op_hashes: list[str]
+
+
+@dataclass
+class ChainUpdate:
+    """What the chain watcher saw happen to ops after a reorg, for the pool to apply (and the
+    builder, for its own transactions): `mined` landed in the new chain, `unmined` are in no
+    block and no pending transaction any more (validated again, back to pending or dropped),
+    `pending` are in a bundle transaction the node holds again, `lost_txs` are bundle
+    transactions gone from chain and node (their sender's nonce is free again)."""
+
+    mined: list[MinedOp] = field(default_factory=list)
+    unmined: list[str] = field(default_factory=list)
+    pending: list[PendingBundle] = field(default_factory=list)
+    lost_txs: list[str] = field(default_factory=list)

@@ -2,9 +2,11 @@
 preVerificationGas from the op's calldata (EIP-7623 floor included)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from ..chain.head import HeadTracker
+from ..chain.types import StateOverrides
 from ..entrypoint import EntryPointVersion
 from ..pool.admission import MIN_CALL_GAS_LIMIT
 from ..userop.model import UserOperation
@@ -12,9 +14,20 @@ from .pvg import estimate_pre_verification_gas
 
 
 
+@dataclass(frozen=True, slots=True)
+class GasLimits:
+    """An estimate (rpc/results.py encodes it); the paymaster limits only for a sponsored op."""
+
+    pre_verification_gas: int
+    verification_gas_limit: int
+    call_gas_limit: int
+    paymaster_verification_gas_limit: int | None = None
+    paymaster_post_op_gas_limit: int | None = None
+
+
 class Estimator:
     def __init__(self, *, head: HeadTracker, simulator, config, chain_id: int, sessions=None,
-                 queued_nonce: Callable[[UserOperation, EntryPointVersion], dict | None] | None = None):
+                 queued_nonce: Callable[[UserOperation, EntryPointVersion], StateOverrides | None] | None = None):
         self.head = head
         # the state override under which an op queued behind pending ops of its sender is
         # validated at admission (Admission.nonce_override): estimation must agree with it, so a
@@ -25,27 +38,27 @@ class Estimator:
         self.config = config
         self.chain_id = chain_id
 
-    async def estimate(self, op: UserOperation, ep: EntryPointVersion, state_override: Any = None) -> dict[str, str]:
+    async def estimate(self, op: UserOperation, ep: EntryPointVersion,
+                       state_override: StateOverrides | None = None) -> GasLimits:
         header = await self.head.fresh()
         floor = await self.sessions.check_estimate(op, ep, header, state_override) if self.sessions else 0
         overrides = state_override
         if self.queued_nonce is not None:
             overrides = merge_state_overrides(self.queued_nonce(op, ep), state_override)
         measured = await self.simulator.estimate_gas(op, ep, header, overrides=overrides)
-        result = {
-            "preVerificationGas": hex(estimate_pre_verification_gas(op)),
-            "verificationGasLimit": hex(max(measured.verification_gas_limit, floor)),
+        sponsored = op.paymaster is not None
+        return GasLimits(
+            pre_verification_gas=estimate_pre_verification_gas(op),
+            verification_gas_limit=max(measured.verification_gas_limit, floor),
             # never below what admission requires of an op with callData (a cheap call, e.g.
             # one without value to an empty account, measures less)
-            "callGasLimit": hex(max(measured.call_gas_limit, MIN_CALL_GAS_LIMIT if op.call_data else 0)),
-        }
-        if op.paymaster is not None:
-            result["paymasterVerificationGasLimit"] = hex(measured.paymaster_verification_gas_limit)
-            result["paymasterPostOpGasLimit"] = hex(measured.paymaster_post_op_gas_limit)
-        return result
+            call_gas_limit=max(measured.call_gas_limit, MIN_CALL_GAS_LIMIT if op.call_data else 0),
+            paymaster_verification_gas_limit=measured.paymaster_verification_gas_limit if sponsored else None,
+            paymaster_post_op_gas_limit=measured.paymaster_post_op_gas_limit if sponsored else None,
+        )
 
 
-def merge_state_overrides(base: dict | None, caller: dict | None) -> dict | None:
+def merge_state_overrides(base: StateOverrides | None, caller: StateOverrides | None) -> StateOverrides | None:
     """`base` (the bundler's own override) under the caller's eth_estimateUserOperationGas
     stateOverride: for the same address the caller's slots win, and a caller's full `state`
     replacement of an account's storage is kept as given."""
@@ -54,14 +67,10 @@ def merge_state_overrides(base: dict | None, caller: dict | None) -> dict | None
     if not caller:
         return base
     merged = dict(caller)
-    for address, entry in base.items():
-        key = next((k for k in merged if str(k).lower() == address.lower()), None)
-        if key is None:
-            merged[address] = entry
-            continue
-        theirs = dict(merged[key]) if isinstance(merged[key], dict) else merged[key]
-        if not isinstance(theirs, dict) or "state" in theirs:
-            continue
-        theirs["stateDiff"] = {**entry.get("stateDiff", {}), **(theirs.get("stateDiff") or {})}
-        merged[key] = theirs
+    for address, ours in base.items():
+        theirs = merged.get(address)
+        if theirs is None:
+            merged[address] = ours
+        elif theirs.state is None:
+            merged[address] = replace(theirs, state_diff={**(ours.state_diff or {}), **(theirs.state_diff or {})})
     return merged

@@ -31,14 +31,14 @@ from typing import Any
 
 from session_sdk import abi as session_abi  # = bundler.sessions.abi (an alias mypy cannot follow)
 
-from ..entrypoint import ALL as ALL_ENTRY_POINTS
+from ..entrypoint import VERSIONS as EP_VERSIONS
 from ..userop.model import UserOperation
 
 PERIODS = {"hour": 3600, "day": 86_400, "week": 7 * 86_400, "30d": 30 * 86_400}
 UNITS = {"wei": 1, "gwei": 10**9, "ether": 10**18, "eth": 10**18}
 _AMOUNT = re.compile(r"^\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([a-z]*)\s*$", re.I)
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-VERSIONS = tuple(ep.version for ep in ALL_ENTRY_POINTS)
+VERSIONS = EP_VERSIONS
 
 
 class PolicyError(ValueError):

@@ -6,9 +6,11 @@ import logging
 
 
 from ..chain.head import HeadTracker
+from ..chain.types import StateOverrides
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams
 from ..sim.entrypoint_sim import queued_nonce_override
+from ..sim.protocol import Validator
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..logs import OP_HASH
 from ..store.records import OpRecord, OpStatus
@@ -60,7 +62,7 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
 
 
 class Admission:
-    def __init__(self, *, head: HeadTracker, simulator, mempool: Mempool, store, config,
+    def __init__(self, *, head: HeadTracker, simulator: Validator, mempool: Mempool, store, config,
                  chain_id: int, on_admitted=None, reputation=None, eip7702=None, sessions=None,
                  capacity=None):
         self.head = head
@@ -82,7 +84,7 @@ class Admission:
                 "max_wait": getattr(self.config, "valid_after_max_wait", 0),
                 "next_block": window.next_block, "block_time": window.block_time}
 
-    def nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> dict | None:
+    def nonce_override(self, op: UserOperation, ep: EntryPointVersion) -> StateOverrides | None:
         """Ops of one sender queue up: an op whose nonce follows pending ops of the same
         sender and key is validated as if those were already mined."""
         pending = {e.op.nonce for e in self.mempool.for_sender(op.sender)

@@ -67,6 +67,8 @@ class PoolReader(Protocol):
 
     def for_sender(self, sender: str) -> list[PoolEntry]: ...
 
+    def entity_users(self, address: str) -> list[PoolEntry]: ...
+
     def bundle_candidates(self, entry_point: EntryPointVersion, base_fee: int) -> list[PoolEntry]: ...
 
 
@@ -104,6 +106,16 @@ def _bumped(old: int, new: int) -> bool:
     return new * 100 >= old * (100 + REPLACEMENT_BUMP_PERCENT)
 
 
+def _entities(op: UserOperation) -> set[str]:
+    """The op's factory (when deploying) and paymaster, lower-case."""
+    out = set()
+    if op.deploys_account and op.factory:
+        out.add(op.factory.lower())
+    if op.paymaster:
+        out.add(op.paymaster.lower())
+    return out
+
+
 class Mempool:
     def __init__(self, max_ops_per_sender: int = 4):
         self.max_ops_per_sender = max_ops_per_sender
@@ -112,6 +124,9 @@ class Mempool:
         self._by_sender: dict[str, set[str]] = defaultdict(set)
         # (entry point, address) -> hashes of ops using that address as sender/factory/paymaster
         self._by_address: dict[tuple[str, str], set[str]] = defaultdict(set)
+        # lower-case address -> hashes of ops (any EntryPoint) with it as factory or paymaster:
+        # admission asks it once per op (STO-041) instead of a pass over the whole pool
+        self._by_entity: dict[str, set[str]] = defaultdict(set)
         # told about every entry that comes and goes (PoolObserver)
         self._observers: list[PoolObserver] = []
 
@@ -130,6 +145,10 @@ class Mempool:
 
     def for_sender(self, sender: str) -> list[PoolEntry]:
         return [self._by_hash[h] for h in self._by_sender.get(sender, ())]
+
+    def entity_users(self, address: str) -> list[PoolEntry]:
+        """Pending ops of any EntryPoint with `address` as their factory or paymaster."""
+        return [self._by_hash[h] for h in self._by_entity.get(address.lower(), ())]
 
     def count_using(self, entry_point: EntryPointVersion, address: str) -> int:
         """Pending ops of this EntryPoint with `address` as sender, factory or paymaster."""
@@ -168,6 +187,8 @@ class Mempool:
         self._by_sender[entry.op.sender].add(entry.hash)
         for address in entry.addresses():
             self._by_address[(entry.entry_point.address, address)].add(entry.hash)
+        for address in _entities(entry.op):
+            self._by_entity[address].add(entry.hash)
         for observer in self._observers:
             observer.added(entry)
         return replaced
@@ -191,6 +212,12 @@ class Mempool:
                 hashes.discard(op_hash)
                 if not hashes:
                     del self._by_address[key]
+        for address in _entities(entry.op):
+            hashes = self._by_entity.get(address)
+            if hashes is not None:
+                hashes.discard(op_hash)
+                if not hashes:
+                    del self._by_entity[address]
         for observer in self._observers:
             observer.removed(entry, mined_block)
         return entry
@@ -200,6 +227,7 @@ class Mempool:
         self._by_slot.clear()
         self._by_sender.clear()
         self._by_address.clear()
+        self._by_entity.clear()
         for observer in self._observers:
             observer.cleared()
 

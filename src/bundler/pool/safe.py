@@ -55,7 +55,8 @@ class SafeMode:
     def context(self, op: UserOperation, ep: EntryPointVersion, result) -> RuleContext:
         """The rules' context, with the mempool's part (STO-040/041) reduced to what the rules
         will ask: which of this op's entities and touched contracts are senders of other pending
-        ops (an indexed lookup each), and which entities other ops use (one pass over the pool)."""
+        ops, and whether its sender is an entity of another sender's op (indexed lookups each,
+        no pass over the pool: admission costs the same however full the pool is)."""
         sender = op.sender.lower()
         candidates = {a.lower() for a in (op.factory if op.deploys_account else None, op.paymaster) if a}
         trace = getattr(result, "trace", None)
@@ -65,15 +66,10 @@ class SafeMode:
                 candidates.update("0x" + a.hex() for a in phase.transient)
         candidates.discard(sender)
         senders = {a for a in candidates if self._pending_sender(a)}
+        # the rules ask only whether this op's sender is another sender's factory or paymaster
         entities: set[str] = set()
-        for e in self.mempool.entries():
-            other = e.op
-            if other.sender.lower() == sender:
-                continue
-            if other.deploys_account:
-                entities.add(other.factory.lower())
-            if other.paymaster:
-                entities.add(other.paymaster.lower())
+        if any(e.op.sender.lower() != sender for e in self.mempool.entity_users(sender)):
+            entities.add(sender)
         return RuleContext.for_op(
             op, ep.address, result, min_stake=self.min_stake, min_unstake_delay=self.min_unstake_delay,
             mempool_senders=senders, mempool_entities=entities,

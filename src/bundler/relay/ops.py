@@ -194,9 +194,8 @@ class OpBuilder:
                                  verification_gas_limit=verification)
                     return replace(op, pre_verification_gas=estimate_pre_verification_gas(op))
         est = await self.pool.estimator.estimate(op, ep)
-        return replace(op, call_gas_limit=int(est["callGasLimit"], 16),
-                       verification_gas_limit=int(est["verificationGasLimit"], 16),
-                       pre_verification_gas=int(est["preVerificationGas"], 16))
+        return replace(op, call_gas_limit=est.call_gas_limit, verification_gas_limit=est.verification_gas_limit,
+                       pre_verification_gas=est.pre_verification_gas)
 
     async def owner_op(self, ep: EntryPointVersion, account: str, call_data: bytes) -> tuple[UserOperation, str]:
         """An unsigned owner op (key 0) with gas and fees, and the hash the owner signs."""
@@ -209,7 +208,6 @@ class OpBuilder:
                            max_priority_fee_per_gas=priority,
                            signature=abi.encode_owner_signature(abi.DUMMY_ECDSA_SIGNATURE))
         est = await self.pool.estimator.estimate(op, ep)
-        op = replace(op, call_gas_limit=int(est["callGasLimit"], 16),
-                     verification_gas_limit=int(est["verificationGasLimit"], 16) + 10_000,
-                     pre_verification_gas=int(est["preVerificationGas"], 16), signature=b"")
+        op = replace(op, call_gas_limit=est.call_gas_limit, verification_gas_limit=est.verification_gas_limit + 10_000,
+                     pre_verification_gas=est.pre_verification_gas, signature=b"")
         return op, "0x" + ep.user_op_hash(op, self.pool.chain_id).hex()

@@ -11,6 +11,8 @@ from .. import CLIENT_VERSION
 from .. import entrypoint as eps
 from ..errors import InvalidParams
 from ..pool.staking import read_deposit_info, stake_status
+from .params import decode_state_override
+from .results import encode_found_op, encode_gas_limits
 from ..userop.codec import format_user_operation, parse_address, parse_quantity, parse_user_operation
 
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -61,13 +63,11 @@ def eth_registry(bundler) -> MethodRegistry:
     async def estimate_user_operation_gas(user_op: Any, entry_point: Any, state_override: Any = None) -> dict:
         ep = _entry_point(bundler, entry_point)
         op = parse_user_operation(user_op, for_estimation=True)
-        if state_override is not None and not isinstance(state_override, dict):
-            raise InvalidParams("invalid stateOverride: expected an object keyed by address")
-        return await bundler.estimator.estimate(op, ep, state_override)
+        return encode_gas_limits(await bundler.estimator.estimate(op, ep, decode_state_override(state_override)))
 
     @r.add(name="eth_getUserOperationByHash")
     async def get_user_operation_by_hash(op_hash: Any) -> dict | None:
-        return await bundler.lookup.by_hash(_op_hash(op_hash))
+        return encode_found_op(await bundler.lookup.by_hash(_op_hash(op_hash)))
 
     @r.add(name="eth_getUserOperationReceipt")
     async def get_user_operation_receipt(op_hash: Any) -> dict | None:

@@ -20,6 +20,7 @@ from ..config import DEFAULT_FORWARD_METHODS
 from ..errors import BundlerError
 from .edge import EdgePolicy, apply_cors, from_browser_page
 from .edge import install as install_edge
+from .errors import INVALID_PARAMS, to_rpc_error
 from .forward import METHOD_NOT_FOUND, ForwardPolicy, check_get_logs
 from .ratelimit import RATE_LIMIT_CODE, ClientRateLimiter
 
@@ -80,24 +81,19 @@ def _make_middleware(registry: MethodRegistry, node: NodeClient | None, forward:
         try:
             return await handler(request, context)
         except InvalidParamsError as e:
-            raise JsonRpcError(-32602, f"invalid params for {method}: {e.data}") from None
+            raise to_rpc_error(e, method) from None
 
     return middleware
 
 
-def _as_rpc_errors(func):
+def _as_rpc_errors(func, method: str):
     """pjrpc turns any exception other than its own into a bare -32000; ours carry codes."""
     @functools.wraps(func)
     async def wrapper(*args, **kwargs):
         try:
             return await func(*args, **kwargs)
-        except BundlerError as e:
-            raise JsonRpcError(e.code, e.message, pjrpc.common.UNSET if e.data is None else e.data) from None
-        except JsonRpcError:
-            raise
-        except Exception as e:  # a bug of ours: say so, keep serving
-            log.exception("internal error in %s", func.__name__)
-            raise JsonRpcError(-32603, f"internal error: {type(e).__name__}: {e}"[:500]) from None
+        except Exception as e:
+            raise to_rpc_error(e, method) from None
 
     return wrapper
 
@@ -108,15 +104,13 @@ async def _forward(request: pjrpc.common.Request, node: NodeClient, policy: Forw
     if params is None:
         params = []
     if not isinstance(params, list):
-        raise JsonRpcError(-32602, f"invalid params for {request.method}: expected an array")
+        raise JsonRpcError(INVALID_PARAMS, f"invalid params for {request.method}: expected an array")
     try:
         if request.method == "eth_getLogs":
             await check_get_logs(node, params, policy.get_logs_max_blocks)
         result = await node.call(request.method, *params)
-    except NodeRpcError as e:
-        raise JsonRpcError(e.code, e.message, pjrpc.common.UNSET if e.data is None else e.data) from None
-    except BundlerError as e:
-        raise JsonRpcError(e.code, e.message) from None
+    except (NodeRpcError, BundlerError) as e:
+        raise to_rpc_error(e, request.method) from None
     if request.id is None:
         return pjrpc.common.UNSET
     return pjrpc.common.Response(id=request.id, result=result)
@@ -155,7 +149,7 @@ def build_app(
         json_loader=_load_json,
     )
     for method in registry.values():
-        method.func = _as_rpc_errors(method.func)
+        method.func = _as_rpc_errors(method.func, method.name)
     dispatcher.add_methods(registry)
 
     async def handle(http_request: web.Request) -> web.Response:

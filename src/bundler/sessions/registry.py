@@ -20,7 +20,8 @@ from eth_hash.auto import keccak
 
 from .. import entrypoint as eps
 from ..entrypoint import EntryPointVersion
-from .state import SEL_ACCOUNT_IMPLEMENTATION, SEL_ENTRY_POINT, BatchRpc, RpcCallError
+from ..chain.client import NodeClient, RpcCallError
+from .state import SEL_ACCOUNT_IMPLEMENTATION, SEL_ENTRY_POINT
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class SessionContracts:
         return lines
 
     @classmethod
-    async def discover(cls, rpc: BatchRpc, entry_points: list[EntryPointVersion],
+    async def discover(cls, rpc: NodeClient, entry_points: list[EntryPointVersion],
                        implementations: list[str] | None = None, factories: list[str] | None = None
                        ) -> "SessionContracts":
         impl_candidates = [a.lower() for a in implementations or []]

@@ -60,7 +60,8 @@ from .policy import (
 )
 from .recover import recover_signer
 from .registry import SessionContracts
-from .state import AccountView, BatchRpc, SessionStateReader
+from ..chain.client import NodeClient
+from .state import AccountView, SessionStateReader
 from .views import SCOPE_NAMES, gas_report, limits_report, spec_to_json, status_of
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def chain_now(header) -> int:
 
 
 class SessionService:
-    def __init__(self, *, contracts: SessionContracts, rpc: BatchRpc, head, mempool, store, fates: OpFates,
+    def __init__(self, *, contracts: SessionContracts, rpc: NodeClient, head, mempool, store, fates: OpFates,
                  config, chain_id: int):
         self.contracts = contracts
         self.rpc = rpc
@@ -141,7 +142,7 @@ class SessionService:
     @classmethod
     async def create(cls, *, config, head, mempool, store, fates: OpFates, chain_id: int,
                      entry_points) -> "SessionService":
-        rpc = BatchRpc(config.rpc_url)
+        rpc = NodeClient(config.rpc_url, timeout=10.0)
         contracts = await SessionContracts.discover(
             rpc, list(entry_points), getattr(config, "session_implementations", None),
             getattr(config, "session_factories", None))
@@ -411,12 +412,12 @@ class SessionService:
         if start > header.number:
             return
         faults.fail_point("sessions.get_logs")
-        logs = await self.rpc.call("eth_getLogs", [{
+        logs = await self.rpc.get_logs({
             "address": accounts,
             "topics": [["0x" + abi.TOPIC_SESSION_REVOKED.hex(), "0x" + abi.TOPIC_SESSION_GRANTED.hex(),
                         "0x" + abi.TOPIC_ALL_SESSIONS_REVOKED.hex()]],
             "fromBlock": hex(start), "toBlock": hex(header.number),
-        }])
+        })
         regranted: set[tuple[str, str]] = set()
         for entry in logs or []:
             if entry.get("removed") or not entry.get("topics"):
@@ -479,8 +480,7 @@ class SessionService:
     # ------------------------------------------------------------ RPC
 
     async def _entry_point_of(self, account: str, header, ep: EntryPointVersion | None) -> tuple[str, EntryPointVersion | None, bytes]:
-        code_hex = await self.rpc.call("eth_getCode", [account, hex(header.number)])
-        code = bytes.fromhex(code_hex[2:]) if isinstance(code_hex, str) else b""
+        code = await self.rpc.get_code(account, hex(header.number))
         if not code:
             return "counterfactual", ep, code
         impl = abi.implementation_of(code)

@@ -1,15 +1,15 @@
 """Reading session accounts through the node: one JSON-RPC batch per (account, session key,
 nonce key, block), cached per block, concurrent requests coalesced.
 
-    rpc = BatchRpc(node_url)
+    rpc = NodeClient(node_url)            # chain/client.py: the one async node client
     reader = SessionStateReader(rpc)
     view = await reader.read(V07, account, signer, nonce_key, header)   # AccountView
     view.state (SessionState), view.code, view.owner, view.nonce, view.balance, view.deposit
 
-BatchRpc sends every call queued during one event-loop tick as one HTTP request (JSON-RPC
-batch), so a burst of admissions costs one round trip. Per-call errors (an eth_call that
-reverts, e.g. on an account that is not a SessionAccount) come back as RpcCallError values,
-not exceptions: the caller decides.
+NodeClient.many sends every call queued during one event-loop tick as one HTTP request
+(JSON-RPC batch), so a burst of admissions costs one round trip. Per-call errors (an eth_call
+that reverts, e.g. on an account that is not a SessionAccount) come back as RpcCallError
+values, not exceptions: the caller decides.
 
 Only standard eth_* methods at an explicit block number; no debug/trace API.
 """
@@ -19,15 +19,15 @@ import asyncio
 import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-import aiohttp
-import orjson
-from eth_abi import decode, encode
+from eth_abi import encode
+from eth_abi.decoding import ContextFramesBytesIO
+from eth_abi.registry import registry as abi_registry
 from eth_utils import function_signature_to_4byte_selector
 
+from ..chain.client import NodeClient, RpcCallError
 from ..entrypoint import EntryPointVersion
-from ..errors import NodeError
 from . import abi
 from .policy import StoredCounter, SessionState
 
@@ -48,108 +48,24 @@ _LU = "(uint48,uint256)"
 USAGE_T = f"(uint32,{_LU}[],{_LU}[][],{_LU}[],{_LU})"
 
 
-class RpcCallError:
-    """A JSON-RPC error answer to one call of a batch (kept as a value)."""
-
-    __slots__ = ("code", "message", "data")
-
-    def __init__(self, code: int, message: str, data: Any = None):
-        self.code, self.message, self.data = code, message, data
-
-    def __repr__(self) -> str:
-        return f"RpcCallError({self.code}, {self.message!r})"
-
-
-class BatchRpc:
-    def __init__(self, url: str, *, max_batch: int = 100, timeout: float = 10.0):
-        self.url = url
-        self.max_batch = max_batch
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
-        self._queue: list[tuple[str, list, asyncio.Future]] = []
-        self._scheduled = False
-        self.requests_sent = 0  # HTTP round trips (tests, benchmarks)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def many(self, calls: Sequence[tuple[str, list]]) -> list[Any]:
-        """Results in order; an error answer is an RpcCallError in its place. Raises NodeError
-        only when the node cannot be reached or answers nonsense."""
-        loop = asyncio.get_running_loop()
-        futures = []
-        for method, params in calls:
-            fut = loop.create_future()
-            self._queue.append((method, params, fut))
-            futures.append(fut)
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return list(await asyncio.gather(*futures))
-
-    async def call(self, method: str, params: list) -> Any:
-        (result,) = await self.many([(method, params)])
-        if isinstance(result, RpcCallError):
-            raise NodeError(f"node error on {method}: {result.message}")
-        return result
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        queue, self._queue = self._queue, []
-        for start in range(0, len(queue), self.max_batch):
-            asyncio.ensure_future(self._send(queue[start:start + self.max_batch]))
-
-    async def _send(self, chunk: list[tuple[str, list, asyncio.Future]]) -> None:
-        body = orjson.dumps([{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
-                             for i, (m, p, _f) in enumerate(chunk)])
-        try:
-            if self._session is None:
-                self._session = aiohttp.ClientSession(timeout=self._timeout,
-                                                      connector=aiohttp.TCPConnector(limit=16))
-            self.requests_sent += 1
-            async with self._session.post(self.url, data=body, headers={"Content-Type": "application/json"}) as resp:
-                answer = orjson.loads(await resp.read())
-        except Exception as e:
-            error = NodeError(f"node unreachable: {type(e).__name__}: {e}")
-            for _m, _p, fut in chunk:
-                if not fut.done():
-                    fut.set_exception(error)
-            return
-        if not isinstance(answer, list):
-            err = answer.get("error", {}) if isinstance(answer, dict) else {}
-            for _m, _p, fut in chunk:
-                if not fut.done():
-                    fut.set_result(RpcCallError(err.get("code", -32603), err.get("message", "bad batch answer")))
-            return
-        by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
-        for i, (_m, _p, fut) in enumerate(chunk):
-            if fut.done():
-                continue
-            a = by_id.get(i)
-            if a is None:
-                fut.set_result(RpcCallError(-32603, "no answer in the batch"))
-            elif "error" in a:
-                err = a["error"] or {}
-                fut.set_result(RpcCallError(err.get("code", -32603), err.get("message", ""), err.get("data")))
-            else:
-                fut.set_result(a.get("result"))
-
-
 # ---------------------------------------------------------------- decoding
+
+
+# the tuple decoders come from eth_abi's registry once (eth_abi.decode looks them up per call)
+_SESSION_INFO_DECODER = abi_registry.get_tuple_decoder(SESSION_INFO_T)
+_USAGE_DECODER = abi_registry.get_tuple_decoder(USAGE_T)
 
 
 def decode_session_info(data: bytes) -> SessionState:
     """getSession(signer) output -> SessionState without counters."""
-    ((spec_t, status, grant_nonce, usage_count, epoch),) = decode([SESSION_INFO_T], data)
+    ((spec_t, status, grant_nonce, usage_count, epoch),) = _SESSION_INFO_DECODER(ContextFramesBytesIO(data))
     spec = abi.SessionSpec.from_abi(spec_t) if status != abi.Status.NONE else None
     return SessionState(status, grant_nonce, usage_count, spec, {}, epoch)
 
 
 def decode_usage(data: bytes) -> dict[tuple[int, int, int], StoredCounter]:
     """getUsage(signer) output -> counters per limit key (zero counters left out)."""
-    ((_count, call_value, call_args, transfer_value, gas_cost),) = decode([USAGE_T], data)
+    ((_count, call_value, call_args, transfer_value, gas_cost),) = _USAGE_DECODER(ContextFramesBytesIO(data))
     out: dict[tuple[int, int, int], StoredCounter] = {}
     for i, (period, used) in enumerate(call_value):
         if period or used:
@@ -164,6 +80,40 @@ def decode_usage(data: bytes) -> dict[tuple[int, int, int], StoredCounter]:
     if gas_cost[0] or gas_cost[1]:
         out[(abi.Scope.GAS, 0, 0)] = StoredCounter(*gas_cost)
     return out
+
+
+class DecodedStates:
+    """getSession/getUsage answers decoded, kept by their raw bytes (least recently used out):
+    the per-block read cache starts empty at every block, but an account whose session did not
+    change answers the same bytes, and decoding them again costs more than all the rest of a
+    fast-path admission. Every caller gets its own SessionState and counters dict (the spec and
+    the counters are immutable values, shared)."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._info: OrderedDict[bytes, SessionState] = OrderedDict()
+        self._usage: OrderedDict[bytes, dict[tuple[int, int, int], StoredCounter]] = OrderedDict()
+        self.decoded = 0  # answers actually decoded (tests, benchmarks)
+
+    def clear(self) -> None:
+        self._info.clear()
+        self._usage.clear()
+
+    def _get(self, cache: OrderedDict, data: bytes, decode_fn):
+        value = cache.get(data)
+        if value is None:
+            value = cache[data] = decode_fn(data)
+            self.decoded += 1
+            if len(cache) > self.size:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(data)
+        return value
+
+    def state(self, info: bytes, usage: bytes) -> SessionState:
+        s = self._get(self._info, info, decode_session_info)
+        counters = self._get(self._usage, usage, decode_usage)
+        return SessionState(s.status, s.grant_nonce, s.usage_count, s.spec, dict(counters), s.epoch)
 
 
 def _hex_int(value: Any) -> int:
@@ -203,11 +153,12 @@ def _call(to: str, data: bytes, tag: str, overrides: dict | None = None) -> tupl
 
 
 class SessionStateReader:
-    def __init__(self, rpc: BatchRpc, cached_blocks: int = 2):
+    def __init__(self, rpc: NodeClient, cached_blocks: int = 2):
         self.rpc = rpc
         self.cached_blocks = cached_blocks
         self._cache: OrderedDict[tuple, dict[tuple, asyncio.Future]] = OrderedDict()
         self.reads = 0  # batches actually requested (not served from cache)
+        self.decoded = DecodedStates()
 
     def _block_cache(self, header) -> dict[tuple, asyncio.Future]:
         key = (header.number, header.hash)
@@ -218,8 +169,11 @@ class SessionStateReader:
                 self._cache.popitem(last=False)
         return cache
 
-    def invalidate(self) -> None:
+    def invalidate(self, *, decoded: bool = True) -> None:
+        """Forget every block's reads and (unless decoded=False) every decoded answer (tests, benchmarks)."""
         self._cache.clear()
+        if decoded:
+            self.decoded.clear()
 
     async def read(self, ep: EntryPointVersion, account: str, signer: str, nonce_key: int, header, *,
                    code_override: bytes | None = None) -> AccountView:
@@ -255,8 +209,7 @@ class SessionStateReader:
         try:
             if isinstance(info, RpcCallError) or isinstance(usage, RpcCallError):
                 raise ValueError((info if isinstance(info, RpcCallError) else usage).message)
-            view.state = decode_session_info(_hex_bytes(info))
-            view.state.counters = decode_usage(_hex_bytes(usage))
+            view.state = self.decoded.state(_hex_bytes(info), _hex_bytes(usage))
         except Exception as e:
             view.state_error = f"{type(e).__name__}: {e}"
         if not isinstance(owner, RpcCallError) and isinstance(owner, str) and len(owner) >= 66:

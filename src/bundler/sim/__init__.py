@@ -15,12 +15,12 @@ from .results import (
     ValidationResult, describe_revert, failure_error, validation_error,
 )
 from .simulator import Simulator
-from .types import AccountOverride, BlockContext, CallResult, PinnedBlock, parse_state_overrides
+from .types import AccountOverride, BlockContext, CallResult, PinnedBlock
 from .worker import SimConfig, SimWorker
 
 __all__ = [
     "AccountOverride", "BlockContext", "BundleResult", "CallResult", "ERC7562_OPCODES", "EvmSession",
     "GasEstimate", "GasPolicy", "NoopTracer", "OpOutcome", "PinnedBlock", "SimConfig", "SimWorker",
     "SimulationFailure", "Simulator", "StakeInfo", "Tracer", "ValidationData", "ValidationResult",
-    "describe_revert", "failure_error", "parse_state_overrides", "validation_error",
+    "describe_revert", "failure_error", "validation_error",
 ]

@@ -79,11 +79,10 @@ def nonce_slot(sender: str, key: int) -> int:
     return mapping_slot(key, inner)
 
 
-def queued_nonce_override(ep: EntryPointVersion, op) -> dict:
+def queued_nonce_override(ep: EntryPointVersion, op) -> dict[str, AccountOverride]:
     """State override under which the EntryPoint expects `op`'s nonce: how an op queued behind
     a pending op of the same sender is validated, as if that one were mined."""
-    slot = hex(nonce_slot(op.sender, op.nonce_key))
-    return {ep.address: {"stateDiff": {slot: "0x" + op.nonce_sequence.to_bytes(32, "big").hex()}}}
+    return {ep.address.lower(): AccountOverride(state_diff={nonce_slot(op.sender, op.nonce_key): op.nonce_sequence})}
 
 
 @functools.cache
@@ -104,6 +103,14 @@ def _deposit_words(ep_b: bytes, account: str) -> tuple[tuple[bytes, int], tuple[
     return (ep_b, slot), (ep_b, slot + 1)
 
 
+def simulation_words(ep: EntryPointVersion) -> list[tuple[bytes, int]]:
+    """EntryPointSimulations' own storage words every simulate* call reads (senderCreator, the
+    EIP-712 domain cache...), from the version data: a wrong guess there only costs one word
+    in a batch that is sent anyway."""
+    ep_b = _b20(ep.address)
+    return [(ep_b, slot) for slot in ep.simulation_slots]
+
+
 def prefetch_for_ops(base: BlockState, ops: Sequence[UserOperation], ep: EntryPointVersion) -> None:
     """One node round trip for what every validation of these ops reads: the EntryPoint's
     own words, then per op the sender's account and owner slot, its deposit info and nonce,
@@ -111,9 +118,7 @@ def prefetch_for_ops(base: BlockState, ops: Sequence[UserOperation], ep: EntryPo
     sender new to this block then needs no other node read."""
     ep_b = _b20(ep.address)
     addresses = [ep_b, _ECRECOVER]
-    # EntryPointSimulations' own words (senderCreator, the EIP-712 domain cache...): a wrong
-    # guess in the version data only costs one word in a batch that is sent anyway
-    slots: list[tuple[bytes, int]] = [(ep_b, s) for s in ep.simulation_slots]
+    slots = simulation_words(ep)
     # getStakeInfo(address(0)) for an absent factory / paymaster / aggregator
     slots += _deposit_words(ep_b, ZERO_ADDRESS)
     for op in ops:

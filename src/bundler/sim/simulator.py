@@ -28,19 +28,19 @@ from .entrypoint_sim import GasPolicy
 from .results import (
     BundleResult, GasEstimate, SimulationFailure, ValidationResult, failure_error, validation_error,
 )
-from .types import AccountOverride, PinnedBlock, parse_state_overrides
+from .types import AccountOverride, PinnedBlock
 from .limits import (
     SimulationDeadline, SimulationOutOfMemory, SimulationTimeout, init_limited_process, run_limited,
 )
 from .worker import SimConfig, SimWorker, TracerSpec
 
-Overrides = Mapping[str, Any] | None
+# typed state overrides keyed by lower-case address (the RPC edge decodes the wire form:
+# rpc/params.py decode_state_override)
+Overrides = Mapping[str, AccountOverride] | None
 
 
 def _parse(overrides: Overrides) -> dict[str, AccountOverride] | None:
-    if not overrides:
-        return None
-    return parse_state_overrides(overrides)
+    return dict(overrides) if overrides else None
 
 
 class Simulator:

@@ -18,7 +18,7 @@ from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth.db.journal import get_next_checkpoint
 from eth_hash.auto import keccak
 
-from .node import NodeReader
+from ..chain.sync_reader import NodeReader
 from .types import AccountOverride, PinnedBlock
 
 _EMPTY = (0, 0, b"")

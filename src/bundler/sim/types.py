@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..chain.types import (  # noqa: F401  (re-exported)
-    UINT256_MAX, ZERO_ADDRESS, AccountOverride, BlockContext, PinnedBlock, parse_state_overrides,
+    UINT256_MAX, ZERO_ADDRESS, AccountOverride, BlockContext, PinnedBlock,
 )
 
 

@@ -17,7 +17,7 @@ from ..userop import UserOperation
 from . import entrypoint_sim as eps
 from . import readset
 from .executor import EvmSession, Tracer
-from .node import NodeReader
+from ..chain.sync_reader import NodeReader
 from .results import BundleResult, GasEstimate, SimulationFailure, ValidationResult
 from .state import BlockState, OverlayAccountDB
 from .types import ZERO_ADDRESS, AccountOverride, BlockContext, PinnedBlock

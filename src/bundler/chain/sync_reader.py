@@ -70,7 +70,8 @@ class Urllib3Client(AbstractClient):
         if parsed.auth:  # http://user:pass@host/
             self._headers.update(urllib3.util.make_headers(basic_auth=parsed.auth))
 
-    def _request(self, request_text: str | bytes, is_notification: bool,
+    # bytes, not pjrpc's declared str: orjson (our json_loader) decodes bytes without a copy
+    def _request(self, request_text: str | bytes, is_notification: bool,  # type: ignore[override]
                  request_kwargs: Mapping[str, Any]) -> Optional[bytes]:
         resp = self._pool.urlopen("POST", self._path, body=request_text, headers=self._headers,
                                   redirect=False, preload_content=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .chain.client import NodeRpcError
-from .metrics import CONTENT_TYPE_LATEST, Metrics
+from ..chain.client import NodeRpcError
+from ..metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""The life of one bundle transaction nonce: sign, persist, broadcast, follow its receipt, and
-replace it with higher fees while it is stuck, up to a cap.
+"""Transaction tracker: the life of one bundle transaction nonce: sign, persist, broadcast,
+follow its receipt, and replace it with higher fees while it is stuck, up to a cap. It knows
+transactions, not ops: what the receipt means for the ops is settlement's business (Builder).
 
 Every attempt is written to the store (raw signed bytes included) before it is broadcast, so a
 process killed at any point finds its in-flight nonce on restart and follows it again (or
@@ -13,14 +14,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
 from eth_account.typed_transactions import TypedTransaction
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 
-from ..chain.client import NodeClient, NodeRpcError
-from ..chain.head import HeadTracker
+from ..chain.client import NodeRpcError
+from ..chain.types import PinnedBlock
 from ..errors import BundlerError, NodeError
 from ..faults import crash_point
 from ..store.records import InflightTx, TxAttempt
@@ -54,14 +56,46 @@ def bump(value: int, percent: int) -> int:
     return max(value * (100 + percent) // 100, value + 1)
 
 
+class TxNode(Protocol):
+    """The node calls the tracker makes (chain.client.NodeClient)."""
+
+    async def send_raw_transaction(self, raw: bytes) -> str: ...
+    async def batch(self, calls: list[tuple[str, list]]) -> list[Any]: ...
+    async def get_nonce(self, address: str, tag: str = "pending") -> int: ...
+
+
+class TxHead(Protocol):
+    """The chain head as the tracker follows it (chain.head.HeadTracker)."""
+
+    latest: PinnedBlock | None
+
+    async def fresh(self) -> PinnedBlock: ...
+    async def wait_new_block(self, after: int | None, timeout: float) -> PinnedBlock | None: ...
+
+
+class InflightStore(Protocol):
+    """Where in-flight nonces are persisted before they are broadcast (store.base.Store)."""
+
+    async def record_bundle(self, inflight: InflightTx) -> None: ...
+    def put_inflight(self, tx: InflightTx) -> None: ...
+    def delete_inflight(self, executor: str, nonce: int) -> None: ...
+    async def flush(self) -> None: ...
+
+
+class TrackerConfig(Protocol):
+    tx_replace_after_s: float
+    fee_bump_percent: int
+    max_fee_multiplier: int
+
+
 @dataclass
 class FollowResult:
     receipt: dict | None   # receipt of the attempt that was mined
     foreign: bool = False  # the nonce was used by a transaction this bundler did not record
 
 
-class BundleSender:
-    def __init__(self, node: NodeClient, head: HeadTracker, store, config, chain_id: int):
+class TransactionTracker:
+    def __init__(self, node: TxNode, head: TxHead, store: InflightStore, config: TrackerConfig, chain_id: int):
         self.node = node
         self.head = head
         self.store = store
@@ -94,7 +128,8 @@ class BundleSender:
 
     # -- first broadcast ------------------------------------------------------------------------
     async def send_new(self, executor: Executor, ep_address: str, op_hashes: list[str], data: bytes,
-                       gas_limit: int, max_fee: int, priority: int, before_send=None,
+                       gas_limit: int, max_fee: int, priority: int,
+                       before_send: Callable[[InflightTx], None] | None = None,
                        authorizations: list[dict] | None = None, _retried: bool = False) -> InflightTx:
         """Sign and persist the first attempt for the executor's next nonce, then broadcast it.
         The in-flight record and the ops' submitted status are committed together first
