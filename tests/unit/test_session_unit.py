@@ -462,3 +462,22 @@ async def test_unchanged_session_state_is_decoded_once_across_blocks():
     finally:
         await rpc.close()
         await runner.cleanup()
+
+
+def test_op_validated_on_chain_before_its_bundle_is_settled_counts_once():
+    """The op's receipt can be on chain (and its use in the session state read at that block)
+    before the builder settles the bundle: the chain nonce says it is spent, so it is not pending."""
+    pool = Mempool()
+    ledger = SessionLedger()
+    pool.observe(LedgerKeeper(ledger, MemoryStore()))
+    entries = [pool_entry(n) for n in (0, 1)]
+    for e in entries:
+        pool.add(e)
+        ledger.add(LedgerEntry(PendingUse(e.hash, e.op.nonce, 0, (Consumed(1, 0, 0, 10),)), ACCOUNT, SIGNER, V07.address))
+    a, b = entries
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 5, chain_nonce=0)] == [a.hash, b.hash]
+    # nonce 0 was used on chain at block 6, still unsettled in the mempool: only b is pending
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 6, chain_nonce=1)] == [b.hash]
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 6, chain_nonce=2)] == []
+    # another nonce key's sequence says nothing about these ops
+    assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 6, chain_nonce=(7 << 64) | 5)] == [a.hash, b.hash]

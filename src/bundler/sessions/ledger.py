@@ -114,15 +114,25 @@ class SessionLedger:
         ops = self._by_session.get((account, signer), {}).values()
         return sorted((e for e in ops if include_mined or e.mined_block is None), key=lambda e: e.use.nonce)
 
-    def pending_for(self, account: str, signer: str, state_block: int, exclude: str | None = None) -> list[PendingUse]:
+    def pending_for(self, account: str, signer: str, state_block: int, exclude: str | None = None,
+                    chain_nonce: int | None = None) -> list[PendingUse]:
         """What the EntryPoint will have validated for this session before a new op, given chain
         state read at `state_block`: ops still in the mempool, plus ops mined after that block;
-        `exclude` is the op a replacement takes the place of."""
+        `exclude` is the op a replacement takes the place of. `chain_nonce` is the account's
+        EntryPoint nonce (key ‖ sequence) at `state_block` for the new op's nonce key: an op of
+        that key below it was validated on chain already, so its use is in the state read there
+        even when the builder has not settled its bundle yet (it must not count twice)."""
         ops = self._by_session.get((account, signer))
         if not ops:
             return []
+
+        def used_on_chain(e: LedgerEntry) -> bool:
+            n = e.use.nonce
+            return chain_nonce is not None and n >> 64 == chain_nonce >> 64 and n < chain_nonce
+
         chosen = [e for e in ops.values()
-                  if e.op_hash != exclude and (e.mined_block is None or e.mined_block > state_block)]
+                  if e.op_hash != exclude and (e.mined_block is None or e.mined_block > state_block)
+                  and not used_on_chain(e)]
         chosen.sort(key=lambda e: (e.mined_block is None, e.use.nonce))
         return [e.use for e in chosen]
 

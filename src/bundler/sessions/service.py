@@ -219,7 +219,9 @@ class SessionService:
         return ValidationRejected(v.message, data)
 
     def evaluate(self, sop: SessionOp, replacing: str | None) -> Evaluation:
-        pending = self.ledger.pending_for(sop.account, sop.signer, sop.state_block, exclude=replacing)
+        chain_nonce = sop.view.nonce if sop.view is not None else None
+        pending = self.ledger.pending_for(sop.account, sop.signer, sop.state_block, exclude=replacing,
+                                          chain_nonce=chain_nonce)
         version = self.ledger.version
         try:
             ev = evaluate(sop.account, sop.state, sop.sig, sop.op.call_data, pending,
