@@ -126,9 +126,10 @@ class SimWorker:
             trace = _report(t)
             if trace is not None:
                 out = _with_trace(out, trace)
-            if not overrides and isinstance(out, ValidationResult):
-                # what the second validation needs to tell whether it would see the same
-                out = replace(out, reads=readset.capture(session.db, session.state.execution_context.block_read))
+                if not overrides and isinstance(out, ValidationResult):
+                    # what the second validation (safe mode: traced) needs to tell whether it
+                    # would see the same; a tracer that reports nothing changes nothing in the result
+                    out = replace(out, reads=readset.capture(session.db, session.state.execution_context.block_read))
         return out
 
     def reads_unchanged(self, block: PinnedBlock, read_sets: Sequence[readset.ReadSet]) -> list[bool]:
