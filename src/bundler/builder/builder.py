@@ -133,7 +133,7 @@ class Builder:
         window = self.config.bundle_coalesce_ms / 1000
         if window <= 0 or self._waiting_since is None:
             return 0.0
-        if len(self.mempool) - len(self._reserved) >= self.config.max_bundle_ops:
+        if len(self.pool) - len(self._reserved) >= self.config.max_bundle_ops:
             return 0.0
         return self._waiting_since + window - time.monotonic()
 
