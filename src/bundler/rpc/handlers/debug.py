@@ -1,0 +1,126 @@
+"""debug_bundler_* (the ERC-4337 bundler spec's debug namespace, behind --debug-api)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from eth_utils import to_checksum_address
+from pjrpc.server import MethodRegistry
+
+from ...entrypoint import EntryPointVersion
+from ...errors import InvalidParams
+from ...pool.pool import Pool
+from ...pool.staking import read_deposit_info, stake_status
+from ...userop.codec import format_user_operation, parse_address, parse_quantity
+from . import common
+
+# the bundler spec's numbers (docs/reputation.md lists the names)
+REPUTATION_STATUS_CODES = {"ok": 0, "throttled": 1, "banned": 2}
+
+
+class SentBundleView(Protocol):
+    @property
+    def tx_hash(self) -> str: ...
+
+
+class BundlingControl(Protocol):
+    """What debug_bundler_setBundlingMode / sendBundleNow drive (builder.Builder)."""
+
+    mode: str
+
+    def notify_new_op(self) -> None: ...
+
+    async def bundle_all(self) -> Sequence[SentBundleView]: ...
+
+
+class EthCaller(Protocol):
+    """The node's eth_call (chain.client.NodeClient), for the EntryPoint's getDepositInfo."""
+
+    async def eth_call(self, to: str, data: bytes, tag: str = "latest") -> bytes: ...
+
+
+@dataclass(frozen=True)
+class DebugServices:
+    entry_points: Sequence[EntryPointVersion]
+    pool: Pool
+    bundling: BundlingControl
+    node: EthCaller
+
+
+def debug_registry(services: DebugServices) -> MethodRegistry:
+    r = MethodRegistry()
+    pool = services.pool
+
+    @r.add(name="debug_bundler_clearState")
+    async def clear_state() -> str:
+        pool.clear_state()
+        return "ok"
+
+    @r.add(name="debug_bundler_clearMempool")
+    async def clear_mempool() -> str:
+        pool.clear()  # the removed ops are recorded dropped: they do not come back on a restart
+        return "ok"
+
+    @r.add(name="debug_bundler_dumpMempool")
+    async def dump_mempool(entry_point: Any = None) -> list[dict]:
+        ep = common.entry_point(services, entry_point) if entry_point is not None else None
+        return [format_user_operation(e.op) for e in pool.dump(ep)]
+
+    @r.add(name="debug_bundler_setBundlingMode")
+    async def set_bundling_mode(mode: Any) -> str:
+        if mode not in ("auto", "manual"):
+            raise InvalidParams("bundling mode must be 'auto' or 'manual'")
+        services.bundling.mode = mode
+        if mode == "auto":
+            services.bundling.notify_new_op()
+        return "ok"
+
+    @r.add(name="debug_bundler_clearReputation")
+    async def clear_reputation() -> str:
+        pool.clear_reputation()
+        return "ok"
+
+    @r.add(name="debug_bundler_setReputation")
+    async def set_reputation(entries: Any, entry_point: Any) -> str:
+        ep = common.entry_point(services, entry_point)
+        if not isinstance(entries, list):
+            raise InvalidParams("invalid reputation entries: expected an array of {address, opsSeen, opsIncluded}")
+        parsed = []
+        for i, item in enumerate(entries):
+            if not isinstance(item, dict):
+                raise InvalidParams(f"invalid reputation entry {i}: expected an object")
+            parsed.append((
+                parse_address(item.get("address"), f"reputation entry {i} address"),
+                parse_quantity(item.get("opsSeen", 0), f"reputation entry {i} opsSeen"),
+                parse_quantity(item.get("opsIncluded", 0), f"reputation entry {i} opsIncluded"),
+            ))
+        for address, seen, included in parsed:
+            pool.set_reputation(ep, address, seen, included)
+        return "ok"
+
+    @r.add(name="debug_bundler_dumpReputation")
+    async def dump_reputation(entry_point: Any) -> list[dict]:
+        ep = common.entry_point(services, entry_point)
+        return [
+            {"address": to_checksum_address(row.address), "opsSeen": hex(row.ops_seen),
+             "opsIncluded": hex(row.ops_included),
+             # exactly the spec's schema: tools build typed records and break on extra keys
+             "status": hex(REPUTATION_STATUS_CODES[row.status.value])}
+            for row in pool.dump_reputation(ep)
+        ]
+
+    @r.add(name="debug_bundler_getStakeStatus")
+    async def get_stake_status(address: Any, entry_point: Any) -> dict:
+        ep = common.entry_point(services, entry_point)
+        address = parse_address(address, "address")
+        info = await read_deposit_info(services.node, ep, address)
+        return stake_status(address, info, pool.stake_policy)
+
+    @r.add(name="debug_bundler_sendBundleNow")
+    async def send_bundle_now() -> Any:
+        results = await services.bundling.bundle_all()
+        if not results:
+            return "ok"
+        return results[0].tx_hash if len(results) == 1 else [r.tx_hash for r in results]
+
+    return r
