@@ -8,11 +8,10 @@ from eth_utils import to_checksum_address
 from pjrpc.server import MethodRegistry
 
 from ...entrypoint import EntryPointVersion
-from ...errors import InvalidParams
 from ...pool.pool import Pool
 from ...pool.staking import read_deposit_info, stake_status
-from ...userop.codec import format_user_operation, parse_address, parse_quantity
-from . import common
+from ...userop.codec import format_user_operation, parse_address
+from ..params import decode_bundling_mode, decode_entry_point, decode_reputation_entries
 
 # the bundler spec's numbers (docs/reputation.md lists the names)
 REPUTATION_STATUS_CODES = {"ok": 0, "throttled": 1, "banned": 2}
@@ -63,13 +62,12 @@ def debug_registry(services: DebugServices) -> MethodRegistry:
 
     @r.add(name="debug_bundler_dumpMempool")
     async def dump_mempool(entry_point: Any = None) -> list[dict]:
-        ep = common.entry_point(services, entry_point) if entry_point is not None else None
+        ep = decode_entry_point(entry_point, services.entry_points) if entry_point is not None else None
         return [format_user_operation(e.op) for e in pool.dump(ep)]
 
     @r.add(name="debug_bundler_setBundlingMode")
     async def set_bundling_mode(mode: Any) -> str:
-        if mode not in ("auto", "manual"):
-            raise InvalidParams("bundling mode must be 'auto' or 'manual'")
+        mode = decode_bundling_mode(mode)
         services.bundling.mode = mode
         if mode == "auto":
             services.bundling.notify_new_op()
@@ -82,25 +80,14 @@ def debug_registry(services: DebugServices) -> MethodRegistry:
 
     @r.add(name="debug_bundler_setReputation")
     async def set_reputation(entries: Any, entry_point: Any) -> str:
-        ep = common.entry_point(services, entry_point)
-        if not isinstance(entries, list):
-            raise InvalidParams("invalid reputation entries: expected an array of {address, opsSeen, opsIncluded}")
-        parsed = []
-        for i, item in enumerate(entries):
-            if not isinstance(item, dict):
-                raise InvalidParams(f"invalid reputation entry {i}: expected an object")
-            parsed.append((
-                parse_address(item.get("address"), f"reputation entry {i} address"),
-                parse_quantity(item.get("opsSeen", 0), f"reputation entry {i} opsSeen"),
-                parse_quantity(item.get("opsIncluded", 0), f"reputation entry {i} opsIncluded"),
-            ))
-        for address, seen, included in parsed:
+        ep = decode_entry_point(entry_point, services.entry_points)
+        for address, seen, included in decode_reputation_entries(entries):
             pool.set_reputation(ep, address, seen, included)
         return "ok"
 
     @r.add(name="debug_bundler_dumpReputation")
     async def dump_reputation(entry_point: Any) -> list[dict]:
-        ep = common.entry_point(services, entry_point)
+        ep = decode_entry_point(entry_point, services.entry_points)
         return [
             {"address": to_checksum_address(row.address), "opsSeen": hex(row.ops_seen),
              "opsIncluded": hex(row.ops_included),
@@ -111,7 +98,7 @@ def debug_registry(services: DebugServices) -> MethodRegistry:
 
     @r.add(name="debug_bundler_getStakeStatus")
     async def get_stake_status(address: Any, entry_point: Any) -> dict:
-        ep = common.entry_point(services, entry_point)
+        ep = decode_entry_point(entry_point, services.entry_points)
         address = parse_address(address, "address")
         info = await read_deposit_info(services.node, ep, address)
         return stake_status(address, info, pool.stake_policy)

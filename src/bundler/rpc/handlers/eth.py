@@ -15,9 +15,8 @@ from ...entrypoint import EntryPointVersion
 from ...gas.estimate import GasLimits
 from ...userop.codec import decode_user_operation
 from ...userop.model import UserOperation
-from ..params import decode_state_override
+from ..params import decode_entry_point, decode_op_hash, decode_state_override
 from ..results import encode_found_op, encode_gas_limits
-from . import common
 
 
 class Admits(Protocol):
@@ -75,22 +74,22 @@ def eth_registry(services: EthServices) -> MethodRegistry:
     @r.add(name="eth_sendUserOperation")
     async def send_user_operation(user_op: Any, entry_point: Any) -> str:
         with services.metrics.submission(entry_point):  # counts, latency, op hash on log lines
-            ep = common.entry_point(services, entry_point)
+            ep = decode_entry_point(entry_point, services.entry_points)
             op = decode_user_operation(user_op)
             return await services.pool.add(op, ep)
 
     @r.add(name="eth_estimateUserOperationGas")
     async def estimate_user_operation_gas(user_op: Any, entry_point: Any, state_override: Any = None) -> dict:
-        ep = common.entry_point(services, entry_point)
+        ep = decode_entry_point(entry_point, services.entry_points)
         op = decode_user_operation(user_op, for_estimation=True)
         return encode_gas_limits(await services.estimator.estimate(op, ep, decode_state_override(state_override)))
 
     @r.add(name="eth_getUserOperationByHash")
     async def get_user_operation_by_hash(op_hash: Any) -> dict | None:
-        return encode_found_op(await services.lookup.by_hash(common.op_hash(op_hash)))
+        return encode_found_op(await services.lookup.by_hash(decode_op_hash(op_hash)))
 
     @r.add(name="eth_getUserOperationReceipt")
     async def get_user_operation_receipt(op_hash: Any) -> dict | None:
-        return await services.lookup.receipt(common.op_hash(op_hash))
+        return await services.lookup.receipt(decode_op_hash(op_hash))
 
     return r

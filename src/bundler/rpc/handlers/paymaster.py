@@ -17,7 +17,7 @@ from ...entrypoint import EntryPointVersion
 from ...errors import InvalidParams
 from ...userop.codec import decode_user_operation, parse_address, parse_quantity
 from ...userop.model import UserOperation
-from . import common
+from ..params import decode_entry_point
 
 
 class Sponsor(Protocol):
@@ -55,7 +55,7 @@ def paymaster_registry(services: PaymasterServices) -> MethodRegistry:
         return services.sponsor
 
     def parse(user_op: Any, entry_point: Any, chain_id: Any) -> tuple[UserOperation, EntryPointVersion, int]:
-        ep = common.entry_point(services, entry_point)
+        ep = decode_entry_point(entry_point, services.entry_points)
         # ERC-7677: the op is not signed yet, and its gas may still be zero (stub data)
         op = decode_user_operation(user_op, for_estimation=True)
         return op, ep, parse_quantity(chain_id, "chainId")

@@ -9,8 +9,7 @@ from pjrpc.server import MethodRegistry
 
 from ...entrypoint import EntryPointVersion
 from ...errors import InvalidParams
-from ...userop.codec import parse_address
-from . import common
+from ..params import decode_account_and_session_key, decode_entry_point
 
 
 class SessionQueries(Protocol):
@@ -30,10 +29,6 @@ class SessionServices:
     sessions: SessionQueries | None
 
 
-def _account_and_key(account: Any, session_key: Any) -> tuple[str, str]:
-    return parse_address(account, "account"), parse_address(session_key, "sessionKey")
-
-
 def session_registry(services: SessionServices) -> MethodRegistry:
     r = MethodRegistry()
 
@@ -49,15 +44,15 @@ def session_registry(services: SessionServices) -> MethodRegistry:
         """Spec, status (active | notYetValid | expired | revoked | unknown), uses and every
         cumulative limit: limit, used on chain, pending in the mempool, remaining (allowances:
         in the current period)."""
-        account, key = _account_and_key(account, session_key)
-        ep = common.entry_point(services, entry_point) if entry_point is not None else None
+        account, key = decode_account_and_session_key(account, session_key)
+        ep = decode_entry_point(entry_point, services.entry_points) if entry_point is not None else None
         return await service().session_info(account, key, ep)
 
     @r.add(name="session_getActivity")
     async def get_activity(account: Any, session_key: Any) -> list[dict]:
         """The ops this session key sent through this bundler: hash, decoded calls, what each
         consumed, status (pending / submitted / mined / dropped with its reason)."""
-        account, key = _account_and_key(account, session_key)
+        account, key = decode_account_and_session_key(account, session_key)
         return await service().activity(account, key)
 
     return r
