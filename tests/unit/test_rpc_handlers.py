@@ -15,6 +15,7 @@ from eth_utils import to_checksum_address
 
 from bundler import CLIENT_VERSION
 from bundler.chain.types import PinnedBlock
+from bundler.chain.userop_logs import OpReceipt
 from bundler.entrypoint import V07, V08
 from bundler.errors import ValidationRejected
 from bundler.pool.mempool import PoolEntry
@@ -98,7 +99,9 @@ class FakeLookup:
 
     async def receipt(self, op_hash):
         self.asked.append(op_hash)
-        return {"userOpHash": op_hash}
+        return OpReceipt(op_hash=op_hash, entry_point=V07.address, sender=OP.sender, nonce=OP.nonce,
+                         paymaster="0x" + "00" * 20, actual_gas_cost=21, actual_gas_used=7, success=True, reason=b"",
+                         logs=[], receipt={"status": "0x1"})
 
 
 def eth(pool=None, lookup=None, metrics=None) -> EthServices:
@@ -138,7 +141,9 @@ async def test_eth_lookups_take_the_hash_lower_cased(serve):
     lookup = FakeLookup()
     call = await serve(eth_registry(eth(lookup=lookup)))
     assert await call("eth_getUserOperationByHash", HASH.upper().replace("0X", "0x")) is None
-    assert await call("eth_getUserOperationReceipt", HASH) == {"userOpHash": HASH}
+    receipt = await call("eth_getUserOperationReceipt", HASH)
+    assert (receipt["userOpHash"], receipt["nonce"], receipt["actualGasCost"], receipt["success"]) == (
+        HASH, hex(OP.nonce), "0x15", True)
     assert lookup.asked == [HASH, HASH]
 
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from eth_utils import to_checksum_address
 from pjrpc.server import MethodRegistry
 
 from ...entrypoint import EntryPointVersion
 from ...pool.pool import Pool
-from ...pool.staking import read_deposit_info, stake_status
+from ...pool.reputation import Entry
+from ...pool.staking import is_staked, read_deposit_info
 from ...userop.codec import format_user_operation, parse_address
 from ..params import decode_bundling_mode, decode_entry_point, decode_reputation_entries
-
-# the bundler spec's numbers (docs/reputation.md lists the names)
-REPUTATION_STATUS_CODES = {"ok": 0, "throttled": 1, "banned": 2}
-
+from ..results import encode_reputation, encode_stake_status
 
 class SentBundleView(Protocol):
     @property
@@ -88,20 +85,15 @@ def debug_registry(services: DebugServices) -> MethodRegistry:
     @r.add(name="debug_bundler_dumpReputation")
     async def dump_reputation(entry_point: Any) -> list[dict]:
         ep = decode_entry_point(entry_point, services.entry_points)
-        return [
-            {"address": to_checksum_address(row.address), "opsSeen": hex(row.ops_seen),
-             "opsIncluded": hex(row.ops_included),
-             # exactly the spec's schema: tools build typed records and break on extra keys
-             "status": hex(REPUTATION_STATUS_CODES[row.status.value])}
-            for row in pool.dump_reputation(ep)
-        ]
+        return encode_reputation((row.address, Entry(row.ops_seen, row.ops_included), row.status)
+                                 for row in pool.dump_reputation(ep))
 
     @r.add(name="debug_bundler_getStakeStatus")
     async def get_stake_status(address: Any, entry_point: Any) -> dict:
         ep = decode_entry_point(entry_point, services.entry_points)
         address = parse_address(address, "address")
         info = await read_deposit_info(services.node, ep, address)
-        return stake_status(address, info, pool.stake_policy)
+        return encode_stake_status(address, info, is_staked(info, pool.stake_policy))
 
     @r.add(name="debug_bundler_sendBundleNow")
     async def send_bundle_now() -> Any:

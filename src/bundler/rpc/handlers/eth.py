@@ -10,13 +10,14 @@ from pjrpc.server import MethodRegistry
 
 from ... import CLIENT_VERSION
 from ...chain.lookup import FoundOp
+from ...chain.userop_logs import OpReceipt
 from ...chain.types import StateOverrides
 from ...entrypoint import EntryPointVersion
 from ...gas.estimate import GasLimits
 from ...userop.codec import decode_user_operation
 from ...userop.model import UserOperation
 from ..params import decode_entry_point, decode_op_hash, decode_state_override
-from ..results import encode_found_op, encode_gas_limits
+from ..results import encode_found_op, encode_gas_limits, encode_receipt
 
 
 class Admits(Protocol):
@@ -37,7 +38,7 @@ class OpLookup(Protocol):
 
     async def by_hash(self, op_hash: str) -> FoundOp | None: ...
 
-    async def receipt(self, op_hash: str) -> dict[str, Any] | None: ...
+    async def receipt(self, op_hash: str) -> OpReceipt | None: ...
 
 
 class SubmissionMetrics(Protocol):
@@ -90,6 +91,6 @@ def eth_registry(services: EthServices) -> MethodRegistry:
 
     @r.add(name="eth_getUserOperationReceipt")
     async def get_user_operation_receipt(op_hash: Any) -> dict | None:
-        return await services.lookup.receipt(decode_op_hash(op_hash))
+        return encode_receipt(await services.lookup.receipt(decode_op_hash(op_hash)))
 
     return r
