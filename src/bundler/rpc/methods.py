@@ -8,19 +8,15 @@ from pjrpc.server import MethodRegistry
 
 from .. import CLIENT_VERSION
 from .. import entrypoint as eps
-from ..pool.staking import read_deposit_info, stake_status
+from ..pool.staking import is_staked, read_deposit_info
 from .params import (
     decode_bundling_mode, decode_entry_point, decode_op_hash, decode_reputation_entries, decode_state_override,
 )
-from .results import encode_found_op, encode_gas_limits
+from .results import encode_found_op, encode_gas_limits, encode_receipt, encode_reputation, encode_stake_status
 from ..userop.codec import decode_user_operation, format_user_operation, parse_address
 
 def _entry_point(bundler, address: Any) -> eps.EntryPointVersion:
     return decode_entry_point(address, bundler.entry_points)
-
-
-# the bundler spec's numbers (docs/reputation.md lists the names)
-REPUTATION_STATUS_CODES = {"ok": 0, "throttled": 1, "banned": 2}
 
 
 def eth_registry(bundler) -> MethodRegistry:
@@ -57,7 +53,7 @@ def eth_registry(bundler) -> MethodRegistry:
 
     @r.add(name="eth_getUserOperationReceipt")
     async def get_user_operation_receipt(op_hash: Any) -> dict | None:
-        return await bundler.lookup.receipt(decode_op_hash(op_hash))
+        return encode_receipt(await bundler.lookup.receipt(decode_op_hash(op_hash)))
 
     return r
 
@@ -104,20 +100,14 @@ def debug_registry(bundler) -> MethodRegistry:
     @r.add(name="debug_bundler_dumpReputation")
     async def dump_reputation(entry_point: Any) -> list[dict]:
         ep = _entry_point(bundler, entry_point)
-        return [
-            {"address": to_checksum_address(address), "opsSeen": hex(e.ops_seen),
-             "opsIncluded": hex(e.ops_included),
-             # exactly the spec's schema: tools build typed records and break on extra keys
-             "status": hex(REPUTATION_STATUS_CODES[status.value])}
-            for address, e, status in bundler.reputation.book.dump(ep)
-        ]
+        return encode_reputation(bundler.reputation.book.dump(ep))
 
     @r.add(name="debug_bundler_getStakeStatus")
     async def get_stake_status(address: Any, entry_point: Any) -> dict:
         ep = _entry_point(bundler, entry_point)
         address = parse_address(address, "address")
         info = await read_deposit_info(bundler.node, ep, address)
-        return stake_status(address, info, bundler.reputation.policy)
+        return encode_stake_status(address, info, is_staked(info, bundler.reputation.policy))
 
     @r.add(name="debug_bundler_sendBundleNow")
     async def send_bundle_now() -> Any:
