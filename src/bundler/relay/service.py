@@ -33,13 +33,14 @@ if TYPE_CHECKING:
 
 from ..entrypoint import EntryPointVersion, by_address
 from ..errors import BundlerError, InvalidParams
+from ..rpc.results import encode_receipt
 from ..sessions import abi
 from ..sessions.recover import recover_signer
 from ..store import OpStatus
 from ..store.relay import (
     DISPATCHING, DROPPED, FINAL_CALL_STATES, MINED, PENDING, QUEUED, Credential, DuplicateKey, Grant, RelayCall, RelayStore,
 )
-from ..userop.codec import format_user_operation, parse_address, parse_bytes, parse_quantity, parse_user_operation
+from ..userop.codec import decode_user_operation, format_user_operation, parse_address, parse_bytes, parse_quantity
 from . import auth
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Refused, RelayError, Unauthorized
 from .keystore import KeyDecryptError, KeyStore
@@ -291,7 +292,7 @@ class RelayService:
             stored = json.loads(g.owner_op)
             if owner is None or recover_signer(bytes.fromhex(stored["userOpHash"][2:]), sig) != owner:
                 raise Unauthorized(f"the signature is not the owner's signature of the grant op (owner {owner})")
-            op = parse_user_operation({**stored["userOp"], "signature": "0x" + abi.encode_owner_signature(sig).hex()})
+            op = decode_user_operation({**stored["userOp"], "signature": "0x" + abi.encode_owner_signature(sig).hex()})
             ep = by_address(g.entry_point)
             try:
                 op_hash = await self.pool.admission.submit(op, ep)
@@ -328,7 +329,7 @@ class RelayService:
                 raise InvalidRequest("ownerOp must be {userOp, signature}")
             sig = _signature(signed.get("signature"), "ownerOp.signature")
             try:
-                op = parse_user_operation({**signed["userOp"], "signature": "0x" +
+                op = decode_user_operation({**signed["userOp"], "signature": "0x" +
                                            abi.encode_owner_signature(sig).hex()})
             except InvalidParams as e:
                 raise InvalidRequest(f"ownerOp.userOp: {e.message}") from None
@@ -555,7 +556,7 @@ class RelayService:
                 receipt = None
             if receipt is None:
                 return  # the node has not got it yet (or reorged): next block
-            self._finish(c, MINED, receipt=receipt)
+            self._finish(c, MINED, receipt=encode_receipt(receipt))
         else:
             self._finish(c, DROPPED, error={"code": record.error_code, "message": record.reason or "dropped"})
 

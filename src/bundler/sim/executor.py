@@ -32,6 +32,7 @@ from eth.vm.opcode_values import (
     TLOAD, TSTORE,
 )
 
+from .readset import WatchedExecutionContext
 from .state import OverlayAccountDB
 from .types import BlockContext, CallResult
 
@@ -247,7 +248,8 @@ class SimState(PragueState):
 
 
 def execution_context(ctx: BlockContext) -> ExecutionContext:
-    return ExecutionContext(
+    # watched: a validation that read the block context cannot be reused at another block
+    return WatchedExecutionContext(
         coinbase=ctx.coinbase,
         timestamp=ctx.timestamp,
         block_number=ctx.number,

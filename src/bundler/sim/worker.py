@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..entrypoint import EntryPointVersion
 from ..userop import UserOperation
 from . import entrypoint_sim as eps
+from . import readset
 from .executor import EvmSession, Tracer
 from ..chain.sync_reader import NodeReader
 from .results import BundleResult, GasEstimate, SimulationFailure, ValidationResult
@@ -72,7 +73,10 @@ class SimWorker:
         key = block.cache_key
         bs = self._blocks.get(key)
         if bs is None:
-            bs = self._blocks[key] = BlockState(self.reader, block)
+            bs = BlockState(self.reader, block)
+            if self._blocks:  # what the last block's simulations fetched one by one
+                bs.hints = tuple(next(reversed(self._blocks.values())).on_demand)
+            self._blocks[key] = bs
             while len(self._blocks) > self.config.cached_blocks:
                 self._blocks.popitem(last=False)
         else:
@@ -125,7 +129,15 @@ class SimWorker:
             trace = _report(t)
             if trace is not None:
                 out = _with_trace(out, trace)
+                if not overrides and isinstance(out, ValidationResult):
+                    # what the second validation (safe mode: traced) needs to tell whether it
+                    # would see the same; a tracer that reports nothing changes nothing in the result
+                    out = replace(out, reads=readset.capture(session.db, session.state.execution_context.block_read))
         return out
+
+    def reads_unchanged(self, block: PinnedBlock, read_sets: Sequence[readset.ReadSet]) -> list[bool]:
+        """Whether each validation would read the same values at `block` (one node batch)."""
+        return readset.unchanged(self.block_state(block), read_sets)
 
     def measure_gas(
         self,
