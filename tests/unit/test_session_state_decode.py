@@ -62,7 +62,7 @@ def test_hand_reader_equals_eth_abi_on_valid_answers(kind_value):
     assert by_hand(kind, data) == by_eth_abi(kind, data) == ("ok", normal(value))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(session_infos.map(lambda v: (SESSION_INFO_T, v)), usages.map(lambda v: (USAGE_T, v))),
        st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)), min_size=1, max_size=3),
        st.integers(min_value=0, max_value=64))
@@ -109,7 +109,7 @@ def test_every_word_corrupted_in_turn():
     for kind, value in ((SESSION_INFO_T, (spec, 1, 2, 3, 0)), (USAGE_T, usage)):
         data = encode([kind], [value])
         for at in range(0, len(data), 32):
-            for pos, byte in ((at, 1), (at + 31, 2)):
+            for pos, byte in ((at, 1), (at + 31, 2), (at + 31, 0)):
                 bad = bytearray(data)
                 bad[pos] = byte
                 hand, reference = by_hand(kind, bytes(bad)), by_eth_abi(kind, bytes(bad))

@@ -100,9 +100,13 @@ class _Words:
             raise _NotStrict
         return w[:n]
 
-    def pointer(self, base: int, at: int) -> int:
-        """The offset stored at `at`, relative to `base` (the start of the enclosing head)."""
-        return base + self.uint(at, 64)
+    def pointer(self, base: int, at: int, head_words: int) -> int:
+        """The offset stored at `at`, relative to `base`, the start of the enclosing head of
+        `head_words` words; like eth_abi, it must point past that head and inside the data."""
+        target = base + self.uint(at, 64)
+        if target < base + 32 * head_words or target >= self.size:
+            raise _NotStrict
+        return target
 
     def array(self, at: int, element_words: int | None) -> tuple[int, list[int]]:
         """(length word's position + 32, element positions) of the array whose length is at `at`;
@@ -115,7 +119,7 @@ class _Words:
             return start, [start + i * element_words * 32 for i in range(n)]
         if start + n * 32 > self.size:
             raise _NotStrict
-        return start, [self.pointer(start, start + i * 32) for i in range(n)]
+        return start, [self.pointer(start, start + i * 32, n) for i in range(n)]
 
 
 class _NotStrict(Exception):
@@ -131,34 +135,34 @@ def _limit(r: _Words, at: int) -> tuple:
 
 def _spec_tuple(r: _Words, at: int) -> tuple:
     calls = []
-    for p in r.array(r.pointer(at, at + 192), None)[1]:
+    for p in r.array(r.pointer(at, at + 192, 9), None)[1]:
         constraints = tuple(
             (r.uint(c, 8), r.uint(c + 32, 8), r.uint(c + 64, 8), r.uint(c + 96, 32), r.word(c + 128), _limit(r, c + 160))
-            for c in r.array(r.pointer(p, p + 160), 7)[1])
+            for c in r.array(r.pointer(p, p + 160, 6), 7)[1])
         calls.append((r.address(p), r.fixed_bytes(p + 32, 4), r.uint(p + 64), _limit(r, p + 96), constraints))
-    transfers = tuple((r.address(t), r.uint(t + 32), _limit(r, t + 64)) for t in r.array(r.pointer(at, at + 224), 4)[1])
-    g = r.pointer(at, at + 256)
-    gas = (r.uint(g), _limit(r, g + 32), tuple(r.address(a) for a in r.array(r.pointer(g, g + 96), 1)[1]))
+    transfers = tuple((r.address(t), r.uint(t + 32), _limit(r, t + 64)) for t in r.array(r.pointer(at, at + 224, 9), 4)[1])
+    g = r.pointer(at, at + 256, 9)
+    gas = (r.uint(g), _limit(r, g + 32), tuple(r.address(a) for a in r.array(r.pointer(g, g + 96, 4), 1)[1]))
     return (r.address(at), r.uint(at + 32, 48), r.uint(at + 64, 48), r.uint(at + 96, 48), r.boolean(at + 128),
             r.uint(at + 160, 32), tuple(calls), transfers, gas)
 
 
 def _session_info_tuple(data: bytes) -> tuple:
     r = _Words(data)
-    at = r.pointer(0, 0)
-    return (_spec_tuple(r, r.pointer(at, at)), r.uint(at + 32, 8), r.uint(at + 64, 64), r.uint(at + 96, 32),
+    at = r.pointer(0, 0, 1)
+    return (_spec_tuple(r, r.pointer(at, at, 5)), r.uint(at + 32, 8), r.uint(at + 64, 64), r.uint(at + 96, 32),
             r.uint(at + 128, 32))
 
 
 def _usage_tuple(data: bytes) -> tuple:
     r = _Words(data)
-    at = r.pointer(0, 0)
+    at = r.pointer(0, 0, 1)
 
     def counters(pos: int) -> tuple:
         return tuple((r.uint(c, 48), r.uint(c + 32)) for c in r.array(pos, 2)[1])
 
-    call_args = tuple(counters(p) for p in r.array(r.pointer(at, at + 64), None)[1])
-    return (r.uint(at, 32), counters(r.pointer(at, at + 32)), call_args, counters(r.pointer(at, at + 96)),
+    call_args = tuple(counters(p) for p in r.array(r.pointer(at, at + 64, 6), None)[1])
+    return (r.uint(at, 32), counters(r.pointer(at, at + 32, 6)), call_args, counters(r.pointer(at, at + 96, 6)),
             (r.uint(at + 128, 48), r.uint(at + 160)))
 
 
