@@ -8,7 +8,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from ..sessions import abi
-from ..sessions.views import spec_to_json
+from ..rpc.results import encode_session_spec
 from ..store.relay import DISPATCHING, QUEUED, AuditEvent, Credential, Grant, RelayCall
 
 
@@ -24,7 +24,7 @@ def grant_view(g: Grant, chain_id: int) -> dict[str, Any]:
         "grantId": g.id, "credentialId": g.credential_id, "account": to_checksum_address(g.account),
         "entryPoint": to_checksum_address(g.entry_point), "sessionKey": to_checksum_address(g.session_address),
         "mode": g.mode, "status": g.status, "reason": g.reason, "grantNonce": g.grant_nonce, "epoch": g.epoch,
-        "spec": spec_to_json(spec), "permissions": json.loads(g.permissions),
+        "spec": encode_session_spec(spec), "permissions": json.loads(g.permissions),
         "activationOp": g.activation_op, "keyDestroyed": g.encrypted_key is None,
         "createdAt": int(g.created_at), "updatedAt": int(g.updated_at),
     }

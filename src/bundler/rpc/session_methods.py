@@ -9,6 +9,7 @@ from pjrpc.server import MethodRegistry
 from ..errors import InvalidParams
 from .methods import _entry_point
 from .params import decode_account_and_session_key
+from .results import encode_activity_item, encode_session_report
 
 
 def session_registry(bundler) -> MethodRegistry:
@@ -28,13 +29,13 @@ def session_registry(bundler) -> MethodRegistry:
         in the current period)."""
         account, key = decode_account_and_session_key(account, session_key)
         ep = _entry_point(bundler, entry_point) if entry_point is not None else None
-        return await service().session_info(account, key, ep)
+        return encode_session_report(await service().session_info(account, key, ep))
 
     @r.add(name="session_getActivity")
     async def get_activity(account: Any, session_key: Any) -> list[dict]:
         """The ops this session key sent through this bundler: hash, decoded calls, what each
         consumed, status (pending / submitted / mined / dropped with its reason)."""
         account, key = decode_account_and_session_key(account, session_key)
-        return await service().activity(account, key)
+        return [encode_activity_item(item) for item in await service().activity(account, key)]
 
     return r
