@@ -91,7 +91,7 @@ def setup(url: str, chain_id: int, accounts: int, ops_per_account: int):
 
 async def run_api(bundler: Bundler, jobs, concurrency: int, profile: str | None = None,
                   keep_decoded: bool = False) -> tuple[float, int, float]:
-    bundler.clear_state()
+    bundler.pool.clear_state()
     # keep_decoded: as at a new block, the reads are new, the decoded answers of unchanged accounts are not
     bundler.sessions.reader.invalidate(decoded=not keep_decoded)
     sem = asyncio.Semaphore(concurrency)
@@ -157,7 +157,7 @@ def _rpc_client(url: str, bodies_by_sender: list[list[str]], concurrency: int, o
 
 
 async def run_rpc(bundler: Bundler, jobs, concurrency: int, profile: str | None = None) -> tuple[float, int, float]:
-    bundler.clear_state()
+    bundler.pool.clear_state()
     bundler.sessions.reader.invalidate()
     by_sender: dict[str, list[str]] = {}
     for i, (op, ep) in enumerate(jobs):
