@@ -77,7 +77,7 @@ def test_reputation_rows_and_stake_status_are_written_in_the_bundler_specs_schem
 
 
 def _session():
-    from bundler.sessions.abi import GasPolicy, Limit, Scope, SessionSpec, Status, TransferPolicy
+    from session_sdk.types import GasPolicy, Limit, Scope, SessionSpec, Status, TransferPolicy
     from bundler.sessions.policy import SessionState, StoredCounter
 
     spec = SessionSpec(signer="0x" + "5e" * 20, valid_after=1_000, valid_until=20_000, period=3_600, usage_limit=5,
@@ -94,7 +94,7 @@ def test_limit_uses_are_values_and_the_session_report_is_written_at_the_edge():
     from eth_utils import to_checksum_address
 
     from bundler.rpc.results import encode_session_report, encode_session_spec
-    from bundler.sessions.abi import LimitKind, Scope
+    from session_sdk.types import LimitKind, Scope
     from bundler.sessions.views import LimitUse, SessionReport, limit_uses, status_of
 
     spec, state, pending = _session()
@@ -128,7 +128,7 @@ def test_limit_uses_are_values_and_the_session_report_is_written_at_the_edge():
 
 def test_an_unknown_session_has_no_gas_budget_and_activity_items_join_the_op_record():
     from bundler.rpc.results import encode_activity_item, encode_session_report
-    from bundler.sessions.abi import Scope
+    from session_sdk.types import Scope
     from bundler.sessions.views import ActivityItem, SessionReport
     from bundler.store.records import OpRecord, OpStatus, SessionActivity
     from bundler.userop.model import UserOperation

@@ -12,7 +12,7 @@ from ..chain.userop_logs import OpReceipt
 from ..gas.estimate import GasLimits
 from ..pool.reputation import Entry, Status
 from ..pool.staking import DepositInfo
-from ..sessions.abi import Condition, Limit, LimitKind, Scope, SessionSpec
+from session_sdk.types import Condition, Limit, LimitKind, Scope, SessionSpec
 from ..sessions.policy import FUNCTION_NAMES, POLICY_TYPES, arg_type_text, function_name
 from ..sessions.views import ActivityItem, LimitUse, SessionReport
 from ..userop.codec import format_user_operation

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from session_sdk.types import LimitKind, SessionSpec, Status
 from ..store.records import OpRecord, SessionActivity
-from .abi import LimitKind, SessionSpec, Status
 from .policy import LimitKey, SessionState, current_period, limit_keys, limit_of, limit_text
 
 
