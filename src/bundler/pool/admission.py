@@ -9,7 +9,7 @@ from ..chain.head import HeadTracker
 from ..chain.types import StateOverrides
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams
-from ..sim.entrypoint_sim import queued_nonce_override
+from ..sim.ep_storage import queued_nonce_override
 from ..sim.protocol import Validator
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..logs import OP_HASH

@@ -18,7 +18,6 @@ import threading
 
 from ..errors import BundlerError
 from ..lifetime import die_with_parent
-from .worker import init_process, run_in_process
 
 
 class SimulationDeadline(BaseException):
@@ -84,12 +83,16 @@ def init_limited_process(node_url: str, config, memory_mb: int, parent_pid: int 
     """ProcessPoolExecutor initializer: tied to the life of the bundler (`parent_pid`, given so
     a bundler that died before this ran is noticed too), the memory limit, then the usual
     worker set-up."""
+    from .worker import init_process  # py-evm: imported in the worker process, not the bundler's
+
     die_with_parent(parent_pid)
     set_memory_limit(memory_mb)
     init_process(node_url, config)
 
 
 def run_limited(seconds: float, method: str, *args, **kwargs):
+    from .worker import run_in_process
+
     try:
         with deadline(seconds):
             return run_in_process(method, *args, **kwargs)

@@ -7,7 +7,7 @@ from ..chain.types import PinnedBlock, StateOverrides
 from ..entrypoint import EntryPointVersion
 from ..userop import UserOperation
 from .results import ValidationResult
-from .worker import TracerSpec
+from .config import TracerSpec
 
 
 class Validator(Protocol):

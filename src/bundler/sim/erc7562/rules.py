@@ -44,14 +44,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from eth.vm.opcode_values import (
-    BALANCE, CALL, CREATE, CREATE2, DELEGATECALL, DIFFICULTY, EXTCODESIZE, SELFBALANCE,
-)
 from eth_hash.auto import keccak
 
 from ...errors import BundlerError, OpcodeViolation, StakeTooLow
 from ..results import NO_STAKE, StakeInfo
-from .tracer import READ, WRITE, PhaseTrace, Trace, opcode_name
+from .trace import (
+    BALANCE, CALL, CREATE, CREATE2, DELEGATECALL, DIFFICULTY, EXTCODESIZE, READ, SELFBALANCE, WRITE, PhaseTrace,
+    Trace, opcode_name,
+)
 
 SEL_DEPOSIT_TO = keccak(b"depositTo(address)")[:4]
 ASSOCIATED_RANGE = 128
