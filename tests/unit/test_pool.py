@@ -382,7 +382,7 @@ async def test_adopt_in_flight_marks_the_ops_it_holds_and_takes_in_the_live_ones
         w.pool._mempool.remove(h)  # only in the store, as the other instance's ops are
     w.store.update(mined, status=OpStatus.MINED)
     w.store.update(dropped, status=OpStatus.DROPPED)
-    w.pool.adopt_in_flight([here, elsewhere, mined, dropped, "0x" + "99" * 32], TX)
+    assert w.pool.adopt_in_flight([here, elsewhere, mined, dropped, "0x" + "99" * 32], TX) == [here, elsewhere]
     assert w.pool.get(here).submitted_in == TX and w.pool.get(elsewhere).submitted_in == TX
     assert w.pool.get(elsewhere).op == op(2)
     assert w.pool.get(mined) is None and w.pool.get(dropped) is None
