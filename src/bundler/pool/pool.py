@@ -20,7 +20,7 @@ from .chain_updates import ChainUpdates
 from .fates import OpFates
 from .mempool import Mempool, PoolEntry, PoolReader
 from .reputation import BundleGate, ReputationRules, Status
-from .requeue import Requeue
+from .requeue import Requeue, entry_from_record
 from .shared import CLAIMED_ELSEWHERE
 from .staking import StakePolicy
 
@@ -39,6 +39,15 @@ class BundleOutcome:
     included: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class OpState:
+    """An op's status as the pool records it (the store row), for readers outside the pool."""
+    status: OpStatus
+    reason: str | None = None
+    error_code: int | None = None
+    tx_hash: str | None = None
+
+
 @dataclass
 class ReputationRow:
     address: str
@@ -51,6 +60,10 @@ class Pool(PoolReader, Protocol):
     # -- admission --------------------------------------------------------------------------
     async def add(self, op: UserOperation, entry_point: EntryPointVersion) -> str:
         """Admit a new op: its hash, or a BundlerError with the ERC-7769 code of the refusal."""
+        ...
+
+    def op_state(self, op_hash: str) -> OpState | None:
+        """The recorded status of any op this pool has seen (in the mempool or not); None: unknown."""
         ...
 
     # -- bundle selection -------------------------------------------------------------------
@@ -100,6 +113,12 @@ class Pool(PoolReader, Protocol):
     def adopt(self, entry: PoolEntry) -> None:
         """An op in flight in a transaction this instance took over (or found in flight at start):
         in this instance's mempool, its record left as it is."""
+        ...
+
+    def adopt_in_flight(self, op_hashes: Iterable[str], tx_hash: str | None) -> list[str]:
+        """The ops of a transaction taken over from a dead instance (or found in flight at
+        start): marked in it, and those not in this mempool yet (but pending or submitted in the
+        store) added to it. Returns the hashes now in the pool marked in `tx_hash`."""
         ...
 
     def apply_bundle_result(self, op_hashes: list[str], outcome: BundleOutcome) -> list[str]:
@@ -180,6 +199,12 @@ class LocalPool:
     async def add(self, op: UserOperation, entry_point: EntryPointVersion) -> str:
         return await self._admission.submit(op, entry_point)
 
+    def op_state(self, op_hash: str) -> OpState | None:
+        record = self._store.get(op_hash)
+        if record is None:
+            return None
+        return OpState(record.status, record.reason, record.error_code, record.tx_hash)
+
     # -- bundle selection -------------------------------------------------------------------
     def submitted(self, entry_point: EntryPointVersion) -> list[PoolEntry]:
         return [e for e in self._mempool.entries(entry_point) if e.submitted_in is not None]
@@ -232,6 +257,23 @@ class LocalPool:
 
     def adopt(self, entry: PoolEntry) -> None:
         self._mempool.add(entry)
+
+    def adopt_in_flight(self, op_hashes: Iterable[str], tx_hash: str | None) -> list[str]:
+        held = []
+        for h in op_hashes:
+            entry = self._mempool.get(h)
+            if entry is not None:
+                entry.submitted_in = tx_hash
+                held.append(h)
+                continue
+            record = self._store.get(h)
+            if record is None or record.status not in (OpStatus.PENDING, OpStatus.SUBMITTED):
+                continue
+            adopted = entry_from_record(record, submitted_in=tx_hash)
+            if adopted is not None:
+                self._mempool.add(adopted)
+                held.append(h)
+        return held
 
     @property
     def reverts(self) -> dict[str, int]:

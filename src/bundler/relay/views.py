@@ -7,8 +7,9 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from ..sessions import abi
-from ..sessions.views import spec_to_json
+from session_sdk.types import decode_spec
+from session_sdk.eip712 import eip712_spec_digest, eip712_typed_data
+from ..rpc.results import encode_session_spec
 from ..store.relay import DISPATCHING, QUEUED, AuditEvent, Credential, Grant, RelayCall
 
 
@@ -19,20 +20,20 @@ def credential_view(c: Credential) -> dict[str, Any]:
 
 
 def grant_view(g: Grant, chain_id: int) -> dict[str, Any]:
-    spec = abi.decode_spec(bytes.fromhex(g.spec))
+    spec = decode_spec(bytes.fromhex(g.spec))
     out: dict[str, Any] = {
         "grantId": g.id, "credentialId": g.credential_id, "account": to_checksum_address(g.account),
         "entryPoint": to_checksum_address(g.entry_point), "sessionKey": to_checksum_address(g.session_address),
         "mode": g.mode, "status": g.status, "reason": g.reason, "grantNonce": g.grant_nonce, "epoch": g.epoch,
-        "spec": spec_to_json(spec), "permissions": json.loads(g.permissions),
+        "spec": encode_session_spec(spec), "permissions": json.loads(g.permissions),
         "activationOp": g.activation_op, "keyDestroyed": g.encrypted_key is None,
         "createdAt": int(g.created_at), "updatedAt": int(g.updated_at),
     }
     if g.status == "prepared":
         if g.mode == "enable":
             out["enable"] = {
-                "typedData": abi.eip712_typed_data(spec, g.grant_nonce, g.account, chain_id, g.epoch),
-                "digest": "0x" + abi.eip712_spec_digest(spec, g.grant_nonce, g.account, chain_id, g.epoch).hex(),
+                "typedData": eip712_typed_data(spec, g.grant_nonce, g.account, chain_id, g.epoch),
+                "digest": "0x" + eip712_spec_digest(spec, g.grant_nonce, g.account, chain_id, g.epoch).hex(),
             }
         elif g.owner_op:
             out["ownerOp"] = json.loads(g.owner_op)
