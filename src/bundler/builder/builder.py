@@ -90,7 +90,8 @@ class Builder:
         self.mode = config.bundle_mode
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker, or None
         self._wakeup = asyncio.Event()
-        self.safe = SafeMode(config, pool)
+        self.metrics = metrics if metrics is not None else NullMetrics()
+        self.safe = SafeMode(config, pool, metrics=self.metrics)
         # select -> second validation -> simulate and drop -> fees: a ProposedBundle value
         self.proposer = BundleProposer(
             simulator=simulator, safe=self.safe, window=head.window, check=self._check,
@@ -103,7 +104,6 @@ class Builder:
         self.keys = KeyAssigner(executors, self.balances.is_low)
         self.watcher: ChainWatcher | None = None   # set by the app
         self._background: set[asyncio.Task] = set()
-        self.metrics = metrics if metrics is not None else NullMetrics()
         # parallel bundles (one per executor key) never share an op, a sender or a paymaster:
         # ops selected for a bundle stay reserved until its transaction is settled
         self._reserved: dict[str, PoolEntry] = {}
