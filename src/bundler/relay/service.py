@@ -31,9 +31,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .metrics import RelayMetrics
 
+from session_sdk.types import decode_spec, encode_spec
+from session_sdk.eip712 import eip712_spec_digest
+from session_sdk.signatures import encode_owner_signature
+from session_sdk.calldata import encode_grant_session, encode_revoke_session
+from session_sdk.addresses import implementation_of
+from session_sdk.events import TOPIC_SESSION_REVOKED
+
 from ..entrypoint import EntryPointVersion, by_address
 from ..errors import BundlerError, InvalidParams
-from ..sessions import abi
+from ..rpc.results import encode_receipt
 from ..sessions.recover import recover_signer
 from ..store import OpStatus
 from ..store.relay import (
@@ -43,7 +50,7 @@ from ..userop.codec import decode_user_operation, format_user_operation, parse_a
 from . import auth
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Refused, RelayError, Unauthorized
 from .keystore import KeyDecryptError, KeyStore
-from .ops import CallSpec, Lanes, OpBuilder, account_epoch, instance_lane_base, owner_of
+from .ops import BundlerServices, CallSpec, Lanes, OpBuilder, account_epoch, instance_lane_base, owner_of
 from .permissions import InvalidPermissions, to_spec
 from .views import call_view, credential_view, grant_view
 from .webhooks import AddressRefused, refuse_internal_literal
@@ -86,10 +93,9 @@ def refusal(e: BundlerError) -> dict[str, Any]:
 
 
 class RelayService:
-    def __init__(self, *, pool, op_store, lookup, sessions, store: RelayStore, keys: KeyStore, config,
+    def __init__(self, *, bundler: BundlerServices, lookup, sessions, store: RelayStore, keys: KeyStore, config,
                  webhooks=None, webhook_signer: str | None = None):
-        self.pool = pool  # the Bundler: chain_id, node, head, mempool, admission, estimator, config
-        self.op_store = op_store  # bundler.store: the pool's op status (read only here)
+        self.bundler = bundler  # node, head, the pool (add, pending ops, op state), estimator
         self.lookup = lookup  # chain.lookup.UserOpLookup: receipts
         self.sessions = sessions  # sessions.service.SessionService
         self.store = store
@@ -98,15 +104,14 @@ class RelayService:
         self.webhooks = webhooks  # relay.webhooks.Webhooks or None
         self.webhook_signer = webhook_signer
         self.metrics: RelayMetrics | None = None  # set by the Relay
-        shared = bool(getattr(op_store, "shared", False))
-        base = instance_lane_base([e.address for e in pool.executors]) if shared else 0
-        self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes, base))
+        base = instance_lane_base(list(bundler.executor_addresses)) if bundler.shared_store else 0
+        self.builder = OpBuilder(bundler, Lanes(config.relay_nonce_lanes, base))
         self._enabling: set[str] = set()  # grants whose enable op is being built
         self._last_block: int | None = None
 
     def info(self) -> dict[str, Any]:
-        return {"chainId": self.pool.chain_id,
-                "entryPoints": [ep.address for ep in self.pool.entry_points],
+        return {"chainId": self.bundler.chain_id,
+                "entryPoints": [ep.address for ep in self.bundler.entry_points],
                 "webhookSigner": self.webhook_signer, "signatureScheme": auth.SCHEME,
                 "maxClockSkewSeconds": self.config.relay_max_clock_skew_s,
                 "nonceLanes": self.builder.lanes.count}
@@ -141,7 +146,7 @@ class RelayService:
             key = "cred:" + cred.id
         elif owner_account is not None and allow_owner:
             account = parse_address(owner_account, auth.HEADER_OWNER)
-            owner = await owner_of(self.pool.node, account)
+            owner = await owner_of(self.bundler.node, account)
             if owner is None or owner != signer:
                 raise Unauthorized(f"the request is not signed by the owner of {account}")
             principal = Principal(account=account, signer=signer)
@@ -202,11 +207,11 @@ class RelayService:
     # ------------------------------------------------------------ grants
 
     async def _entry_point_of(self, account: str) -> EntryPointVersion:
-        code = await self.pool.node.get_code(account)
+        code = await self.bundler.node.get_code(account)
         if not code:
             raise InvalidRequest(f"account {account} has no code: deploy it first")
-        ep = self.sessions.contracts.entry_point_of(abi.implementation_of(code)) if self.sessions else None
-        if ep is None or ep not in self.pool.entry_points:
+        ep = self.sessions.contracts.entry_point_of(implementation_of(code)) if self.sessions else None
+        if ep is None or ep not in self.bundler.entry_points:
             raise InvalidRequest(f"{account} is not a SessionAccount served by this bundler")
         return ep
 
@@ -229,7 +234,7 @@ class RelayService:
         if mode not in ("enable", "ownerOp"):
             raise InvalidRequest("mode must be enable or ownerOp")
         ep = await self._entry_point_of(account)
-        header = await self.pool.head.fresh()
+        header = await self.bundler.head.fresh()
         # the chain's clock: a grant starting at the wall clock would make its first op wait for a
         # block at least that late (on a dev chain that mines only on demand: for ever)
         now = header.timestamp
@@ -239,18 +244,18 @@ class RelayService:
         except InvalidPermissions as e:
             raise InvalidRequest(f"permissions: {e}") from None
         grant = Grant(id=_new_id("grant"), credential_id=cred.id, account=account, entry_point=ep.address,
-                      session_address=session_address, encrypted_key=encrypted, spec=abi.encode_spec(spec).hex(),
+                      session_address=session_address, encrypted_key=encrypted, spec=encode_spec(spec).hex(),
                       permissions=json.dumps(body.get("permissions"), sort_keys=True), mode=mode,
                       status="prepared", grant_nonce=0,  # a fresh key: grantNonce(signer) is 0
-                      epoch=await account_epoch(self.pool.node, account))
+                      epoch=await account_epoch(self.bundler.node, account))
         if mode == "ownerOp":
-            op, op_hash = await self.builder.owner_op(ep, account, abi.encode_grant_session(spec))
+            op, op_hash = await self.builder.owner_op(ep, account, encode_grant_session(spec))
             grant.owner_op = json.dumps({"userOp": format_user_operation(op), "userOpHash": op_hash})
         self.store.add_grant(grant)
         self.store.audit("grant.prepared", credential_id=cred.id, account=account, grant_id=grant.id,
                          sessionKey=session_address, mode=mode, by="credential" if p.credential else "owner")
         log.info("relay: grant %s prepared for %s on %s (session %s)", grant.id, cred.id, account, session_address)
-        return grant_view(grant, self.pool.chain_id)
+        return grant_view(grant, self.bundler.chain_id)
 
     def _grant_for(self, p: Principal, grant_id: str) -> Grant:
         g = self.store.get_grant(grant_id)
@@ -261,11 +266,11 @@ class RelayService:
         return g
 
     def grant(self, p: Principal, grant_id: str) -> dict[str, Any]:
-        return grant_view(self._grant_for(p, grant_id), self.pool.chain_id)
+        return grant_view(self._grant_for(p, grant_id), self.bundler.chain_id)
 
     def grants(self, p: Principal) -> list[dict[str, Any]]:
         rows = self.store.grants(credential_id=p.credential.id) if p.credential else self.store.grants(account=p.account)
-        return [grant_view(g, self.pool.chain_id) for g in rows]
+        return [grant_view(g, self.bundler.chain_id) for g in rows]
 
     async def activate(self, grant_id: str, body: Any) -> dict[str, Any]:
         """The owner's signature is the authentication: it must recover to the account's owner."""
@@ -277,10 +282,10 @@ class RelayService:
             raise NotFound(f"no grant {grant_id}")
         if g.status != "prepared":
             raise Conflict(f"grant {grant_id} is {g.status}, not prepared")
-        owner = await owner_of(self.pool.node, g.account)
-        spec = abi.decode_spec(bytes.fromhex(g.spec))
+        owner = await owner_of(self.bundler.node, g.account)
+        spec = decode_spec(bytes.fromhex(g.spec))
         if g.mode == "enable":
-            digest = abi.eip712_spec_digest(spec, g.grant_nonce, g.account, self.pool.chain_id, g.epoch)
+            digest = eip712_spec_digest(spec, g.grant_nonce, g.account, self.bundler.chain_id, g.epoch)
             if owner is None or recover_signer(digest, sig) != owner:
                 raise Unauthorized(f"the signature is not the owner's EIP-712 signature of this grant "
                                    f"(owner {owner})")
@@ -291,22 +296,22 @@ class RelayService:
             stored = json.loads(g.owner_op)
             if owner is None or recover_signer(bytes.fromhex(stored["userOpHash"][2:]), sig) != owner:
                 raise Unauthorized(f"the signature is not the owner's signature of the grant op (owner {owner})")
-            op = decode_user_operation({**stored["userOp"], "signature": "0x" + abi.encode_owner_signature(sig).hex()})
+            op = decode_user_operation({**stored["userOp"], "signature": "0x" + encode_owner_signature(sig).hex()})
             ep = by_address(g.entry_point)
             try:
-                op_hash = await self.pool.admission.submit(op, ep)
+                op_hash = await self.bundler.pool.add(op, ep)
             except BundlerError as e:
                 raise Refused(e.message, e.data, code=e.code) from None
             self.store.update_grant(g.id, status="activating", activation_op=op_hash)
             self.store.audit("grant.authorized", credential_id=g.credential_id, account=g.account, grant_id=g.id,
                              mode="ownerOp", userOpHash=op_hash)
         log.info("relay: grant %s authorized by the owner of %s", g.id, g.account)
-        return grant_view(self.store.get_grant(g.id), self.pool.chain_id)
+        return grant_view(self.store.get_grant(g.id), self.bundler.chain_id)
 
     async def revocation(self, p: Principal, grant_id: str) -> dict[str, Any]:
         """What the owner sends to revoke on chain: a transaction to the account, or an owner op."""
         g = self._grant_for(p, grant_id)
-        data = abi.encode_revoke_session(g.session_address)
+        data = encode_revoke_session(g.session_address)
         op, op_hash = await self.builder.owner_op(by_address(g.entry_point), g.account, data)
         return {"grantId": g.id, "sessionKey": g.session_address,
                 "transaction": {"to": g.account, "data": "0x" + data.hex(), "value": "0x0"},
@@ -329,18 +334,18 @@ class RelayService:
             sig = _signature(signed.get("signature"), "ownerOp.signature")
             try:
                 op = decode_user_operation({**signed["userOp"], "signature": "0x" +
-                                           abi.encode_owner_signature(sig).hex()})
+                                            encode_owner_signature(sig).hex()})
             except InvalidParams as e:
                 raise InvalidRequest(f"ownerOp.userOp: {e.message}") from None
-            if op.sender != g.account or op.call_data != abi.encode_revoke_session(g.session_address):
+            if op.sender != g.account or op.call_data != encode_revoke_session(g.session_address):
                 raise InvalidRequest("ownerOp.userOp must be the revocation op of this grant")
             try:
-                submitted = await self.pool.admission.submit(op, by_address(g.entry_point))
+                submitted = await self.bundler.pool.add(op, by_address(g.entry_point))
             except BundlerError as e:
                 raise Refused(e.message, e.data, code=e.code) from None
         by = "owner" if p.account is not None else f"credential {g.credential_id}"
         self._end_grant(g, "revoked", f"revoked by the {by}" + (f" (op {submitted})" if submitted else ""))
-        return grant_view(self.store.get_grant(g.id), self.pool.chain_id) | {"revocationOp": submitted}
+        return grant_view(self.store.get_grant(g.id), self.bundler.chain_id) | {"revocationOp": submitted}
 
     def _end_grant(self, g: Grant, status: str, reason: str) -> None:
         """Destroy the key, drop the grant's queued calls and its ops still waiting in the pool."""
@@ -453,7 +458,7 @@ class RelayService:
             self._finish(call, DROPPED, error={"code": "key_unavailable", "message": str(e)})
             return
         calls = [CallSpec(c["to"], int(c["value"], 16), bytes.fromhex(c["data"][2:])) for c in json.loads(call.calls)]
-        spec = abi.decode_spec(bytes.fromhex(g.spec))
+        spec = decode_spec(bytes.fromhex(g.spec))
         if enable is not None:  # only one op may carry the grant
             self._enabling.add(g.id)
         try:
@@ -505,7 +510,7 @@ class RelayService:
 
     async def run(self) -> None:
         while True:
-            header = await self.pool.head.wait_new_block(self._last_block, 1.0)
+            header = await self.bundler.head.wait_new_block(self._last_block, 1.0)
             try:
                 await self.step(header.number if header is not None else None)
             except asyncio.CancelledError:
@@ -529,7 +534,7 @@ class RelayService:
 
     def _follow_activations(self) -> None:
         for g in self.store.grants(statuses=("activating",)):
-            record = self.op_store.get(g.activation_op) if g.activation_op else None
+            record = self.bundler.pool.op_state(g.activation_op) if g.activation_op else None
             if record is None:
                 continue
             if record.status == OpStatus.MINED:
@@ -545,7 +550,7 @@ class RelayService:
                                  grant_id=g.id, reason=record.reason)
 
     async def _follow_call(self, c: RelayCall) -> None:
-        record = self.op_store.get(c.user_op_hash) if c.user_op_hash else None
+        record = self.bundler.pool.op_state(c.user_op_hash) if c.user_op_hash else None
         if record is None or record.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
             return
         if record.status == OpStatus.MINED:
@@ -555,7 +560,7 @@ class RelayService:
                 receipt = None
             if receipt is None:
                 return  # the node has not got it yet (or reorged): next block
-            self._finish(c, MINED, receipt=receipt)
+            self._finish(c, MINED, receipt=encode_receipt(receipt))
         else:
             self._finish(c, DROPPED, error={"code": record.error_code, "message": record.reason or "dropped"})
 
@@ -570,9 +575,9 @@ class RelayService:
         if start > block:
             return
         by_key = {(g.account, g.session_address): g for g in live}
-        logs = await self.pool.node.get_logs({
+        logs = await self.bundler.node.get_logs({
             "address": sorted({g.account for g in live}),
-            "topics": ["0x" + abi.TOPIC_SESSION_REVOKED.hex()],
+            "topics": ["0x" + TOPIC_SESSION_REVOKED.hex()],
             "fromBlock": hex(start), "toBlock": hex(block),
         })
         for entry in logs or []:
