@@ -65,6 +65,12 @@ class Config:
         250, "with auto mode, a bundle waits up to this long after the first op it could carry arrived, so a "
             "burst of ops goes out as one bigger bundle instead of many small ones (0 = send at once; a bundle "
             "that is full already goes at once)")
+    admission_head_max_age_ms: int = _setting(
+        0, "eth_sendUserOperation validates against the head block the bundler saw if the node confirmed it "
+           "at most this long ago (no header request per op); an op refused there is judged again on the "
+           "node's latest block if that is newer, but one accepted there may rest on a state a block just "
+           "mined has changed (the second validation at bundle time still catches it). 0 = ask the node for "
+           "every op: a client sees its own just-mined transactions")
     max_bundle_gas: int = _setting(10_000_000, "gas limit of one bundle transaction")
     bundle_check: str = _setting(
         "node", "where the whole bundle is checked before it is sent: node (eth_call of handleOps; "
