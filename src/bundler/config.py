@@ -94,6 +94,9 @@ class Config:
     sim_workers: int = _setting(2, "simulation worker processes (0: in-process thread)")
     unsafe: bool = _setting(False, "skip the ERC-7562 validation rules (opcode, storage, stake, code-hash checks); "
                                    "only for trusted private deployments")
+    readset_reuse: bool = _setting(
+        True, "at the second validation, reuse the admission's validation when every value it read from the node "
+              "is unchanged at the bundle's block (one batched re-read instead of a new simulation)")
     min_stake_value: int = _setting(10**18, "least EntryPoint stake (wei) for an entity to count as staked (ERC-7562 MIN_STAKE_VALUE)")
     min_unstake_delay: int = _setting(86_400, "least unstake delay (seconds) for an entity to count as staked (ERC-7562 MIN_UNSTAKE_DELAY)")
     # staking and ERC-7562 reputation (docs/reputation.md)
