@@ -161,3 +161,12 @@ def test_an_unknown_session_has_no_gas_budget_and_activity_items_join_the_op_rec
     assert (entry["transactionHash"], entry["blockNumber"], entry["reason"], entry["errorCode"]) == (
         None, None, "session revoked", -32507)
     assert encode_activity_item(ActivityItem(a, None))["status"] == "unknown"
+
+
+def test_gas_price_tiers_are_hex_quantities():
+    from bundler.chain.fees import GasPrice
+    from bundler.rpc.results import encode_gas_prices
+
+    assert encode_gas_prices({"slow": GasPrice(100, 1), "fast": GasPrice(300, 20)}) == {
+        "slow": {"maxFeePerGas": "0x64", "maxPriorityFeePerGas": "0x1"},
+        "fast": {"maxFeePerGas": "0x12c", "maxPriorityFeePerGas": "0x14"}}

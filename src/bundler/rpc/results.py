@@ -7,6 +7,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from ..chain.fees import GasPrice
 from ..chain.lookup import FoundOp
 from ..chain.userop_logs import OpReceipt
 from ..gas.estimate import GasLimits
@@ -30,6 +31,12 @@ def encode_gas_limits(limits: GasLimits) -> dict[str, str]:
     if limits.paymaster_post_op_gas_limit is not None:
         out["paymasterPostOpGasLimit"] = hex(limits.paymaster_post_op_gas_limit)
     return out
+
+
+def encode_gas_prices(prices: dict[str, GasPrice]) -> dict[str, dict[str, str]]:
+    """pimlico_getUserOperationGasPrice's result: {slow, standard, fast: {maxFeePerGas, maxPriorityFeePerGas}}."""
+    return {tier: {"maxFeePerGas": hex(p.max_fee_per_gas), "maxPriorityFeePerGas": hex(p.max_priority_fee_per_gas)}
+            for tier, p in prices.items()}
 
 
 def encode_found_op(found: FoundOp | None) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ class ReadSet:
     """What one validation read from the node (sim/readset.py makes and compares it)."""
 
     accounts: bytes  # concatenated 20-byte addresses
+    fields: bytes  # per account: which of BALANCE | NONCE | CODE (sim/state.py) the validation read
     slots: bytes  # concatenated 20-byte address + 32-byte slot
     digest: bytes  # of the values read, in that order
     block_context: bool  # the validation read the block context: never reusable
