@@ -45,6 +45,7 @@ from .pool.chain_updates import ChainUpdates
 from .pool.requeue import Requeue, entry_from_record
 from .pool.shared import SharedPoolSync
 from .store import OpStatus, Store, as_shared, open_store
+from .store.records import InflightTx
 from .supervise import Supervisor
 from .store.sqlite import StoreError
 
@@ -214,6 +215,7 @@ class Bundler:
             start("paymaster-settler", settler.run)
         if self.pool_sync is not None:
             start("shared-pool-sync", self.pool_sync.run)
+        if self.takeover is not None:
             start("lease-and-takeover", self.takeover.run)
         self._tasks = self.supervisor.tasks
         if self.relay is not None:
@@ -236,7 +238,7 @@ class Bundler:
         """Rebuild the pool from the store after a restart: ops of in-flight bundles wait for
         their transaction (resumed once serving), pending ops are validated again, mined ops
         of the last reorg_depth blocks are watched for reorgs."""
-        store = self.store
+        store = self._opened_store()
         in_flight: set[str] = set()
         if store.shared:
             released = await as_shared(store).release_stale([e.address for e in self.executors])
@@ -252,8 +254,8 @@ class Bundler:
                 if entry is not None:
                     self.mempool.add(entry)
                     in_flight.add(h)
-        if store.shared:  # the others' ops come in through the pool sync; bundle simulation re-checks them
-            pending = []
+        if self.pool_sync is not None:  # a shared store: the others' ops come in through the pool sync
+            pending = []  # (and bundle simulation re-checks them)
             self.pool_sync.sync_once()
         else:
             pending = [r for r in store.with_status(OpStatus.PENDING, OpStatus.SUBMITTED) if r.hash not in in_flight]
@@ -262,7 +264,7 @@ class Bundler:
         head = self.head.latest.number if self.head.latest else 0
         bundles: dict[str, MinedBundle] = {}
         for r in store.mined_since(max(0, head - self.config.reorg_depth)):
-            if r.tx_hash and r.block_hash:
+            if r.tx_hash and r.block_hash and r.block_number is not None:
                 b = bundles.setdefault(r.tx_hash, MinedBundle(r.tx_hash, r.block_number, r.block_hash,
                                                                     entry_point=r.entry_point))
                 b.op_hashes.append(r.hash)
@@ -272,12 +274,18 @@ class Bundler:
             log.info("recovered from the store: %d op(s) in %d in-flight bundle(s), %d pending re-validated",
                      len(in_flight), len(self._own_inflight()), len(pending))
 
-    def _own_inflight(self):
+    def _own_inflight(self) -> list[InflightTx]:
         """In-flight nonces to follow: all of them, except with a shared store, where only those
         this instance owns (the others belong to other instances, live or taken over)."""
-        if self.store.shared:  # those this instance owns (its keys' rows it adopted at start)
-            return as_shared(self.store).owned_inflight()
-        return self.store.inflight()
+        store = self._opened_store()
+        if store.shared:  # those this instance owns (its keys' rows it adopted at start)
+            return as_shared(store).owned_inflight()
+        return store.inflight()
+
+    def _opened_store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("the bundler's store is opened by start(), which has not run")
+        return self.store
 
     def _fail(self, reason: str) -> None:
         if self._failed is None:
@@ -298,15 +306,18 @@ class Bundler:
 
     def clear_state(self) -> None:
         self.mempool.clear()
-        self.store.clear()
+        self._opened_store().clear()
         self.reputation.clear()
 
     def clear_mempool(self) -> None:
         """debug_bundler_clearMempool: the removed ops are recorded dropped, so they do not come
         back on the next restart."""
+        fates = self.fates
+        if fates is None:
+            raise RuntimeError("the pool's op fates are made by start(), which has not run")
         for e in self.mempool.entries():
             if e.submitted_in is None:
-                self.fates.recorded_dropped(e.hash, "removed by debug_bundler_clearMempool")
+                fates.recorded_dropped(e.hash, "removed by debug_bundler_clearMempool")
         self.mempool.clear()
 
     async def stop(self) -> None:

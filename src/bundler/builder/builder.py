@@ -166,8 +166,8 @@ class Builder:
 
     def _job_done(self, task: asyncio.Task) -> None:
         self._jobs.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            e = task.exception()
+        e = None if task.cancelled() else task.exception()
+        if e is not None:
             if isinstance(e, ExecutorBalanceLow):  # BalanceGuard has said so in the log
                 return
             log.error("bundle failed: %s", e, exc_info=(type(e), e, e.__traceback__))
@@ -211,7 +211,10 @@ class Builder:
                     return tasks
                 entries = self._select(ep, header)
                 if entries:
-                    tasks.append((ep, self._launch(self.keys.free(), ep, entries)))
+                    executor = self.keys.free()
+                    if executor is None:  # any_usable() said one is, and nothing ran in between
+                        raise RuntimeError("no free executor key right after one was usable")
+                    tasks.append((ep, self._launch(executor, ep, entries)))
                     progress = True
         return tasks
 
@@ -358,9 +361,9 @@ class Builder:
     async def _send(self, executor: Executor, proposal: ProposedBundle) -> SentBundle:
         entries, ep, dropped = proposal.ops, proposal.entry_point, proposal.drops
 
-        def mark_submitted(inflight) -> None:  # the store has them submitted already
+        def mark_submitted(inflight: InflightTx) -> None:  # the store has them submitted already
             for e in entries:
-                e.submitted_in = inflight.latest.tx_hash
+                e.submitted_in = inflight.current.tx_hash
 
         try:
             inflight = await self.tracker.send_new(executor, ep.address, [e.hash for e in entries], proposal.calldata,
@@ -388,7 +391,7 @@ class Builder:
         if receipt is None:  # the nonce went to a transaction we never sent: ops are not mined
             if executor is not None:
                 executor.forget_nonce()
-            result = SentBundle(inflight.entry_point, inflight.latest.tx_hash, None, "not_mined",
+            result = SentBundle(inflight.entry_point, inflight.current.tx_hash, None, "not_mined",
                                   dropped=dropped or {})
             await self._back_to_pool(inflight.op_hashes, entries, "bundle nonce taken by another transaction")
             self.store.delete_inflight(inflight.executor, inflight.nonce)
@@ -454,12 +457,12 @@ class Builder:
         if executor is None:
             log.warning("in-flight bundle %s was sent by %s, which is not one of this instance's keys (no "
                         "longer configured, or its instance died): following its receipt without replacing it",
-                        inflight.latest.tx_hash, inflight.executor)
+                        inflight.current.tx_hash, inflight.executor)
             followed = await self.tracker.resume(inflight, None)
             return await self._settle(inflight, followed)
         async with executor.lock:
             log.info("resuming in-flight bundle %s (executor %s nonce %d, %d ops, %d attempt(s))",
-                     inflight.latest.tx_hash, inflight.executor, inflight.nonce, len(inflight.op_hashes),
+                     inflight.current.tx_hash, inflight.executor, inflight.nonce, len(inflight.op_hashes),
                      len(inflight.attempts))
             followed = await self.tracker.resume(inflight, executor)
             executor.forget_nonce()

@@ -71,8 +71,10 @@ class Takeover:
                     entry.submitted_in = tx_hash
                     continue
                 record = self.store.get(h)
-                entry = entry_from_record(record, submitted_in=tx_hash) if record is not None else None
-                if entry is not None and record.status.value in ("pending", "submitted"):
+                if record is None or record.status.value not in ("pending", "submitted"):
+                    continue
+                entry = entry_from_record(record, submitted_in=tx_hash)
+                if entry is not None:
                     mempool.add(entry)
             log.info("following in-flight bundle %s (executor %s nonce %d, %d ops) of a dead instance",
                      tx_hash, inflight.executor, inflight.nonce, len(inflight.op_hashes))

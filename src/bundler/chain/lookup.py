@@ -97,6 +97,7 @@ class UserOpLookup:
                 if "0x" + ep.user_op_hash(op, self.chain_id, delegate).hex() == op_hash:
                     found = op
                     break
-        if found is None:
+        entry_point = entry_point or (record.entry_point if record is not None else None)
+        if found is None or entry_point is None:
             return None
         return FoundOp(found, entry_point, tx_hash, tx["blockHash"], tx["blockNumber"])

@@ -225,7 +225,7 @@ class SponsorService:
         terms = self._terms(policy, now, session_key)
         if separate and ours:
             terms = self._carried_terms(op, terms, now)
-        digest = sponsor_hash(op, terms, chain_id=self.chain_id, entry_point=ep.address, paymaster=op.paymaster)
+        digest = sponsor_hash(op, terms, chain_id=self.chain_id, entry_point=ep.address, paymaster=self.paymaster_for(ep))
         signature = self.signer.sign(digest)
         if separate:
             signed = op.with_changes(paymaster_data=encode_terms(terms), paymaster_signature=signature)

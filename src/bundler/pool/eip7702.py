@@ -66,6 +66,8 @@ class Eip7702Checker:
     def check_signature(self, op: UserOperation) -> None:
         """What needs no node: chain id, delegate address, signature form and signer."""
         auth = op.eip7702_auth
+        if auth is None:
+            raise InvalidParams("missing eip7702Auth: an EIP-7702 op carries its authorization", {"field": "eip7702Auth"})
         if auth.chain_id not in (0, self.chain_id):
             raise InvalidParams(
                 f"invalid eip7702Auth.chainId: {auth.chain_id} is neither 0 nor this chain's id {self.chain_id}",

@@ -232,8 +232,8 @@ class OpEntities:
             return policy is not None and policy.is_staked(info)
 
         refs = [EntityRef(SENDER, op.sender, staked(getattr(result, "sender_info", None)))]
-        if op.deploys_account:
-            refs.append(EntityRef(FACTORY, op.factory, staked(getattr(result, "factory_info", None))))
+        if op.deploying_factory is not None:
+            refs.append(EntityRef(FACTORY, op.deploying_factory, staked(getattr(result, "factory_info", None))))
         if op.paymaster is not None:
             refs.append(EntityRef(PAYMASTER, op.paymaster, staked(getattr(result, "paymaster_info", None))))
         if result is not None and result.aggregator:
@@ -270,7 +270,7 @@ def failure_code(message: str, data=None) -> str | None:
     if aa:
         return aa.group(0)
     if isinstance(data, dict) and data.get("rule"):
-        return _PHASE_CODES.get(data.get("entity"))
+        return _PHASE_CODES.get(str(data.get("entity")))
     return None
 
 
@@ -388,7 +388,10 @@ class ReputationRules:
         """With the stakes known: status of every entity again (and of the aggregator), the
         unstaked-paymaster allowance (UREP-020) and the paymaster deposit (EREP-010)."""
         entities = OpEntities.of(op, result, self.policy, block.number)
-        self._staked_senders[(ep.address, op.sender)] = entities.get(SENDER).staked
+        sender = entities.get(SENDER)
+        if sender is None:  # of() always names the sender
+            raise ValueError(f"entities of op from {op.sender} lack the sender")
+        self._staked_senders[(ep.address, op.sender)] = sender.staked
         self._check_status(ep, entities.refs, replacing)
         aggregator = entities.get(AGGREGATOR)
         if aggregator is not None and not aggregator.staked:  # EREP-040
@@ -430,21 +433,22 @@ class ReputationRules:
     async def _check_paymaster_deposit(self, op: UserOperation, ep: EntryPointVersion, result, block,
                                        replacing) -> None:
         """EREP-010: the pending ops of a paymaster may not cost more than its deposit."""
-        if self.node is None:
+        paymaster = op.paymaster
+        if self.node is None or paymaster is None:
             return
-        others = [e for e in self.mempool.entries_using(ep, op.paymaster)
-                  if e.op.paymaster == op.paymaster and e is not replacing]
+        others = [e for e in self.mempool.entries_using(ep, paymaster)
+                  if e.op.paymaster == paymaster and e is not replacing]
         if not others:
             return  # simulateValidation already checked this op alone against the deposit (AA31)
         committed = sum(e.prefund for e in others)
-        out = await self.node.eth_call(ep.address, SEL_BALANCE_OF + encode(["address"], [op.paymaster]), block.tag)
+        out = await self.node.eth_call(ep.address, SEL_BALANCE_OF + encode(["address"], [paymaster]), block.tag)
         (deposit,) = decode(["uint256"], out)
         if committed + result.prefund > deposit:
             raise PaymasterDepositTooLow(
-                f"paymaster deposit too low: paymaster {to_checksum_address(op.paymaster)} has {deposit} wei in "
+                f"paymaster deposit too low: paymaster {to_checksum_address(paymaster)} has {deposit} wei in "
                 f"the EntryPoint and its {len(others)} pending UserOperations may already cost {committed}; this "
                 f"one may cost {result.prefund} more",
-                {"paymaster": to_checksum_address(op.paymaster)},
+                {"paymaster": to_checksum_address(paymaster)},
             )
 
     def admitted(self, entry) -> None:

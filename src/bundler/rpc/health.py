@@ -118,8 +118,9 @@ class Monitor:
 
     # -- HTTP ---------------------------------------------------------------
     async def handle_health(self, _request: web.Request) -> web.Response:
-        fresh = self.last is not None and time.monotonic() - self._last_at < HEALTH_CACHE_S
-        report = self.last if fresh else await self.check()
+        last = self.last
+        fresh = last is not None and time.monotonic() - self._last_at < HEALTH_CACHE_S
+        report = last if last is not None and fresh else await self.check()
         return web.json_response(report, status=503 if report["status"] == "unhealthy" else 200)
 
     async def handle_metrics(self, _request: web.Request) -> web.Response:

@@ -163,7 +163,9 @@ class SessionService:
         sig_bytes = op.signature
         if not self.contracts or not sig_bytes or sig_bytes[0] not in (abi.MODE_SESSION, abi.MODE_ENABLE):
             return None
-        kind = impl = owner = None
+        kind: str | None = None
+        impl: str | None = None
+        owner: str | None = None
         code_override = None
         salt = 0
         if op.is_eip7702:
@@ -194,6 +196,8 @@ class SessionService:
                 {"account": op.sender, "rule": "InvalidSignatureFormat"},
             ) from None
         if kind == "deploy":
+            if op.factory is None or owner is None or impl is None:  # set together with kind "deploy" above
+                return None
             address = await self.reader.counterfactual_address(op.factory, owner, salt, header)
             if address != op.sender:
                 return None
@@ -204,6 +208,8 @@ class SessionService:
             if impl is None or self.contracts.entry_point_of(impl) is not ep:
                 return None
             kind = "clone" if len(view.code) == 45 else "eip7702"
+        if impl is None:  # every kind found above comes with its implementation
+            return None
         if view.state_error is not None:
             log.debug("session state of %s unreadable (%s): full simulation", op.sender, view.state_error)
             return None
@@ -233,6 +239,8 @@ class SessionService:
         return ev
 
     def _check_signatures(self, sop: SessionOp) -> None:
+        if sop.op_hash is None:
+            raise ValueError("a session op's signatures are checked against its userOpHash: prepare() was given none")
         digest = bytes.fromhex(sop.op_hash[2:])
         sig = sop.sig
         if isinstance(sig, abi.EnableSignature) and sop.owner is not None:
@@ -325,6 +333,8 @@ class SessionService:
         """Called right before the entry enters the mempool (so the LedgerKeeper finds it
         accounted already)."""
         ev = sop.evaluation
+        if ev is None:
+            raise ValueError(f"session op {entry.hash} is admitted without having been evaluated")
         use = PendingUse(entry.hash, sop.op.nonce, ev.period_index, ev.consumed, ev.grant)
         self.ledger.add(LedgerEntry(use, sop.account, sop.signer, sop.ep.address, ev.valid_after, ev.valid_until))
         self.store.add_session_activity(SessionActivity(

@@ -370,7 +370,7 @@ def measure_gas(
     pvgl = max(t.need("paymaster"), pm_used + policy.paymaster_overhead) if has_pm else 0
     exec_frame = t.frames.get("execution")
     exec_success = exec_frame[2] if exec_frame else True
-    exec_revert = b"" if exec_success else exec_frame[3]
+    exec_revert = exec_frame[3] if exec_frame is not None and not exec_success else b""
     cgl = t.need("execution") if op.call_data else 0
     post_op_called = "postop" in t.frames
     limits = {

@@ -64,7 +64,7 @@ class MemoryStore:
         with self.batch():
             self.put_inflight(inflight)
             for h in inflight.op_hashes:
-                self.update(h, status=OpStatus.SUBMITTED, tx_hash=inflight.latest.tx_hash)
+                self.update(h, status=OpStatus.SUBMITTED, tx_hash=inflight.current.tx_hash)
         await self.flush()
 
     def update(self, op_hash: str, **fields) -> OpRecord | None:

@@ -275,7 +275,10 @@ class RelayStore:
     def add_meta(self, key: str, value: str) -> str:
         """Insert unless present; the value stored (another instance's, if it was first)."""
         self._exec("INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
-        return self.get_meta(key)
+        stored = self.get_meta(key)
+        if stored is None:  # meta rows are never deleted: the row just inserted (or kept) is gone
+            raise LookupError(f"relay meta {key!r} is missing right after it was written")
+        return stored
 
     # -- request nonces (replay protection) ---------------------------------------------------
     def use_request_nonce(self, principal: str, nonce: str, expires_at: float) -> bool:

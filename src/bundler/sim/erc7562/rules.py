@@ -84,7 +84,7 @@ class RuleContext:
                min_unstake_delay: int = 86_400, mempool_senders: Iterable[str] = (),
                mempool_entities: Iterable[str] = ()) -> "RuleContext":
         """From a UserOperation and its ValidationResult (stake infos)."""
-        factory = op.factory.lower() if op.deploys_account else None
+        factory = op.deploying_factory.lower() if op.deploying_factory is not None else None
         sender = op.sender.lower()
         return cls(
             entry_point=entry_point.lower(),
@@ -444,7 +444,7 @@ def _storage_violation(entity: str, address: bytes, slot: int, access: int, tran
 def violation_error(v: Violation, ctx: RuleContext) -> BundlerError:
     """The ERC-7769 error for a violation: -32505 when staking would lift it and the entity has a
     stake that is too low, -32502 otherwise."""
-    data = {"rule": v.rule, "entity": v.entity, **v.data}
+    data: dict[str, object] = {"rule": v.rule, "entity": v.entity, **v.data}
     if v.needs_stake:
         stake = ctx.stake_of(v.needs_stake)
         address = ctx.address_of(v.needs_stake)

@@ -197,7 +197,7 @@ class ValidationTracer:
                     self._phase = self._enter_phase("factory", _factory_of(msg.data))
                 elif sel == SEL_VALIDATE_USER_OP and msg.to == self._sender:
                     self._phase = self._enter_phase("account", self._sender)
-                elif sel == SEL_VALIDATE_PAYMASTER_USER_OP and msg.to == self._paymaster:
+                elif sel == SEL_VALIDATE_PAYMASTER_USER_OP and self._paymaster is not None and msg.to == self._paymaster:
                     self._phase = self._enter_phase("paymaster", self._paymaster)
                 elif sel == SEL_INIT_EIP7702_SENDER:
                     self._phase = self._enter_phase("account", self._sender)
