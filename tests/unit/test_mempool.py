@@ -7,7 +7,7 @@ import pytest
 
 from bundler.entrypoint import V07, V08
 from bundler.errors import InvalidParams
-from bundler.pool.mempool import Mempool, MempoolFull, PoolEntry
+from bundler.pool.mempool import HashIndex, Mempool, MempoolFull, PoolEntry
 from helpers.stores import make_op
 
 GWEI = 10**9
@@ -133,6 +133,29 @@ def test_safe_mode_context_asks_the_entity_index_not_the_whole_pool():
     pool.clear()
     pool.add(entry(11, sender=account, nonce=1, paymaster=account, paymaster_verification_gas_limit=50_000))
     assert safe.context(op, V07, None).mempool_entities == frozenset()
+
+
+def test_hash_index_holds_one_hash_bare_and_more_in_a_set():
+    index = HashIndex()
+    assert index.get("k") == () and index.count("k") == 0
+    index.add("k", "0x1")
+    index.add("k", "0x1")  # the same hash twice is one
+    assert index.get("k") == ("0x1",) and index.count("k") == 1
+    index.add("k", "0x2")
+    index.add("k", "0x3")
+    assert sorted(index.get("k")) == ["0x1", "0x2", "0x3"] and index.count("k") == 3
+    index.discard("k", "0x2")
+    index.discard("k", "0x9")  # not filed: nothing changes
+    assert sorted(index.get("k")) == ["0x1", "0x3"]
+    index.discard("k", "0x1")
+    assert index.get("k") == ("0x3",) and index.count("k") == 1
+    index.discard("k", "0x1")  # a hash no longer filed does not remove the one left
+    assert index.get("k") == ("0x3",)
+    index.discard("k", "0x3")
+    assert index.get("k") == () and len(index) == 0
+    index.add(("ep", "a"), "0x4")
+    index.clear()
+    assert index.count(("ep", "a")) == 0
 
 
 def test_observers_hear_of_every_entry_that_comes_and_goes():

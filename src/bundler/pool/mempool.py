@@ -116,17 +116,67 @@ def _entities(op: UserOperation) -> set[str]:
     return out
 
 
+class HashIndex:
+    """key -> the hashes of the ops filed under it. Most keys hold one op (a sender, its
+    address), so a key's value is that hash itself until a second one comes (then a set): a
+    one-element set costs 216 bytes, which was a fifth of a pending op's memory."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self) -> None:
+        self._d: dict[Any, str | set[str]] = {}
+
+    def add(self, key: Any, op_hash: str) -> None:
+        cur = self._d.get(key)
+        if cur is None or cur == op_hash:
+            self._d[key] = op_hash
+        elif isinstance(cur, str):
+            self._d[key] = {cur, op_hash}
+        else:
+            cur.add(op_hash)
+
+    def discard(self, key: Any, op_hash: str) -> None:
+        cur = self._d.get(key)
+        if cur is None:
+            return
+        if isinstance(cur, str):
+            if cur == op_hash:
+                del self._d[key]
+            return
+        cur.discard(op_hash)
+        if len(cur) == 1:
+            self._d[key] = next(iter(cur))
+        elif not cur:
+            del self._d[key]
+
+    def get(self, key: Any) -> tuple[str, ...]:
+        cur = self._d.get(key)
+        if cur is None:
+            return ()
+        return (cur,) if isinstance(cur, str) else tuple(cur)
+
+    def count(self, key: Any) -> int:
+        cur = self._d.get(key)
+        return 0 if cur is None else 1 if isinstance(cur, str) else len(cur)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def clear(self) -> None:
+        self._d.clear()
+
+
 class Mempool:
     def __init__(self, max_ops_per_sender: int = 4):
         self.max_ops_per_sender = max_ops_per_sender
         self._by_hash: dict[str, PoolEntry] = {}
         self._by_slot: dict[tuple[str, str, int], PoolEntry] = {}
-        self._by_sender: dict[str, set[str]] = defaultdict(set)
+        self._by_sender = HashIndex()
         # (entry point, address) -> hashes of ops using that address as sender/factory/paymaster
-        self._by_address: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._by_address = HashIndex()
         # lower-case address -> hashes of ops (any EntryPoint) with it as factory or paymaster:
         # admission asks it once per op (STO-041) instead of a pass over the whole pool
-        self._by_entity: dict[str, set[str]] = defaultdict(set)
+        self._by_entity = HashIndex()
         # told about every entry that comes and goes (PoolObserver)
         self._observers: list[PoolObserver] = []
 
@@ -144,18 +194,18 @@ class Mempool:
         return [e for e in self._by_hash.values() if entry_point is None or e.entry_point == entry_point]
 
     def for_sender(self, sender: str) -> list[PoolEntry]:
-        return [self._by_hash[h] for h in self._by_sender.get(sender, ())]
+        return [self._by_hash[h] for h in self._by_sender.get(sender)]
 
     def entity_users(self, address: str) -> list[PoolEntry]:
         """Pending ops of any EntryPoint with `address` as their factory or paymaster."""
-        return [self._by_hash[h] for h in self._by_entity.get(address.lower(), ())]
+        return [self._by_hash[h] for h in self._by_entity.get(address.lower())]
 
     def count_using(self, entry_point: EntryPointVersion, address: str) -> int:
         """Pending ops of this EntryPoint with `address` as sender, factory or paymaster."""
-        return len(self._by_address.get((entry_point.address, address), ()))
+        return self._by_address.count((entry_point.address, address))
 
     def entries_using(self, entry_point: EntryPointVersion, address: str) -> list[PoolEntry]:
-        return [self._by_hash[h] for h in self._by_address.get((entry_point.address, address), ())]
+        return [self._by_hash[h] for h in self._by_address.get((entry_point.address, address))]
 
     def check_admissible(self, op: UserOperation, entry_point: EntryPointVersion, sender_staked: bool = False,
                          max_ops: int | None = None) -> PoolEntry | None:
@@ -171,7 +221,7 @@ class Mempool:
                 raise underpriced_error(old.max_fee_per_gas, old.max_priority_fee_per_gas)
             return existing
         cap = self.max_ops_per_sender if max_ops is None else max_ops
-        if not sender_staked and len(self._by_sender.get(op.sender, ())) >= cap:
+        if not sender_staked and self._by_sender.count(op.sender) >= cap:
             raise MempoolFull(
                 f"sender {op.sender} already has {cap} UserOperations pending "
                 f"(the limit for an unstaked sender); wait for them to be mined"
@@ -184,11 +234,11 @@ class Mempool:
             self.remove(replaced.hash)
         self._by_hash[entry.hash] = entry
         self._by_slot[entry.slot] = entry
-        self._by_sender[entry.op.sender].add(entry.hash)
+        self._by_sender.add(entry.op.sender, entry.hash)
         for address in entry.addresses():
-            self._by_address[(entry.entry_point.address, address)].add(entry.hash)
+            self._by_address.add((entry.entry_point.address, address), entry.hash)
         for address in _entities(entry.op):
-            self._by_entity[address].add(entry.hash)
+            self._by_entity.add(address, entry.hash)
         for observer in self._observers:
             observer.added(entry)
         return replaced
@@ -200,24 +250,11 @@ class Mempool:
             return None
         if self._by_slot.get(entry.slot) is entry:
             del self._by_slot[entry.slot]
-        hashes = self._by_sender.get(entry.op.sender)
-        if hashes is not None:
-            hashes.discard(op_hash)
-            if not hashes:
-                del self._by_sender[entry.op.sender]
+        self._by_sender.discard(entry.op.sender, op_hash)
         for address in entry.addresses():
-            key = (entry.entry_point.address, address)
-            hashes = self._by_address.get(key)
-            if hashes is not None:
-                hashes.discard(op_hash)
-                if not hashes:
-                    del self._by_address[key]
+            self._by_address.discard((entry.entry_point.address, address), op_hash)
         for address in _entities(entry.op):
-            hashes = self._by_entity.get(address)
-            if hashes is not None:
-                hashes.discard(op_hash)
-                if not hashes:
-                    del self._by_entity[address]
+            self._by_entity.discard(address, op_hash)
         for observer in self._observers:
             observer.removed(entry, mined_block)
         return entry
