@@ -15,16 +15,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Protocol
+from typing import Awaitable, Callable, Iterable, Protocol, Sequence
 
 from ..chain.clock import InclusionWindow
 from ..chain.types import PinnedBlock
 from ..entrypoint import EntryPointVersion, handle_ops_calldata
-from ..errors import EntityThrottled, InvalidParams, NodeError
+from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
 from ..pool.eip7702 import GAS_PER_AUTHORIZATION
 from ..pool.mempool import PoolEntry
 from ..pool.reputation import Verdict, failure_code
 from ..pool.safe import NotDueYet
+from ..sim.protocol import RawValidator
 from ..sim.results import BundleResult, SimulationFailure, failure_error
 from ..userop.model import UserOperation
 
@@ -162,10 +163,36 @@ class Drops(Protocol):
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None: ...
 
 
+class SecondValidation(Protocol):
+    """pool.safe.SafeMode before a bundle: each op validated again with the ERC-7562 rules on."""
+
+    enabled: bool
+
+    async def revalidate(self, simulator: RawValidator, ep: EntryPointVersion, block: PinnedBlock,
+                         entries: Sequence[PoolEntry], window: InclusionWindow | None = None
+                         ) -> list[tuple[PoolEntry, BundlerError | None]]: ...
+
+
+class BundleBlame(Protocol):
+    """pool.reputation.ReputationRules at bundle time: the ops an entity at fault takes down with it."""
+
+    def bundle_failure(self, entry: PoolEntry, code: str | None,
+                       second_validation: bool = False) -> list[PoolEntry]: ...
+
+
+class BundleAuthorizations(Protocol):
+    """pool.eip7702.Eip7702Checker: the bundle's authorizationList, and the ops whose tuple went stale."""
+
+    async def bundle_authorizations(self, entries: list[PoolEntry], block_tag: str
+                                    ) -> tuple[dict[str, dict], dict[str, str]]: ...
+
+
 class BundleProposer:
-    def __init__(self, *, simulator: Any, safe: Any, window: Callable[[PinnedBlock], InclusionWindow],
+    def __init__(self, *, simulator: RawValidator, safe: SecondValidation,
+                 window: Callable[[PinnedBlock], InclusionWindow],
                  check: BundleChecker, fees: Callable[[PinnedBlock], Awaitable[tuple[int, int]]], pool: Drops,
-                 found_mined: Callable[[PoolEntry], Awaitable[bool]], reputation: Any = None, eip7702: Any = None, flush: Callable[[], Awaitable[None]] | None = None):
+                 found_mined: Callable[[PoolEntry], Awaitable[bool]], reputation: BundleBlame | None = None,
+                 eip7702: BundleAuthorizations | None = None, flush: Callable[[], Awaitable[None]] | None = None):
         self.simulator = simulator   # sim.simulator.Simulator (simulate_validation)
         self.safe = safe             # pool.safe.SafeMode: the second validation
         self.window = window         # inclusion window of the block after a header

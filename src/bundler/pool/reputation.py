@@ -220,6 +220,13 @@ class OpEntities:
     def get(self, role: str) -> EntityRef | None:
         return next((r for r in self.refs if r.role == role), None)
 
+    @property
+    def sender(self) -> EntityRef:
+        ref = self.get(SENDER)
+        if ref is None:  # of() always names the sender; entities built by hand must too
+            raise ValueError("an op's entities lack its sender")
+        return ref
+
     def tracked(self) -> list[EntityRef]:
         return [r for r in self.refs if r.tracked]
 
@@ -388,10 +395,7 @@ class ReputationRules:
         """With the stakes known: status of every entity again (and of the aggregator), the
         unstaked-paymaster allowance (UREP-020) and the paymaster deposit (EREP-010)."""
         entities = OpEntities.of(op, result, self.policy, block.number)
-        sender = entities.get(SENDER)
-        if sender is None:  # of() always names the sender
-            raise ValueError(f"entities of op from {op.sender} lack the sender")
-        self._staked_senders[(ep.address, op.sender)] = sender.staked
+        self._staked_senders[(ep.address, op.sender)] = entities.sender.staked
         self._check_status(ep, entities.refs, replacing)
         aggregator = entities.get(AGGREGATOR)
         if aggregator is not None and not aggregator.staked:  # EREP-040
