@@ -10,6 +10,7 @@ from ..errors import OpDropped
 from ..store.records import OpStatus
 from ..userop.model import UserOperation
 from ..userop.packing import unpack
+from ..store.base import Store
 from .client import NodeClient
 from .userop_logs import build_receipt, decode_handle_ops, find_event_log
 
@@ -30,7 +31,7 @@ class FoundOp:
 
 
 class UserOpLookup:
-    def __init__(self, node: NodeClient, store, entry_points: list[eps.EntryPointVersion],
+    def __init__(self, node: NodeClient, store: Store, entry_points: list[eps.EntryPointVersion],
                  chain_id: int, lookback_blocks: int):
         self.node = node
         self.store = store

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from ..chain.clock import InclusionWindow
 from ..chain.head import HeadTracker
 from ..chain.types import StateOverrides
 from ..config import Config
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 MIN_CALL_GAS_LIMIT = 9_100  # a CALL carrying value costs at least this much (ERC-7562 / EIP-150)
 
 
-def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: int) -> None:
+def static_checks(op: UserOperation, ep: EntryPointVersion, config: Config, base_fee: int) -> None:
     if op.verification_gas_limit > config.max_verification_gas:
         raise InvalidParams(
             f"verificationGasLimit {op.verification_gas_limit} is above this bundler's maximum "
@@ -86,7 +87,7 @@ class Admission:
         self.safe = SafeMode(config, mempool)
         self.capacity = capacity  # CapacityGuard (max_mempool_ops), optional
 
-    def timing(self, window) -> dict:
+    def timing(self, window: InclusionWindow) -> dict:
         """Simulator.validate's time-range arguments for an inclusion window."""
         return {"now": window.earliest, "latest": window.latest,
                 "max_wait": getattr(self.config, "valid_after_max_wait", 0),

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from eth_abi import decode, encode
 from eth_hash.auto import keccak
@@ -30,7 +30,16 @@ from eth_utils import to_checksum_address
 from ..entrypoint import EntryPointVersion
 from ..errors import EntityThrottled, PaymasterDepositTooLow, StakeTooLow
 from ..userop.model import UserOperation
+from .mempool import Mempool, PoolEntry
 from .staking import StakePolicy
+
+if TYPE_CHECKING:
+    from ..chain.client import NodeClient
+    from ..chain.types import PinnedBlock
+    from ..config import Config
+    from ..sim.results import ValidationResult
+    from ..store.base import Store
+    from .session_gate import FastValidation
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +100,10 @@ class ReputationBook:
         self.clock = clock
         self._entries: dict[str, dict[str, Entry]] = {}
         self._decayed_at: float | None = None
-        self._store = None
+        self._store: Store | None = None
 
     # -- persistence: rows keyed "entryPoint:address" in the store, written through ---------
-    def attach_store(self, store) -> None:
+    def attach_store(self, store: Store) -> None:
         """Load the counters kept by `store` and write every later change to it, so a
         restarted bundler keeps its reputation (throttles and bans survive a restart)."""
         self._store = store
@@ -305,7 +314,7 @@ class BundleGate:
             s = self._status[address] = self.rules.book.status(self.ep, address)
         return s
 
-    def check(self, entry) -> tuple[Verdict, str | None]:
+    def check(self, entry: PoolEntry) -> tuple[Verdict, str | None]:
         entities = self.rules.entities_of(entry)
         params = self.rules.params
         throttled = []
@@ -329,7 +338,7 @@ class BundleGate:
 
 
 class ReputationRules:
-    def __init__(self, book: ReputationBook, policy: StakePolicy, mempool, node=None):
+    def __init__(self, book: ReputationBook, policy: StakePolicy, mempool: Mempool, node: NodeClient | None = None):
         self.book = book
         self.params = book.params
         self.policy = policy
@@ -338,7 +347,8 @@ class ReputationRules:
         self._staked_senders: dict[tuple[str, str], bool] = {}
 
     @classmethod
-    def from_config(cls, config, mempool, node=None, clock: Callable[[], float] = time.time) -> "ReputationRules":
+    def from_config(cls, config: Config, mempool: Mempool, node: NodeClient | None = None,
+                    clock: Callable[[], float] = time.time) -> "ReputationRules":
         return cls(ReputationBook(ReputationParams.from_config(config), clock), StakePolicy.from_config(config),
                    mempool, node)
 
@@ -346,7 +356,7 @@ class ReputationRules:
         self.book.clear()
         self._staked_senders.clear()
 
-    def entities_of(self, entry) -> OpEntities:
+    def entities_of(self, entry: PoolEntry) -> OpEntities:
         return entry.entities if entry.entities is not None else OpEntities.of(entry.op)
 
     def sender_known_staked(self, ep: EntryPointVersion, sender: str) -> bool:
@@ -386,12 +396,14 @@ class ReputationRules:
                     data,
                 )
 
-    def check_before_validation(self, op: UserOperation, ep: EntryPointVersion, replacing=None) -> None:
+    def check_before_validation(self, op: UserOperation, ep: EntryPointVersion,
+                                replacing: PoolEntry | None = None) -> None:
         """Banned or over-throttled entities are refused before any simulation is spent."""
         self._check_status(ep, OpEntities.of(op).refs, replacing)
 
-    async def check_after_validation(self, op: UserOperation, ep: EntryPointVersion, result, block,
-                                     replacing=None) -> OpEntities:
+    async def check_after_validation(self, op: UserOperation, ep: EntryPointVersion,
+                                     result: ValidationResult | FastValidation, block: PinnedBlock,
+                                     replacing: PoolEntry | None = None) -> OpEntities:
         """With the stakes known: status of every entity again (and of the aggregator), the
         unstaked-paymaster allowance (UREP-020) and the paymaster deposit (EREP-010)."""
         entities = OpEntities.of(op, result, self.policy, block.number)
@@ -455,12 +467,12 @@ class ReputationRules:
                 {"paymaster": to_checksum_address(paymaster)},
             )
 
-    def admitted(self, entry) -> None:
+    def admitted(self, entry: PoolEntry) -> None:
         """opsSeen of each entity counted for this op (after it entered the mempool)."""
         for ref in self.entities_of(entry).tracked():
             self.book.seen(entry.entry_point, ref.address)
 
-    def replaced(self, entry) -> None:
+    def replaced(self, entry: PoolEntry) -> None:
         """The op left the mempool replaced by one with higher fees (same sender and nonce): the
         new op was counted as seen, so this one is uncounted (one op seen per replacement chain,
         not one per fee bump)."""
@@ -468,12 +480,12 @@ class ReputationRules:
             self.book.unseen(entry.entry_point, ref.address)
 
     # -- bundle time ----------------------------------------------------------------------
-    def included(self, entry) -> None:
+    def included(self, entry: PoolEntry) -> None:
         """The op was mined in a bundle: opsIncluded of the entities counted as seen."""
         for ref in self.entities_of(entry).tracked():
             self.book.included(entry.entry_point, ref.address)
 
-    def bundle_failure(self, entry, code: str | None, second_validation: bool = False) -> list:
+    def bundle_failure(self, entry: PoolEntry, code: str | None, second_validation: bool = False) -> list[PoolEntry]:
         """An op failed at bundle time with AA `code` (failure_code() of the error). The op's
         paymaster, when another entity is at fault, gets its opsSeen back (EREP-015, and
         EREP-030's staked sender). The entity at fault gets opsSeen = BAN_OPS_SEEN_PENALTY,

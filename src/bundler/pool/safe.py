@@ -20,6 +20,8 @@ from typing import Sequence
 from eth_utils import to_checksum_address
 
 from ..chain.clock import InclusionWindow
+from ..chain.types import PinnedBlock
+from ..config import Config
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, NodeError, OpcodeViolation, TimeRangeInvalid
 from ..sim.erc7562 import RuleContext, TracerFactory, check, storage_touched, violation_error
@@ -38,7 +40,7 @@ class NotDueYet(TimeRangeInvalid):
 
 
 class SafeMode:
-    def __init__(self, config, mempool: PoolReader):
+    def __init__(self, config: Config, mempool: PoolReader):
         self.enabled = not getattr(config, "unsafe", False)
         self.min_stake = getattr(config, "min_stake_value", 10**18)
         self.min_unstake_delay = getattr(config, "min_unstake_delay", 86_400)
@@ -101,8 +103,8 @@ class SafeMode:
         return dict(trace.code_hashes) if trace is not None else None
 
     # -- second validation (builder) --
-    async def revalidate(self, simulator, ep: EntryPointVersion, block, entries: Sequence[PoolEntry],
-                         window=None) -> list[tuple[PoolEntry, BundlerError | None]]:
+    async def revalidate(self, simulator, ep: EntryPointVersion, block: PinnedBlock, entries: Sequence[PoolEntry],
+                         window: InclusionWindow | None = None) -> list[tuple[PoolEntry, BundlerError | None]]:
         """Validate each entry again, in parallel, with the rules on and the code hashes compared
         with admission's (COD-010). An op following another op of the same sender in `entries`
         is validated as if that one were mined (nonce override), as at admission. Its other

@@ -40,6 +40,7 @@ from ..store.relay import (
     DISPATCHING, DROPPED, FINAL_CALL_STATES, MINED, PENDING, QUEUED, Credential, DuplicateKey, Grant, RelayCall, RelayStore,
 )
 from ..userop.codec import format_user_operation, parse_address, parse_bytes, parse_quantity, parse_user_operation
+from ..store.base import Store
 from . import auth
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Refused, RelayError, Unauthorized
 from .keystore import KeyDecryptError, KeyStore
@@ -110,7 +111,7 @@ def refusal(e: BundlerError) -> dict[str, Any]:
 
 
 class RelayService:
-    def __init__(self, *, pool, op_store, lookup, sessions, store: RelayStore, keys: KeyStore, config,
+    def __init__(self, *, pool, op_store: Store, lookup, sessions, store: RelayStore, keys: KeyStore, config,
                  webhooks=None, webhook_signer: str | None = None):
         self.pool = pool  # the Bundler: chain_id, node, head, mempool, admission, estimator, config
         self.op_store = op_store  # bundler.store: the pool's op status (read only here)

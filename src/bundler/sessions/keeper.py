@@ -16,7 +16,9 @@ of the session re-evaluates the pending ops (SessionService._revalidate).
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
+from ..store.base import Store
 from . import abi
 from .ledger import LedgerEntry, SessionLedger
 from .policy import Consumed, PendingUse, decode_session_signature
@@ -34,7 +36,7 @@ def use_from_activity(activity, op_hash: str, nonce: int, grant) -> PendingUse:
 class LedgerKeeper:
     """Mempool observer (pool.mempool.PoolObserver) owning the ledger's updates."""
 
-    def __init__(self, ledger: SessionLedger, store, enabled=lambda: True):
+    def __init__(self, ledger: SessionLedger, store: Store, enabled: Callable[[], bool] = lambda: True):
         self.ledger = ledger
         self.store = store
         self.enabled = enabled  # no session contracts known: nothing to account

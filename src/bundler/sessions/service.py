@@ -47,7 +47,13 @@ from eth_utils import to_checksum_address
 from .. import faults
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams, SignatureInvalid, TimeRangeInvalid, ValidationRejected
+from ..chain.clock import InclusionWindow
+from ..chain.head import HeadTracker
+from ..chain.types import PinnedBlock, StateOverrides
+from ..config import Config
 from ..pool.fates import OpFates
+from ..pool.mempool import Mempool, PoolEntry
+from ..store.base import Store
 from ..store.records import SessionActivity
 from ..userop.model import UserOperation
 from . import abi
@@ -109,7 +115,7 @@ class SessionOp:
         return self.sig.signer
 
 
-def chain_now(header) -> int:
+def chain_now(header: PinnedBlock) -> int:
     """The time the next block will (at least) have: wall clock, or the chain's clock when it is
     ahead (dev chains moved with evm_increaseTime). For reports (session_getSession's "now");
     admission judges time ranges against the head tracker's InclusionWindow."""
@@ -117,8 +123,8 @@ def chain_now(header) -> int:
 
 
 class SessionService:
-    def __init__(self, *, contracts: SessionContracts, rpc: NodeClient, head, mempool, store, fates: OpFates,
-                 config, chain_id: int):
+    def __init__(self, *, contracts: SessionContracts, rpc: NodeClient, head: HeadTracker, mempool: Mempool,
+                 store: Store, fates: OpFates, config: Config, chain_id: int):
         self.contracts = contracts
         self.rpc = rpc
         self.reader = SessionStateReader(rpc)
@@ -140,8 +146,8 @@ class SessionService:
         self._last_block: int | None = None
 
     @classmethod
-    async def create(cls, *, config, head, mempool, store, fates: OpFates, chain_id: int,
-                     entry_points) -> "SessionService":
+    async def create(cls, *, config: Config, head: HeadTracker, mempool: Mempool, store: Store, fates: OpFates,
+                     chain_id: int, entry_points: list[EntryPointVersion]) -> "SessionService":
         rpc = NodeClient(config.rpc_url, timeout=10.0)
         contracts = await SessionContracts.discover(
             rpc, list(entry_points), getattr(config, "session_implementations", None),
@@ -156,7 +162,7 @@ class SessionService:
 
     # ------------------------------------------------------------ recognition
 
-    async def prepare(self, op: UserOperation, ep: EntryPointVersion, header, op_hash: str | None
+    async def prepare(self, op: UserOperation, ep: EntryPointVersion, header: PinnedBlock, op_hash: str | None
                       ) -> SessionOp | None:
         """The op as a session op of a SessionAccount, with the account's state read at
         `header`; None when it is not one (the caller validates it the ordinary way)."""
@@ -300,7 +306,7 @@ class SessionService:
         check_window(ev, window.earliest, self.margin, latest=window.latest, max_wait=self.max_wait,
                      strict=sop.ep.valid_after_strict)
 
-    def precheck(self, sop: SessionOp, replacing: str | None, window) -> FastOutcome | None:
+    def precheck(self, sop: SessionOp, replacing: str | None, window: InclusionWindow) -> FastOutcome | None:
         """Signatures first (a coincurve recovery costs less than evaluating a large batch, and an
         op nobody signed earns no policy work), then the policy (as the contract would revert),
         then the time range (as the EntryPoint would refuse it) against `window`, the bounds of
@@ -318,7 +324,7 @@ class SessionService:
         self.stats["fast" if sop.fast else "full"] += 1
         return sop.fast
 
-    def recheck(self, sop: SessionOp, replaced) -> None:
+    def recheck(self, sop: SessionOp, replaced: PoolEntry | None) -> None:
         """Right before the op enters the pool (no await in between): evaluate again if other
         ops of the session came or went since precheck."""
         replacing = replaced.hash if replaced is not None else None
@@ -329,7 +335,7 @@ class SessionService:
     def max_ops_per_sender(self) -> int:
         return self.sender_cap
 
-    def admitted(self, sop: SessionOp, entry) -> None:
+    def admitted(self, sop: SessionOp, entry: PoolEntry) -> None:
         """Called right before the entry enters the mempool (so the LedgerKeeper finds it
         accounted already)."""
         ev = sop.evaluation
@@ -347,7 +353,8 @@ class SessionService:
 
     # ------------------------------------------------------------ estimation
 
-    async def check_estimate(self, op: UserOperation, ep: EntryPointVersion, header, state_override=None) -> int:
+    async def check_estimate(self, op: UserOperation, ep: EntryPointVersion, header: PinnedBlock,
+                             state_override: StateOverrides | None = None) -> int:
         """eth_estimateUserOperationGas of a session op (dummy signatures welcome): the policy
         and window are checked like at admission (signatures are not). Returns the least
         verificationGasLimit that keeps a session-mode op on the fast path (0 if none)."""
@@ -408,7 +415,7 @@ class SessionService:
         return [e.op_hash for e in self.ledger.entries(account.lower(), signer.lower())
                 if self._drop(e.op_hash, reason, ValidationRejected.code)]
 
-    async def on_block(self, header) -> None:
+    async def on_block(self, header: PinnedBlock) -> None:
         previous = self._last_block
         self.ledger.prune_mined(header.number - 1)
         latest = self.head.window(header).latest  # expired by the time a bundle could include it
