@@ -29,6 +29,7 @@ from .pool.eip7702 import Eip7702Checker
 from .pool.fates import OpFates
 from .pool.capacity import CapacityGuard
 from .pool.mempool import Mempool
+from .pool.pool import LocalPool
 from .pool.reputation import ReputationRules
 from .rpc.methods import debug_registry, eth_registry
 from .rpc.edge import EdgePolicy
@@ -41,7 +42,6 @@ from .sessions.service import SessionService
 from .sim import Simulator
 from .chain.reorgs import ChainWatcher, MinedBundle
 from .chain.types import ChainUpdate
-from .pool.chain_updates import ChainUpdates
 from .pool.requeue import Requeue, entry_from_record
 from .pool.shared import SharedPoolSync
 from .store import OpStatus, Store, as_shared, open_store
@@ -126,12 +126,6 @@ class Bundler:
                                    timeout=self.config.sim_timeout_s, memory_mb=self.config.sim_memory_mb)
         await self.simulator.start()
         self.eip7702 = Eip7702Checker(self.node, self.chain_id)
-        self.builder = Builder(
-            node=self.node, head=self.head, simulator=self.simulator, mempool=self.mempool,
-            store=self.store, executors=self.executors, entry_points=self.entry_points,
-            chain_id=self.chain_id, config=self.config, reputation=self.reputation, eip7702=self.eip7702,
-            metrics=self.metrics, fates=self.fates,
-        )
         self.sessions = await SessionService.create(
             config=self.config, head=self.head, mempool=self.mempool, store=self.store, fates=self.fates,
             chain_id=self.chain_id, entry_points=self.entry_points,
@@ -147,15 +141,21 @@ class Bundler:
                                    chain_id=self.chain_id, sessions=self.sessions,
                                    queued_nonce=self.admission.nonce_override)
         self.requeue = Requeue(self.admission, self.store, self.fates, concurrency=max(2, 2 * self.config.sim_workers))
-        self.chain_updates = ChainUpdates(self.store, self.fates, self.requeue)
+        # the one interface to the pool: the builder (and the rpc handlers) see only this
+        self.pool = LocalPool(mempool=self.mempool, store=self.store, fates=self.fates, admission=self.admission,
+                              reputation=self.reputation, requeue=self.requeue)
+        self.builder: Builder = Builder(
+            node=self.node, head=self.head, simulator=self.simulator, pool=self.pool,
+            store=self.store, executors=self.executors, entry_points=self.entry_points,
+            chain_id=self.chain_id, config=self.config, eip7702=self.eip7702, metrics=self.metrics,
+        )
 
         async def on_chain_update(update: ChainUpdate) -> None:  # the pool first: op status, then our txs
-            await self.chain_updates.apply(update)
+            await self.pool.apply_chain_update(update)
             await self.builder.on_chain_update(update)
 
         self.watcher = ChainWatcher(self.node, self.head, self.config.reorg_depth, on_chain_update,
                                     lookback_blocks=self.config.receipt_lookback_blocks)
-        self.builder.requeue = self.requeue
         self.builder.watcher = self.watcher
         self.pool_sync = None
         self.takeover = None

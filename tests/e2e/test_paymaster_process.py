@@ -26,7 +26,7 @@ from bundler.devchain import ANVIL_ACCOUNT0, free_port
 from bundler.devchain.anvil import rpc as node_rpc
 from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster, paymaster_address
 from bundler.entrypoint import V07, V08, V09
-from bundler.userop import format_user_operation, parse_user_operation
+from bundler.userop import format_user_operation, decode_user_operation
 
 from helpers.accounts import SEL_BALANCE_OF, SimpleAccountHelper, mine
 from helpers.procs import BundlerProcess, RpcFailure, call, wait_for
@@ -77,7 +77,7 @@ def test_bundler_dev_deploys_funds_and_sponsors_everything(tmp_path):
         acct = SimpleAccountHelper.counterfactual(node, V08, factory)
         op = format_user_operation(acct.op(acct.execute("0x" + "77" * 20, 0, b"\x01")))
         op.update(call(url, "pm_getPaymasterData", op, V08.address, hex(1337), None))
-        signed = format_user_operation(acct.sign(parse_user_operation(op), 1337))
+        signed = format_user_operation(acct.sign(decode_user_operation(op), 1337))
         op_hash = call(url, "eth_sendUserOperation", signed, V08.address)
         receipt = wait_for(lambda: call(url, "eth_getUserOperationReceipt", op_hash), timeout=60,
                            what="the sponsored op to be mined by bundler dev")
@@ -91,7 +91,7 @@ def test_bundler_dev_deploys_funds_and_sponsors_everything(tmp_path):
         ctx = {"separateSignature": True}
         op.update(call(url, "pm_getPaymasterStubData", op, V09.address, hex(1337), ctx))
         del op["sponsor"], op["isFinal"]
-        signed = format_user_operation(acct.sign(parse_user_operation(op), 1337))
+        signed = format_user_operation(acct.sign(decode_user_operation(op), 1337))
         signed.update(call(url, "pm_getPaymasterData", signed, V09.address, hex(1337), ctx))
         op_hash = call(url, "eth_sendUserOperation", signed, V09.address)
         receipt = wait_for(lambda: call(url, "eth_getUserOperationReceipt", op_hash), timeout=60,

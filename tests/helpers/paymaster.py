@@ -16,7 +16,7 @@ from eth_account.messages import encode_defunct
 from bundler.devchain.anvil import ANVIL_ACCOUNT0, rpc
 from bundler.devchain.paymaster import deploy_paymaster, fund_paymaster
 from bundler.entrypoint import ALL, EntryPointVersion
-from bundler.userop import UserOperation, format_user_operation, pack, parse_user_operation
+from bundler.userop import UserOperation, format_user_operation, pack, decode_user_operation
 from bundler.userop.packing import PACKED_USEROP_TYPE
 
 from .accounts import SimpleAccountHelper, eth_call, mine, selector, send_tx, wait_receipt
@@ -92,4 +92,4 @@ async def sponsor(client, chain, acct, context=None, **changes) -> dict:
                                      "paymasterPostOpGasLimit")})
     data = await client.call("pm_getPaymasterData", op, acct.ep.address, hex(chain.chain_id), context)
     op.update(data)
-    return format_user_operation(acct.sign(parse_user_operation(op), chain.chain_id))
+    return format_user_operation(acct.sign(decode_user_operation(op), chain.chain_id))

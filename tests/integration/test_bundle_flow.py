@@ -11,7 +11,7 @@ from eth_hash.auto import keccak
 from bundler.contracts_build import load_contract
 from bundler.devchain.anvil import ANVIL_ACCOUNT0, rpc as node_rpc
 from bundler.entrypoint import V07, V08, V09
-from bundler.userop import format_user_operation, parse_user_operation
+from bundler.userop import format_user_operation, decode_user_operation
 from conftest import RpcError
 from helpers.accounts import SimpleAccountHelper, mine, send_handle_ops, send_tx
 
@@ -70,7 +70,7 @@ async def test_deploy_and_two_ops_are_mined(rpc, anvil, clean_bundler, ep):
 
         pending = await rpc.call("eth_getUserOperationByHash", op_hash)
         assert pending["blockNumber"] is None and pending["transactionHash"] is None
-        assert parse_user_operation(pending["userOperation"]) == op
+        assert decode_user_operation(pending["userOperation"]) == op
         assert pending["entryPoint"].lower() == ep.address
         assert await rpc.call("eth_getUserOperationReceipt", op_hash) is None
         assert await rpc.call("debug_bundler_dumpMempool", ep.address) == [rpc_op(op)]
@@ -103,7 +103,7 @@ async def test_receipt_of_an_op_another_bundler_mined(rpc, anvil, clean_bundler,
     got = await rpc.call("eth_getUserOperationReceipt", op_hash)
     assert got["success"] is True and got["receipt"]["transactionHash"] == receipt["transactionHash"]
     by_hash = await rpc.call("eth_getUserOperationByHash", op_hash)
-    assert parse_user_operation(by_hash["userOperation"]) == op
+    assert decode_user_operation(by_hash["userOperation"]) == op
     assert by_hash["transactionHash"] == receipt["transactionHash"]
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from bundler.devchain.anvil import rpc as node_rpc
 from bundler.sim.results import VALIDITY_BLOCK_RANGE_FLAG
-from bundler.userop import format_user_operation, parse_user_operation
+from bundler.userop import format_user_operation, decode_user_operation
 from helpers.erc7562_common import EPS, assert_error, assert_ok, make_worlds, send
 from helpers.inproc import eventually, running_bundler
 
@@ -298,7 +298,7 @@ async def test_paymaster_signature(rpc, clean_bundler, worlds, ep):
     assert answer["result"] == "0x" + ep.user_op_hash(op.with_changes(paymaster_signature=b"\x01"), w.chain_id).hex()
     [pending] = await rpc.call("debug_bundler_dumpMempool", ep.address)
     assert pending["paymasterSignature"] == "0x" + "5a" * 65
-    assert parse_user_operation(pending) == op
+    assert decode_user_operation(pending) == op
     await rpc.call("debug_bundler_sendBundleNow")
     receipt = await rpc.call("eth_getUserOperationReceipt", answer["result"])
     assert receipt["success"] is True

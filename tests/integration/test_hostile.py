@@ -13,7 +13,7 @@ from bundler.devchain.anvil import rpc as node_rpc
 from bundler.entrypoint import V07
 from bundler.sim import Simulator
 from bundler.sim.limits import SimulationOutOfMemory, memory_limit_mb
-from bundler.userop import format_user_operation, parse_user_operation
+from bundler.userop import format_user_operation, decode_user_operation
 from bundler.userop.model import UserOperation
 from conftest import RpcError
 from helpers.accounts import mine
@@ -126,7 +126,7 @@ def _allocate(mib: int) -> int:
 async def test_simulation_workers_memory_is_bounded(anvil):
     loop = asyncio.get_running_loop()
     acct = funded_account(anvil, V07)
-    op = parse_user_operation(signed_op(anvil, acct))
+    op = decode_user_operation(signed_op(anvil, acct))
     sim = Simulator(anvil.url, anvil.chain_id, workers=1, memory_mb=600)
     await sim.start()
     try:
@@ -155,7 +155,7 @@ async def test_out_of_memory_in_a_simulation_is_a_clear_error(anvil):
     try:
         acct = funded_account(anvil, V07)
         with pytest.raises(SimulationOutOfMemory) as info:
-            await sim.validate(parse_user_operation(signed_op(anvil, acct)), V07, await _header(anvil))
+            await sim.validate(decode_user_operation(signed_op(anvil, acct)), V07, await _header(anvil))
         assert info.value.code == -32603 and "300 MiB" in info.value.message
     finally:
         await sim.close()

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bundler.entrypoint import V07, V08, V09
 from bundler.paymaster.signer import PaymasterSigner
-from bundler.userop import format_user_operation, parse_user_operation
+from bundler.userop import format_user_operation, decode_user_operation
 
 from conftest import RpcError
 from helpers.accounts import entry_point_deposit
@@ -88,7 +88,7 @@ async def test_sponsored_op_from_unfunded_counterfactual_account(chain, pm_bundl
     assert op["paymaster"].lower() == paymasters[ep.version]
     op_hash = await client.call("eth_sendUserOperation", op, ep.address)
     reserved = await client.call("pm_getSponsorshipStatus", "open")
-    assert int(reserved["global"]["spent"]) == int(status_before["global"]["spent"]) + parse_user_operation(op).max_cost()
+    assert int(reserved["global"]["spent"]) == int(status_before["global"]["spent"]) + decode_user_operation(op).max_cost()
     await client.call("debug_bundler_sendBundleNow")
     receipt = await client.call("eth_getUserOperationReceipt", op_hash)
     assert receipt["success"] and acct.is_deployed()
@@ -165,7 +165,7 @@ async def test_account_budget_exhausted_then_given_back_when_dropped(chain, pm_b
     ctx = {"policyId": "small"}
     op = await sponsor(client, chain, acct, ctx)
     await client.call("eth_sendUserOperation", op, V07.address)
-    max_cost = parse_user_operation(op).max_cost()
+    max_cost = decode_user_operation(op).max_cost()
     with pytest.raises(RpcError) as err:
         await client.call("pm_getPaymasterData", unsigned(acct, nonce=1), V07.address, hex(chain.chain_id), ctx)
     assert err.value.code == -32501 and err.value.data["rule"] == "accountBudget", err.value.data
@@ -210,14 +210,14 @@ async def test_v09_separate_signature_account_signs_first(chain, pm_bundler, pay
     assert stub["paymaster"].lower() == paymasters["0.9"] and len(stub["paymasterSignature"]) == 2 + 2 * 65
     op.update({k: stub[k] for k in ("paymaster", "paymasterData", "paymasterSignature",
                                      "paymasterVerificationGasLimit", "paymasterPostOpGasLimit")})
-    signed_by_account = format_user_operation(acct.sign(parse_user_operation(op), chain.chain_id))
+    signed_by_account = format_user_operation(acct.sign(decode_user_operation(op), chain.chain_id))
     data = await client.call("pm_getPaymasterData", signed_by_account, V09.address, hex(chain.chain_id), ctx)
     assert data["paymasterData"] == stub["paymasterData"]  # the terms the account signed over
     assert data["paymasterSignature"] != stub["paymasterSignature"]
     final = dict(signed_by_account, paymasterSignature=data["paymasterSignature"])
     assert final["signature"] == signed_by_account["signature"]
     op_hash = await client.call("eth_sendUserOperation", final, V09.address)
-    assert op_hash == "0x" + V09.user_op_hash(parse_user_operation(signed_by_account), chain.chain_id).hex()
+    assert op_hash == "0x" + V09.user_op_hash(decode_user_operation(signed_by_account), chain.chain_id).hex()
     await client.call("debug_bundler_sendBundleNow")
     receipt = await client.call("eth_getUserOperationReceipt", op_hash)
     assert receipt["success"] and receipt["paymaster"].lower() == paymasters["0.9"] and acct.is_deployed()

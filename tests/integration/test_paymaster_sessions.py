@@ -14,7 +14,7 @@ from bundler.entrypoint import V07, V08
 from bundler.paymaster.signer import PaymasterSigner
 from bundler.sessions import abi
 from bundler.sessions.abi import CallPolicy, GasPolicy, SessionSpec
-from bundler.userop import format_user_operation, parse_user_operation
+from bundler.userop import format_user_operation, decode_user_operation
 
 from conftest import RpcError
 from helpers.accounts import mine
@@ -83,7 +83,7 @@ async def test_session_op_sponsored_under_a_policy_naming_the_session(chain, set
     stub = await client.call("pm_getPaymasterStubData", rpc_op, ep.address, hex(chain.chain_id), ctx)
     rpc_op.update({k: v for k, v in stub.items() if k.startswith("paymaster")})
     rpc_op.update(await client.call("pm_getPaymasterData", rpc_op, ep.address, hex(chain.chain_id), ctx))
-    sponsored = parse_user_operation(rpc_op)
+    sponsored = decode_user_operation(rpc_op)
     assert sponsored.paymaster == paymasters[ep.version]
 
     # the owner signing the very same op cannot use the session's sponsorship

@@ -12,7 +12,7 @@ import pytest
 
 from bundler.entrypoint import V07
 from bundler.paymaster.signer import PaymasterSigner
-from bundler.userop import parse_user_operation
+from bundler.userop import decode_user_operation
 
 from conftest import RpcError
 from helpers.inproc import eventually, running_bundler
@@ -37,7 +37,7 @@ async def test_two_instances_share_one_budget(chain, dsn, tmp_path):  # noqa: F8
     async with running_bundler(chain, **settings) as (_a, at_a), running_bundler(chain, **settings) as (_b, at_b):
         acct = chain.account(V07, deployed=True, funded=0)
         op = await sponsor(at_a, chain, acct, ctx)
-        max_cost = parse_user_operation(op).max_cost()
+        max_cost = decode_user_operation(op).max_cost()
         op_hash = await at_a.call("eth_sendUserOperation", op, V07.address)
 
         # instance B sees A's reservation: it refuses a second op, naming what is left
@@ -68,4 +68,4 @@ async def test_two_instances_share_one_budget(chain, dsn, tmp_path):  # noqa: F8
         with pytest.raises(RpcError) as err:
             await at_a.call("pm_getPaymasterData", unsigned(acct, nonce=2), V07.address, hex(chain.chain_id), ctx)
         assert err.value.code == -32501 and err.value.data["rule"] == "accountBudget"
-        assert int(err.value.data["spent"]) == cost + parse_user_operation(op2).max_cost()
+        assert int(err.value.data["spent"]) == cost + decode_user_operation(op2).max_cost()

@@ -160,7 +160,7 @@ async def test_bundle_reverting_on_chain_drops_the_failing_op_and_rebundles_the_
             await client.call("eth_getUserOperationReceipt", bad_hash)
         assert e.value.code == -32500 and "AA21" in e.value.message and "dropped" in e.value.message
         assert await client.call("debug_bundler_dumpMempool", ep.address) == []
-        assert b.builder.fates.reverts == {}  # no revert count kept for the mined and the dropped op
+        assert b.pool.reverts == {}  # no revert count kept for the mined and the dropped op
 
 
 async def test_executor_below_minimum_balance_sends_nothing(chain):

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from bundler.devchain.anvil import rpc
 from bundler.entrypoint import V07, V08, V09
 from bundler.errors import InvalidParams
-from bundler.userop import UserOperation, format_user_operation, parse_user_operation
+from bundler.userop import UserOperation, format_user_operation, decode_user_operation
 from bundler.userop.model import EIP7702_FACTORY
 from bundler.userop.packing import PACKED_USEROP_TYPE, PAYMASTER_SIG_MAGIC, pack, unpack
 
@@ -63,7 +63,7 @@ def test_v09_paymaster_signature_is_outside_the_hash(anvil, op, signature, other
     assert ours == V09.user_op_hash(op.with_changes(paymaster_signature=other), anvil.chain_id)
     assert ours != V09.user_op_hash(op, anvil.chain_id)  # the magic itself is hashed
     assert pack(signed)[7].endswith(signature + len(signature).to_bytes(2, "big") + PAYMASTER_SIG_MAGIC)
-    assert parse_user_operation(format_user_operation(signed)) == signed
+    assert decode_user_operation(format_user_operation(signed)) == signed
     with pytest.raises(InvalidParams, match="paymasterSignature"):
         V08.user_op_hash(signed, anvil.chain_id)
 
@@ -81,7 +81,7 @@ def test_eip7702_hash_uses_delegate(anvil):
 
 @given(op=ops)
 def test_rpc_form_and_packed_form_round_trip(op):
-    assert parse_user_operation(format_user_operation(op)) == op
+    assert decode_user_operation(format_user_operation(op)) == op
     assert unpack(pack(op)) == op
 
 
@@ -111,13 +111,13 @@ def test_codec_names_the_bad_field(field, value, fragment):
     else:
         obj[field] = value
     with pytest.raises(InvalidParams) as e:
-        parse_user_operation(obj)
+        decode_user_operation(obj)
     assert fragment in e.value.message
 
 
 def test_estimation_accepts_missing_gas_fields():
     obj = {k: VALID[k] for k in ("sender", "nonce", "callData")}
-    op = parse_user_operation(obj, for_estimation=True)
+    op = decode_user_operation(obj, for_estimation=True)
     assert op.call_gas_limit == 0 and op.signature == b""
 
 

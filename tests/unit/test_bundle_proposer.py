@@ -23,11 +23,24 @@ def entry(tag: int, nonce: int = 0, fee: int = 3 * GWEI, tip: int = GWEI) -> Poo
 
 
 class Pool:
-    def __init__(self) -> None:
+    """The pool as the proposer sees it (builder.proposer.ProposalPool): a failure of an op in
+    `bans` is blamed on an entity, which takes the ops listed with it."""
+
+    def __init__(self, bans: dict[str, list[PoolEntry]] | None = None) -> None:
         self.drops: list[tuple[str, str, int | None]] = []
+        self.bans = bans or {}
+        self.blames: list[tuple[str, str | None, bool]] = []
+        self.flushes = 0
 
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
         self.drops.append((entry.hash, reason, code))
+
+    def blamed(self, entry: PoolEntry, code: str | None, second_validation: bool = False) -> list[PoolEntry]:
+        self.blames.append((entry.hash, code, second_validation))
+        return self.bans.get(entry.hash, [])
+
+    async def flush(self) -> None:
+        self.flushes += 1
 
 
 class Safe:
@@ -112,3 +125,30 @@ async def test_nothing_left_is_no_bundle_and_unsafe_mode_skips_the_second_valida
     assert await proposer(safe, Check({a.op.sender}), pool).propose(
         V07, HEAD, [a], beneficiary=BENEFICIARY, sender=EXECUTOR) is None
     assert safe.calls == 0 and [h for h, _r, _c in pool.drops] == [a.hash]
+
+
+async def test_a_failure_blamed_on_an_entity_drops_its_other_ops_in_the_bundle_and_flushes_once():
+    """The bundle simulation fails b (AA23); the pool blames its entity, banned now, which b
+    shares with c: c leaves the bundle too, dropped as throttled; a and d are bundled."""
+    a, b, c, d = entry(1), entry(2), entry(3), entry(4)
+    outside = entry(5)  # another op of the banned entity, not in this bundle: dropped all the same
+    pool, check = Pool(bans={b.hash: [c, outside]}), Check(bad={b.op.sender})
+    out = await proposer(Safe(), check, pool).propose(V07, HEAD, [a, b, c, d], beneficiary=BENEFICIARY,
+                                                      sender=EXECUTOR)
+    assert out is not None and out.ops == [a, d]
+    assert pool.blames == [(b.hash, "AA23", False)]
+    assert [(h, code) for h, _r, code in pool.drops] == [(b.hash, -32500), (c.hash, -32504), (outside.hash, -32504)]
+    assert out.drops[c.hash].startswith("an entity it uses was banned: failed in bundle simulation")
+    assert outside.hash not in out.drops  # not part of this proposal
+    assert check.rounds == [4, 2]
+    assert pool.flushes == 1
+
+
+async def test_a_second_validation_failure_is_blamed_as_such():
+    a, b = entry(1), entry(2)
+    pool = Pool(bans={b.hash: [a]})
+    out = await proposer(Safe({b.hash: OpcodeViolation("AA24 signature error")}), Check(set()), pool).propose(
+        V07, HEAD, [a, b], beneficiary=BENEFICIARY, sender=EXECUTOR)
+    assert out is None  # b failed, a shares its banned entity
+    assert pool.blames == [(b.hash, "AA24", True)]
+    assert [h for h, _r, _c in pool.drops] == [b.hash, a.hash]

@@ -20,6 +20,7 @@ from bundler.chain.types import ChainUpdate, MinedOp
 from bundler.pool.pool import BundleOutcome, LocalPool, Pool
 from bundler.pool.reputation import ReputationBook, ReputationParams, ReputationRules, Status
 from bundler.pool.requeue import Requeue
+from bundler.pool.shared import CLAIMED_ELSEWHERE
 from bundler.pool.staking import StakePolicy
 from bundler.sim.results import VALIDITY_BLOCK_RANGE_MASK, StakeInfo
 from bundler.store import MemoryStore, OpStatus
@@ -290,3 +291,68 @@ async def test_clear_records_unsent_ops_dropped_and_keeps_submitted_records():
     assert w.store.get(sent).status is OpStatus.SUBMITTED
     w.pool.clear_state()
     assert w.store.get(sent) is None
+
+
+class ClaimingStore(MemoryStore):
+    """A store shared with another instance that already claimed `theirs`."""
+
+    def __init__(self, theirs: set[str]):
+        super().__init__()
+        self.theirs = theirs
+        self.released: list[tuple[list[str], str]] = []
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    async def claim(self, op_hashes: list[str], owner: str) -> set[str]:
+        return {h for h in op_hashes if h not in self.theirs}
+
+    async def release(self, op_hashes: list[str], owner: str) -> None:
+        self.released.append((op_hashes, owner))
+
+
+async def test_claims_in_a_shared_store_mark_the_others_ops_and_release_gives_back():
+    w = world()
+    a, b = await w.pool.add(op(1), V07), await w.pool.add(op(2), V07)
+    entries = w.pool.entries()
+    # not shared: every op is this instance's, nothing to release
+    assert await w.pool.claim(entries, "0xexec") == entries
+    await w.pool.release(entries, "0xexec")
+    shared = ClaimingStore(theirs={b})
+    pool = LocalPool(mempool=w.pool._mempool, store=shared, fates=w.pool._fates, admission=w.pool._admission,
+                     reputation=w.pool._reputation)
+    assert [e.hash for e in await pool.claim(entries, "0xexec")] == [a]
+    assert pool.get(b).submitted_in == CLAIMED_ELSEWHERE  # not a candidate here
+    assert [e.hash for e in pool.bundle_candidates(V07, w.node.block.base_fee)] == [a]
+    await pool.release([pool.get(a)], "0xexec")
+    assert shared.released == [([a], "0xexec")]
+    pool.claimable_again([b, a])  # the other instance died: its claim was released
+    assert pool.get(b).submitted_in is None and pool.get(a).submitted_in is None
+
+
+async def test_back_to_pool_validates_again_forgets_the_mined_and_leaves_the_dropped():
+    w = world()
+    kept, mined, failing, dropped = [await w.pool.add(op(i), V07) for i in (1, 2, 3, 4)]
+    for h in (kept, mined, failing, dropped):
+        w.pool.mark_submitted([w.pool.get(h)], TX)
+    w.pool.drop(w.pool.get(dropped), "dropped meanwhile", -32500)
+    w.simulator.by_sender[op(3).sender] = ValidationRejected("AA23 reverted")
+    w.simulator.calls.clear()
+    looked_up: list[tuple[str, str]] = []
+
+    async def found_mined(op_hash: str, entry_point: str) -> bool:
+        looked_up.append((op_hash, entry_point))
+        if op_hash == mined:
+            w.pool.recorded_mined(mined, TX, 101, BLOCK_HASH)  # what the builder's lookup does
+            return True
+        return False
+
+    await w.pool.back_to_pool([kept, mined, failing, dropped], "bundle nonce taken", found_mined)
+    assert {h for h, _ep in looked_up} == {kept, mined, failing}  # not the dropped one
+    assert w.pool.get(kept).submitted_in is None and w.store.get(kept).status is OpStatus.PENDING
+    assert w.pool.get(mined) is None and w.store.get(mined).status is OpStatus.MINED
+    assert w.pool.get(failing) is None and w.store.get(failing).status is OpStatus.DROPPED
+    assert "bundle nonce taken, no longer valid: AA23" in w.store.get(failing).reason
+    assert w.store.get(dropped).reason == "dropped meanwhile"
+    assert sorted(w.simulator.calls) == sorted([op(1).sender, op(3).sender])  # validated again

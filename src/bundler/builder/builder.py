@@ -1,14 +1,19 @@
 """The bundling loop: turns pending ops into handleOps transactions by wiring the proposer
 (select, second validation, simulate and drop, fees: proposer.py) -> the key assigner
 (assigner.py) -> the transaction tracker (sign, send, replace, follow: tracker.py) -> settlement
-(here: the fate of every op of a resolved transaction, written through the pool's OpFates)."""
+(here: the fate of every op of a resolved transaction, told to the pool).
+
+The builder sees the pool only through its interface (pool.pool.Pool): it reads candidates,
+claims them (shared store), and tells the pool every op's fate; it writes no op status and
+holds no pool state beyond the ops reserved by the bundles it is building."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-
+from typing import Any, Protocol
 
 from ..chain.client import NodeClient
 from ..chain.fees import suggest_fees
@@ -18,26 +23,35 @@ from ..chain.types import ChainUpdate
 from ..chain.userop_logs import build_receipt, find_event_log
 from ..entrypoint import EntryPointVersion, handle_ops_calldata
 from ..errors import BundlerError
-from ..pool.fates import OpFates
-from ..metrics import NullMetrics
-from ..pool.mempool import PoolEntry, PoolReader
-from ..pool.requeue import Requeue
+from ..config import Config
+from ..metrics import Metrics, NullMetrics
+from ..pool.eip7702 import Eip7702Checker
+from ..pool.mempool import PoolEntry
+from ..pool.pool import BundleOutcome, Pool
 from ..pool.safe import SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
+from ..sim.protocol import Simulator
 from ..store.base import ClaimLost, LeaseLost
-from ..store.records import InflightTx, OpStatus, TxAttempt
+from ..store.records import InflightTx, TxAttempt
 from .balance import BalanceGuard, ExecutorBalanceLow
 from .bundle_check import check_bundle
 from .dev_miner import DevMiner
 from .assigner import KeyAssigner
 from .executor_key import Executor
 from .proposer import BundleProposer, ProposedBundle, bundle_gas_limit, due, select_ops
-from .tracker import TransactionTracker
+from .tracker import InflightStore, TransactionTracker
 
 log = logging.getLogger(__name__)
 
 # after a bundle failed (node refusing?), auto mode waits this long before the next one
 FAILURE_BACKOFF_S = 0.5
+
+
+class InflightRows(InflightStore, Protocol):
+    """The store as the builder uses it: its in-flight transaction rows (the tracker's), and one
+    commit for an op's fate and its row's removal (store.base.Store)."""
+
+    def batch(self) -> AbstractContextManager[Any]: ...
 
 
 @dataclass
@@ -56,49 +70,43 @@ class Builder:
         *,
         node: NodeClient,
         head: HeadTracker,
-        simulator,
-        mempool: PoolReader,
-        store,
+        simulator: Simulator,
+        pool: Pool,
+        store: InflightRows,
         executors: list[Executor],
         entry_points: list[EntryPointVersion],
         chain_id: int,
-        config,
-        admission=None,
-        reputation=None,
-        eip7702=None,
-        metrics=None,
-        fates: OpFates,
+        config: Config,
+        eip7702: Eip7702Checker | None = None,
+        metrics: Metrics | None = None,
     ):
         self.node = node
         self.head = head
         self.simulator = simulator
-        self.mempool = mempool
-        self.store = store
+        # the pool (pool.pool.Pool): candidates, claims, and every op's fate
+        self.pool = pool
+        self.store = store  # in-flight transaction rows only
         self.executors = executors
         self.entry_points = entry_points
         self.chain_id = chain_id
         self.config = config
         self.mode = config.bundle_mode
-        self.reputation = reputation  # pool.reputation.ReputationRules, or None
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker, or None
         self._wakeup = asyncio.Event()
-        self.safe = SafeMode(config, mempool)
+        self.safe = SafeMode(config, pool)
         # select -> second validation -> simulate and drop -> fees: a ProposedBundle value
         self.proposer = BundleProposer(
             simulator=simulator, safe=self.safe, window=head.window, check=self._check,
-            fees=lambda header: suggest_fees(node, header), pool=fates, found_mined=self._found_mined,
-            reputation=reputation, eip7702=eip7702, flush=store.flush)
+            fees=lambda header: suggest_fees(node, header), pool=pool, found_mined=self._found_mined,
+            eip7702=eip7702)
         # sign, send, replace, follow: transactions only (settlement of their ops stays here)
         self.tracker = TransactionTracker(node, head, store, config, chain_id)
         # executor balances (for /health: self.balances.status(), self.balances.all_low)
         self.balances = BalanceGuard(node, executors, config.min_executor_balance)
         self.keys = KeyAssigner(executors, self.balances.is_low)
         self.watcher: ChainWatcher | None = None   # set by the app
-        self.requeue: Requeue | None = None        # set by the app
         self._background: set[asyncio.Task] = set()
         self.metrics = metrics if metrics is not None else NullMetrics()
-        # the pool's writer of op status: every pending/mined/dropped decision goes through it
-        self.fates = fates
         # parallel bundles (one per executor key) never share an op, a sender or a paymaster:
         # ops selected for a bundle stay reserved until its transaction is settled
         self._reserved: dict[str, PoolEntry] = {}
@@ -137,7 +145,7 @@ class Builder:
                         raise
                     except Exception as e:
                         log.warning("dev chain: evm_mine failed: %s", e)
-                if self.mode != "auto" or not len(self.mempool) or self.keys.free() is None:
+                if self.mode != "auto" or not len(self.pool) or self.keys.free() is None:
                     continue
                 backoff = self._last_failure + FAILURE_BACKOFF_S - time.monotonic()
                 if backoff > 0:  # the last bundle failed (node refusing?): do not hammer
@@ -162,7 +170,7 @@ class Builder:
         if self.head.latest is None:
             return False
         window = self.head.window()
-        return any(e.submitted_in is None and not due(e, window) for e in self.mempool.entries())
+        return any(e.submitted_in is None and not due(e, window) for e in self.pool.entries())
 
     def _job_done(self, task: asyncio.Task) -> None:
         self._jobs.discard(task)
@@ -249,17 +257,17 @@ class Builder:
             if self.keys.finished(executor):
                 self.metrics.executor_busy.labels(executor.address).set(0)
             self.metrics.bundles_in_flight.dec()
-            if result is not None and self.mode == "auto" and len(self.mempool):
+            if result is not None and self.mode == "auto" and len(self.pool):
                 self._wakeup.set()  # this key is free again: bundle what is left
 
     # one bundle -------------------------------------------------------------
     def _select(self, ep: EntryPointVersion, header) -> list[PoolEntry]:
         selection = select_ops(
-            self.mempool.bundle_candidates(ep, header.base_fee), reserved=self._reserved.values(),
-            submitted=[e for e in self.mempool.entries(ep) if e.submitted_in is not None],
+            self.pool.bundle_candidates(ep, header.base_fee), reserved=self._reserved.values(),
+            submitted=self.pool.submitted(ep),
             window=self.head.window(header), header=header, max_gas=self.config.max_bundle_gas,
             max_ops=self.config.max_bundle_ops,
-            gate=self.reputation.bundle_gate(ep, header.number) if self.reputation else None,
+            gate=self.pool.bundle_gate(ep, header.number),
             others_storage=self.safe.others_storage)
         for entry, reason, code in selection.drops:
             self.drop(entry, reason, code)
@@ -275,7 +283,7 @@ class Builder:
             log.warning("could not look up the UserOperationEvent of %s: %s", op_hash, getattr(e, "message", e))
             return None
         if event is not None:
-            self.fates.recorded_mined(op_hash, event["transactionHash"], int(event["blockNumber"], 16),
+            self.pool.recorded_mined(op_hash, event["transactionHash"], int(event["blockNumber"], 16),
                                       event["blockHash"])
         return event
 
@@ -284,7 +292,7 @@ class Builder:
         event = await self._mined_event(entry.hash, entry.entry_point.address)
         if event is None:
             return False
-        self.fates.forget(entry.hash)
+        self.pool.forget(entry.hash)
         log.info("op %s is already mined in %s; recorded mined", entry.hash, event["transactionHash"])
         if self.watcher is not None:
             self.watcher.track(MinedBundle(event["transactionHash"], int(event["blockNumber"], 16),
@@ -292,7 +300,7 @@ class Builder:
         return True
 
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None:
-        self.fates.drop(entry, reason, code)
+        self.pool.drop(entry, reason, code)
 
     async def bundle(self, ep: EntryPointVersion) -> SentBundle | None:
         """One bundle for `ep` on the next executor key (waiting for it if all are busy)."""
@@ -307,7 +315,7 @@ class Builder:
                                selected: list[PoolEntry]) -> SentBundle | None:
         """Claim (shared store), propose (second validation, simulate and drop, fees), send and
         follow until mined."""
-        selected = [e for e in selected if self.mempool.get(e.hash) is e]  # evicted meanwhile
+        selected = [e for e in selected if self.pool.get(e.hash) is e]  # evicted meanwhile
         # claimed first (shared store): an instance decides (drops, sends) only ops it holds
         claimed = await self._claim(selected, executor)
         try:
@@ -322,30 +330,23 @@ class Builder:
             return await self._send(executor, proposal)
         except BaseException:
             # still ours, in the pool and not sent: another instance may take them
-            await self._release([e for e in claimed if self.mempool.get(e.hash) is e
+            await self._release([e for e in claimed if self.pool.get(e.hash) is e
                                  and e.submitted_in in (None, CLAIMED_ELSEWHERE)], executor)
             raise
 
     async def _claim(self, selected: list[PoolEntry], executor: Executor) -> list[PoolEntry]:
         """With a store shared by several instances, bundle only the ops this instance claims."""
-        if not selected or not self.store.shared:
-            return selected
         if self.fenced:
             return []
         try:
-            got = await self.store.claim([e.hash for e in selected], executor.address)
+            return await self.pool.claim(selected, executor.address)
         except LeaseLost as lost:
             log.critical("no bundle: %s", lost)
             self.fenced = True
             return []
-        for e in selected:
-            if e.hash not in got:
-                e.submitted_in = CLAIMED_ELSEWHERE
-        return [e for e in selected if e.hash in got]
 
     async def _release(self, entries: list[PoolEntry], executor: Executor) -> None:
-        if entries and self.store.shared:
-            await self.store.release([e.hash for e in entries], executor.address)
+        await self.pool.release(entries, executor.address)
 
     async def _check(self, ops, ep, header, beneficiary: str, sender: str):
         """The bundle as it would run on chain (the node's eth_call, or py-evm: bundle_check), in
@@ -362,8 +363,7 @@ class Builder:
         entries, ep, dropped = proposal.ops, proposal.entry_point, proposal.drops
 
         def mark_submitted(inflight: InflightTx) -> None:  # the store has them submitted already
-            for e in entries:
-                e.submitted_in = inflight.current.tx_hash
+            self.pool.mark_submitted(entries, inflight.current.tx_hash)
 
         try:
             inflight = await self.tracker.send_new(executor, ep.address, [e.hash for e in entries], proposal.calldata,
@@ -374,8 +374,8 @@ class Builder:
             if isinstance(refused, ClaimLost):
                 log.warning("bundle not sent: %s", refused)
             for entry in entries:
-                self.fates.pending_again(entry.hash, entry)
-            await self.store.flush()
+                self.pool.pending_again(entry.hash, entry)
+            await self.pool.flush()
             raise
         self.metrics.bundle("sent", len(entries))
         followed = await self.tracker.follow(inflight, executor)
@@ -386,38 +386,33 @@ class Builder:
     async def _settle(self, inflight, followed, dropped: dict[str, str] | None = None,
                       executor: Executor | None = None) -> SentBundle:
         """Record the fate of every op of an in-flight nonce once it is resolved, then forget it."""
-        entries = [self.mempool.get(h) for h in inflight.op_hashes]
         receipt = followed.receipt
         if receipt is None:  # the nonce went to a transaction we never sent: ops are not mined
             if executor is not None:
                 executor.forget_nonce()
             result = SentBundle(inflight.entry_point, inflight.current.tx_hash, None, "not_mined",
                                   dropped=dropped or {})
-            await self._back_to_pool(inflight.op_hashes, entries, "bundle nonce taken by another transaction")
+            await self.pool.back_to_pool(inflight.op_hashes, "bundle nonce taken by another transaction",
+                                         self._found_mined_on_chain)
             self.store.delete_inflight(inflight.executor, inflight.nonce)
             await self.store.flush()
             return result
         tx_hash = receipt["transactionHash"]
         block = int(receipt["blockNumber"], 16)
         result = SentBundle(inflight.entry_point, tx_hash, block, "mined", dropped=dropped or {})
-        self.metrics.bundle("mined" if receipt["status"] == "0x1" else "reverted")
-        self.fates.forget_gone()
+        reverted = receipt["status"] != "0x1"
+        self.metrics.bundle("reverted" if reverted else "mined")
+        outcome = BundleOutcome(tx_hash, block, receipt["blockHash"], reverted=reverted,
+                                included=set() if reverted else
+                                {h for h in inflight.op_hashes if build_receipt(h, receipt) is not None})
         # the ops' fate and the in-flight row's removal commit together
         with self.store.batch():
-            if receipt["status"] != "0x1":
+            mined = self.pool.apply_bundle_result(inflight.op_hashes, outcome)
+            if reverted:
                 result.status = "reverted"
                 log.warning("bundle %s reverted on chain (block %d); its ops are simulated again", tx_hash, block)
-                for h, e in zip(inflight.op_hashes, entries):
-                    self.fates.bundle_reverted(h, e, tx_hash)
             else:
-                mined = []
-                for h, e in zip(inflight.op_hashes, entries):
-                    if build_receipt(h, receipt) is not None:
-                        self.fates.mined(h, e, tx_hash, block, receipt["blockHash"])
-                        result.included.append(h)
-                        mined.append(h)
-                    else:
-                        self.fates.not_included(h, e)
+                result.included.extend(mined)
                 log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
                 if self.watcher is not None and mined:
                     self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor,
@@ -426,25 +421,8 @@ class Builder:
         await self.store.flush()
         return result
 
-    async def _back_to_pool(self, op_hashes: list[str], entries: list[PoolEntry | None], context: str) -> None:
-        """Ops whose transaction will never be mined: validated again, pending or dropped."""
-        records = []
-        for h, e in zip(op_hashes, entries):
-            if e is not None:
-                e.submitted_in = None
-            record = self.store.get(h)
-            if record is None or record.status == OpStatus.DROPPED:
-                continue
-            if await self._mined_event(record.hash, record.entry_point):  # mined after all
-                if e is not None:
-                    self.fates.forget(h)
-                continue
-            records.append(record)
-        if self.requeue is not None:
-            await self.requeue.readmit(records, context)
-        else:
-            for r in records:
-                self.fates.pending_again(r.hash)
+    async def _found_mined_on_chain(self, op_hash: str, entry_point: str) -> bool:
+        return await self._mined_event(op_hash, entry_point) is not None
 
     # -- after a restart ----------------------------------------------------------------------
     def _executor(self, address: str) -> Executor | None:

@@ -3,10 +3,11 @@ its gas and fees, as a value (ProposedBundle) for the builder to send.
 
 select_ops is a pure function of the candidates (best paying first), the ops already in other
 bundles, the inclusion window and the head block: no node, no store, no clock of its own. The
-ops it finds expired or banned come back as drops for the caller to apply through the pool
-(OpFates). BundleProposer then runs the second validation (one call, SafeMode.revalidate),
-simulates handleOps and drops the ops that fail, and prices the transaction; it applies drops
-through OpFates as it finds them (a staked entity's ban reaches other ops of the same bundle).
+ops it finds expired or banned come back as drops for the caller to apply through the pool.
+BundleProposer then runs the second validation (one call, SafeMode.revalidate), simulates
+handleOps and drops the ops that fail, and prices the transaction; it tells the pool
+(pool.pool.Pool: drop, blamed) as it finds them (a staked entity's ban reaches other ops of
+the same bundle).
 It sends nothing and claims nothing: the ops it leaves out but keeps pending are reported
 (`release`) for the builder to hand back in a shared store.
 """
@@ -157,10 +158,15 @@ class BundleChecker(Protocol):
                        beneficiary: str, sender: str) -> BundleResult: ...
 
 
-class Drops(Protocol):
-    """The pool's writer of dropped ops (pool.fates.OpFates)."""
+class ProposalPool(Protocol):
+    """What the proposer tells the pool (pool.pool.Pool): ops dropped, failures blamed on
+    entities (the ops of an entity banned for it come back to be dropped too), writes flushed."""
 
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None: ...
+
+    def blamed(self, entry: PoolEntry, code: str | None, second_validation: bool = False) -> list[PoolEntry]: ...
+
+    async def flush(self) -> None: ...
 
 
 class SecondValidation(Protocol):
@@ -173,13 +179,6 @@ class SecondValidation(Protocol):
                          ) -> list[tuple[PoolEntry, BundlerError | None]]: ...
 
 
-class BundleBlame(Protocol):
-    """pool.reputation.ReputationRules at bundle time: the ops an entity at fault takes down with it."""
-
-    def bundle_failure(self, entry: PoolEntry, code: str | None,
-                       second_validation: bool = False) -> list[PoolEntry]: ...
-
-
 class BundleAuthorizations(Protocol):
     """pool.eip7702.Eip7702Checker: the bundle's authorizationList, and the ops whose tuple went stale."""
 
@@ -190,9 +189,8 @@ class BundleAuthorizations(Protocol):
 class BundleProposer:
     def __init__(self, *, simulator: RawValidator, safe: SecondValidation,
                  window: Callable[[PinnedBlock], InclusionWindow],
-                 check: BundleChecker, fees: Callable[[PinnedBlock], Awaitable[tuple[int, int]]], pool: Drops,
-                 found_mined: Callable[[PoolEntry], Awaitable[bool]], reputation: BundleBlame | None = None,
-                 eip7702: BundleAuthorizations | None = None, flush: Callable[[], Awaitable[None]] | None = None):
+                 check: BundleChecker, fees: Callable[[PinnedBlock], Awaitable[tuple[int, int]]], pool: ProposalPool,
+                 found_mined: Callable[[PoolEntry], Awaitable[bool]], eip7702: BundleAuthorizations | None = None):
         self.simulator = simulator   # sim.simulator.Simulator (simulate_validation)
         self.safe = safe             # pool.safe.SafeMode: the second validation
         self.window = window         # inclusion window of the block after a header
@@ -200,9 +198,7 @@ class BundleProposer:
         self.fees = fees             # (maxFee, tip) the node suggests for the next block
         self.pool = pool
         self.found_mined = found_mined  # an op refused for its nonce found mined (recorded so)
-        self.reputation = reputation  # pool.reputation.ReputationRules, or None
         self.eip7702 = eip7702       # pool.eip7702.Eip7702Checker, or None
-        self.flush = flush
 
     async def propose(self, ep: EntryPointVersion, header: PinnedBlock, selected: list[PoolEntry], *,
                       beneficiary: str, sender: str, release: Release = _keep) -> ProposedBundle | None:
@@ -219,8 +215,8 @@ class BundleProposer:
         selected, authorizations = await self.simulate_and_drop(ep, header, selected, dropped,
                                                                 beneficiary=beneficiary, sender=sender,
                                                                 release=release)
-        if dropped and self.flush is not None:
-            await self.flush()
+        if dropped:
+            await self.pool.flush()
         if not selected:
             return None
         auth_list = [authorizations[e.hash] for e in selected if e.hash in authorizations]
@@ -261,11 +257,9 @@ class BundleProposer:
             else:
                 reason = f"failed second validation: {error.message}"
                 self._drop(entry, reason, error.code, dropped)
-                if self.reputation is None:
-                    continue
                 # only a staked entity at fault is banned for it (SREP-050, EREP-020/030)
                 code = failure_code(error.message, error.data)
-                for other in self.reputation.bundle_failure(entry, code, second_validation=True):
+                for other in self.pool.blamed(entry, code, second_validation=True):
                     why = f"an entity it uses was banned: {reason}"
                     keep = [e for e in keep if e is not other]
                     if any(other is e for e in selected):
@@ -307,13 +301,12 @@ class BundleProposer:
                 await release([bad, *later])
                 continue
             self._drop(bad, reason, error.code, dropped)
-            if self.reputation is not None:
-                for other in self.reputation.bundle_failure(bad, outcome.failure.code):
-                    why = f"an entity it uses was banned: {reason}"
-                    if any(other is e for e in selected):
-                        selected = [e for e in selected if e is not other]
-                        dropped[other.hash] = why
-                    self.pool.drop(other, why, EntityThrottled.code)
+            for other in self.pool.blamed(bad, outcome.failure.code):
+                why = f"an entity it uses was banned: {reason}"
+                if any(other is e for e in selected):
+                    selected = [e for e in selected if e is not other]
+                    dropped[other.hash] = why
+                self.pool.drop(other, why, EntityThrottled.code)
         return selected, authorizations
 
     async def _isolate(self, ep: EntryPointVersion, selected: list[PoolEntry], header: PinnedBlock,

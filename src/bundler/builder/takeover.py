@@ -18,7 +18,6 @@ import logging
 import time
 
 from ..pool.requeue import entry_from_record
-from ..pool.shared import CLAIMED_ELSEWHERE
 from ..store.base import LeaseLost, SharedStore
 
 log = logging.getLogger(__name__)
@@ -58,24 +57,21 @@ class Takeover:
 
     def take_over_once(self) -> tuple[list[str], list]:
         released, adopted = self.store.take_over()
-        mempool = self.builder.mempool
-        for h in released:  # claimable again: no need to wait for the pool sync
-            entry = mempool.get(h)
-            if entry is not None and entry.submitted_in == CLAIMED_ELSEWHERE:
-                entry.submitted_in = None
+        pool = self.builder.pool
+        pool.claimable_again(released)  # no need to wait for the pool sync
         for inflight in adopted:
             tx_hash = inflight.latest.tx_hash if inflight.latest else None
             for h in inflight.op_hashes:
-                entry = mempool.get(h)
+                entry = pool.get(h)
                 if entry is not None:
-                    entry.submitted_in = tx_hash
+                    pool.mark_submitted([entry], tx_hash)
                     continue
                 record = self.store.get(h)
                 if record is None or record.status.value not in ("pending", "submitted"):
                     continue
                 entry = entry_from_record(record, submitted_in=tx_hash)
                 if entry is not None:
-                    mempool.add(entry)
+                    pool.adopt(entry)
             log.info("following in-flight bundle %s (executor %s nonce %d, %d ops) of a dead instance",
                      tx_hash, inflight.executor, inflight.nonce, len(inflight.op_hashes))
             self.builder.start_resume(inflight)

@@ -13,7 +13,7 @@ from pjrpc.server import MethodRegistry
 
 from ..errors import InvalidParams
 from ..rpc.methods import _entry_point
-from ..userop.codec import parse_address, parse_quantity, parse_user_operation
+from ..userop.codec import decode_user_operation, parse_address, parse_quantity
 
 
 def paymaster_registry(bundler) -> MethodRegistry:
@@ -28,7 +28,7 @@ def paymaster_registry(bundler) -> MethodRegistry:
     def parse(user_op: Any, entry_point: Any, chain_id: Any):
         ep = _entry_point(bundler, entry_point)
         # ERC-7677: the op is not signed yet, and its gas may still be zero (stub data)
-        op = parse_user_operation(user_op, for_estimation=True)
+        op = decode_user_operation(user_op, for_estimation=True)
         return op, ep, parse_quantity(chain_id, "chainId")
 
     @r.add(name="pm_getPaymasterStubData")

@@ -8,11 +8,12 @@ every change of an op's status goes through one of these methods (and so through
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Awaitable, Callable, Iterable, Protocol
 
 from ..chain.types import ChainUpdate
 from ..entrypoint import EntryPointVersion
 from ..store.base import Store
+from ..store.records import OpStatus
 from ..userop.model import UserOperation
 from .admission import Admission
 from .chain_updates import ChainUpdates
@@ -20,7 +21,11 @@ from .fates import OpFates
 from .mempool import Mempool, PoolEntry, PoolReader
 from .reputation import BundleGate, ReputationRules, Status
 from .requeue import Requeue
+from .shared import CLAIMED_ELSEWHERE
 from .staking import StakePolicy
+
+# (op hash, EntryPoint address) -> True when the op is found mined on chain (and so recorded)
+FoundMined = Callable[[str, str], Awaitable[bool]]
 
 
 @dataclass
@@ -62,9 +67,24 @@ class Pool(PoolReader, Protocol):
         the other ops of an entity banned for it are returned (the caller drops them)."""
         ...
 
+    # -- claims (a store shared by several instances) ---------------------------------------
+    async def claim(self, entries: list[PoolEntry], owner: str) -> list[PoolEntry]:
+        """The entries this instance may bundle (all of them unless the store is shared; the
+        others are marked claimed elsewhere). Raises store.base.LeaseLost when fenced."""
+        ...
+
+    async def release(self, entries: list[PoolEntry], owner: str) -> None:
+        """Claimed by `owner` but not sent: another instance may take them."""
+        ...
+
+    def claimable_again(self, op_hashes: Iterable[str]) -> None:
+        """Claims of another instance released (it died): these ops may be bundled here."""
+        ...
+
     # -- fates of ops in bundles ------------------------------------------------------------
-    def mark_submitted(self, entries: Iterable[PoolEntry], tx_hash: str) -> None:
-        """The ops went out in transaction `tx_hash` (the store row was written with it)."""
+    def mark_submitted(self, entries: Iterable[PoolEntry], tx_hash: str | None) -> None:
+        """The ops went out in transaction `tx_hash` (the store row was written with it; None:
+        an adopted in-flight row without an attempt)."""
         ...
 
     def drop(self, entry: PoolEntry, reason: str, code: int | None = None) -> None: ...
@@ -85,6 +105,16 @@ class Pool(PoolReader, Protocol):
     def apply_bundle_result(self, op_hashes: list[str], outcome: BundleOutcome) -> list[str]:
         """Settle a mined bundle's ops: mined (entities credited), not included (pending again),
         or, when it reverted, pending again until max_bundle_reverts. Returns the mined hashes."""
+        ...
+
+    async def back_to_pool(self, op_hashes: list[str], context: str, found_mined: FoundMined) -> None:
+        """Ops whose transaction will never be mined: not in flight any more; those
+        `found_mined` on chain leave the pool (recorded mined by it), the others are validated
+        again (pending or dropped). Ops unknown or dropped already are left alone."""
+        ...
+
+    async def flush(self) -> None:
+        """The pool's records written durably (the store's write-behind flushed)."""
         ...
 
     async def apply_chain_update(self, update: ChainUpdate) -> dict[str, list[str]]:
@@ -160,8 +190,28 @@ class LocalPool:
     def blamed(self, entry: PoolEntry, code: str | None, second_validation: bool = False) -> list[PoolEntry]:
         return self._reputation.bundle_failure(entry, code, second_validation=second_validation)
 
+    # -- claims -----------------------------------------------------------------------------
+    async def claim(self, entries: list[PoolEntry], owner: str) -> list[PoolEntry]:
+        if not entries or not self._store.shared:
+            return entries
+        got = await self._store.claim([e.hash for e in entries], owner)
+        for e in entries:
+            if e.hash not in got:
+                e.submitted_in = CLAIMED_ELSEWHERE
+        return [e for e in entries if e.hash in got]
+
+    async def release(self, entries: list[PoolEntry], owner: str) -> None:
+        if entries and self._store.shared:
+            await self._store.release([e.hash for e in entries], owner)
+
+    def claimable_again(self, op_hashes: Iterable[str]) -> None:
+        for h in op_hashes:
+            entry = self._mempool.get(h)
+            if entry is not None and entry.submitted_in == CLAIMED_ELSEWHERE:
+                entry.submitted_in = None
+
     # -- fates ------------------------------------------------------------------------------
-    def mark_submitted(self, entries: Iterable[PoolEntry], tx_hash: str) -> None:
+    def mark_submitted(self, entries: Iterable[PoolEntry], tx_hash: str | None) -> None:
         for e in entries:
             e.submitted_in = tx_hash
 
@@ -203,6 +253,29 @@ class LocalPool:
                 fates.not_included(h, e)
         return mined
 
+    async def back_to_pool(self, op_hashes: list[str], context: str, found_mined: FoundMined) -> None:
+        records = []
+        for h in op_hashes:
+            entry = self._mempool.get(h)
+            if entry is not None:
+                entry.submitted_in = None
+            record = self._store.get(h)
+            if record is None or record.status == OpStatus.DROPPED:
+                continue
+            if await found_mined(record.hash, record.entry_point):  # mined after all
+                if entry is not None:
+                    self._fates.forget(h)
+                continue
+            records.append(record)
+        if self._requeue is not None:
+            await self._requeue.readmit(records, context)
+        else:
+            for r in records:
+                self._fates.pending_again(r.hash)
+
+    async def flush(self) -> None:
+        await self._store.flush()
+
     async def apply_chain_update(self, update: ChainUpdate) -> dict[str, list[str]]:
         if self._requeue is None:
             raise RuntimeError("this pool has no requeue: chain updates need one")
@@ -240,4 +313,4 @@ class LocalPool:
 
 
 def _local_pool_is_a_pool(pool: LocalPool) -> Pool:
-    return pool  # mypy checks LocalPool against the protocol here (no caller holds it as Pool yet)
+    return pool  # mypy checks LocalPool against the protocol here

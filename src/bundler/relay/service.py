@@ -39,7 +39,7 @@ from ..store import OpStatus
 from ..store.relay import (
     DISPATCHING, DROPPED, FINAL_CALL_STATES, MINED, PENDING, QUEUED, Credential, DuplicateKey, Grant, RelayCall, RelayStore,
 )
-from ..userop.codec import format_user_operation, parse_address, parse_bytes, parse_quantity, parse_user_operation
+from ..userop.codec import decode_user_operation, format_user_operation, parse_address, parse_bytes, parse_quantity
 from ..store.base import Store
 from . import auth
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Refused, RelayError, Unauthorized
@@ -319,7 +319,7 @@ class RelayService:
             stored = json.loads(g.owner_op)
             if owner is None or recover_signer(bytes.fromhex(stored["userOpHash"][2:]), sig) != owner:
                 raise Unauthorized(f"the signature is not the owner's signature of the grant op (owner {owner})")
-            op = parse_user_operation({**stored["userOp"], "signature": "0x" + abi.encode_owner_signature(sig).hex()})
+            op = decode_user_operation({**stored["userOp"], "signature": "0x" + abi.encode_owner_signature(sig).hex()})
             ep = _grant_entry_point(g)
             try:
                 op_hash = await self.pool.admission.submit(op, ep)
@@ -356,7 +356,7 @@ class RelayService:
                 raise InvalidRequest("ownerOp must be {userOp, signature}")
             sig = _signature(signed.get("signature"), "ownerOp.signature")
             try:
-                op = parse_user_operation({**signed["userOp"], "signature": "0x" +
+                op = decode_user_operation({**signed["userOp"], "signature": "0x" +
                                            abi.encode_owner_signature(sig).hex()})
             except InvalidParams as e:
                 raise InvalidRequest(f"ownerOp.userOp: {e.message}") from None

@@ -13,7 +13,7 @@ from ..errors import InvalidParams
 from ..pool.staking import read_deposit_info, stake_status
 from .params import decode_state_override
 from .results import encode_found_op, encode_gas_limits
-from ..userop.codec import format_user_operation, parse_address, parse_quantity, parse_user_operation
+from ..userop.codec import decode_user_operation, format_user_operation, parse_address, parse_quantity
 
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
@@ -56,13 +56,13 @@ def eth_registry(bundler) -> MethodRegistry:
     async def send_user_operation(user_op: Any, entry_point: Any) -> str:
         with bundler.metrics.submission(entry_point):  # counts, latency, op hash on log lines
             ep = _entry_point(bundler, entry_point)
-            op = parse_user_operation(user_op)
+            op = decode_user_operation(user_op)
             return await bundler.admission.submit(op, ep)
 
     @r.add(name="eth_estimateUserOperationGas")
     async def estimate_user_operation_gas(user_op: Any, entry_point: Any, state_override: Any = None) -> dict:
         ep = _entry_point(bundler, entry_point)
-        op = parse_user_operation(user_op, for_estimation=True)
+        op = decode_user_operation(user_op, for_estimation=True)
         return encode_gas_limits(await bundler.estimator.estimate(op, ep, decode_state_override(state_override)))
 
     @r.add(name="eth_getUserOperationByHash")

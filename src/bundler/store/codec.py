@@ -7,7 +7,7 @@ import json
 
 import orjson
 
-from ..userop.codec import format_user_operation, parse_user_operation
+from ..userop.codec import decode_user_operation_json, format_user_operation
 from ..userop.model import UserOperation
 from .records import InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, Sponsorship, SponsorshipState, TxAttempt
 
@@ -22,7 +22,7 @@ def op_to_json(op: UserOperation) -> str:
 
 
 def op_from_json(text: str | bytes) -> UserOperation:
-    return parse_user_operation(orjson.loads(text))
+    return decode_user_operation_json(text)
 
 
 def op_row(r: OpRecord, op_json: str) -> tuple:

@@ -1,8 +1,8 @@
-from .codec import format_user_operation, parse_user_operation
+from .codec import decode_user_operation, format_user_operation
 from .model import EIP7702_FACTORY, Authorization, UserOperation
 from .packing import pack, user_op_hash_v07, user_op_hash_v08
 
 __all__ = [
     "Authorization", "EIP7702_FACTORY", "UserOperation", "format_user_operation", "pack",
-    "parse_user_operation", "user_op_hash_v07", "user_op_hash_v08",
+    "decode_user_operation", "user_op_hash_v07", "user_op_hash_v08",
 ]

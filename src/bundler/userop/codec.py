@@ -1,140 +1,285 @@
-"""UserOperation <-> ERC-7769 JSON-RPC shape, with errors that name the offending field."""
+"""The ERC-7769 JSON form of a UserOperation, declared once as msgspec models.
+
+Every field's hex rules are the types below (`HexQuantity`, `HexData`, `HexAddress`); msgspec
+checks shape, types and patterns in one pass, and `decode_user_operation` is the one parser of
+the form: the RPC edge (eth_*, pm_*), the relay API and the stores' JSON column call it. The
+conversion into the domain `UserOperation` only turns checked hex into ints and bytes and
+applies the rules between fields (ranges, paymaster fields without a paymaster, v0.6 names).
+Errors are `InvalidParams` (-32602) whose message names the field."""
 from __future__ import annotations
 
 import re
-from typing import Any
+import types
+import typing
+from typing import Annotated, Any, Union
 
+import msgspec
 
 from ..errors import InvalidParams
 from session_sdk.userop import format_user_operation  # noqa: F401  (the RPC shape: one implementation, in the SDK)
 
 from .model import EIP7702_FACTORY, UINT128_MAX, UINT256_MAX, Authorization, UserOperation
 
-_HEX = re.compile(r"^0x[0-9a-fA-F]*$")
-# v0.6 names: a client talking v0.6 to a v0.7+ EntryPoint gets told what to send instead.
-_V06_FIELDS = {"initCode": "factory/factoryData", "paymasterAndData": "paymaster/paymasterData/..."}
 MAX_BYTES_FIELD = 64 * 1024
+UINT64_MAX = (1 << 64) - 1
 
-_QUANTITIES_U128 = {
-    "callGasLimit": "call_gas_limit",
-    "verificationGasLimit": "verification_gas_limit",
-    "maxFeePerGas": "max_fee_per_gas",
-    "maxPriorityFeePerGas": "max_priority_fee_per_gas",
-    "paymasterVerificationGasLimit": "paymaster_verification_gas_limit",
-    "paymasterPostOpGasLimit": "paymaster_post_op_gas_limit",
+# The declared hex rules. A quantity is 0x + 1..64 hex digits (leading zeros allowed up to 256
+# bits' worth of text) or a JSON number; data is 0x + an even number of hex digits (the odd
+# case is reported by the conversion, with its own message); an address is 0x + 40 digits.
+HexQuantity = Annotated[str, msgspec.Meta(pattern=r"^0x[0-9a-fA-F]+$", max_length=66)]
+JsonQuantity = Annotated[int, msgspec.Meta(ge=0)]
+Quantity = Union[HexQuantity, JsonQuantity]
+HexData = Annotated[str, msgspec.Meta(pattern=r"^0x[0-9a-fA-F]*$", max_length=2 + 2 * MAX_BYTES_FIELD)]
+AnyHexData = Annotated[str, msgspec.Meta(pattern=r"^0x[0-9a-fA-F]*$")]  # the caller gives the length limit
+HexAddress = Annotated[str, msgspec.Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
+# "0x" is "no factory" / "no paymaster" (what clients send for an absent one); "0x7702" marks an
+# EIP-7702 UserOperation (ERC-7769)
+FactoryAddress = Annotated[str, msgspec.Meta(pattern=r"^0x(?:[0-9a-fA-F]{40}|7702)?$")]
+PaymasterAddress = Annotated[str, msgspec.Meta(pattern=r"^0x(?:[0-9a-fA-F]{40})?$")]
+
+QUANTITY, DATA, ADDRESS = "quantity", "data", "address"
+_KIND_OF_TYPE: dict[Any, str] = {
+    HexQuantity: QUANTITY, JsonQuantity: QUANTITY, HexData: DATA, AnyHexData: DATA,
+    HexAddress: ADDRESS, FactoryAddress: ADDRESS, PaymasterAddress: ADDRESS,
 }
-_GAS_FIELDS = ("callGasLimit", "verificationGasLimit", "preVerificationGas", "maxFeePerGas",
-               "maxPriorityFeePerGas")
 
 
-def parse_quantity(value: Any, name: str, maximum: int = UINT256_MAX) -> int:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidParams(f"invalid {name}: expected a hex quantity string, got {type(value).__name__}")
-    if isinstance(value, int):
-        n = value
-    else:
-        if not _HEX.match(value) or len(value) < 3:
-            raise InvalidParams(f"invalid {name}: {value[:80]!r} is not a 0x-prefixed hex quantity")
-        if len(value) > 66:
-            raise InvalidParams(f"invalid {name}: value does not fit in 256 bits")
-        n = int(value, 16)
-    if n < 0 or n > maximum:
+class AuthorizationParam(msgspec.Struct, rename="camel"):
+    """An EIP-7702 authorization tuple (`eip7702Auth`)."""
+
+    chain_id: Quantity
+    address: HexAddress
+    nonce: Quantity
+    r: Quantity
+    s: Quantity
+    y_parity: Quantity | None = None
+    v: Quantity | None = None  # some clients name yParity `v`
+
+
+class UserOperationParam(msgspec.Struct, rename="camel"):
+    """A v0.7 / v0.8 / v0.9 UserOperation as JSON-RPC carries it (unpacked fields). Every field
+    may be absent here; which ones an op must have depends on the method (REQUIRED_TO_SEND)."""
+
+    sender: HexAddress | None = None
+    nonce: Quantity | None = None
+    call_data: HexData | None = None
+    call_gas_limit: Quantity | None = None
+    verification_gas_limit: Quantity | None = None
+    pre_verification_gas: Quantity | None = None
+    max_fee_per_gas: Quantity | None = None
+    max_priority_fee_per_gas: Quantity | None = None
+    signature: HexData | None = None
+    factory: FactoryAddress | None = None
+    factory_data: HexData | None = None
+    paymaster: PaymasterAddress | None = None
+    paymaster_verification_gas_limit: Quantity | None = None
+    paymaster_post_op_gas_limit: Quantity | None = None
+    paymaster_data: HexData | None = None
+    paymaster_signature: HexData | None = None
+    eip7702_auth: AuthorizationParam | None = None
+    # EntryPoint v0.6 names: present at all, the client is told what to send instead
+    init_code: Any = msgspec.UNSET
+    paymaster_and_data: Any = msgspec.UNSET
+
+
+REQUIRED_TO_ESTIMATE = ("sender", "nonce", "call_data")
+REQUIRED_TO_SEND = (*REQUIRED_TO_ESTIMATE, "call_gas_limit", "verification_gas_limit", "pre_verification_gas",
+                    "max_fee_per_gas", "max_priority_fee_per_gas", "signature")
+_V06_FIELDS = {"init_code": ("initCode", "factory/factoryData"),
+               "paymaster_and_data": ("paymasterAndData", "paymaster/paymasterData/...")}
+# what clients send for an absent paymaster's fields
+_NONE_VALUES = (None, "0x", "0x0", "0x00")
+_PAYMASTER_FIELDS = ("paymaster_data", "paymaster_verification_gas_limit", "paymaster_post_op_gas_limit",
+                     "paymaster_signature")
+
+
+def _flat(hint: Any) -> tuple[Any, ...]:
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        return tuple(a for arg in typing.get_args(hint) for a in _flat(arg))
+    return (hint,)
+
+
+def _field_kinds(struct: type[msgspec.Struct]) -> dict[str, str]:
+    """wire name -> kind of hex rule, read off the declared types (for the error messages)."""
+    hints = typing.get_type_hints(struct, include_extras=True)
+    kinds = {}
+    for f in msgspec.structs.fields(struct):
+        kind = next((_KIND_OF_TYPE[t] for t in _flat(hints[f.name]) if t in _KIND_OF_TYPE), None)
+        if kind is not None:
+            kinds[f.encode_name] = kind
+    return kinds
+
+
+_KINDS = {"": _field_kinds(UserOperationParam), "eip7702Auth": _field_kinds(AuthorizationParam)}
+_CAMEL = {f.name: f.encode_name for f in msgspec.structs.fields(UserOperationParam)}
+# msgspec's messages: "<reason> - at `$.a.b`" (no path at the top level)
+_AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MAX_LENGTH = re.compile(r"of length <= (\d+)")
+
+
+def _shown(value: Any) -> str:
+    return repr(value[:80]) if isinstance(value, str) else repr(type(value).__name__)
+
+
+def explain(kind: str, name: str, value: Any, reason: str) -> str:
+    """The message for a value that broke its field's declared rule (msgspec's `reason`)."""
+    if kind == QUANTITY:
+        if "got `" in reason:
+            return f"invalid {name}: expected a hex quantity string, got {type(value).__name__}"
+        if "of length <=" in reason:
+            return f"invalid {name}: value does not fit in 256 bits"
+        if ">= 0" in reason:
+            return f"invalid {name}: value out of range (negative)"
+        return f"invalid {name}: {_shown(value)} is not a 0x-prefixed hex quantity"
+    if kind == DATA:
+        limit = _MAX_LENGTH.search(reason)
+        if limit and isinstance(value, str) and len(value) > int(limit.group(1)):
+            return f"invalid {name}: longer than {(int(limit.group(1)) - 2) // 2} bytes"
+        return f"invalid {name}: {_shown(value)} is not 0x-prefixed hex data"
+    return f"invalid {name}: {_shown(value)} is not a 20-byte 0x-prefixed address"
+
+
+def _at(obj: Any, path: list[str]) -> Any:
+    for key in path:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def _invalid_user_operation(e: msgspec.ValidationError, obj: Any) -> InvalidParams:
+    m = _AT.match(str(e))
+    reason, path = (m.group("reason"), m.group("path") or "") if m else (str(e), "")
+    keys = [k for k in path.split(".") if k]
+    if not keys:  # the op itself is no object
+        return InvalidParams("invalid UserOperation: expected a JSON object")
+    if keys == ["eip7702Auth"]:
+        missing = re.search(r"missing required field `(\w+)`", reason)
+        if missing:
+            return InvalidParams(f"invalid eip7702Auth: missing field {missing.group(1)}")
+        return InvalidParams("invalid eip7702Auth: expected an object")
+    parent = "eip7702Auth" if keys[0] == "eip7702Auth" else ""
+    kind = _KINDS[parent].get(keys[-1], QUANTITY)
+    return InvalidParams(explain(kind, ".".join(keys), _at(obj, keys), reason))
+
+
+def _int(value: str | int, name: str, maximum: int) -> int:
+    n = int(value, 16) if isinstance(value, str) else value
+    if n > maximum:
         raise InvalidParams(f"invalid {name}: value out of range (max {hex(maximum)})")
     return n
 
 
-def parse_bytes(value: Any, name: str, max_len: int = MAX_BYTES_FIELD) -> bytes:
-    if not isinstance(value, str) or not _HEX.match(value):
-        shown = value[:80] if isinstance(value, str) else type(value).__name__
-        raise InvalidParams(f"invalid {name}: {shown!r} is not 0x-prefixed hex data")
+def _bytes(value: str, name: str) -> bytes:
     if len(value) % 2:
         raise InvalidParams(f"invalid {name}: hex data has an odd number of digits")
-    if (len(value) - 2) // 2 > max_len:
-        raise InvalidParams(f"invalid {name}: longer than {max_len} bytes")
     return bytes.fromhex(value[2:])
 
 
-def parse_address(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not _HEX.match(value) or len(value) != 42:
-        shown = value[:80] if isinstance(value, str) else type(value).__name__
-        raise InvalidParams(f"invalid {name}: {shown!r} is not a 20-byte 0x-prefixed address")
-    return value.lower()
+def _authorization(a: AuthorizationParam) -> Authorization:
+    y_parity = a.y_parity if a.y_parity is not None else a.v
+    if y_parity is None:
+        raise InvalidParams("invalid eip7702Auth: missing field yParity")
+    return Authorization(
+        chain_id=_int(a.chain_id, "eip7702Auth.chainId", UINT256_MAX),
+        address=a.address.lower(),
+        nonce=_int(a.nonce, "eip7702Auth.nonce", UINT64_MAX),
+        y_parity=_int(y_parity, "eip7702Auth.yParity", 255),
+        r=_int(a.r, "eip7702Auth.r", UINT256_MAX),
+        s=_int(a.s, "eip7702Auth.s", UINT256_MAX),
+    )
 
 
-def _parse_factory(value: Any) -> str:
-    if isinstance(value, str) and value.lower() in ("0x7702", EIP7702_FACTORY):
-        return EIP7702_FACTORY
-    return parse_address(value, "factory")
+def to_user_operation(p: UserOperationParam, *, for_estimation: bool = False) -> UserOperation:
+    """The declared model -> the domain UserOperation (ranges, rules between fields)."""
+    for attr, (old, new) in _V06_FIELDS.items():
+        if getattr(p, attr) is not msgspec.UNSET:
+            raise InvalidParams(f"invalid UserOperation: field {old} is EntryPoint v0.6; use {new} for v0.7/v0.8")
+    for attr in REQUIRED_TO_ESTIMATE if for_estimation else REQUIRED_TO_SEND:
+        if getattr(p, attr) is None:
+            raise InvalidParams(f"invalid UserOperation: missing field {_CAMEL[attr]}")
 
+    def q(attr: str, maximum: int = UINT128_MAX) -> int:
+        value = getattr(p, attr)
+        return 0 if value is None else _int(value, _CAMEL[attr], maximum)
 
-def parse_authorization(value: Any) -> Authorization:
-    if not isinstance(value, dict):
-        raise InvalidParams("invalid eip7702Auth: expected an object")
-    try:
-        return Authorization(
-            chain_id=parse_quantity(value["chainId"], "eip7702Auth.chainId"),
-            address=parse_address(value["address"], "eip7702Auth.address"),
-            nonce=parse_quantity(value["nonce"], "eip7702Auth.nonce", (1 << 64) - 1),
-            y_parity=parse_quantity(value.get("yParity", value.get("v")), "eip7702Auth.yParity", 255),
-            r=parse_quantity(value["r"], "eip7702Auth.r"),
-            s=parse_quantity(value["s"], "eip7702Auth.s"),
-        )
-    except KeyError as missing:
-        raise InvalidParams(f"invalid eip7702Auth: missing field {missing.args[0]}") from None
+    def b(attr: str) -> bytes:
+        value = getattr(p, attr)
+        return b"" if value is None else _bytes(value, _CAMEL[attr])
 
-
-def parse_user_operation(obj: Any, *, for_estimation: bool = False) -> UserOperation:
-    """Parse the RPC form. With for_estimation, gas fields and signature may be missing (0)."""
-    if not isinstance(obj, dict):
-        raise InvalidParams("invalid UserOperation: expected a JSON object")
-    for old, new in _V06_FIELDS.items():
-        if old in obj:
-            raise InvalidParams(
-                f"invalid UserOperation: field {old} is EntryPoint v0.6; use {new} for v0.7/v0.8"
-            )
-    required = ["sender", "nonce", "callData"]
-    if not for_estimation:
-        required += [*_GAS_FIELDS, "signature"]
-    for name in required:
-        if obj.get(name) is None:
-            raise InvalidParams(f"invalid UserOperation: missing field {name}")
-
-    def q(name: str, maximum: int = UINT128_MAX) -> int:
-        v = obj.get(name)
-        return 0 if v is None else parse_quantity(v, name, maximum)
-
-    def b(name: str) -> bytes:
-        v = obj.get(name)
-        return b"" if v is None else parse_bytes(v, name)
-
-    factory = obj.get("factory")
-    factory = None if factory in (None, "0x") else _parse_factory(factory)
-    if factory is None and obj.get("factoryData") not in (None, "0x"):
+    factory = None if p.factory in (None, "0x") else p.factory.lower()
+    if factory == "0x7702":
+        factory = EIP7702_FACTORY
+    if factory is None and p.factory_data not in (None, "0x"):
         raise InvalidParams("invalid factoryData: set without a factory")
-    paymaster = obj.get("paymaster")
-    paymaster = None if paymaster in (None, "0x") else parse_address(paymaster, "paymaster")
+    paymaster = None if p.paymaster in (None, "0x") else p.paymaster.lower()
     if paymaster is None:
-        for pm_field in ("paymasterData", "paymasterVerificationGasLimit", "paymasterPostOpGasLimit",
-                         "paymasterSignature"):
-            if obj.get(pm_field) not in (None, "0x", "0x0", "0x00"):
-                raise InvalidParams(f"invalid {pm_field}: set without a paymaster")
-    auth = obj.get("eip7702Auth")
+        for attr in _PAYMASTER_FIELDS:
+            if getattr(p, attr) not in _NONE_VALUES:
+                raise InvalidParams(f"invalid {_CAMEL[attr]}: set without a paymaster")
     return UserOperation(
-        sender=parse_address(obj["sender"], "sender"),
-        nonce=parse_quantity(obj["nonce"], "nonce"),
-        call_data=b("callData"),
-        call_gas_limit=q("callGasLimit"),
-        verification_gas_limit=q("verificationGasLimit"),
-        pre_verification_gas=q("preVerificationGas", UINT256_MAX),
-        max_fee_per_gas=q("maxFeePerGas"),
-        max_priority_fee_per_gas=q("maxPriorityFeePerGas"),
+        sender=p.sender.lower(),  # type: ignore[union-attr]  # required: checked above
+        nonce=q("nonce", UINT256_MAX),
+        call_data=b("call_data"),
+        call_gas_limit=q("call_gas_limit"),
+        verification_gas_limit=q("verification_gas_limit"),
+        pre_verification_gas=q("pre_verification_gas", UINT256_MAX),
+        max_fee_per_gas=q("max_fee_per_gas"),
+        max_priority_fee_per_gas=q("max_priority_fee_per_gas"),
         signature=b("signature"),
         factory=factory,
-        factory_data=b("factoryData"),
+        factory_data=b("factory_data"),
         paymaster=paymaster,
-        paymaster_verification_gas_limit=q("paymasterVerificationGasLimit"),
-        paymaster_post_op_gas_limit=q("paymasterPostOpGasLimit"),
-        paymaster_data=b("paymasterData"),
-        paymaster_signature=b("paymasterSignature"),
-        eip7702_auth=None if auth is None else parse_authorization(auth),
+        paymaster_verification_gas_limit=q("paymaster_verification_gas_limit"),
+        paymaster_post_op_gas_limit=q("paymaster_post_op_gas_limit"),
+        paymaster_data=b("paymaster_data"),
+        paymaster_signature=b("paymaster_signature"),
+        eip7702_auth=None if p.eip7702_auth is None else _authorization(p.eip7702_auth),
     )
+
+
+def decode_user_operation(obj: Any, *, for_estimation: bool = False) -> UserOperation:
+    """The ERC-7769 JSON form (already parsed JSON) -> UserOperation. With for_estimation, the
+    gas fields and the signature may be missing (0 / empty)."""
+    try:
+        p = msgspec.convert(obj, UserOperationParam)
+    except msgspec.ValidationError as e:
+        raise _invalid_user_operation(e, obj) from None
+    return to_user_operation(p, for_estimation=for_estimation)
+
+
+
+
+_JSON_DECODER = msgspec.json.Decoder(UserOperationParam)
+
+
+def decode_user_operation_json(text: str | bytes) -> UserOperation:
+    """The same from JSON text (the stores' column): msgspec decodes straight into the model."""
+    try:
+        p = _JSON_DECODER.decode(text)
+    except msgspec.ValidationError as e:
+        raise _invalid_user_operation(e, None) from None
+    return to_user_operation(p)
+
+
+def _scalar(value: Any, typ: Any, kind: str, name: str) -> Any:
+    try:
+        return msgspec.convert(value, typ)
+    except msgspec.ValidationError as e:
+        raise InvalidParams(explain(kind, name, value, str(e))) from None
+
+
+def parse_quantity(value: Any, name: str, maximum: int = UINT256_MAX) -> int:
+    """One quantity param (the declared rule of a UserOperation's quantities)."""
+    return _int(_scalar(value, Quantity, QUANTITY, name), name, maximum)
+
+
+def parse_bytes(value: Any, name: str, max_len: int = MAX_BYTES_FIELD) -> bytes:
+    """One data param, at most max_len bytes."""
+    text = _scalar(value, AnyHexData, DATA, name)
+    if (len(text) - 2) // 2 > max_len:
+        raise InvalidParams(f"invalid {name}: longer than {max_len} bytes")
+    return _bytes(text, name)
+
+
+def parse_address(value: Any, name: str) -> str:
+    """One address param, lower-cased."""
+    return _scalar(value, HexAddress, ADDRESS, name).lower()
