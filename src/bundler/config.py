@@ -61,6 +61,10 @@ class Config:
     bundle_mode: str = _setting("auto", "auto: bundle on new blocks / interval; manual: only on debug_bundler_sendBundleNow",
                                 choices=("auto", "manual"))
     bundle_interval_ms: int = _setting(0, "with auto mode, also try to bundle this often (0 = only on new blocks and new ops)")
+    bundle_coalesce_ms: int = _setting(
+        250, "with auto mode, a bundle waits up to this long after the first op it could carry arrived, so a "
+            "burst of ops goes out as one bigger bundle instead of many small ones (0 = send at once; a bundle "
+            "that is full already goes at once)")
     max_bundle_gas: int = _setting(10_000_000, "gas limit of one bundle transaction")
     bundle_check: str = _setting(
         "node", "where the whole bundle is checked before it is sent: node (eth_call of handleOps; "

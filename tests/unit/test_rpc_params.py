@@ -198,3 +198,54 @@ def _message(f, *args) -> str:
     with pytest.raises(InvalidParams) as e:
         f(*args)
     return e.value.message
+
+
+# --- the other params: entryPoint, userOpHash, the debug_bundler_* and session_* params ---
+
+from bundler.entrypoint import V07, V08, V09  # noqa: E402
+from bundler.rpc.params import (  # noqa: E402
+    decode_account_and_session_key, decode_bundling_mode, decode_entry_point, decode_op_hash,
+    decode_reputation_entries,
+)
+
+
+def test_an_entry_point_must_be_one_this_bundler_serves():
+    assert decode_entry_point(V08.address.upper().replace("0X", "0x"), [V07, V08]) is V08
+    for bad in (V09.address, "0x" + "00" * 20, 5, None):
+        message = _message(decode_entry_point, bad, [V07, V08])
+        assert message.startswith(f"unsupported entryPoint {bad!r}; this bundler serves ")
+        assert "0x0000000071727De22E5E9d8BAf0edAc6f37da032" in message
+
+
+def test_an_op_hash_is_32_bytes_of_hex():
+    assert decode_op_hash("0x" + "AB" * 32) == "0x" + "ab" * 32
+    for bad in ("0x1234", 12, None, "0x" + "zz" * 32, "ab" * 33):
+        assert _message(decode_op_hash, bad) == "Missing/invalid userOpHash"
+
+
+def test_bundling_mode():
+    assert decode_bundling_mode("manual") == "manual" and decode_bundling_mode("auto") == "auto"
+    assert _message(decode_bundling_mode, "sometimes") == "bundling mode must be 'auto' or 'manual'"
+
+
+def test_reputation_entries():
+    assert decode_reputation_entries([{"address": SENDER.upper().replace("0X", "0x"), "opsSeen": "0x3", "opsIncluded": 2},
+                                      {"address": PAYMASTER}]) == [(SENDER, 3, 2), (PAYMASTER, 0, 0)]
+    assert _message(decode_reputation_entries, "nope") == \
+        "invalid reputation entries: expected an array of {address, opsSeen, opsIncluded}"
+    assert _message(decode_reputation_entries, [5]) == "invalid reputation entry 0: expected an object"
+    assert _message(decode_reputation_entries, [{"address": SENDER}, {"address": "0x12"}]) == \
+        "invalid reputation entry 1 address: '0x12' is not a 20-byte 0x-prefixed address"
+    assert _message(decode_reputation_entries, [{"opsSeen": "0x1"}]) == \
+        "invalid reputation entry 0 address: 'NoneType' is not a 20-byte 0x-prefixed address"
+    assert _message(decode_reputation_entries, [{"address": SENDER, "opsSeen": "x"}]) == \
+        "invalid reputation entry 0 opsSeen: 'x' is not a 0x-prefixed hex quantity"
+    assert _message(decode_reputation_entries, [{"address": SENDER, "opsIncluded": 1.5}]) == \
+        "invalid reputation entry 0 opsIncluded: expected a hex quantity string, got float"
+
+
+def test_session_params():
+    assert decode_account_and_session_key(SENDER, PAYMASTER.upper().replace("0X", "0x")) == (SENDER, PAYMASTER)
+    assert _message(decode_account_and_session_key, "0x12", PAYMASTER).startswith("invalid account: '0x12'")
+    assert _message(decode_account_and_session_key, SENDER, None) == \
+        "invalid sessionKey: 'NoneType' is not a 20-byte 0x-prefixed address"

@@ -112,6 +112,7 @@ class Builder:
         self._reserved: dict[str, PoolEntry] = {}
         self._jobs: set[asyncio.Task] = set()  # auto mode's bundles in flight
         self._last_failure = 0.0
+        self._waiting_since: float | None = None  # first op announced since bundles last started
         # dev chains (anvil automine): mine empty blocks while ops wait for their validAfter
         self.dev_miner = DevMiner(node) if getattr(config, "dev_mine_when_held", False) else None
         # set when this instance's lease in a shared store is lost: it claims and sends nothing more
@@ -124,7 +125,34 @@ class Builder:
 
     # triggers ---------------------------------------------------------------
     def notify_new_op(self) -> None:
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
         self._wakeup.set()
+
+    def _coalesce_delay(self) -> float:
+        """How much longer auto mode lets ops gather before it starts bundles: up to
+        bundle_coalesce_ms after the first op since the last round, none once a bundle's worth
+        of ops is waiting (a burst then goes out as a few full bundles, not one per op)."""
+        window = self.config.bundle_coalesce_ms / 1000
+        if window <= 0 or self._waiting_since is None:
+            return 0.0
+        if len(self.pool) - len(self._reserved) >= self.config.max_bundle_ops:
+            return 0.0
+        return self._waiting_since + window - time.monotonic()
+
+    async def _coalesce(self) -> None:
+        """Let ops gather for the coalescing window; each new op re-checks whether a bundle is
+        full already."""
+        delay = self._coalesce_delay()
+        while delay > 0:
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+            delay = self._coalesce_delay()
+        self._waiting_since = None
 
     async def run(self) -> None:
         """Auto mode: bundle when ops arrive, on new blocks, and every bundle_interval_ms; each
@@ -150,6 +178,7 @@ class Builder:
                 backoff = self._last_failure + FAILURE_BACKOFF_S - time.monotonic()
                 if backoff > 0:  # the last bundle failed (node refusing?): do not hammer
                     await asyncio.sleep(backoff)
+                await self._coalesce()
                 try:
                     for _ep, task in self._start_bundles(await self.head.fresh()):
                         self._jobs.add(task)

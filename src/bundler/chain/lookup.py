@@ -3,7 +3,6 @@ know the op, from the EntryPoint's logs otherwise (ops sent by other bundlers)."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from .. import entrypoint as eps
 from ..errors import OpDropped
@@ -12,7 +11,7 @@ from ..userop.model import UserOperation
 from ..userop.packing import unpack
 from ..store.base import Store
 from .client import NodeClient
-from .userop_logs import build_receipt, decode_handle_ops, find_event_log
+from .userop_logs import OpReceipt, build_receipt, decode_handle_ops, find_event_log
 
 
 SUBMITTED_LOOKBACK_BLOCKS = 1024
@@ -55,7 +54,7 @@ class UserOpLookup:
         )
         return log["transactionHash"] if log else None
 
-    async def receipt(self, op_hash: str) -> dict[str, Any] | None:
+    async def receipt(self, op_hash: str) -> OpReceipt | None:
         tx_hash = await self._mined_tx_hash(op_hash)
         if tx_hash is None:
             return None

@@ -1,12 +1,12 @@
-"""UserOperationEvent / UserOperationRevertReason logs -> ERC-7769 receipts, and the op
+"""UserOperationEvent / UserOperationRevertReason logs -> op receipts (`OpReceipt`), and the op
 itself recovered from a handleOps transaction (also for ops this bundler did not send)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
 
 from .. import entrypoint as eps
 from ..userop.packing import PACKED_USEROP_TYPE
@@ -36,8 +36,26 @@ async def find_event_log(node: NodeClient, op_hash: str, entry_points: list[str]
     return logs[-1] if logs else None
 
 
-def build_receipt(op_hash: str, tx_receipt: dict) -> dict[str, Any] | None:
-    """ERC-7769 receipt from the bundle transaction's receipt, or None if the op is not in it."""
+@dataclass(frozen=True, slots=True)
+class OpReceipt:
+    """A mined op, from its bundle's transaction receipt (rpc/results.py encode_receipt writes
+    eth_getUserOperationReceipt's form). `logs` and `receipt` are the node's own objects."""
+
+    op_hash: str
+    entry_point: str  # lower case
+    sender: str
+    nonce: int
+    paymaster: str  # the zero address when unsponsored
+    actual_gas_cost: int
+    actual_gas_used: int
+    success: bool
+    reason: bytes  # the revert data of the op's call, empty when it succeeded
+    logs: list[dict[str, Any]]
+    receipt: dict[str, Any]
+
+
+def build_receipt(op_hash: str, tx_receipt: dict) -> OpReceipt | None:
+    """The op's receipt from the bundle transaction's receipt, or None if the op is not in it."""
     logs = tx_receipt["logs"]
     event_index = None
     for i, log in enumerate(logs):
@@ -60,29 +78,21 @@ def build_receipt(op_hash: str, tx_receipt: dict) -> dict[str, Any] | None:
         if not (log["address"].lower() == entry_point and log["topics"]
                 and log["topics"][0] == REVERT_REASON_TOPIC)
     ]
-    reason = "0x"
+    reason = b""
     for log in logs[start:event_index]:
         if log["address"].lower() == entry_point and log["topics"] and log["topics"][0] == REVERT_REASON_TOPIC \
                 and log["topics"][1] == op_hash:
             (_nonce, revert) = decode(["uint256", "bytes"], bytes.fromhex(log["data"][2:]))
-            reason = "0x" + revert.hex()
+            reason = revert
     nonce, success, actual_gas_cost, actual_gas_used = decode(
         ["uint256", "bool", "uint256", "uint256"], bytes.fromhex(event["data"][2:])
     )
     paymaster = _topic_address(event["topics"][3])
-    return {
-        "userOpHash": op_hash,
-        "entryPoint": to_checksum_address(entry_point),
-        "sender": to_checksum_address(_topic_address(event["topics"][2])),
-        "nonce": hex(nonce),
-        "paymaster": to_checksum_address(paymaster),
-        "actualGasCost": hex(actual_gas_cost),
-        "actualGasUsed": hex(actual_gas_used),
-        "success": bool(success),
-        "reason": reason,
-        "logs": op_logs,
-        "receipt": tx_receipt,
-    }
+    return OpReceipt(
+        op_hash=op_hash, entry_point=entry_point, sender=_topic_address(event["topics"][2]), nonce=nonce,
+        paymaster=paymaster, actual_gas_cost=actual_gas_cost, actual_gas_used=actual_gas_used,
+        success=bool(success), reason=reason, logs=op_logs, receipt=tx_receipt,
+    )
 
 
 def decode_handle_ops(calldata: bytes) -> list[tuple]:

@@ -13,6 +13,7 @@ The mempool context (STO-040/041) is the senders and entities of the *other* ops
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Sequence
@@ -45,6 +46,9 @@ class SafeMode:
         self.min_stake = getattr(config, "min_stake_value", 10**18)
         self.min_unstake_delay = getattr(config, "min_unstake_delay", 86_400)
         self.mempool = mempool
+        # second validations by how they were decided: same_block (admission's block), reused
+        # (sim/readset.py: every value admission read is unchanged), simulated
+        self.second_validations: collections.Counter[str] = collections.Counter()
 
     # -- admission --
     def tracer(self, op: UserOperation, ep: EntryPointVersion) -> TracerFactory | None:
@@ -117,7 +121,7 @@ class SafeMode:
             window = InclusionWindow(next_ts, next_ts, next_block=block.number + 1)
         seen: dict[tuple[str, int], set[int]] = {}
         senders: set[str] = set()
-        jobs = []
+        plans = []
         for entry in entries:
             op = entry.op
             key = (op.sender.lower(), op.nonce_key)
@@ -128,33 +132,64 @@ class SafeMode:
             earlier.add(op.nonce)
             follows = op.sender.lower() in senders
             senders.add(op.sender.lower())
-            jobs.append(self._revalidate_one(simulator, ep, block, entry, overrides, window, follows))
+            plans.append((entry, overrides, follows))
+        reuse = await self._unchanged_reads(simulator, block, [(e, o) for e, o, _ in plans])
+        jobs = [self._revalidate_one(simulator, ep, block, entry, overrides, window, follows, entry.hash in reuse)
+                for entry, overrides, follows in plans]
         return list(zip(entries, await asyncio.gather(*jobs)))
 
+    async def _unchanged_reads(self, simulator, block, plans) -> set[str]:
+        """Hashes of the entries whose admission validation read nothing that changed since (its
+        read set re-read at `block` in one batch): simulating them again would give the same
+        result and trace. Not for an entry simulated with a nonce override now (the state it
+        reads is not the node's) or one that read the block context."""
+        candidates = [
+            entry for entry, overrides in plans
+            if overrides is None and entry.validation is not None and entry.validated_block != block.hash
+            and getattr(entry.validation, "reads", None) is not None and entry.validation.reads.reusable
+        ]
+        if not candidates or not block.hash:
+            return set()
+        try:
+            same = await simulator.reads_unchanged(block, [e.validation.reads for e in candidates])
+        except Exception as e:  # node or worker trouble: simulate them all again instead
+            log.debug("read sets could not be checked: %s: %s", type(e).__name__, e)
+            return set()
+        return {entry.hash for entry, ok in zip(candidates, same) if ok}
+
     async def _revalidate_one(self, simulator, ep, block, entry: PoolEntry, overrides, window,
-                              follows_earlier_op: bool = False) -> BundlerError | None:
-        error = await self._check_again(simulator, ep, block, entry, overrides, window)
+                              follows_earlier_op: bool = False, reads_unchanged: bool = False) -> BundlerError | None:
+        error = await self._check_again(simulator, ep, block, entry, overrides, window, reads_unchanged)
         if error is not None and follows_earlier_op and not isinstance(error, (NodeError, NotDueYet)):
             log.debug("second validation of %s inconclusive (follows an op of its sender): %s",
                       entry.hash, error.message)
             return None
         return error
 
-    async def _check_again(self, simulator, ep, block, entry: PoolEntry, overrides, window) -> BundlerError | None:
+    async def _check_again(self, simulator, ep, block, entry: PoolEntry, overrides, window,
+                           reads_unchanged: bool = False) -> BundlerError | None:
         op = entry.op
         timing = dict(now=window.earliest, latest=window.latest, strict=ep.valid_after_strict, min_valid_for=0,
                       next_block=window.next_block, block_time=window.block_time)
         if entry.validation is not None and block.hash and entry.validated_block == block.hash:
             # same block, same state, same code: simulating again would trace the same; only the
             # mempool may have changed, so the rules are applied again to the trace we have
+            self.second_validations["same_block"] += 1
             err = validation_error(entry.validation, paymaster=op.paymaster, **timing)
             return err if err is not None else self.violation(op, ep, entry.validation)
-        try:
-            out = await simulator.simulate_validation(op, ep, block, overrides=overrides, tracer=self.tracer(op, ep))
-        except BundlerError as e:  # node trouble: not the op's fault
-            return e if isinstance(e, NodeError) else NodeError(e.message)
-        except Exception as e:  # a broken worker, ...: retried next round
-            return NodeError(f"second validation could not run: {type(e).__name__}: {e}")
+        if reads_unchanged:
+            # every value admission's validation read is the same at this block and it read no
+            # block context: a new simulation would trace the same (sim/readset.py)
+            self.second_validations["reused"] += 1
+            out = entry.validation
+        else:
+            self.second_validations["simulated"] += 1
+            try:
+                out = await simulator.simulate_validation(op, ep, block, overrides=overrides, tracer=self.tracer(op, ep))
+            except BundlerError as e:  # node trouble: not the op's fault
+                return e if isinstance(e, NodeError) else NodeError(e.message)
+            except Exception as e:  # a broken worker, ...: retried next round
+                return NodeError(f"second validation could not run: {type(e).__name__}: {e}")
         if isinstance(out, SimulationFailure):
             return failure_error(out, op.paymaster)
         entry.valid_after_block, entry.valid_until_block = out.valid_after_block, out.valid_until_block

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from eth_abi import decode, encode
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
 
 from ..entrypoint import EntryPointVersion
 from ..sim.results import StakeInfo
@@ -59,14 +58,6 @@ async def read_deposit_info(node, ep: EntryPointVersion, address: str, tag: str 
     return DepositInfo(deposit, staked, stake, delay, withdraw_time)
 
 
-def stake_status(address: str, info: DepositInfo, policy: StakePolicy) -> dict:
-    """The debug_bundler_getStakeStatus answer. Stake values are decimal strings, as the
-    ERC-4337 compliance suite expects ("0", "1000000000000000000")."""
-    return {
-        "stakeInfo": {
-            "addr": to_checksum_address(address),
-            "stake": str(info.stake),
-            "unstakeDelaySec": str(info.unstake_delay_sec),
-        },
-        "isStaked": bool(info.staked) and policy.is_staked(info.stake_info),
-    }
+def is_staked(info: DepositInfo, policy: StakePolicy) -> bool:
+    """Staked and locked, with at least the configured minimum stake and unstake delay."""
+    return bool(info.staked) and policy.is_staked(info.stake_info)

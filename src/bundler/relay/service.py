@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 from ..entrypoint import EntryPointVersion, by_address
 from ..errors import BundlerError, InvalidParams
+from ..rpc.results import encode_receipt
 from ..sessions import abi
 from ..sessions.recover import recover_signer
 from ..store import OpStatus
@@ -586,7 +587,7 @@ class RelayService:
                 receipt = None
             if receipt is None:
                 return  # the node has not got it yet (or reorged): next block
-            self._finish(c, MINED, receipt=receipt)
+            self._finish(c, MINED, receipt=encode_receipt(receipt))
         else:
             self._finish(c, DROPPED, error={"code": record.error_code, "message": record.reason or "dropped"})
 

@@ -1,7 +1,6 @@
 """The JSON-RPC method tables: parse params, call the services, format results. No logic."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -9,32 +8,15 @@ from pjrpc.server import MethodRegistry
 
 from .. import CLIENT_VERSION
 from .. import entrypoint as eps
-from ..errors import InvalidParams
-from ..pool.staking import read_deposit_info, stake_status
-from .params import decode_state_override
-from .results import encode_found_op, encode_gas_limits
-from ..userop.codec import decode_user_operation, format_user_operation, parse_address, parse_quantity
-
-_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
-
+from ..pool.staking import is_staked, read_deposit_info
+from .params import (
+    decode_bundling_mode, decode_entry_point, decode_op_hash, decode_reputation_entries, decode_state_override,
+)
+from .results import encode_found_op, encode_gas_limits, encode_receipt, encode_reputation, encode_stake_status
+from ..userop.codec import decode_user_operation, format_user_operation, parse_address
 
 def _entry_point(bundler, address: Any) -> eps.EntryPointVersion:
-    ep = eps.by_address(address) if isinstance(address, str) else None
-    if ep is None or ep not in bundler.entry_points:
-        supported = ", ".join(to_checksum_address(e.address) for e in bundler.entry_points)
-        raise InvalidParams(f"unsupported entryPoint {address!r}; this bundler serves {supported}")
-    return ep
-
-
-def _op_hash(value: Any) -> str:
-    if not isinstance(value, str) or not _HASH.match(value):
-        # the reference bundler's wording, which compliance suites match
-        raise InvalidParams("Missing/invalid userOpHash")
-    return value.lower()
-
-
-# the bundler spec's numbers (docs/reputation.md lists the names)
-REPUTATION_STATUS_CODES = {"ok": 0, "throttled": 1, "banned": 2}
+    return decode_entry_point(address, bundler.entry_points)
 
 
 def eth_registry(bundler) -> MethodRegistry:
@@ -67,11 +49,11 @@ def eth_registry(bundler) -> MethodRegistry:
 
     @r.add(name="eth_getUserOperationByHash")
     async def get_user_operation_by_hash(op_hash: Any) -> dict | None:
-        return encode_found_op(await bundler.lookup.by_hash(_op_hash(op_hash)))
+        return encode_found_op(await bundler.lookup.by_hash(decode_op_hash(op_hash)))
 
     @r.add(name="eth_getUserOperationReceipt")
     async def get_user_operation_receipt(op_hash: Any) -> dict | None:
-        return await bundler.lookup.receipt(_op_hash(op_hash))
+        return encode_receipt(await bundler.lookup.receipt(decode_op_hash(op_hash)))
 
     return r
 
@@ -96,8 +78,7 @@ def debug_registry(bundler) -> MethodRegistry:
 
     @r.add(name="debug_bundler_setBundlingMode")
     async def set_bundling_mode(mode: Any) -> str:
-        if mode not in ("auto", "manual"):
-            raise InvalidParams("bundling mode must be 'auto' or 'manual'")
+        mode = decode_bundling_mode(mode)
         bundler.builder.mode = mode
         if mode == "auto":
             bundler.builder.notify_new_op()
@@ -111,17 +92,7 @@ def debug_registry(bundler) -> MethodRegistry:
     @r.add(name="debug_bundler_setReputation")
     async def set_reputation(entries: Any, entry_point: Any) -> str:
         ep = _entry_point(bundler, entry_point)
-        if not isinstance(entries, list):
-            raise InvalidParams("invalid reputation entries: expected an array of {address, opsSeen, opsIncluded}")
-        parsed = []
-        for i, item in enumerate(entries):
-            if not isinstance(item, dict):
-                raise InvalidParams(f"invalid reputation entry {i}: expected an object")
-            parsed.append((
-                parse_address(item.get("address"), f"reputation entry {i} address"),
-                parse_quantity(item.get("opsSeen", 0), f"reputation entry {i} opsSeen"),
-                parse_quantity(item.get("opsIncluded", 0), f"reputation entry {i} opsIncluded"),
-            ))
+        parsed = decode_reputation_entries(entries)
         for address, seen, included in parsed:
             bundler.reputation.book.set(ep, address, seen, included)
         return "ok"
@@ -129,20 +100,14 @@ def debug_registry(bundler) -> MethodRegistry:
     @r.add(name="debug_bundler_dumpReputation")
     async def dump_reputation(entry_point: Any) -> list[dict]:
         ep = _entry_point(bundler, entry_point)
-        return [
-            {"address": to_checksum_address(address), "opsSeen": hex(e.ops_seen),
-             "opsIncluded": hex(e.ops_included),
-             # exactly the spec's schema: tools build typed records and break on extra keys
-             "status": hex(REPUTATION_STATUS_CODES[status.value])}
-            for address, e, status in bundler.reputation.book.dump(ep)
-        ]
+        return encode_reputation(bundler.reputation.book.dump(ep))
 
     @r.add(name="debug_bundler_getStakeStatus")
     async def get_stake_status(address: Any, entry_point: Any) -> dict:
         ep = _entry_point(bundler, entry_point)
         address = parse_address(address, "address")
         info = await read_deposit_info(bundler.node, ep, address)
-        return stake_status(address, info, bundler.reputation.policy)
+        return encode_stake_status(address, info, is_staked(info, bundler.reputation.policy))
 
     @r.add(name="debug_bundler_sendBundleNow")
     async def send_bundle_now() -> Any:

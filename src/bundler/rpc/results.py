@@ -2,12 +2,16 @@
 them as the camelCase, hex-quantity JSON objects of ERC-7769 here."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from eth_utils import to_checksum_address
 
 from ..chain.lookup import FoundOp
+from ..chain.userop_logs import OpReceipt
 from ..gas.estimate import GasLimits
+from ..pool.reputation import Entry, Status
+from ..pool.staking import DepositInfo
 from ..userop.codec import format_user_operation
 
 
@@ -35,4 +39,47 @@ def encode_found_op(found: FoundOp | None) -> dict[str, Any] | None:
         "transactionHash": found.transaction_hash,
         "blockHash": found.block_hash,
         "blockNumber": found.block_number,
+    }
+
+
+def encode_receipt(receipt: OpReceipt | None) -> dict[str, Any] | None:
+    """eth_getUserOperationReceipt's result (null while the op is not mined)."""
+    if receipt is None:
+        return None
+    return {
+        "userOpHash": receipt.op_hash,
+        "entryPoint": to_checksum_address(receipt.entry_point),
+        "sender": to_checksum_address(receipt.sender),
+        "nonce": hex(receipt.nonce),
+        "paymaster": to_checksum_address(receipt.paymaster),
+        "actualGasCost": hex(receipt.actual_gas_cost),
+        "actualGasUsed": hex(receipt.actual_gas_used),
+        "success": receipt.success,
+        "reason": "0x" + receipt.reason.hex(),
+        "logs": receipt.logs,
+        "receipt": receipt.receipt,
+    }
+
+
+# the bundler spec's numbers (docs/reputation.md lists the names)
+REPUTATION_STATUS_CODES = {"ok": 0, "throttled": 1, "banned": 2}
+
+
+def encode_reputation(rows: Iterable[tuple[str, Entry, Status]]) -> list[dict[str, str]]:
+    """debug_bundler_dumpReputation's result from ReputationBook.dump rows (address, entry, status):
+    exactly the spec's schema, since tools build typed records and break on extra keys."""
+    return [
+        {"address": to_checksum_address(address), "opsSeen": hex(entry.ops_seen),
+         "opsIncluded": hex(entry.ops_included), "status": hex(REPUTATION_STATUS_CODES[status.value])}
+        for address, entry, status in rows
+    ]
+
+
+def encode_stake_status(address: str, info: DepositInfo, staked: bool) -> dict[str, Any]:
+    """debug_bundler_getStakeStatus's result. Stake values are decimal strings, as the ERC-4337
+    compliance suite expects ("0", "1000000000000000000")."""
+    return {
+        "stakeInfo": {"addr": to_checksum_address(address), "stake": str(info.stake),
+                      "unstakeDelaySec": str(info.unstake_delay_sec)},
+        "isStaked": staked,
     }

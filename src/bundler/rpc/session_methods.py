@@ -7,12 +7,8 @@ from typing import Any
 from pjrpc.server import MethodRegistry
 
 from ..errors import InvalidParams
-from ..userop.codec import parse_address
 from .methods import _entry_point
-
-
-def _account_and_key(account: Any, session_key: Any) -> tuple[str, str]:
-    return parse_address(account, "account"), parse_address(session_key, "sessionKey")
+from .params import decode_account_and_session_key
 
 
 def session_registry(bundler) -> MethodRegistry:
@@ -30,7 +26,7 @@ def session_registry(bundler) -> MethodRegistry:
         """Spec, status (active | notYetValid | expired | revoked | unknown), uses and every
         cumulative limit: limit, used on chain, pending in the mempool, remaining (allowances:
         in the current period)."""
-        account, key = _account_and_key(account, session_key)
+        account, key = decode_account_and_session_key(account, session_key)
         ep = _entry_point(bundler, entry_point) if entry_point is not None else None
         return await service().session_info(account, key, ep)
 
@@ -38,7 +34,7 @@ def session_registry(bundler) -> MethodRegistry:
     async def get_activity(account: Any, session_key: Any) -> list[dict]:
         """The ops this session key sent through this bundler: hash, decoded calls, what each
         consumed, status (pending / submitted / mined / dropped with its reason)."""
-        account, key = _account_and_key(account, session_key)
+        account, key = decode_account_and_session_key(account, session_key)
         return await service().activity(account, key)
 
     return r

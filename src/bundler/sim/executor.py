@@ -18,7 +18,6 @@ from eth._utils.address import generate_contract_address
 from eth.abc import ComputationAPI, MessageAPI
 from eth.constants import CREATE_CONTRACT_ADDRESS
 from eth.exceptions import Halt, OutOfGas
-from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.cancun.transaction_context import CancunTransactionContext
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
@@ -33,6 +32,7 @@ from eth.vm.opcode_values import (
     TLOAD, TSTORE,
 )
 
+from .readset import WatchedExecutionContext
 from .state import OverlayAccountDB
 from .types import BlockContext, CallResult
 
@@ -237,7 +237,9 @@ def traced_computation_class(opcodes: frozenset[int]) -> type[SimComputation]:
 class SimState(PragueState):
     """PragueState over an OverlayAccountDB; no trie, no system-contract setup."""
 
-    def __init__(self, account_db: OverlayAccountDB, execution_context: ExecutionContext,
+    execution_context: WatchedExecutionContext  # notes a read of the block context (sim/readset.py)
+
+    def __init__(self, account_db: OverlayAccountDB, execution_context: WatchedExecutionContext,
                  tracer: Tracer | None = None) -> None:
         self._db = None  # type: ignore[assignment]  # no trie database: the overlay answers every read
         self.execution_context = execution_context
@@ -248,8 +250,9 @@ class SimState(PragueState):
         )
 
 
-def execution_context(ctx: BlockContext) -> ExecutionContext:
-    return ExecutionContext(
+def execution_context(ctx: BlockContext) -> WatchedExecutionContext:
+    # watched: a validation that read the block context cannot be reused at another block
+    return WatchedExecutionContext(
         coinbase=Address(ctx.coinbase),
         timestamp=ctx.timestamp,
         block_number=BlockNumber(ctx.number),

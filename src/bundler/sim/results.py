@@ -115,6 +115,7 @@ class ValidationResult:
     gas_used: int  # by the simulateValidation call
     block_number: int  # the pinned block the state was read at
     trace: Any = None  # what a tracer reported (next phase: ERC-7562 findings)
+    reads: Any = None  # sim.readset.ReadSet of a traced validation without overrides (reuse at bundle time)
 
     # the time range (block ranges are checked against the block by validation_error, at
     # admission and again at the second validation)

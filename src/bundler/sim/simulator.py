@@ -162,6 +162,13 @@ class Simulator:
         """simulateValidation as is: the decoded result, or the decoded failure."""
         return await self._run("simulate_validation", op, ep, block, _parse(overrides), tracer, timestamp)
 
+    async def reads_unchanged(self, block: PinnedBlock, read_sets: Sequence[Any]) -> list[bool]:
+        """For each sim.readset.ReadSet: are the values it holds the same at `block`? (one
+        worker call, one node batch)"""
+        if not read_sets:
+            return []
+        return await self._run("reads_unchanged", block, tuple(read_sets))
+
     async def measure_gas(
         self,
         op: UserOperation,

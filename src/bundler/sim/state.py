@@ -142,6 +142,9 @@ class OverlayAccountDB(AccountDatabaseAPI):
         self._original: dict[tuple[bytes, int], int] = {}  # slot values at transaction start
         self._journal: list[tuple] = []
         self._checkpoints: dict[int, int] = {}
+        # what fell through to the node's state (sim/readset.py: reuse at bundle time)
+        self.base_accounts_read: set[bytes] = set()
+        self.base_slots_read: set[tuple[bytes, int]] = set()
         if overrides:
             for address, ov in overrides.items():
                 self.apply_override(address, ov)
@@ -190,6 +193,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
     def _get(self, address: bytes) -> tuple[int, int, bytes]:
         acct = self._accounts.get(address)
         if acct is None:
+            self.base_accounts_read.add(address)
             acct = self._base.account(address)
         return acct
 
@@ -261,6 +265,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
                 return value
         if address in self._wiped:
             return 0
+        self.base_slots_read.add((address, slot))
         return self._base.storage_at(address, slot)
 
     def set_storage(self, address: bytes, slot: int, value: int) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence, cast
 from ..entrypoint import EntryPointVersion
 from ..userop import UserOperation
 from . import entrypoint_sim as eps
+from . import readset
 from .executor import EvmSession, Tracer
 from ..chain.sync_reader import NodeReader
 from .results import BundleResult, GasEstimate, SimulationFailure, ValidationResult
@@ -126,7 +127,15 @@ class SimWorker:
             trace = _report(t)
             if trace is not None:
                 out = _with_trace(out, trace)
+                if not overrides and isinstance(out, ValidationResult):
+                    # what the second validation (safe mode: traced) needs to tell whether it
+                    # would see the same; a tracer that reports nothing changes nothing in the result
+                    out = replace(out, reads=readset.capture(session.db, session.state.execution_context.block_read))
         return out
+
+    def reads_unchanged(self, block: PinnedBlock, read_sets: Sequence[readset.ReadSet]) -> list[bool]:
+        """Whether each validation would read the same values at `block` (one node batch)."""
+        return readset.unchanged(self.block_state(block), read_sets)
 
     def measure_gas(
         self,

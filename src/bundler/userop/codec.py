@@ -161,7 +161,8 @@ def _invalid_user_operation(e: msgspec.ValidationError, obj: Any) -> InvalidPara
     return InvalidParams(explain(kind, ".".join(keys), _at(obj, keys), reason))
 
 
-def _int(value: str | int, name: str, maximum: int) -> int:
+def to_int(value: str | int, name: str, maximum: int) -> int:
+    """A declared quantity (checked hex text or a JSON number) as an int, at most `maximum`."""
     n = int(value, 16) if isinstance(value, str) else value
     if n > maximum:
         raise InvalidParams(f"invalid {name}: value out of range (max {hex(maximum)})")
@@ -179,12 +180,12 @@ def _authorization(a: AuthorizationParam) -> Authorization:
     if y_parity is None:
         raise InvalidParams("invalid eip7702Auth: missing field yParity")
     return Authorization(
-        chain_id=_int(a.chain_id, "eip7702Auth.chainId", UINT256_MAX),
+        chain_id=to_int(a.chain_id, "eip7702Auth.chainId", UINT256_MAX),
         address=a.address.lower(),
-        nonce=_int(a.nonce, "eip7702Auth.nonce", UINT64_MAX),
-        y_parity=_int(y_parity, "eip7702Auth.yParity", 255),
-        r=_int(a.r, "eip7702Auth.r", UINT256_MAX),
-        s=_int(a.s, "eip7702Auth.s", UINT256_MAX),
+        nonce=to_int(a.nonce, "eip7702Auth.nonce", UINT64_MAX),
+        y_parity=to_int(y_parity, "eip7702Auth.yParity", 255),
+        r=to_int(a.r, "eip7702Auth.r", UINT256_MAX),
+        s=to_int(a.s, "eip7702Auth.s", UINT256_MAX),
     )
 
 
@@ -199,7 +200,7 @@ def to_user_operation(p: UserOperationParam, *, for_estimation: bool = False) ->
 
     def q(attr: str, maximum: int = UINT128_MAX) -> int:
         value = getattr(p, attr)
-        return 0 if value is None else _int(value, _CAMEL[attr], maximum)
+        return 0 if value is None else to_int(value, _CAMEL[attr], maximum)
 
     def b(attr: str) -> bytes:
         value = getattr(p, attr)
@@ -269,7 +270,7 @@ def _scalar(value: Any, typ: Any, kind: str, name: str) -> Any:
 
 def parse_quantity(value: Any, name: str, maximum: int = UINT256_MAX) -> int:
     """One quantity param (the declared rule of a UserOperation's quantities)."""
-    return _int(_scalar(value, Quantity, QUANTITY, name), name, maximum)
+    return to_int(_scalar(value, Quantity, QUANTITY, name), name, maximum)
 
 
 def parse_bytes(value: Any, name: str, max_len: int = MAX_BYTES_FIELD) -> bytes:

@@ -1,0 +1,128 @@
+"""What one validation read from the node, to tell at bundle time whether it would read the same.
+
+    reads = capture(db, ctx)                  # after simulate_validation, in the worker
+    reads.reusable                            # False when it read the block context (TIMESTAMP, ...)
+    unchanged(block_state, [reads, ...])      # one node batch, then True per set whose values match
+
+A validation is a pure function of the state it read through the OverlayAccountDB (balance,
+nonce and code of every account it touched, every storage slot it fell through to), of the
+block context (coinbase, timestamp, number, prevrandao, gas limit, base fee, blob fee, block
+hashes), of the coinbase (warm for every call since EIP-3651) and of the op itself. When the validation read no block context and every value it
+read from the node is the same at a later block, simulating it there gives the same result and
+the same trace, so the admission result can be reused. Anything else forces a new simulation.
+
+Kept compactly on the pool entry: the keys (20-byte addresses, address + 32-byte slot) and one
+digest of the values, not the values themselves.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+from eth.vm.execution_context import ExecutionContext
+
+from .state import BlockState, OverlayAccountDB, code_hash
+
+
+class WatchedExecutionContext(ExecutionContext):
+    """py-evm's block context that notes whether the computation read any part of it that differs
+    from block to block (the chain id does not). The coinbase is read by every call (EIP-3651
+    makes it warm), so it is not noted here: the read set keeps it and compares it instead."""
+
+    block_read = False
+
+    @property
+    def timestamp(self):
+        self.block_read = True
+        return self._timestamp
+
+    @property
+    def block_number(self):
+        self.block_read = True
+        return self._block_number
+
+    @property
+    def difficulty(self):
+        self.block_read = True
+        return self._difficulty
+
+    @property
+    def mix_hash(self):
+        self.block_read = True
+        return self._mix_hash
+
+    @property
+    def gas_limit(self):
+        self.block_read = True
+        return self._gas_limit
+
+    @property
+    def prev_hashes(self):
+        self.block_read = True
+        return self._prev_hashes
+
+    @property
+    def base_fee_per_gas(self):
+        self.block_read = True
+        return ExecutionContext.base_fee_per_gas.fget(self)  # type: ignore[attr-defined]
+
+    @property
+    def excess_blob_gas(self):
+        self.block_read = True
+        return ExecutionContext.excess_blob_gas.fget(self)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSet:
+    accounts: bytes  # concatenated 20-byte addresses
+    slots: bytes  # concatenated 20-byte address + 32-byte slot
+    digest: bytes  # of the values read, in that order
+    block_context: bool  # the validation read the block context: never reusable
+    coinbase: str  # of the block it ran on (warm by EIP-3651, COINBASE): must be the same
+
+    @property
+    def reusable(self) -> bool:
+        return not self.block_context
+
+    def account_keys(self) -> list[bytes]:
+        a = self.accounts
+        return [a[i:i + 20] for i in range(0, len(a), 20)]
+
+    def slot_keys(self) -> list[tuple[bytes, int]]:
+        s = self.slots
+        return [(s[i:i + 20], int.from_bytes(s[i + 20:i + 52], "big")) for i in range(0, len(s), 52)]
+
+
+def _digest(base: BlockState, accounts: Sequence[bytes], slots: Sequence[tuple[bytes, int]]) -> bytes:
+    h = hashlib.blake2b(digest_size=32)
+    for address in accounts:
+        balance, nonce, code = base.account(address)
+        h.update(balance.to_bytes(32, "big"))
+        h.update(nonce.to_bytes(32, "big"))
+        h.update(code_hash(code))
+    for address, slot in slots:
+        h.update(base.storage_at(address, slot).to_bytes(32, "big"))
+    return h.digest()
+
+
+def capture(db: OverlayAccountDB, block_read: bool) -> ReadSet:
+    """The read set of the simulation that ran on `db` (every value is in its BlockState's cache)."""
+    accounts = sorted(db.base_accounts_read)
+    slots = sorted(db.base_slots_read)
+    return ReadSet(
+        accounts=b"".join(accounts),
+        slots=b"".join(a + s.to_bytes(32, "big") for a, s in slots),
+        digest=_digest(db.base, accounts, slots),
+        block_context=block_read,
+        coinbase=db.base.block.coinbase,
+    )
+
+
+def unchanged(base: BlockState, read_sets: Sequence[ReadSet]) -> list[bool]:
+    """Whether each set's values are the same in `base` (another block): everything not cached
+    there yet is fetched in one node batch first."""
+    keys = [(rs.account_keys(), rs.slot_keys()) for rs in read_sets]
+    base.prefetch((a for accounts, _ in keys for a in accounts), (s for _, slots in keys for s in slots))
+    return [rs.reusable and rs.coinbase == base.block.coinbase and _digest(base, accounts, slots) == rs.digest
+            for rs, (accounts, slots) in zip(read_sets, keys)]
