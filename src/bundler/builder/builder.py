@@ -457,7 +457,7 @@ class Builder:
     def _executor(self, address: str) -> Executor | None:
         return next((e for e in self.executors if e.address == address), None)
 
-    async def resume(self, inflight) -> SentBundle | None:
+    async def resume(self, inflight: InflightTx) -> SentBundle | None:
         """Follow an in-flight nonce found in the store at start-up: same nonce, same signed
         bytes (broadcast again only if the node lost them), replaced with higher fees if stuck."""
         executor = self._executor(inflight.executor)
@@ -478,7 +478,7 @@ class Builder:
             self.notify_new_op()
         return result
 
-    def start_resume(self, inflight) -> asyncio.Task:
+    def start_resume(self, inflight: InflightTx) -> asyncio.Task:
         task = asyncio.create_task(self._guarded(self.resume(inflight)), name=f"resume-{inflight.nonce}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)

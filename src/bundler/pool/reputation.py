@@ -71,7 +71,7 @@ class ReputationParams:
     max_ops_allowed_unstaked_entity: int = 10_000
 
     @classmethod
-    def from_config(cls, config) -> "ReputationParams":
+    def from_config(cls, config: Config) -> "ReputationParams":
         return cls(
             min_inclusion_denominator=config.reputation_min_inclusion_denominator,
             throttling_slack=config.reputation_throttling_slack,
@@ -240,7 +240,7 @@ class OpEntities:
         return [r for r in self.refs if r.tracked]
 
     @classmethod
-    def of(cls, op: UserOperation, result=None, policy: StakePolicy | None = None,
+    def of(cls, op: UserOperation, result: ValidationResult | FastValidation | None = None, policy: StakePolicy | None = None,
            block_number: int = 0) -> "OpEntities":
         """From the op, and from a ValidationResult for stakes and the aggregator (without
         one every entity counts as unstaked)."""
@@ -253,7 +253,7 @@ class OpEntities:
         if op.paymaster is not None:
             refs.append(EntityRef(PAYMASTER, op.paymaster, staked(getattr(result, "paymaster_info", None))))
         if result is not None and result.aggregator:
-            refs.append(EntityRef(AGGREGATOR, result.aggregator, staked(result.aggregator_info)))
+            refs.append(EntityRef(AGGREGATOR, result.aggregator, staked(getattr(result, "aggregator_info", None))))
         return cls(tuple(refs), block_number)
 
 
@@ -278,7 +278,7 @@ def blame(entities: OpEntities, code: str | None) -> EntityRef | None:
 _PHASE_CODES = {"factory": "AA1", "account": "AA2", "paymaster": "AA3"}
 
 
-def failure_code(message: str, data=None) -> str | None:
+def failure_code(message: str, data: object = None) -> str | None:
     """The AA code a failure stands for: the EntryPoint's own (AA23, ...) from its message, or,
     for an ERC-7562 rule broken in a phase, that phase's prefix (AA1 factory, AA2 account, AA3
     paymaster), so blame() treats both alike."""

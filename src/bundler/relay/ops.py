@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eth_abi import decode, encode
 from eth_hash.auto import keccak
@@ -25,6 +25,9 @@ from ..gas.pvg import estimate_pre_verification_gas
 from ..sessions import abi
 from ..userop.model import UserOperation
 from .keystore import SessionKey
+
+if TYPE_CHECKING:
+    from ..chain.client import NodeClient
 
 _GET_NONCE = function_signature_to_4byte_selector("getNonce(address,uint192)")
 _OWNER = function_signature_to_4byte_selector("owner()")
@@ -61,12 +64,12 @@ def call_data_for(calls: list[CallSpec]) -> bytes:
     return abi.encode_execute_batch([abi.Call(c.to, c.value, c.data) for c in calls])
 
 
-async def chain_nonce(node, ep: EntryPointVersion, account: str, key: int) -> int:
+async def chain_nonce(node: NodeClient, ep: EntryPointVersion, account: str, key: int) -> int:
     out = await node.eth_call(ep.address, _GET_NONCE + encode(["address", "uint192"], [account, key]))
     return decode(["uint256"], out)[0]
 
 
-async def owner_of(node, account: str) -> str | None:
+async def owner_of(node: NodeClient, account: str) -> str | None:
     try:
         out = await node.eth_call(account, _OWNER)
     except Exception:
@@ -76,7 +79,7 @@ async def owner_of(node, account: str) -> str | None:
     return "0x" + out[12:].hex()
 
 
-async def account_epoch(node, account: str) -> int:
+async def account_epoch(node: NodeClient, account: str) -> int:
     """account.epoch(): enable signatures name it, revokeAllSessions moves it on."""
     return decode(["uint32"], await node.eth_call(account, _EPOCH))[0]
 

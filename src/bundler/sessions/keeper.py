@@ -16,12 +16,15 @@ of the session re-evaluates the pending ops (SessionService._revalidate).
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..store.base import Store
 from . import abi
 from .ledger import LedgerEntry, SessionLedger
 from .policy import Consumed, PendingUse, decode_session_signature
+
+if TYPE_CHECKING:
+    from ..pool.mempool import PoolEntry
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class LedgerKeeper:
         self.enabled = enabled  # no session contracts known: nothing to account
         self.restored = 0  # ops entered again from their activity record (for tests and logs)
 
-    def added(self, entry) -> None:
+    def added(self, entry: PoolEntry) -> None:
         known = self.ledger.get(entry.hash)
         if known is not None:  # admission entered it just before; or mined, and back after a reorg
             self.ledger.unmined(entry.hash)
@@ -67,7 +70,7 @@ class LedgerKeeper:
         self.ledger.add(LedgerEntry(use, account, signer, entry.entry_point.address, entry.valid_after, valid_until))
         self.restored += 1
 
-    def removed(self, entry, mined_block: int | None = None) -> None:
+    def removed(self, entry: PoolEntry, mined_block: int | None = None) -> None:
         self.ledger.removed(entry, mined_block)
 
     def cleared(self) -> None:

@@ -28,7 +28,7 @@ requested, as 0x quantities).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from eth_abi import decode
 from eth_hash.auto import keccak
@@ -39,6 +39,9 @@ from .abi import (
     EnableSignature, LimitKind, OwnerSignature, Scope, SessionSignature, SessionSpec, Status, ZERO_ADDRESS,
     decode_signature, is_canonical, bad_arg_type, check_spec, op_max_cost, signed,
 )
+
+if TYPE_CHECKING:
+    from ..userop.model import UserOperation
 
 LimitKey = tuple[int, int, int]  # (scope, policy index, constraint index)
 
@@ -101,7 +104,7 @@ class OpFacts:
     delegating: bool = False  # initCode is the EIP-7702 marker
 
     @classmethod
-    def of(cls, op, entry_point: str, implementation: str) -> "OpFacts":
+    def of(cls, op: UserOperation, entry_point: str, implementation: str) -> "OpFacts":
         return cls(entry_point.lower(), implementation.lower(), op_max_cost(
             op.pre_verification_gas, op.verification_gas_limit, op.call_gas_limit,
             op.paymaster_verification_gas_limit, op.paymaster_post_op_gas_limit, op.max_fee_per_gas),

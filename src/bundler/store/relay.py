@@ -17,7 +17,11 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..store.base import Store
 
 _COMMON = """
 CREATE TABLE IF NOT EXISTS relay_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -406,11 +410,15 @@ def _is_unique_violation(e: Exception) -> bool:
     return sqlstate == "23505"
 
 
-def open_relay_store(config, store) -> RelayStore:
+def open_relay_store(config: Config, store: Store) -> RelayStore:
     """The relay's tables in the same place as the bundler's store."""
     kind = getattr(config, "store", "sqlite")
     if kind == "postgres":
         return RelayStore.postgres(config.postgres_dsn)
     if kind == "sqlite":
+        from .sqlite import SqliteStore
+
+        if not isinstance(store, SqliteStore):  # open_store() opened config.store
+            raise ValueError(f"store = sqlite, but the bundler's store is a {type(store).__name__}")
         return RelayStore.sqlite(str(store.path), getattr(config, "store_sync", "full"))
     return RelayStore.sqlite(":memory:")

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from eth.vm.opcode_values import (
     BALANCE, CALL, CREATE, CREATE2, DELEGATECALL, DIFFICULTY, EXTCODESIZE, SELFBALANCE,
@@ -51,6 +51,9 @@ from eth_hash.auto import keccak
 from ...errors import BundlerError, OpcodeViolation, StakeTooLow
 from ..results import StakeInfo
 from .tracer import READ, WRITE, PhaseTrace, Trace, opcode_name
+
+if TYPE_CHECKING:
+    from ...userop.model import UserOperation
 
 SEL_DEPOSIT_TO = keccak(b"depositTo(address)")[:4]
 ASSOCIATED_RANGE = 128
@@ -80,7 +83,7 @@ class RuleContext:
     paymaster_context: bytes = b""
 
     @classmethod
-    def for_op(cls, op, entry_point: str, result=None, *, min_stake: int = 10**18,
+    def for_op(cls, op: UserOperation, entry_point: str, result=None, *, min_stake: int = 10**18,
                min_unstake_delay: int = 86_400, mempool_senders: Iterable[str] = (),
                mempool_entities: Iterable[str] = ()) -> "RuleContext":
         """From a UserOperation and its ValidationResult (stake infos)."""

@@ -21,6 +21,8 @@ plain picklable data; the rules live in rules.py.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,6 +37,9 @@ from eth_hash.auto import keccak
 
 from ..executor import ERC7562_OPCODES
 from ..state import code_hash
+
+if TYPE_CHECKING:
+    from ...userop.model import UserOperation
 
 # selectors the EntryPoint uses to enter each phase (same in v0.7 and v0.8)
 SEL_CREATE_SENDER = keccak(b"createSender(bytes)")[:4]
@@ -370,7 +375,7 @@ class TracerFactory:
         return ValidationTracer(self.entry_point, self.sender, self.factory, self.paymaster)
 
     @classmethod
-    def for_op(cls, op, entry_point: str) -> "TracerFactory":
+    def for_op(cls, op: UserOperation, entry_point: str) -> "TracerFactory":
         factory = op.factory if op.deploys_account else None
         return cls(entry_point.lower(), op.sender.lower(), factory.lower() if factory else None,
                    op.paymaster.lower() if op.paymaster else None)
