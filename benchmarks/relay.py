@@ -42,8 +42,9 @@ from bundler.devchain import deploy_all, free_port, start_anvil  # noqa: E402
 from bundler.entrypoint import V07  # noqa: E402
 from bundler.relay import auth  # noqa: E402
 from bundler.relay.keystore import address_of  # noqa: E402
-from bundler.sessions import abi  # noqa: E402
-from bundler.sessions.abi import CallPolicy, GasPolicy, SessionSpec  # noqa: E402
+from session_sdk.types import CallPolicy, GasPolicy, SessionSpec  # noqa: E402
+from session_sdk.signatures import sign_digest  # noqa: E402
+from session_sdk.calldata import encode_execute, encode_grant_session  # noqa: E402
 from bundler.store import OpStatus  # noqa: E402
 from bundler.userop import format_user_operation  # noqa: E402
 from helpers.sessions import SessionAccountHandle, deploy_session_contracts, handle_ops, new_key, selector  # noqa: E402
@@ -152,7 +153,7 @@ async def setup(bundler: Bundler, url: str, chain_id: int, accounts: int):
             key, signer = new_key()
             spec = SessionSpec(signer=signer, valid_until=2**40, call_policies=(CallPolicy(target=dep.token),),
                                gas=GasPolicy(max_cost_per_op=10**18))
-            owner_ops.append(acct.sign_owner(acct.build(abi.encode_grant_session(spec))
+            owner_ops.append(acct.sign_owner(acct.build(encode_grant_session(spec))
                                              .with_changes(call_gas_limit=1_000_000)))
             handles.append(acct)
             direct_keys.append(key)
@@ -160,7 +161,7 @@ async def setup(bundler: Bundler, url: str, chain_id: int, accounts: int):
                 bundler, bytes.fromhex(acct.owner_key[2:]), "POST", "/relay/v1/grants",
                 {"credentialId": cred["credentialId"], "account": acct.address,
                  "permissions": {"anyTarget": {"maxValuePerUse": 0}, "expiresIn": 86400}}, owner=acct.address))
-            sig = abi.sign_digest(acct.owner_key, bytes.fromhex(g["enable"]["digest"][2:]))
+            sig = sign_digest(acct.owner_key, bytes.fromhex(g["enable"]["digest"][2:]))
             await _http(session, bundler, _signed(bundler, os.urandom(32), "POST",
                                                   f"/relay/v1/grants/{g['grantId']}/activate",
                                                   {"signature": "0x" + sig.hex()}))
@@ -228,7 +229,7 @@ async def bench(args) -> None:
                 nonce = acct.nonce()
                 chain = []
                 for j in range(args.calls_per_account):
-                    op = acct.build(abi.encode_execute(dep.token, 0, bytes.fromhex(_mint(acct.address, 2 + j)[2:])),
+                    op = acct.build(encode_execute(dep.token, 0, bytes.fromhex(_mint(acct.address, 2 + j)[2:])),
                                     nonce=nonce + j)
                     op = acct.sign_session(op, key)
                     hashes.append("0x" + acct.op_hash(op).hex())

@@ -44,8 +44,8 @@ from bundler import config as cfg  # noqa: E402
 from bundler.app import Bundler  # noqa: E402
 from bundler.devchain import deploy_all, free_port, fund, start_anvil  # noqa: E402
 from bundler.entrypoint import V07, V08  # noqa: E402
-from bundler.sessions import abi  # noqa: E402
-from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, word  # noqa: E402
+from session_sdk.types import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, word  # noqa: E402
+from session_sdk.calldata import encode_execute, encode_grant_session  # noqa: E402
 from bundler.userop import format_user_operation  # noqa: E402
 from helpers.sessions import (  # noqa: E402
     TEST_GAS,
@@ -72,7 +72,7 @@ def setup(url: str, chain_id: int, accounts: int, ops_per_account: int):
         spec = SessionSpec(gas=TEST_GAS, signer=signer, valid_until=2**40, call_policies=(CallPolicy(
             target=token, selector=SEL_TRANSFER, constraints=(
                 ArgConstraint(Condition.LTE, 1, word(10**24), Limit.lifetime(10**30)),)),))
-        grants[ep.version].append(acct.sign_owner(acct.build(abi.encode_grant_session(spec))
+        grants[ep.version].append(acct.sign_owner(acct.build(encode_grant_session(spec))
                                                   .with_changes(call_gas_limit=1_000_000)))
         handles.append((acct, key))
     for ep in (V07, V08):
@@ -83,7 +83,7 @@ def setup(url: str, chain_id: int, accounts: int, ops_per_account: int):
         erc20_mint(url, token, acct.address, 10**24)
         nonce = acct.nonce()
         for n in range(ops_per_account):
-            op = acct.build(abi.encode_execute(token, 0, erc20_transfer(dex, 10 + n)), nonce=nonce + n)
+            op = acct.build(encode_execute(token, 0, erc20_transfer(dex, 10 + n)), nonce=nonce + n)
             jobs.append((acct.sign_session(op, key), acct.ep))
     rpc(url, "evm_mine", [])
     return jobs
@@ -91,7 +91,7 @@ def setup(url: str, chain_id: int, accounts: int, ops_per_account: int):
 
 async def run_api(bundler: Bundler, jobs, concurrency: int, profile: str | None = None,
                   keep_decoded: bool = False) -> tuple[float, int, float]:
-    bundler.clear_state()
+    bundler.pool.clear_state()
     # keep_decoded: as at a new block, the reads are new, the decoded answers of unchanged accounts are not
     bundler.sessions.reader.invalidate(decoded=not keep_decoded)
     sem = asyncio.Semaphore(concurrency)
@@ -157,7 +157,7 @@ def _rpc_client(url: str, bodies_by_sender: list[list[str]], concurrency: int, o
 
 
 async def run_rpc(bundler: Bundler, jobs, concurrency: int, profile: str | None = None) -> tuple[float, int, float]:
-    bundler.clear_state()
+    bundler.pool.clear_state()
     bundler.sessions.reader.invalidate()
     by_sender: dict[str, list[str]] = {}
     for i, (op, ep) in enumerate(jobs):

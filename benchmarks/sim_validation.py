@@ -8,6 +8,9 @@ Starts its own anvil on a free port, deploys the EntryPoints, creates real Simpl
   py-evm warm      SimWorker.simulate_validation in this process, block cache warm
   py-evm + tracer  the same with NoopTracer hooking every opcode an ERC-7562 tracer needs
   py-evm cold      first validation of each account in a fresh block (node reads included)
+  new block each   a block mined before every validation (as under eager bundling): CPU of
+                   this thread and node requests per validation, the worker's state cache
+                   carried from block to block as in a sim worker
   anvil eth_call   eth_call of simulateValidation with EntryPointSimulations as code override
   pool             Simulator(workers=N) throughput with 8 validations in flight (warm)
 """
@@ -70,6 +73,19 @@ def bench_cold(worker: SimWorker, chain: DevChain, ops, ep) -> tuple[float, int]
     return (time.perf_counter() - t0) / len(ops), worker.reader.requests_sent - before
 
 
+def bench_new_block_each(worker: SimWorker, chain: DevChain, ops, ep) -> tuple[float, float]:
+    cpu, requests_made = 0.0, 0
+    for op in ops:
+        mine(chain.url)
+        block = chain.pinned()
+        before = worker.reader.requests_sent
+        t0 = time.process_time()
+        worker.simulate_validation(op, ep, block)
+        cpu += time.process_time() - t0
+        requests_made += worker.reader.requests_sent - before
+    return cpu / len(ops), requests_made / len(ops)
+
+
 def bench_anvil(url: str, ops, ep, block_number: int, rounds: int) -> float:
     session = requests.Session()
     override = {ep.address: {"code": "0x" + eps.simulation_code(ep).hex()}}
@@ -128,12 +144,14 @@ def main() -> None:
         gc.collect()
 
         rows = []
+        each: list[tuple[str, float, float]] = []
         for ep in (V07, V08):
             version_ops = ops[ep.version]
             off, on, cpu = bench_pyevm(worker, version_ops, ep, block, args.rounds)
             cold, cold_requests = bench_cold(worker, chain, version_ops, ep)
             anvil = bench_anvil(chain.url, version_ops, ep, block.number, args.rounds)
             rows.append((ep.version, off, on, cold, cold_requests / len(version_ops), anvil, cpu))
+            each.append((ep.version, *bench_new_block_each(worker, chain, version_ops, ep)))
 
         jobs = [(op, V07) for op in ops["0.7"]] + [(op, V08) for op in ops["0.8"]]
         rate = asyncio.run(bench_pool(chain.url, chain.chain_id, args.workers, jobs, chain.pinned()))
@@ -145,6 +163,9 @@ def main() -> None:
                   f"            | {ms(anvil)}    | {off / anvil:9.2f}x")
         for version, *_rest, cpu in rows:
             print(f"  v{version}: py-evm warm validation, CPU of this thread: {ms(cpu)} per op")
+        for version, cpu, reads in each:
+            print(f"  v{version}: a new block before each validation: CPU of this thread {ms(cpu)} per op, "
+                  f"{reads:.2f} node requests per op")
         print(f"  load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print()
         print(f"Simulator pool ({args.workers} workers, 8 in flight, v0.7+v0.8 mixed, warm): {rate:.0f} validations/s")

@@ -22,7 +22,6 @@ from .gas.estimate import Estimator
 from .rpc.health import Monitor
 from .metrics import Metrics
 from .paymaster import setup as paymaster_setup
-from .paymaster.rpc import paymaster_registry
 from .paymaster.signer import load_signer
 from .pool.admission import Admission
 from .pool.eip7702 import Eip7702Checker
@@ -31,13 +30,15 @@ from .pool.capacity import CapacityGuard
 from .pool.mempool import Mempool
 from .pool.pool import LocalPool
 from .pool.reputation import ReputationRules
-from .rpc.methods import debug_registry, eth_registry
+from .rpc.handlers.debug import DebugServices, debug_registry
+from .rpc.handlers.eth import EthServices, eth_registry
+from .rpc.handlers.fees import FeeServices, fee_registry
+from .rpc.handlers.paymaster import PaymasterServices, paymaster_registry
+from .rpc.handlers.session import SessionServices, session_registry
 from .rpc.edge import EdgePolicy
-from .rpc.fee_methods import fee_registry
 from .rpc.forward import ForwardPolicy
 from .rpc.ratelimit import ClientRateLimiter
 from .rpc.server import build_app
-from .rpc.session_methods import session_registry
 from .sessions.service import SessionService
 from .sim import Simulator
 from .chain.reorgs import ChainWatcher, MinedBundle
@@ -176,12 +177,18 @@ class Bundler:
             self.mempool.observe(settler)  # an op leaving the pool wakes its sponsorship's settlement
         self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
                                    self.config.receipt_lookback_blocks)
-        registry = eth_registry(self)
-        registry.merge(session_registry(self))
-        registry.merge(paymaster_registry(self))
-        registry.merge(fee_registry(self))
+        # each namespace's handlers get the services they use, typed (rpc/handlers/)
+        registry = eth_registry(EthServices(chain_id=self.chain_id, entry_points=self.entry_points, pool=self.pool,
+                                            estimator=self.estimator, lookup=self.lookup, metrics=self.metrics))
+        registry.merge(session_registry(SessionServices(entry_points=self.entry_points, sessions=self.sessions)))
+        self._paymaster_services = PaymasterServices(entry_points=self.entry_points, sponsor=self.paymaster,
+                                                     head=self.head)
+        registry.merge(paymaster_registry(self._paymaster_services))
+        registry.merge(fee_registry(FeeServices(head=self.head, node=self.node,
+                                                min_priority_fee=self.config.min_priority_fee)))
         if self.config.debug_api:
-            registry.merge(debug_registry(self))
+            registry.merge(debug_registry(DebugServices(entry_points=self.entry_points, pool=self.pool,
+                                                        bundling=self.builder, node=self.node)))
         if self.config.relay:
             from .relay import Relay
 
@@ -229,7 +236,7 @@ class Bundler:
     def _add_paymaster_route(self, app: web.Application) -> None:
         if self.config.paymaster_path:
             # the pm_* methods alone on their own path (no eth_* forwarding, no other namespace)
-            pm_app = build_app(paymaster_registry(self), None, self.config.max_body_bytes, self.config.max_batch,
+            pm_app = build_app(paymaster_registry(self._paymaster_services), None, self.config.max_body_bytes, self.config.max_batch,
                                rate_limiter=self.rate_limiter)
             handler = next(r.handler for r in pm_app.router.routes() if r.method == "POST")
             app.router.add_post(self.config.paymaster_path, handler)
@@ -303,22 +310,6 @@ class Bundler:
         """Per executor key: address, balance (wei, None before the first read), minBalance, ok,
         checkedAt. Below the minimum a key sends no bundles (for /health and metrics)."""
         return self.builder.balances.status()
-
-    def clear_state(self) -> None:
-        self.mempool.clear()
-        self._opened_store().clear()
-        self.reputation.clear()
-
-    def clear_mempool(self) -> None:
-        """debug_bundler_clearMempool: the removed ops are recorded dropped, so they do not come
-        back on the next restart."""
-        fates = self.fates
-        if fates is None:
-            raise RuntimeError("the pool's op fates are made by start(), which has not run")
-        for e in self.mempool.entries():
-            if e.submitted_in is None:
-                fates.recorded_dropped(e.hash, "removed by debug_bundler_clearMempool")
-        self.mempool.clear()
 
     async def stop(self) -> None:
         await _cancel_all(self._tasks)

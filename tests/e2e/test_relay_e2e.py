@@ -15,7 +15,8 @@ from eth_abi import encode
 
 from bundler.entrypoint import V07
 from bundler.relay import auth
-from bundler.sessions import abi
+from session_sdk.signatures import sign_digest
+from session_sdk.calldata import encode_revoke_all_sessions
 from helpers.relay import DevBundler, RelayClient, register, wait_call, wait_grant
 from helpers.sessions import (
     SessionAccountHandle, advance_time, block_timestamp, compile_contracts, deploy_session_contracts, erc20_balance, get_balance,
@@ -78,7 +79,7 @@ def _transfer(to: str, amount: int) -> str:
 
 
 def _activate_enable(dev, grant: dict, acct: SessionAccountHandle) -> dict:
-    sig = abi.sign_digest(acct.owner_key, bytes.fromhex(grant["enable"]["digest"][2:]))
+    sig = sign_digest(acct.owner_key, bytes.fromhex(grant["enable"]["digest"][2:]))
     anyone = RelayClient(dev.url, os.urandom(32))  # the signature itself authenticates
     dev.clients.append(anyone)
     return anyone.ok(anyone.post(f"/relay/v1/grants/{grant['grantId']}/activate", {"signature": "0x" + sig.hex()}), 200)
@@ -219,7 +220,7 @@ def test_flow2_remote_backend_methods_and_value_limits_revoked_then_retired(dev)
                                                              "permissions": permissions}), 201)
         assert grant["status"] == "prepared" and "ownerOp" in grant and "enable" not in grant
         _remember_key(dev, grant["grantId"])
-        sig = abi.sign_digest(acct.owner_key, bytes.fromhex(grant["ownerOp"]["userOpHash"][2:]))
+        sig = sign_digest(acct.owner_key, bytes.fromhex(grant["ownerOp"]["userOpHash"][2:]))
         activated = owner.ok(owner.post(f"/relay/v1/grants/{grant['grantId']}/activate",
                                         {"signature": "0x" + sig.hex()}), 200)
         assert activated["status"] == "activating" and activated["activationOp"]
@@ -258,7 +259,7 @@ def test_flow2_remote_backend_methods_and_value_limits_revoked_then_retired(dev)
             assert all(p["status"] == "pending" for p in pending)
             revocation = owner.ok(owner.get(f"/relay/v1/grants/{grant['grantId']}/revocation"), 200)
             assert revocation["transaction"]["to"].lower() == acct.address
-            op_sig = abi.sign_digest(acct.owner_key, bytes.fromhex(revocation["ownerOp"]["userOpHash"][2:]))
+            op_sig = sign_digest(acct.owner_key, bytes.fromhex(revocation["ownerOp"]["userOpHash"][2:]))
             revoked = owner.ok(owner.post(f"/relay/v1/grants/{grant['grantId']}/revoke", {"ownerOp": {
                 "userOp": revocation["ownerOp"]["userOp"], "signature": "0x" + op_sig.hex()}}), 200)
             assert revoked["status"] == "revoked" and revoked["keyDestroyed"] and revoked["revocationOp"]
@@ -331,7 +332,7 @@ def test_gas_budget_and_epoch_are_part_of_the_grant(dev):
     from helpers.sessions import handle_ops
 
     acct = _account(dev)
-    handle_ops(dev.node_url, V07, [acct.sign_owner(acct.build(abi.encode_revoke_all_sessions()))])
+    handle_ops(dev.node_url, V07, [acct.sign_owner(acct.build(encode_revoke_all_sessions()))])
     owner = _owner(dev, acct)
     backend = _backend(dev, "gas")
     mint = [{"to": dev.dep.token, "data": _mint(dev.dep.token, acct.address, 1)}]
@@ -340,7 +341,7 @@ def test_gas_budget_and_epoch_are_part_of_the_grant(dev):
         "mode": "ownerOp", "permissions": {"anyTarget": {}, "gasBudget": {"maxCostPerOp": "0x1"}}}), 201)
     assert stingy["spec"]["gas"]["maxCostPerOp"] == "0x1", stingy["spec"]
     _remember_key(dev, stingy["grantId"])
-    sig = abi.sign_digest(acct.owner_key, bytes.fromhex(stingy["ownerOp"]["userOpHash"][2:]))
+    sig = sign_digest(acct.owner_key, bytes.fromhex(stingy["ownerOp"]["userOpHash"][2:]))
     owner.ok(owner.post(f"/relay/v1/grants/{stingy['grantId']}/activate", {"signature": "0x" + sig.hex()}), 200)
     wait_grant(owner, stingy["grantId"], "active")
     refused = _execute(backend, acct.address, mint)
@@ -372,7 +373,7 @@ def test_python_sdk_relay_client(dev):
     owner = SdkRelay(dev.url, acct.owner_key, owner_account=acct.address)
     grant = owner.prepare_grant(acct.address, {"anyTarget": {}, "expiresIn": 600}, credential_id=backend.credential_id)
     _remember_key(dev, grant["grantId"])
-    owner.activate(grant["grantId"], abi.sign_digest(acct.owner_key, bytes.fromhex(grant["enable"]["digest"][2:])))
+    owner.activate(grant["grantId"], sign_digest(acct.owner_key, bytes.fromhex(grant["enable"]["digest"][2:])))
     mint = [{"to": dev.dep.token, "data": _mint(dev.dep.token, acct.address, 3)}]
     call = backend.execute(acct.address, mint, idempotency_key="sdk-1")
     assert backend.wait_for_call(call["callId"])["status"] == "mined"
@@ -460,7 +461,7 @@ def test_a_credential_reaches_only_accounts_that_authorised_it(dev):
     # mallory may ask for access to account A, but only A's owner can activate it
     asked = mallory.ok(mallory.post("/relay/v1/grants", {"account": acct_a.address,
                                                           "permissions": {"anyTarget": {}}}), 201)
-    forged = abi.sign_digest(acct_b.owner_key, bytes.fromhex(asked["enable"]["digest"][2:]))
+    forged = sign_digest(acct_b.owner_key, bytes.fromhex(asked["enable"]["digest"][2:]))
     assert mallory.post(f"/relay/v1/grants/{asked['grantId']}/activate",
                         {"signature": "0x" + forged.hex()}).status == 401
     assert _execute(mallory, acct_a.address, [{"to": dev.dep.token, "data": "0x"}]).status == 403

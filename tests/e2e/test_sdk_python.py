@@ -36,29 +36,38 @@ def test_sdk_declares_only_its_four_dependencies():
 
 
 def test_the_server_uses_the_sdks_encoding():
+    import importlib.util
+
     import session_sdk
-    from bundler.sessions import abi as server_abi
+    from bundler.sessions import policy, service
     from bundler.userop import UserOperation
     from bundler.userop import packing
+    from session_sdk import eip712, signatures
+    from session_sdk import types as spec_types
 
-    assert server_abi is session_sdk.abi
+    # the server has no encoding of its own: its evaluator and service run the SDK's functions
+    assert importlib.util.find_spec("bundler.sessions.abi") is None
+    assert policy.decode_signature is signatures.decode_signature
+    assert policy.SessionSpec is spec_types.SessionSpec
+    assert service.eip712_spec_digest is eip712.eip712_spec_digest
     assert UserOperation is session_sdk.UserOperation
     assert packing.user_op_hash_v08 is session_sdk.packing.user_op_hash_v08
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not on PATH")
 def test_python_serialized_session_reads_back_in_typescript():
-    from session_sdk import abi
+    from session_sdk import ArgConstraint, CallPolicy, Condition, GasPolicy, Limit, SessionSpec, TransferPolicy
+    from session_sdk.eip712 import spec_struct_hash
     from session_sdk.serialize import SessionGrant, deserialize_session, serialize_session, spec_to_json
 
-    spec = abi.SessionSpec(
+    spec = SessionSpec(
         signer="0x" + "51" * 20, valid_after=10, valid_until=2**40, period=3600, usage_limit=5,
-        call_policies=(abi.CallPolicy(target="0x" + "70" * 20, selector=bytes.fromhex("a9059cbb"), constraints=(
-            abi.ArgConstraint.typed(abi.Condition.EQ, 0, "address", "0x" + "de" * 20),
-            abi.ArgConstraint.typed(abi.Condition.LTE, 1, "uint96", 2**90, abi.Limit.allowance(10**24)),
+        call_policies=(CallPolicy(target="0x" + "70" * 20, selector=bytes.fromhex("a9059cbb"), constraints=(
+            ArgConstraint.typed(Condition.EQ, 0, "address", "0x" + "de" * 20),
+            ArgConstraint.typed(Condition.LTE, 1, "uint96", 2**90, Limit.allowance(10**24)),
         )),),
-        transfer_policies=(abi.TransferPolicy(max_value_per_use=10**17, value_limit=abi.Limit.lifetime(10**18)),),
-        gas=abi.GasPolicy(max_cost_per_op=10**16, cost_limit=abi.Limit.lifetime(10**17), paymasters=("0x" + "99" * 20,)),
+        transfer_policies=(TransferPolicy(max_value_per_use=10**17, value_limit=Limit.lifetime(10**18)),),
+        gas=GasPolicy(max_cost_per_op=10**16, cost_limit=Limit.lifetime(10**17), paymasters=("0x" + "99" * 20,)),
     )
     grant = SessionGrant(chain_id=1337, entry_point="0.8", account="0x" + "aa" * 20, owner="0x" + "bb" * 20, spec=spec,
                          factory="0x" + "cc" * 20, salt=7, enable=(b"\x01" * 65, 3))
@@ -74,7 +83,7 @@ def test_python_serialized_session_reads_back_in_typescript():
     assert seen["salt"] == "7" and seen["nonce"] == "3"
     # the same spec on both sides, and the same EIP-712 struct hash
     assert _same(seen["spec"], spec_to_json(spec)), (seen["spec"], spec_to_json(spec))
-    assert seen["hash"] == "0x" + abi.spec_struct_hash(spec).hex()
+    assert seen["hash"] == "0x" + spec_struct_hash(spec).hex()
 
 
 def _same(a, b) -> bool:
@@ -109,7 +118,9 @@ def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev, ver
     from eth_account import Account
 
     from helpers.procs import call
-    from session_sdk import Call, RpcError, SessionAccount, SessionKey, abi
+    from session_sdk import Call, RpcError, SessionAccount, SessionKey
+    from session_sdk.addresses import delegation_code
+    from session_sdk.calldata import encode_grant_session
     from session_sdk.policies import erc20_transfer_policy, lifetime, session_spec
 
     eoa = Account.create()
@@ -124,11 +135,11 @@ def test_python_owner_mode_eip7702_grant_with_builders_then_session_ops(dev, ver
     now = int(call(dev.node_url, "eth_getBlockByNumber", "latest", False)["timestamp"], 16)
     spec = session_spec(session_key.address, valid_until=now + 600, policies=[
         erc20_transfer_policy(dev.token, to=dex, max_per_transfer=40, limit=lifetime(50))])
-    mint = abi.Call(dev.token, 0, bytes.fromhex("40c10f19") + bytes(12) + bytes.fromhex(owner.address[2:])
-                    + (1000).to_bytes(32, "big"))
-    receipt = owner.send_and_wait([Call(owner.address, 0, abi.encode_grant_session(spec)), mint])
+    mint = Call(dev.token, 0, bytes.fromhex("40c10f19") + bytes(12) + bytes.fromhex(owner.address[2:])
+                + (1000).to_bytes(32, "big"))
+    receipt = owner.send_and_wait([Call(owner.address, 0, encode_grant_session(spec)), mint])
     assert receipt["success"] is True
-    assert owner.deployed() and owner.code() == abi.delegation_code(impl)
+    assert owner.deployed() and owner.code() == delegation_code(impl)
 
     session = SessionAccount(bundler=dev.bundler_url, node=dev.node_url, entry_point_version=version, owner=eoa.address,
                              eip7702_delegate=impl, session=SessionKey("0x" + bytes(session_key.key).hex(), spec))
@@ -152,7 +163,8 @@ def test_python_v09_enable_mode_deploys_grants_and_mints_then_session_mode(dev):
     from eth_account import Account
 
     from helpers.procs import call
-    from session_sdk import Call, SessionAccount, SessionKey, abi, enable_signature
+    from session_sdk import Call, SessionAccount, SessionKey, enable_signature
+    from session_sdk.signatures import decode_signature
     from session_sdk.policies import call_policy, lifetime, lte, session_spec
 
     owner = Account.create()
@@ -171,7 +183,7 @@ def test_python_v09_enable_mode_deploys_grants_and_mints_then_session_mode(dev):
     assert session.address == probe.address and not session.deployed()
     mint = Call(dev.token, 0, bytes.fromhex("40c10f19") + bytes(12) + bytes.fromhex(session.address[2:]) + (100).to_bytes(32, "big"))
     op = session.sign(session.estimate(session.build([mint])))
-    assert abi.decode_signature(op.signature).__class__.__name__ == "EnableSignature"
+    assert decode_signature(op.signature).__class__.__name__ == "EnableSignature"
     op_hash = session.bundler.send_user_operation(op, session.entry_point.address)
     assert op_hash == "0x" + session.user_op_hash(op).hex()
     receipt = session.bundler.wait_for_receipt(op_hash)
@@ -231,7 +243,9 @@ def test_python_erc1271_signatures_verify_on_the_owners_account_only(dev):
     from eth_utils import keccak
 
     from helpers.procs import call, wait_for
-    from session_sdk import abi, erc1271
+    from session_sdk import erc1271
+    from session_sdk.calldata import encode_create_account
+    from session_sdk.signatures import sign_digest
 
     owner = Account.create()
     owner_key = "0x" + bytes(owner.key).hex()
@@ -240,7 +254,7 @@ def test_python_erc1271_signatures_verify_on_the_owners_account_only(dev):
     accounts = []
     for salt in (0, 1):
         tx = call(dev.node_url, "eth_sendTransaction", {"from": funder, "to": factory,
-                                                        "data": "0x" + abi.encode_create_account(owner.address, salt).hex()})
+                                                        "data": "0x" + encode_create_account(owner.address, salt).hex()})
         receipt = wait_for(lambda: call(dev.node_url, "eth_getTransactionReceipt", tx), what="createAccount mined")
         assert receipt["status"] == "0x1"
         out = call(dev.node_url, "eth_call", {"to": factory, "data": "0x" + (
@@ -284,7 +298,7 @@ def test_python_erc1271_signatures_verify_on_the_owners_account_only(dev):
     session_key = "0x" + bytes(Account.create().key).hex()
     assert not valid(a, message_hash, erc1271.sign_message(session_key, a, chain_id, message))
     assert not valid(a, permit_hash, erc1271.sign_typed_data(session_key, a, chain_id, permit))
-    assert not valid(a, message_hash, abi.sign_digest(owner_key, message_hash))  # a bare signature of the hash
+    assert not valid(a, message_hash, sign_digest(owner_key, message_hash))  # a bare signature of the hash
 
     if NODE is None:
         return

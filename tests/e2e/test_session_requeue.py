@@ -13,8 +13,8 @@ from eth_account import Account
 
 from bundler.devchain import deploy_all, fund, start_anvil
 from bundler.entrypoint import V07, V08
-from bundler.sessions import abi
-from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, word
+from session_sdk.types import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, word
+from session_sdk.calldata import encode_execute, encode_grant_session, encode_revoke_session
 from bundler.userop import format_user_operation
 from conftest import RpcError
 from helpers.inproc import eventually, pool_txs, running_bundler
@@ -55,7 +55,7 @@ def session_account(chain, ep, limit: int):
     key, signer = new_key()
     spec = SessionSpec(signer=signer, call_policies=(CallPolicy(target=token, selector=SEL_TRANSFER, constraints=(
         ArgConstraint(Condition.LTE, 1, word(2**256 - 1), Limit.lifetime(limit)),)),), gas=TEST_GAS)
-    owner_tx(chain, acct, abi.encode_grant_session(spec))
+    owner_tx(chain, acct, encode_grant_session(spec))
     return acct, key, signer
 
 
@@ -66,7 +66,7 @@ def owner_tx(chain, acct, data: bytes) -> None:
 
 
 def transfer_op(chain, acct, key, amount: int, nonce: int):
-    call = abi.encode_execute(chain.sessions.token, 0, erc20_transfer(new_key()[1], amount))
+    call = encode_execute(chain.sessions.token, 0, erc20_transfer(new_key()[1], amount))
     return format_user_operation(acct.sign_session(acct.build(call, nonce=nonce), key))
 
 
@@ -98,7 +98,7 @@ def test_pending_usage_survives_a_restart(chain, tmp_path):
         assert e.value.code == -32500 and e.value.data["rule"] == "SessionCumulativeLimitExceeded"
         assert (int(e.value.data["pending"], 16), int(e.value.data["remaining"], 16)) == (80, 20)
 
-        owner_tx(chain, acct, abi.encode_revoke_session(signer))
+        owner_tx(chain, acct, encode_revoke_session(signer))
 
         def dropped(h):
             try:
@@ -152,7 +152,7 @@ async def test_pending_usage_of_a_reorged_out_op(chain, ep, forgotten):
         assert e.value.code == -32500 and e.value.data["rule"] == "SessionCumulativeLimitExceeded"
         assert int(e.value.data["pending"], 16) == 40
 
-        owner_tx(chain, acct, abi.encode_revoke_session(signer))
+        owner_tx(chain, acct, encode_revoke_session(signer))
 
         async def dropped():
             try:

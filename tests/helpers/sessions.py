@@ -3,7 +3,7 @@ handleOps for real or as eth_call, decode what the EntryPoint and the account sa
 
     dep = deploy_session_contracts(url)                      # implementations + factories (+ TestERC20)
     acct = SessionAccountHandle.create(url, chain_id, V07, dep)   # deployed clone, random owner key
-    op = acct.sign_owner(acct.build(abi.encode_grant_session(spec)))
+    op = acct.sign_owner(acct.build(encode_grant_session(spec)))
     handle_ops(url, V07, [op])                               # real transaction, returns OpResults
     err = simulate_failure(url, V07, [op])                   # eth_call: FailedOp / FailedOpWithRevert
 
@@ -28,7 +28,15 @@ from bundler import contracts_build
 from bundler.devchain.anvil import ANVIL_ACCOUNT0, ANVIL_ACCOUNT0_KEY
 from bundler.devchain.sessions import SessionDeployment, deploy_sessions
 from bundler.entrypoint import EntryPointVersion
-from bundler.sessions import abi
+from session_sdk.types import SESSION_SPEC_T, GasPolicy, SessionSpec
+from session_sdk.eip712 import eip712_spec_digest
+from session_sdk.signatures import (
+    encode_enable_signature, encode_owner_signature, encode_session_signature, sign_digest,
+)
+from session_sdk.calldata import encode_create_account
+from session_sdk.addresses import account_address
+from session_sdk.events import TOPIC_SESSION_USED, SessionUsed, decode_session_used
+from session_sdk.reverts import SessionAccountError, decode_error
 from bundler.userop import EIP7702_FACTORY, UserOperation, pack
 from bundler.userop.packing import PACKED_USEROP_TYPE
 
@@ -36,7 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # A gas budget for test sessions: one op may cost up to 1 ETH (test ops' gas limits x 3 gwei stay
 # far below), no cumulative budget, no paymaster. SessionSpec's default allows no gas at all.
-TEST_GAS = abi.GasPolicy(max_cost_per_op=10**18)
+TEST_GAS = GasPolicy(max_cost_per_op=10**18)
 
 
 selector = function_signature_to_4byte_selector
@@ -231,8 +239,8 @@ class FailedOp:
     inner: bytes  # the account's revert data (FailedOpWithRevert), else b""
 
     @property
-    def error(self) -> abi.SessionAccountError | None:
-        return abi.decode_error(self.inner)
+    def error(self) -> SessionAccountError | None:
+        return decode_error(self.inner)
 
 
 class HandleOpsReverted(AssertionError):
@@ -298,7 +306,7 @@ class SessionAccountHandle:
         owner_key = owner_key or new_key()[0]
         owner = Account.from_key(owner_key).address.lower()
         factory = dep.factories[ep.version]
-        address = abi.account_address(factory, dep.implementations[ep.version], owner, salt, dep.proxy_creation_code)
+        address = account_address(factory, dep.implementations[ep.version], owner, salt, dep.proxy_creation_code)
         if fund:
             set_balance(url, address, fund)
         return cls(url, chain_id, ep, address, owner_key, factory=factory, salt=salt)
@@ -308,7 +316,7 @@ class SessionAccountHandle:
                owner_key: str | None = None, salt: int = 0, fund: int = 10**19) -> "SessionAccountHandle":
         """Deployed directly through the factory (no UserOperation)."""
         acct = cls.counterfactual(url, chain_id, ep, dep, owner_key, salt, fund)
-        send_tx(url, acct.factory, abi.encode_create_account(acct.owner, salt))
+        send_tx(url, acct.factory, encode_create_account(acct.owner, salt))
         acct.factory = None
         return acct
 
@@ -325,7 +333,7 @@ class SessionAccountHandle:
         if eip7702_init:
             factory = EIP7702_FACTORY
         elif self.factory is not None:
-            factory, factory_data = self.factory, abi.encode_create_account(self.owner, self.salt)
+            factory, factory_data = self.factory, encode_create_account(self.owner, self.salt)
         return UserOperation(
             sender=self.address,
             nonce=self.nonce() if nonce is None else nonce,
@@ -344,24 +352,24 @@ class SessionAccountHandle:
         return self.ep.user_op_hash(op, self.chain_id, self.delegate)
 
     def sign_owner(self, op: UserOperation, key: str | None = None) -> UserOperation:
-        sig = abi.sign_digest(key or self.owner_key, self.op_hash(op))
-        return replace(op, signature=abi.encode_owner_signature(sig))
+        sig = sign_digest(key or self.owner_key, self.op_hash(op))
+        return replace(op, signature=encode_owner_signature(sig))
 
     def sign_session(self, op: UserOperation, session_key: str, period_index: int = 0,
                      signer: str | None = None) -> UserOperation:
         """Mode 0x01. `signer` overrides the claimed session (to sign with a key that is not it)."""
         signer = signer or Account.from_key(session_key).address.lower()
-        sig = abi.sign_digest(session_key, self.op_hash(op))
-        return replace(op, signature=abi.encode_session_signature(signer, period_index, sig))
+        sig = sign_digest(session_key, self.op_hash(op))
+        return replace(op, signature=encode_session_signature(signer, period_index, sig))
 
-    def sign_enable(self, op: UserOperation, spec: abi.SessionSpec, session_key: str, *, nonce: int = 0,
+    def sign_enable(self, op: UserOperation, spec: SessionSpec, session_key: str, *, nonce: int = 0,
                     period_index: int = 0, owner_key: str | None = None, epoch: int = 0) -> UserOperation:
         """Mode 0x02: owner's EIP-712 grant of `spec` (grant nonce `nonce`, account epoch `epoch`,
         plus one when the op carries an EIP-7702 authorization) + the session signature."""
-        digest = abi.eip712_spec_digest(spec, nonce, self.address, self.chain_id, epoch)
-        owner_sig = abi.sign_digest(owner_key or self.owner_key, digest)
-        session_sig = abi.sign_digest(session_key, self.op_hash(op))
-        return replace(op, signature=abi.encode_enable_signature(spec, nonce, owner_sig, period_index, session_sig))
+        digest = eip712_spec_digest(spec, nonce, self.address, self.chain_id, epoch)
+        owner_sig = sign_digest(owner_key or self.owner_key, digest)
+        session_sig = sign_digest(session_key, self.op_hash(op))
+        return replace(op, signature=encode_enable_signature(spec, nonce, owner_sig, period_index, session_sig))
 
     # views -------------------------------------------------------------
 
@@ -369,11 +377,11 @@ class SessionAccountHandle:
         data = selector(signature) + encode(types, values)
         return decode(out, eth_call(self.url, self.address, data))
 
-    def get_session(self, signer: str) -> tuple[abi.SessionSpec, int, int, int]:
+    def get_session(self, signer: str) -> tuple[SessionSpec, int, int, int]:
         """(spec, status, grantNonce, usageCount)."""
         (info,) = self.call("getSession(address)", ["address"], [signer],
-                            [f"({abi.SESSION_SPEC_T},uint8,uint64,uint32,uint32)"])
-        return abi.SessionSpec.from_abi(info[0]), info[1], info[2], info[3]
+                            [f"({SESSION_SPEC_T},uint8,uint64,uint32,uint32)"])
+        return SessionSpec.from_abi(info[0]), info[1], info[2], info[3]
 
     def get_usage(self, signer: str) -> tuple:
         """(usageCount, callValue[(period, used)], callArgs[[(period, used)]], transferValue[...])."""
@@ -393,12 +401,12 @@ class SessionAccountHandle:
         return self.call("epoch()", [], [], ["uint32"])[0]
 
 
-def session_events(result: OpResult, account: str) -> list[abi.SessionUsed]:
+def session_events(result: OpResult, account: str) -> list[SessionUsed]:
     out = []
     for log in result.logs:
-        if log["address"].lower() == account and bytes.fromhex(log["topics"][0][2:]) == abi.TOPIC_SESSION_USED:
-            out.append(abi.decode_session_used([bytes.fromhex(t[2:]) for t in log["topics"]],
-                                               bytes.fromhex(log["data"][2:])))
+        if log["address"].lower() == account and bytes.fromhex(log["topics"][0][2:]) == TOPIC_SESSION_USED:
+            out.append(decode_session_used([bytes.fromhex(t[2:]) for t in log["topics"]],
+                                           bytes.fromhex(log["data"][2:])))
     return out
 
 

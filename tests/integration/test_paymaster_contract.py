@@ -15,7 +15,7 @@ from bundler.devchain.anvil import ANVIL_ACCOUNT0
 from bundler.entrypoint import V07, V08, V09
 from bundler.paymaster.data import STUB_SIGNATURE, Terms, encode_paymaster_data, encode_terms, sponsor_hash
 from bundler.paymaster.signer import PaymasterSigner
-from bundler.sessions import abi
+from session_sdk.signatures import MODE_SESSION
 from bundler.userop import pack
 from bundler.userop.packing import PACKED_USEROP_TYPE
 
@@ -126,7 +126,7 @@ def test_signature_prefix_binds_the_account_signer(chain, paymasters):
     ep = V07
     acct = chain.account(ep, deployed=True, funded=0)
     key = Account.create()
-    prefix = bytes([abi.MODE_SESSION]) + bytes.fromhex(key.address[2:])
+    prefix = bytes([MODE_SESSION]) + bytes.fromhex(key.address[2:])
     op = acct.op(acct.execute(ANVIL_ACCOUNT0, 0)).with_changes(
         paymaster=paymasters["0.7"], paymaster_verification_gas_limit=60_000)
     terms = Terms(valid_until=now(chain) + 600, signature_prefix=prefix)

@@ -12,8 +12,9 @@ from eth_abi import encode
 from bundler.devchain.anvil import rpc as node_rpc
 from bundler.entrypoint import V07, V08
 from bundler.paymaster.signer import PaymasterSigner
-from bundler.sessions import abi
-from bundler.sessions.abi import CallPolicy, GasPolicy, SessionSpec
+from session_sdk.types import CallPolicy, GasPolicy, SessionSpec
+from session_sdk.signatures import encode_session_signature
+from session_sdk.calldata import encode_execute, encode_grant_session
 from bundler.userop import format_user_operation, decode_user_operation
 
 from conftest import RpcError
@@ -62,7 +63,7 @@ def granted_account(chain, ep, sessions, paymaster: str, session_address: str) -
     acct = SessionAccountHandle.create(chain.url, chain.chain_id, ep, sessions, fund=10**18)
     spec = SessionSpec(signer=session_address, call_policies=(CallPolicy(target=sessions.token, selector=SEL_MINT),),
                        gas=GasPolicy(max_cost_per_op=10**17, paymasters=(paymaster,)))
-    [res] = handle_ops(chain.url, ep, [acct.sign_owner(acct.build(abi.encode_grant_session(spec)))])
+    [res] = handle_ops(chain.url, ep, [acct.sign_owner(acct.build(encode_grant_session(spec)))])
     assert res.success
     node_rpc(chain.url, "anvil_setBalance", [acct.address, "0x0"])
     mine(chain.url)
@@ -74,10 +75,10 @@ async def test_session_op_sponsored_under_a_policy_naming_the_session(chain, set
     sessions, paymasters, (session_key, session_address), _ = setup
     _bundler, client = pm_bundler
     acct = granted_account(chain, ep, sessions, paymasters[ep.version], session_address)
-    mint = abi.encode_execute(sessions.token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, 7]))
+    mint = encode_execute(sessions.token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, 7]))
     # as a session SDK sends it: the stub signature already names the session key (mode 0x01)
     op = acct.build(mint).with_changes(
-        signature=abi.encode_session_signature(session_address, 0, STUB_SESSION_SIGNATURE))
+        signature=encode_session_signature(session_address, 0, STUB_SESSION_SIGNATURE))
     rpc_op = format_user_operation(op)
     ctx = {"policyId": "backend"}
     stub = await client.call("pm_getPaymasterStubData", rpc_op, ep.address, hex(chain.chain_id), ctx)
@@ -106,11 +107,11 @@ async def test_other_session_key_or_target_is_not_sponsored(chain, setup, pm_bun
     _bundler, client = pm_bundler
     other_key, other_address = new_key()
     acct = SessionAccountHandle.create(chain.url, chain.chain_id, V07, sessions, fund=0)
-    mint = abi.encode_execute(sessions.token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, 1]))
+    mint = encode_execute(sessions.token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, 1]))
     cases = [
         (acct.build(mint), {"policyId": "backend", "sessionKey": other_address}, "sessionKeys"),
         (acct.build(mint), {"policyId": "backend"}, "sessionKeys"),  # no session key at all
-        (acct.build(abi.encode_execute("0x" + "12" * 20, 0, b"")), {"policyId": "backend", "sessionKey": session_address},
+        (acct.build(encode_execute("0x" + "12" * 20, 0, b"")), {"policyId": "backend", "sessionKey": session_address},
          "targets"),
     ]
     for op, ctx, rule in cases:

@@ -10,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from bundler.entrypoint import V07
-from bundler.sessions import abi
+from session_sdk.signatures import sign_digest
 from helpers.inproc import new_key, running_bundler
 from helpers.relay import RelayClient, register, wait_call, wait_grant
 from helpers.sessions import SessionAccountHandle, deploy_session_contracts, selector
@@ -34,7 +34,7 @@ async def test_relay_state_survives_a_restart(chain, tmp_path):
         owner = RelayClient(a.url, bytes.fromhex(acct.owner_key[2:]), owner_account=acct.address)
         grant = owner.ok(await run(owner.post, "/relay/v1/grants", {
             "credentialId": backend.credential_id, "account": acct.address, "permissions": {"anyTarget": {}}}), 201)
-        sig = abi.sign_digest(acct.owner_key, bytes.fromhex(grant["enable"]["digest"][2:]))
+        sig = sign_digest(acct.owner_key, bytes.fromhex(grant["enable"]["digest"][2:]))
         owner.ok(await run(owner.post, f"/relay/v1/grants/{grant['grantId']}/activate", {"signature": "0x" + sig.hex()}))
         data = "0x" + (MINT + bytes(12) + bytes.fromhex(acct.address[2:]) + (9).to_bytes(32, "big")).hex()
         call = backend.ok(await run(backend.post, "/relay/v1/calls", {

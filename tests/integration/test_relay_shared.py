@@ -10,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from bundler.entrypoint import V07
-from bundler.sessions import abi
+from session_sdk.signatures import sign_digest
 from helpers.inproc import running_bundler
 from helpers.relay import RelayClient, register, wait_call, wait_grant
 from helpers.sessions import SessionAccountHandle, deploy_session_contracts, erc20_balance, selector
@@ -42,7 +42,7 @@ async def test_two_instances_share_one_relay(sessions_chain, dsn):  # noqa: F811
         grant = backend_b.ok(await run(owner_b.post, "/relay/v1/grants", {
             "credentialId": backend_a.credential_id, "account": acct.address,
             "permissions": {"anyTarget": {}, "expiresIn": 3600}}), 201)
-        sig = abi.sign_digest(acct.owner_key, bytes.fromhex(grant["enable"]["digest"][2:]))
+        sig = sign_digest(acct.owner_key, bytes.fromhex(grant["enable"]["digest"][2:]))
         activated = await run(backend_a.post, f"/relay/v1/grants/{grant['grantId']}/activate",
                               {"signature": "0x" + sig.hex()})
         assert activated.status == 200 and activated.body["status"] == "authorized"

@@ -21,8 +21,14 @@ from eth_account import Account
 
 from bundler.devchain.anvil import ANVIL_ACCOUNT0
 from bundler.entrypoint import V07, V08
-from bundler.sessions import abi
-from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, GasPolicy, Limit, SessionSpec, word
+from session_sdk.types import (
+    ZERO_ADDRESS, ArgConstraint, ArgType, CallPolicy, Condition, GasPolicy, Limit, Scope, SessionSpec, word,
+)
+from session_sdk.signatures import SessionSignature
+from session_sdk.calldata import (
+    SEL_DEPOSIT_TO, Call, encode_execute, encode_execute_batch, encode_grant_session, encode_revoke_all_sessions,
+)
+from session_sdk.addresses import delegation_code
 from bundler.sessions.gas import validation_gas_bound
 from bundler.sessions.policy import OpFacts, SessionState, evaluate
 from bundler.userop import format_user_operation
@@ -72,7 +78,7 @@ async def refused(rpc, acct, op, rule: str, code: int = -32500) -> RpcError:
 
 
 async def grant(rpc, acct, spec: SessionSpec) -> None:
-    op = acct.sign_owner(acct.build(abi.encode_grant_session(spec)).with_changes(
+    op = acct.sign_owner(acct.build(encode_grant_session(spec)).with_changes(
         call_gas_limit=8_000_000, pre_verification_gas=400_000))
     h = await send(rpc, acct, op)
     await rpc.call("debug_bundler_sendBundleNow")
@@ -81,7 +87,7 @@ async def grant(rpc, acct, spec: SessionSpec) -> None:
 
 
 def owner_exec(acct, target: str, value: int, data: bytes) -> None:
-    [res] = handle_ops(acct.url, acct.ep, [acct.sign_owner(acct.build(abi.encode_execute(target, value, data)))])
+    [res] = handle_ops(acct.url, acct.ep, [acct.sign_owner(acct.build(encode_execute(target, value, data)))])
     assert res.success, res.revert_reason.hex()
 
 
@@ -109,7 +115,7 @@ async def test_gas_drain_by_a_self_bundling_session_key_fails(chain, rpc, clean,
     await grant(rpc, acct, SessionSpec(signer=signer, call_policies=(CallPolicy(),), gas=GasPolicy(
         max_cost_per_op=10**16, cost_limit=Limit.lifetime(3 * 10**15))))
     thief = attacker(chain)
-    mint = abi.encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [thief, 1]))
+    mint = encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [thief, 1]))
     greedy = acct.sign_session(acct.build(mint).with_changes(
         pre_verification_gas=2_500_000, max_fee_per_gas=3000 * GWEI, max_priority_fee_per_gas=3000 * GWEI), key)
     cost = greedy.max_cost()
@@ -145,7 +151,7 @@ async def test_gas_drain_by_a_self_bundling_session_key_fails(chain, rpc, clean,
     # and on chain, bundled by the attacker itself
     failed, status = self_bundled(chain, acct, second, thief)
     assert failed.error.name == "SessionCumulativeLimitExceeded" and status == "0x0"
-    assert failed.error.args == (0, abi.Scope.GAS, 0, 0, first.max_cost(), second.max_cost(), 3 * 10**15)
+    assert failed.error.args == (0, Scope.GAS, 0, 0, first.max_cost(), second.max_cost(), 3 * 10**15)
 
     # a paymaster the grant does not list (a token paymaster would spend the owner's tokens)
     sponsored = acct.sign_session(acct.build(mint, nonce=first.nonce + 1).with_changes(
@@ -163,7 +169,7 @@ async def test_gas_drain_by_a_self_bundling_session_key_fails(chain, rpc, clean,
 async def test_entry_point_and_implementation_are_out_of_reach(chain, rpc, clean, ep):
     acct = account(chain, ep)
     owner_exec(acct, ep.address, ETH, SEL_ADD_STAKE + encode(["uint32"], [1]))  # a stake ...
-    send_tx(chain.url, ep.address, abi.SEL_DEPOSIT_TO + encode(["address"], [acct.address]), value=2 * ETH)
+    send_tx(chain.url, ep.address, SEL_DEPOSIT_TO + encode(["address"], [acct.address]), value=2 * ETH)
     key_any, any_contract = new_key()
     key_wild, wildcard = new_key()
     await grant(rpc, acct, SessionSpec(signer=any_contract, call_policies=(CallPolicy(),), gas=TEST_GAS))
@@ -177,21 +183,21 @@ async def test_entry_point_and_implementation_are_out_of_reach(chain, rpc, clean
         "withdrawStake": (ep.address, SEL_WITHDRAW_STAKE + encode(["address"], [thief])),
         "unlockStake": (ep.address, SEL_UNLOCK_STAKE),
         "incrementNonce": (ep.address, SEL_INCREMENT_NONCE + encode(["uint192"], [7])),
-        "depositTo(thief)": (ep.address, abi.SEL_DEPOSIT_TO + encode(["address"], [thief])),
+        "depositTo(thief)": (ep.address, SEL_DEPOSIT_TO + encode(["address"], [thief])),
         "other EntryPoint": ((V08 if ep is V07 else V07).address, SEL_WITHDRAW_TO + encode(["address", "uint256"], [thief, 1])),
-        "implementation": (impl, abi.encode_revoke_all_sessions()),
+        "implementation": (impl, encode_revoke_all_sessions()),
     }
     for key in (key_any, key_wild):
         for name, (target, data) in attacks.items():
-            op = acct.sign_session(acct.build(abi.encode_execute(target, 0, data)), key)
+            op = acct.sign_session(acct.build(encode_execute(target, 0, data)), key)
             err = await refused(rpc, acct, op, "SessionProtectedTarget")
             assert err.data["target"] == target.lower(), name
             failed, status = self_bundled(chain, acct, op, thief)
             assert failed.reason == "AA23 reverted" and failed.error.name == "SessionProtectedTarget", name
             assert failed.error.args == (0, target.lower()) and status == "0x0", name
         # hidden in a batch behind an allowed call
-        batch = abi.encode_execute_batch([abi.Call(thief, 0, SEL_MINT + bytes(64)),
-                                          abi.Call(ep.address, 0, attacks["withdrawTo"][1])])
+        batch = encode_execute_batch([Call(thief, 0, SEL_MINT + bytes(64)),
+                                      Call(ep.address, 0, attacks["withdrawTo"][1])])
         failed, _ = self_bundled(chain, acct, acct.sign_session(acct.build(batch), key), thief)
         assert failed.error.args == (1, ep.address.lower())
     assert deposit_of(chain, ep, acct.address) == deposit
@@ -199,8 +205,8 @@ async def test_entry_point_and_implementation_are_out_of_reach(chain, rpc, clean
         selector("getNonce(address,uint192)") + encode(["address", "uint192"], [acct.address, 7])).hex()}, "latest"])
     assert int(nonce_key_7, 16) == 7 << 64  # incrementNonce never ran
     # depositTo(the account) stays allowed: it moves nothing out of the account's reach
-    op = acct.sign_session(acct.build(abi.encode_execute(
-        ep.address, 0, abi.SEL_DEPOSIT_TO + encode(["address"], [acct.address]))), key_any)
+    op = acct.sign_session(acct.build(encode_execute(
+        ep.address, 0, SEL_DEPOSIT_TO + encode(["address"], [acct.address]))), key_any)
     h = await send(rpc, acct, op)
     await rpc.call("debug_bundler_sendBundleNow")
     assert (await rpc.call("eth_getUserOperationReceipt", h))["success"] is True
@@ -218,11 +224,11 @@ async def test_unused_80_constraint_policy_and_100_call_batch_mined_at_the_bound
         ArgConstraint(Condition.LTE, i, word(2**256 - 1)) for i in range(80)))
     spec = SessionSpec(signer=signer, gas=TEST_GAS, call_policies=(unused, CallPolicy(target=token, selector=SEL_MINT)))
     await grant(rpc, acct, spec)
-    calls = [abi.Call(token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, i])) for i in range(100)]
-    call_data = abi.encode_execute_batch(calls)
+    calls = [Call(token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, i])) for i in range(100)]
+    call_data = encode_execute_batch(calls)
     state = SessionState.fresh(spec, 1)
     draft = acct.build(call_data).with_changes(pre_verification_gas=500_000, call_gas_limit=3_000_000)
-    ev = evaluate(acct.address, state, abi.SessionSignature(signer, 0, b""), call_data, (),
+    ev = evaluate(acct.address, state, SessionSignature(signer, 0, b""), call_data, (),
                   OpFacts.of(draft, ep.address, chain.sessions.implementations[ep.version]))
     bound = validation_gas_bound(ev, len(call_data), fresh_nonce=False, pays_prefund=True, fresh_deposit=True)
     assert bound < 1_500_000  # the old code needed ~7M here: its memory grew with the unused policy
@@ -250,24 +256,24 @@ async def test_neq_on_a_recipient_is_not_bypassed_with_dirty_upper_bytes(chain, 
             ArgConstraint.typed(Condition.NEQ, 0, "address", banned),
             ArgConstraint.typed(Condition.LTE, 1, "uint96", 100))),)))
     dirty = b"\x01" + bytes(11) + bytes.fromhex(banned[2:])  # a v1-coder token would read `banned`
-    op = acct.sign_session(acct.build(abi.encode_execute(token, 0, SEL_MINT + dirty + word(5))), key)
+    op = acct.sign_session(acct.build(encode_execute(token, 0, SEL_MINT + dirty + word(5))), key)
     err = await refused(rpc, acct, op, "SessionArgNotCanonical")
     assert err.data["argType"] == "address" and err.data["actual"] == "0x" + dirty.hex()
     # the signature is checked before the policy: a stranger's op earns no policy evaluation
-    forged = acct.sign_session(acct.build(abi.encode_execute(token, 0, SEL_MINT + dirty + word(5))), new_key()[0],
+    forged = acct.sign_session(acct.build(encode_execute(token, 0, SEL_MINT + dirty + word(5))), new_key()[0],
                                signer=signer)
     with pytest.raises(RpcError) as e:
         await send(rpc, acct, forged)
     assert e.value.code == -32507 and "rule" not in (e.value.data or {})
     failed, status = self_bundled(chain, acct, op, attacker(chain))
     assert failed.error.name == "SessionArgNotCanonical" and status == "0x0"
-    assert failed.error.args == (0, 0, 0, abi.ArgType.ADDRESS, dirty)
+    assert failed.error.args == (0, 0, 0, ArgType.ADDRESS, dirty)
     # a uint96 amount with bits above 96 is refused the same way
     wide = word((1 << 200) | 5)
-    op = acct.sign_session(acct.build(abi.encode_execute(token, 0, SEL_MINT + word(new_key()[1]) + wide)), key)
+    op = acct.sign_session(acct.build(encode_execute(token, 0, SEL_MINT + word(new_key()[1]) + wide)), key)
     assert (await refused(rpc, acct, op, "SessionArgNotCanonical")).data["argType"] == "uint96"
     # the clean encoding of an allowed recipient passes
-    ok = acct.sign_session(acct.build(abi.encode_execute(token, 0, SEL_MINT + word(acct.address) + word(5))), key)
+    ok = acct.sign_session(acct.build(encode_execute(token, 0, SEL_MINT + word(acct.address) + word(5))), key)
     h = await send(rpc, acct, ok)
     await rpc.call("debug_bundler_sendBundleNow")
     assert (await rpc.call("eth_getUserOperationReceipt", h))["success"] is True
@@ -289,26 +295,26 @@ async def test_delegating_away_and_back_does_not_revive_old_grants(chain, rpc, c
     key, signer = new_key()
     spec = SessionSpec(signer=signer, gas=TEST_GAS, call_policies=(CallPolicy(target=token, selector=SEL_MINT),))
     await grant(rpc, acct, spec)
-    mint = abi.encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [eoa, 1]))
+    mint = encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [eoa, 1]))
     h = await send(rpc, acct, acct.sign_session(acct.build(mint), key))
     await rpc.call("debug_bundler_sendBundleNow")
     assert (await rpc.call("eth_getUserOperationReceipt", h))["success"] is True
     assert acct.epoch() == 0
 
     def delegate_away():
-        set_delegation(chain.url, chain.chain_id, eoa_key, abi.ZERO_ADDRESS)  # a plain EOA again
+        set_delegation(chain.url, chain.chain_id, eoa_key, ZERO_ADDRESS)  # a plain EOA again
         assert get_code(chain.url, eoa) == b""
 
     # (a) back through the bundler: an owner op carrying the EIP-7702 authorization
     delegate_away()
     auth = Account.sign_authorization({"chainId": chain.chain_id, "address": impl, "nonce": int(
         node_rpc(chain.url, "eth_getTransactionCount", [eoa, "latest"]), 16)}, eoa_key)
-    back = acct.sign_owner(acct.build(abi.encode_execute(eoa, 0, b""), eip7702_init=True).with_changes(
+    back = acct.sign_owner(acct.build(encode_execute(eoa, 0, b""), eip7702_init=True).with_changes(
         eip7702_auth=abi_authorization(auth)))
     h = await send(rpc, acct, back)
     await rpc.call("debug_bundler_sendBundleNow")
     assert (await rpc.call("eth_getUserOperationReceipt", h))["success"] is True
-    assert get_code(chain.url, eoa) == abi.delegation_code(impl) and acct.epoch() == 1
+    assert get_code(chain.url, eoa) == delegation_code(impl) and acct.epoch() == 1
     old = acct.sign_session(acct.build(mint), key)
     await refused(rpc, acct, old, "SessionIsRevoked")
     failed, status = self_bundled(chain, acct, old, attacker(chain))
@@ -328,7 +334,7 @@ async def test_delegating_away_and_back_does_not_revive_old_grants(chain, rpc, c
     await rpc.call("debug_bundler_sendBundleNow")
     assert (await rpc.call("eth_getUserOperationReceipt", h))["success"] is True
     delegate_away()
-    set_delegation(chain.url, chain.chain_id, eoa_key, impl, data=abi.encode_revoke_all_sessions(), self_sent=True)
+    set_delegation(chain.url, chain.chain_id, eoa_key, impl, data=encode_revoke_all_sessions(), self_sent=True)
     assert acct.epoch() == 2
     old = acct.sign_session(acct.build(mint), key)
     await refused(rpc, acct, old, "SessionIsRevoked")

@@ -1,13 +1,15 @@
 """SessionAccount (contracts/) on a real anvil chain through the real EntryPoints v0.7 and v0.8:
 owner ops, session grants and policy enforcement during validation, cumulative and refilling
 limits, enable-and-use in the deploying op, revocation, EIP-7702 delegation, ERC-7562 hygiene
-of the validation code, and the Python ABI mirror (bundler.sessions.abi) against the contract.
+of the validation code, and the Python ABI mirror (the session SDK's types, signatures, eip712,
+calldata, events and reverts modules) against the contract.
 
 The module runs its own anvil (it moves the clock), deploys the EntryPoints at their canonical
 addresses and our contracts through the CREATE2 deployer.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -19,10 +21,25 @@ from eth_hash.auto import keccak
 from bundler import contracts_build
 from bundler.devchain import deploy_all, start_anvil
 from bundler.entrypoint import V07, V08
-from bundler.sessions import abi
-from bundler.sessions.abi import (
-    ArgConstraint, Call, CallPolicy, Condition, Limit, Scope, SessionSpec, Status, TransferPolicy, word,
+from session_sdk.types import (
+    SESSION_SPEC_T, UINT256_MAX, ArgConstraint, CallPolicy, Condition, GasPolicy, Limit, Scope, SessionSpec, Status,
+    TransferPolicy, decode_spec, encode_spec, word,
 )
+from session_sdk.rules import SIG_VALIDATION_FAILED, period_window, unpack_validation_data
+from session_sdk.eip712 import eip712_spec_digest, eip712_typed_data, spec_struct_hash
+from session_sdk.signatures import (
+    SECP256K1_N, SessionSignature, decode_signature, encode_enable_signature, encode_session_signature,
+)
+from session_sdk.calldata import (
+    CALL_T, SEL_EXECUTE, SEL_EXECUTE_BATCH, SEL_GRANT_SESSION, SEL_REVOKE_SESSION, Call, encode_create_account,
+    encode_execute, encode_execute_batch, encode_grant_session, encode_revoke_all_sessions, encode_revoke_session,
+)
+from session_sdk.addresses import clone_runtime_code, delegation_code, implementation_of
+from session_sdk.events import (
+    EVENT_SESSION_GRANTED, EVENT_SESSION_REVOKED, EVENT_SESSION_USED, TOPIC_SESSION_GRANTED, TOPIC_SESSION_REVOKED,
+    Consumption,
+)
+from session_sdk.reverts import ERRORS, decode_error
 from helpers.sessions import (
     TEST_GAS,
     SessionAccountHandle, advance_time, block_timestamp, call_validate, deploy_session_contracts, erc20_balance,
@@ -84,7 +101,7 @@ def policy_spec(signer: str, token: str, **overrides) -> SessionSpec:
 
 
 def grant(acct: SessionAccountHandle, spec: SessionSpec) -> None:
-    [res] = handle_ops(acct.url, acct.ep, [acct.sign_owner(acct.build(abi.encode_grant_session(spec)))])
+    [res] = handle_ops(acct.url, acct.ep, [acct.sign_owner(acct.build(encode_grant_session(spec)))])
     assert res.success, res.revert_reason.hex()
 
 
@@ -115,18 +132,18 @@ def test_python_abi_matches_compiled_contract(env):
         return t["type"]
 
     errors = {e["name"]: [canonical(i) for i in e["inputs"]] for e in artifact["abi"] if e["type"] == "error"}
-    assert errors == abi.ERRORS
+    assert errors == ERRORS
     events = {e["name"]: f"{e['name']}({','.join(canonical(i) for i in e['inputs'])})"
               for e in artifact["abi"] if e["type"] == "event"}
-    assert events["SessionGranted"] == abi.EVENT_SESSION_GRANTED
-    assert events["SessionRevoked"] == abi.EVENT_SESSION_REVOKED
-    assert events["SessionUsed"] == abi.EVENT_SESSION_USED
+    assert events["SessionGranted"] == EVENT_SESSION_GRANTED
+    assert events["SessionRevoked"] == EVENT_SESSION_REVOKED
+    assert events["SessionUsed"] == EVENT_SESSION_USED
     functions = {f"{f['name']}({','.join(canonical(i) for i in f['inputs'])})"
                  for f in artifact["abi"] if f["type"] == "function"}
-    for sig, sel in [("execute(address,uint256,bytes)", abi.SEL_EXECUTE),
-                     (f"executeBatch({abi.CALL_T}[])", abi.SEL_EXECUTE_BATCH),
-                     (f"grantSession({abi.SESSION_SPEC_T})", abi.SEL_GRANT_SESSION),
-                     ("revokeSession(address)", abi.SEL_REVOKE_SESSION)]:
+    for sig, sel in [("execute(address,uint256,bytes)", SEL_EXECUTE),
+                     (f"executeBatch({CALL_T}[])", SEL_EXECUTE_BATCH),
+                     (f"grantSession({SESSION_SPEC_T})", SEL_GRANT_SESSION),
+                     ("revokeSession(address)", SEL_REVOKE_SESSION)]:
         assert sig in functions and selector(sig) == sel
 
 
@@ -140,27 +157,28 @@ def test_spec_encoding_and_eip712_digest_match_contract(env):
         ArgConstraint.typed(Condition.GTE, 2, "int24", -5), ArgConstraint.typed(Condition.EQ, 0, "bytes4", b"\x12\x34\x56\x78"),
         ArgConstraint.typed(Condition.LT, 1, "uint96", 10**20, Limit.allowance(10**21)),
         ArgConstraint.typed(Condition.EQ, 3, "bool", 1))),),
-        gas=abi.GasPolicy(max_cost_per_op=123, cost_limit=Limit.allowance(456), paymasters=("0x" + "77" * 20, RECIPIENT)))
-    assert abi.decode_spec(abi.encode_spec(spec)) == spec
+                   gas=GasPolicy(max_cost_per_op=123, cost_limit=Limit.allowance(456), paymasters=("0x" + "77" * 20, RECIPIENT)))
+    assert decode_spec(encode_spec(spec)) == spec
     # in epoch 1 (every session of epoch 0 revoked at once by the owner)
-    [res] = handle_ops(acct.url, acct.ep, [acct.sign_owner(acct.build(abi.encode_revoke_all_sessions()))])
+    [res] = handle_ops(acct.url, acct.ep, [acct.sign_owner(acct.build(encode_revoke_all_sessions()))])
     assert res.success and acct.epoch() == 1
-    # the contract's EIP-712 digest == ours == eth_account's generic typed-data encoder
-    digest = acct.call(f"enableDigest({abi.SESSION_SPEC_T},uint64)", [abi.SESSION_SPEC_T, "uint64"],
+    # the contract's EIP-712 digest == ours, and the typed-data JSON a wallet signs hashes to it
+    digest = acct.call(f"enableDigest({SESSION_SPEC_T},uint64)", [SESSION_SPEC_T, "uint64"],
                        [spec.to_abi(), 42], ["bytes32"])[0]
-    ours = abi.eip712_spec_digest(spec, 42, acct.address, env.chain_id, 1)
-    signable = encode_typed_data(full_message=abi.eip712_typed_data(spec, 42, acct.address, env.chain_id, 1))
-    assert digest == ours == keccak(b"\x19" + signable.version + signable.header + signable.body)
-    spec_hash = acct.call(f"specHash({abi.SESSION_SPEC_T})", [abi.SESSION_SPEC_T], [spec.to_abi()], ["bytes32"])[0]
-    assert spec_hash == abi.spec_struct_hash(spec)
+    assert digest == eip712_spec_digest(spec, 42, acct.address, env.chain_id, 1)
+    signable = encode_typed_data(full_message=json.loads(json.dumps(
+        eip712_typed_data(spec, 42, acct.address, env.chain_id, 1))))
+    assert digest == keccak(b"\x19" + signable.version + signable.header + signable.body)
+    spec_hash = acct.call(f"specHash({SESSION_SPEC_T})", [SESSION_SPEC_T], [spec.to_abi()], ["bytes32"])[0]
+    assert spec_hash == spec_struct_hash(spec)
     # granted and read back unchanged; the signature encoders round-trip
     grant(acct, spec)
     stored, status, nonce, count = acct.get_session(signer)
     assert (stored, status, nonce, count) == (spec, Status.ACTIVE, 1, 0)
     sig65 = bytes(range(65))
-    assert abi.decode_signature(abi.encode_session_signature(signer, 9, sig65)) == \
-        abi.SessionSignature(signer, 9, sig65)
-    enable = abi.decode_signature(abi.encode_enable_signature(spec, 3, sig65, 4, sig65[::-1]))
+    assert decode_signature(encode_session_signature(signer, 9, sig65)) == \
+        SessionSignature(signer, 9, sig65)
+    enable = decode_signature(encode_enable_signature(spec, 3, sig65, 4, sig65[::-1]))
     assert (enable.spec, enable.nonce, enable.period_index, enable.signature) == (spec, 3, 4, sig65[::-1])
 
 
@@ -170,43 +188,43 @@ def test_spec_encoding_and_eip712_digest_match_contract(env):
 @pytest.mark.parametrize("ep", [V07, V08], ids=["v07", "v08"])
 def test_owner_op_deploys_account_and_executes(env, ep):
     acct = SessionAccountHandle.counterfactual(env.url, env.chain_id, ep, env.sessions)
-    op = acct.sign_owner(acct.build(abi.encode_execute_batch([Call(RECIPIENT, 1234), Call(STRANGER, 66)])))
+    op = acct.sign_owner(acct.build(encode_execute_batch([Call(RECIPIENT, 1234), Call(STRANGER, 66)])))
     [res] = handle_ops(env.url, ep, [op])
     assert res.success and res.sender == acct.address
     # recognisable code: the ERC-1167 clone of this EntryPoint's implementation
     code = get_code(env.url, acct.address)
-    assert code == abi.clone_runtime_code(env.sessions.implementations[ep.version])
-    assert abi.implementation_of(code) == env.sessions.implementations[ep.version]
+    assert code == clone_runtime_code(env.sessions.implementations[ep.version])
+    assert implementation_of(code) == env.sessions.implementations[ep.version]
     assert acct.call("owner()", [], [], ["address"])[0].lower() == acct.owner
     # a wrong owner signature is a signature failure (AA24), not a revert
     acct.factory = None
-    bad = acct.sign_owner(acct.build(abi.encode_execute(RECIPIENT, 1)), key=new_key()[0])
+    bad = acct.sign_owner(acct.build(encode_execute(RECIPIENT, 1)), key=new_key()[0])
     assert simulate_failure(env.url, ep, [bad]).reason == "AA24 signature error"
 
 
 def test_access_control(env):
     acct = SessionAccountHandle.create(env.url, env.chain_id, V07, env.sessions)
     stranger = new_key()[1]
-    for data in [abi.encode_execute(RECIPIENT, 1), abi.encode_revoke_session(stranger),
-                 abi.encode_grant_session(SessionSpec(gas=TEST_GAS, signer=stranger, wildcard=True))]:
+    for data in [encode_execute(RECIPIENT, 1), encode_revoke_session(stranger),
+                 encode_grant_session(SessionSpec(gas=TEST_GAS, signer=stranger, wildcard=True))]:
         with pytest.raises(RpcError) as e:
             eth_call(env.url, acct.address, data, sender=stranger)
-        assert abi.decode_error(e.value.data).name == "NotAuthorized"
+        assert decode_error(e.value.data).name == "NotAuthorized"
     # the owner may call directly
-    eth_call(env.url, acct.address, abi.encode_execute(RECIPIENT, 1), sender=acct.owner)
+    eth_call(env.url, acct.address, encode_execute(RECIPIENT, 1), sender=acct.owner)
     # validateUserOp only from the EntryPoint
     op = acct.sign_owner(acct.build(b""))
     call = validation_trace_call(V07, op, acct.op_hash(op))
     with pytest.raises(RpcError) as e:
         rpc(env.url, "eth_call", [{**call, "from": stranger}, "latest"])
-    assert abi.decode_error(e.value.data).name == "NotFromEntryPoint"
+    assert decode_error(e.value.data).name == "NotFromEntryPoint"
     # nobody can (re)initialise a deployed clone or the implementation
     for target in (acct.address, env.sessions.implementations["0.7"]):
         with pytest.raises(RpcError) as e:
             eth_call(env.url, target, selector("initialize(address)") + encode(["address"], [stranger]))
-        assert abi.decode_error(e.value.data).name == "InitializeOnlyDuringConstruction"
+        assert decode_error(e.value.data).name == "InitializeOnlyDuringConstruction"
     # malformed signature -> revert (AA23 InvalidSignatureFormat), not a signature failure
-    op = acct.build(abi.encode_execute(RECIPIENT, 1))
+    op = acct.build(encode_execute(RECIPIENT, 1))
     for sig in (b"", b"\x00" * 10, b"\x01" + b"\x00" * 50, b"\x07" + b"\x00" * 65):
         expect_session_error(acct, op.with_changes(signature=sig), "InvalidSignatureFormat")
 
@@ -225,7 +243,7 @@ def policy_account(env):
     grant(acct, spec)
     token = token_of(env)
     before = get_balance(env.url, RECIPIENT)
-    batch = abi.encode_execute_batch([
+    batch = encode_execute_batch([
         Call(token, 0, erc20_transfer(RECIPIENT, 400)),
         Call(token, ETH // 2, SEL_DEPOSIT),
         Call(token, 0, SEL_APPROVE + encode(["address", "uint256"], [RECIPIENT, 50])),
@@ -245,9 +263,9 @@ def test_session_op_within_policy(env, policy_account):
     [used] = session_events(res, acct.address)
     assert (used.signer, used.period_index, used.usage_count) == (signer, 0, 1)
     assert used.consumed == (
-        abi.Consumption(Scope.CALL_ARG, 0, 1, 400),
-        abi.Consumption(Scope.CALL_VALUE, 1, 0, ETH // 2),
-        abi.Consumption(Scope.TRANSFER_VALUE, 0, 0, ETH // 4),
+        Consumption(Scope.CALL_ARG, 0, 1, 400),
+        Consumption(Scope.CALL_VALUE, 1, 0, ETH // 2),
+        Consumption(Scope.TRANSFER_VALUE, 0, 0, ETH // 4),
     )
     count, call_value, call_args, transfer_value, gas_cost = acct.get_usage(signer)
     assert gas_cost == (0, 0)  # no cumulative gas budget in this spec
@@ -257,55 +275,55 @@ def test_session_op_within_policy(env, policy_account):
     assert transfer_value == ((0, ETH // 4),)
     assert acct.remaining(signer, Scope.CALL_ARG, 0, 1) == 1100
     assert acct.remaining(signer, Scope.CALL_VALUE, 1) == ETH
-    assert acct.remaining(signer, Scope.CALL_VALUE, 0) == abi.UINT256_MAX  # no limit
+    assert acct.remaining(signer, Scope.CALL_VALUE, 0) == UINT256_MAX  # no limit
     assert acct.remaining(signer, Scope.TRANSFER_VALUE, 0) == 3 * ETH // 4
 
 
 def _violations(token: str, account: str):
     transfer_word_to = word(RECIPIENT)
     return [
-        ("target", abi.encode_execute(STRANGER, 0, erc20_transfer(RECIPIENT, 1)),
+        ("target", encode_execute(STRANGER, 0, erc20_transfer(RECIPIENT, 1)),
          "SessionTargetNotAllowed", (0, STRANGER)),
-        ("selector", abi.encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [RECIPIENT, 1])),
+        ("selector", encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [RECIPIENT, 1])),
          "SessionSelectorNotAllowed", (0, token, SEL_MINT)),
-        ("value-per-use", abi.encode_execute(token, 2 * ETH, SEL_DEPOSIT),
+        ("value-per-use", encode_execute(token, 2 * ETH, SEL_DEPOSIT),
          "SessionValueExceedsPerUse", (0, 1, 2 * ETH, ETH)),
-        ("value-on-nonpayable-policy", abi.encode_execute(token, 1, erc20_transfer(RECIPIENT, 1)),
+        ("value-on-nonpayable-policy", encode_execute(token, 1, erc20_transfer(RECIPIENT, 1)),
          "SessionValueExceedsPerUse", (0, 0, 1, 0)),
-        ("arg-eq", abi.encode_execute(token, 0, erc20_transfer(STRANGER, 1)),
+        ("arg-eq", encode_execute(token, 0, erc20_transfer(STRANGER, 1)),
          "SessionArgConstraintFailed", (0, 0, 0, Condition.EQ, word(STRANGER), transfer_word_to)),
-        ("arg-lte", abi.encode_execute(token, 0, erc20_transfer(RECIPIENT, 1001)),
+        ("arg-lte", encode_execute(token, 0, erc20_transfer(RECIPIENT, 1001)),
          "SessionArgConstraintFailed", (0, 0, 1, Condition.LTE, word(1001), word(1000))),
-        ("arg-gt", abi.encode_execute(token, 0, erc20_transfer(RECIPIENT, 0)),
+        ("arg-gt", encode_execute(token, 0, erc20_transfer(RECIPIENT, 0)),
          "SessionArgConstraintFailed", (0, 0, 2, Condition.GT, word(0), word(0))),
-        ("arg-lt", abi.encode_execute(token, 0, SEL_APPROVE + encode(["address", "uint256"], [RECIPIENT, 100])),
+        ("arg-lt", encode_execute(token, 0, SEL_APPROVE + encode(["address", "uint256"], [RECIPIENT, 100])),
          "SessionArgConstraintFailed", (0, 2, 2, Condition.LT, word(100), word(100))),
-        ("arg-gte", abi.encode_execute(token, 0, SEL_APPROVE + encode(["address", "uint256"], [RECIPIENT, 5])),
+        ("arg-gte", encode_execute(token, 0, SEL_APPROVE + encode(["address", "uint256"], [RECIPIENT, 5])),
          "SessionArgConstraintFailed", (0, 2, 1, Condition.GTE, word(5), word(10))),
-        ("arg-neq", abi.encode_execute(token, 0, SEL_APPROVE + encode(["address", "uint256"], ["0x" + "00" * 20, 50])),
+        ("arg-neq", encode_execute(token, 0, SEL_APPROVE + encode(["address", "uint256"], ["0x" + "00" * 20, 50])),
          "SessionArgConstraintFailed", (0, 2, 0, Condition.NEQ, word(0), word(0))),
-        ("arg-missing", abi.encode_execute(token, 0, SEL_TRANSFER + word(RECIPIENT)),
+        ("arg-missing", encode_execute(token, 0, SEL_TRANSFER + word(RECIPIENT)),
          "SessionArgOutOfBounds", (0, 0, 1, 1)),
-        ("cumulative-value", abi.encode_execute_batch([Call(token, 6 * ETH // 10, SEL_DEPOSIT),
+        ("cumulative-value", encode_execute_batch([Call(token, 6 * ETH // 10, SEL_DEPOSIT),
                                                         Call(token, 6 * ETH // 10, SEL_DEPOSIT)]),
          "SessionCumulativeLimitExceeded",
          (1, Scope.CALL_VALUE, 1, 0, ETH // 2 + 6 * ETH // 10, 6 * ETH // 10, 3 * ETH // 2)),
-        ("cumulative-arg", abi.encode_execute_batch([Call(token, 0, erc20_transfer(RECIPIENT, 1000)),
+        ("cumulative-arg", encode_execute_batch([Call(token, 0, erc20_transfer(RECIPIENT, 1000)),
                                                       Call(token, 0, erc20_transfer(RECIPIENT, 101))]),
          "SessionCumulativeLimitExceeded", (1, Scope.CALL_ARG, 0, 1, 1400, 101, 1500)),
-        ("transfer-target", abi.encode_execute(STRANGER, 1),
+        ("transfer-target", encode_execute(STRANGER, 1),
          "SessionTransferNotAllowed", (0, STRANGER)),
-        ("transfer-per-use", abi.encode_execute(RECIPIENT, ETH // 2 + 1),
+        ("transfer-per-use", encode_execute(RECIPIENT, ETH // 2 + 1),
          "SessionTransferExceedsPerUse", (0, 0, ETH // 2 + 1, ETH // 2)),
-        ("transfer-cumulative", abi.encode_execute_batch([Call(RECIPIENT, ETH // 2), Call(RECIPIENT, ETH // 2)]),
+        ("transfer-cumulative", encode_execute_batch([Call(RECIPIENT, ETH // 2), Call(RECIPIENT, ETH // 2)]),
          "SessionCumulativeLimitExceeded", (1, Scope.TRANSFER_VALUE, 0, 0, 3 * ETH // 4, ETH // 2, ETH)),
-        ("short-calldata", abi.encode_execute(token, 0, b"\x01\x02"), "SessionInvalidCallData", (0,)),
-        ("self-call", abi.encode_execute(account, 0, abi.encode_revoke_session(RECIPIENT)),
+        ("short-calldata", encode_execute(token, 0, b"\x01\x02"), "SessionInvalidCallData", (0,)),
+        ("self-call", encode_execute(account, 0, encode_revoke_session(RECIPIENT)),
          "SessionSelfCallNotAllowed", (0,)),
-        ("self-call-in-batch", abi.encode_execute_batch([Call(RECIPIENT, 1), Call(account, 0, b"")]),
+        ("self-call-in-batch", encode_execute_batch([Call(RECIPIENT, 1), Call(account, 0, b"")]),
          "SessionSelfCallNotAllowed", (1,)),
-        ("not-execute", abi.encode_revoke_session(RECIPIENT),
-         "SessionCallNotAllowed", (abi.SEL_REVOKE_SESSION,)),
+        ("not-execute", encode_revoke_session(RECIPIENT),
+         "SessionCallNotAllowed", (SEL_REVOKE_SESSION,)),
     ]
 
 
@@ -321,7 +339,7 @@ def test_session_policy_violation_is_rejected_in_validation(env, policy_account,
 
 def test_session_signature_and_identity_failures(env, policy_account):
     acct, key, signer = policy_account["acct"], policy_account["key"], policy_account["signer"]
-    call = abi.encode_execute(RECIPIENT, 1)
+    call = encode_execute(RECIPIENT, 1)
     other_key, other = new_key()
     # unknown session key
     expect_session_error(acct, session_op(acct, other_key, call), "SessionUnknown", (other,))
@@ -329,12 +347,12 @@ def test_session_signature_and_identity_failures(env, policy_account):
     op = acct.sign_session(acct.build(call), other_key, signer=signer)
     assert simulate_failure(env.url, V07, [op]).reason == "AA24 signature error"
     vd = call_validate(env.url, V07, op, acct.op_hash(op))
-    assert abi.unpack_validation_data(vd) == (abi.SIG_VALIDATION_FAILED, 0, 0)
+    assert unpack_validation_data(vd) == (SIG_VALIDATION_FAILED, 0, 0)
     # a high-s (malleable) copy of a valid signature is refused too
     good = acct.sign_session(acct.build(call), key)
     r, s, v = good.signature[27:59], int.from_bytes(good.signature[59:91], "big"), good.signature[91]
-    flipped = abi.encode_session_signature(signer, 0, r + (abi.SECP256K1_N - s).to_bytes(32, "big")
-                                           + bytes([55 - v]))
+    flipped = encode_session_signature(signer, 0, r + (SECP256K1_N - s).to_bytes(32, "big")
+                                       + bytes([55 - v]))
     assert simulate_failure(env.url, V07, [good.with_changes(signature=flipped)]).reason == "AA24 signature error"
     assert call_validate(env.url, V07, good, acct.op_hash(good)) == 0
     # the session has no period: any other period index is outside the window
@@ -355,7 +373,7 @@ def test_cumulative_erc20_limit(env):
     )))
 
     def send(amount):
-        return session_op(acct, key, abi.encode_execute(token, 0, erc20_transfer(RECIPIENT, amount)))
+        return session_op(acct, key, encode_execute(token, 0, erc20_transfer(RECIPIENT, amount)))
 
     [res] = handle_ops(env.url, V08, [send(60)])
     assert res.success
@@ -375,11 +393,11 @@ def test_usage_limit_and_wildcard(env):
     key, signer = new_key()
     grant(acct, SessionSpec(gas=TEST_GAS, signer=signer, wildcard=True, usage_limit=2))
     token = token_of(env)
-    mint = abi.encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, 5]))
+    mint = encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, 5]))
     # wildcard: any target and selector, ETH too; never the account itself
-    expect_session_error(acct, session_op(acct, key, abi.encode_execute(acct.address, 0, b"")),
+    expect_session_error(acct, session_op(acct, key, encode_execute(acct.address, 0, b"")),
                          "SessionSelfCallNotAllowed", (0,))
-    for call in (mint, abi.encode_execute(STRANGER, 7)):
+    for call in (mint, encode_execute(STRANGER, 7)):
         [res] = handle_ops(env.url, V07, [session_op(acct, key, call)])
         assert res.success
         assert session_events(res, acct.address)[0].consumed == ()
@@ -406,13 +424,13 @@ def test_refilling_allowance_across_periods(env):
     assert p == 0
 
     def send(amount, period_index):
-        return session_op(acct, key, abi.encode_execute(token, 0, erc20_transfer(RECIPIENT, amount)), period_index)
+        return session_op(acct, key, encode_execute(token, 0, erc20_transfer(RECIPIENT, amount)), period_index)
 
     # the op's period bounds come back as validAfter/validUntil (no clock read in validation)
     op = send(80, 0)
-    assert abi.unpack_validation_data(call_validate(env.url, V07, op, acct.op_hash(op))) == \
+    assert unpack_validation_data(call_validate(env.url, V07, op, acct.op_hash(op))) == \
         (0, start, start + period - 1)
-    assert abi.period_window(spec, 0) == (start, start + period - 1)
+    assert period_window(spec, 0) == (start, start + period - 1)
     assert acct.call("periodBounds(address,uint48)", ["address", "uint48"], [signer, 3], ["uint48", "uint48"]) == \
         (start + 3 * period, start + 4 * period - 1)
     [res] = handle_ops(env.url, V07, [op])
@@ -421,7 +439,7 @@ def test_refilling_allowance_across_periods(env):
     # the next period's allowance exists but is not due yet: the EntryPoint refuses the range
     assert simulate_failure(env.url, V07, [send(90, 1)]).reason == "AA22 expired or not due"
     # exactly ten periods fit in the session window; past them, no period fits
-    assert abi.unpack_validation_data(call_validate(env.url, V07, send(1, 9), acct.op_hash(send(1, 9))))[1:] == \
+    assert unpack_validation_data(call_validate(env.url, V07, send(1, 9), acct.op_hash(send(1, 9))))[1:] == \
         (start + 9 * period, start + 10 * period - 1)
     expect_session_error(acct, send(1, 10), "SessionPeriodOutsideWindow", (signer, 10))
 
@@ -451,7 +469,7 @@ def test_enable_mode_in_the_deploying_op(env, ep):
     erc20_mint(env.url, token, acct.address, 500)
     key, signer = new_key()
     spec = policy_spec(signer, token, usage_limit=10)
-    call = abi.encode_execute(token, 0, erc20_transfer(RECIPIENT, 100))
+    call = encode_execute(token, 0, erc20_transfer(RECIPIENT, 100))
     # a bad owner signature over the spec is a signature failure, nothing is granted
     bad = acct.sign_enable(acct.build(call), spec, key, owner_key=new_key()[0])
     assert simulate_failure(env.url, ep, [bad]).reason == "AA24 signature error"
@@ -460,14 +478,14 @@ def test_enable_mode_in_the_deploying_op(env, ep):
     [res] = handle_ops(env.url, ep, [op])
     assert res.success, res.revert_reason.hex()
     acct.factory = None
-    assert get_code(env.url, acct.address) == abi.clone_runtime_code(env.sessions.implementations[ep.version])
+    assert get_code(env.url, acct.address) == clone_runtime_code(env.sessions.implementations[ep.version])
     assert erc20_balance(env.url, token, acct.address) == 400
     stored, status, nonce, count = acct.get_session(signer)
     assert (stored, status, nonce, count) == (spec, Status.ACTIVE, 1, 1)
-    granted = [log for log in res.logs if bytes.fromhex(log["topics"][0][2:]) == abi.TOPIC_SESSION_GRANTED]
+    granted = [log for log in res.logs if bytes.fromhex(log["topics"][0][2:]) == TOPIC_SESSION_GRANTED]
     assert len(granted) == 1
-    g_nonce, g_hash, g_spec = decode(["uint64", "bytes32", abi.SESSION_SPEC_T], bytes.fromhex(granted[0]["data"][2:]))
-    assert (g_nonce, g_hash, abi.SessionSpec.from_abi(g_spec)) == (1, abi.spec_struct_hash(spec), spec)
+    g_nonce, g_hash, g_spec = decode(["uint64", "bytes32", SESSION_SPEC_T], bytes.fromhex(granted[0]["data"][2:]))
+    assert (g_nonce, g_hash, SessionSpec.from_abi(g_spec)) == (1, spec_struct_hash(spec), spec)
     # replaying the enable signature fails: the grant nonce moved on
     replay = acct.sign_enable(acct.build(call), spec, key, nonce=0)
     expect_session_error(acct, replay, "SessionEnableNonceMismatch", (signer, 0, 1))
@@ -482,14 +500,14 @@ def test_revoke_and_regrant(env):
     key, signer = new_key()
     spec = SessionSpec(gas=TEST_GAS, signer=signer, transfer_policies=(TransferPolicy(max_value_per_use=ETH),))
     grant(acct, spec)
-    call = abi.encode_execute(RECIPIENT, 5)
+    call = encode_execute(RECIPIENT, 5)
     [res] = handle_ops(env.url, V08, [session_op(acct, key, call)])
     assert res.success
     old_enable = acct.sign_enable(acct.build(call), spec, key, nonce=acct.grant_nonce(signer))
 
-    [res] = handle_ops(env.url, V08, [acct.sign_owner(acct.build(abi.encode_revoke_session(signer)))])
+    [res] = handle_ops(env.url, V08, [acct.sign_owner(acct.build(encode_revoke_session(signer)))])
     assert res.success
-    revoked = [log for log in res.logs if bytes.fromhex(log["topics"][0][2:]) == abi.TOPIC_SESSION_REVOKED]
+    revoked = [log for log in res.logs if bytes.fromhex(log["topics"][0][2:]) == TOPIC_SESSION_REVOKED]
     assert len(revoked) == 1 and decode(["uint64"], bytes.fromhex(revoked[0]["data"][2:]))[0] == 2
     assert acct.get_session(signer)[1:3] == (Status.REVOKED, 2)
     expect_session_error(acct, session_op(acct, key, call), "SessionIsRevoked", (signer,))
@@ -520,24 +538,24 @@ def test_eip7702_delegated_eoa_with_session(env):
                                                                         Limit.lifetime(300)))),))
     # first op: the authorization rides in the bundle's type-4 transaction; the EOA's own key
     # (the owner of a delegated EOA) grants the session
-    op = acct.sign_owner(acct.build(abi.encode_grant_session(spec), eip7702_init=True))
+    op = acct.sign_owner(acct.build(encode_grant_session(spec), eip7702_init=True))
     [res] = handle_ops_with_authorizations(env.url, env.chain_id, V08, [op], [auth])
     assert res.success, res.revert_reason.hex()
     code = get_code(env.url, eoa)
-    assert code == abi.delegation_code(impl) and abi.implementation_of(code) == impl
+    assert code == delegation_code(impl) and implementation_of(code) == impl
     assert acct.call("owner()", [], [], ["address"])[0].lower() == eoa
     # then a session op from the delegated EOA
-    [res] = handle_ops(env.url, V08, [session_op(acct, key, abi.encode_execute(token, 0, erc20_transfer(RECIPIENT, 250)))])
+    [res] = handle_ops(env.url, V08, [session_op(acct, key, encode_execute(token, 0, erc20_transfer(RECIPIENT, 250)))])
     assert res.success
     assert erc20_balance(env.url, token, eoa) == 750
-    expect_session_error(acct, session_op(acct, key, abi.encode_execute(token, 0, erc20_transfer(RECIPIENT, 51))),
+    expect_session_error(acct, session_op(acct, key, encode_execute(token, 0, erc20_transfer(RECIPIENT, 51))),
                          "SessionCumulativeLimitExceeded", (0, Scope.CALL_ARG, 0, 1, 250, 51, 300))
     # storage stays in the ERC-7201 namespace; nobody can initialise the EOA with another owner
     for slot in (0, 1, 2):
         assert int(rpc(env.url, "eth_getStorageAt", [eoa, hex(slot), "latest"]), 16) == 0
     with pytest.raises(RpcError) as e:
         eth_call(env.url, eoa, selector("initialize(address)") + encode(["address"], [STRANGER]))
-    assert abi.decode_error(e.value.data).name == "InitializeOnlyDuringConstruction"
+    assert decode_error(e.value.data).name == "InitializeOnlyDuringConstruction"
 
 
 # ------------------------------------------------------------------ ERC-7562 hygiene (opcode level)
@@ -590,7 +608,7 @@ def test_validation_is_erc7562_clean(env, policy_account):
     acct, key, signer = policy_account["acct"], policy_account["key"], policy_account["signer"]
     token = token_of(env)
     impl = int(env.sessions.implementations["0.7"], 16)
-    batch = abi.encode_execute_batch([
+    batch = encode_execute_batch([
         Call(token, 0, erc20_transfer(RECIPIENT, 10)), Call(token, ETH // 10, SEL_DEPOSIT), Call(RECIPIENT, 1),
     ])
     # session mode, with a prefund payment to the EntryPoint
@@ -606,7 +624,7 @@ def test_validation_is_erc7562_clean(env, policy_account):
     _check_7562(logs, {1, impl})
     # the factory: one CREATE2, no storage of its own, the new account initialised via DELEGATECALL
     owner = new_key()[1]
-    data = abi.encode_create_account(owner, 99)
+    data = encode_create_account(owner, 99)
     logs = _struct_logs(env.url, {"from": STRANGER, "to": env.sessions.factories["0.7"], "data": "0x" + data.hex(),
                                   "gas": hex(3_000_000)})
     _check_7562(logs, {impl}, create2_allowed=1, storage_free_depths=frozenset({1}))
@@ -620,7 +638,7 @@ def test_gas_of_session_validation(env, policy_account):
     """Not a limit, a tripwire: validation of a 3-call session batch stays well below 300k gas."""
     acct, key = policy_account["acct"], policy_account["key"]
     token = token_of(env)
-    batch = abi.encode_execute_batch([
+    batch = encode_execute_batch([
         Call(token, 0, erc20_transfer(RECIPIENT, 10)), Call(token, ETH // 10, SEL_DEPOSIT), Call(RECIPIENT, 1),
     ])
     op = session_op(acct, key, batch)

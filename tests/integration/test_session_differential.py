@@ -33,14 +33,20 @@ from dataclasses import replace
 import pytest
 from eth_abi import encode
 from eth_account import Account
-from hypothesis import HealthCheck, Phase, event, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, event, given, seed, settings, strategies as st
 
 from bundler.devchain import deploy_all, start_anvil
 from bundler.devchain.anvil import ANVIL_ACCOUNT0
 from bundler.entrypoint import V07, V08
-from bundler.sessions import abi
-from bundler.sessions.abi import (
-    ArgConstraint, ArgType, Call, CallPolicy, GasPolicy, Limit, LimitKind, SessionSpec, TransferPolicy, word,
+from session_sdk.types import (
+    ArgConstraint, ArgType, CallPolicy, GasPolicy, Limit, LimitKind, SessionSpec, Status, TransferPolicy, word,
+)
+from session_sdk.rules import is_canonical
+from session_sdk.eip712 import eip712_spec_digest
+from session_sdk.signatures import EnableSignature, decode_signature
+from session_sdk.calldata import (
+    SEL_DEPOSIT_TO, SEL_EXECUTE, Call, encode_execute, encode_execute_batch, encode_grant_session,
+    encode_revoke_session,
 )
 from bundler.sessions.gas import validation_gas_bound
 from bundler.sessions.policy import (
@@ -81,6 +87,14 @@ DIRTY = [b"\x01" + bytes(11) + bytes.fromhex("a1" * 20), word(2**96 + 5), word(2
 def rare(data, one_in: int, label: str) -> bool:
     """True about once in `one_in` draws (a middle value: Hypothesis favours the bounds)."""
     return data.draw(st.integers(0, one_in - 1), label=label) == one_in // 2
+
+
+def _pinned_seed(value: int):
+    """The derandomized examples of a property test, fixed: derandomize seeds from the test's
+    source text, so an edit of the body (an import renamed) would silently swap the examples that
+    test_differential_examples_covered_the_rules pins. Each value is the seed derandomize gave the
+    test's body before the session SDK's split (SESSION_DIFF_RANDOM=1 still draws new ones)."""
+    return seed(value) if not RANDOM else (lambda test: test)
 
 
 def _settings(default: int):
@@ -150,7 +164,7 @@ def constraints(draw, token: str, period: int, allow_invalid: bool):
     ref = draw(words(token))
     limit = draw(limits(period, allow_invalid))
     if not allow_invalid:  # a valid spec: a clean reference value, no limit on a signed argument
-        if not abi.is_canonical(arg_type, size, ref):
+        if not is_canonical(arg_type, size, ref):
             ref = word(1) if arg_type != ArgType.BYTES else b"\x01" + bytes(31)
         if arg_type == ArgType.INT:
             limit = Limit()
@@ -290,7 +304,7 @@ def draw_call_data(data, token: str, account: str, spec: SessionSpec | None = No
         value = data.draw(st.sampled_from([0, 0, 0, 1, 10, 1000, 10**18, 2**255]), label="value")
         if target in (V07.address, V08.address) and rare(data, 3, "depositTo"):
             who = data.draw(st.sampled_from([account, T1]), label="depositTo")
-            return Call(target, 0, abi.SEL_DEPOSIT_TO + word(who))
+            return Call(target, 0, SEL_DEPOSIT_TO + word(who))
         kind = data.draw(st.sampled_from(["call", "call", "call", "transfer", "short"]), label="data kind")
         if kind == "transfer":
             return Call(target, value, b"")
@@ -302,13 +316,13 @@ def draw_call_data(data, token: str, account: str, spec: SessionSpec | None = No
 
     shape = data.draw(st.sampled_from(["execute"] * 5 + ["batch"] * 4 + ["other"]), label="callData")
     if shape == "other":
-        return data.draw(st.sampled_from([b"", b"\xde\xad\xbe\xef" + bytes(64), abi.SEL_EXECUTE + bytes(40)]),
+        return data.draw(st.sampled_from([b"", b"\xde\xad\xbe\xef" + bytes(64), SEL_EXECUTE + bytes(40)]),
                          label="odd callData")
     calls = [one_call() for _ in range(1 if shape == "execute" else data.draw(st.integers(0, 3), label="batch"))]
     if shape == "execute":
         c = calls[0]
-        return abi.encode_execute(c.target, c.value, c.data)
-    return abi.encode_execute_batch(calls)
+        return encode_execute(c.target, c.value, c.data)
+    return encode_execute_batch(calls)
 
 
 PROTECTED = [V07.address, V08.address]  # + the implementation, added by the env fixture
@@ -362,7 +376,7 @@ def python_verdict(acct: SessionAccountHandle, state: SessionState, ops, now: in
     with the earlier ones pending."""
     pending: list[PendingUse] = []
     for i, op in enumerate(ops):
-        sig = abi.decode_signature(op.signature)
+        sig = decode_signature(op.signature)
         try:
             ev = evaluate(acct.address, state, sig, op.call_data, pending, OpFacts.of(op, acct.ep.address, acct.impl))
         except SessionViolation as v:
@@ -372,8 +386,8 @@ def python_verdict(acct: SessionAccountHandle, state: SessionState, ops, now: in
         if op.paymaster is not None:
             return (i, "AA3x", None, None)
         digest = acct.op_hash(op)
-        if isinstance(sig, abi.EnableSignature):
-            owner_digest = abi.eip712_spec_digest(sig.spec, sig.nonce, acct.address, acct.chain_id)
+        if isinstance(sig, EnableSignature):
+            owner_digest = eip712_spec_digest(sig.spec, sig.nonce, acct.address, acct.chain_id)
             if recover_signer(owner_digest, sig.owner_signature) != acct.owner:
                 return (i, "AA24", None, None)
         if recover_signer(digest, sig.signature) != sig.signer:
@@ -424,6 +438,8 @@ def sign_op(acct, op, spec: SessionSpec | None, *, signer: str, period: int, dat
 
 
 @_settings(250)
+@_pinned_seed(
+    0x70432e611a504174b2fc03a05b1cbc698b5318a4e96c5c702bbcf4d1f57d9daadfd5919a38de9d493ab3622422b30532)
 @given(data=st.data())
 def test_enable_sequences_agree(env, data):
     ep = data.draw(st.sampled_from([V07, V08]), label="entry point")
@@ -431,7 +447,7 @@ def test_enable_sequences_agree(env, data):
     token = env.sessions.token
     now = block_timestamp(env.url)
     state = read_state(env.url, acct.address, env.signer)  # nothing is ever mined here: status NONE
-    assert state.status == abi.Status.NONE
+    assert state.status == Status.NONE
     n = data.draw(st.integers(1, 3), label="ops")
     nonce = acct.nonce()
     ops = []
@@ -464,6 +480,8 @@ def test_enable_sequences_agree(env, data):
 
 
 @_settings(200)
+@_pinned_seed(
+    0x1412010c147cc8067d3929400f38aa88f676be7c13af7033dd32c6364266ed6405d28c0eca5aa3cceca6fa3a00cecad)
 @given(data=st.data())
 def test_granted_session_agrees(env, data):
     ep = data.draw(st.sampled_from([V07, V08]), label="entry point")
@@ -472,10 +490,10 @@ def test_granted_session_agrees(env, data):
     now = block_timestamp(env.url)
     spec, current = draw_spec(data, token, env.signer, now, allow_invalid=False)
     if rare(data, 8, "revoke"):
-        grant_call = abi.encode_execute_batch([Call(acct.address, 0, abi.encode_grant_session(spec)),
-                                               Call(acct.address, 0, abi.encode_revoke_session(env.signer))])
+        grant_call = encode_execute_batch([Call(acct.address, 0, encode_grant_session(spec)),
+                                           Call(acct.address, 0, encode_revoke_session(env.signer))])
     else:
-        grant_call = abi.encode_grant_session(spec)
+        grant_call = encode_grant_session(spec)
     grant = acct.sign_owner(acct.build(grant_call).with_changes(call_gas_limit=5_000_000))
     [res] = handle_ops(env.url, ep, [grant])
     assert res.success, res.revert_reason.hex()
@@ -504,6 +522,8 @@ def test_granted_session_agrees(env, data):
 
 
 @_settings(60)
+@_pinned_seed(
+    0x59d14e988cbe08405f3f811b689cf90e43b4c085113160f461aaf05b02a0b3532786626f4330f4cb77d845ed513cfa76)
 @given(data=st.data())
 def test_gas_bound_covers_measured_validation(env, data):
     ep = data.draw(st.sampled_from([V07, V08]), label="entry point")
@@ -513,7 +533,7 @@ def test_gas_bound_covers_measured_validation(env, data):
     spec, current = draw_spec(data, token, env.signer, now, allow_invalid=False)
     # the estimator measuring the op raises its gas limits: a budget that does not get in the way
     spec = replace(spec, valid_after=min(spec.valid_after, now - 1), valid_until=0, usage_limit=0, gas=TEST_GAS)
-    grant = acct.sign_owner(acct.build(abi.encode_grant_session(spec)).with_changes(call_gas_limit=5_000_000))
+    grant = acct.sign_owner(acct.build(encode_grant_session(spec)).with_changes(call_gas_limit=5_000_000))
     [res] = handle_ops(env.url, ep, [grant])
     assert res.success
     state = read_state(env.url, acct.address, env.signer)
@@ -523,7 +543,7 @@ def test_gas_bound_covers_measured_validation(env, data):
     period = current if spec.period else 0
     op = acct.sign_session(op, SESSION_KEY, period)
     try:
-        ev = evaluate(acct.address, state, abi.decode_signature(op.signature), op.call_data)
+        ev = evaluate(acct.address, state, decode_signature(op.signature), op.call_data)
     except SessionViolation:
         return  # not a fast-path candidate
     deposit = data.draw(st.sampled_from([0, 1, 10**21]), label="deposit")
@@ -580,7 +600,7 @@ def rule_spec(signer: str, token: str, now: int) -> SessionSpec:
 
 
 def _x(target, value=0, data=b""):
-    return abi.encode_execute(target, value, data)
+    return encode_execute(target, value, data)
 
 
 def _pay(token, to, amount):
@@ -600,8 +620,8 @@ RULE_CASES = {
     "SessionTransferExceedsPerUse": lambda t, a: [(_x(T1, 11), 1, None)],
     "SessionSelfCallNotAllowed": lambda t, a: [(_x(a, 0, b""), 1, None)],
     "SessionInvalidCallData": lambda t, a: [(_x(t, 0, b"\x01\x02"), 1, None)],
-    "SessionCallNotAllowed": lambda t, a: [(abi.encode_revoke_session(T1), 1, None)],
-    "UndecodableCallData": lambda t, a: [(abi.SEL_EXECUTE + bytes(40), 1, None)],
+    "SessionCallNotAllowed": lambda t, a: [(encode_revoke_session(T1), 1, None)],
+    "UndecodableCallData": lambda t, a: [(SEL_EXECUTE + bytes(40), 1, None)],
     "SessionUsageLimitReached": lambda t, a: [(_pay(t, T1, 1), 1, None)] * 4,
     "SessionPeriodOutsideWindow": lambda t, a: [(_pay(t, T1, 1), 100, None)],
     "AA22": lambda t, a: [(_pay(t, T1, 1), 2, None)],
@@ -614,7 +634,7 @@ RULE_CASES = {
                                                + word(T2) + word(1)), 1, None)],
     "SessionArgNotCanonical": lambda t, a: [(_x(t, 0, SEL_APPROVE + b"\x01" + bytes(11) + bytes.fromhex(T2[2:])
                                                + word(5)), 1, None)],
-    "SessionTooManyCalls": lambda t, a: [(abi.encode_execute_batch([Call(T1, 0, b"")] * 257), 1, None)],
+    "SessionTooManyCalls": lambda t, a: [(encode_execute_batch([Call(T1, 0, b"")] * 257), 1, None)],
     # (op changes given as a fourth element)
     "SessionGasCostExceedsPerOp": lambda t, a: [(_pay(t, T1, 1), 1, None, {"pre_verification_gas": 9_000_000})],
     "SessionPaymasterNotAllowed": lambda t, a: [(_pay(t, T1, 1), 1, None, SPONSORED | {"paymaster": T2})],
@@ -630,10 +650,10 @@ def test_each_rule_agrees(env, ep, rule):
     token = env.sessions.token
     now = block_timestamp(env.url)
     spec = rule_spec(env.signer, token, now)
-    calls = [abi.encode_grant_session(spec)]
+    calls = [encode_grant_session(spec)]
     if rule == "SessionIsRevoked":
-        calls = [abi.encode_execute_batch([Call(acct.address, 0, calls[0]),
-                                           Call(acct.address, 0, abi.encode_revoke_session(env.signer))])]
+        calls = [encode_execute_batch([Call(acct.address, 0, calls[0]),
+                                       Call(acct.address, 0, encode_revoke_session(env.signer))])]
     [res] = handle_ops(env.url, ep, [acct.sign_owner(acct.build(calls[0]).with_changes(call_gas_limit=5_000_000))])
     assert res.success
     if rule == "SessionPeriodExpired":  # ETH 5 to T1 in period 1: the allowance counter is at period 1
@@ -700,7 +720,7 @@ def test_gas_bound_by_policy_shape(env, extra_policies, unused_constraints, gove
         [ArgConstraint.typed(1, 0, "address", ZERO), ArgConstraint.typed(5, 1, "uint96", 10**6, Limit.lifetime(10**9)),
          ArgConstraint(3, 1, word(1)), ArgConstraint(5, 1, word(10**6))][:governing_constraints]))
     spec = SessionSpec(signer=env.signer, valid_after=now - 10, gas=TEST_GAS, call_policies=unused + (governing,))
-    grant = acct.sign_owner(acct.build(abi.encode_grant_session(spec)).with_changes(
+    grant = acct.sign_owner(acct.build(encode_grant_session(spec)).with_changes(
         call_gas_limit=9_000_000, pre_verification_gas=400_000))
     data = handle_ops_calldata([grant])
     receipt = wait_receipt(env.url, rpc(env.url, "eth_sendTransaction", [{
@@ -708,11 +728,11 @@ def test_gas_bound_by_policy_shape(env, extra_policies, unused_constraints, gove
     assert receipt["status"] == "0x1"
     state = read_state(env.url, acct.address, env.signer)
     assert state.spec == stored_form(spec)
-    call_data = abi.encode_execute_batch([Call(token, 0, SEL_MINT + word(acct.address) + word(i + 1))
-                                          for i in range(batch)]) if batch > 1 else \
-        abi.encode_execute(token, 0, SEL_MINT + word(acct.address) + word(1))
+    call_data = encode_execute_batch([Call(token, 0, SEL_MINT + word(acct.address) + word(i + 1))
+                                      for i in range(batch)]) if batch > 1 else \
+        encode_execute(token, 0, SEL_MINT + word(acct.address) + word(1))
     op = acct.sign_session(acct.build(call_data), SESSION_KEY, 0)
-    ev = evaluate(acct.address, state, abi.decode_signature(op.signature), op.call_data, (),
+    ev = evaluate(acct.address, state, decode_signature(op.signature), op.call_data, (),
                   OpFacts.of(op, ep.address, acct.impl))
     block = PinnedBlock.from_rpc(rpc(env.url, "eth_getBlockByNumber", ["latest", False]))
     measured = env.worker.measure_gas(op, ep, block, overrides={

@@ -17,8 +17,10 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from bundler.entrypoint import V07, V08
-from bundler.sessions import abi
-from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, TransferPolicy, word
+from session_sdk.types import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, TransferPolicy, word
+from session_sdk.signatures import DUMMY_ECDSA_SIGNATURE, encode_session_signature
+from session_sdk.calldata import encode_execute, encode_grant_session, encode_revoke_session
+from session_sdk.addresses import clone_runtime_code, delegation_code
 from bundler.userop import format_user_operation
 from conftest import RpcError
 from helpers.sessions import (
@@ -59,7 +61,7 @@ async def refused(rpc, acct: SessionAccountHandle, op, code: int) -> RpcError:
 
 async def grant_via_bundler(rpc, acct: SessionAccountHandle, spec: SessionSpec) -> None:
     """The owner grants the session with an owner op (mode 0x00) through the bundler."""
-    op = acct.sign_owner(acct.build(abi.encode_grant_session(spec)).with_changes(call_gas_limit=1_000_000))
+    op = acct.sign_owner(acct.build(encode_grant_session(spec)).with_changes(call_gas_limit=1_000_000))
     h = await send(rpc, acct, op)
     await rpc.call("debug_bundler_sendBundleNow")
     receipt = await rpc.call("eth_getUserOperationReceipt", h)
@@ -111,22 +113,22 @@ async def test_backend_key_any_target_no_value_three_hours(chain, rpc, clean, ep
 
     # a call succeeds (fast path: deployed clone, session mode, no paymaster)
     fast_before = clean.sessions.stats["fast"]
-    mint = abi.encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, 7]))
+    mint = encode_execute(token, 0, SEL_MINT + encode(["address", "uint256"], [acct.address, 7]))
     h = await send(rpc, acct, session_call(acct, key, mint))
     assert clean.sessions.stats["fast"] == fast_before + 1
     await mined_ok(rpc, [h])
     assert erc20_balance(chain.url, token, acct.address) == 7
 
     # a call sending value is refused with the rule named
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(token, 1, SEL_DEPOSIT)), -32500)
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(token, 1, SEL_DEPOSIT)), -32500)
     assert err.data["rule"] == "SessionValueExceedsPerUse" and err.data["sessionKey"] == signer
     assert err.data["policyIndex"] == 0 and int(err.data["limit"], 16) == 0 and int(err.data["requested"], 16) == 1
     assert "value 1 wei exceeds the per-use maximum 0" in err.message and to_checksum_address(signer) in err.message
     # so is a plain ETH transfer: no transfer policy
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(recipient(), 5)), -32500)
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(recipient(), 5)), -32500)
     assert err.data["rule"] == "SessionTransferNotAllowed"
     # and a call to the account itself
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(acct.address, 0, abi.encode_revoke_session(signer))), -32500)
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(acct.address, 0, encode_revoke_session(signer))), -32500)
     assert err.data["rule"] == "SessionSelfCallNotAllowed"
 
     info = await rpc.call("session_getSession", acct.address, signer)
@@ -170,7 +172,7 @@ async def test_eip7702_eoa_with_call_and_transfer_policies(chain, rpc, clean):
     set_balance(chain.url, eoa, 10 * ETH)
     erc20_mint(chain.url, token, eoa, 1000)
     delegate_eoa(chain, eoa_key, impl)
-    assert get_code(chain.url, eoa) == abi.delegation_code(impl)
+    assert get_code(chain.url, eoa) == delegation_code(impl)
     acct = SessionAccountHandle(chain.url, chain.chain_id, V08, eoa, eoa_key, verification_gas=400_000,
                                 call_gas=200_000)
     payee = recipient()
@@ -187,24 +189,24 @@ async def test_eip7702_eoa_with_call_and_transfer_policies(chain, rpc, clean):
     await grant_via_bundler(rpc, acct, spec)  # the EOA's own key is the owner
 
     # call policy: target, selector, recipient == payee, amount <= 100, 250 in total
-    h1 = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(payee, 100))))
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(recipient(), 1)),
+    h1 = await send(rpc, acct, session_call(acct, key, encode_execute(token, 0, erc20_transfer(payee, 100))))
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(token, 0, erc20_transfer(recipient(), 1)),
                                                 nonce=acct.nonce() + 1), -32500)
     assert err.data["rule"] == "SessionArgConstraintFailed" and err.data["constraintIndex"] == 0
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(payee, 101)),
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(token, 0, erc20_transfer(payee, 101)),
                                                 nonce=acct.nonce() + 1), -32500)
     assert err.data["rule"] == "SessionArgConstraintFailed" and err.data["constraintIndex"] == 1
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, SEL_APPROVE + word(payee) + word(1)),
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(token, 0, SEL_APPROVE + word(payee) + word(1)),
                                                 nonce=acct.nonce() + 1), -32500)
     assert err.data["rule"] == "SessionSelectorNotAllowed"
     # transfer policy: 0.1 ETH per use, 0.25 ETH in total
-    h2 = await send(rpc, acct, session_call(acct, key, abi.encode_execute(payee, ETH // 10), nonce=acct.nonce() + 1))
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(payee, ETH // 10 + 1),
+    h2 = await send(rpc, acct, session_call(acct, key, encode_execute(payee, ETH // 10), nonce=acct.nonce() + 1))
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(payee, ETH // 10 + 1),
                                                 nonce=acct.nonce() + 2), -32500)
     assert err.data["rule"] == "SessionTransferExceedsPerUse"
-    h3 = await send(rpc, acct, session_call(acct, key, abi.encode_execute(payee, ETH // 10), nonce=acct.nonce() + 2))
+    h3 = await send(rpc, acct, session_call(acct, key, encode_execute(payee, ETH // 10), nonce=acct.nonce() + 2))
     # the third 0.1 ETH would make 0.3 > 0.25, counting the two still pending
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(payee, ETH // 10),
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(payee, ETH // 10),
                                                 nonce=acct.nonce() + 3), -32500)
     assert err.data["rule"] == "SessionCumulativeLimitExceeded" and err.data["policyType"] == "transfer"
     assert [int(err.data[k], 16) for k in ("limit", "used", "pending", "requested")] == \
@@ -212,7 +214,7 @@ async def test_eip7702_eoa_with_call_and_transfer_policies(chain, rpc, clean):
     await mined_ok(rpc, [h1, h2, h3])
     assert erc20_balance(chain.url, token, payee) == 100 and get_balance(chain.url, payee) == ETH // 5
     # after mining the same op is refused with the usage on chain
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(payee, ETH // 10)), -32500)
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(payee, ETH // 10)), -32500)
     assert [int(err.data[k], 16) for k in ("used", "pending")] == [ETH // 5, 0]
     info = await rpc.call("session_getSession", eoa, signer)
     assert info["accountType"] == "eip7702" and info["status"] == "active"
@@ -235,13 +237,13 @@ async def test_revocation_seen_although_get_logs_failed_for_its_block(chain, rpc
     spec = SessionSpec(gas=TEST_GAS, signer=signer, valid_after=now - 10, valid_until=now + DAY, call_policies=(
         CallPolicy(target=token, selector=SEL_DEPOSIT, max_value_per_use=ETH, value_limit=Limit.lifetime(2 * ETH)),))
     await grant_via_bundler(rpc, acct, spec)
-    h = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, ETH, SEL_DEPOSIT)))
+    h = await send(rpc, acct, session_call(acct, key, encode_execute(token, ETH, SEL_DEPOSIT)))
     fired = faults.fired.get("sessions.get_logs", 0)
     faults.arm("sessions.get_logs", times=2)
     try:
         set_balance(chain.url, acct.owner, ETH)
         node_rpc(chain.url, "anvil_impersonateAccount", [acct.owner])
-        send_tx(chain.url, acct.address, abi.encode_revoke_session(signer), sender=acct.owner)  # one block, no more
+        send_tx(chain.url, acct.address, encode_revoke_session(signer), sender=acct.owner)  # one block, no more
         e = await wait_dropped(rpc, h, timeout=20)
         assert e.code == -32500 and "revoked" in e.message
     finally:
@@ -266,11 +268,11 @@ async def test_remote_party_revoked_pending_dropped(chain, rpc, clean, ep):
     )
     await grant_via_bundler(rpc, acct, spec)
     start = acct.nonce()
-    deposit = abi.encode_execute(token, ETH, SEL_DEPOSIT)
+    deposit = encode_execute(token, ETH, SEL_DEPOSIT)
     h1 = await send(rpc, acct, session_call(acct, key, deposit, nonce=start))
-    h2 = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, SEL_APPROVE + word(recipient()) + word(500)),
+    h2 = await send(rpc, acct, session_call(acct, key, encode_execute(token, 0, SEL_APPROVE + word(recipient()) + word(500)),
                                             nonce=start + 1))
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(recipient(), 0, SEL_APPROVE), nonce=start + 2),
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(recipient(), 0, SEL_APPROVE), nonce=start + 2),
                         -32500)
     assert err.data["rule"] == "SessionTargetNotAllowed"
     info = await rpc.call("session_getSession", acct.address, signer)
@@ -280,7 +282,7 @@ async def test_remote_party_revoked_pending_dropped(chain, rpc, clean, ep):
     # the owner revokes directly (a transaction from the owner's key to the account)
     set_balance(chain.url, acct.owner, ETH)
     node_rpc(chain.url, "anvil_impersonateAccount", [acct.owner])
-    send_tx(chain.url, acct.address, abi.encode_revoke_session(signer), sender=acct.owner)
+    send_tx(chain.url, acct.address, encode_revoke_session(signer), sender=acct.owner)
     for h in (h1, h2):
         e = await wait_dropped(rpc, h)
         assert e.code == -32500 and "revoked" in e.message
@@ -309,7 +311,7 @@ async def test_window_refused_before_accepted_during_refused_after(chain, rpc, c
     spec = SessionSpec(gas=TEST_GAS, signer=signer, valid_after=now + 600, valid_until=now + 600 + HOUR,
                        transfer_policies=(TransferPolicy(max_value_per_use=1000),))
     await grant_via_bundler(rpc, acct, spec)
-    call = abi.encode_execute(recipient(), 10)
+    call = encode_execute(recipient(), 10)
     err = await refused(rpc, acct, session_call(acct, key, call), -32503)
     assert err.data["rule"] == "SessionNotYetValid" and err.data["validAfter"] == now + 600
     assert "not valid yet" in err.message
@@ -345,7 +347,7 @@ async def test_one_click_trading_spending_limit_counts_pending_ops(chain, rpc, c
     await grant_via_bundler(rpc, acct, trading_spec(signer, token, Limit.lifetime(100)))
     dex = recipient()
     start = acct.nonce()
-    transfer = abi.encode_execute(token, 0, erc20_transfer(dex, 10))
+    transfer = encode_execute(token, 0, erc20_transfer(dex, 10))
     hashes = [await send(rpc, acct, session_call(acct, key, transfer, nonce=start + i)) for i in range(10)]
     assert len(await rpc.call("debug_bundler_dumpMempool", ep.address)) == 10
     err = await refused(rpc, acct, session_call(acct, key, transfer, nonce=start + 10), -32500)
@@ -360,7 +362,7 @@ async def test_one_click_trading_spending_limit_counts_pending_ops(chain, rpc, c
     item = limit_item(info, 0, 0)
     assert (int(item["used"], 16), int(item["pending"], 16), int(item["remaining"], 16)) == (0, 100, 0)
     # not sending value is no way around it: a 0-amount transfer still passes (consumes nothing)
-    h0 = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(dex, 0)),
+    h0 = await send(rpc, acct, session_call(acct, key, encode_execute(token, 0, erc20_transfer(dex, 0)),
                                             nonce=start + 10))
 
     await mined_ok(rpc, hashes + [h0])
@@ -386,7 +388,7 @@ async def test_one_click_trading_daily_allowance_refills(chain, rpc, clean, ep):
                         period=DAY)
     await grant_via_bundler(rpc, acct, spec)
     dex = recipient()
-    transfer = abi.encode_execute(token, 0, erc20_transfer(dex, 40))
+    transfer = encode_execute(token, 0, erc20_transfer(dex, 40))
     start = acct.nonce()
     hashes = [await send(rpc, acct, session_call(acct, key, transfer, nonce=start + i, period=0)) for i in range(2)]
     err = await refused(rpc, acct, session_call(acct, key, transfer, nonce=start + 2, period=0), -32500)
@@ -400,10 +402,10 @@ async def test_one_click_trading_daily_allowance_refills(chain, rpc, clean, ep):
 
     advance_time(chain.url, DAY)
     # an op still signed for yesterday (within yesterday's allowance) is out of its time range
-    small = abi.encode_execute(token, 0, erc20_transfer(dex, 10))
+    small = encode_execute(token, 0, erc20_transfer(dex, 10))
     err = await refused(rpc, acct, session_call(acct, key, small, period=0), -32503)
     assert err.data["rule"] == "SessionExpired" and err.data["currentPeriod"] == 1
-    h = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(dex, 100)),
+    h = await send(rpc, acct, session_call(acct, key, encode_execute(token, 0, erc20_transfer(dex, 100)),
                                            period=1))
     info = await rpc.call("session_getSession", acct.address, signer)
     assert info["currentPeriod"] == 1
@@ -429,22 +431,22 @@ async def test_enable_mode_in_the_deploying_op_then_session_ops(chain, rpc, clea
     dex = recipient()
     spec = trading_spec(signer, token, Limit.lifetime(100))
     # a spec the owner did not sign: signature error, before any simulation decides it
-    bad = acct.sign_enable(acct.build(abi.encode_execute(token, 0, erc20_transfer(dex, 60))), spec, key,
+    bad = acct.sign_enable(acct.build(encode_execute(token, 0, erc20_transfer(dex, 60))), spec, key,
                            owner_key=new_key()[0])
     err = await refused(rpc, acct, bad, -32507)
     assert "owner" in err.message
     # over the limit in the very op that grants it
-    over = acct.sign_enable(acct.build(abi.encode_execute(token, 0, erc20_transfer(dex, 101))), spec, key)
+    over = acct.sign_enable(acct.build(encode_execute(token, 0, erc20_transfer(dex, 101))), spec, key)
     err = await refused(rpc, acct, over, -32500)
     assert err.data["rule"] == "SessionCumulativeLimitExceeded"
     full_before = clean.sessions.stats["full"]
-    op = acct.sign_enable(acct.build(abi.encode_execute(token, 0, erc20_transfer(dex, 60))), spec, key)
+    op = acct.sign_enable(acct.build(encode_execute(token, 0, erc20_transfer(dex, 60))), spec, key)
     h = await send(rpc, acct, op)
     assert clean.sessions.stats["full"] == full_before + 1  # deploy + enable: simulated
     await mined_ok(rpc, [h])
     acct.factory = None
-    assert get_code(chain.url, acct.address) == abi.clone_runtime_code(chain.sessions.implementations[ep.version])
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(dex, 41))),
+    assert get_code(chain.url, acct.address) == clone_runtime_code(chain.sessions.implementations[ep.version])
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(token, 0, erc20_transfer(dex, 41))),
                         -32500)
     assert {k: int(err.data[k], 16) for k in ("used", "requested", "remaining")} == {"used": 60, "requested": 41,
                                                                                      "remaining": 40}
@@ -462,16 +464,16 @@ async def test_enable_op_pending_then_session_op_on_top(chain, rpc, clean, ep):
     spec = trading_spec(signer, token, Limit.lifetime(100))
     start = acct.nonce()
     dex = recipient()
-    h1 = await send(rpc, acct, acct.sign_enable(acct.build(abi.encode_execute(token, 0, erc20_transfer(dex, 70))),
+    h1 = await send(rpc, acct, acct.sign_enable(acct.build(encode_execute(token, 0, erc20_transfer(dex, 70))),
                                                 spec, key))
-    err = await refused(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(dex, 31)),
+    err = await refused(rpc, acct, session_call(acct, key, encode_execute(token, 0, erc20_transfer(dex, 31)),
                                                 nonce=start + 1), -32500)
     assert {k: int(err.data[k], 16) for k in ("used", "pending", "requested")} == {"used": 0, "pending": 70,
                                                                                    "requested": 31}
     # within the limit: admitted on the fast path (a simulation against the chain alone would
     # refuse it: the session does not exist there until the enable op is mined)
     fast_before = clean.sessions.stats["fast"]
-    h2 = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(dex, 30)),
+    h2 = await send(rpc, acct, session_call(acct, key, encode_execute(token, 0, erc20_transfer(dex, 30)),
                                             nonce=start + 1))
     assert clean.sessions.stats["fast"] == fast_before + 1
     await mined_ok(rpc, [h1, h2])
@@ -485,11 +487,11 @@ async def test_gas_estimation_with_dummy_session_signature_checks_policy(chain, 
     erc20_mint(chain.url, token, acct.address, 1000)
     key, signer = new_key()
     await grant_via_bundler(rpc, acct, trading_spec(signer, token, Limit.lifetime(100)))
-    dummy = abi.encode_session_signature(signer, 0, abi.DUMMY_ECDSA_SIGNATURE)
+    dummy = encode_session_signature(signer, 0, DUMMY_ECDSA_SIGNATURE)
     dex = recipient()
 
     def unsigned(amount):
-        return acct.build(abi.encode_execute(token, 0, erc20_transfer(dex, amount))).with_changes(
+        return acct.build(encode_execute(token, 0, erc20_transfer(dex, amount))).with_changes(
             signature=dummy, call_gas_limit=0, verification_gas_limit=0, pre_verification_gas=0)
 
     est = await rpc.call("eth_estimateUserOperationGas", format_user_operation(unsigned(50)), ep.address)
@@ -506,7 +508,7 @@ async def test_gas_estimation_with_dummy_session_signature_checks_policy(chain, 
     assert int(e.value.data["pending"], 16) == 50
     with pytest.raises(RpcError) as e:
         await rpc.call("eth_estimateUserOperationGas", format_user_operation(
-            acct.build(abi.encode_execute(token, 1, SEL_DEPOSIT)).with_changes(signature=dummy)), ep.address)
+            acct.build(encode_execute(token, 1, SEL_DEPOSIT)).with_changes(signature=dummy)), ep.address)
     assert e.value.code == -32500 and e.value.data["rule"] == "SessionSelectorNotAllowed"
     await mined_ok(rpc, [h])
 
@@ -515,7 +517,7 @@ async def test_wrong_session_signature_and_unknown_session(chain, rpc, clean):
     acct = account(chain, V07)
     key, signer = new_key()
     await grant_via_bundler(rpc, acct, SessionSpec(gas=TEST_GAS, signer=signer, wildcard=True))
-    call = abi.encode_execute(recipient(), 1)
+    call = encode_execute(recipient(), 1)
     err = await refused(rpc, acct, acct.sign_session(acct.build(call), new_key()[0], signer=signer), -32507)
     assert to_checksum_address(signer) in err.message and err.data["sessionKey"] == signer
     other_key, other = new_key()
@@ -532,11 +534,11 @@ async def test_replacement_releases_the_replaced_ops_usage(chain, rpc, clean):
     key, signer = new_key()
     await grant_via_bundler(rpc, acct, trading_spec(signer, token, Limit.lifetime(100)))
     dex = recipient()
-    first = session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(dex, 90)))
+    first = session_call(acct, key, encode_execute(token, 0, erc20_transfer(dex, 90)))
     h1 = await send(rpc, acct, first)
     # replacing the 90 with a 100 (higher fees) counts only the replacement
     second = acct.sign_session(first.with_changes(
-        call_data=abi.encode_execute(token, 0, erc20_transfer(dex, 100)),
+        call_data=encode_execute(token, 0, erc20_transfer(dex, 100)),
         max_fee_per_gas=first.max_fee_per_gas * 2, max_priority_fee_per_gas=first.max_priority_fee_per_gas * 2), key)
     h2 = await send(rpc, acct, second)
     info = await rpc.call("session_getSession", acct.address, signer)
@@ -575,7 +577,7 @@ async def test_pending_ops_of_an_expiring_session_are_dropped(chain, rpc, clean)
     now = block_timestamp(chain.url)
     await grant_via_bundler(rpc, acct, SessionSpec(gas=TEST_GAS, signer=signer, valid_until=now + 120,
                                                    transfer_policies=(TransferPolicy(max_value_per_use=100),)))
-    h = await send(rpc, acct, session_call(acct, key, abi.encode_execute(recipient(), 1)))
+    h = await send(rpc, acct, session_call(acct, key, encode_execute(recipient(), 1)))
     advance_time(chain.url, 200)  # a new block past validUntil, nothing bundled meanwhile
     e = await wait_dropped(rpc, h)
     assert e.code == -32503 and "expired" in e.message
@@ -591,14 +593,14 @@ async def test_a_new_grant_rechecks_pending_ops(chain, rpc, clean):
     await grant_via_bundler(rpc, acct, trading_spec(signer, token, Limit.lifetime(100)))
     dex = recipient()
     start = acct.nonce()
-    h1 = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(dex, 40)),
+    h1 = await send(rpc, acct, session_call(acct, key, encode_execute(token, 0, erc20_transfer(dex, 40)),
                                             nonce=start))
-    h2 = await send(rpc, acct, session_call(acct, key, abi.encode_execute(token, 0, erc20_transfer(dex, 40)),
+    h2 = await send(rpc, acct, session_call(acct, key, encode_execute(token, 0, erc20_transfer(dex, 40)),
                                             nonce=start + 1))
     # the owner replaces the session directly: 50 tokens in total from now on
     set_balance(chain.url, acct.owner, ETH)
     node_rpc(chain.url, "anvil_impersonateAccount", [acct.owner])
-    send_tx(chain.url, acct.address, abi.encode_grant_session(trading_spec(signer, token, Limit.lifetime(50))),
+    send_tx(chain.url, acct.address, encode_grant_session(trading_spec(signer, token, Limit.lifetime(50))),
             sender=acct.owner)
     e = await wait_dropped(rpc, h2)
     assert e.code == -32500 and "granted anew" in e.message and "cumulative limit exceeded" in e.message

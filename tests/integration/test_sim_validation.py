@@ -207,6 +207,54 @@ def test_new_sender_costs_one_node_round_trip(chain, ep):
         w.close()
 
 
+def test_next_block_fetches_last_blocks_on_demand_accounts_in_its_first_batch(chain):
+    """The implementation behind the proxy was one extra request on the first block; on the next
+    block it comes with the first batch (a hint from the block before), so one request."""
+    w = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
+    try:
+        a, b = transfer_op(chain.account(V07)), transfer_op(chain.account(V07))
+        mine(chain.url)
+        start = w.stats()["node_requests"]
+        assert isinstance(w.simulate_validation(a, V07, chain.pinned()), ValidationResult)
+        assert w.stats()["node_requests"] - start == 2  # the first batch, then the implementation
+        mine(chain.url)
+        before = w.stats()["node_requests"]
+        assert isinstance(w.simulate_validation(b, V07, chain.pinned()), ValidationResult)
+        assert w.stats()["node_requests"] - before == 1
+    finally:
+        w.close()
+
+
+def test_hinted_and_prefetched_state_changed_between_blocks_is_seen(chain):
+    """Hints only choose what the next block's first batch reads: the values are that block's.
+    The implementation's code (a hint) and the sender's balance change between blocks, and the
+    next validations see each change."""
+    from bundler.devchain.anvil import rpc
+
+    w = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
+    acct = chain.account(V07)
+    impl = "0x" + rpc(chain.url, "eth_getStorageAt",
+                      [acct.address, hex(eps.ERC1967_IMPLEMENTATION_SLOT), "latest"])[-40:]
+    code = rpc(chain.url, "eth_getCode", [impl, "latest"])
+    try:
+        op = transfer_op(acct)
+        assert isinstance(w.simulate_validation(op, V07, chain.pinned()), ValidationResult)
+        rpc(chain.url, "anvil_setCode", [impl, "0x60006000fd"])  # every call reverts now
+        mine(chain.url)
+        assert isinstance(w.simulate_validation(op, V07, chain.pinned()), SimulationFailure)
+        rpc(chain.url, "anvil_setCode", [impl, code])
+        mine(chain.url)
+        assert isinstance(w.simulate_validation(op, V07, chain.pinned()), ValidationResult)
+        rpc(chain.url, "anvil_setBalance", [acct.address, "0x0"])  # cannot pay its prefund
+        mine(chain.url)
+        broke = w.simulate_validation(op, V07, chain.pinned())
+        assert isinstance(broke, SimulationFailure) and "AA21" in str(broke)
+    finally:
+        rpc(chain.url, "anvil_setCode", [impl, code])
+        mine(chain.url)
+        w.close()
+
+
 @EPS
 def test_sender_storage_reads_come_from_the_prefetch(chain, ep):
     """No single-slot request for the sender's owner slot or its EntryPoint deposit info."""

@@ -25,8 +25,8 @@ import pytest
 from eth_account import Account
 
 from bundler.entrypoint import V07, V08
-from bundler.sessions import abi
-from bundler.sessions.abi import SessionSpec, TransferPolicy
+from session_sdk.types import SessionSpec, TransferPolicy
+from session_sdk.calldata import encode_execute, encode_grant_session
 from bundler.userop import format_user_operation
 from conftest import RpcError
 from helpers.accounts import DevChain, mine
@@ -79,12 +79,12 @@ def grant(chain, acct, valid_after: int = 0, valid_until: int = 0, at: int | Non
     node_rpc(chain.url, "anvil_impersonateAccount", [acct.owner])
     if at is not None:
         node_rpc(chain.url, "evm_setNextBlockTimestamp", [at])
-    send_tx(chain.url, acct.address, abi.encode_grant_session(spec), sender=acct.owner)
+    send_tx(chain.url, acct.address, encode_grant_session(spec), sender=acct.owner)
     return key
 
 
 def session_op(acct, key, nonce: int | None = None) -> dict:
-    call = abi.encode_execute(new_key()[1], 1)
+    call = encode_execute(new_key()[1], 1)
     return format_user_operation(acct.sign_session(acct.build(call, nonce=nonce), key))
 
 
@@ -298,7 +298,7 @@ async def test_the_guides_valid_after_now_works_on_bundler_dev(tmp_path):
                            transfer_policies=(TransferPolicy(max_value_per_use=ETH),), gas=TEST_GAS)
         set_balance(dev.node_url, acct.owner, ETH)
         node_rpc(dev.node_url, "anvil_impersonateAccount", [acct.owner])
-        send_tx(dev.node_url, acct.address, abi.encode_grant_session(spec), sender=acct.owner)
+        send_tx(dev.node_url, acct.address, encode_grant_session(spec), sender=acct.owner)
         h = call(dev.url, "eth_sendUserOperation", session_op(acct, key), V08.address)
         deadline = time.monotonic() + 30
         receipt = None

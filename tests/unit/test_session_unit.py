@@ -16,8 +16,14 @@ from eth_hash.auto import keccak
 
 from bundler.entrypoint import V07
 from bundler.pool.mempool import Mempool, MempoolFull, PoolEntry
-from bundler.sessions import abi
-from bundler.sessions.abi import ArgConstraint, CallPolicy, Condition, Limit, SessionSpec, TransferPolicy, word
+from session_sdk.types import (
+    UINT48_MAX, ArgConstraint, CallPolicy, Condition, GasPolicy, Limit, Scope, SessionSpec, Status, TransferPolicy,
+    word,
+)
+from session_sdk.signatures import (
+    DUMMY_ECDSA_SIGNATURE, EnableSignature, SessionSignature, encode_session_signature, sign_digest,
+)
+from session_sdk.calldata import MAX_SESSION_CALLS, Call, encode_execute, encode_execute_batch
 from bundler.sessions.gas import validation_gas_bound
 from bundler.sessions.keeper import LedgerKeeper
 from bundler.sessions.ledger import LedgerEntry, SessionLedger
@@ -30,7 +36,7 @@ from bundler.store import MemoryStore, SessionActivity
 from bundler.userop import UserOperation
 
 ACCOUNT = "0x" + "ac" * 20
-TEST_GAS = abi.GasPolicy(max_cost_per_op=10**18)
+TEST_GAS = GasPolicy(max_cost_per_op=10**18)
 TOKEN = "0x" + "70" * 20
 DEX = "0x" + "de" * 20
 SIGNER = "0x" + "51" * 20
@@ -45,7 +51,7 @@ def test_recover_matches_eth_account_and_the_contracts_rules():
     for _ in range(50):
         acct = Account.create()
         digest = os.urandom(32)
-        sig = abi.sign_digest(bytes(acct.key), digest)
+        sig = sign_digest(bytes(acct.key), digest)
         assert recover_signer(digest, sig) == acct.address.lower()
         assert Account._recover_hash(digest, signature=sig).lower() == acct.address.lower()
         # v as 0/1 is accepted like 27/28
@@ -55,7 +61,7 @@ def test_recover_matches_eth_account_and_the_contracts_rules():
         twin = sig[:32] + (N - s).to_bytes(32, "big") + bytes([55 - sig[64]])
         assert N - s > SECP256K1_HALF_N and recover_signer(digest, twin) is None
     digest = os.urandom(32)
-    assert recover_signer(digest, abi.DUMMY_ECDSA_SIGNATURE) != Account.create().address.lower()
+    assert recover_signer(digest, DUMMY_ECDSA_SIGNATURE) != Account.create().address.lower()
     assert recover_signer(digest, bytes(64) + b"\x1b") is None  # r = s = 0
     assert recover_signer(digest, b"\x01" * 64 + b"\x1d") is None  # v = 29
     assert recover_signer(digest, b"\x01" * 64) is None  # 64 bytes
@@ -71,11 +77,11 @@ def trading(limit: Limit, **kw) -> SessionSpec:
 
 
 def transfer(amount: int) -> bytes:
-    return abi.encode_execute(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(amount))
+    return encode_execute(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(amount))
 
 
-def sig(period: int = 0) -> abi.SessionSignature:
-    return abi.SessionSignature(SIGNER, period, b"\x00" * 65)
+def sig(period: int = 0) -> SessionSignature:
+    return SessionSignature(SIGNER, period, b"\x00" * 65)
 
 
 def use(n: int, amount: int, period: int = 0, grant=None) -> PendingUse:
@@ -135,11 +141,11 @@ def test_pending_grant_is_the_base_of_later_ops():
         evaluate(ACCOUNT, chain, sig(), transfer(1), pending + [use(9, 1)])
     assert e.value.rule == "SessionUsageLimitReached"
     # an enable op after a pending grant must name the nonce after it
-    enable = abi.EnableSignature(spec, 4, b"\x00" * 65, 0, b"\x00" * 65)
+    enable = EnableSignature(spec, 4, b"\x00" * 65, 0, b"\x00" * 65)
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, chain, enable, transfer(1), pending)
     assert e.value.rule == "SessionEnableNonceMismatch" and e.value.args_ == (SIGNER, 4, 5)
-    ev = evaluate(ACCOUNT, chain, abi.EnableSignature(spec, 5, b"\x00" * 65, 0, b"\x00" * 65), transfer(100), pending)
+    ev = evaluate(ACCOUNT, chain, EnableSignature(spec, 5, b"\x00" * 65, 0, b"\x00" * 65), transfer(100), pending)
     assert ev.grant == spec and ev.usage_count == 1  # fresh counters: the pending usage is gone
 
 
@@ -168,10 +174,10 @@ def test_policy_texts_in_messages():
                        transfer_policies=(TransferPolicy(max_value_per_use=5),))
     state = SessionState.fresh(spec, 1)
     with pytest.raises(SessionViolation) as e:
-        evaluate(ACCOUNT, state, sig(), abi.encode_execute(DEX, 6))
+        evaluate(ACCOUNT, state, sig(), encode_execute(DEX, 6))
     assert "transfer policy 0 (ETH to any recipient) call 0: value 6 exceeds the per-use maximum 5" in e.value.message
     with pytest.raises(SessionViolation) as e:
-        evaluate(ACCOUNT, state, sig(), abi.encode_execute_batch([abi.Call(DEX, 1), abi.Call(TOKEN, 1, b"\x01" * 4)]))
+        evaluate(ACCOUNT, state, sig(), encode_execute_batch([Call(DEX, 1), Call(TOKEN, 1, b"\x01" * 4)]))
     assert "policy 0 (any target, any function) call 1: value 1 wei exceeds" in e.value.message
     assert e.value.data["callIndex"] == 1
 
@@ -180,7 +186,7 @@ def test_gas_bound_grows_with_the_work():
     spec = trading(Limit.lifetime(10**9))
     state = SessionState.fresh(spec, 1)
     one = evaluate(ACCOUNT, state, sig(), transfer(1))
-    many = evaluate(ACCOUNT, state, sig(), abi.encode_execute_batch([abi.Call(TOKEN, 0, SEL_TRANSFER + word(DEX)
+    many = evaluate(ACCOUNT, state, sig(), encode_execute_batch([Call(TOKEN, 0, SEL_TRANSFER + word(DEX)
                                                                              + word(1))] * 5))
     assert validation_gas_bound(many, 900) > validation_gas_bound(one, 200)
     assert validation_gas_bound(one, 200) > validation_gas_bound(one, 200, fresh_nonce=False, pays_prefund=False)
@@ -246,9 +252,9 @@ def test_ops_entering_the_pool_without_admission_are_accounted_from_their_activi
     pool, ledger, store = Mempool(max_ops_per_sender=4), SessionLedger(), MemoryStore()
     pool.observe(LedgerKeeper(ledger, store))
     signer = Account.create().address.lower()
-    signature = abi.encode_session_signature(signer, 3, b"\x01" * 65)
+    signature = encode_session_signature(signer, 3, b"\x01" * 65)
     entry = PoolEntry(op=op(5).with_changes(signature=signature), entry_point=V07, hash="0x" + "ab" * 32,
-                      valid_after=100, valid_until=abi.UINT48_MAX)
+                      valid_after=100, valid_until=UINT48_MAX)
     store.add_session_activity(SessionActivity(
         op_hash=entry.hash, account=ACCOUNT, session_key=signer, entry_point=V07.address, nonce=5, mode="session",
         period_index=3, calls=[], consumed=[{"scope": 2, "policyIndex": 0, "constraintIndex": 1, "amount": 40}]))
@@ -336,16 +342,16 @@ def test_evaluation_cost_is_flat_in_the_number_of_policies():
                              + [CallPolicy(target=TOKEN, selector=SEL_TRANSFER)])
     spec = SessionSpec(gas=TEST_GAS, signer=SIGNER, call_policies=policies)
     state = SessionState.fresh(spec, 1)
-    batch = abi.encode_execute_batch([abi.Call(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(i))
-                                      for i in range(abi.MAX_SESSION_CALLS)])
+    batch = encode_execute_batch([Call(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(i))
+                                  for i in range(MAX_SESSION_CALLS)])
     ev = evaluate(ACCOUNT, state, sig(), batch)
     built = CountingTuple.iterations
-    assert built <= 2 and ev.matched == (("call", 399),) * abi.MAX_SESSION_CALLS
+    assert built <= 2 and ev.matched == (("call", 399),) * MAX_SESSION_CALLS
     for _ in range(3):
         evaluate(ACCOUNT, state, sig(), batch)
     assert CountingTuple.iterations == built  # no scan per op, let alone per call
-    too_long = abi.encode_execute_batch([abi.Call(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))]
-                                        * (abi.MAX_SESSION_CALLS + 1))
+    too_long = encode_execute_batch([Call(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))]
+                                    * (MAX_SESSION_CALLS + 1))
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, state, sig(), too_long)
     assert e.value.rule == "SessionTooManyCalls" and e.value.args_ == (257, 256)
@@ -357,7 +363,7 @@ def test_refusal_names_the_argument_and_prints_addresses_checksummed():
     other = "0x" + "ab" * 20
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, SessionState.fresh(spec, 1), sig(),
-                 abi.encode_execute(TOKEN, 0, SEL_TRANSFER + word(other) + word(1)))
+                 encode_execute(TOKEN, 0, SEL_TRANSFER + word(other) + word(1)))
     v = e.value
     assert v.rule == "SessionArgConstraintFailed"
     assert (f'call 0: argument "to" is {to_checksum_address(other)}, the policy requires == '
@@ -368,7 +374,7 @@ def test_refusal_names_the_argument_and_prints_addresses_checksummed():
                           constraints=(ArgConstraint(Condition.LT, 2, word(5)),)),))
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, SessionState.fresh(unknown, 1), sig(),
-                 abi.encode_execute(TOKEN, 0, b"\x12\x34\x56\x78" + word(0) + word(0) + word(9)))
+                 encode_execute(TOKEN, 0, b"\x12\x34\x56\x78" + word(0) + word(0) + word(9)))
     assert "argument word 2 is 9, the policy requires < 5" in e.value.message
     assert f"target {to_checksum_address(TOKEN)}" not in e.value.message and to_checksum_address(TOKEN) in e.value.message
 
@@ -380,12 +386,12 @@ def test_gas_rules_in_the_evaluator():
     from bundler.sessions.policy import OpFacts
 
     pm = "0x" + "9a" * 20
-    spec = SessionSpec(signer=SIGNER, call_policies=(CallPolicy(),), gas=abi.GasPolicy(
+    spec = SessionSpec(signer=SIGNER, call_policies=(CallPolicy(),), gas=GasPolicy(
         max_cost_per_op=1000, cost_limit=Limit.lifetime(1500), paymasters=(pm,)))
     state = SessionState.fresh(spec, 1)
-    call = abi.encode_execute(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))
+    call = encode_execute(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))
     paid = evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=900))
-    assert paid.consumed == (Consumed(abi.Scope.GAS, 0, 0, 900),)
+    assert paid.consumed == (Consumed(Scope.GAS, 0, 0, 900),)
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, state, sig(), call, [PendingUse("0x1", 0, 0, paid.consumed)], OpFacts(max_cost=900))
     assert e.value.rule == "SessionCumulativeLimitExceeded" and e.value.data["scope"] == "gasCost"
@@ -416,7 +422,7 @@ async def test_unchanged_session_state_is_decoded_once_across_blocks():
     spec = SessionSpec(gas=TEST_GAS, signer=SIGNER, valid_until=2**40, call_policies=(CallPolicy(
         target=TOKEN, selector=SEL_TRANSFER, constraints=(
             ArgConstraint(Condition.LTE, 1, word(10**24), Limit.lifetime(10**30)),)),))
-    info = encode([SESSION_INFO_T], [(spec.to_abi(), abi.Status.ACTIVE, 3, 7, 1)])
+    info = encode([SESSION_INFO_T], [(spec.to_abi(), Status.ACTIVE, 3, 7, 1)])
     lu = (0, 0)
     usage = {"bytes": encode([USAGE_T], [(1, [lu], [[(0, 5)]], [], lu)])}
 
@@ -446,16 +452,16 @@ async def test_unchanged_session_state_is_decoded_once_across_blocks():
         first = await reader.read(V07, ACCOUNT, SIGNER, 0, block(1))
         assert first.state_error is None and reader.decoded.decoded == 2
         assert first.state.spec == spec and (first.state.status, first.state.grant_nonce,
-                                             first.state.usage_count, first.state.epoch) == (abi.Status.ACTIVE, 3, 7, 1)
-        assert first.state.counters == {(abi.Scope.CALL_ARG, 0, 0): StoredCounter(0, 5)}
+                                             first.state.usage_count, first.state.epoch) == (Status.ACTIVE, 3, 7, 1)
+        assert first.state.counters == {(Scope.CALL_ARG, 0, 0): StoredCounter(0, 5)}
         first.state.counters.clear()  # a caller's changes stay its own
         second = await reader.read(V07, ACCOUNT, SIGNER, 0, block(2))
         assert reader.reads == 2 and reader.decoded.decoded == 2  # read again, not decoded again
-        assert second.state is not first.state and second.state.counters == {(abi.Scope.CALL_ARG, 0, 0): StoredCounter(0, 5)}
+        assert second.state is not first.state and second.state.counters == {(Scope.CALL_ARG, 0, 0): StoredCounter(0, 5)}
         assert second.state.spec == decode_session_info(info).spec
         usage["bytes"] = encode([USAGE_T], [(2, [lu], [[(0, 9)]], [], lu)])  # an op was mined
         third = await reader.read(V07, ACCOUNT, SIGNER, 0, block(3))
-        assert reader.decoded.decoded == 3 and third.state.counters == {(abi.Scope.CALL_ARG, 0, 0): StoredCounter(0, 9)}
+        assert reader.decoded.decoded == 3 and third.state.counters == {(Scope.CALL_ARG, 0, 0): StoredCounter(0, 9)}
         reader.invalidate()
         await reader.read(V07, ACCOUNT, SIGNER, 0, block(3))
         assert reader.decoded.decoded == 5

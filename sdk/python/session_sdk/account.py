@@ -13,7 +13,13 @@ from eth_abi import decode, encode
 from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector as selector
 
-from . import abi
+from .types import SessionSpec
+from .eip712 import eip712_spec_digest
+from .signatures import (
+    DUMMY_ECDSA_SIGNATURE, encode_enable_signature, encode_owner_signature, encode_session_signature, sign_digest,
+)
+from .calldata import Call, encode_create_account, encode_execute, encode_execute_batch
+from .addresses import delegation_code
 from .client import BundlerClient, JsonRpc, PaymasterClient, with_paymaster_fields
 from .entrypoints import EntryPoint, entry_point
 from .serialize import SessionGrant
@@ -37,7 +43,7 @@ class SessionKey:
     nonce) when the first op must carry the grant (enable mode)."""
 
     private_key: str
-    spec: abi.SessionSpec | None = None
+    spec: SessionSpec | None = None
     enable: tuple[bytes, int] | None = None
 
     @property
@@ -99,7 +105,7 @@ class SessionAccount:
     def deployed(self) -> bool:
         code = self.code()
         if self.eip7702_delegate:
-            return code == abi.delegation_code(self.eip7702_delegate)
+            return code == delegation_code(self.eip7702_delegate)
         return bool(code)
 
     def nonce(self) -> int:
@@ -124,11 +130,11 @@ class SessionAccount:
 
     # ------------------------------------------------------------ building and signing
 
-    def call_data(self, calls: Sequence[abi.Call | tuple]) -> bytes:
-        calls = [c if isinstance(c, abi.Call) else abi.Call(*c) for c in calls]
+    def call_data(self, calls: Sequence[Call | tuple]) -> bytes:
+        calls = [c if isinstance(c, Call) else Call(*c) for c in calls]
         if len(calls) == 1:
-            return abi.encode_execute(calls[0].target, calls[0].value, calls[0].data)
-        return abi.encode_execute_batch(calls)
+            return encode_execute(calls[0].target, calls[0].value, calls[0].data)
+        return encode_execute_batch(calls)
 
     def _authorization(self) -> Authorization:
         if self.owner_key is None:
@@ -138,7 +144,7 @@ class SessionAccount:
                                             self.owner_key)
         return Authorization(self.chain_id, self.eip7702_delegate, nonce, signed.y_parity, signed.r, signed.s)
 
-    def build(self, calls: Sequence[abi.Call | tuple], *, nonce: int | None = None) -> UserOperation:
+    def build(self, calls: Sequence[Call | tuple], *, nonce: int | None = None) -> UserOperation:
         """An unsigned op (stub signature, fees from the bundler's gas price, gas not estimated)."""
         max_fee, priority = self.bundler.gas_price("fast")
         factory, factory_data, auth = None, b"", None
@@ -146,7 +152,7 @@ class SessionAccount:
             if self.eip7702_delegate:
                 factory, auth = EIP7702_FACTORY, self._authorization()
             elif self.factory:
-                factory, factory_data = self.factory, abi.encode_create_account(self.owner, self.salt)
+                factory, factory_data = self.factory, encode_create_account(self.owner, self.salt)
         op = UserOperation(
             sender=self.address, nonce=self.nonce() if nonce is None else nonce, call_data=self.call_data(calls),
             call_gas_limit=_ESTIMATE_PLACEHOLDER_GAS, verification_gas_limit=_ESTIMATE_PLACEHOLDER_GAS,
@@ -159,13 +165,13 @@ class SessionAccount:
         return op
 
     def stub_signature(self) -> bytes:
-        dummy = abi.DUMMY_ECDSA_SIGNATURE
+        dummy = DUMMY_ECDSA_SIGNATURE
         if self.session is None:
-            return abi.encode_owner_signature(dummy)
+            return encode_owner_signature(dummy)
         period = self.period_index()
         if self._needs_enable():
-            return abi.encode_enable_signature(self.session.spec, self.session.enable[1], dummy, period, dummy)
-        return abi.encode_session_signature(self.session.address, period, dummy)
+            return encode_enable_signature(self.session.spec, self.session.enable[1], dummy, period, dummy)
+        return encode_session_signature(self.session.address, period, dummy)
 
     def estimate(self, op: UserOperation) -> UserOperation:
         est = self.bundler.estimate_user_operation_gas(op, self.entry_point.address)
@@ -182,26 +188,26 @@ class SessionAccount:
                                        self.paymaster.data(op, self.entry_point.address, self.chain_id))
         digest = self.user_op_hash(op)
         if self.session is None:
-            return replace(op, signature=abi.encode_owner_signature(abi.sign_digest(self.owner_key, digest)))
+            return replace(op, signature=encode_owner_signature(sign_digest(self.owner_key, digest)))
         s = self.session
-        sig = abi.sign_digest(s.private_key, digest)
+        sig = sign_digest(s.private_key, digest)
         period = self.period_index()
         if self._needs_enable():
             owner_sig, grant_nonce = s.enable
-            return replace(op, signature=abi.encode_enable_signature(s.spec, grant_nonce, owner_sig, period, sig))
-        return replace(op, signature=abi.encode_session_signature(s.address, period, sig))
+            return replace(op, signature=encode_enable_signature(s.spec, grant_nonce, owner_sig, period, sig))
+        return replace(op, signature=encode_session_signature(s.address, period, sig))
 
     # ------------------------------------------------------------ sending
 
-    def send(self, calls: Sequence[abi.Call | tuple], *, nonce: int | None = None) -> str:
+    def send(self, calls: Sequence[Call | tuple], *, nonce: int | None = None) -> str:
         """Build, estimate, sign and send; the userOpHash. RpcError (with .refusal) when refused."""
         return self.bundler.send_user_operation(self.sign(self.estimate(self.build(calls, nonce=nonce))),
                                                 self.entry_point.address)
 
-    def send_and_wait(self, calls: Sequence[abi.Call | tuple], *, timeout: float = 60.0) -> dict:
+    def send_and_wait(self, calls: Sequence[Call | tuple], *, timeout: float = 60.0) -> dict:
         return self.bundler.wait_for_receipt(self.send(calls), timeout=timeout)
 
 
-def enable_signature(owner_key: str, spec: abi.SessionSpec, account: str, chain_id: int, nonce: int) -> bytes:
+def enable_signature(owner_key: str, spec: SessionSpec, account: str, chain_id: int, nonce: int) -> bytes:
     """The owner's enable-mode signature (EIP-712 EnableSession) when the backend holds the owner key."""
-    return abi.sign_digest(owner_key, abi.eip712_spec_digest(spec, nonce, account, chain_id))
+    return sign_digest(owner_key, eip712_spec_digest(spec, nonce, account, chain_id))

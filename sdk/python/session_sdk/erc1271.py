@@ -16,6 +16,8 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
+from . import eip712
+
 PERSONAL_SIGN_TYPES = {"PersonalSign": [{"name": "prefixed", "type": "bytes"}]}
 TYPED_DATA_SIGN_FIELDS = [
     {"name": "name", "type": "string"},
@@ -32,7 +34,7 @@ DOMAIN_FIELDS = [("name", "string"), ("version", "string"), ("chainId", "uint256
 
 def account_domain(account: str, chain_id: int) -> dict[str, Any]:
     """The account's EIP-712 domain (its eip712Domain(), ERC-5267), as for enable signatures."""
-    return {"name": "SessionAccount", "version": "1", "chainId": chain_id, "verifyingContract": account}
+    return eip712.domain(account, chain_id)
 
 
 def prefixed_message(message: str | bytes) -> bytes:

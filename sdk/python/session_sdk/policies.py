@@ -1,7 +1,7 @@
 """Builders for every policy SessionAccount enforces, the same as the TypeScript SDK's: call and
 transfer policies, ERC-20 amounts, typed argument rules named by the function's argument names,
 per-use values, lifetime limits and refilling allowances, the window, the usage count, the
-wildcard and the gas budget. They only build abi.SessionSpec values.
+wildcard and the gas budget. They only build types.SessionSpec values.
 
     spec = session_spec(signer, valid_until=now + 3600, period=86400, policies=[
         erc20_transfer_policy(token, to=dex, limit=allowance(100 * 10**18)),
@@ -16,10 +16,11 @@ from typing import Sequence
 
 from eth_utils import function_signature_to_4byte_selector
 
-from .abi import (
-    NO_LIMIT, ZERO_ADDRESS, ArgConstraint, check_spec, word, CallPolicy, Condition, GasPolicy, Limit, LimitKind, SessionSpec,
-    TransferPolicy,
+from .types import (
+    NO_LIMIT, ZERO_ADDRESS, ArgConstraint, CallPolicy, Condition, GasPolicy, Limit, LimitKind, SessionSpec,
+    TransferPolicy, word,
 )
+from .rules import check_spec
 
 UINT256_MAX = (1 << 256) - 1
 # the TypeScript SDK's DEFAULT_GAS_POLICY: one op may cost at most 0.1 ETH, 1 ETH over the

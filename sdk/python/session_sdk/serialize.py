@@ -1,7 +1,7 @@
 """The string an app hands its backend (serializeSession in the TypeScript SDK): "session1:" +
 base64url(JSON). The JSON spec uses the Solidity field names (camelCase); uints are JSON numbers
 or 0x-hex strings (both accepted; wide values are written as hex), bytes are 0x-hex. The
-conversion follows the abi dataclasses' fields, so a new SessionSpec field needs no edit here."""
+conversion follows the types dataclasses' fields, so a new SessionSpec field needs no edit here."""
 from __future__ import annotations
 
 import base64
@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from . import abi
+from .types import SessionSpec
 
 PREFIX = "session1:"
 _JSON_SAFE_INT = 1 << 48
@@ -77,12 +77,12 @@ def _convert(hint: Any, v: Any) -> Any:
     return v
 
 
-def spec_to_json(spec: abi.SessionSpec) -> dict:
+def spec_to_json(spec: SessionSpec) -> dict:
     return to_json(spec)
 
 
-def spec_from_json(data: dict) -> abi.SessionSpec:
-    return from_json(abi.SessionSpec, data)
+def spec_from_json(data: dict) -> SessionSpec:
+    return from_json(SessionSpec, data)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class SessionGrant:
     entry_point: str  # "0.7" | "0.8" | "0.9"
     account: str
     owner: str
-    spec: abi.SessionSpec
+    spec: SessionSpec
     factory: str | None = None
     salt: int = 0
     eip7702_implementation: str | None = None

@@ -9,16 +9,17 @@ from eth_abi import encode
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
+from session_sdk.addresses import CREATE2_DEPLOYER, create2_address as _create2_address
+
 from ..entrypoint import ALL, EntryPointVersion
 from .anvil import ANVIL_ACCOUNT0, rpc
 
-CREATE2_DEPLOYER = "0x4e59b44847b379578588920ca78fbf26c0b4956c"
 FACTORY_SALT = b"\x00" * 32
 
 
 def create2_address(salt: bytes, init_code: bytes) -> str:
-    raw = keccak(b"\xff" + bytes.fromhex(CREATE2_DEPLOYER[2:]) + salt + keccak(init_code))[12:]
-    return "0x" + raw.hex()
+    """Where the deterministic deployer puts `init_code` with `salt`."""
+    return _create2_address(CREATE2_DEPLOYER, salt, init_code)
 
 
 @dataclass

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from session_sdk import abi as session_abi  # = bundler.sessions.abi (an alias mypy cannot follow)
+from session_sdk.signatures import MODE_SESSION
+from session_sdk.calldata import decode_calls
 
 from ..entrypoint import VERSIONS as EP_VERSIONS
 from ..userop.model import UserOperation
@@ -170,7 +171,7 @@ SPONSOR_EVERYTHING = "sponsor-everything"
 def session_key_of(op: UserOperation) -> str | None:
     """The session key a SessionAccount op claims (signature mode 0x01), if it is one."""
     sig = op.signature
-    if len(sig) >= 21 and sig[0] == session_abi.MODE_SESSION:
+    if len(sig) >= 21 and sig[0] == MODE_SESSION:
         return "0x" + sig[1:21].hex()
     return None
 
@@ -198,7 +199,7 @@ def check_op(policy: Policy, op: UserOperation, entry_point_version: str, now: i
         return refuse("factories", f"factory {op.factory} is not one of its factories", factory=op.factory)
     if policy.targets:
         try:
-            calls = session_abi.decode_calls(op.call_data)
+            calls = decode_calls(op.call_data)
         except ValueError as e:
             return refuse("targets", f"its callData cannot be checked against the call targets ({e})")
         outside = sorted({c.target for c in calls} - policy.targets)

@@ -10,7 +10,7 @@ Two sources of stake information:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dataclasses import dataclass
 
@@ -22,7 +22,6 @@ from ..sim.results import StakeInfo
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..chain.client import NodeClient
 
 SEL_GET_DEPOSIT_INFO = keccak(b"getDepositInfo(address)")[:4]
 DEPOSIT_INFO_TYPE = "(uint256,bool,uint112,uint32,uint48)"
@@ -57,7 +56,13 @@ class DepositInfo:
         return StakeInfo(stake=self.stake, unstake_delay_sec=self.unstake_delay_sec)
 
 
-async def read_deposit_info(node: NodeClient, ep: EntryPointVersion, address: str, tag: str = "latest") -> DepositInfo:
+class EthCaller(Protocol):
+    """The node's eth_call (chain.client.NodeClient)."""
+
+    async def eth_call(self, to: str, data: bytes, tag: str = "latest") -> bytes: ...
+
+
+async def read_deposit_info(node: EthCaller, ep: EntryPointVersion, address: str, tag: str = "latest") -> DepositInfo:
     """EntryPoint.getDepositInfo(address) through the node (same layout in v0.7 and v0.8)."""
     out = await node.eth_call(ep.address, SEL_GET_DEPOSIT_INFO + encode(["address"], [address]), tag)
     ((deposit, staked, stake, delay, withdraw_time),) = decode([DEPOSIT_INFO_TYPE], out)

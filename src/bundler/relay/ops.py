@@ -18,11 +18,16 @@ from eth_abi import decode, encode
 from eth_hash.auto import keccak
 from eth_utils import function_signature_to_4byte_selector
 
+from session_sdk.types import SessionSpec
+from session_sdk.signatures import (
+    DUMMY_ECDSA_SIGNATURE, encode_enable_signature, encode_owner_signature, encode_session_signature,
+)
+from session_sdk.calldata import Call, encode_execute, encode_execute_batch
+
 from ..chain.fees import suggest_fees
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError
 from ..gas.pvg import estimate_pre_verification_gas
-from ..sessions import abi
 from ..userop.model import UserOperation
 from .keystore import SessionKey
 
@@ -60,8 +65,8 @@ class CallSpec:
 def call_data_for(calls: list[CallSpec]) -> bytes:
     if len(calls) == 1:
         c = calls[0]
-        return abi.encode_execute(c.to, c.value, c.data)
-    return abi.encode_execute_batch([abi.Call(c.to, c.value, c.data) for c in calls])
+        return encode_execute(c.to, c.value, c.data)
+    return encode_execute_batch([Call(c.to, c.value, c.data) for c in calls])
 
 
 async def chain_nonce(node: NodeClient, ep: EntryPointVersion, account: str, key: int) -> int:
@@ -84,7 +89,7 @@ async def account_epoch(node: NodeClient, account: str) -> int:
     return decode(["uint32"], await node.eth_call(account, _EPOCH))[0]
 
 
-def period_index(spec: abi.SessionSpec, now: int) -> int:
+def period_index(spec: SessionSpec, now: int) -> int:
     if not spec.period or now < spec.valid_after:
         return 0
     return (now - spec.valid_after) // spec.period
@@ -141,7 +146,7 @@ class OpBuilder:
         return await chain_nonce(self.pool.node, ep, account, lane)
 
     async def submit_session_op(self, *, ep: EntryPointVersion, account: str, calls: list[CallSpec],
-                                key: SessionKey, spec: abi.SessionSpec,
+                                key: SessionKey, spec: SessionSpec,
                                 enable: tuple[int, bytes] | None = None) -> tuple[str, int, int]:
         """Build, estimate, sign and submit one op in a lane; (userOpHash, lane, nonce). `enable` =
         (grant nonce, owner's EIP-712 signature): the op carries the grant (mode 0x02)."""
@@ -160,12 +165,12 @@ class OpBuilder:
 
             def signature(sig65: bytes) -> bytes:
                 if enable is None:
-                    return abi.encode_session_signature(key.address, period, sig65)
-                return abi.encode_enable_signature(spec, enable[0], enable[1], period, sig65)
+                    return encode_session_signature(key.address, period, sig65)
+                return encode_enable_signature(spec, enable[0], enable[1], period, sig65)
 
             op = UserOperation(sender=account, nonce=nonce, call_data=call_data_for(calls), call_gas_limit=0,
                                verification_gas_limit=0, pre_verification_gas=0, max_fee_per_gas=max_fee,
-                               max_priority_fee_per_gas=priority, signature=signature(abi.DUMMY_ECDSA_SIGNATURE))
+                               max_priority_fee_per_gas=priority, signature=signature(DUMMY_ECDSA_SIGNATURE))
             op = await self._with_gas(op, ep, header, fast=enable is None)
             op = replace(op, signature=signature(key.sign(ep.user_op_hash(op, self.pool.chain_id))))
             op_hash = await self.pool.admission.submit(op, ep)
@@ -209,7 +214,7 @@ class OpBuilder:
         op = UserOperation(sender=account, nonce=nonce, call_data=call_data, call_gas_limit=0,
                            verification_gas_limit=0, pre_verification_gas=0, max_fee_per_gas=2 * max_fee,
                            max_priority_fee_per_gas=priority,
-                           signature=abi.encode_owner_signature(abi.DUMMY_ECDSA_SIGNATURE))
+                           signature=encode_owner_signature(DUMMY_ECDSA_SIGNATURE))
         est = await self.pool.estimator.estimate(op, ep)
         op = replace(op, call_gas_limit=est.call_gas_limit, verification_gas_limit=est.verification_gas_limit + 10_000,
                      pre_verification_gas=est.pre_verification_gas, signature=b"")

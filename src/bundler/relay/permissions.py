@@ -23,8 +23,9 @@ from typing import Any
 
 from eth_utils import function_signature_to_4byte_selector
 
-from ..sessions import ArgConstraint, CallPolicy, Condition, Limit, LimitKind, SessionSpec, TransferPolicy
-from ..sessions.abi import ZERO_ADDRESS, GasPolicy, word
+from session_sdk.types import (
+    ZERO_ADDRESS, ArgConstraint, CallPolicy, Condition, GasPolicy, Limit, LimitKind, SessionSpec, TransferPolicy, word,
+)
 
 # One op may cost (gas limits x maxFeePerGas) at most 0.1 ETH, 1 ETH over the session's life; no
 # paymaster (the same default as the TypeScript SDK's DEFAULT_GAS_POLICY).

@@ -31,10 +31,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from .metrics import RelayMetrics
 
+from session_sdk.types import decode_spec, encode_spec
+from session_sdk.eip712 import eip712_spec_digest
+from session_sdk.signatures import encode_owner_signature
+from session_sdk.calldata import encode_grant_session, encode_revoke_session
+from session_sdk.addresses import implementation_of
+from session_sdk.events import TOPIC_SESSION_REVOKED
+
 from ..entrypoint import EntryPointVersion, by_address
 from ..errors import BundlerError, InvalidParams
 from ..rpc.results import encode_receipt
-from ..sessions import abi
 from ..sessions.recover import recover_signer
 from ..store import OpStatus
 from ..store.relay import (
@@ -231,7 +237,7 @@ class RelayService:
         code = await self.pool.node.get_code(account)
         if not code:
             raise InvalidRequest(f"account {account} has no code: deploy it first")
-        ep = self.sessions.contracts.entry_point_of(abi.implementation_of(code)) if self.sessions else None
+        ep = self.sessions.contracts.entry_point_of(implementation_of(code)) if self.sessions else None
         if ep is None or ep not in self.pool.entry_points:
             raise InvalidRequest(f"{account} is not a SessionAccount served by this bundler")
         return ep
@@ -266,12 +272,12 @@ class RelayService:
         except InvalidPermissions as e:
             raise InvalidRequest(f"permissions: {e}") from None
         grant = Grant(id=_new_id("grant"), credential_id=cred.id, account=account, entry_point=ep.address,
-                      session_address=session_address, encrypted_key=encrypted, spec=abi.encode_spec(spec).hex(),
+                      session_address=session_address, encrypted_key=encrypted, spec=encode_spec(spec).hex(),
                       permissions=json.dumps(body.get("permissions"), sort_keys=True), mode=mode,
                       status="prepared", grant_nonce=0,  # a fresh key: grantNonce(signer) is 0
                       epoch=await account_epoch(self.pool.node, account))
         if mode == "ownerOp":
-            op, op_hash = await self.builder.owner_op(ep, account, abi.encode_grant_session(spec))
+            op, op_hash = await self.builder.owner_op(ep, account, encode_grant_session(spec))
             grant.owner_op = json.dumps({"userOp": format_user_operation(op), "userOpHash": op_hash})
         self.store.add_grant(grant)
         self.store.audit("grant.prepared", credential_id=cred.id, account=account, grant_id=grant.id,
@@ -305,9 +311,9 @@ class RelayService:
         if g.status != "prepared":
             raise Conflict(f"grant {grant_id} is {g.status}, not prepared")
         owner = await owner_of(self.pool.node, g.account)
-        spec = abi.decode_spec(bytes.fromhex(g.spec))
+        spec = decode_spec(bytes.fromhex(g.spec))
         if g.mode == "enable":
-            digest = abi.eip712_spec_digest(spec, g.grant_nonce, g.account, self.pool.chain_id, g.epoch)
+            digest = eip712_spec_digest(spec, g.grant_nonce, g.account, self.pool.chain_id, g.epoch)
             if owner is None or recover_signer(digest, sig) != owner:
                 raise Unauthorized(f"the signature is not the owner's EIP-712 signature of this grant "
                                    f"(owner {owner})")
@@ -320,7 +326,7 @@ class RelayService:
             stored = json.loads(g.owner_op)
             if owner is None or recover_signer(bytes.fromhex(stored["userOpHash"][2:]), sig) != owner:
                 raise Unauthorized(f"the signature is not the owner's signature of the grant op (owner {owner})")
-            op = decode_user_operation({**stored["userOp"], "signature": "0x" + abi.encode_owner_signature(sig).hex()})
+            op = decode_user_operation({**stored["userOp"], "signature": "0x" + encode_owner_signature(sig).hex()})
             ep = _grant_entry_point(g)
             try:
                 op_hash = await self.pool.admission.submit(op, ep)
@@ -335,7 +341,7 @@ class RelayService:
     async def revocation(self, p: Principal, grant_id: str) -> dict[str, Any]:
         """What the owner sends to revoke on chain: a transaction to the account, or an owner op."""
         g = self._grant_for(p, grant_id)
-        data = abi.encode_revoke_session(g.session_address)
+        data = encode_revoke_session(g.session_address)
         op, op_hash = await self.builder.owner_op(_grant_entry_point(g), g.account, data)
         return {"grantId": g.id, "sessionKey": g.session_address,
                 "transaction": {"to": g.account, "data": "0x" + data.hex(), "value": "0x0"},
@@ -358,10 +364,10 @@ class RelayService:
             sig = _signature(signed.get("signature"), "ownerOp.signature")
             try:
                 op = decode_user_operation({**signed["userOp"], "signature": "0x" +
-                                           abi.encode_owner_signature(sig).hex()})
+                                            encode_owner_signature(sig).hex()})
             except InvalidParams as e:
                 raise InvalidRequest(f"ownerOp.userOp: {e.message}") from None
-            if op.sender != g.account or op.call_data != abi.encode_revoke_session(g.session_address):
+            if op.sender != g.account or op.call_data != encode_revoke_session(g.session_address):
                 raise InvalidRequest("ownerOp.userOp must be the revocation op of this grant")
             try:
                 submitted = await self.pool.admission.submit(op, _grant_entry_point(g))
@@ -484,7 +490,7 @@ class RelayService:
             self._finish(call, DROPPED, error={"code": "key_unavailable", "message": str(e)})
             return
         calls = [CallSpec(c["to"], int(c["value"], 16), bytes.fromhex(c["data"][2:])) for c in json.loads(call.calls)]
-        spec = abi.decode_spec(bytes.fromhex(g.spec))
+        spec = decode_spec(bytes.fromhex(g.spec))
         if enable is not None:  # only one op may carry the grant
             self._enabling.add(g.id)
         try:
@@ -604,7 +610,7 @@ class RelayService:
         by_key = {(g.account, g.session_address): g for g in live}
         logs = await self.pool.node.get_logs({
             "address": sorted({g.account for g in live}),
-            "topics": ["0x" + abi.TOPIC_SESSION_REVOKED.hex()],
+            "topics": ["0x" + TOPIC_SESSION_REVOKED.hex()],
             "fromBlock": hex(start), "toBlock": hex(block),
         })
         for entry in logs or []:

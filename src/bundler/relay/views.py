@@ -7,7 +7,8 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from ..sessions import abi
+from session_sdk.types import decode_spec
+from session_sdk.eip712 import eip712_spec_digest, eip712_typed_data
 from ..sessions.views import spec_to_json
 from ..store.relay import DISPATCHING, QUEUED, AuditEvent, Credential, Grant, RelayCall
 
@@ -19,7 +20,7 @@ def credential_view(c: Credential) -> dict[str, Any]:
 
 
 def grant_view(g: Grant, chain_id: int) -> dict[str, Any]:
-    spec = abi.decode_spec(bytes.fromhex(g.spec))
+    spec = decode_spec(bytes.fromhex(g.spec))
     out: dict[str, Any] = {
         "grantId": g.id, "credentialId": g.credential_id, "account": to_checksum_address(g.account),
         "entryPoint": to_checksum_address(g.entry_point), "sessionKey": to_checksum_address(g.session_address),
@@ -31,8 +32,8 @@ def grant_view(g: Grant, chain_id: int) -> dict[str, Any]:
     if g.status == "prepared":
         if g.mode == "enable":
             out["enable"] = {
-                "typedData": abi.eip712_typed_data(spec, g.grant_nonce, g.account, chain_id, g.epoch),
-                "digest": "0x" + abi.eip712_spec_digest(spec, g.grant_nonce, g.account, chain_id, g.epoch).hex(),
+                "typedData": eip712_typed_data(spec, g.grant_nonce, g.account, chain_id, g.epoch),
+                "digest": "0x" + eip712_spec_digest(spec, g.grant_nonce, g.account, chain_id, g.epoch).hex(),
             }
         elif g.owner_op:
             out["ownerOp"] = json.loads(g.owner_op)

@@ -1,6 +1,8 @@
-"""Session keys: the SessionAccount ABI and everything the bundler does with it.
+"""Session keys: everything the bundler does with SessionAccount sessions. The contract's encoding
+(spec dataclasses, signatures, EIP-712, calldata, events) is the session SDK's (sdk/python,
+session_sdk.types / signatures / eip712 / calldata / addresses / events / reverts / rules), which
+backends install without the bundler, so the server and every client agree byte for byte.
 
-    abi        the contract's ABI in Python: spec dataclasses, encoders/decoders, signatures
     policy     the off-chain evaluator (mirror of SessionAccount's validation, differential-tested)
     recover    coincurve ECDSA recovery with the contract's rules
     ledger     pending usage of session ops in the mempool
@@ -10,10 +12,3 @@
     service    recognition, admission hooks, fast path, revocation/expiry watcher, RPC answers
     views      JSON shapes of the session_* RPC answers
 """
-from . import abi
-from .abi import (
-    ArgConstraint, Call, CallPolicy, Condition, Limit, LimitKind, SessionSpec, TransferPolicy,
-)
-
-__all__ = ["ArgConstraint", "Call", "CallPolicy", "Condition", "Limit", "LimitKind", "SessionSpec",
-           "TransferPolicy", "abi"]

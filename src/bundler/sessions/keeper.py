@@ -18,8 +18,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable
 
+from session_sdk.types import UINT48_MAX
+from session_sdk.signatures import MODE_ENABLE, MODE_SESSION, EnableSignature
+
 from ..store.base import Store
-from . import abi
 from .ledger import LedgerEntry, SessionLedger
 from .policy import Consumed, PendingUse, decode_session_signature
 
@@ -51,7 +53,7 @@ class LedgerKeeper:
             self.ledger.unmined(entry.hash)
             return
         sig_bytes = entry.op.signature
-        if not self.enabled() or not sig_bytes or sig_bytes[0] not in (abi.MODE_SESSION, abi.MODE_ENABLE):
+        if not self.enabled() or not sig_bytes or sig_bytes[0] not in (MODE_SESSION, MODE_ENABLE):
             return
         try:
             sig = decode_session_signature(sig_bytes)
@@ -64,9 +66,9 @@ class LedgerKeeper:
             # entry was pruned: the bundle simulation still guards it
             log.debug("op %s has a session signature but no session activity record", entry.hash)
             return
-        grant = sig.spec if isinstance(sig, abi.EnableSignature) else None
+        grant = sig.spec if isinstance(sig, EnableSignature) else None
         use = use_from_activity(activity, entry.hash, entry.op.nonce, grant)
-        valid_until = 0 if entry.valid_until >= abi.UINT48_MAX else entry.valid_until
+        valid_until = 0 if entry.valid_until >= UINT48_MAX else entry.valid_until
         self.ledger.add(LedgerEntry(use, account, signer, entry.entry_point.address, entry.valid_after, valid_until))
         self.restored += 1
 

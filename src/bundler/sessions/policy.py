@@ -34,11 +34,10 @@ from eth_abi import decode
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
-from .abi import (
-    CALL_T, MAX_SESSION_CALLS, SEL_DEPOSIT_TO, SEL_EXECUTE, SEL_EXECUTE_BATCH, UINT48_MAX, ArgType, Call, Condition,
-    EnableSignature, LimitKind, OwnerSignature, Scope, SessionSignature, SessionSpec, Status, ZERO_ADDRESS,
-    decode_signature, is_canonical, bad_arg_type, check_spec, op_max_cost, signed,
-)
+from session_sdk.types import UINT48_MAX, ZERO_ADDRESS, ArgType, Condition, LimitKind, Scope, SessionSpec, Status
+from session_sdk.rules import bad_arg_type, check_spec, is_canonical, op_max_cost, signed
+from session_sdk.signatures import EnableSignature, OwnerSignature, SessionSignature, decode_signature
+from session_sdk.calldata import CALL_T, MAX_SESSION_CALLS, SEL_DEPOSIT_TO, SEL_EXECUTE, SEL_EXECUTE_BATCH, Call
 
 if TYPE_CHECKING:
     from ..userop.model import UserOperation
@@ -150,7 +149,7 @@ class PendingUse:
 class Evaluation:
     account: str
     signer: str
-    mode: int  # abi.MODE_SESSION or abi.MODE_ENABLE
+    mode: int  # MODE_SESSION or MODE_ENABLE (session_sdk.signatures)
     period_index: int
     valid_after: int
     valid_until: int  # 0 = unbounded (as in validationData)

@@ -16,7 +16,8 @@ import logging
 from dataclasses import dataclass, field
 
 from eth_abi import encode
-from eth_hash.auto import keccak
+
+from session_sdk.addresses import CREATE2_DEPLOYER, create2_address
 
 from .. import entrypoint as eps
 from ..entrypoint import EntryPointVersion
@@ -25,12 +26,7 @@ from .state import SEL_ACCOUNT_IMPLEMENTATION, SEL_ENTRY_POINT
 
 log = logging.getLogger(__name__)
 
-CREATE2_DEPLOYER = "0x4e59b44847b379578588920ca78fbf26c0b4956c"
 DEV_SALT = b"\x00" * 31 + b"\x5e"
-
-
-def _create2(salt: bytes, init_code: bytes) -> str:
-    return "0x" + keccak(b"\xff" + bytes.fromhex(CREATE2_DEPLOYER[2:]) + salt + keccak(init_code))[12:].hex()
 
 
 def dev_addresses() -> tuple[dict[str, str], dict[str, str]]:
@@ -45,9 +41,10 @@ def dev_addresses() -> tuple[dict[str, str], dict[str, str]]:
         return {}, {}
     impls, factories = {}, {}
     for ep in eps.ALL:
-        impl = _create2(DEV_SALT, account_code + encode(["address"], [ep.address]))
+        impl = create2_address(CREATE2_DEPLOYER, DEV_SALT, account_code + encode(["address"], [ep.address]))
         impls[ep.version] = impl
-        factories[ep.version] = _create2(DEV_SALT, factory_code + encode(["address"], [impl]))
+        factories[ep.version] = create2_address(CREATE2_DEPLOYER, DEV_SALT,
+                                                factory_code + encode(["address"], [impl]))
     return impls, factories
 
 

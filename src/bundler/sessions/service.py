@@ -12,7 +12,7 @@ Admission (pool.admission) calls, for every op:
 
 Recognition (no guessing from the signature alone):
   - deployed clone: eth_getCode is the ERC-1167 runtime of a known implementation of this
-    EntryPoint (abi.implementation_of)
+    EntryPoint (session_sdk.addresses.implementation_of)
   - EIP-7702: the code is the delegation designator to the known v0.8 implementation, or the op
     itself carries an eip7702Auth to it
   - first op: factory is a known SessionAccountFactory of this EntryPoint, factoryData is
@@ -44,6 +44,13 @@ from typing import Any
 from eth_abi import decode
 from eth_utils import to_checksum_address
 
+from session_sdk.types import ZERO_ADDRESS, Scope
+from session_sdk.eip712 import eip712_spec_digest
+from session_sdk.signatures import MODE_ENABLE, MODE_SESSION, EnableSignature, SessionSignature
+from session_sdk.calldata import SEL_CREATE_ACCOUNT
+from session_sdk.addresses import delegation_code, implementation_of
+from session_sdk.events import TOPIC_ALL_SESSIONS_REVOKED, TOPIC_SESSION_GRANTED, TOPIC_SESSION_REVOKED
+
 from .. import faults
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams, SignatureInvalid, TimeRangeInvalid, ValidationRejected
@@ -56,7 +63,6 @@ from ..pool.mempool import Mempool, PoolEntry
 from ..store.base import Store
 from ..store.records import SessionActivity
 from ..userop.model import UserOperation
-from . import abi
 from .gas import validation_gas_bound
 from .keeper import LedgerKeeper
 from .ledger import LedgerEntry, SessionLedger
@@ -100,7 +106,7 @@ class SessionOp:
     account: str
     implementation: str
     kind: str  # "clone" | "eip7702" | "deploy"
-    sig: abi.SessionSignature | abi.EnableSignature
+    sig: SessionSignature | EnableSignature
     state: SessionState
     state_block: int
     owner: str | None
@@ -167,7 +173,7 @@ class SessionService:
         """The op as a session op of a SessionAccount, with the account's state read at
         `header`; None when it is not one (the caller validates it the ordinary way)."""
         sig_bytes = op.signature
-        if not self.contracts or not sig_bytes or sig_bytes[0] not in (abi.MODE_SESSION, abi.MODE_ENABLE):
+        if not self.contracts or not sig_bytes or sig_bytes[0] not in (MODE_SESSION, MODE_ENABLE):
             return None
         kind: str | None = None
         impl: str | None = None
@@ -179,12 +185,12 @@ class SessionService:
             if auth is None or self.contracts.entry_point_of(auth.address) is not ep:
                 return None
             kind, impl = "eip7702", auth.address
-            code_override = abi.delegation_code(impl)
+            code_override = delegation_code(impl)
         elif op.factory is not None:
             impl = self.contracts.factories.get(op.factory)
             if impl is None or self.contracts.entry_point_of(impl) is not ep:
                 return None
-            if bytes(op.factory_data[:4]) != abi.SEL_CREATE_ACCOUNT:
+            if bytes(op.factory_data[:4]) != SEL_CREATE_ACCOUNT:
                 return None
             try:
                 owner, salt = decode(["address", "uint256"], bytes(op.factory_data[4:]))
@@ -210,7 +216,7 @@ class SessionService:
             return SessionOp(op, ep, op_hash, op.sender, impl, kind, sig, SessionState(), header.number, owner)
         view = await self.reader.read(ep, op.sender, sig.signer, op.nonce_key, header, code_override=code_override)
         if kind is None:
-            impl = abi.implementation_of(view.code)
+            impl = implementation_of(view.code)
             if impl is None or self.contracts.entry_point_of(impl) is not ep:
                 return None
             kind = "clone" if len(view.code) == 45 else "eip7702"
@@ -249,10 +255,10 @@ class SessionService:
             raise ValueError("a session op's signatures are checked against its userOpHash: prepare() was given none")
         digest = bytes.fromhex(sop.op_hash[2:])
         sig = sop.sig
-        if isinstance(sig, abi.EnableSignature) and sop.owner is not None:
+        if isinstance(sig, EnableSignature) and sop.owner is not None:
             # an op carrying a 7702 authorization starts the next epoch before the grant
             epoch = sop.state.epoch + (1 if sop.op.is_eip7702 else 0)
-            enable_digest = abi.eip712_spec_digest(sig.spec, sig.nonce, sop.account, self.chain_id, epoch)
+            enable_digest = eip712_spec_digest(sig.spec, sig.nonce, sop.account, self.chain_id, epoch)
             recovered = recover_signer(enable_digest, sig.owner_signature)
             if recovered != sop.owner:
                 raise SignatureInvalid(
@@ -280,7 +286,7 @@ class SessionService:
 
     def _fast_outcome(self, sop: SessionOp, ev: Evaluation, replacing: str | None) -> FastOutcome | None:
         op, view = sop.op, sop.view
-        if (not self.fast_path or view is None or sop.kind == "deploy" or ev.mode != abi.MODE_SESSION
+        if (not self.fast_path or view is None or sop.kind == "deploy" or ev.mode != MODE_SESSION
                 or op.paymaster is not None or op.factory is not None or op.eip7702_auth is not None):
             return None
         if view.nonce is None or not self._nonce_follows(op, sop.ep, view.nonce):
@@ -370,7 +376,7 @@ class SessionService:
             self._check_window(sop, ev, self.head.window(header))
         except SessionViolation as v:
             raise self._error(v, sop) from None
-        if ev.mode != abi.MODE_SESSION or sop.kind == "deploy":
+        if ev.mode != MODE_SESSION or sop.kind == "deploy":
             return 0
         # the client fills in gas and fees later: assume the op pays its prefund
         return validation_gas_bound(ev, len(op.call_data), fresh_nonce=sop.view is None or sop.view.nonce is None
@@ -433,8 +439,8 @@ class SessionService:
         faults.fail_point("sessions.get_logs")
         logs = await self.rpc.get_logs({
             "address": accounts,
-            "topics": [["0x" + abi.TOPIC_SESSION_REVOKED.hex(), "0x" + abi.TOPIC_SESSION_GRANTED.hex(),
-                        "0x" + abi.TOPIC_ALL_SESSIONS_REVOKED.hex()]],
+            "topics": [["0x" + TOPIC_SESSION_REVOKED.hex(), "0x" + TOPIC_SESSION_GRANTED.hex(),
+                        "0x" + TOPIC_ALL_SESSIONS_REVOKED.hex()]],
             "fromBlock": hex(start), "toBlock": hex(header.number),
         })
         regranted: set[tuple[str, str]] = set()
@@ -442,7 +448,7 @@ class SessionService:
             if entry.get("removed") or not entry.get("topics"):
                 continue
             account = entry["address"].lower()
-            if bytes.fromhex(entry["topics"][0][2:]) == abi.TOPIC_ALL_SESSIONS_REVOKED:
+            if bytes.fromhex(entry["topics"][0][2:]) == TOPIC_ALL_SESSIONS_REVOKED:
                 block = int(entry["blockNumber"], 16)
                 for signer in [s for a, s in self.ledger.sessions() if a == account]:
                     regranted.discard((account, signer))
@@ -454,7 +460,7 @@ class SessionService:
             if len(entry["topics"]) < 2:
                 continue
             signer = "0x" + entry["topics"][1][-40:].lower()
-            if bytes.fromhex(entry["topics"][0][2:]) == abi.TOPIC_SESSION_REVOKED:
+            if bytes.fromhex(entry["topics"][0][2:]) == TOPIC_SESSION_REVOKED:
                 regranted.discard((account, signer))
                 block = int(entry["blockNumber"], 16)
                 for e in self.ledger.entries(account, signer):
@@ -485,7 +491,7 @@ class SessionService:
                 continue
             try:
                 sig = decode_session_signature(pool_entry.op.signature)
-                facts = OpFacts.of(pool_entry.op, ep.address, abi.implementation_of(view.code) or abi.ZERO_ADDRESS)
+                facts = OpFacts.of(pool_entry.op, ep.address, implementation_of(view.code) or ZERO_ADDRESS)
                 ev = evaluate(account, view.state, sig, pool_entry.op.call_data, kept, facts)
             except (ValueError, SessionViolation) as v:
                 if self._drop(e.op_hash, f"the session {signer} was granted anew and the op no longer passes "
@@ -502,7 +508,7 @@ class SessionService:
         code = await self.rpc.get_code(account, hex(header.number))
         if not code:
             return "counterfactual", ep, code
-        impl = abi.implementation_of(code)
+        impl = implementation_of(code)
         known = self.contracts.entry_point_of(impl)
         if known is None:
             raise InvalidParams(f"{account} is not a SessionAccount known to this bundler (its code is not a clone of, "
@@ -566,7 +572,7 @@ class SessionService:
                            **({"function": function_name(bytes.fromhex(c["data"][2:10]))}
                               if len(c["data"]) >= 10 else {})} for c in a.calls],
                 "consumed": [{"scope": SCOPE_NAMES.get(c["scope"], c["scope"]), "policyIndex": c["policyIndex"],
-                              **({"constraintIndex": c["constraintIndex"]} if c["scope"] == abi.Scope.CALL_ARG
+                              **({"constraintIndex": c["constraintIndex"]} if c["scope"] == Scope.CALL_ARG
                                  else {}),
                               "amount": hex(c["amount"])} for c in a.consumed],
                 "transactionHash": record.tx_hash if record is not None else None,

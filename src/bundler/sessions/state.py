@@ -26,9 +26,10 @@ from eth_abi.decoding import ContextFramesBytesIO
 from eth_abi.registry import registry as abi_registry
 from eth_utils import function_signature_to_4byte_selector
 
+from session_sdk.types import SESSION_SPEC_T, Scope, SessionSpec, Status
+
 from ..chain.client import NodeClient, RpcCallError
 from ..entrypoint import EntryPointVersion
-from . import abi
 from .policy import StoredCounter, SessionState
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ SEL_BALANCE_OF = _sel("balanceOf(address)")
 SEL_GET_ADDRESS = _sel("getAddress(address,uint256)")
 SEL_ENTRY_POINT = _sel("entryPoint()")
 SEL_ACCOUNT_IMPLEMENTATION = _sel("ACCOUNT_IMPLEMENTATION()")
-SESSION_INFO_T = f"({abi.SESSION_SPEC_T},uint8,uint64,uint32,uint32)"
+SESSION_INFO_T = f"({SESSION_SPEC_T},uint8,uint64,uint32,uint32)"
 _LU = "(uint48,uint256)"
 USAGE_T = f"(uint32,{_LU}[],{_LU}[][],{_LU}[],{_LU})"
 
@@ -62,7 +63,7 @@ _USAGE_DECODER = abi_registry.get_tuple_decoder(USAGE_T)
 def decode_session_info(data: bytes) -> SessionState:
     """getSession(signer) output -> SessionState without counters."""
     ((spec_t, status, grant_nonce, usage_count, epoch),) = _SESSION_INFO_DECODER(ContextFramesBytesIO(data))
-    spec = abi.SessionSpec.from_abi(spec_t) if status != abi.Status.NONE else None
+    spec = SessionSpec.from_abi(spec_t) if status != Status.NONE else None
     return SessionState(status, grant_nonce, usage_count, spec, {}, epoch)
 
 
@@ -72,16 +73,16 @@ def decode_usage(data: bytes) -> dict[tuple[int, int, int], StoredCounter]:
     out: dict[tuple[int, int, int], StoredCounter] = {}
     for i, (period, used) in enumerate(call_value):
         if period or used:
-            out[(abi.Scope.CALL_VALUE, i, 0)] = StoredCounter(period, used)
+            out[(Scope.CALL_VALUE, i, 0)] = StoredCounter(period, used)
     for i, per_policy in enumerate(call_args):
         for j, (period, used) in enumerate(per_policy):
             if period or used:
-                out[(abi.Scope.CALL_ARG, i, j)] = StoredCounter(period, used)
+                out[(Scope.CALL_ARG, i, j)] = StoredCounter(period, used)
     for i, (period, used) in enumerate(transfer_value):
         if period or used:
-            out[(abi.Scope.TRANSFER_VALUE, i, 0)] = StoredCounter(period, used)
+            out[(Scope.TRANSFER_VALUE, i, 0)] = StoredCounter(period, used)
     if gas_cost[0] or gas_cost[1]:
-        out[(abi.Scope.GAS, 0, 0)] = StoredCounter(*gas_cost)
+        out[(Scope.GAS, 0, 0)] = StoredCounter(*gas_cost)
     return out
 
 

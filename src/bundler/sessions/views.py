@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .abi import Condition, LimitKind, Scope, SessionSpec, Status, ZERO_ADDRESS
+from session_sdk.types import ZERO_ADDRESS, Condition, LimitKind, Scope, SessionSpec, Status
 from .policy import (
     POLICY_TYPES,
     FUNCTION_NAMES, LimitKey, SessionState, arg_type_text, current_period, limit_keys, limit_of, limit_text,

@@ -58,6 +58,9 @@ def _hex_address(address: bytes) -> str:
     return "0x" + address.hex()
 
 
+MAX_HINTS = 32  # accounts carried over as prefetch hints from one block to the next
+
+
 class BlockState:
     """Read-through cache of the node's state at one pinned block."""
 
@@ -68,6 +71,11 @@ class BlockState:
         self.accounts: dict[bytes, tuple[int, int, bytes]] = {}
         self.storage: dict[bytes, dict[int, int]] = {}
         self.fetches = 0  # node round trips made for this block
+        # accounts the simulations needed beyond the prefetched ones (an account's implementation
+        # behind its ERC-1967 slot, precompiles): the next block's first batch fetches them too
+        self.on_demand: dict[bytes, None] = {}
+        self.hints: tuple[bytes, ...] = ()  # the previous block's on_demand, for the first batch
+        self._hinted: set[bytes] = set()  # hints fetched and not read yet
 
     @property
     def key(self) -> tuple[int, bytes]:
@@ -76,8 +84,14 @@ class BlockState:
     def account(self, address: bytes) -> tuple[int, int, bytes]:
         acct = self.accounts.get(address)
         if acct is None:
+            if len(self.on_demand) < MAX_HINTS:
+                self.on_demand[address] = None
             self.prefetch((address,), ())
             acct = self.accounts[address]
+        elif address in self._hinted:  # a hint that served: hint it to the next block again
+            self._hinted.discard(address)
+            if len(self.on_demand) < MAX_HINTS:
+                self.on_demand[address] = None
         return acct
 
     def storage_at(self, address: bytes, slot: int) -> int:
@@ -98,6 +112,9 @@ class BlockState:
 
     def prefetch(self, addresses: Iterable[bytes], slots: Iterable[tuple[bytes, int]]) -> None:
         """Fetch the accounts and slots not cached yet, all in one batch."""
+        if self.hints:
+            self._hinted = {a for a in self.hints if a not in self.accounts}
+            addresses, self.hints = (*addresses, *self.hints), ()
         want_accounts = [a for a in dict.fromkeys(addresses) if a not in self.accounts]
         want_slots = [
             (a, s) for a, s in dict.fromkeys(slots) if s not in self.storage.get(a, ())

@@ -74,7 +74,10 @@ class SimWorker:
         key = block.cache_key
         bs = self._blocks.get(key)
         if bs is None:
-            bs = self._blocks[key] = BlockState(self.reader, block)
+            bs = BlockState(self.reader, block)
+            if self._blocks:  # what the last block's simulations fetched one by one
+                bs.hints = tuple(next(reversed(self._blocks.values())).on_demand)
+            self._blocks[key] = bs
             while len(self._blocks) > self.config.cached_blocks:
                 self._blocks.popitem(last=False)
         else:

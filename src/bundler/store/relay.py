@@ -134,7 +134,7 @@ class Grant:
     entry_point: str
     session_address: str
     encrypted_key: str | None  # None once the key is destroyed (revoked / retired)
-    spec: str  # hex of the ABI-encoded SessionSpec (bundler.sessions.abi.encode_spec)
+    spec: str  # hex of the ABI-encoded SessionSpec (session_sdk.types.encode_spec)
     permissions: str  # the JSON the grant was prepared from
     mode: str  # enable | ownerOp
     status: str  # prepared | authorized | activating | active | revoked | retired | failed

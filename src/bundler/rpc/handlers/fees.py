@@ -3,17 +3,33 @@ pimlico_getUserOperationGasPrice and Rundler's rundler_maxPriorityFeePerGas, bot
 oracle in chain.fees."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 from pjrpc.server import MethodRegistry
 
-from ..chain.fees import user_operation_gas_prices
+from ...chain.client import NodeClient
+from ...chain.fees import GasPrice, user_operation_gas_prices
+from ...chain.types import PinnedBlock
 
 
-def fee_registry(bundler) -> MethodRegistry:
+class FreshHead(Protocol):
+    async def fresh(self) -> PinnedBlock: ...
+
+
+@dataclass(frozen=True)
+class FeeServices:
+    head: FreshHead
+    node: NodeClient
+    min_priority_fee: int
+
+
+def fee_registry(services: FeeServices) -> MethodRegistry:
     r = MethodRegistry()
 
-    async def prices():
-        header = await bundler.head.fresh()
-        return await user_operation_gas_prices(bundler.node, header, bundler.config.min_priority_fee)
+    async def prices() -> dict[str, GasPrice]:
+        header = await services.head.fresh()
+        return await user_operation_gas_prices(services.node, header, services.min_priority_fee)
 
     @r.add(name="pimlico_getUserOperationGasPrice")
     async def pimlico_gas_price() -> dict:

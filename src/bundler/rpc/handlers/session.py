@@ -1,21 +1,39 @@
-"""session_* JSON-RPC methods: what a session key may still do, and what it did through this
-bundler. Parameters are parsed here; the answers come from sessions.service."""
+"""session_*: what a session key may still do, and what it did through this bundler.
+Parameters are parsed here; the answers come from sessions.service."""
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
 
 from pjrpc.server import MethodRegistry
 
-from ..errors import InvalidParams
-from .methods import _entry_point
-from .params import decode_account_and_session_key
+from ...entrypoint import EntryPointVersion
+from ...errors import InvalidParams
+from ..params import decode_account_and_session_key, decode_entry_point
 
 
-def session_registry(bundler) -> MethodRegistry:
+class SessionQueries(Protocol):
+    """sessions.service.SessionService as the session_* methods ask it."""
+
+    @property
+    def contracts(self) -> object: ...  # falsy: no SessionAccount implementation known on this chain
+
+    async def session_info(self, account: str, signer: str, ep: EntryPointVersion | None = None) -> dict[str, Any]: ...
+
+    async def activity(self, account: str, signer: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class SessionServices:
+    entry_points: Sequence[EntryPointVersion]
+    sessions: SessionQueries | None
+
+
+def session_registry(services: SessionServices) -> MethodRegistry:
     r = MethodRegistry()
 
-    def service():
-        sessions = getattr(bundler, "sessions", None)
+    def service() -> SessionQueries:
+        sessions = services.sessions
         if sessions is None or not sessions.contracts:
             raise InvalidParams("this bundler recognises no SessionAccount implementation on this chain "
                                 "(see --session-implementations)")
@@ -27,7 +45,7 @@ def session_registry(bundler) -> MethodRegistry:
         cumulative limit: limit, used on chain, pending in the mempool, remaining (allowances:
         in the current period)."""
         account, key = decode_account_and_session_key(account, session_key)
-        ep = _entry_point(bundler, entry_point) if entry_point is not None else None
+        ep = decode_entry_point(entry_point, services.entry_points) if entry_point is not None else None
         return await service().session_info(account, key, ep)
 
     @r.add(name="session_getActivity")
