@@ -27,7 +27,7 @@ from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, NodeError, OpcodeViolation, TimeRangeInvalid
 from ..sim.erc7562 import RuleContext, TracerFactory, check, storage_touched, violation_error
 from ..sim.entrypoint_sim import queued_nonce_override
-from ..sim.results import SimulationFailure, failure_error, validation_error
+from ..sim.results import SimulationFailure, ValidationResult, failure_error, validation_error
 from ..userop.model import UserOperation
 from .mempool import PoolEntry, PoolReader
 
@@ -54,7 +54,7 @@ class SafeMode:
     def tracer(self, op: UserOperation, ep: EntryPointVersion) -> TracerFactory | None:
         return TracerFactory.for_op(op, ep.address) if self.enabled else None
 
-    def context(self, op: UserOperation, ep: EntryPointVersion, result) -> RuleContext:
+    def context(self, op: UserOperation, ep: EntryPointVersion, result: ValidationResult) -> RuleContext:
         """The rules' context, with the mempool's part (STO-040/041) reduced to what the rules
         will ask: which of this op's entities and touched contracts are senders of other pending
         ops, and whether its sender is an entity of another sender's op (indexed lookups each,
@@ -80,7 +80,7 @@ class SafeMode:
     def _pending_sender(self, address: str) -> bool:
         return bool(self.mempool.for_sender(address))  # addresses are lower-case (userop.codec)
 
-    def violation(self, op: UserOperation, ep: EntryPointVersion, result) -> BundlerError | None:
+    def violation(self, op: UserOperation, ep: EntryPointVersion, result: ValidationResult) -> BundlerError | None:
         """The error for the first rule the validation broke, or None."""
         if not self.enabled or result.trace is None:
             return None
@@ -88,7 +88,7 @@ class SafeMode:
         found = check(result.trace, ctx)
         return violation_error(found[0], ctx) if found else None
 
-    def enforce(self, op: UserOperation, ep: EntryPointVersion, result) -> None:
+    def enforce(self, op: UserOperation, ep: EntryPointVersion, result: ValidationResult) -> None:
         err = self.violation(op, ep, result)
         if err is not None:
             raise err

@@ -81,13 +81,13 @@ class NoopTracer:
     def __init__(self, opcodes: Iterable[int] = ERC7562_OPCODES):
         self.opcodes = frozenset(opcodes)
 
-    def on_enter(self, message, parent) -> None:
+    def on_enter(self, message: MessageAPI, parent: ComputationAPI | None) -> None:
         pass
 
-    def on_exit(self, message, computation) -> None:
+    def on_exit(self, message: MessageAPI, computation: ComputationAPI) -> None:
         pass
 
-    def on_opcode(self, opcode, computation) -> None:
+    def on_opcode(self, opcode: int, computation: ComputationAPI) -> None:
         pass
 
 

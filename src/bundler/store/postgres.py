@@ -35,6 +35,7 @@ import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 
@@ -400,7 +401,7 @@ class PostgresStore(WriteBehind):
                 self._read.execute("INSERT INTO bundler_meta (key, value) VALUES (%s, %s) "
                                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (k, v))
 
-    def lock_executors(self, addresses) -> None:
+    def lock_executors(self, addresses: list[str]) -> None:
         """Hold each executor key for this instance (session advisory locks, released when the
         connection closes, also if the process is killed)."""
         for a in addresses:
@@ -517,7 +518,7 @@ class PostgresStore(WriteBehind):
         self._op_json.pop(record.hash, None)
         self._write(record, knew_mined=False)
 
-    def update(self, op_hash: str, **fields) -> OpRecord | None:
+    def update(self, op_hash: str, **fields: Any) -> OpRecord | None:
         record = self.get(op_hash)
         if record is None:
             return None

@@ -306,7 +306,7 @@ class RelayStore:
                           (credential_id,))
         return Credential(*rows[0]) if rows else None
 
-    def update_credential(self, credential_id: str, **changes) -> None:
+    def update_credential(self, credential_id: str, **changes: Any) -> None:
         self._update("relay_credentials", credential_id, changes)
 
     # -- grants -----------------------------------------------------------------------------
@@ -334,7 +334,7 @@ class RelayStore:
             q += " WHERE " + " AND ".join(where)
         return [Grant(*r) for r in self._exec(q + " ORDER BY created_at", params)]
 
-    def update_grant(self, grant_id: str, **changes) -> None:
+    def update_grant(self, grant_id: str, **changes: Any) -> None:
         changes.setdefault("updated_at", time.time())
         self._update("relay_grants", grant_id, changes)
 
@@ -366,11 +366,11 @@ class RelayStore:
             params.append(grant_id)
         return [RelayCall(*r) for r in self._exec(q + " ORDER BY created_at", params)]
 
-    def update_call(self, call_id: str, **changes) -> None:
+    def update_call(self, call_id: str, **changes: Any) -> None:
         changes.setdefault("updated_at", time.time())
         self._update("relay_calls", call_id, changes)
 
-    def transition_call(self, call_id: str, from_statuses: tuple[str, ...], **changes) -> bool:
+    def transition_call(self, call_id: str, from_statuses: tuple[str, ...], **changes: Any) -> bool:
         """Change the call only if its status is one of `from_statuses` (one atomic UPDATE), so
         instances sharing the store never both dispatch or both finish one call."""
         changes.setdefault("updated_at", time.time())
@@ -386,7 +386,7 @@ class RelayStore:
 
     # -- audit ------------------------------------------------------------------------------
     def audit(self, event: str, *, credential_id: str | None = None, account: str | None = None,
-              grant_id: str | None = None, **detail) -> None:
+              grant_id: str | None = None, **detail: Any) -> None:
         self._exec("INSERT INTO relay_audit (at, credential_id, account, grant_id, event, detail) "
                    "VALUES (?, ?, ?, ?, ?, ?)",
                    (time.time(), credential_id, account, grant_id, event, json.dumps(detail, sort_keys=True)))

@@ -49,7 +49,7 @@ from eth.vm.opcode_values import (
 from eth_hash.auto import keccak
 
 from ...errors import BundlerError, OpcodeViolation, StakeTooLow
-from ..results import StakeInfo
+from ..results import StakeInfo, ValidationResult
 from .tracer import READ, WRITE, PhaseTrace, Trace, opcode_name
 
 if TYPE_CHECKING:
@@ -83,8 +83,8 @@ class RuleContext:
     paymaster_context: bytes = b""
 
     @classmethod
-    def for_op(cls, op: UserOperation, entry_point: str, result=None, *, min_stake: int = 10**18,
-               min_unstake_delay: int = 86_400, mempool_senders: Iterable[str] = (),
+    def for_op(cls, op: UserOperation, entry_point: str, result: ValidationResult | None = None, *,
+               min_stake: int = 10**18, min_unstake_delay: int = 86_400, mempool_senders: Iterable[str] = (),
                mempool_entities: Iterable[str] = ()) -> "RuleContext":
         """From a UserOperation and its ValidationResult (stake infos)."""
         factory = op.deploying_factory.lower() if op.deploying_factory is not None else None

@@ -34,6 +34,7 @@ from eth.vm.opcode_values import (
     TLOAD, TSTORE,
 )
 from eth_hash.auto import keccak
+from eth.abc import ComputationAPI, MessageAPI
 
 from ..executor import ERC7562_OPCODES
 from ..state import code_hash
@@ -187,7 +188,7 @@ class ValidationTracer:
             phase = self._phases[entity] = PhaseTrace(entity, address)
         return phase
 
-    def on_enter(self, msg, parent) -> None:
+    def on_enter(self, msg: MessageAPI, parent: ComputationAPI | None) -> None:
         pending, self._pending = self._pending, None
         phase = self._phase
         self._stack.append(phase)
@@ -218,7 +219,7 @@ class ValidationTracer:
         elif msg.code:
             self._remember_code(msg)
 
-    def on_exit(self, msg, computation) -> None:
+    def on_exit(self, msg: MessageAPI, computation: ComputationAPI) -> None:
         phase = self._phase
         if phase is not None and computation.is_error:
             error = computation.error
@@ -227,7 +228,7 @@ class ValidationTracer:
             elif isinstance(error, InvalidInstruction):
                 stream = computation.code
                 pc = stream.program_counter - 1
-                raw = stream._raw_code_bytes
+                raw = stream._raw_code_bytes  # type: ignore[attr-defined]  # py-evm's CodeStream keeps the code here
                 op = raw[pc] if 0 <= pc < len(raw) else 0xFE
                 phase.invalid.append((msg.storage_address, op))
         self._phase = self._stack.pop() if self._stack else None
@@ -239,7 +240,7 @@ class ValidationTracer:
                 self._codes[address] = msg.code
 
     # -- opcodes --
-    def on_opcode(self, opcode: int, computation) -> None:
+    def on_opcode(self, opcode: int, computation: ComputationAPI) -> None:
         phase = self._phase
         if phase is not None:
             self._handlers[opcode](phase, opcode, computation)
@@ -353,7 +354,7 @@ class ValidationTracer:
         return Trace(self._ep, self._sender, dict(self._phases), tuple(sorted(bases)), hashes)
 
 
-def _factory_of(create_sender_data: bytes) -> bytes:
+def _factory_of(create_sender_data: bytes | memoryview) -> bytes:
     """The factory address inside createSender(bytes initCode)'s calldata (initCode[0:20])."""
     data = bytes(create_sender_data)
     # selector | offset (32) | length (32) | initCode...
