@@ -356,3 +356,18 @@ async def test_back_to_pool_validates_again_forgets_the_mined_and_leaves_the_dro
     assert "bundle nonce taken, no longer valid: AA23" in w.store.get(failing).reason
     assert w.store.get(dropped).reason == "dropped meanwhile"
     assert sorted(w.simulator.calls) == sorted([op(1).sender, op(3).sender])  # validated again
+
+
+async def test_op_state_reads_the_recorded_status_in_and_out_of_the_mempool():
+    w = world()
+    assert w.pool.op_state("0x" + "00" * 32) is None
+    h = await w.pool.add(op(1), V07)
+    assert w.pool.op_state(h).status is OpStatus.PENDING
+    w.pool.drop(w.pool.get(h), "no longer valid: AA23", -32500)
+    state = w.pool.op_state(h)
+    assert (state.status, state.reason, state.error_code) == (OpStatus.DROPPED, "no longer valid: AA23", -32500)
+    mined = await w.pool.add(op(2), V07)
+    w.pool.mark_submitted([w.pool.get(mined)], TX)
+    w.pool.apply_bundle_result([mined], BundleOutcome(TX, 101, BLOCK_HASH, included={mined}))
+    assert w.pool.get(mined) is None
+    assert (w.pool.op_state(mined).status, w.pool.op_state(mined).tx_hash) == (OpStatus.MINED, TX)

@@ -1,7 +1,7 @@
 """The bundling loop: turns pending ops into handleOps transactions by wiring the proposer
 (select, second validation, simulate and drop, fees: proposer.py) -> the key assigner
 (assigner.py) -> the transaction tracker (sign, send, replace, follow: tracker.py) -> settlement
-(here: the fate of every op of a resolved transaction, told to the pool).
+(settlement.py: the fate of every op of a resolved transaction, told to the pool; restart resume).
 
 The builder sees the pool only through its interface (pool.pool.Pool): it reads candidates,
 claims them (shared store), and tells the pool every op's fate; it writes no op status and
@@ -11,23 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from ..chain.client import NodeClient
 from ..chain.fees import suggest_fees
 from ..chain.head import HeadTracker
 from ..chain.reorgs import ChainWatcher, MinedBundle
 from ..chain.types import ChainUpdate
-from ..chain.userop_logs import build_receipt, find_event_log
+from ..chain.userop_logs import find_event_log
 from ..entrypoint import EntryPointVersion, handle_ops_calldata
 from ..errors import BundlerError
 from ..config import Config
 from ..metrics import Metrics, NullMetrics
 from ..pool.eip7702 import Eip7702Checker
 from ..pool.mempool import PoolEntry
-from ..pool.pool import BundleOutcome, Pool
+from ..pool.pool import Pool
 from ..pool.safe import SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
 from ..sim.protocol import Simulator
@@ -39,29 +36,13 @@ from .dev_miner import DevMiner
 from .assigner import KeyAssigner
 from .executor_key import Executor
 from .proposer import BundleProposer, ProposedBundle, bundle_gas_limit, due, select_ops
-from .tracker import InflightStore, TransactionTracker
+from .settlement import InflightRows, SentBundle, Settlement
+from .tracker import TransactionTracker
 
 log = logging.getLogger(__name__)
 
 # after a bundle failed (node refusing?), auto mode waits this long before the next one
 FAILURE_BACKOFF_S = 0.5
-
-
-class InflightRows(InflightStore, Protocol):
-    """The store as the builder uses it: its in-flight transaction rows (the tracker's), and one
-    commit for an op's fate and its row's removal (store.base.Store)."""
-
-    def batch(self) -> AbstractContextManager[Any]: ...
-
-
-@dataclass
-class SentBundle:
-    entry_point: str
-    tx_hash: str
-    block_number: int | None
-    status: str  # "mined" | "reverted" | "not_mined"
-    included: list[str] = field(default_factory=list)
-    dropped: dict[str, str] = field(default_factory=dict)
 
 
 class Builder:
@@ -104,9 +85,13 @@ class Builder:
         # executor balances (for /health: self.balances.status(), self.balances.all_low)
         self.balances = BalanceGuard(node, executors, config.min_executor_balance)
         self.keys = KeyAssigner(executors, self.balances.is_low)
-        self.watcher: ChainWatcher | None = None   # set by the app
         self._background: set[asyncio.Task] = set()
+        self._watcher: ChainWatcher | None = None  # set by the app
         self.metrics = metrics if metrics is not None else NullMetrics()
+        # what a resolved transaction means for its ops (and resuming those found in flight)
+        self.settlement = Settlement(pool=pool, rows=store, tracker=self.tracker, executors=executors,
+                                     found_mined=self._found_mined_on_chain, metrics=self.metrics,
+                                     on_unsettled=self.notify_new_op)
         # parallel bundles (one per executor key) never share an op, a sender or a paymaster:
         # ops selected for a bundle stay reserved until its transaction is settled
         self._reserved: dict[str, PoolEntry] = {}
@@ -117,6 +102,16 @@ class Builder:
         self.dev_miner = DevMiner(node) if getattr(config, "dev_mine_when_held", False) else None
         # set when this instance's lease in a shared store is lost: it claims and sends nothing more
         self.fenced = False
+
+    @property
+    def watcher(self) -> ChainWatcher | None:
+        """The chain watcher (set by the app): mined bundles are tracked for reorgs."""
+        return self._watcher
+
+    @watcher.setter
+    def watcher(self, watcher: ChainWatcher | None) -> None:
+        self._watcher = watcher
+        self.settlement.watcher = watcher
 
     @property
     def sender(self) -> TransactionTracker:
@@ -410,73 +405,15 @@ class Builder:
         followed = await self.tracker.follow(inflight, executor)
         if len(inflight.attempts) > 1:
             self.metrics.bundle("replaced")
-        return await self._settle(inflight, followed, dropped, executor)
-
-    async def _settle(self, inflight, followed, dropped: dict[str, str] | None = None,
-                      executor: Executor | None = None) -> SentBundle:
-        """Record the fate of every op of an in-flight nonce once it is resolved, then forget it."""
-        receipt = followed.receipt
-        if receipt is None:  # the nonce went to a transaction we never sent: ops are not mined
-            if executor is not None:
-                executor.forget_nonce()
-            result = SentBundle(inflight.entry_point, inflight.current.tx_hash, None, "not_mined",
-                                  dropped=dropped or {})
-            await self.pool.back_to_pool(inflight.op_hashes, "bundle nonce taken by another transaction",
-                                         self._found_mined_on_chain)
-            self.store.delete_inflight(inflight.executor, inflight.nonce)
-            await self.store.flush()
-            return result
-        tx_hash = receipt["transactionHash"]
-        block = int(receipt["blockNumber"], 16)
-        result = SentBundle(inflight.entry_point, tx_hash, block, "mined", dropped=dropped or {})
-        reverted = receipt["status"] != "0x1"
-        self.metrics.bundle("reverted" if reverted else "mined")
-        outcome = BundleOutcome(tx_hash, block, receipt["blockHash"], reverted=reverted,
-                                included=set() if reverted else
-                                {h for h in inflight.op_hashes if build_receipt(h, receipt) is not None})
-        # the ops' fate and the in-flight row's removal commit together
-        with self.store.batch():
-            mined = self.pool.apply_bundle_result(inflight.op_hashes, outcome)
-            if reverted:
-                result.status = "reverted"
-                log.warning("bundle %s reverted on chain (block %d); its ops are simulated again", tx_hash, block)
-            else:
-                result.included.extend(mined)
-                log.info("bundle %s mined in block %d: %d op(s) included", tx_hash, block, len(mined))
-                if self.watcher is not None and mined:
-                    self.watcher.track(MinedBundle(tx_hash, block, receipt["blockHash"], mined, inflight.executor,
-                                               inflight.entry_point))
-            self.store.delete_inflight(inflight.executor, inflight.nonce)
-        await self.store.flush()
-        return result
+        return await self.settlement.settle(inflight, followed, dropped, executor)
 
     async def _found_mined_on_chain(self, op_hash: str, entry_point: str) -> bool:
         return await self._mined_event(op_hash, entry_point) is not None
 
     # -- after a restart ----------------------------------------------------------------------
-    def _executor(self, address: str) -> Executor | None:
-        return next((e for e in self.executors if e.address == address), None)
-
-    async def resume(self, inflight: InflightTx) -> SentBundle | None:
-        """Follow an in-flight nonce found in the store at start-up: same nonce, same signed
-        bytes (broadcast again only if the node lost them), replaced with higher fees if stuck."""
-        executor = self._executor(inflight.executor)
-        if executor is None:
-            log.warning("in-flight bundle %s was sent by %s, which is not one of this instance's keys (no "
-                        "longer configured, or its instance died): following its receipt without replacing it",
-                        inflight.current.tx_hash, inflight.executor)
-            followed = await self.tracker.resume(inflight, None)
-            return await self._settle(inflight, followed)
-        async with executor.lock:
-            log.info("resuming in-flight bundle %s (executor %s nonce %d, %d ops, %d attempt(s))",
-                     inflight.current.tx_hash, inflight.executor, inflight.nonce, len(inflight.op_hashes),
-                     len(inflight.attempts))
-            followed = await self.tracker.resume(inflight, executor)
-            executor.forget_nonce()
-            result = await self._settle(inflight, followed, executor=executor)
-        if result.status != "mined":
-            self.notify_new_op()
-        return result
+    async def resume(self, inflight: InflightTx) -> SentBundle:
+        """Follow an in-flight nonce found in the store at start-up, then settle it (settlement.py)."""
+        return await self.settlement.resume(inflight)
 
     def start_resume(self, inflight: InflightTx) -> asyncio.Task:
         task = asyncio.create_task(self._guarded(self.resume(inflight)), name=f"resume-{inflight.nonce}")
@@ -502,15 +439,11 @@ class Builder:
                                   attempts=[TxAttempt(bundle.tx_hash, bundle.raw, bundle.max_fee, bundle.priority)])
             self.store.put_inflight(inflight)
             await self.store.flush()
-            self._start_background(self._follow_again(inflight))
+            self._start_background(self.settlement.follow_again(inflight))
         if update.lost_txs:
             for ex in self.executors:
                 ex.forget_nonce()
             self.notify_new_op()
-
-    async def _follow_again(self, inflight: InflightTx) -> None:
-        followed = await self.tracker.follow(inflight, None)
-        await self._settle(inflight, followed)
 
     def _start_background(self, coro) -> None:
         task = asyncio.create_task(self._guarded(coro))

@@ -39,6 +39,15 @@ class BundleOutcome:
     included: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class OpState:
+    """An op's status as the pool records it (the store row), for readers outside the pool."""
+    status: OpStatus
+    reason: str | None = None
+    error_code: int | None = None
+    tx_hash: str | None = None
+
+
 @dataclass
 class ReputationRow:
     address: str
@@ -51,6 +60,10 @@ class Pool(PoolReader, Protocol):
     # -- admission --------------------------------------------------------------------------
     async def add(self, op: UserOperation, entry_point: EntryPointVersion) -> str:
         """Admit a new op: its hash, or a BundlerError with the ERC-7769 code of the refusal."""
+        ...
+
+    def op_state(self, op_hash: str) -> OpState | None:
+        """The recorded status of any op this pool has seen (in the mempool or not); None: unknown."""
         ...
 
     # -- bundle selection -------------------------------------------------------------------
@@ -179,6 +192,12 @@ class LocalPool:
     # -- admission --------------------------------------------------------------------------
     async def add(self, op: UserOperation, entry_point: EntryPointVersion) -> str:
         return await self._admission.submit(op, entry_point)
+
+    def op_state(self, op_hash: str) -> OpState | None:
+        record = self._store.get(op_hash)
+        if record is None:
+            return None
+        return OpState(record.status, record.reason, record.error_code, record.tx_hash)
 
     # -- bundle selection -------------------------------------------------------------------
     def submitted(self, entry_point: EntryPointVersion) -> list[PoolEntry]:

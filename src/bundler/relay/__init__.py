@@ -19,6 +19,7 @@ import os
 
 from ..store.relay import RelayStore, open_relay_store
 from .keystore import KeyDecryptError, KeyStore, MasterKeyError, address_of, load_master_keys
+from .ops import BundlerServices
 from .service import RelayService
 from .metrics import RelayMetrics
 from .webhooks import Webhooks
@@ -40,7 +41,12 @@ class Relay:
         self.webhooks = Webhooks(self.store, webhook_secret, max_tries=config.relay_webhook_max_tries,
                                  private_networks=config.relay_webhook_private_networks)
         del webhook_secret
-        self.service = RelayService(pool=bundler, op_store=bundler.store, lookup=bundler.lookup,
+        services = BundlerServices(
+            chain_id=bundler.chain_id, entry_points=bundler.entry_points, node=bundler.node, head=bundler.head,
+            pool=bundler.pool, estimator=bundler.estimator, sessions=bundler.sessions,
+            min_priority_fee=config.min_priority_fee, shared_store=bundler.store.shared,
+            executor_addresses=tuple(e.address for e in bundler.executors))
+        self.service = RelayService(bundler=services, lookup=bundler.lookup,
                                     sessions=bundler.sessions, store=self.store, keys=self.keys, config=config,
                                     webhooks=self.webhooks, webhook_signer=self.webhook_signer)
         self._task: asyncio.Task | None = None

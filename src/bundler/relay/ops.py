@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Sequence
 
 from eth_abi import decode, encode
 from eth_hash.auto import keccak
@@ -24,10 +24,15 @@ from session_sdk.signatures import (
 )
 from session_sdk.calldata import Call, encode_execute, encode_execute_batch
 
+from ..chain.client import NodeClient
 from ..chain.fees import suggest_fees
+from ..chain.head import HeadTracker
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError
+from ..gas.estimate import Estimator
 from ..gas.pvg import estimate_pre_verification_gas
+from ..pool.pool import Pool
+from ..sessions.service import SessionService
 from ..userop.model import UserOperation
 from .keystore import SessionKey
 
@@ -42,17 +47,21 @@ CALL_GAS_MARGIN_PERCENT = 120
 PROVISIONAL_CALL_GAS, PROVISIONAL_VERIFICATION_GAS, PROVISIONAL_PVG = 100_000, 150_000, 50_000
 
 
-class PoolPort(Protocol):
-    """What the relay needs from the bundler it runs in (one process, one pool)."""
+@dataclass(frozen=True)
+class BundlerServices:
+    """What the relay uses of the bundler it runs in (one process, one pool): the pool only
+    through its interface (add, the sender's pending ops, an op's recorded state)."""
 
     chain_id: int
-    node: Any  # chain.client.NodeClient
-    head: Any  # chain.head.HeadTracker
-    mempool: Any  # pool.mempool.Mempool
-    admission: Any  # pool.admission.Admission
-    estimator: Any  # gas.estimate.Estimator
-    sessions: Any  # sessions.service.SessionService
-    config: Any
+    entry_points: Sequence[EntryPointVersion]
+    node: NodeClient
+    head: HeadTracker
+    pool: Pool
+    estimator: Estimator
+    sessions: SessionService | None
+    min_priority_fee: int
+    shared_store: bool  # several instances on one store: lanes are per instance
+    executor_addresses: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -121,20 +130,20 @@ def instance_lane_base(executor_addresses: list[str]) -> int:
 
 
 class OpBuilder:
-    def __init__(self, pool: PoolPort, lanes: Lanes):
-        self.pool = pool
+    def __init__(self, bundler: BundlerServices, lanes: Lanes):
+        self.bundler = bundler
         self.lanes = lanes
         self._fee_cache: tuple[int, tuple[int, int]] | None = None
 
     async def _fees(self, header) -> tuple[int, int]:
         """(maxFeePerGas, maxPriorityFeePerGas), asked of the node once per block."""
         if self._fee_cache is None or self._fee_cache[0] != header.number:
-            self._fee_cache = (header.number, await suggest_fees(self.pool.node, header,
-                                                                 self.pool.config.min_priority_fee))
+            self._fee_cache = (header.number, await suggest_fees(self.bundler.node, header,
+                                                                 self.bundler.min_priority_fee))
         return self._fee_cache[1]
 
     def _pending(self, account: str, ep: EntryPointVersion) -> list[UserOperation]:
-        return [e.op for e in self.pool.mempool.for_sender(account) if e.entry_point == ep]
+        return [e.op for e in self.bundler.pool.for_sender(account) if e.entry_point == ep]
 
     def pending_count(self, account: str, ep: EntryPointVersion) -> int:
         return len(self._pending(account, ep))
@@ -143,7 +152,7 @@ class OpBuilder:
         seqs = [op.nonce_sequence for op in self._pending(account, ep) if op.nonce_key == lane]
         if seqs:
             return (lane << SEQUENCE_BITS) | (max(seqs) + 1)
-        return await chain_nonce(self.pool.node, ep, account, lane)
+        return await chain_nonce(self.bundler.node, ep, account, lane)
 
     async def submit_session_op(self, *, ep: EntryPointVersion, account: str, calls: list[CallSpec],
                                 key: SessionKey, spec: SessionSpec,
@@ -157,7 +166,7 @@ class OpBuilder:
         async with lock:
             # the head the tracker polls is recent enough for fees and the period; admission
             # reads a fresh one itself
-            header = self.pool.head.latest or await self.pool.head.fresh()
+            header = self.bundler.head.latest or await self.bundler.head.fresh()
             now = max(int(time.time()), header.timestamp)
             period = period_index(spec, now)
             nonce = await self._next_nonce(account, ep, lane)
@@ -172,8 +181,8 @@ class OpBuilder:
                                verification_gas_limit=0, pre_verification_gas=0, max_fee_per_gas=max_fee,
                                max_priority_fee_per_gas=priority, signature=signature(DUMMY_ECDSA_SIGNATURE))
             op = await self._with_gas(op, ep, header, fast=enable is None)
-            op = replace(op, signature=signature(key.sign(ep.user_op_hash(op, self.pool.chain_id))))
-            op_hash = await self.pool.admission.submit(op, ep)
+            op = replace(op, signature=signature(key.sign(ep.user_op_hash(op, self.bundler.chain_id))))
+            op_hash = await self.bundler.pool.add(op, ep)
             return op_hash, lane, nonce
 
     async def _with_gas(self, op: UserOperation, ep: EntryPointVersion, header, *, fast: bool) -> UserOperation:
@@ -182,7 +191,7 @@ class OpBuilder:
         raises here) and the node's eth_estimateGas of the EntryPoint's call into the account,
         with a margin: no py-evm run. Otherwise, or if the node cannot estimate the call, the
         bundler's own eth_estimateUserOperationGas (py-evm) decides."""
-        sessions = self.pool.sessions
+        sessions = self.bundler.sessions
         if fast and sessions is not None:
             # evaluated with gas fields of the order the op will carry: its cost (a gas budget of
             # the grant consumes it) and whether it pays a prefund shape the verification bound
@@ -191,7 +200,7 @@ class OpBuilder:
             verification = await sessions.check_estimate(provisional, ep, header)
             if verification:
                 try:
-                    call_gas = int(await self.pool.node.call("eth_estimateGas", {
+                    call_gas = int(await self.bundler.node.call("eth_estimateGas", {
                         "from": ep.address, "to": op.sender, "data": "0x" + op.call_data.hex()}), 16)
                 except BundlerError:
                     call_gas = 0  # reverts or unsupported: the full estimate says why
@@ -201,21 +210,21 @@ class OpBuilder:
                     op = replace(op, call_gas_limit=call_gas * CALL_GAS_MARGIN_PERCENT // 100,
                                  verification_gas_limit=verification)
                     return replace(op, pre_verification_gas=estimate_pre_verification_gas(op))
-        est = await self.pool.estimator.estimate(op, ep)
+        est = await self.bundler.estimator.estimate(op, ep)
         return replace(op, call_gas_limit=est.call_gas_limit, verification_gas_limit=est.verification_gas_limit,
                        pre_verification_gas=est.pre_verification_gas)
 
     async def owner_op(self, ep: EntryPointVersion, account: str, call_data: bytes) -> tuple[UserOperation, str]:
         """An unsigned owner op (key 0) with gas and fees, and the hash the owner signs."""
-        header = await self.pool.head.fresh()
-        nonce = await chain_nonce(self.pool.node, ep, account, 0)
-        max_fee, priority = await suggest_fees(self.pool.node, header, self.pool.config.min_priority_fee)
+        header = await self.bundler.head.fresh()
+        nonce = await chain_nonce(self.bundler.node, ep, account, 0)
+        max_fee, priority = await suggest_fees(self.bundler.node, header, self.bundler.min_priority_fee)
         # fees with headroom: the owner may sign minutes later
         op = UserOperation(sender=account, nonce=nonce, call_data=call_data, call_gas_limit=0,
                            verification_gas_limit=0, pre_verification_gas=0, max_fee_per_gas=2 * max_fee,
                            max_priority_fee_per_gas=priority,
                            signature=encode_owner_signature(DUMMY_ECDSA_SIGNATURE))
-        est = await self.pool.estimator.estimate(op, ep)
+        est = await self.bundler.estimator.estimate(op, ep)
         op = replace(op, call_gas_limit=est.call_gas_limit, verification_gas_limit=est.verification_gas_limit + 10_000,
                      pre_verification_gas=est.pre_verification_gas, signature=b"")
-        return op, "0x" + ep.user_op_hash(op, self.pool.chain_id).hex()
+        return op, "0x" + ep.user_op_hash(op, self.bundler.chain_id).hex()

@@ -47,11 +47,10 @@ from ..store.relay import (
     DISPATCHING, DROPPED, FINAL_CALL_STATES, MINED, PENDING, QUEUED, Credential, DuplicateKey, Grant, RelayCall, RelayStore,
 )
 from ..userop.codec import decode_user_operation, format_user_operation, parse_address, parse_bytes, parse_quantity
-from ..store.base import Store
 from . import auth
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, Refused, RelayError, Unauthorized
 from .keystore import KeyDecryptError, KeyStore
-from .ops import CallSpec, Lanes, OpBuilder, account_epoch, instance_lane_base, owner_of
+from .ops import BundlerServices, CallSpec, Lanes, OpBuilder, account_epoch, instance_lane_base, owner_of
 from .permissions import InvalidPermissions, to_spec
 from .views import call_view, credential_view, grant_view
 from .webhooks import AddressRefused, refuse_internal_literal
@@ -118,10 +117,9 @@ def refusal(e: BundlerError) -> dict[str, Any]:
 
 
 class RelayService:
-    def __init__(self, *, pool, op_store: Store, lookup, sessions, store: RelayStore, keys: KeyStore, config,
+    def __init__(self, *, bundler: BundlerServices, lookup, sessions, store: RelayStore, keys: KeyStore, config,
                  webhooks=None, webhook_signer: str | None = None):
-        self.pool = pool  # the Bundler: chain_id, node, head, mempool, admission, estimator, config
-        self.op_store = op_store  # bundler.store: the pool's op status (read only here)
+        self.bundler = bundler  # node, head, the pool (add, pending ops, op state), estimator
         self.lookup = lookup  # chain.lookup.UserOpLookup: receipts
         self.sessions = sessions  # sessions.service.SessionService
         self.store = store
@@ -130,15 +128,14 @@ class RelayService:
         self.webhooks = webhooks  # relay.webhooks.Webhooks or None
         self.webhook_signer = webhook_signer
         self.metrics: RelayMetrics | None = None  # set by the Relay
-        shared = bool(getattr(op_store, "shared", False))
-        base = instance_lane_base([e.address for e in pool.executors]) if shared else 0
-        self.builder = OpBuilder(pool, Lanes(config.relay_nonce_lanes, base))
+        base = instance_lane_base(list(bundler.executor_addresses)) if bundler.shared_store else 0
+        self.builder = OpBuilder(bundler, Lanes(config.relay_nonce_lanes, base))
         self._enabling: set[str] = set()  # grants whose enable op is being built
         self._last_block: int | None = None
 
     def info(self) -> dict[str, Any]:
-        return {"chainId": self.pool.chain_id,
-                "entryPoints": [ep.address for ep in self.pool.entry_points],
+        return {"chainId": self.bundler.chain_id,
+                "entryPoints": [ep.address for ep in self.bundler.entry_points],
                 "webhookSigner": self.webhook_signer, "signatureScheme": auth.SCHEME,
                 "maxClockSkewSeconds": self.config.relay_max_clock_skew_s,
                 "nonceLanes": self.builder.lanes.count}
@@ -173,7 +170,7 @@ class RelayService:
             key = "cred:" + cred.id
         elif owner_account is not None and allow_owner:
             account = parse_address(owner_account, auth.HEADER_OWNER)
-            owner = await owner_of(self.pool.node, account)
+            owner = await owner_of(self.bundler.node, account)
             if owner is None or owner != signer:
                 raise Unauthorized(f"the request is not signed by the owner of {account}")
             principal = Principal(account=account, signer=signer)
@@ -234,11 +231,11 @@ class RelayService:
     # ------------------------------------------------------------ grants
 
     async def _entry_point_of(self, account: str) -> EntryPointVersion:
-        code = await self.pool.node.get_code(account)
+        code = await self.bundler.node.get_code(account)
         if not code:
             raise InvalidRequest(f"account {account} has no code: deploy it first")
         ep = self.sessions.contracts.entry_point_of(implementation_of(code)) if self.sessions else None
-        if ep is None or ep not in self.pool.entry_points:
+        if ep is None or ep not in self.bundler.entry_points:
             raise InvalidRequest(f"{account} is not a SessionAccount served by this bundler")
         return ep
 
@@ -262,7 +259,7 @@ class RelayService:
         if mode not in ("enable", "ownerOp"):
             raise InvalidRequest("mode must be enable or ownerOp")
         ep = await self._entry_point_of(account)
-        header = await self.pool.head.fresh()
+        header = await self.bundler.head.fresh()
         # the chain's clock: a grant starting at the wall clock would make its first op wait for a
         # block at least that late (on a dev chain that mines only on demand: for ever)
         now = header.timestamp
@@ -275,7 +272,7 @@ class RelayService:
                       session_address=session_address, encrypted_key=encrypted, spec=encode_spec(spec).hex(),
                       permissions=json.dumps(body.get("permissions"), sort_keys=True), mode=mode,
                       status="prepared", grant_nonce=0,  # a fresh key: grantNonce(signer) is 0
-                      epoch=await account_epoch(self.pool.node, account))
+                      epoch=await account_epoch(self.bundler.node, account))
         if mode == "ownerOp":
             op, op_hash = await self.builder.owner_op(ep, account, encode_grant_session(spec))
             grant.owner_op = json.dumps({"userOp": format_user_operation(op), "userOpHash": op_hash})
@@ -283,7 +280,7 @@ class RelayService:
         self.store.audit("grant.prepared", credential_id=cred.id, account=account, grant_id=grant.id,
                          sessionKey=session_address, mode=mode, by="credential" if p.credential else "owner")
         log.info("relay: grant %s prepared for %s on %s (session %s)", grant.id, cred.id, account, session_address)
-        return grant_view(grant, self.pool.chain_id)
+        return grant_view(grant, self.bundler.chain_id)
 
     def _grant_for(self, p: Principal, grant_id: str) -> Grant:
         g = self.store.get_grant(grant_id)
@@ -294,11 +291,11 @@ class RelayService:
         return g
 
     def grant(self, p: Principal, grant_id: str) -> dict[str, Any]:
-        return grant_view(self._grant_for(p, grant_id), self.pool.chain_id)
+        return grant_view(self._grant_for(p, grant_id), self.bundler.chain_id)
 
     def grants(self, p: Principal) -> list[dict[str, Any]]:
         rows = self.store.grants(credential_id=p.credential.id) if p.credential else self.store.grants(account=p.account)
-        return [grant_view(g, self.pool.chain_id) for g in rows]
+        return [grant_view(g, self.bundler.chain_id) for g in rows]
 
     async def activate(self, grant_id: str, body: Any) -> dict[str, Any]:
         """The owner's signature is the authentication: it must recover to the account's owner."""
@@ -310,10 +307,10 @@ class RelayService:
             raise NotFound(f"no grant {grant_id}")
         if g.status != "prepared":
             raise Conflict(f"grant {grant_id} is {g.status}, not prepared")
-        owner = await owner_of(self.pool.node, g.account)
+        owner = await owner_of(self.bundler.node, g.account)
         spec = decode_spec(bytes.fromhex(g.spec))
         if g.mode == "enable":
-            digest = eip712_spec_digest(spec, g.grant_nonce, g.account, self.pool.chain_id, g.epoch)
+            digest = eip712_spec_digest(spec, g.grant_nonce, g.account, self.bundler.chain_id, g.epoch)
             if owner is None or recover_signer(digest, sig) != owner:
                 raise Unauthorized(f"the signature is not the owner's EIP-712 signature of this grant "
                                    f"(owner {owner})")
@@ -329,14 +326,14 @@ class RelayService:
             op = decode_user_operation({**stored["userOp"], "signature": "0x" + encode_owner_signature(sig).hex()})
             ep = _grant_entry_point(g)
             try:
-                op_hash = await self.pool.admission.submit(op, ep)
+                op_hash = await self.bundler.pool.add(op, ep)
             except BundlerError as e:
                 raise Refused(e.message, e.data, code=e.code) from None
             self.store.update_grant(g.id, status="activating", activation_op=op_hash)
             self.store.audit("grant.authorized", credential_id=g.credential_id, account=g.account, grant_id=g.id,
                              mode="ownerOp", userOpHash=op_hash)
         log.info("relay: grant %s authorized by the owner of %s", g.id, g.account)
-        return grant_view(_stored(self.store.get_grant(g.id), "grant", g.id), self.pool.chain_id)
+        return grant_view(_stored(self.store.get_grant(g.id), "grant", g.id), self.bundler.chain_id)
 
     async def revocation(self, p: Principal, grant_id: str) -> dict[str, Any]:
         """What the owner sends to revoke on chain: a transaction to the account, or an owner op."""
@@ -370,12 +367,12 @@ class RelayService:
             if op.sender != g.account or op.call_data != encode_revoke_session(g.session_address):
                 raise InvalidRequest("ownerOp.userOp must be the revocation op of this grant")
             try:
-                submitted = await self.pool.admission.submit(op, _grant_entry_point(g))
+                submitted = await self.bundler.pool.add(op, _grant_entry_point(g))
             except BundlerError as e:
                 raise Refused(e.message, e.data, code=e.code) from None
         by = "owner" if p.account is not None else f"credential {g.credential_id}"
         self._end_grant(g, "revoked", f"revoked by the {by}" + (f" (op {submitted})" if submitted else ""))
-        return grant_view(_stored(self.store.get_grant(g.id), "grant", g.id), self.pool.chain_id) | {"revocationOp": submitted}
+        return grant_view(_stored(self.store.get_grant(g.id), "grant", g.id), self.bundler.chain_id) | {"revocationOp": submitted}
 
     def _end_grant(self, g: Grant, status: str, reason: str) -> None:
         """Destroy the key, drop the grant's queued calls and its ops still waiting in the pool."""
@@ -543,7 +540,7 @@ class RelayService:
 
     async def run(self) -> None:
         while True:
-            header = await self.pool.head.wait_new_block(self._last_block, 1.0)
+            header = await self.bundler.head.wait_new_block(self._last_block, 1.0)
             try:
                 await self.step(header.number if header is not None else None)
             except asyncio.CancelledError:
@@ -567,7 +564,7 @@ class RelayService:
 
     def _follow_activations(self) -> None:
         for g in self.store.grants(statuses=("activating",)):
-            record = self.op_store.get(g.activation_op) if g.activation_op else None
+            record = self.bundler.pool.op_state(g.activation_op) if g.activation_op else None
             if record is None:
                 continue
             if record.status == OpStatus.MINED:
@@ -583,7 +580,7 @@ class RelayService:
                                  grant_id=g.id, reason=record.reason)
 
     async def _follow_call(self, c: RelayCall) -> None:
-        record = self.op_store.get(c.user_op_hash) if c.user_op_hash else None
+        record = self.bundler.pool.op_state(c.user_op_hash) if c.user_op_hash else None
         if record is None or record.status in (OpStatus.PENDING, OpStatus.SUBMITTED):
             return
         if record.status == OpStatus.MINED:
@@ -608,7 +605,7 @@ class RelayService:
         if start > block:
             return
         by_key = {(g.account, g.session_address): g for g in live}
-        logs = await self.pool.node.get_logs({
+        logs = await self.bundler.node.get_logs({
             "address": sorted({g.account for g in live}),
             "topics": ["0x" + TOPIC_SESSION_REVOKED.hex()],
             "fromBlock": hex(start), "toBlock": hex(block),
