@@ -94,6 +94,19 @@ def breakdown(entries, pool, seen: set[int]) -> dict[str, int]:
     return parts
 
 
+def store_breakdown(entries, store, seen: set[int]) -> dict[str, int]:
+    """The store's in-memory tables keyed by op hash, for the new entries: each value's deep size
+    (what the pool entries hold already counts once, above) plus its share of the table."""
+    parts: dict[str, int] = {}
+    hashes = [e.hash for e in entries]
+    for name, table in sorted(vars(store).items()):
+        if not isinstance(table, dict) or not any(h in table for h in hashes[:5]):
+            continue
+        share = sys.getsizeof(table) * len(hashes) // max(1, len(table))
+        parts[f"store {name} (per op)"] = share + sum(deep_size(table[h], seen) for h in hashes if h in table)
+    return parts
+
+
 async def per_op(node_url: str, wl: Workload, args, data_dir: str) -> dict:
     from bundler import config as cfg
     from bundler.app import Bundler
@@ -122,17 +135,20 @@ async def per_op(node_url: str, wl: Workload, args, data_dir: str) -> dict:
             gc.collect()
             tracemalloc.start(1)
             heap0 = tracemalloc.get_traced_memory()[0]
+            snap0 = tracemalloc.take_snapshot() if args.top else None
             await send_range(WARMUP, len(wl.ops))
             if hasattr(b.store, "flush"):
                 await b.store.flush()
             gc.collect()
             heap1 = tracemalloc.get_traced_memory()[0]
+            top = tracemalloc.take_snapshot().compare_to(snap0, "lineno")[:args.top] if args.top else []
             tracemalloc.stop()
         new = [e for e in b.mempool.entries() if e.hash not in before]
         seen: set[int] = set()
         parts = breakdown(new, b.mempool, seen)
+        parts.update(store_breakdown(new, b.store, seen))
         n = len(new)
-        return {"ops": n, "heap_bytes": heap1 - heap0, "parts": parts, "failures": failures}
+        return {"ops": n, "heap_bytes": heap1 - heap0, "parts": parts, "failures": failures, "top": top}
     finally:
         await b.stop()
 
@@ -184,6 +200,7 @@ def main(argv=None) -> int:
     p.add_argument("--ops", type=int, default=500)
     p.add_argument("--ep", choices=("0.7", "0.8"), default="0.7")
     p.add_argument("--skip-idle", action="store_true")
+    p.add_argument("--top", type=int, default=0, help="also print the N source lines whose allocations grew most")
     p.add_argument("--seed", default="memory-bench")
     p.add_argument("--verification-gas", type=int, default=100_000)
     p.add_argument("--call-gas", type=int, default=50_000)
@@ -211,7 +228,12 @@ def main(argv=None) -> int:
     for name, v in rep["parts"].items():
         counted += v
         print(f"  {name:<42} {v / n:>8,.0f} B")
-    print(f"  {'other (store caches, reputation, ledger...)':<42} {(rep['heap_bytes'] - counted) / n:>8,.0f} B")
+    print(f"  {'other (reputation, ledger, allocator...)':<42} {(rep['heap_bytes'] - counted) / n:>8,.0f} B")
+    if rep["top"]:
+        print(f"top {len(rep['top'])} allocation sites by growth (bytes per op):")
+        for stat in rep["top"]:
+            frame = stat.traceback[0]
+            print(f"  {stat.size_diff / n:>8,.0f} B  {frame.filename.split('/src/')[-1]}:{frame.lineno}")
     for e, c in rep["failures"].items():
         print(f"  send failure x{c}: {e}")
     print(f"goal (at most {GOAL_BYTES} bytes per pending op): {'MET' if per <= GOAL_BYTES else 'NOT MET'}")

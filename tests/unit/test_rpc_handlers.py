@@ -223,18 +223,27 @@ class FakeSessions:
     contracts = ("SessionAccount",)
 
     async def session_info(self, account, signer, ep=None):
-        return {"account": account, "sessionKey": signer, "entryPoint": ep.address if ep else None}
+        from bundler.sessions.views import SessionReport
+        return SessionReport(account=account, session_key=signer, entry_point=ep.address if ep else None,
+                             account_type="counterfactual", block_number=1, now=2, status="unknown", grant_nonce=0,
+                             spec=None, uses_used=0, uses_pending=0, uses_remaining=None, current_period=None,
+                             limits=[], pending_ops=[])
 
     async def activity(self, account, signer):
-        return [{"account": account}]
+        from bundler.sessions.views import ActivityItem
+        from bundler.store.records import SessionActivity
+        return [ActivityItem(SessionActivity(op_hash="0x" + "01" * 32, account=account, session_key=signer,
+                                             entry_point=V07.address, nonce=1, mode="session", period_index=0,
+                                             calls=[], consumed=[], received_at=3.0), None)]
 
 
 async def test_session_methods_parse_addresses_and_refuse_without_session_accounts(serve):
     account, key = "0x" + "Ac" * 20, "0x" + "5e" * 20
     call = await serve(session_registry(SessionServices(entry_points=[V07], sessions=FakeSessions())))
-    assert await call("session_getSession", account, key, V07.address) == {
-        "account": account.lower(), "sessionKey": key, "entryPoint": V07.address}
-    assert await call("session_getActivity", account, key) == [{"account": account.lower()}]
+    info = await call("session_getSession", account, key, V07.address)
+    assert (info["account"], info["sessionKey"], info["entryPoint"]) == (
+        to_checksum_address(account), to_checksum_address(key), to_checksum_address(V07.address))
+    assert [a["userOpHash"] for a in await call("session_getActivity", account, key)] == ["0x" + "01" * 32]
     with pytest.raises(RpcError) as bad:
         await call("session_getSession", "0x12", key)
     assert bad.value.code == -32602 and "account" in bad.value.message

@@ -23,12 +23,13 @@ from session_sdk.types import (
 from session_sdk.signatures import (
     DUMMY_ECDSA_SIGNATURE, EnableSignature, SessionSignature, encode_session_signature, sign_digest,
 )
+from session_sdk.events import Consumption
 from session_sdk.calldata import MAX_SESSION_CALLS, Call, encode_execute, encode_execute_batch
 from bundler.sessions.gas import validation_gas_bound
 from bundler.sessions.keeper import LedgerKeeper
 from bundler.sessions.ledger import LedgerEntry, SessionLedger
 from bundler.sessions.policy import (
-    Consumed, StoredCounter, PendingUse, SessionState, SessionViolation, check_window, evaluate,
+    StoredCounter, PendingUse, SessionState, SessionViolation, check_window, evaluate,
 )
 from bundler.sessions.recover import SECP256K1_HALF_N, recover_signer
 from bundler.chain.client import NodeClient, RpcCallError
@@ -85,7 +86,7 @@ def sig(period: int = 0) -> SessionSignature:
 
 
 def use(n: int, amount: int, period: int = 0, grant=None) -> PendingUse:
-    return PendingUse(f"0x{n:064x}", n, period, (Consumed(1, 0, 0, amount),) if amount else (), grant)
+    return PendingUse(f"0x{n:064x}", n, period, (Consumption(1, 0, 0, amount),) if amount else (), grant)
 
 
 def test_message_names_limit_used_pending_requested():
@@ -101,7 +102,7 @@ def test_message_names_limit_used_pending_requested():
     assert not v.time_range
     # within the limit once a pending op is replaced (excluded by the caller)
     ev = evaluate(ACCOUNT, state, sig(), transfer(10), [use(1, 20)])
-    assert ev.consumed == (Consumed(1, 0, 0, 10),) and ev.usage_count == 2
+    assert ev.consumed == (Consumption(1, 0, 0, 10),) and ev.usage_count == 2
 
 
 def test_allowance_with_pending_ops_in_periods():
@@ -212,7 +213,7 @@ def test_ledger_follows_the_mempool():
 
     def admit(entry, amount):
         pool.add(entry)
-        ledger.add(LedgerEntry(PendingUse(entry.hash, entry.op.nonce, 0, (Consumed(1, 0, 0, amount),)),
+        ledger.add(LedgerEntry(PendingUse(entry.hash, entry.op.nonce, 0, (Consumption(1, 0, 0, amount),)),
                                ACCOUNT, SIGNER, V07.address))
 
     a, b = pool_entry(0), pool_entry(1)
@@ -391,7 +392,7 @@ def test_gas_rules_in_the_evaluator():
     state = SessionState.fresh(spec, 1)
     call = encode_execute(TOKEN, 0, SEL_TRANSFER + word(DEX) + word(1))
     paid = evaluate(ACCOUNT, state, sig(), call, (), OpFacts(max_cost=900))
-    assert paid.consumed == (Consumed(Scope.GAS, 0, 0, 900),)
+    assert paid.consumed == (Consumption(Scope.GAS, 0, 0, 900),)
     with pytest.raises(SessionViolation) as e:
         evaluate(ACCOUNT, state, sig(), call, [PendingUse("0x1", 0, 0, paid.consumed)], OpFacts(max_cost=900))
     assert e.value.rule == "SessionCumulativeLimitExceeded" and e.value.data["scope"] == "gasCost"
@@ -479,7 +480,7 @@ def test_op_validated_on_chain_before_its_bundle_is_settled_counts_once():
     entries = [pool_entry(n) for n in (0, 1)]
     for e in entries:
         pool.add(e)
-        ledger.add(LedgerEntry(PendingUse(e.hash, e.op.nonce, 0, (Consumed(1, 0, 0, 10),)), ACCOUNT, SIGNER, V07.address))
+        ledger.add(LedgerEntry(PendingUse(e.hash, e.op.nonce, 0, (Consumption(1, 0, 0, 10),)), ACCOUNT, SIGNER, V07.address))
     a, b = entries
     assert [u.op_hash for u in ledger.pending_for(ACCOUNT, SIGNER, 5, chain_nonce=0)] == [a.hash, b.hash]
     # nonce 0 was used on chain at block 6, still unsettled in the mempool: only b is pending

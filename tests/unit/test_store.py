@@ -76,6 +76,39 @@ async def test_sqlite_reopen_keeps_everything(tmp_path):
         s.close()
 
 
+async def test_sqlite_status_updates_keep_the_op_without_caching_its_json(tmp_path):
+    """A status change writes the other columns only (no per-op JSON kept in memory for it);
+    the op survives in the file, and a row missing from the file is written whole again."""
+    import sqlite3
+
+    s = SqliteStore(tmp_path)
+    first, second = record(1), record(2)
+    s.put(first)
+    s.put(second)
+    s.update(second.hash, status=OpStatus.SUBMITTED, tx_hash="0x77")  # before the commit: coalesced
+    await s.flush()
+    s.update(first.hash, status=OpStatus.SUBMITTED, tx_hash="0x88")
+    await s.flush()
+    assert not hasattr(s, "_op_json")
+    outside = sqlite3.connect(s.path)
+    outside.execute("DELETE FROM ops WHERE hash = ?", (second.hash,))  # as the pruning would
+    outside.commit()
+    outside.close()
+    s.update(second.hash, status=OpStatus.MINED, block_number=9)
+    await s.flush()
+    s.close()
+
+    s = SqliteStore(tmp_path)
+    try:
+        got = s.get(first.hash)
+        assert got.op == first.op and got.status == OpStatus.SUBMITTED and got.tx_hash == "0x88"
+        got = s.get(second.hash)
+        assert got.op == second.op and got.status == OpStatus.MINED and got.block_number == 9
+        assert got.tx_hash == "0x77"
+    finally:
+        s.close()
+
+
 async def test_sqlite_data_dir_is_locked(tmp_path):
     s = SqliteStore(tmp_path)
     try:

@@ -23,10 +23,18 @@ TOPIC_SESSION_USED = keccak(EVENT_SESSION_USED.encode())
 
 @dataclass(frozen=True, slots=True)
 class Consumption:
+    """What one call took from one cumulative limit (the contract's Consumption struct): the
+    SessionUsed event's records, and the bundler evaluator's own for ops not mined yet."""
+
     scope: int
     policy_index: int
     constraint_index: int
     amount: int
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """(scope, policy index, constraint index): which limit it counts against."""
+        return (self.scope, self.policy_index, self.constraint_index)
 
 
 @dataclass(frozen=True, slots=True)

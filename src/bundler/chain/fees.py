@@ -31,9 +31,6 @@ class GasPrice:
     max_fee_per_gas: int
     max_priority_fee_per_gas: int
 
-    def to_json(self) -> dict[str, str]:
-        return {"maxFeePerGas": hex(self.max_fee_per_gas), "maxPriorityFeePerGas": hex(self.max_priority_fee_per_gas)}
-
 
 async def user_operation_gas_prices(node: NodeClient, head: PinnedBlock, min_priority_fee: int = 0) -> dict[str, GasPrice]:
     """slow / standard / fast prices for a UserOperation. Every tier pays at least the bundler's

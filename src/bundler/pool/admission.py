@@ -154,7 +154,7 @@ class Admission:
             valid_after_block=outcome.valid_after_block, valid_until_block=outcome.valid_until_block,
             prefund=outcome.prefund, eip7702_delegate=delegate, entities=entities,
             code_hashes=self.safe.code_hashes(outcome),
-            validation=outcome if getattr(outcome, "trace", None) is not None else None,
+            validation=self.safe.kept(op, outcome),
             validated_block=header.hash,
         )
         # the store decides the (sender, nonce) slot: with a shared store, across all instances

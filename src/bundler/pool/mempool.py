@@ -15,7 +15,7 @@ from ..userop.model import UserOperation
 REPLACEMENT_BUMP_PERCENT = 10
 
 
-@dataclass
+@dataclass(slots=True)
 class PoolEntry:
     op: UserOperation
     entry_point: EntryPointVersion
@@ -34,10 +34,12 @@ class PoolEntry:
     eip7702_delegate: str | None = None
     # the op's entities and their stake as admission saw them (pool.reputation.OpEntities)
     entities: Any = None
-    # code hashes of the contracts its validation ran or inspected, at admission (ERC-7562 COD-010)
-    code_hashes: dict[str, str] | None = None
-    # the last validation's result (with its ERC-7562 trace) and the hash of the block it read:
-    # on the same block a second validation only re-applies the rules to that trace
+    # code hashes of the contracts its validation ran or inspected, at admission (ERC-7562 COD-010;
+    # pool.safe.CodeHashes)
+    code_hashes: Any = None
+    # the last validation's result, its trace reduced to what later checks read (pool.safe
+    # SafeMode.kept: sim.erc7562.CheckedTrace), and the hash of the block it read: on the same
+    # block a second validation only applies the mempool rules again
     validation: Any = None
     validated_block: bytes = b""
 
@@ -172,8 +174,9 @@ class Mempool:
         self._by_hash: dict[str, PoolEntry] = {}
         self._by_slot: dict[tuple[str, str, int], PoolEntry] = {}
         self._by_sender = HashIndex()
-        # (entry point, address) -> hashes of ops using that address as sender/factory/paymaster
-        self._by_address = HashIndex()
+        # entry point -> address -> hashes of ops using that address as sender/factory/paymaster
+        # (nested: a (entry point, address) tuple key cost 64 bytes per op)
+        self._by_address: dict[str, HashIndex] = {}
         # lower-case address -> hashes of ops (any EntryPoint) with it as factory or paymaster:
         # admission asks it once per op (STO-041) instead of a pass over the whole pool
         self._by_entity = HashIndex()
@@ -202,10 +205,12 @@ class Mempool:
 
     def count_using(self, entry_point: EntryPointVersion, address: str) -> int:
         """Pending ops of this EntryPoint with `address` as sender, factory or paymaster."""
-        return self._by_address.count((entry_point.address, address))
+        index = self._by_address.get(entry_point.address)
+        return index.count(address) if index is not None else 0
 
     def entries_using(self, entry_point: EntryPointVersion, address: str) -> list[PoolEntry]:
-        return [self._by_hash[h] for h in self._by_address.get((entry_point.address, address))]
+        index = self._by_address.get(entry_point.address)
+        return [self._by_hash[h] for h in index.get(address)] if index is not None else []
 
     def check_admissible(self, op: UserOperation, entry_point: EntryPointVersion, sender_staked: bool = False,
                          max_ops: int | None = None) -> PoolEntry | None:
@@ -235,8 +240,11 @@ class Mempool:
         self._by_hash[entry.hash] = entry
         self._by_slot[entry.slot] = entry
         self._by_sender.add(entry.op.sender, entry.hash)
+        by_address = self._by_address.get(entry.entry_point.address)
+        if by_address is None:
+            by_address = self._by_address[entry.entry_point.address] = HashIndex()
         for address in entry.addresses():
-            self._by_address.add((entry.entry_point.address, address), entry.hash)
+            by_address.add(address, entry.hash)
         for address in _entities(entry.op):
             self._by_entity.add(address, entry.hash)
         for observer in self._observers:
@@ -251,8 +259,10 @@ class Mempool:
         if self._by_slot.get(entry.slot) is entry:
             del self._by_slot[entry.slot]
         self._by_sender.discard(entry.op.sender, op_hash)
-        for address in entry.addresses():
-            self._by_address.discard((entry.entry_point.address, address), op_hash)
+        by_address = self._by_address.get(entry.entry_point.address)
+        if by_address is not None:
+            for address in entry.addresses():
+                by_address.discard(address, op_hash)
         for address in _entities(entry.op):
             self._by_entity.discard(address, op_hash)
         for observer in self._observers:

@@ -344,7 +344,9 @@ class ReputationRules:
         self.policy = policy
         self.mempool = mempool
         self.node = node  # for paymaster deposits (EREP-010); None skips that rule
-        self._staked_senders: dict[tuple[str, str], bool] = {}
+        # (entry point, sender) of the senders the last validation found staked (the unstaked
+        # ones, nearly all, are not kept: one entry per sender ever seen grew without bound)
+        self._staked_senders: set[tuple[str, str]] = set()
 
     @classmethod
     def from_config(cls, config: Config, mempool: Mempool, node: NodeClient | None = None,
@@ -362,7 +364,7 @@ class ReputationRules:
     def sender_known_staked(self, ep: EntryPointVersion, sender: str) -> bool:
         """Whether the last validation of this sender found it staked (UREP-011: a staked
         sender is not held to the per-sender mempool count)."""
-        return self._staked_senders.get((ep.address, sender), False)
+        return (ep.address, sender) in self._staked_senders
 
     # -- admission ----------------------------------------------------------------------
     def _describe(self, ep: EntryPointVersion, address: str) -> str:
@@ -407,7 +409,10 @@ class ReputationRules:
         """With the stakes known: status of every entity again (and of the aggregator), the
         unstaked-paymaster allowance (UREP-020) and the paymaster deposit (EREP-010)."""
         entities = OpEntities.of(op, result, self.policy, block.number)
-        self._staked_senders[(ep.address, op.sender)] = entities.sender.staked
+        if entities.sender.staked:
+            self._staked_senders.add((ep.address, op.sender))
+        else:
+            self._staked_senders.discard((ep.address, op.sender))
         self._check_status(ep, entities.refs, replacing)
         aggregator = entities.get(AGGREGATOR)
         if aggregator is not None and not aggregator.staked:  # EREP-040

@@ -4,7 +4,8 @@ simulation's tracer/rules (bundler.sim.erc7562).
     safe = SafeMode(config, mempool)                 # None-like when config.unsafe
     tracer = safe.tracer(op, ep)                     # pass to simulator.validate(..., tracer=)
     safe.enforce(op, ep, result)                     # raises the first violation (-32502/-32505)
-    entry.code_hashes = safe.code_hashes(result)     # kept for the second validation
+    entry.validation = safe.kept(op, result)         # what later checks read of it (CheckedTrace)
+    entry.code_hashes = safe.code_hashes(result)     # kept for the second validation (COD-010)
     results = await safe.revalidate(simulator, ep, block, entries)   # builder, before sending
 
 The mempool context (STO-040/041) is the senders and entities of the *other* ops in the pool
@@ -16,7 +17,7 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Sequence
+from typing import Iterator, Mapping, Sequence
 
 from eth_utils import to_checksum_address
 
@@ -25,9 +26,9 @@ from ..chain.types import PinnedBlock
 from ..config import Config
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, NodeError, OpcodeViolation, TimeRangeInvalid
-from ..sim.erc7562 import RuleContext, TracerFactory, check, storage_touched, violation_error
+from ..sim.erc7562 import CheckedTrace, RuleContext, TracerFactory, check, checked, storage_touched, violation_error
 from ..sim.entrypoint_sim import queued_nonce_override
-from ..sim.results import SimulationFailure, ValidationResult, failure_error, validation_error
+from ..sim.results import SimulationFailure, ValidationResult, failure_error, kept_form, validation_error
 from ..userop.model import UserOperation
 from .mempool import PoolEntry, PoolReader
 
@@ -62,7 +63,9 @@ class SafeMode:
         sender = op.sender.lower()
         candidates = {a.lower() for a in (op.factory if op.deploys_account else None, op.paymaster) if a}
         trace = getattr(result, "trace", None)
-        if trace is not None:
+        if isinstance(trace, CheckedTrace):
+            candidates.update(trace.others_storage)
+        elif trace is not None:
             for phase in trace.phases.values():
                 candidates.update("0x" + a.hex() for a in phase.storage)
                 candidates.update("0x" + a.hex() for a in phase.transient)
@@ -102,9 +105,22 @@ class SafeMode:
         return storage_touched(trace) - {entry.op.sender.lower()}
 
     @staticmethod
-    def code_hashes(result) -> dict[str, str] | None:
+    def kept(op: UserOperation, result) -> ValidationResult | None:
+        """What a pool entry keeps of a validation the rules passed (None without a trace): the
+        result with its trace reduced to what the second validation and STO-041 read."""
         trace = getattr(result, "trace", None)
-        return dict(trace.code_hashes) if trace is not None else None
+        if trace is None:
+            return None
+        return result if isinstance(trace, CheckedTrace) else kept_form(result, checked(trace, op.sender))
+
+    @staticmethod
+    def code_hashes(result) -> "CodeHashes | None":
+        """The code hashes a traced validation saw (None for a kept result: its code is the one
+        the entry's hashes were taken from)."""
+        trace = getattr(result, "trace", None)
+        if trace is None or isinstance(trace, CheckedTrace):
+            return None
+        return CodeHashes.of(trace.code_hashes)
 
     # -- second validation (builder) --
     async def revalidate(self, simulator, ep: EntryPointVersion, block: PinnedBlock, entries: Sequence[PoolEntry],
@@ -205,14 +221,35 @@ class SafeMode:
             return err
         changed = code_hash_change(entry.code_hashes, self.code_hashes(out))
         if changed is None:
-            entry.validation, entry.validated_block = out, block.hash
+            entry.validation, entry.validated_block = self.kept(op, out), block.hash
         return changed
 
 
-def code_hash_change(before: dict[str, str] | None, after: dict[str, str] | None) -> BundlerError | None:
+class CodeHashes(bytes):
+    """COD-010's reference, per contract whose code a validation ran or inspected: its 20-byte
+    address and 32-byte code hash, all in one bytes object (a dict of hex strings was about
+    800 bytes per pending op)."""
+
+    __slots__ = ()
+    _ROW = 52
+
+    @classmethod
+    def of(cls, hashes: Mapping[str, str]) -> "CodeHashes":
+        """From {"0x<address>": "0x<code hash>"} (the tracer's report)."""
+        return cls(b"".join(bytes.fromhex(a[2:]) + bytes.fromhex(h[2:]) for a, h in hashes.items()))
+
+    def items(self) -> Iterator[tuple[str, str]]:  # type: ignore[override]
+        row = self._ROW
+        for i in range(0, len(self), row):
+            yield "0x" + self[i:i + 20].hex(), "0x" + self[i + 20:i + row].hex()
+
+
+def code_hash_change(before: Mapping[str, str] | CodeHashes | None,
+                     after: Mapping[str, str] | CodeHashes | None) -> BundlerError | None:
     """COD-010: a contract whose code the first validation ran or inspected has other code now."""
     if not before or not after:
         return None
+    after = dict(after.items())
     for address, old in before.items():
         new = after.get(address)
         if new is not None and new != old:

@@ -9,7 +9,7 @@ from eth_utils import to_checksum_address
 
 from session_sdk.types import decode_spec
 from session_sdk.eip712 import eip712_spec_digest, eip712_typed_data
-from ..sessions.views import spec_to_json
+from ..rpc.results import encode_session_spec
 from ..store.relay import DISPATCHING, QUEUED, AuditEvent, Credential, Grant, RelayCall
 
 
@@ -25,7 +25,7 @@ def grant_view(g: Grant, chain_id: int) -> dict[str, Any]:
         "grantId": g.id, "credentialId": g.credential_id, "account": to_checksum_address(g.account),
         "entryPoint": to_checksum_address(g.entry_point), "sessionKey": to_checksum_address(g.session_address),
         "mode": g.mode, "status": g.status, "reason": g.reason, "grantNonce": g.grant_nonce, "epoch": g.epoch,
-        "spec": spec_to_json(spec), "permissions": json.loads(g.permissions),
+        "spec": encode_session_spec(spec), "permissions": json.loads(g.permissions),
         "activationOp": g.activation_op, "keyDestroyed": g.encrypted_key is None,
         "createdAt": int(g.created_at), "updatedAt": int(g.updated_at),
     }

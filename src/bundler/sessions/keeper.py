@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable
 
+from session_sdk.events import Consumption
 from session_sdk.types import UINT48_MAX
 from session_sdk.signatures import MODE_ENABLE, MODE_SESSION, EnableSignature
 
 from ..store.base import Store
 from .ledger import LedgerEntry, SessionLedger
-from .policy import Consumed, PendingUse, decode_session_signature
+from .policy import PendingUse, decode_session_signature
 
 if TYPE_CHECKING:
     from ..pool.mempool import PoolEntry
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def use_from_activity(activity, op_hash: str, nonce: int, grant) -> PendingUse:
     """The ledger's view of an op from its SessionActivity record."""
-    consumed = tuple(Consumed(c["scope"], c["policyIndex"], c["constraintIndex"], c["amount"])
+    consumed = tuple(Consumption(c["scope"], c["policyIndex"], c["constraintIndex"], c["amount"])
                      for c in activity.consumed)
     return PendingUse(op_hash, nonce, activity.period_index, consumed, grant)
 

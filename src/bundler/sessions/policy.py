@@ -37,6 +37,7 @@ from eth_utils import to_checksum_address
 from session_sdk.types import UINT48_MAX, ZERO_ADDRESS, ArgType, Condition, LimitKind, Scope, SessionSpec, Status
 from session_sdk.rules import bad_arg_type, check_spec, is_canonical, op_max_cost, signed
 from session_sdk.signatures import EnableSignature, OwnerSignature, SessionSignature, decode_signature
+from session_sdk.events import Consumption
 from session_sdk.calldata import CALL_T, MAX_SESSION_CALLS, SEL_DEPOSIT_TO, SEL_EXECUTE, SEL_EXECUTE_BATCH, Call
 
 if TYPE_CHECKING:
@@ -121,27 +122,13 @@ UNPRICED_OP = OpFacts()
 
 
 @dataclass(frozen=True, slots=True)
-class Consumed:
-    """What one call took from one cumulative limit (the contract's Consumption)."""
-
-    scope: int
-    policy_index: int
-    constraint_index: int
-    amount: int
-
-    @property
-    def key(self) -> LimitKey:
-        return (self.scope, self.policy_index, self.constraint_index)
-
-
-@dataclass(frozen=True, slots=True)
 class PendingUse:
     """A session op in the mempool, as far as the session's counters are concerned."""
 
     op_hash: str
     nonce: int
     period_index: int
-    consumed: tuple[Consumed, ...]
+    consumed: tuple[Consumption, ...]
     grant: SessionSpec | None = None  # enable mode: the spec this op grants before using it
 
 
@@ -154,7 +141,7 @@ class Evaluation:
     valid_after: int
     valid_until: int  # 0 = unbounded (as in validationData)
     calls: list[Call]
-    consumed: tuple[Consumed, ...]
+    consumed: tuple[Consumption, ...]
     grant: SessionSpec | None
     spec: SessionSpec
     usage_count: int  # the session's usage count once this op is validated
@@ -466,7 +453,7 @@ class _Eval:
             for c in use.consumed:
                 self.pending_by_key.setdefault(c.key, []).append((use.period_index, c.amount))
         self.in_op: dict[LimitKey, int] = {}
-        self.consumed: list[Consumed] = []
+        self.consumed: list[Consumption] = []
         self.matched: list[tuple[str, int] | None] = []
 
     def fail(self, rule: str, args: tuple, text: str, **data) -> SessionViolation:
@@ -513,7 +500,7 @@ class _Eval:
                 pending=_q(used_pending), inOp=_q(earlier), requested=_q(amount), remaining=_q(remaining),
             )
         self.in_op[key] = earlier + amount
-        self.consumed.append(Consumed(scope, pi, ci, amount))
+        self.consumed.append(Consumption(scope, pi, ci, amount))
 
     def check_gas(self) -> None:
         """SessionAccount._checkGas: paymaster allowed, maximum cost per op, cumulative budget."""

@@ -39,12 +39,10 @@ import logging
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass
-from typing import Any
 
 from eth_abi import decode
-from eth_utils import to_checksum_address
 
-from session_sdk.types import ZERO_ADDRESS, Scope
+from session_sdk.types import ZERO_ADDRESS
 from session_sdk.eip712 import eip712_spec_digest
 from session_sdk.signatures import MODE_ENABLE, MODE_SESSION, EnableSignature, SessionSignature
 from session_sdk.calldata import SEL_CREATE_ACCOUNT
@@ -68,13 +66,13 @@ from .keeper import LedgerKeeper
 from .ledger import LedgerEntry, SessionLedger
 from .policy import (
     Evaluation, OpFacts, PendingUse, SessionState, SessionViolation, check_window, checksummed,
-    decode_session_signature, evaluate, function_name,
+    decode_session_signature, evaluate,
 )
 from .recover import recover_signer
 from .registry import SessionContracts
 from ..chain.client import NodeClient
 from .state import AccountView, SessionStateReader
-from .views import SCOPE_NAMES, gas_report, limits_report, spec_to_json, status_of
+from .views import ActivityItem, SessionReport, limit_uses, status_of
 
 log = logging.getLogger(__name__)
 
@@ -517,15 +515,10 @@ class SessionService:
             raise InvalidParams(f"{account} is a SessionAccount of EntryPoint v{known.version}, not v{ep.version}")
         return ("clone" if len(code) == 45 else "eip7702"), known, code
 
-    async def session_info(self, account: str, signer: str, ep: EntryPointVersion | None = None) -> dict[str, Any]:
+    async def session_info(self, account: str, signer: str, ep: EntryPointVersion | None = None) -> SessionReport:
         header = await self.head.fresh()
         now = chain_now(header)
         kind, ep, _code = await self._entry_point_of(account, header, ep)
-        out: dict[str, Any] = {
-            "account": to_checksum_address(account), "sessionKey": to_checksum_address(signer),
-            "entryPoint": to_checksum_address(ep.address) if ep else None, "accountType": kind,
-            "blockNumber": hex(header.number), "now": now,
-        }
         state = SessionState()
         if ep is not None and kind != "counterfactual":
             view = await self.reader.read(ep, account, signer, 0, header)
@@ -534,54 +527,20 @@ class SessionService:
             state = view.state
         count, pending = self.ledger.totals(account, signer)
         spec = state.spec
-        out.update(
-            status=status_of(state, now),
-            grantNonce=state.grant_nonce,
-            spec=spec_to_json(spec) if spec else None,
+        used = state.usage_count if spec is not None else 0
+        current = None
+        if spec is not None and spec.period:
+            current = (now - spec.valid_after) // spec.period if now >= spec.valid_after else 0
+        return SessionReport(
+            account=account, session_key=signer, entry_point=ep.address if ep else None, account_type=kind,
+            block_number=header.number, now=now, status=status_of(state, now), grant_nonce=state.grant_nonce,
+            spec=spec, uses_used=used, uses_pending=count,
+            uses_remaining=max(spec.usage_limit - used - count, 0) if spec is not None and spec.usage_limit else None,
+            current_period=current, limits=limit_uses(state, now, pending),
+            pending_ops=[e.op_hash for e in self.ledger.entries(account, signer)],
         )
-        if spec is not None:
-            uses_left = None if not spec.usage_limit else max(spec.usage_limit - state.usage_count - count, 0)
-            out["uses"] = {"limit": spec.usage_limit or None, "used": state.usage_count, "pending": count,
-                           "remaining": uses_left}
-            if spec.period:
-                period = (now - spec.valid_after) // spec.period if now >= spec.valid_after else 0
-                out["currentPeriod"] = period
-            out["limits"] = limits_report(state, now, pending)
-            out["gas"] = gas_report(state, now, pending)
-        else:
-            out["uses"] = {"limit": None, "used": 0, "pending": count, "remaining": None}
-            out["limits"] = []
-        out["pendingOps"] = [e.op_hash for e in self.ledger.entries(account, signer)]
-        return out
 
-    async def activity(self, account: str, signer: str) -> list[dict[str, Any]]:
+    async def activity(self, account: str, signer: str) -> list[ActivityItem]:
         """The audit log of one session key: every op it sent through this bundler, oldest
-        first, with its decoded calls, what its validation consumed, and its status now."""
-        out = []
-        for a in self.store.session_activity(account, signer):
-            record = self.store.get(a.op_hash)
-            entry: dict[str, Any] = {
-                "userOpHash": a.op_hash,
-                "entryPoint": to_checksum_address(a.entry_point),
-                "nonce": hex(a.nonce),
-                "mode": a.mode,
-                "periodIndex": a.period_index,
-                "receivedAt": int(a.received_at),
-                "status": record.status.value if record is not None else "unknown",
-                "calls": [{"target": c["target"], "value": hex(c["value"]), "data": c["data"],
-                           **({"function": function_name(bytes.fromhex(c["data"][2:10]))}
-                              if len(c["data"]) >= 10 else {})} for c in a.calls],
-                "consumed": [{"scope": SCOPE_NAMES.get(c["scope"], c["scope"]), "policyIndex": c["policyIndex"],
-                              **({"constraintIndex": c["constraintIndex"]} if c["scope"] == Scope.CALL_ARG
-                                 else {}),
-                              "amount": hex(c["amount"])} for c in a.consumed],
-                "transactionHash": record.tx_hash if record is not None else None,
-                "blockNumber": hex(record.block_number) if record is not None and record.block_number is not None
-                else None,
-            }
-            if record is not None and record.reason:
-                entry["reason"] = record.reason
-                if record.error_code is not None:
-                    entry["errorCode"] = record.error_code
-            out.append(entry)
-        return out
+        first, with its decoded calls, what its validation consumed, and its record now."""
+        return [ActivityItem(a, self.store.get(a.op_hash)) for a in self.store.session_activity(account, signer)]

@@ -1,71 +1,58 @@
-"""JSON shapes of the session_* RPC answers (pure: state in, dicts out).
-
-Quantities that can exceed 2**53 (wei, token amounts, limits) are 0x-hex strings as everywhere
-in ERC-4337 JSON-RPC; indices, timestamps and periods are plain numbers.
-"""
+"""What the session_* RPC answers say, as values (pure: state in, dataclasses out). The wire form
+(camelCase names, hex quantities) is written at the RPC edge, rpc/results.py."""
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from session_sdk.types import ZERO_ADDRESS, Condition, LimitKind, Scope, SessionSpec, Status
-from .policy import (
-    POLICY_TYPES,
-    FUNCTION_NAMES, LimitKey, SessionState, arg_type_text, current_period, limit_keys, limit_of, limit_text,
-)
-
-CONDITION_NAMES: dict[int, str] = {Condition.EQ: "eq", Condition.NEQ: "neq", Condition.GT: "gt", Condition.GTE: "gte",
-                   Condition.LT: "lt", Condition.LTE: "lte"}
-KIND_NAMES = {LimitKind.NONE: "none", LimitKind.LIFETIME: "lifetime", LimitKind.ALLOWANCE: "allowance"}
-SCOPE_NAMES: dict[int, str] = {Scope.CALL_VALUE: "callValue", Scope.CALL_ARG: "callArgument", Scope.TRANSFER_VALUE: "transferValue",
-               Scope.GAS: "gasCost"}
+from session_sdk.types import LimitKind, SessionSpec, Status
+from ..store.records import OpRecord, SessionActivity
+from .policy import LimitKey, SessionState, current_period, limit_keys, limit_of, limit_text
 
 
-def _limit(lim) -> dict[str, Any]:
-    return {"kind": KIND_NAMES.get(lim.kind, int(lim.kind)), "amount": hex(lim.amount)}
+@dataclass(frozen=True, slots=True)
+class LimitUse:
+    """One cumulative limit: limit, used on chain, pending in the mempool, remaining; for an
+    allowance, in the period covering `now` (period = (index, first second, last second))."""
+
+    key: LimitKey  # (scope, policy index, constraint index)
+    description: str
+    kind: LimitKind
+    limit: int
+    used: int
+    pending: int
+    remaining: int
+    period: tuple[int, int, int] | None = None
 
 
-def spec_to_json(spec: SessionSpec) -> dict[str, Any]:
-    return {
-        "signer": spec.signer,
-        "validAfter": spec.valid_after,
-        "validUntil": spec.valid_until,
-        "period": spec.period,
-        "wildcard": spec.wildcard,
-        "usageLimit": spec.usage_limit,
-        "callPolicies": [
-            {
-                "target": p.target,
-                "selector": "0x" + p.selector.hex(),
-                **({"function": FUNCTION_NAMES[p.selector][0]} if p.selector in FUNCTION_NAMES else {}),
-                "maxValuePerUse": hex(p.max_value_per_use),
-                "valueLimit": _limit(p.value_limit),
-                "constraints": [
-                    {"condition": CONDITION_NAMES.get(c.condition, int(c.condition)), "index": c.index,
-                     "type": arg_type_text(c.arg_type, c.arg_size),
-                     "refValue": "0x" + c.ref_value.hex(), "limit": _limit(c.limit)}
-                    for c in p.constraints
-                ],
-            }
-            for p in spec.call_policies
-        ],
-        "transferPolicies": [
-            {"target": t.target, "maxValuePerUse": hex(t.max_value_per_use), "valueLimit": _limit(t.value_limit)}
-            for t in spec.transfer_policies
-        ],
-        "gas": {"maxCostPerOp": hex(spec.gas.max_cost_per_op), "costLimit": _limit(spec.gas.cost_limit),
-                "paymasters": list(spec.gas.paymasters)},
-    }
+@dataclass(frozen=True, slots=True)
+class SessionReport:
+    """session_getSession's answer: the account, the session's spec and status, its uses and
+    every cumulative limit at the block read."""
+
+    account: str
+    session_key: str
+    entry_point: str | None  # None for a counterfactual account without an EntryPoint given
+    account_type: str  # counterfactual | clone | eip7702
+    block_number: int
+    now: int
+    status: str
+    grant_nonce: int
+    spec: SessionSpec | None
+    uses_used: int
+    uses_pending: int
+    uses_remaining: int | None  # None when the session has no usage limit
+    current_period: int | None  # only for a session with periods
+    limits: list[LimitUse]
+    pending_ops: list[str]
 
 
-def gas_report(state: SessionState, now: int, pending: dict[LimitKey, dict[int, int]]) -> dict[str, Any] | None:
-    """The gas budget: the per-op cap, the paymasters, and the cumulative budget (limit, used on
-    chain, pending in the mempool, remaining; None when the budget is unlimited)."""
-    spec = state.spec
-    if spec is None:
-        return None
-    budget = next((item for item in limits_report(state, now, pending) if item["scope"] == "gasCost"), None)
-    return {"maxCostPerOp": hex(spec.gas.max_cost_per_op), "paymasters": list(spec.gas.paymasters),
-            "budget": budget}
+@dataclass(frozen=True, slots=True)
+class ActivityItem:
+    """One op of session_getActivity: what the session key sent, and the op's record now
+    (None when the op index no longer has it)."""
+
+    activity: SessionActivity
+    record: OpRecord | None
 
 
 def status_of(state: SessionState, now: int) -> str:
@@ -82,9 +69,8 @@ def status_of(state: SessionState, now: int) -> str:
     return "active"
 
 
-def limits_report(state: SessionState, now: int, pending: dict[LimitKey, dict[int, int]]) -> list[dict[str, Any]]:
-    """Every cumulative limit: limit, used on chain, pending in the mempool, remaining; for an
-    allowance, in the period covering `now`."""
+def limit_uses(state: SessionState, now: int, pending: dict[LimitKey, dict[int, int]]) -> list[LimitUse]:
+    """Every cumulative limit of the session (see LimitUse)."""
     spec = state.spec
     if spec is None:
         return []
@@ -94,36 +80,20 @@ def limits_report(state: SessionState, now: int, pending: dict[LimitKey, dict[in
         lim = limit_of(spec, key)
         counter = state.counters.get(key)
         per_period = pending.get(key, {})
+        window = None
         if lim.kind == LimitKind.ALLOWANCE:
             used = counter.used if counter and counter.period_index == period else 0
             if counter and counter.period_index > period:  # a later period already started on chain
                 used = lim.amount
             pend = per_period.get(period, 0)
-        else:
-            used = counter.used if counter else 0
-            pend = sum(per_period.values())
-        scope, pi, ci = key
-        item = {
-            "scope": SCOPE_NAMES[scope],
-            "policyType": POLICY_TYPES.get(scope, "call"),
-            "policyIndex": pi,
-            **({"constraintIndex": ci} if scope == Scope.CALL_ARG else {}),
-            "description": limit_text(spec, key),
-            "kind": KIND_NAMES[lim.kind],
-            "limit": hex(lim.amount),
-            "used": hex(used),
-            "pending": hex(pend),
-            "remaining": hex(max(lim.amount - used - pend, 0)),
-        }
-        if lim.kind == LimitKind.ALLOWANCE:
             start = spec.valid_after + period * spec.period
             end = start + spec.period - 1
             if spec.valid_until:
                 end = min(end, spec.valid_until)
-            item.update(periodIndex=period, periodStart=start, periodEnd=end)
-        out.append(item)
+            window = (period, start, end)
+        else:
+            used = counter.used if counter else 0
+            pend = sum(per_period.values())
+        out.append(LimitUse(key=key, description=limit_text(spec, key), kind=lim.kind, limit=lim.amount, used=used,
+                            pending=pend, remaining=max(lim.amount - used - pend, 0), period=window))
     return out
-
-
-def target_text(address: str) -> str:
-    return "any" if address == ZERO_ADDRESS else address

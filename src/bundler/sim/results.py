@@ -5,7 +5,7 @@ Everything here is pure: revert data in, dataclasses out; dataclasses in, bundle
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_abi import decode
@@ -272,6 +272,24 @@ def failure_error(failure: SimulationFailure, paymaster: str | None = None) -> B
             f"cost (fund the account or use a paymaster)"
         )
     return ValidationRejected(message)
+
+
+NO_STAKE = StakeInfo(0, 0)
+PLAIN_VALIDATION = ValidationData.unpack(0)  # signature fine, no time range
+
+
+def kept_form(result: ValidationResult, trace: Any) -> ValidationResult:
+    """`result` as something that stays in memory per pending op: `trace` (what later checks
+    read of it) in place of the tracer's report, and the usual values (no stake, validation data
+    0) as one shared object each instead of a fresh copy per op from the worker's pickle."""
+    def shared(value, common):
+        return common if value == common else value
+
+    return replace(
+        result, trace=trace, account=shared(result.account, PLAIN_VALIDATION),
+        paymaster=shared(result.paymaster, PLAIN_VALIDATION), sender_info=shared(result.sender_info, NO_STAKE),
+        factory_info=shared(result.factory_info, NO_STAKE), paymaster_info=shared(result.paymaster_info, NO_STAKE),
+    )
 
 
 def validation_error(

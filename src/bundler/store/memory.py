@@ -77,7 +77,7 @@ class MemoryStore:
         record.updated_at = time.time()
         self._records[op_hash] = record
         self._track(record)
-        self._written(record)
+        self._written(record, op_changed="op" in fields)
         return record
 
     def with_status(self, *statuses: OpStatus) -> list[OpRecord]:
@@ -126,7 +126,7 @@ class MemoryStore:
     def _evictable(self, op_hash: str) -> bool:  # the durable stores keep unwritten rows
         return True
 
-    def _written(self, record: OpRecord) -> None:  # hook for write-behind stores
+    def _written(self, record: OpRecord, op_changed: bool = True) -> None:  # hook for write-behind stores
         pass
 
     # -- reputation ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ ACTIVE = (OpStatus.PENDING, OpStatus.SUBMITTED)
 FINISHED = (OpStatus.MINED, OpStatus.DROPPED)
 
 
-@dataclass
+@dataclass(slots=True)
 class OpRecord:
     hash: str
     entry_point: str

@@ -26,6 +26,7 @@ from .codec import (
 from .memory import MemoryStore
 from .records import ACTIVE, FINISHED, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity
 from .writebehind import StoreError, WriteBehind
+from ..userop.model import UserOperation
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,23 @@ CREATE TABLE IF NOT EXISTS inflight (
 _OP_SELECT = f"SELECT {', '.join(OP_COLUMNS)} FROM ops"
 _OP_UPSERT = (f"INSERT OR REPLACE INTO ops ({', '.join(OP_COLUMNS)}) "
               f"VALUES ({', '.join('?' for _ in OP_COLUMNS)})")
+# a status change of an op whose row is there: every column but the op's JSON (OP_COLUMNS[4])
+_OP_JSON_AT = 4
+_OP_UPDATE = (f"UPDATE ops SET {', '.join(c + ' = ?' for c in OP_COLUMNS[1:] if c != OP_COLUMNS[_OP_JSON_AT])} "
+              f"WHERE {OP_COLUMNS[0]} = ?")
+
+
+def _op_write(op_changed: bool, record: OpRecord) -> tuple[bool, UserOperation, tuple]:
+    """A queued op row: (whole, op, row without the op's JSON). `whole`: the op is new or
+    changed, so the row is written whole, its JSON made in the writer thread; otherwise only the
+    other columns are updated. Nothing is kept per pending op for it (a cache of each op's JSON
+    was about 730 bytes per pending op): the JSON is made again only if the row is missing."""
+    return op_changed, record.op, op_row(record, "")
+
+
+def _coalesced(older: tuple, newer: tuple) -> tuple:
+    """Two queued writes of one op row: the newer one, written whole if either was."""
+    return (older[0] or newer[0],) + newer[1:]
 
 
 class DiskOnlyFilter:
@@ -158,7 +176,6 @@ class SqliteStore(WriteBehind, MemoryStore):
             raise
         self._clear_seq = 0         # seq of the last clear() (reads miss the file until durable)
         self._row_seq: dict[str, int] = {}
-        self._op_json: dict[str, str] = {}
         self._start_writer("store-writer")
 
     # -- set-up ---------------------------------------------------------------------------
@@ -250,7 +267,6 @@ class SqliteStore(WriteBehind, MemoryStore):
             return None
         record = op_from_row(row)
         self._records[record.hash] = record
-        self._op_json[record.hash] = row[4]
         self._track(record)
         return record
 
@@ -277,11 +293,14 @@ class SqliteStore(WriteBehind, MemoryStore):
     def describe(self) -> str:
         return str(self.path)
 
-    def _written(self, record: OpRecord) -> None:
-        op_json = self._op_json.get(record.hash)
-        if op_json is None:
-            op_json = self._op_json[record.hash] = op_to_json(record.op)
-        self._row_seq[record.hash] = self._queue("ops", record.hash, op_row(record, op_json))
+    def _written(self, record: OpRecord, op_changed: bool = True) -> None:
+        seq = self._queue("ops", record.hash, _op_write(op_changed, record), combine=_coalesced)
+        # only finished records are ever evicted, once their last write is durable: the
+        # sequence number is kept for those alone (not 58 bytes per pending op)
+        if record.status in FINISHED:
+            self._row_seq[record.hash] = seq
+        else:
+            self._row_seq.pop(record.hash, None)
 
     def _evictable(self, op_hash: str) -> bool:
         return self._row_seq.get(op_hash, 0) <= self._committed
@@ -290,17 +309,11 @@ class SqliteStore(WriteBehind, MemoryStore):
         before = set(self._finished)
         super()._evict()
         for h in before - set(self._finished):
-            self._op_json.pop(h, None)
             self._row_seq.pop(h, None)
             self._disk_only.add(h)
 
-    def put(self, record: OpRecord) -> None:
-        self._op_json.pop(record.hash, None)  # a put may carry another op under a known hash
-        super().put(record)
-
     def clear(self) -> None:
         super().clear()
-        self._op_json.clear()
         self._row_seq.clear()
         self._clear_seq = self._queue_flag("clear_ops", clears=("ops", "session_activity"))
 
@@ -353,7 +366,7 @@ class SqliteStore(WriteBehind, MemoryStore):
         if "clear_ops" in flags:
             conn.execute("DELETE FROM ops")
         if tables.get("ops"):
-            conn.executemany(_OP_UPSERT, list(tables["ops"].values()))
+            self._commit_ops(conn, tables["ops"].values())
         if "clear_reputation" in flags:
             conn.execute("DELETE FROM reputation")
         for address, row in tables.get("reputation", {}).items():
@@ -378,6 +391,22 @@ class SqliteStore(WriteBehind, MemoryStore):
                 conn.execute("INSERT OR REPLACE INTO inflight (executor, nonce, entry_point, op_hashes, attempts, "
                              "created_at) VALUES (?, ?, ?, ?, ?, ?)", row)
         conn.execute("COMMIT")
+
+    @staticmethod
+    def _commit_ops(conn, writes) -> None:
+        rows = []
+        for op_changed, op, row in writes:
+            if not op_changed:
+                update = row[1:_OP_JSON_AT] + row[_OP_JSON_AT + 1:] + row[:1]
+                if conn.execute(_OP_UPDATE, update).rowcount:
+                    continue
+                # not in the file (pruned meanwhile): the whole row after all
+            rows.append(row[:_OP_JSON_AT] + (op_to_json(op),) + row[_OP_JSON_AT + 1:])
+        if rows:
+            conn.executemany(_OP_UPSERT, rows)
+
+    def _merge_back(self, table: str, key, failed, newer):
+        return _coalesced(failed, newer) if table == "ops" and failed is not None and newer is not None else newer
 
     def _prune(self, conn) -> None:
         if self._retention_s <= 0:

@@ -11,6 +11,7 @@ from pjrpc.server import MethodRegistry
 from ...chain.client import NodeClient
 from ...chain.fees import GasPrice, user_operation_gas_prices
 from ...chain.types import PinnedBlock
+from ..results import encode_gas_prices
 
 
 class FreshHead(Protocol):
@@ -33,7 +34,7 @@ def fee_registry(services: FeeServices) -> MethodRegistry:
 
     @r.add(name="pimlico_getUserOperationGasPrice")
     async def pimlico_gas_price() -> dict:
-        return {tier: price.to_json() for tier, price in (await prices()).items()}
+        return encode_gas_prices(await prices())
 
     @r.add(name="rundler_maxPriorityFeePerGas")
     async def rundler_priority_fee() -> str:

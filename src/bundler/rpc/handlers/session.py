@@ -9,7 +9,9 @@ from pjrpc.server import MethodRegistry
 
 from ...entrypoint import EntryPointVersion
 from ...errors import InvalidParams
+from ...sessions.views import ActivityItem, SessionReport
 from ..params import decode_account_and_session_key, decode_entry_point
+from ..results import encode_activity_item, encode_session_report
 
 
 class SessionQueries(Protocol):
@@ -18,9 +20,9 @@ class SessionQueries(Protocol):
     @property
     def contracts(self) -> object: ...  # falsy: no SessionAccount implementation known on this chain
 
-    async def session_info(self, account: str, signer: str, ep: EntryPointVersion | None = None) -> dict[str, Any]: ...
+    async def session_info(self, account: str, signer: str, ep: EntryPointVersion | None = None) -> SessionReport: ...
 
-    async def activity(self, account: str, signer: str) -> list[dict[str, Any]]: ...
+    async def activity(self, account: str, signer: str) -> list[ActivityItem]: ...
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,13 @@ def session_registry(services: SessionServices) -> MethodRegistry:
         in the current period)."""
         account, key = decode_account_and_session_key(account, session_key)
         ep = decode_entry_point(entry_point, services.entry_points) if entry_point is not None else None
-        return await service().session_info(account, key, ep)
+        return encode_session_report(await service().session_info(account, key, ep))
 
     @r.add(name="session_getActivity")
     async def get_activity(account: Any, session_key: Any) -> list[dict]:
         """The ops this session key sent through this bundler: hash, decoded calls, what each
         consumed, status (pending / submitted / mined / dropped with its reason)."""
         account, key = decode_account_and_session_key(account, session_key)
-        return await service().activity(account, key)
+        return [encode_activity_item(item) for item in await service().activity(account, key)]
 
     return r

@@ -6,10 +6,10 @@
     violations = check(result.trace, ctx)                   # [] when the op is clean
     raise violation_error(violations[0], ctx)
 """
-from .rules import RuleContext, Violation, check, storage_touched, violation_error
+from .rules import CheckedTrace, RuleContext, Violation, check, checked, storage_touched, violation_error
 from .tracer import PhaseTrace, Trace, TracerFactory, ValidationTracer
 
 __all__ = [
-    "PhaseTrace", "RuleContext", "Trace", "TracerFactory", "ValidationTracer", "Violation", "check",
+    "CheckedTrace", "PhaseTrace", "RuleContext", "checked", "Trace", "TracerFactory", "ValidationTracer", "Violation", "check",
     "storage_touched", "violation_error",
 ]

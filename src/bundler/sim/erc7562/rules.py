@@ -40,6 +40,7 @@ is too low, and to -32502 OpcodeViolation (an unstaked entity broke a rule) othe
 from __future__ import annotations
 
 import bisect
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Mapping
 
@@ -49,7 +50,7 @@ from eth.vm.opcode_values import (
 from eth_hash.auto import keccak
 
 from ...errors import BundlerError, OpcodeViolation, StakeTooLow
-from ..results import StakeInfo, ValidationResult
+from ..results import NO_STAKE, StakeInfo, ValidationResult
 from .tracer import READ, WRITE, PhaseTrace, Trace, opcode_name
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ ASSOCIATED_RANGE = 128
 ALLOWED_PRECOMPILES = frozenset((i).to_bytes(20, "big") for i in range(1, 10))
 STAKED_ONLY_OPCODES = frozenset({BALANCE, SELFBALANCE})
 PHASE_ORDER = ("factory", "account", "paymaster")
-NO_STAKE = StakeInfo(0, 0)
 
 
 @dataclass(frozen=True)
@@ -157,12 +157,36 @@ class _Associations:
         return i > 0 and slot - bases[i - 1] <= ASSOCIATED_RANGE
 
 
-def check(trace: Trace, ctx: RuleContext) -> list[Violation]:
+@dataclass(frozen=True, slots=True)
+class CheckedTrace:
+    """What is read of a trace once the rules passed it (what a pool entry keeps instead of the
+    whole trace, about 2.6 KB): the rules checked on it again later see the same trace, the same
+    stakes and the same paymaster context, so only the mempool rules (STO-040) can find something
+    new. The bundle-time STO-041 needs the contracts whose storage it touched. Make it with
+    `checked(trace, sender)` only from a trace that `check` passed."""
+
+    # contracts other than the sender whose storage or transient storage any phase accessed,
+    # lower-case "0x..." (interned: the same few contracts recur across ops)
+    others_storage: tuple[str, ...] = ()
+
+
+def checked(trace: Trace, sender: str) -> CheckedTrace:
+    """The part of a trace `check` passed that later checks read (see CheckedTrace)."""
+    others = storage_touched(trace) - {sender.lower()}
+    return CheckedTrace(tuple(sorted(sys.intern(a) for a in others))) if others else _NOTHING_ELSE
+
+
+_NOTHING_ELSE = CheckedTrace()
+
+
+def check(trace: Trace | CheckedTrace, ctx: RuleContext) -> list[Violation]:
     """Every violation of the rules, the mempool rules (STO-040) first, then phase by phase in
-    execution order."""
+    execution order. A CheckedTrace passed every rule but the mempool's already: only those run."""
     out: list[Violation] = []
     out += _check_mempool_entities(ctx)
     out += _check_paymaster_context(ctx)
+    if isinstance(trace, CheckedTrace):
+        return out
     assoc = _Associations(trace.keccak_bases)
     created_sender = False
     for name in PHASE_ORDER:
@@ -214,10 +238,12 @@ def _check_paymaster_context(ctx: RuleContext) -> list[Violation]:
     )]
 
 
-def storage_touched(trace: Trace) -> frozenset[str]:
+def storage_touched(trace: Trace | CheckedTrace) -> frozenset[str]:
     """Every contract ("0x..." lower-case) whose storage or transient storage any phase of the
     validation accessed (STO-041 at bundle time: no op may touch the storage of another op's
-    sender in the same bundle)."""
+    sender in the same bundle); of a CheckedTrace, those other than the sender."""
+    if isinstance(trace, CheckedTrace):
+        return frozenset(trace.others_storage)
     out: set[str] = set()
     for phase in trace.phases.values():
         out.update(_hex(a) for a in phase.storage)
@@ -464,4 +490,4 @@ def violation_error(v: Violation, ctx: RuleContext) -> BundlerError:
     return OpcodeViolation(v.message, data)
 
 
-__all__ = ["RuleContext", "Violation", "check", "storage_touched", "violation_error", "READ", "WRITE"]
+__all__ = ["CheckedTrace", "RuleContext", "Violation", "check", "checked", "storage_touched", "violation_error", "READ", "WRITE"]
