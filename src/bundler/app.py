@@ -43,7 +43,7 @@ from .sessions.service import SessionService
 from .sim import Simulator
 from .chain.reorgs import ChainWatcher, MinedBundle
 from .chain.types import ChainUpdate
-from .pool.requeue import Requeue, entry_from_record
+from .pool.requeue import Requeue
 from .pool.shared import SharedPoolSync
 from .store import OpStatus, Store, as_shared, open_store
 from .store.records import InflightTx
@@ -252,15 +252,8 @@ class Bundler:
             if released:
                 log.info("released %d op(s) claimed before a restart but never sent", released)
             as_shared(store).adopt_own_inflight()  # ours again: followed (and replaced if stuck) with our keys
-        for t in self._own_inflight():
-            for h in t.op_hashes:
-                record = store.get(h)
-                if record is None or record.status not in (OpStatus.PENDING, OpStatus.SUBMITTED):
-                    continue
-                entry = entry_from_record(record, submitted_in=t.latest.tx_hash if t.latest else None)
-                if entry is not None:
-                    self.mempool.add(entry)
-                    in_flight.add(h)
+        for t in self._own_inflight():  # in the pool, marked in their transaction (resumed once serving)
+            in_flight.update(self.pool.adopt_in_flight(t.op_hashes, t.latest.tx_hash if t.latest else None))
         if self.pool_sync is not None:  # a shared store: the others' ops come in through the pool sync
             pending = []  # (and bundle simulation re-checks them)
             self.pool_sync.sync_once()

@@ -74,7 +74,8 @@ class Builder:
         self.mode = config.bundle_mode
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker, or None
         self._wakeup = asyncio.Event()
-        self.safe = SafeMode(config, pool)
+        self.metrics = metrics if metrics is not None else NullMetrics()
+        self.safe = SafeMode(config, pool, metrics=self.metrics)
         # select -> second validation -> simulate and drop -> fees: a ProposedBundle value
         self.proposer = BundleProposer(
             simulator=simulator, safe=self.safe, window=head.window, check=self._check,
@@ -87,7 +88,6 @@ class Builder:
         self.keys = KeyAssigner(executors, self.balances.is_low)
         self._background: set[asyncio.Task] = set()
         self._watcher: ChainWatcher | None = None  # set by the app
-        self.metrics = metrics if metrics is not None else NullMetrics()
         # what a resolved transaction means for its ops (and resuming those found in flight)
         self.settlement = Settlement(pool=pool, rows=store, tracker=self.tracker, executors=executors,
                                      found_mined=self._found_mined_on_chain, metrics=self.metrics,

@@ -3,11 +3,12 @@ then the mempool rules. Every refusal is a BundlerError with its ERC-7769 code."
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..chain.clock import InclusionWindow
 from ..chain.head import HeadTracker
-from ..chain.types import StateOverrides
+from ..chain.types import PinnedBlock, StateOverrides
 from ..config import Config
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams
@@ -106,7 +107,25 @@ class Admission:
         return queued_nonce_override(ep, op)
 
     async def submit(self, op: UserOperation, ep: EntryPointVersion) -> str:
-        header = await self.head.fresh()
+        """Admit the op (its hash) or raise its refusal. The head block the tracker confirmed a
+        moment ago does (no header request per op); a refusal there is only final if the node's
+        latest block is still that one, else the op is judged again on the newer block, so an
+        op made valid by a transaction just mined is not refused."""
+        seen = self.head.recent(getattr(self.config, "admission_head_max_age_ms", 0) / 1000)
+        if seen is None:
+            judged = await self._judge(op, ep, await self.head.fresh())
+        else:
+            try:
+                judged = await self._judge(op, ep, seen)
+            except BundlerError:
+                latest = await self.head.fresh()
+                if latest.hash == seen.hash:
+                    raise
+                judged = await self._judge(op, ep, latest)
+        return await self._accept(judged)
+
+    async def _judge(self, op: UserOperation, ep: EntryPointVersion, header: PinnedBlock) -> "_Judged":
+        """Every check of the op against the block `header`; nothing is stored or changed."""
         static_checks(op, ep, self.config, header.base_fee)
         delegate = _delegate(op)
         if self.eip7702 is not None:
@@ -157,8 +176,15 @@ class Admission:
             validation=self.safe.kept(op, outcome),
             validated_block=header.hash,
         )
+        return _Judged(entry, header, replaced, victim, session)
+
+    async def _accept(self, judged: "_Judged") -> str:
+        """Store the admitted op (durably, before the client hears back) and pool it."""
+        entry, header, replaced, victim, session = (judged.entry, judged.header, judged.replaced,
+                                                    judged.victim, judged.session)
+        op, op_hash, rep = entry.op, entry.hash, self.reputation
         # the store decides the (sender, nonce) slot: with a shared store, across all instances
-        record = OpRecord(hash=op_hash, entry_point=ep.address, op=op, valid_after=entry.valid_after,
+        record = OpRecord(hash=op_hash, entry_point=entry.entry_point.address, op=op, valid_after=entry.valid_after,
                           valid_until=entry.valid_until, prefund=entry.prefund,
                           eip7702_delegate=entry.eip7702_delegate, received_at=entry.received_at)
         try:
@@ -171,15 +197,16 @@ class Admission:
             raise _refusal(op_hash, verdict)
         if victim is not None and self.capacity is not None:
             self.capacity.evict(victim, op_hash, header.base_fee)
-        if sessions is not None:  # accounted first: the mempool's observers see it as a session op
-            sessions.admitted(session, entry)
+        if session is not None and self.sessions is not None:  # accounted first: the mempool's observers
+            self.sessions.admitted(session, entry)  # see it as a session op
         self.mempool.add(entry)
         if rep is not None:
             rep.admitted(entry)
             if replaced is not None:
                 rep.replaced(replaced)
         await self._persist(entry, replaced)
-        log.info("admitted op %s sender %s nonce %s", op_hash, op.sender, hex(op.nonce))
+        # debug, not info: a line per op costs the main process more than a header request
+        log.debug("admitted op %s sender %s nonce %s", op_hash, op.sender, hex(op.nonce))
         if self.on_admitted:
             self.on_admitted(entry)
         return op_hash
@@ -195,6 +222,16 @@ class Admission:
             if replaced is not None and self.mempool.get(replaced.hash) is None:
                 self.mempool.add(replaced)
             raise BundlerError(f"the bundler could not store the UserOperation ({e}); try again") from None
+
+
+@dataclass
+class _Judged:
+    """An op that passed every check at `header`, with what admitting it will change."""
+    entry: PoolEntry
+    header: PinnedBlock
+    replaced: PoolEntry | None
+    victim: PoolEntry | None
+    session: Any
 
 
 def _refusal(op_hash: str, verdict) -> InvalidParams:

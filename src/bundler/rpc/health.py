@@ -14,7 +14,7 @@ import asyncio
 import logging
 import re
 import time
-from typing import Any
+from typing import Any, Sized
 
 from aiohttp import web
 
@@ -46,13 +46,13 @@ def _describe(exc: BaseException) -> str:
 
 class Monitor:
     def __init__(self, *, node: NodeClient, executors: list[Executor], metrics: Metrics, config: Config,
-                 mempool: PoolReader, tasks: Supervisor | None = None):
+                 mempool: Sized, tasks: Supervisor | None = None):
         self.node = node
         self.tasks = tasks  # supervise.Supervisor: its dead or failing tasks are problems
         self.executors = executors
         self.metrics = metrics
         self.config = config
-        self.mempool = mempool
+        self.mempool = mempool  # only its size is read (the pool's len)
         self.deposits = None  # paymaster.deposit.DepositWatcher, when the bundler sponsors gas
         self.last: dict[str, Any] | None = None
         self._last_at = 0.0

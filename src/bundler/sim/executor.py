@@ -128,6 +128,31 @@ def _fast_opcode(op: Any) -> Any:
     return charged
 
 
+# stack position of the value a CALL-family / CREATE opcode moves (None: it never moves one)
+_VALUE_AT = {0xF0: 0, 0xF1: 2, 0xF2: 2, 0xF4: None, 0xF5: 0, 0xFA: None}
+
+
+def _value_blind(op: Any, value_at: int | None) -> Any:
+    """py-evm's CALL family and CREATEs read the caller's balance before they run, also when they
+    move no value and the balance decides nothing. Such a read is not an observation of the balance
+    (sim/readset.py: otherwise every validation would depend on the EntryPoint's balance, which
+    every bundle changes)."""
+    def call(computation, _op=op):
+        values = computation._stack.values
+        if value_at is not None and (len(values) <= value_at or stack_peek_int(computation, value_at)):
+            return _op(computation)
+        db = computation.state._account_db
+        db.blind_balance_read = computation.msg.storage_address
+        try:
+            return _op(computation)
+        finally:
+            db.blind_balance_read = None
+
+    call.mnemonic = op.mnemonic  # type: ignore[attr-defined]
+    call.gas_cost = getattr(op, "gas_cost", None)  # type: ignore[attr-defined]
+    return call
+
+
 def _dispatch_table(opcodes: dict[int, Any]) -> list:
     """opcode -> callable, as a 256-entry list (indexing beats dict lookup + KeyError)."""
     return [opcodes[i] if i in opcodes else InvalidOpcode(i) for i in range(256)]
@@ -137,7 +162,8 @@ class SimComputation(PragueComputation):
     """Prague computation with a leaner interpreter loop (same semantics) and jump-destination
     analysis shared per code object."""
 
-    opcodes = {op: _fast_opcode(fn) for op, fn in PragueComputation.opcodes.items()}
+    opcodes = {op: _value_blind(fn, _VALUE_AT[op]) if op in _VALUE_AT else _fast_opcode(fn)
+               for op, fn in PragueComputation.opcodes.items()}
     _dispatch: list = _dispatch_table(opcodes)
 
     def __init__(self, state, message, transaction_context) -> None:
@@ -238,6 +264,7 @@ class SimState(PragueState):
     """PragueState over an OverlayAccountDB; no trie, no system-contract setup."""
 
     execution_context: WatchedExecutionContext  # notes a read of the block context (sim/readset.py)
+    _account_db: OverlayAccountDB
 
     def __init__(self, account_db: OverlayAccountDB, execution_context: WatchedExecutionContext,
                  tracer: Tracer | None = None) -> None:
@@ -248,6 +275,10 @@ class SimState(PragueState):
         self.computation_class = (
             SimComputation if tracer is None else traced_computation_class(frozenset(tracer.opcodes))
         )
+
+    def delta_balance(self, address: Address, delta: int) -> None:
+        # not get_balance + set_balance: a value paid in is not an observation of the balance
+        self._account_db.delta_balance(address, delta)
 
 
 def execution_context(ctx: BlockContext) -> WatchedExecutionContext:
