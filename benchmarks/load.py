@@ -296,9 +296,10 @@ def bundler_command() -> tuple[list[str], dict]:
     return [sys.executable, "-c", "import sys; from bundler.cli import main; sys.exit(main())"], env
 
 
-def start_ours(chain: Chain, logdir: Path, args, unsafe: bool = False, run: int = 0) -> Target:
+def start_ours(chain: Chain, logdir: Path, args, unsafe: bool = False, run: int = 0,
+               reuse: bool = True) -> Target:
     port = free_port()
-    name = "ours-unsafe" if unsafe else "ours-safe"
+    name = "ours-unsafe" if unsafe else "ours-safe" if reuse else "ours-safe-noreuse"
     log_path = logdir / f"{name}-{run}.log"
     exe, env = bundler_command()
     env["BUNDLER_PRIVATE_KEY"] = ",".join(KEY_EXECUTORS[:args.executors])
@@ -310,6 +311,8 @@ def start_ours(chain: Chain, logdir: Path, args, unsafe: bool = False, run: int 
                  "--data-dir", tempfile.mkdtemp(prefix="bench-data-", dir=logdir)] + args.ours_args
     if unsafe:
         cmd.append("--unsafe")
+    if not reuse:
+        cmd.append("--no-readset-reuse")
     fh = open(log_path, "wb")
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -770,7 +773,8 @@ def run_target(kind: str, wl: Workload, owners_addr: list[str], args, logdir: Pa
         log(f"[{kind}] set-up: " + ", ".join(f"{k} {v:.1f} s" for k, v in chain.setup_s.items()))
         t0 = time.perf_counter()
         if kind.startswith("ours"):
-            target = start_ours(chain, logdir, args, unsafe=kind == "ours-unsafe", run=run)
+            target = start_ours(chain, logdir, args, unsafe=kind == "ours-unsafe", run=run,
+                                reuse=kind != "ours-safe-noreuse")
         else:
             target = start_alto(chain, logdir, kind == "alto-safe", wl.ep, args, run=run)
         start_s = time.perf_counter() - t0
@@ -785,6 +789,8 @@ def run_target(kind: str, wl: Workload, owners_addr: list[str], args, logdir: Pa
         sids = {"bundler": target.proc.pid, "anvil": chain.node.process.pid}
         result = asyncio.run(run_load(target.url, chain.url, wl, args, on_load_start, sids))
         stop_py_spy(spy)
+        if kind.startswith("ours"):
+            result["second_validations"] = second_validations(target.url)
         result["setup_s"] = chain.setup_s
         result["start_s"] = start_s
         result["log"] = str(target.log_path)
@@ -794,6 +800,28 @@ def run_target(kind: str, wl: Workload, owners_addr: list[str], args, logdir: Pa
         if target is not None:
             target.stop()
         chain.node.stop()
+
+
+def second_validations(url: str) -> dict[str, float]:
+    """Our bundler's second validations by how they were decided (its /metrics counter
+    bundler_second_validations_total{how=same_block|reused|simulated})."""
+    text = requests.get(url + "/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("bundler_second_validations_total{"):
+            labels, value = line.rsplit(" ", 1)
+            out[labels.split('how="', 1)[1].split('"', 1)[0]] = float(value)
+    return out
+
+
+def _second(how: str):
+    return lambda r: r["second_validations"].get(how, 0)
+
+
+def _reuse_rate(r):
+    sv = r["second_validations"]
+    total = sum(sv.values())
+    return 100 * (sv.get("reused", 0) + sv.get("same_block", 0)) / total if total else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -838,11 +866,16 @@ ROWS = [  # label, getter (None = not measured), format of one value, better ("h
     ("bundler+anvil CPU ms per op", lambda r: r["bundler_node_cpu_ms_per_op"], _num("{:.1f}"), "lo"),
     ("anvil CPU s", lambda r: r["cpu_s"].get("anvil"), _num("{:.1f}"), None),
     ("bundler start s", lambda r: r["start_s"], _num("{:.1f}"), None),
+    ("second validations", lambda r: sum(r["second_validations"].values()), _num("{:.0f}"), None),
+    ("  reused (read set unchanged)", _second("reused"), _num("{:.0f}"), None),
+    ("  same block as admission", _second("same_block"), _num("{:.0f}"), None),
+    ("  simulated again", _second("simulated"), _num("{:.0f}"), None),
+    ("  not simulated again %", _reuse_rate, _num("{:.0f}"), "hi"),
 ]
 
 # (ours, theirs) pairs whose ratio is printed; the goals of issue 15 are read from these
 PAIRS = [("ours-safe", "alto-safe"), ("ours-safe", "alto-unsafe"), ("ours-unsafe", "alto-unsafe"),
-         ("ours-safe", "ours-unsafe")]
+         ("ours-safe", "ours-unsafe"), ("ours-safe", "ours-safe-noreuse")]
 
 
 def row(label: str):
@@ -987,7 +1020,7 @@ def print_report(report: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-KINDS = ("ours-safe", "ours-unsafe", "alto-safe", "alto-unsafe")
+KINDS = ("ours-safe", "ours-safe-noreuse", "ours-unsafe", "alto-safe", "alto-unsafe")
 
 
 def main(argv=None) -> int:
@@ -1000,6 +1033,9 @@ def main(argv=None) -> int:
     p.add_argument("--executors", type=int, default=3,
                    help=f"executor keys given to every bundler (1-{len(KEY_EXECUTORS)}), default 3")
     p.add_argument("--ours", choices=("both", "safe", "unsafe"), default="both", help="our modes to run")
+    p.add_argument("--without-reuse", action="store_true",
+                   help="also run our safe mode with --no-readset-reuse each round (ours-safe-noreuse: "
+                        "every second validation simulated again), to compare in the same window")
     p.add_argument("--alto", choices=("auto", "none", "safe", "unsafe", "both"), default="auto",
                    help="compare with Pimlico's Alto (auto = both modes when it installs)")
     p.add_argument("--alto-version", default="0.0.18",
@@ -1037,6 +1073,8 @@ def main(argv=None) -> int:
 
     notes: list[str] = []
     kinds = [k for k in ("ours-safe", "ours-unsafe") if args.ours in ("both", k.split("-")[1])]
+    if args.without_reuse and "ours-safe" in kinds:
+        kinds.insert(1, "ours-safe-noreuse")
     if args.alto != "none":
         ok, why = ensure_alto(args.alto_version)
         if ok:

@@ -65,6 +65,12 @@ class Config:
         250, "with auto mode, a bundle waits up to this long after the first op it could carry arrived, so a "
             "burst of ops goes out as one bigger bundle instead of many small ones (0 = send at once; a bundle "
             "that is full already goes at once)")
+    admission_head_max_age_ms: int = _setting(
+        0, "eth_sendUserOperation validates against the head block the bundler saw if the node confirmed it "
+           "at most this long ago (no header request per op); an op refused there is judged again on the "
+           "node's latest block if that is newer, but one accepted there may rest on a state a block just "
+           "mined has changed (the second validation at bundle time still catches it). 0 = ask the node for "
+           "every op: a client sees its own just-mined transactions")
     max_bundle_gas: int = _setting(10_000_000, "gas limit of one bundle transaction")
     bundle_check: str = _setting(
         "node", "where the whole bundle is checked before it is sent: node (eth_call of handleOps; "
@@ -88,6 +94,9 @@ class Config:
     sim_workers: int = _setting(2, "simulation worker processes (0: in-process thread)")
     unsafe: bool = _setting(False, "skip the ERC-7562 validation rules (opcode, storage, stake, code-hash checks); "
                                    "only for trusted private deployments")
+    readset_reuse: bool = _setting(
+        True, "at the second validation, reuse the admission's validation when every value it read from the node "
+              "is unchanged at the bundle's block (one batched re-read instead of a new simulation)")
     min_stake_value: int = _setting(10**18, "least EntryPoint stake (wei) for an entity to count as staked (ERC-7562 MIN_STAKE_VALUE)")
     min_unstake_delay: int = _setting(86_400, "least unstake delay (seconds) for an entity to count as staked (ERC-7562 MIN_UNSTAKE_DELAY)")
     # staking and ERC-7562 reputation (docs/reputation.md)
@@ -353,7 +362,8 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
         raise ConfigError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
     for f in fields(Config):
-        raw, source = None, None
+        raw: Any = None
+        source = ""
         flag = "--" + f.name.replace("_", "-")
         if args is not None and getattr(args, f.name, None) is not None:
             raw, source = getattr(args, f.name), flag

@@ -114,6 +114,10 @@ class Metrics:
             "bundler_paymaster_sponsorships", "sponsorships by policy and outcome: sponsored or refused (by rule) "
             "by pm_getPaymasterData, then settled (mined) or released (dropped, unused)",
             ["policy", "outcome", "rule"], registry=r)
+        self.second_validations = Counter(
+            "bundler_second_validations", "safe mode's second validations at bundle time, by how each was decided: "
+            "same_block (admission's block), reused (every value admission read is unchanged), simulated",
+            ["how"], registry=r)
         for status in ("sent", "replaced", "mined", "reverted", "failed"):
             self.bundles.labels(status)
 

@@ -105,14 +105,31 @@ async def test_sender_balance_changed_is_simulated_again_and_dropped(rpc, anvil,
 
 
 @pytest.mark.parametrize("ep", V07_ONLY)
-async def test_sender_account_nonce_changed_is_simulated_again(rpc, anvil, clean_bundler, worlds, ep):
-    """anvil_setNonce on the sender (its account, not the EntryPoint's nonce): simulated, mined"""
+async def test_fields_the_validation_did_not_read_are_not_compared(rpc, anvil, clean_bundler, worlds, ep):
+    """the EntryPoint's ETH balance (validation only pays the prefund into it, and its calls move
+    no value) and the sender's account nonce (never read: the EntryPoint keeps its own) change,
+    as every bundle changes the EntryPoint's balance: reused, mined"""
     w = worlds[ep.version]
     sender = w.entity()
     op_hash = await admit(rpc, w.op(sender), ep)
+    balance = int(node_rpc(anvil.url, "eth_getBalance", [ep.address, "latest"]), 16)
+    node_rpc(anvil.url, "anvil_setBalance", [ep.address, hex(balance + 10**18)])
     node_rpc(anvil.url, "anvil_setNonce", [sender, "0x7"])
     mine(anvil.url)
-    assert (await bundle(rpc, clean_bundler))["simulated"] == 1
+    assert (await bundle(rpc, clean_bundler)) == {"reused": 1, "simulated": 0, "same_block": 0}
+    assert await mined(rpc, op_hash)
+
+
+@pytest.mark.parametrize("ep", V07_ONLY)
+async def test_factory_nonce_read_changed_is_simulated_again(rpc, anvil, clean_bundler, worlds, ep):
+    """a deployment: the factory's CREATE2 reads its nonce (the nonce limit check); anvil_setNonce
+    on the factory between admission and bundling: simulated again, mined"""
+    w = worlds[ep.version]
+    factory = w.factory()
+    op_hash = await admit(rpc, w.deploy_op(factory), ep)
+    node_rpc(anvil.url, "anvil_setNonce", [factory, "0x7"])
+    mine(anvil.url)
+    assert (await bundle(rpc, clean_bundler)) == {"reused": 0, "simulated": 1, "same_block": 0}
     assert await mined(rpc, op_hash)
 
 

@@ -371,3 +371,19 @@ async def test_op_state_reads_the_recorded_status_in_and_out_of_the_mempool():
     w.pool.apply_bundle_result([mined], BundleOutcome(TX, 101, BLOCK_HASH, included={mined}))
     assert w.pool.get(mined) is None
     assert (w.pool.op_state(mined).status, w.pool.op_state(mined).tx_hash) == (OpStatus.MINED, TX)
+
+
+async def test_adopt_in_flight_marks_the_ops_it_holds_and_takes_in_the_live_ones_it_does_not():
+    """A dead instance's transaction taken over: ops already in this mempool are marked in it,
+    pending/submitted ones known only to the store come in, mined or dropped ones stay out."""
+    w = world()
+    here, elsewhere, mined, dropped = [await w.pool.add(op(i), V07) for i in (1, 2, 3, 4)]
+    for h in (elsewhere, mined, dropped):
+        w.pool._mempool.remove(h)  # only in the store, as the other instance's ops are
+    w.store.update(mined, status=OpStatus.MINED)
+    w.store.update(dropped, status=OpStatus.DROPPED)
+    assert w.pool.adopt_in_flight([here, elsewhere, mined, dropped, "0x" + "99" * 32], TX) == [here, elsewhere]
+    assert w.pool.get(here).submitted_in == TX and w.pool.get(elsewhere).submitted_in == TX
+    assert w.pool.get(elsewhere).op == op(2)
+    assert w.pool.get(mined) is None and w.pool.get(dropped) is None
+    assert {e.hash for e in w.pool.submitted(V07)} == {here, elsewhere}

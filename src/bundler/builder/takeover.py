@@ -16,15 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Callable
 
-from ..pool.requeue import entry_from_record
 from ..store.base import LeaseLost, SharedStore
 
 log = logging.getLogger(__name__)
 
 
 class Takeover:
-    def __init__(self, store: SharedStore, builder, on_lost=None):
+    def __init__(self, store: SharedStore, builder, on_lost: Callable[[str], None] | None = None):
         self.store = store
         self.builder = builder
         self.on_lost = on_lost  # called with the reason once the lease is lost
@@ -61,15 +61,7 @@ class Takeover:
         pool.claimable_again(released)  # no need to wait for the pool sync
         for inflight in adopted:
             tx_hash = inflight.latest.tx_hash if inflight.latest else None
-            for h in inflight.op_hashes:
-                entry = pool.get(h)
-                if entry is not None:
-                    pool.mark_submitted([entry], tx_hash)
-                    continue
-                record = self.store.get(h)
-                entry = entry_from_record(record, submitted_in=tx_hash) if record is not None else None
-                if entry is not None and record is not None and record.status.value in ("pending", "submitted"):
-                    pool.adopt(entry)
+            pool.adopt_in_flight(inflight.op_hashes, tx_hash)
             log.info("following in-flight bundle %s (executor %s nonce %d, %d ops) of a dead instance",
                      tx_hash, inflight.executor, inflight.nonce, len(inflight.op_hashes))
             self.builder.start_resume(inflight)

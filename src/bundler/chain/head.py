@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from .types import PinnedBlock
 from .clock import InclusionClock, InclusionWindow
@@ -20,6 +21,7 @@ class HeadTracker:
         self._inflight: asyncio.Future | None = None
         self._new_block = asyncio.Condition()
         self.clock = InclusionClock()  # block times and the chain's clock, from the headers seen
+        self._confirmed_at = 0.0  # monotonic time the node last said `latest` is the head
 
     def window(self, header: PinnedBlock | None = None) -> InclusionWindow:
         """Bounds on the timestamp of the block that will include an op sent now (chain.clock)."""
@@ -31,11 +33,24 @@ class HeadTracker:
     async def fresh(self) -> PinnedBlock:
         """The node's latest header now; concurrent callers share one request."""
         if self._inflight is None:
+            asked_at = time.monotonic()
             self._inflight = asyncio.ensure_future(self.node.header("latest"))
-            self._inflight.add_done_callback(lambda _f: setattr(self, "_inflight", None))
+            self._inflight.add_done_callback(lambda f: self._fetched(f, asked_at))
         header = await asyncio.shield(self._inflight)
         await self._observe(header)
         return header
+
+    def _fetched(self, future: asyncio.Future, asked_at: float) -> None:
+        self._inflight = None
+        if not future.cancelled() and future.exception() is None:
+            self._confirmed_at = max(self._confirmed_at, asked_at)
+
+    def recent(self, max_age: float) -> PinnedBlock | None:
+        """The latest header if the node confirmed it as its head at most `max_age` seconds ago
+        (a fetch or a poll started since then), else None: the caller then asks fresh()."""
+        if self.latest is None or max_age <= 0 or time.monotonic() - self._confirmed_at > max_age:
+            return None
+        return self.latest
 
     async def _observe(self, header: PinnedBlock) -> None:
         if self.latest is None or header.number != self.latest.number or header.hash != self.latest.hash:
@@ -64,9 +79,12 @@ class HeadTracker:
     async def run(self) -> None:
         while True:
             try:
+                asked_at = time.monotonic()
                 number = await self.node.block_number()
                 if self.latest is None or number != self.latest.number:
                     await self.fresh()
+                else:  # still the head as of this poll
+                    self._confirmed_at = max(self._confirmed_at, asked_at)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # node hiccup: keep following

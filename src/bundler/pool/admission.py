@@ -3,27 +3,36 @@ then the mempool rules. Every refusal is a BundlerError with its ERC-7769 code."
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any, Callable
 
-
+from ..chain.clock import InclusionWindow
 from ..chain.head import HeadTracker
-from ..chain.types import StateOverrides
+from ..chain.types import PinnedBlock, StateOverrides
+from ..config import Config
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams
 from ..sim.entrypoint_sim import queued_nonce_override
 from ..sim.protocol import Validator
+from ..sim.results import ValidationResult
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..logs import OP_HASH
+from ..store.base import Store
 from ..store.records import OpRecord, OpStatus
 from ..userop.model import UserOperation
+from .capacity import CapacityGuard
+from .eip7702 import Eip7702Checker
 from .mempool import REPLACEMENT_BUMP_PERCENT, Mempool, PoolEntry, in_bundle_error, underpriced_error
 from .safe import SafeMode
+from .reputation import ReputationRules
+from .session_gate import FastValidation, SessionGate
 
 log = logging.getLogger(__name__)
 
 MIN_CALL_GAS_LIMIT = 9_100  # a CALL carrying value costs at least this much (ERC-7562 / EIP-150)
 
 
-def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: int) -> None:
+def static_checks(op: UserOperation, ep: EntryPointVersion, config: Config, base_fee: int) -> None:
     if op.verification_gas_limit > config.max_verification_gas:
         raise InvalidParams(
             f"verificationGasLimit {op.verification_gas_limit} is above this bundler's maximum "
@@ -62,9 +71,10 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
 
 
 class Admission:
-    def __init__(self, *, head: HeadTracker, simulator: Validator, mempool: Mempool, store, config,
-                 chain_id: int, on_admitted=None, reputation=None, eip7702=None, sessions=None,
-                 capacity=None):
+    def __init__(self, *, head: HeadTracker, simulator: Validator, mempool: Mempool, store: Store, config: Config,
+                 chain_id: int, on_admitted: Callable[[PoolEntry], None] | None = None,
+                 reputation: ReputationRules | None = None, eip7702: Eip7702Checker | None = None,
+                 sessions: SessionGate[Any] | None = None, capacity: CapacityGuard | None = None):
         self.head = head
         self.sessions = sessions  # sessions.service.SessionService: policy checks and fast path
         self.simulator = simulator
@@ -78,7 +88,7 @@ class Admission:
         self.safe = SafeMode(config, mempool)
         self.capacity = capacity  # CapacityGuard (max_mempool_ops), optional
 
-    def timing(self, window) -> dict:
+    def timing(self, window: InclusionWindow) -> dict:
         """Simulator.validate's time-range arguments for an inclusion window."""
         return {"now": window.earliest, "latest": window.latest,
                 "max_wait": getattr(self.config, "valid_after_max_wait", 0),
@@ -97,7 +107,25 @@ class Admission:
         return queued_nonce_override(ep, op)
 
     async def submit(self, op: UserOperation, ep: EntryPointVersion) -> str:
-        header = await self.head.fresh()
+        """Admit the op (its hash) or raise its refusal. The head block the tracker confirmed a
+        moment ago does (no header request per op); a refusal there is only final if the node's
+        latest block is still that one, else the op is judged again on the newer block, so an
+        op made valid by a transaction just mined is not refused."""
+        seen = self.head.recent(getattr(self.config, "admission_head_max_age_ms", 0) / 1000)
+        if seen is None:
+            judged = await self._judge(op, ep, await self.head.fresh())
+        else:
+            try:
+                judged = await self._judge(op, ep, seen)
+            except BundlerError:
+                latest = await self.head.fresh()
+                if latest.hash == seen.hash:
+                    raise
+                judged = await self._judge(op, ep, latest)
+        return await self._accept(judged)
+
+    async def _judge(self, op: UserOperation, ep: EntryPointVersion, header: PinnedBlock) -> "_Judged":
+        """Every check of the op against the block `header`; nothing is stored or changed."""
         static_checks(op, ep, self.config, header.base_fee)
         delegate = _delegate(op)
         if self.eip7702 is not None:
@@ -110,8 +138,11 @@ class Admission:
         # time ranges are judged at inclusion, not at the head block: an op that expires before
         # the including block is refused, one valid within valid_after_max_wait is held (chain.clock)
         window = self.head.window(header)
-        session = await self.sessions.prepare(op, ep, header, op_hash) if self.sessions else None
-        cap = self.sessions.max_ops_per_sender if session is not None else None
+        sessions = self.sessions
+        session = await sessions.prepare(op, ep, header, op_hash) if sessions is not None else None
+        if session is None:
+            sessions = None  # not a session op: the gate has nothing more to say about it
+        cap = sessions.max_ops_per_sender if sessions is not None else None
         rep = self.reputation
         sender_staked = rep is not None and rep.sender_known_staked(ep, op.sender)
         replacing = self.mempool.check_admissible(op, ep, sender_staked, max_ops=cap)
@@ -120,7 +151,9 @@ class Admission:
         if self.capacity is not None:
             self.capacity.check(op, header.base_fee, replacing)
         # a session op's policy is checked before any simulation; the fast path skips py-evm
-        outcome = self.sessions.precheck(session, replacing and replacing.hash, window) if session else None
+        outcome: FastValidation | ValidationResult | None = None
+        if sessions is not None:
+            outcome = sessions.precheck(session, replacing.hash if replacing is not None else None, window)
         if outcome is None:
             outcome = await self.simulator.validate(op, ep, header, overrides=self.nonce_override(op, ep),
                                                     tracer=self.safe.tracer(op, ep), **self.timing(window))
@@ -128,12 +161,12 @@ class Admission:
         entities = None
         if rep is not None:
             entities = await rep.check_after_validation(op, ep, outcome, header, replacing)
-            sender_staked = entities.get("sender").staked
+            sender_staked = entities.sender.staked
         # the pool may have changed while we simulated
         replaced = self.mempool.check_admissible(op, ep, sender_staked, max_ops=cap)
         victim = self.capacity.check(op, header.base_fee, replaced) if self.capacity is not None else None
-        if session is not None:
-            self.sessions.recheck(session, replaced)
+        if sessions is not None:
+            sessions.recheck(session, replaced)
         entry = PoolEntry(
             op=op, entry_point=ep, hash=op_hash,
             valid_after=outcome.valid_after, valid_until=outcome.valid_until,
@@ -143,8 +176,15 @@ class Admission:
             validation=self.safe.kept(op, outcome),
             validated_block=header.hash,
         )
+        return _Judged(entry, header, replaced, victim, session)
+
+    async def _accept(self, judged: "_Judged") -> str:
+        """Store the admitted op (durably, before the client hears back) and pool it."""
+        entry, header, replaced, victim, session = (judged.entry, judged.header, judged.replaced,
+                                                    judged.victim, judged.session)
+        op, op_hash, rep = entry.op, entry.hash, self.reputation
         # the store decides the (sender, nonce) slot: with a shared store, across all instances
-        record = OpRecord(hash=op_hash, entry_point=ep.address, op=op, valid_after=entry.valid_after,
+        record = OpRecord(hash=op_hash, entry_point=entry.entry_point.address, op=op, valid_after=entry.valid_after,
                           valid_until=entry.valid_until, prefund=entry.prefund,
                           eip7702_delegate=entry.eip7702_delegate, received_at=entry.received_at)
         try:
@@ -155,17 +195,18 @@ class Admission:
             raise BundlerError(f"the bundler could not store the UserOperation ({e}); try again") from None
         if not verdict.admitted:
             raise _refusal(op_hash, verdict)
-        if victim is not None:
+        if victim is not None and self.capacity is not None:
             self.capacity.evict(victim, op_hash, header.base_fee)
-        if session is not None:  # accounted first: the mempool's observers see it as a session op
-            self.sessions.admitted(session, entry)
+        if session is not None and self.sessions is not None:  # accounted first: the mempool's observers
+            self.sessions.admitted(session, entry)  # see it as a session op
         self.mempool.add(entry)
         if rep is not None:
             rep.admitted(entry)
             if replaced is not None:
                 rep.replaced(replaced)
         await self._persist(entry, replaced)
-        log.info("admitted op %s sender %s nonce %s", op_hash, op.sender, hex(op.nonce))
+        # debug, not info: a line per op costs the main process more than a header request
+        log.debug("admitted op %s sender %s nonce %s", op_hash, op.sender, hex(op.nonce))
         if self.on_admitted:
             self.on_admitted(entry)
         return op_hash
@@ -181,6 +222,16 @@ class Admission:
             if replaced is not None and self.mempool.get(replaced.hash) is None:
                 self.mempool.add(replaced)
             raise BundlerError(f"the bundler could not store the UserOperation ({e}); try again") from None
+
+
+@dataclass
+class _Judged:
+    """An op that passed every check at `header`, with what admitting it will change."""
+    entry: PoolEntry
+    header: PinnedBlock
+    replaced: PoolEntry | None
+    victim: PoolEntry | None
+    session: Any
 
 
 def _refusal(op_hash: str, verdict) -> InvalidParams:

@@ -20,7 +20,7 @@ from .chain_updates import ChainUpdates
 from .fates import OpFates
 from .mempool import Mempool, PoolEntry, PoolReader
 from .reputation import BundleGate, ReputationRules, Status
-from .requeue import Requeue
+from .requeue import Requeue, entry_from_record
 from .shared import CLAIMED_ELSEWHERE
 from .staking import StakePolicy
 
@@ -113,6 +113,12 @@ class Pool(PoolReader, Protocol):
     def adopt(self, entry: PoolEntry) -> None:
         """An op in flight in a transaction this instance took over (or found in flight at start):
         in this instance's mempool, its record left as it is."""
+        ...
+
+    def adopt_in_flight(self, op_hashes: Iterable[str], tx_hash: str | None) -> list[str]:
+        """The ops of a transaction taken over from a dead instance (or found in flight at
+        start): marked in it, and those not in this mempool yet (but pending or submitted in the
+        store) added to it. Returns the hashes now in the pool marked in `tx_hash`."""
         ...
 
     def apply_bundle_result(self, op_hashes: list[str], outcome: BundleOutcome) -> list[str]:
@@ -251,6 +257,23 @@ class LocalPool:
 
     def adopt(self, entry: PoolEntry) -> None:
         self._mempool.add(entry)
+
+    def adopt_in_flight(self, op_hashes: Iterable[str], tx_hash: str | None) -> list[str]:
+        held = []
+        for h in op_hashes:
+            entry = self._mempool.get(h)
+            if entry is not None:
+                entry.submitted_in = tx_hash
+                held.append(h)
+                continue
+            record = self._store.get(h)
+            if record is None or record.status not in (OpStatus.PENDING, OpStatus.SUBMITTED):
+                continue
+            adopted = entry_from_record(record, submitted_in=tx_hash)
+            if adopted is not None:
+                self._mempool.add(adopted)
+                held.append(h)
+        return held
 
     @property
     def reverts(self) -> dict[str, int]:

@@ -22,6 +22,9 @@ from typing import Iterator, Mapping, Sequence
 from eth_utils import to_checksum_address
 
 from ..chain.clock import InclusionWindow
+from ..chain.types import PinnedBlock
+from ..config import Config
+from ..metrics import Metrics, NullMetrics
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, NodeError, OpcodeViolation, TimeRangeInvalid
 from ..sim.erc7562 import CheckedTrace, RuleContext, TracerFactory, check, checked, storage_touched, violation_error
@@ -40,8 +43,10 @@ class NotDueYet(TimeRangeInvalid):
 
 
 class SafeMode:
-    def __init__(self, config, mempool: PoolReader):
+    def __init__(self, config: Config, mempool: PoolReader, metrics: Metrics | NullMetrics | None = None):
         self.enabled = not getattr(config, "unsafe", False)
+        self.reuse_reads = getattr(config, "readset_reuse", True)
+        self.metrics = metrics
         self.min_stake = getattr(config, "min_stake_value", 10**18)
         self.min_unstake_delay = getattr(config, "min_unstake_delay", 86_400)
         self.mempool = mempool
@@ -53,7 +58,7 @@ class SafeMode:
     def tracer(self, op: UserOperation, ep: EntryPointVersion) -> TracerFactory | None:
         return TracerFactory.for_op(op, ep.address) if self.enabled else None
 
-    def context(self, op: UserOperation, ep: EntryPointVersion, result) -> RuleContext:
+    def context(self, op: UserOperation, ep: EntryPointVersion, result: ValidationResult) -> RuleContext:
         """The rules' context, with the mempool's part (STO-040/041) reduced to what the rules
         will ask: which of this op's entities and touched contracts are senders of other pending
         ops, and whether its sender is an entity of another sender's op (indexed lookups each,
@@ -81,7 +86,7 @@ class SafeMode:
     def _pending_sender(self, address: str) -> bool:
         return bool(self.mempool.for_sender(address))  # addresses are lower-case (userop.codec)
 
-    def violation(self, op: UserOperation, ep: EntryPointVersion, result) -> BundlerError | None:
+    def violation(self, op: UserOperation, ep: EntryPointVersion, result: ValidationResult) -> BundlerError | None:
         """The error for the first rule the validation broke, or None."""
         if not self.enabled or result.trace is None:
             return None
@@ -89,7 +94,7 @@ class SafeMode:
         found = check(result.trace, ctx)
         return violation_error(found[0], ctx) if found else None
 
-    def enforce(self, op: UserOperation, ep: EntryPointVersion, result) -> None:
+    def enforce(self, op: UserOperation, ep: EntryPointVersion, result: ValidationResult) -> None:
         err = self.violation(op, ep, result)
         if err is not None:
             raise err
@@ -121,8 +126,8 @@ class SafeMode:
         return CodeHashes.of(trace.code_hashes)
 
     # -- second validation (builder) --
-    async def revalidate(self, simulator, ep: EntryPointVersion, block, entries: Sequence[PoolEntry],
-                         window=None) -> list[tuple[PoolEntry, BundlerError | None]]:
+    async def revalidate(self, simulator, ep: EntryPointVersion, block: PinnedBlock, entries: Sequence[PoolEntry],
+                         window: InclusionWindow | None = None) -> list[tuple[PoolEntry, BundlerError | None]]:
         """Validate each entry again, in parallel, with the rules on and the code hashes compared
         with admission's (COD-010). An op following another op of the same sender in `entries`
         is validated as if that one were mined (nonce override), as at admission. Its other
@@ -152,6 +157,11 @@ class SafeMode:
                 for entry, overrides, follows in plans]
         return list(zip(entries, await asyncio.gather(*jobs)))
 
+    def _count(self, how: str) -> None:
+        self.second_validations[how] += 1
+        if self.metrics is not None:
+            self.metrics.second_validations.labels(how).inc()
+
     async def _unchanged_reads(self, simulator, block, plans) -> set[str]:
         """Hashes of the entries whose admission validation read nothing that changed since (its
         read set re-read at `block` in one batch): simulating them again would give the same
@@ -162,7 +172,7 @@ class SafeMode:
             if overrides is None and entry.validation is not None and entry.validated_block != block.hash
             and getattr(entry.validation, "reads", None) is not None and entry.validation.reads.reusable
         ]
-        if not candidates or not block.hash:
+        if not candidates or not block.hash or not self.reuse_reads:
             return set()
         try:
             same = await simulator.reads_unchanged(block, [e.validation.reads for e in candidates])
@@ -188,16 +198,16 @@ class SafeMode:
         if entry.validation is not None and block.hash and entry.validated_block == block.hash:
             # same block, same state, same code: simulating again would trace the same; only the
             # mempool may have changed, so the rules are applied again to the trace we have
-            self.second_validations["same_block"] += 1
+            self._count("same_block")
             err = validation_error(entry.validation, paymaster=op.paymaster, **timing)
             return err if err is not None else self.violation(op, ep, entry.validation)
         if reads_unchanged:
             # every value admission's validation read is the same at this block and it read no
             # block context: a new simulation would trace the same (sim/readset.py)
-            self.second_validations["reused"] += 1
+            self._count("reused")
             out = entry.validation
         else:
-            self.second_validations["simulated"] += 1
+            self._count("simulated")
             try:
                 out = await simulator.simulate_validation(op, ep, block, overrides=overrides, tracer=self.tracer(op, ep))
             except BundlerError as e:  # node trouble: not the op's fault

@@ -4,15 +4,17 @@
     reads.reusable                            # False when it read the block context (TIMESTAMP, ...)
     unchanged(block_state, [reads, ...])      # one node batch, then True per set whose values match
 
-A validation is a pure function of the state it read through the OverlayAccountDB (balance,
-nonce and code of every account it touched, every storage slot it fell through to), of the
+A validation is a pure function of the state it read through the OverlayAccountDB (the fields
+of each account its outcome can depend on: a balance it read or compared, not one it only paid
+into or one a CALL without value read and ignored, as the EntryPoint's is; a nonce it read, not
+one it only incremented; code it ran or inspected; and every storage slot it fell through to), of the
 block context (coinbase, timestamp, number, prevrandao, gas limit, base fee, blob fee, block
 hashes), of the coinbase (warm for every call since EIP-3651) and of the op itself. When the validation read no block context and every value it
 read from the node is the same at a later block, simulating it there gives the same result and
 the same trace, so the admission result can be reused. Anything else forces a new simulation.
 
-Kept compactly on the pool entry: the keys (20-byte addresses, address + 32-byte slot) and one
-digest of the values, not the values themselves.
+Kept compactly on the pool entry: the keys (20-byte address + 1 byte naming the fields read,
+address + 32-byte slot) and one 32-byte digest of the values, not the values themselves.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from typing import Sequence
 
 from eth.vm.execution_context import ExecutionContext
 
-from .state import BlockState, OverlayAccountDB, code_hash
+from .state import BALANCE, CODE, NONCE, BlockState, OverlayAccountDB, code_hash
 
 
 class WatchedExecutionContext(ExecutionContext):
@@ -76,6 +78,7 @@ class WatchedExecutionContext(ExecutionContext):
 @dataclass(frozen=True, slots=True)
 class ReadSet:
     accounts: bytes  # concatenated 20-byte addresses
+    fields: bytes  # per account: which of BALANCE | NONCE | CODE (sim/state.py) the validation read
     slots: bytes  # concatenated 20-byte address + 32-byte slot
     digest: bytes  # of the values read, in that order
     block_context: bool  # the validation read the block context: never reusable
@@ -94,13 +97,17 @@ class ReadSet:
         return [(s[i:i + 20], int.from_bytes(s[i + 20:i + 52], "big")) for i in range(0, len(s), 52)]
 
 
-def _digest(base: BlockState, accounts: Sequence[bytes], slots: Sequence[tuple[bytes, int]]) -> bytes:
+def _digest(base: BlockState, accounts: Sequence[bytes], fields: bytes,
+            slots: Sequence[tuple[bytes, int]]) -> bytes:
     h = hashlib.blake2b(digest_size=32)
-    for address in accounts:
+    for address, read in zip(accounts, fields):
         balance, nonce, code = base.account(address)
-        h.update(balance.to_bytes(32, "big"))
-        h.update(nonce.to_bytes(32, "big"))
-        h.update(code_hash(code))
+        if read & BALANCE:
+            h.update(balance.to_bytes(32, "big"))
+        if read & NONCE:
+            h.update(nonce.to_bytes(32, "big"))
+        if read & CODE:
+            h.update(code_hash(code))
     for address, slot in slots:
         h.update(base.storage_at(address, slot).to_bytes(32, "big"))
     return h.digest()
@@ -108,12 +115,15 @@ def _digest(base: BlockState, accounts: Sequence[bytes], slots: Sequence[tuple[b
 
 def capture(db: OverlayAccountDB, block_read: bool) -> ReadSet:
     """The read set of the simulation that ran on `db` (every value is in its BlockState's cache)."""
-    accounts = sorted(db.base_accounts_read)
+    read = db.fields_read
+    accounts = sorted(a for a in db.base_accounts_read if read.get(a))
+    fields = bytes(read[a] for a in accounts)
     slots = sorted(db.base_slots_read)
     return ReadSet(
         accounts=b"".join(accounts),
+        fields=fields,
         slots=b"".join(a + s.to_bytes(32, "big") for a, s in slots),
-        digest=_digest(db.base, accounts, slots),
+        digest=_digest(db.base, accounts, fields, slots),
         block_context=block_read,
         coinbase=db.base.block.coinbase,
     )
@@ -124,5 +134,6 @@ def unchanged(base: BlockState, read_sets: Sequence[ReadSet]) -> list[bool]:
     there yet is fetched in one node batch first."""
     keys = [(rs.account_keys(), rs.slot_keys()) for rs in read_sets]
     base.prefetch((a for accounts, _ in keys for a in accounts), (s for _, slots in keys for s in slots))
-    return [rs.reusable and rs.coinbase == base.block.coinbase and _digest(base, accounts, slots) == rs.digest
+    return [rs.reusable and rs.coinbase == base.block.coinbase
+            and _digest(base, accounts, rs.fields, slots) == rs.digest
             for rs, (accounts, slots) in zip(read_sets, keys)]

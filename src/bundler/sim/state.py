@@ -16,6 +16,7 @@ from typing import Iterable, Mapping
 from eth.abc import AccountDatabaseAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth.db.journal import get_next_checkpoint
+from eth.typing import JournalDBCheckpoint
 from eth_hash.auto import keccak
 
 from ..chain.sync_reader import NodeReader
@@ -23,6 +24,9 @@ from .types import AccountOverride, PinnedBlock
 
 _EMPTY = (0, 0, b"")
 _MISSING = object()
+
+# the fields of an account a computation observed (OverlayAccountDB.fields_read, sim/readset.py)
+BALANCE, NONCE, CODE = 1, 2, 4
 
 # Code objects are interned across blocks, so a contract whose code did not change keeps the
 # same bytes object; per-code caches (code hash, jump destinations) are keyed by it.
@@ -161,6 +165,14 @@ class OverlayAccountDB(AccountDatabaseAPI):
         # what fell through to the node's state (sim/readset.py: reuse at bundle time)
         self.base_accounts_read: set[bytes] = set()
         self.base_slots_read: set[tuple[bytes, int]] = set()
+        # which fields of an account the computation's outcome can depend on (BALANCE | NONCE |
+        # CODE): a field only moved blindly (a value paid into an account, a nonce incremented)
+        # or set by an override is not one of them
+        self.fields_read: dict[bytes, int] = {}
+        self._overridden: dict[bytes, int] = {}
+        # the CALL family reads the caller's balance also when it moves no value (and then
+        # ignores it): executor.py names that caller here for its next balance read
+        self.blind_balance_read: bytes | None = None
         if overrides:
             for address, ov in overrides.items():
                 self.apply_override(address, ov)
@@ -172,6 +184,9 @@ class OverlayAccountDB(AccountDatabaseAPI):
     # -- overrides (outside any transaction, so not journaled) --
     def apply_override(self, address: bytes, ov: AccountOverride) -> None:
         balance, nonce, code = self._get(address)
+        self._overridden[address] = self._overridden.get(address, 0) | (
+            (BALANCE if ov.balance is not None else 0) | (NONCE if ov.nonce is not None else 0)
+            | (CODE if ov.code is not None else 0))
         self._accounts[address] = (
             balance if ov.balance is None else ov.balance,
             nonce if ov.nonce is None else ov.nonce,
@@ -185,6 +200,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
 
     def override_code(self, address: bytes, code: bytes) -> None:
         balance, nonce, _ = self._get(address)
+        self._overridden[address] = self._overridden.get(address, 0) | CODE
         self._accounts[address] = (balance, nonce, code)
 
     # -- state root: meaningless here --
@@ -217,15 +233,35 @@ class OverlayAccountDB(AccountDatabaseAPI):
         self._journal.append((0, address, self._accounts.get(address)))
         self._accounts[address] = acct
 
+    def _observe(self, address: bytes, fields: int) -> None:
+        fields &= ~self._overridden.get(address, 0)
+        if fields:
+            self.fields_read[address] = self.fields_read.get(address, 0) | fields
+
     def get_balance(self, address: bytes) -> int:
-        return self._get(address)[0]
+        acct = self._get(address)
+        if self.blind_balance_read == address:
+            self.blind_balance_read = None
+        else:
+            self._observe(address, BALANCE)
+        return acct[0]
+
+    def delta_balance(self, address: bytes, delta: int) -> None:
+        """A value paid in does not make the outcome depend on the balance it is added to; one
+        paid out was checked against it first (and is noted anyway)."""
+        balance, nonce, code = self._get(address)
+        if delta < 0:
+            self._observe(address, BALANCE)
+        self._put(address, (balance + delta, nonce, code))
 
     def set_balance(self, address: bytes, balance: int) -> None:
         _, nonce, code = self._get(address)
         self._put(address, (balance, nonce, code))
 
     def get_nonce(self, address: bytes) -> int:
-        return self._get(address)[1]
+        acct = self._get(address)
+        self._observe(address, NONCE)
+        return acct[1]
 
     def set_nonce(self, address: bytes, nonce: int) -> None:
         balance, _, code = self._get(address)
@@ -236,14 +272,18 @@ class OverlayAccountDB(AccountDatabaseAPI):
         self._put(address, (balance, nonce + 1, code))
 
     def get_code(self, address: bytes) -> bytes:
-        return self._get(address)[2]
+        acct = self._get(address)
+        self._observe(address, CODE)
+        return acct[2]
 
     def set_code(self, address: bytes, code: bytes) -> None:
         balance, nonce, _ = self._get(address)
         self._put(address, (balance, nonce, intern_code(code)))
 
     def get_code_hash(self, address: bytes):
-        return code_hash(self._get(address)[2])
+        acct = self._get(address)
+        self._observe(address, CODE)
+        return code_hash(acct[2])
 
     def delete_code(self, address: bytes) -> None:
         balance, nonce, _ = self._get(address)
@@ -251,6 +291,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
 
     def account_has_code_or_nonce(self, address: bytes) -> bool:
         _, nonce, code = self._get(address)
+        self._observe(address, CODE if code else CODE | NONCE)  # code alone decides when there is some
         return nonce != 0 or code != b""
 
     def delete_account(self, address: bytes) -> None:
@@ -260,19 +301,23 @@ class OverlayAccountDB(AccountDatabaseAPI):
     # After EIP-161 an account exists iff it is not empty; a node cannot tell us more
     # without eth_getProof, and no rule after Spurious Dragon needs more.
     def account_exists(self, address: bytes) -> bool:
-        return self._get(address) != _EMPTY
+        return not self.account_is_empty(address)
 
     def touch_account(self, address: bytes) -> None:
         pass
 
     def account_is_empty(self, address: bytes) -> bool:
-        return self._get(address) == _EMPTY
+        acct = self._get(address)
+        _, nonce, code = acct
+        # what decided the answer: code, else code and nonce, else all three
+        self._observe(address, CODE if code else CODE | NONCE if nonce else CODE | NONCE | BALANCE)
+        return acct == _EMPTY
 
     # -- storage --
     def get_storage(self, address: bytes, slot: int, from_journal: bool = True) -> int:
         if not from_journal:
-            original = self._original.get((address, slot), _MISSING)
-            if original is not _MISSING:
+            original = self._original.get((address, slot))  # ints only: None is "not written yet"
+            if original is not None:
                 return original
         slots = self._storage.get(address)
         if slots is not None:
@@ -318,14 +363,14 @@ class OverlayAccountDB(AccountDatabaseAPI):
             self._journal.append((4, address))
 
     # -- journal --
-    def record(self) -> int:
+    def record(self) -> JournalDBCheckpoint:
         # py-evm's global counter: the transient storage journal gets the same ids and must
         # never see one it already used for its own root checkpoint
         checkpoint = get_next_checkpoint()
         self._checkpoints[checkpoint] = len(self._journal)
         return checkpoint
 
-    def discard(self, checkpoint: int) -> None:
+    def discard(self, checkpoint: JournalDBCheckpoint) -> None:
         target = self._checkpoints.pop(checkpoint)
         journal = self._journal
         accounts, storage = self._accounts, self._storage
@@ -357,7 +402,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
             else:
                 self._warm_addresses.discard(entry[1])
 
-    def commit(self, checkpoint: int) -> None:
+    def commit(self, checkpoint: JournalDBCheckpoint) -> None:
         self._checkpoints.pop(checkpoint, None)
         if not self._checkpoints:
             self._journal.clear()
