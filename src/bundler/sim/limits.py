@@ -18,7 +18,7 @@ import threading
 
 from ..errors import BundlerError
 from ..lifetime import die_with_parent
-from .worker import init_process, run_in_process
+from .worker import SimConfig, init_process, run_in_process
 
 
 class SimulationDeadline(BaseException):
@@ -80,7 +80,7 @@ def set_memory_limit(limit_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def init_limited_process(node_url: str, config, memory_mb: int, parent_pid: int | None = None) -> None:
+def init_limited_process(node_url: str, config: SimConfig, memory_mb: int, parent_pid: int | None = None) -> None:
     """ProcessPoolExecutor initializer: tied to the life of the bundler (`parent_pid`, given so
     a bundler that died before this ran is noticed too), the memory limit, then the usual
     worker set-up."""
@@ -89,7 +89,7 @@ def init_limited_process(node_url: str, config, memory_mb: int, parent_pid: int 
     init_process(node_url, config)
 
 
-def run_limited(seconds: float, method: str, *args, **kwargs):
+def run_limited(seconds: float, method: str, *args: object, **kwargs: object):
     try:
         with deadline(seconds):
             return run_in_process(method, *args, **kwargs)
