@@ -46,6 +46,7 @@ from .chain.types import ChainUpdate
 from .pool.requeue import Requeue
 from .pool.shared import SharedPoolSync
 from .store import OpStatus, Store, as_shared, open_store
+from .store.records import InflightTx
 from .supervise import Supervisor
 from .store.sqlite import StoreError
 
@@ -221,6 +222,7 @@ class Bundler:
             start("paymaster-settler", settler.run)
         if self.pool_sync is not None:
             start("shared-pool-sync", self.pool_sync.run)
+        if self.takeover is not None:
             start("lease-and-takeover", self.takeover.run)
         self._tasks = self.supervisor.tasks
         if self.relay is not None:
@@ -243,7 +245,7 @@ class Bundler:
         """Rebuild the pool from the store after a restart: ops of in-flight bundles wait for
         their transaction (resumed once serving), pending ops are validated again, mined ops
         of the last reorg_depth blocks are watched for reorgs."""
-        store = self.store
+        store = self._opened_store()
         in_flight: set[str] = set()
         if store.shared:
             released = await as_shared(store).release_stale([e.address for e in self.executors])
@@ -252,8 +254,8 @@ class Bundler:
             as_shared(store).adopt_own_inflight()  # ours again: followed (and replaced if stuck) with our keys
         for t in self._own_inflight():  # in the pool, marked in their transaction (resumed once serving)
             in_flight.update(self.pool.adopt_in_flight(t.op_hashes, t.latest.tx_hash if t.latest else None))
-        if store.shared:  # the others' ops come in through the pool sync; bundle simulation re-checks them
-            pending = []
+        if self.pool_sync is not None:  # a shared store: the others' ops come in through the pool sync
+            pending = []  # (and bundle simulation re-checks them)
             self.pool_sync.sync_once()
         else:
             pending = [r for r in store.with_status(OpStatus.PENDING, OpStatus.SUBMITTED) if r.hash not in in_flight]
@@ -262,7 +264,7 @@ class Bundler:
         head = self.head.latest.number if self.head.latest else 0
         bundles: dict[str, MinedBundle] = {}
         for r in store.mined_since(max(0, head - self.config.reorg_depth)):
-            if r.tx_hash and r.block_hash:
+            if r.tx_hash and r.block_hash and r.block_number is not None:
                 b = bundles.setdefault(r.tx_hash, MinedBundle(r.tx_hash, r.block_number, r.block_hash,
                                                                     entry_point=r.entry_point))
                 b.op_hashes.append(r.hash)
@@ -272,12 +274,18 @@ class Bundler:
             log.info("recovered from the store: %d op(s) in %d in-flight bundle(s), %d pending re-validated",
                      len(in_flight), len(self._own_inflight()), len(pending))
 
-    def _own_inflight(self):
+    def _own_inflight(self) -> list[InflightTx]:
         """In-flight nonces to follow: all of them, except with a shared store, where only those
         this instance owns (the others belong to other instances, live or taken over)."""
-        if self.store.shared:  # those this instance owns (its keys' rows it adopted at start)
-            return as_shared(self.store).owned_inflight()
-        return self.store.inflight()
+        store = self._opened_store()
+        if store.shared:  # those this instance owns (its keys' rows it adopted at start)
+            return as_shared(store).owned_inflight()
+        return store.inflight()
+
+    def _opened_store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("the bundler's store is opened by start(), which has not run")
+        return self.store
 
     def _fail(self, reason: str) -> None:
         if self._failed is None:

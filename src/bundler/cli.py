@@ -49,6 +49,8 @@ def _run_until_signal(coro_factory) -> int:
 
     async def main() -> None:
         task = asyncio.current_task()
+        if task is None:  # asyncio.run() runs main() as a task
+            raise RuntimeError("main() runs outside a task: nothing for a signal to cancel")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
@@ -161,6 +163,8 @@ def _dev_paymaster(config: cfg.Config, url: str) -> dict[str, str]:
         config.paymaster_signer_key = DEV_PAYMASTER_SIGNER_KEY
     if not config.paymaster_contracts:
         signer = load_signer(config)
+        if signer is None:  # a key (the dev one unless given) was set just above
+            raise cfg.ConfigError("the dev paymaster needs a signer key: --paymaster-signer-key")
         deployed = {}
         for ep in ALL:
             if ep.version in config.entry_points:

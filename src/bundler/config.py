@@ -362,7 +362,8 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
         raise ConfigError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
     for f in fields(Config):
-        raw, source = None, None
+        raw: Any = None
+        source = ""
         flag = "--" + f.name.replace("_", "-")
         if args is not None and getattr(args, f.name, None) is not None:
             raw, source = getattr(args, f.name), flag

@@ -3,7 +3,7 @@ these instead of branching on the version."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import artifacts
 from .userop.model import UserOperation
@@ -18,7 +18,7 @@ HANDLE_OPS_SIGNATURE = f"handleOps({PACKED_USEROP_TYPE}[],address)"
 HANDLE_OPS_SELECTOR = keccak(HANDLE_OPS_SIGNATURE.encode())[:4]
 
 
-def handle_ops_calldata(ops, beneficiary: str) -> bytes:
+def handle_ops_calldata(ops: Sequence[UserOperation], beneficiary: str) -> bytes:
     """handleOps(ops, beneficiary): the same for v0.7, v0.8 and v0.9."""
     return HANDLE_OPS_SELECTOR + encode([f"{PACKED_USEROP_TYPE}[]", "address"], [[pack(op) for op in ops], beneficiary])
 

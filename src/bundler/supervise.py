@@ -14,9 +14,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import backoff
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ class TaskState:
 
 
 class Supervisor:
-    def __init__(self, metrics=None, *, first_backoff_s: float = 1.0, recent_failure_s: float = RECENT_FAILURE_S):
+    def __init__(self, metrics: Metrics | None = None, *, first_backoff_s: float = 1.0, recent_failure_s: float = RECENT_FAILURE_S):
         self.metrics = metrics
         self.first_backoff_s = first_backoff_s
         self.recent_failure_s = recent_failure_s

@@ -72,6 +72,11 @@ class UserOperation:
     def deploys_account(self) -> bool:
         return self.factory is not None and not self.is_eip7702
 
+    @property
+    def deploying_factory(self) -> str | None:
+        """The factory when this op deploys its account; None for a deployed or an EIP-7702 account."""
+        return self.factory if self.deploys_account else None
+
     def with_changes(self, **changes) -> "UserOperation":
         return replace(self, **changes)
 

@@ -5,12 +5,17 @@ For /health and metrics: `BalanceGuard.status()` (one dict per key) and `.all_lo
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncio
 import logging
 import time
 
 from ..chain.client import NodeClient
 from ..errors import BundlerError
+
+if TYPE_CHECKING:
+    from ..builder.executor_key import Executor
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +27,7 @@ class ExecutorBalanceLow(BundlerError):
 
 
 class BalanceGuard:
-    def __init__(self, node: NodeClient, executors, min_balance: int, interval: float = 15.0):
+    def __init__(self, node: NodeClient, executors: list[Executor], min_balance: int, interval: float = 15.0):
         self.node = node
         self.executors = executors
         self.min_balance = min_balance
@@ -48,7 +53,7 @@ class BalanceGuard:
             "checkedAt": self.checked_at.get(e.address),
         } for e in self.executors]
 
-    async def refresh(self, executor) -> int:
+    async def refresh(self, executor: Executor) -> int:
         balance = await self.node.get_balance(executor.address, "latest")
         was_low = self.is_low(executor.address)
         self.balances[executor.address] = balance
@@ -64,7 +69,7 @@ class BalanceGuard:
             log.warning("executor %s funded again (balance %d wei); bundling resumes", executor.address, balance)
         return balance
 
-    async def check(self, executor) -> None:
+    async def check(self, executor: Executor) -> None:
         """Raise ExecutorBalanceLow if `executor` may not send now."""
         if self.min_balance <= 0:
             return

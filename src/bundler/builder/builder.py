@@ -20,11 +20,14 @@ from ..chain.types import ChainUpdate
 from ..chain.userop_logs import find_event_log
 from ..entrypoint import EntryPointVersion, handle_ops_calldata
 from ..errors import BundlerError
-from ..metrics import NullMetrics
+from ..config import Config
+from ..metrics import Metrics, NullMetrics
+from ..pool.eip7702 import Eip7702Checker
 from ..pool.mempool import PoolEntry
 from ..pool.pool import Pool
 from ..pool.safe import SafeMode
 from ..pool.shared import CLAIMED_ELSEWHERE
+from ..sim.protocol import Simulator
 from ..store.base import ClaimLost, LeaseLost
 from ..store.records import InflightTx, TxAttempt
 from .balance import BalanceGuard, ExecutorBalanceLow
@@ -48,15 +51,15 @@ class Builder:
         *,
         node: NodeClient,
         head: HeadTracker,
-        simulator,
+        simulator: Simulator,
         pool: Pool,
         store: InflightRows,
         executors: list[Executor],
         entry_points: list[EntryPointVersion],
         chain_id: int,
-        config,
-        eip7702=None,
-        metrics=None,
+        config: Config,
+        eip7702: Eip7702Checker | None = None,
+        metrics: Metrics | None = None,
     ):
         self.node = node
         self.head = head
@@ -195,8 +198,8 @@ class Builder:
 
     def _job_done(self, task: asyncio.Task) -> None:
         self._jobs.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            e = task.exception()
+        e = None if task.cancelled() else task.exception()
+        if e is not None:
             if isinstance(e, ExecutorBalanceLow):  # BalanceGuard has said so in the log
                 return
             log.error("bundle failed: %s", e, exc_info=(type(e), e, e.__traceback__))
@@ -240,7 +243,10 @@ class Builder:
                     return tasks
                 entries = self._select(ep, header)
                 if entries:
-                    tasks.append((ep, self._launch(self.keys.free(), ep, entries)))
+                    executor = self.keys.free()
+                    if executor is None:  # any_usable() said one is, and nothing ran in between
+                        raise RuntimeError("no free executor key right after one was usable")
+                    tasks.append((ep, self._launch(executor, ep, entries)))
                     progress = True
         return tasks
 
@@ -380,8 +386,8 @@ class Builder:
     async def _send(self, executor: Executor, proposal: ProposedBundle) -> SentBundle:
         entries, ep, dropped = proposal.ops, proposal.entry_point, proposal.drops
 
-        def mark_submitted(inflight) -> None:  # the store has them submitted already
-            self.pool.mark_submitted(entries, inflight.latest.tx_hash)
+        def mark_submitted(inflight: InflightTx) -> None:  # the store has them submitted already
+            self.pool.mark_submitted(entries, inflight.current.tx_hash)
 
         try:
             inflight = await self.tracker.send_new(executor, ep.address, [e.hash for e in entries], proposal.calldata,
@@ -409,7 +415,7 @@ class Builder:
         """Follow an in-flight nonce found in the store at start-up, then settle it (settlement.py)."""
         return await self.settlement.resume(inflight)
 
-    def start_resume(self, inflight) -> asyncio.Task:
+    def start_resume(self, inflight: InflightTx) -> asyncio.Task:
         task = asyncio.create_task(self._guarded(self.resume(inflight)), name=f"resume-{inflight.nonce}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -10,7 +10,9 @@ import logging
 from typing import Any
 
 from ..chain.client import NodeClient, NodeRpcError
+from ..chain.types import PinnedBlock
 from ..entrypoint import EntryPointVersion, handle_ops_calldata
+from ..sim.protocol import BundleSimulator
 from ..sim.results import BundleResult, decode_failure
 from ..userop.model import UserOperation
 
@@ -29,7 +31,8 @@ def _revert_data(data: Any) -> bytes | None:
     return None
 
 
-async def check_bundle(node: NodeClient, simulator, ops: list[UserOperation], ep: EntryPointVersion, header,
+async def check_bundle(node: NodeClient, simulator: BundleSimulator, ops: list[UserOperation], ep: EntryPointVersion,
+                       header: PinnedBlock,
                        *, beneficiary: str, sender: str, gas: int, where: str = "node",
                        timestamp: int | None = None, number: int | None = None) -> BundleResult:
     """`timestamp`: the block timestamp to run at (the next block's, chain.clock): the

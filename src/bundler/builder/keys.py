@@ -7,10 +7,15 @@ an error message or a traceback.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import logging
 
 from eth_account import Account
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,7 @@ check_key = _check
 read_secret_file = _read_text
 
 
-def load_executor_keys(config) -> list[str]:
+def load_executor_keys(config: Config) -> list[str]:
     """All executor keys of `config` (0x-prefixed hex), each address once, in the order given."""
     found: list[tuple[str, str]] = []
     for i, key in enumerate(config.private_key, 1):
@@ -71,13 +76,13 @@ def load_executor_keys(config) -> list[str]:
             except ValueError:
                 raise ExecutorKeyError(f"keystore file {path} is not JSON") from None
             try:
-                key = Account.decrypt(keystore, password)
+                secret = Account.decrypt(keystore, password)
             except Exception as e:
                 # eth_account says "MAC mismatch" for a wrong password; its messages hold no key
                 reason = str(e) if isinstance(e, ValueError) and "MAC" in str(e) else type(e).__name__
                 raise ExecutorKeyError(f"cannot decrypt keystore file {path}: {reason} "
                                 f"(wrong password or not an Ethereum keystore)") from None
-            found.append(("0x" + bytes(key).hex(), f"keystore file {path}"))
+            found.append(("0x" + bytes(secret).hex(), f"keystore file {path}"))
     keys: list[str] = []
     seen: set[str] = set()
     for key, where in found:

@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Protocol
+from typing import Awaitable, Callable, Iterable, Protocol, Sequence
 
 from ..chain.clock import InclusionWindow
 from ..chain.types import PinnedBlock
 from ..entrypoint import EntryPointVersion, handle_ops_calldata
-from ..errors import EntityThrottled, InvalidParams, NodeError
+from ..errors import BundlerError, EntityThrottled, InvalidParams, NodeError
 from ..pool.eip7702 import GAS_PER_AUTHORIZATION
 from ..pool.mempool import PoolEntry
 from ..pool.reputation import Verdict, failure_code
 from ..pool.safe import NotDueYet
+from ..sim.protocol import RawValidator
 from ..sim.results import BundleResult, SimulationFailure, failure_error
 from ..userop.model import UserOperation
 
@@ -168,10 +169,28 @@ class ProposalPool(Protocol):
     async def flush(self) -> None: ...
 
 
+class SecondValidation(Protocol):
+    """pool.safe.SafeMode before a bundle: each op validated again with the ERC-7562 rules on."""
+
+    enabled: bool
+
+    async def revalidate(self, simulator: RawValidator, ep: EntryPointVersion, block: PinnedBlock,
+                         entries: Sequence[PoolEntry], window: InclusionWindow | None = None
+                         ) -> list[tuple[PoolEntry, BundlerError | None]]: ...
+
+
+class BundleAuthorizations(Protocol):
+    """pool.eip7702.Eip7702Checker: the bundle's authorizationList, and the ops whose tuple went stale."""
+
+    async def bundle_authorizations(self, entries: list[PoolEntry], block_tag: str
+                                    ) -> tuple[dict[str, dict], dict[str, str]]: ...
+
+
 class BundleProposer:
-    def __init__(self, *, simulator: Any, safe: Any, window: Callable[[PinnedBlock], InclusionWindow],
+    def __init__(self, *, simulator: RawValidator, safe: SecondValidation,
+                 window: Callable[[PinnedBlock], InclusionWindow],
                  check: BundleChecker, fees: Callable[[PinnedBlock], Awaitable[tuple[int, int]]], pool: ProposalPool,
-                 found_mined: Callable[[PoolEntry], Awaitable[bool]], eip7702: Any = None):
+                 found_mined: Callable[[PoolEntry], Awaitable[bool]], eip7702: BundleAuthorizations | None = None):
         self.simulator = simulator   # sim.simulator.Simulator (simulate_validation)
         self.safe = safe             # pool.safe.SafeMode: the second validation
         self.window = window         # inclusion window of the block after a header

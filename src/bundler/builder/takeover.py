@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Callable
 
 from ..store.base import LeaseLost, SharedStore
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class Takeover:
-    def __init__(self, store: SharedStore, builder, on_lost=None):
+    def __init__(self, store: SharedStore, builder, on_lost: Callable[[str], None] | None = None):
         self.store = store
         self.builder = builder
         self.on_lost = on_lost  # called with the reason once the lease is lost

@@ -179,7 +179,7 @@ class TransactionTracker:
         """Send the same transaction with higher fees. A refusal as underpriced bumps again at
         once (the node may hold a pricier version of this nonce, or want a larger bump), until
         the node accepts or the cap is reached. Returns True if a new attempt was accepted."""
-        last = inflight.latest
+        last = inflight.current
         template = self._template(last)
         cap = self.fee_cap(inflight)
         fee, prio = last.max_fee, last.priority
@@ -245,7 +245,7 @@ class TransactionTracker:
             try:
                 receipt, mined_nonce = await self._poll(inflight)
             except NodeError as e:
-                log.warning("following bundle %s: %s", inflight.latest.tx_hash, e.message)
+                log.warning("following bundle %s: %s", inflight.current.tx_hash, e.message)
                 await self.head.wait_new_block(None, 1.0)
                 continue
             if receipt is not None:
@@ -261,7 +261,7 @@ class TransactionTracker:
                     await asyncio.sleep(0.2)
                 log.warning("nonce %d of executor %s was used by a transaction this bundler did not send; "
                             "the ops of %s go back to the pool", inflight.nonce, inflight.executor,
-                            inflight.latest.tx_hash)
+                            inflight.current.tx_hash)
                 return FollowResult(None, foreign=True)
             if executor is not None and time.monotonic() > deadline:
                 await self.replace(inflight, executor)

@@ -45,6 +45,10 @@ import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .types import PinnedBlock
 
 MAX_BLOCK_TIME_S = 30  # a longer observed interval (an idle dev chain) is not a block time
 MIN_SLOT_SAMPLES = 3  # intervals seen before the shortest one counts as the chain's slot
@@ -87,7 +91,7 @@ class InclusionWindow:
 
 
 class InclusionClock:
-    def __init__(self, wall=time.time) -> None:
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
         self.wall = wall
         self._last: tuple[int, int] | None = None  # (number, timestamp) of the newest header
         self._intervals: deque[int] = deque(maxlen=SAMPLES)  # between consecutive blocks
@@ -125,7 +129,7 @@ class InclusionClock:
         skew = max(self._skews) if self._skews else 0.0
         return int(self.wall() + max(skew, 0.0) + 0.999)
 
-    def window(self, head) -> InclusionWindow:
+    def window(self, head: PinnedBlock) -> InclusionWindow:
         """Bounds on the timestamp (and number) of the block that includes an op sent now,
         `head` being the latest header (anything with .timestamp and .number)."""
         block_time = self.block_time

@@ -9,6 +9,7 @@ from ..errors import OpDropped
 from ..store.records import OpStatus
 from ..userop.model import UserOperation
 from ..userop.packing import unpack
+from ..store.base import Store
 from .client import NodeClient
 from .userop_logs import OpReceipt, build_receipt, decode_handle_ops, find_event_log
 
@@ -29,7 +30,7 @@ class FoundOp:
 
 
 class UserOpLookup:
-    def __init__(self, node: NodeClient, store, entry_points: list[eps.EntryPointVersion],
+    def __init__(self, node: NodeClient, store: Store, entry_points: list[eps.EntryPointVersion],
                  chain_id: int, lookback_blocks: int):
         self.node = node
         self.store = store
@@ -96,6 +97,7 @@ class UserOpLookup:
                 if "0x" + ep.user_op_hash(op, self.chain_id, delegate).hex() == op_hash:
                     found = op
                     break
-        if found is None:
+        entry_point = entry_point or (record.entry_point if record is not None else None)
+        if found is None or entry_point is None:
             return None
         return FoundOp(found, entry_point, tx_hash, tx["blockHash"], tx["blockNumber"])

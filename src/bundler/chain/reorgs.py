@@ -205,6 +205,6 @@ class ChainWatcher:
             return ChainUpdate(pending=[PendingBundle(
                 tx_hash=bundle.tx_hash, executor=(tx.get("from") or bundle.executor or "").lower(),
                 nonce=int(tx["nonce"], 16), entry_point=(tx.get("to") or "").lower(), raw=raw,
-                max_fee=int(tx.get("maxFeePerGas") or tx.get("gasPrice"), 16),
+                max_fee=int(tx.get("maxFeePerGas") or tx.get("gasPrice") or "0x0", 16),
                 priority=int(tx.get("maxPriorityFeePerGas") or "0x0", 16), op_hashes=list(bundle.op_hashes))])
         return None

@@ -6,6 +6,8 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..chain.head import HeadTracker
+from ..config import Config
+from ..sim.protocol import GasEstimator
 from ..chain.types import StateOverrides
 from ..entrypoint import EntryPointVersion
 from ..pool.admission import MIN_CALL_GAS_LIMIT
@@ -26,7 +28,7 @@ class GasLimits:
 
 
 class Estimator:
-    def __init__(self, *, head: HeadTracker, simulator, config, chain_id: int, sessions=None,
+    def __init__(self, *, head: HeadTracker, simulator: GasEstimator, config: Config, chain_id: int, sessions=None,
                  queued_nonce: Callable[[UserOperation, EntryPointVersion], StateOverrides | None] | None = None):
         self.head = head
         # the state override under which an op queued behind pending ops of its sender is

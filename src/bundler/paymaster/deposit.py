@@ -4,12 +4,16 @@ monitor's periodic check (metric bundler_paymaster_deposit_wei); below --paymast
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
 from ..entrypoint import EntryPointVersion
+
+if TYPE_CHECKING:
+    from ..chain.client import NodeClient
+    from ..metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +21,7 @@ SEL_BALANCE_OF = function_signature_to_4byte_selector("balanceOf(address)")
 
 
 class DepositWatcher:
-    def __init__(self, *, node, paymasters: dict[EntryPointVersion, str], metrics, min_deposit: int):
+    def __init__(self, *, node: NodeClient, paymasters: dict[EntryPointVersion, str], metrics: Metrics, min_deposit: int):
         self.node = node
         self.paymasters = paymasters
         self.metrics = metrics

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_abi import decode
 
@@ -37,6 +37,12 @@ from ..userop.model import UserOperation
 from .data import STUB_SIGNATURE, Terms, decode_terms, encode_paymaster_data, encode_terms, sponsor_hash
 from .policy import SPONSOR_EVERYTHING, Policy, Refusal, check_op, session_key_of
 from .signer import PaymasterSigner
+
+if TYPE_CHECKING:
+    from ..chain.head import HeadTracker
+    from ..metrics import Metrics
+    from ..chain.client import NodeClient
+    from ..pool.mempool import PoolEntry
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +88,8 @@ class PaymasterSettings:
 
 
 class SponsorService:
-    def __init__(self, *, settings: PaymasterSettings, signer: PaymasterSigner, store: Store, head,
-                 chain_id: int, entry_points: list[EntryPointVersion], metrics):
+    def __init__(self, *, settings: PaymasterSettings, signer: PaymasterSigner, store: Store, head: HeadTracker,
+                 chain_id: int, entry_points: list[EntryPointVersion], metrics: Metrics):
         self.settings = settings
         self.metrics = metrics
         self.signer = signer
@@ -225,7 +231,7 @@ class SponsorService:
         terms = self._terms(policy, now, session_key)
         if separate and ours:
             terms = self._carried_terms(op, terms, now)
-        digest = sponsor_hash(op, terms, chain_id=self.chain_id, entry_point=ep.address, paymaster=op.paymaster)
+        digest = sponsor_hash(op, terms, chain_id=self.chain_id, entry_point=ep.address, paymaster=self.paymaster_for(ep))
         signature = self.signer.sign(digest)
         if separate:
             signed = op.with_changes(paymaster_data=encode_terms(terms), paymaster_signature=signature)
@@ -276,7 +282,7 @@ def _delegate(op: UserOperation) -> str | None:
 class Settler:
     """Follows open reservations to their op's fate (the store's op record) and settles them."""
 
-    def __init__(self, *, store: Store, node, head, metrics, interval_s: float = 2.0, lookback_blocks: int = 100_000):
+    def __init__(self, *, store: Store, node: NodeClient, head: HeadTracker, metrics: Metrics, interval_s: float = 2.0, lookback_blocks: int = 100_000):
         self.store = store
         self.metrics = metrics
         self.node = node
@@ -286,11 +292,11 @@ class Settler:
         self._wake = asyncio.Event()
 
     # mempool observer (pool.mempool.PoolObserver): an op entering the pool changes nothing here
-    def added(self, _entry) -> None:
+    def added(self, _entry: PoolEntry) -> None:
         pass
 
     # an op left the pool; its fate is recorded right after, in the same step
-    def removed(self, _entry, _mined_block=None) -> None:
+    def removed(self, _entry: PoolEntry, _mined_block: int | None = None) -> None:
         self._wake.set()
 
     def cleared(self) -> None:

@@ -1,6 +1,8 @@
 """Builds the paymaster service of a Bundler from its Config (called by bundler.app)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 
 from eth_abi import decode
@@ -12,6 +14,9 @@ from .deposit import DepositWatcher
 from .policy import SPONSOR_EVERYTHING, PolicyError, load_policies
 from .service import PaymasterSettings, Settler, SponsorService
 from .signer import PaymasterSigner
+
+if TYPE_CHECKING:
+    from ..chain.client import NodeClient
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +39,7 @@ def settings_from_config(config: Config) -> PaymasterSettings:
     )
 
 
-async def check_contracts(node, signer: PaymasterSigner, contracts: dict[EntryPointVersion, str]) -> None:
+async def check_contracts(node: NodeClient, signer: PaymasterSigner, contracts: dict[EntryPointVersion, str]) -> None:
     """Each configured SponsorPaymaster must exist, serve its EntryPoint and trust our signer:
     otherwise every sponsored op would fail on chain."""
     for ep, address in contracts.items():

@@ -6,10 +6,15 @@ kept inside this object only: its repr, errors and logs name the address, never 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from eth_account import Account
 
 from ..builder.keys import ExecutorKeyError, check_key, read_secret_file
 from .data import eip191_digest
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 class PaymasterSigner:
@@ -27,7 +32,7 @@ class PaymasterSigner:
         return bytes(self._account.unsafe_sign_hash(eip191_digest(message_hash)).signature)
 
 
-def load_signer(config) -> PaymasterSigner | None:
+def load_signer(config: Config) -> PaymasterSigner | None:
     """The configured signer, None when no key is given (no sponsorship then)."""
     if config.paymaster_signer_key_file:
         text = read_secret_file(config.paymaster_signer_key_file, "paymaster signer key file")

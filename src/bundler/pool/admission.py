@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
+from ..chain.clock import InclusionWindow
 from ..chain.head import HeadTracker
 from ..chain.types import PinnedBlock, StateOverrides
+from ..config import Config
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams
 from ..sim.ep_storage import queued_nonce_override
 from ..sim.protocol import Validator
+from ..sim.results import ValidationResult
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas
 from ..logs import OP_HASH
+from ..store.base import Store
 from ..store.records import OpRecord, OpStatus
 from ..userop.model import UserOperation
+from .capacity import CapacityGuard
+from .eip7702 import Eip7702Checker
 from .mempool import REPLACEMENT_BUMP_PERCENT, Mempool, PoolEntry, in_bundle_error, underpriced_error
 from .safe import SafeMode
+from .reputation import ReputationRules
+from .session_gate import FastValidation, SessionGate
 
 log = logging.getLogger(__name__)
 
 MIN_CALL_GAS_LIMIT = 9_100  # a CALL carrying value costs at least this much (ERC-7562 / EIP-150)
 
 
-def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: int) -> None:
+def static_checks(op: UserOperation, ep: EntryPointVersion, config: Config, base_fee: int) -> None:
     if op.verification_gas_limit > config.max_verification_gas:
         raise InvalidParams(
             f"verificationGasLimit {op.verification_gas_limit} is above this bundler's maximum "
@@ -63,9 +71,10 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config, base_fee: in
 
 
 class Admission:
-    def __init__(self, *, head: HeadTracker, simulator: Validator, mempool: Mempool, store, config,
-                 chain_id: int, on_admitted=None, reputation=None, eip7702=None, sessions=None,
-                 capacity=None):
+    def __init__(self, *, head: HeadTracker, simulator: Validator, mempool: Mempool, store: Store, config: Config,
+                 chain_id: int, on_admitted: Callable[[PoolEntry], None] | None = None,
+                 reputation: ReputationRules | None = None, eip7702: Eip7702Checker | None = None,
+                 sessions: SessionGate[Any] | None = None, capacity: CapacityGuard | None = None):
         self.head = head
         self.sessions = sessions  # sessions.service.SessionService: policy checks and fast path
         self.simulator = simulator
@@ -79,7 +88,7 @@ class Admission:
         self.safe = SafeMode(config, mempool)
         self.capacity = capacity  # CapacityGuard (max_mempool_ops), optional
 
-    def timing(self, window) -> dict:
+    def timing(self, window: InclusionWindow) -> dict:
         """Simulator.validate's time-range arguments for an inclusion window."""
         return {"now": window.earliest, "latest": window.latest,
                 "max_wait": getattr(self.config, "valid_after_max_wait", 0),
@@ -129,8 +138,11 @@ class Admission:
         # time ranges are judged at inclusion, not at the head block: an op that expires before
         # the including block is refused, one valid within valid_after_max_wait is held (chain.clock)
         window = self.head.window(header)
-        session = await self.sessions.prepare(op, ep, header, op_hash) if self.sessions else None
-        cap = self.sessions.max_ops_per_sender if session is not None else None
+        sessions = self.sessions
+        session = await sessions.prepare(op, ep, header, op_hash) if sessions is not None else None
+        if session is None:
+            sessions = None  # not a session op: the gate has nothing more to say about it
+        cap = sessions.max_ops_per_sender if sessions is not None else None
         rep = self.reputation
         sender_staked = rep is not None and rep.sender_known_staked(ep, op.sender)
         replacing = self.mempool.check_admissible(op, ep, sender_staked, max_ops=cap)
@@ -139,7 +151,9 @@ class Admission:
         if self.capacity is not None:
             self.capacity.check(op, header.base_fee, replacing)
         # a session op's policy is checked before any simulation; the fast path skips py-evm
-        outcome = self.sessions.precheck(session, replacing and replacing.hash, window) if session else None
+        outcome: FastValidation | ValidationResult | None = None
+        if sessions is not None:
+            outcome = sessions.precheck(session, replacing.hash if replacing is not None else None, window)
         if outcome is None:
             outcome = await self.simulator.validate(op, ep, header, overrides=self.nonce_override(op, ep),
                                                     tracer=self.safe.tracer(op, ep), **self.timing(window))
@@ -147,12 +161,12 @@ class Admission:
         entities = None
         if rep is not None:
             entities = await rep.check_after_validation(op, ep, outcome, header, replacing)
-            sender_staked = entities.get("sender").staked
+            sender_staked = entities.sender.staked
         # the pool may have changed while we simulated
         replaced = self.mempool.check_admissible(op, ep, sender_staked, max_ops=cap)
         victim = self.capacity.check(op, header.base_fee, replaced) if self.capacity is not None else None
-        if session is not None:
-            self.sessions.recheck(session, replaced)
+        if sessions is not None:
+            sessions.recheck(session, replaced)
         entry = PoolEntry(
             op=op, entry_point=ep, hash=op_hash,
             valid_after=outcome.valid_after, valid_until=outcome.valid_until,
@@ -181,10 +195,10 @@ class Admission:
             raise BundlerError(f"the bundler could not store the UserOperation ({e}); try again") from None
         if not verdict.admitted:
             raise _refusal(op_hash, verdict)
-        if victim is not None:
+        if victim is not None and self.capacity is not None:
             self.capacity.evict(victim, op_hash, header.base_fee)
-        if session is not None:  # accounted first: the mempool's observers see it as a session op
-            self.sessions.admitted(session, entry)
+        if session is not None and self.sessions is not None:  # accounted first: the mempool's observers
+            self.sessions.admitted(session, entry)  # see it as a session op
         self.mempool.add(entry)
         if rep is not None:
             rep.admitted(entry)

@@ -9,6 +9,7 @@ pending op of its sender (evicting an earlier nonce would strand the later ones)
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from ..userop.model import UserOperation
 from .fates import OpFates
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class CapacityGuard:
-    def __init__(self, mempool: Mempool, fates: OpFates, max_ops: int, on_evicted=None):
+    def __init__(self, mempool: Mempool, fates: OpFates, max_ops: int,
+                 on_evicted: Callable[[PoolEntry], None] | None = None):
         self.mempool = mempool
         self.fates = fates
         self.max_ops = max_ops

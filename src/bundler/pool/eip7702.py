@@ -17,6 +17,7 @@ from coincurve import PublicKey
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
+from ..chain.client import NodeClient
 from ..errors import InvalidParams, ValidationRejected
 from ..userop.model import Authorization, UserOperation
 
@@ -59,13 +60,16 @@ def _cs(address: str) -> str:
 
 
 class Eip7702Checker:
-    def __init__(self, node, chain_id: int):
+    def __init__(self, node: NodeClient, chain_id: int):
         self.node = node
         self.chain_id = chain_id
 
     def check_signature(self, op: UserOperation) -> None:
         """What needs no node: chain id, delegate address, signature form and signer."""
         auth = op.eip7702_auth
+        if auth is None:
+            raise InvalidParams("missing eip7702Auth: an EIP-7702 op carries its authorization",
+                                {"field": "eip7702Auth"})
         if auth.chain_id not in (0, self.chain_id):
             raise InvalidParams(
                 f"invalid eip7702Auth.chainId: {auth.chain_id} is neither 0 nor this chain's id {self.chain_id}",

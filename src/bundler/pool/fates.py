@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from ..metrics import NullMetrics, drop_reason_label
+from ..metrics import Metrics, NullMetrics, drop_reason_label
 from ..store.base import Store
 from ..store.records import OpStatus
 from .mempool import Mempool, PoolEntry
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 class OpFates:
     def __init__(self, mempool: Mempool, store: Store, reputation: ReputationRules | None = None,
-                 metrics=None, max_bundle_reverts: int = 3):
+                 metrics: Metrics | NullMetrics | None = None, max_bundle_reverts: int = 3):
         self.mempool = mempool
         self.store = store
         self.reputation = reputation

@@ -50,8 +50,8 @@ class PoolEntry:
     def addresses(self) -> set[str]:
         """sender, factory (when deploying) and paymaster: what the reputation rules count."""
         out = {self.op.sender}
-        if self.op.deploys_account:
-            out.add(self.op.factory)
+        if self.op.deploying_factory is not None:
+            out.add(self.op.deploying_factory)
         if self.op.paymaster is not None:
             out.add(self.op.paymaster)
         return out

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from eth_abi import decode, encode
 from eth_hash.auto import keccak
@@ -30,7 +30,16 @@ from eth_utils import to_checksum_address
 from ..entrypoint import EntryPointVersion
 from ..errors import EntityThrottled, PaymasterDepositTooLow, StakeTooLow
 from ..userop.model import UserOperation
+from .mempool import Mempool, PoolEntry
 from .staking import StakePolicy
+
+if TYPE_CHECKING:
+    from ..chain.client import NodeClient
+    from ..chain.types import PinnedBlock
+    from ..config import Config
+    from ..sim.results import ValidationResult
+    from ..store.base import Store
+    from .session_gate import FastValidation
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +71,7 @@ class ReputationParams:
     max_ops_allowed_unstaked_entity: int = 10_000
 
     @classmethod
-    def from_config(cls, config) -> "ReputationParams":
+    def from_config(cls, config: Config) -> "ReputationParams":
         return cls(
             min_inclusion_denominator=config.reputation_min_inclusion_denominator,
             throttling_slack=config.reputation_throttling_slack,
@@ -91,10 +100,10 @@ class ReputationBook:
         self.clock = clock
         self._entries: dict[str, dict[str, Entry]] = {}
         self._decayed_at: float | None = None
-        self._store = None
+        self._store: Store | None = None
 
     # -- persistence: rows keyed "entryPoint:address" in the store, written through ---------
-    def attach_store(self, store) -> None:
+    def attach_store(self, store: Store) -> None:
         """Load the counters kept by `store` and write every later change to it, so a
         restarted bundler keeps its reputation (throttles and bans survive a restart)."""
         self._store = store
@@ -220,11 +229,18 @@ class OpEntities:
     def get(self, role: str) -> EntityRef | None:
         return next((r for r in self.refs if r.role == role), None)
 
+    @property
+    def sender(self) -> EntityRef:
+        ref = self.get(SENDER)
+        if ref is None:  # of() always names the sender; entities built by hand must too
+            raise ValueError("an op's entities lack its sender")
+        return ref
+
     def tracked(self) -> list[EntityRef]:
         return [r for r in self.refs if r.tracked]
 
     @classmethod
-    def of(cls, op: UserOperation, result=None, policy: StakePolicy | None = None,
+    def of(cls, op: UserOperation, result: ValidationResult | FastValidation | None = None, policy: StakePolicy | None = None,
            block_number: int = 0) -> "OpEntities":
         """From the op, and from a ValidationResult for stakes and the aggregator (without
         one every entity counts as unstaked)."""
@@ -232,12 +248,12 @@ class OpEntities:
             return policy is not None and policy.is_staked(info)
 
         refs = [EntityRef(SENDER, op.sender, staked(getattr(result, "sender_info", None)))]
-        if op.deploys_account:
-            refs.append(EntityRef(FACTORY, op.factory, staked(getattr(result, "factory_info", None))))
+        if op.deploying_factory is not None:
+            refs.append(EntityRef(FACTORY, op.deploying_factory, staked(getattr(result, "factory_info", None))))
         if op.paymaster is not None:
             refs.append(EntityRef(PAYMASTER, op.paymaster, staked(getattr(result, "paymaster_info", None))))
         if result is not None and result.aggregator:
-            refs.append(EntityRef(AGGREGATOR, result.aggregator, staked(result.aggregator_info)))
+            refs.append(EntityRef(AGGREGATOR, result.aggregator, staked(getattr(result, "aggregator_info", None))))
         return cls(tuple(refs), block_number)
 
 
@@ -262,7 +278,7 @@ def blame(entities: OpEntities, code: str | None) -> EntityRef | None:
 _PHASE_CODES = {"factory": "AA1", "account": "AA2", "paymaster": "AA3"}
 
 
-def failure_code(message: str, data=None) -> str | None:
+def failure_code(message: str, data: object = None) -> str | None:
     """The AA code a failure stands for: the EntryPoint's own (AA23, ...) from its message, or,
     for an ERC-7562 rule broken in a phase, that phase's prefix (AA1 factory, AA2 account, AA3
     paymaster), so blame() treats both alike."""
@@ -270,7 +286,7 @@ def failure_code(message: str, data=None) -> str | None:
     if aa:
         return aa.group(0)
     if isinstance(data, dict) and data.get("rule"):
-        return _PHASE_CODES.get(data.get("entity"))
+        return _PHASE_CODES.get(str(data.get("entity")))
     return None
 
 
@@ -298,7 +314,7 @@ class BundleGate:
             s = self._status[address] = self.rules.book.status(self.ep, address)
         return s
 
-    def check(self, entry) -> tuple[Verdict, str | None]:
+    def check(self, entry: PoolEntry) -> tuple[Verdict, str | None]:
         entities = self.rules.entities_of(entry)
         params = self.rules.params
         throttled = []
@@ -322,7 +338,7 @@ class BundleGate:
 
 
 class ReputationRules:
-    def __init__(self, book: ReputationBook, policy: StakePolicy, mempool, node=None):
+    def __init__(self, book: ReputationBook, policy: StakePolicy, mempool: Mempool, node: NodeClient | None = None):
         self.book = book
         self.params = book.params
         self.policy = policy
@@ -333,7 +349,8 @@ class ReputationRules:
         self._staked_senders: set[tuple[str, str]] = set()
 
     @classmethod
-    def from_config(cls, config, mempool, node=None, clock: Callable[[], float] = time.time) -> "ReputationRules":
+    def from_config(cls, config: Config, mempool: Mempool, node: NodeClient | None = None,
+                    clock: Callable[[], float] = time.time) -> "ReputationRules":
         return cls(ReputationBook(ReputationParams.from_config(config), clock), StakePolicy.from_config(config),
                    mempool, node)
 
@@ -341,7 +358,7 @@ class ReputationRules:
         self.book.clear()
         self._staked_senders.clear()
 
-    def entities_of(self, entry) -> OpEntities:
+    def entities_of(self, entry: PoolEntry) -> OpEntities:
         return entry.entities if entry.entities is not None else OpEntities.of(entry.op)
 
     def sender_known_staked(self, ep: EntryPointVersion, sender: str) -> bool:
@@ -381,16 +398,18 @@ class ReputationRules:
                     data,
                 )
 
-    def check_before_validation(self, op: UserOperation, ep: EntryPointVersion, replacing=None) -> None:
+    def check_before_validation(self, op: UserOperation, ep: EntryPointVersion,
+                                replacing: PoolEntry | None = None) -> None:
         """Banned or over-throttled entities are refused before any simulation is spent."""
         self._check_status(ep, OpEntities.of(op).refs, replacing)
 
-    async def check_after_validation(self, op: UserOperation, ep: EntryPointVersion, result, block,
-                                     replacing=None) -> OpEntities:
+    async def check_after_validation(self, op: UserOperation, ep: EntryPointVersion,
+                                     result: ValidationResult | FastValidation, block: PinnedBlock,
+                                     replacing: PoolEntry | None = None) -> OpEntities:
         """With the stakes known: status of every entity again (and of the aggregator), the
         unstaked-paymaster allowance (UREP-020) and the paymaster deposit (EREP-010)."""
         entities = OpEntities.of(op, result, self.policy, block.number)
-        if entities.get(SENDER).staked:
+        if entities.sender.staked:
             self._staked_senders.add((ep.address, op.sender))
         else:
             self._staked_senders.discard((ep.address, op.sender))
@@ -435,29 +454,30 @@ class ReputationRules:
     async def _check_paymaster_deposit(self, op: UserOperation, ep: EntryPointVersion, result, block,
                                        replacing) -> None:
         """EREP-010: the pending ops of a paymaster may not cost more than its deposit."""
-        if self.node is None:
+        paymaster = op.paymaster
+        if self.node is None or paymaster is None:
             return
-        others = [e for e in self.mempool.entries_using(ep, op.paymaster)
-                  if e.op.paymaster == op.paymaster and e is not replacing]
+        others = [e for e in self.mempool.entries_using(ep, paymaster)
+                  if e.op.paymaster == paymaster and e is not replacing]
         if not others:
             return  # simulateValidation already checked this op alone against the deposit (AA31)
         committed = sum(e.prefund for e in others)
-        out = await self.node.eth_call(ep.address, SEL_BALANCE_OF + encode(["address"], [op.paymaster]), block.tag)
+        out = await self.node.eth_call(ep.address, SEL_BALANCE_OF + encode(["address"], [paymaster]), block.tag)
         (deposit,) = decode(["uint256"], out)
         if committed + result.prefund > deposit:
             raise PaymasterDepositTooLow(
-                f"paymaster deposit too low: paymaster {to_checksum_address(op.paymaster)} has {deposit} wei in "
+                f"paymaster deposit too low: paymaster {to_checksum_address(paymaster)} has {deposit} wei in "
                 f"the EntryPoint and its {len(others)} pending UserOperations may already cost {committed}; this "
                 f"one may cost {result.prefund} more",
-                {"paymaster": to_checksum_address(op.paymaster)},
+                {"paymaster": to_checksum_address(paymaster)},
             )
 
-    def admitted(self, entry) -> None:
+    def admitted(self, entry: PoolEntry) -> None:
         """opsSeen of each entity counted for this op (after it entered the mempool)."""
         for ref in self.entities_of(entry).tracked():
             self.book.seen(entry.entry_point, ref.address)
 
-    def replaced(self, entry) -> None:
+    def replaced(self, entry: PoolEntry) -> None:
         """The op left the mempool replaced by one with higher fees (same sender and nonce): the
         new op was counted as seen, so this one is uncounted (one op seen per replacement chain,
         not one per fee bump)."""
@@ -465,12 +485,12 @@ class ReputationRules:
             self.book.unseen(entry.entry_point, ref.address)
 
     # -- bundle time ----------------------------------------------------------------------
-    def included(self, entry) -> None:
+    def included(self, entry: PoolEntry) -> None:
         """The op was mined in a bundle: opsIncluded of the entities counted as seen."""
         for ref in self.entities_of(entry).tracked():
             self.book.included(entry.entry_point, ref.address)
 
-    def bundle_failure(self, entry, code: str | None, second_validation: bool = False) -> list:
+    def bundle_failure(self, entry: PoolEntry, code: str | None, second_validation: bool = False) -> list[PoolEntry]:
         """An op failed at bundle time with AA `code` (failure_code() of the error). The op's
         paymaster, when another entity is at fault, gets its opsSeen back (EREP-015, and
         EREP-030's staked sender). The entity at fault gets opsSeen = BAN_OPS_SEEN_PENALTY,

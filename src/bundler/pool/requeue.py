@@ -11,8 +11,9 @@ from collections import defaultdict
 
 from .. import entrypoint as eps
 from ..errors import BundlerError, NodeError
-from ..store.base import ops_in_order
+from ..store.base import Store, ops_in_order
 from ..store.records import OpRecord
+from .admission import Admission
 from .fates import OpFates
 from .mempool import PoolEntry
 
@@ -29,7 +30,7 @@ def entry_from_record(record: OpRecord, submitted_in: str | None = None) -> Pool
 
 
 class Requeue:
-    def __init__(self, admission, store, fates: OpFates, concurrency: int = 4):
+    def __init__(self, admission: Admission, store: Store, fates: OpFates, concurrency: int = 4):
         self.admission = admission
         self.store = store
         self.fates = fates  # writes the fate of every op it handles

@@ -22,6 +22,9 @@ from typing import Iterator, Mapping, Sequence
 from eth_utils import to_checksum_address
 
 from ..chain.clock import InclusionWindow
+from ..chain.types import PinnedBlock
+from ..config import Config
+from ..metrics import Metrics, NullMetrics
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, NodeError, OpcodeViolation, TimeRangeInvalid
 from ..sim.erc7562 import CheckedTrace, RuleContext, TracerFactory, check, checked, storage_touched, violation_error
@@ -40,7 +43,7 @@ class NotDueYet(TimeRangeInvalid):
 
 
 class SafeMode:
-    def __init__(self, config, mempool: PoolReader, metrics=None):
+    def __init__(self, config: Config, mempool: PoolReader, metrics: Metrics | NullMetrics | None = None):
         self.enabled = not getattr(config, "unsafe", False)
         self.reuse_reads = getattr(config, "readset_reuse", True)
         self.metrics = metrics
@@ -55,7 +58,7 @@ class SafeMode:
     def tracer(self, op: UserOperation, ep: EntryPointVersion) -> TracerFactory | None:
         return TracerFactory.for_op(op, ep.address) if self.enabled else None
 
-    def context(self, op: UserOperation, ep: EntryPointVersion, result) -> RuleContext:
+    def context(self, op: UserOperation, ep: EntryPointVersion, result: ValidationResult) -> RuleContext:
         """The rules' context, with the mempool's part (STO-040/041) reduced to what the rules
         will ask: which of this op's entities and touched contracts are senders of other pending
         ops, and whether its sender is an entity of another sender's op (indexed lookups each,
@@ -83,7 +86,7 @@ class SafeMode:
     def _pending_sender(self, address: str) -> bool:
         return bool(self.mempool.for_sender(address))  # addresses are lower-case (userop.codec)
 
-    def violation(self, op: UserOperation, ep: EntryPointVersion, result) -> BundlerError | None:
+    def violation(self, op: UserOperation, ep: EntryPointVersion, result: ValidationResult) -> BundlerError | None:
         """The error for the first rule the validation broke, or None."""
         if not self.enabled or result.trace is None:
             return None
@@ -91,7 +94,7 @@ class SafeMode:
         found = check(result.trace, ctx)
         return violation_error(found[0], ctx) if found else None
 
-    def enforce(self, op: UserOperation, ep: EntryPointVersion, result) -> None:
+    def enforce(self, op: UserOperation, ep: EntryPointVersion, result: ValidationResult) -> None:
         err = self.violation(op, ep, result)
         if err is not None:
             raise err
@@ -123,8 +126,8 @@ class SafeMode:
         return CodeHashes.of(trace.code_hashes)
 
     # -- second validation (builder) --
-    async def revalidate(self, simulator, ep: EntryPointVersion, block, entries: Sequence[PoolEntry],
-                         window=None) -> list[tuple[PoolEntry, BundlerError | None]]:
+    async def revalidate(self, simulator, ep: EntryPointVersion, block: PinnedBlock, entries: Sequence[PoolEntry],
+                         window: InclusionWindow | None = None) -> list[tuple[PoolEntry, BundlerError | None]]:
         """Validate each entry again, in parallel, with the rules on and the code hashes compared
         with admission's (COD-010). An op following another op of the same sender in `entries`
         is validated as if that one were mined (nonce override), as at admission. Its other

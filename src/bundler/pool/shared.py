@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Callable
 
 from .. import entrypoint as eps
+from ..entrypoint import EntryPointVersion
 from ..store.base import SharedStore
 from .mempool import Mempool
 from .requeue import entry_from_record
@@ -20,7 +22,7 @@ CLAIMED_ELSEWHERE = "claimed"
 
 
 class SharedPoolSync:
-    def __init__(self, store: SharedStore, mempool: Mempool, entry_points, interval: float = 0.5, on_new=None):
+    def __init__(self, store: SharedStore, mempool: Mempool, entry_points: list[EntryPointVersion], interval: float = 0.5, on_new: Callable[[], None] | None = None):
         self.store = store
         self.mempool = mempool
         self.served = {ep.address for ep in entry_points}

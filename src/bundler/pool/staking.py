@@ -10,6 +10,8 @@ Two sources of stake information:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
 from dataclasses import dataclass
 
 from eth_abi import decode, encode
@@ -17,6 +19,9 @@ from eth_hash.auto import keccak
 
 from ..entrypoint import EntryPointVersion
 from ..sim.results import StakeInfo
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 SEL_GET_DEPOSIT_INFO = keccak(b"getDepositInfo(address)")[:4]
 DEPOSIT_INFO_TYPE = "(uint256,bool,uint112,uint32,uint48)"
@@ -28,7 +33,7 @@ class StakePolicy:
     min_unstake_delay: int
 
     @classmethod
-    def from_config(cls, config) -> "StakePolicy":
+    def from_config(cls, config: Config) -> "StakePolicy":
         return cls(config.min_stake_value, config.min_unstake_delay)
 
     def is_staked(self, info: StakeInfo | None) -> bool:
@@ -51,7 +56,13 @@ class DepositInfo:
         return StakeInfo(stake=self.stake, unstake_delay_sec=self.unstake_delay_sec)
 
 
-async def read_deposit_info(node, ep: EntryPointVersion, address: str, tag: str = "latest") -> DepositInfo:
+class EthCaller(Protocol):
+    """The node's eth_call (chain.client.NodeClient)."""
+
+    async def eth_call(self, to: str, data: bytes, tag: str = "latest") -> bytes: ...
+
+
+async def read_deposit_info(node: EthCaller, ep: EntryPointVersion, address: str, tag: str = "latest") -> DepositInfo:
     """EntryPoint.getDepositInfo(address) through the node (same layout in v0.7 and v0.8)."""
     out = await node.eth_call(ep.address, SEL_GET_DEPOSIT_INFO + encode(["address"], [address]), tag)
     ((deposit, staked, stake, delay, withdraw_time),) = decode([DEPOSIT_INFO_TYPE], out)

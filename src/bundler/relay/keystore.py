@@ -13,6 +13,8 @@ throwaway one in its data dir when none is given.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,9 @@ from pathlib import Path
 from coincurve import PrivateKey
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from eth_hash.auto import keccak
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 DEV_MASTER_KEY_FILE = "relay-master.key"
 
@@ -69,7 +74,7 @@ def parse_master_keys(values: list[str], source: str) -> list[bytes]:
     return keys
 
 
-def load_master_keys(config, dev_data_dir: str | None = None) -> list[bytes]:
+def load_master_keys(config: Config, dev_data_dir: str | None = None) -> list[bytes]:
     """Newest first. In dev (dev_data_dir given) a key is created there if none is configured."""
     keys = parse_master_keys(list(config.relay_master_key), "--relay-master-key / BUNDLER_RELAY_MASTER_KEY")
     if config.relay_master_key_file:

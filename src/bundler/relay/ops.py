@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from eth_abi import decode, encode
 from eth_hash.auto import keccak
@@ -35,6 +35,9 @@ from ..pool.pool import Pool
 from ..sessions.service import SessionService
 from ..userop.model import UserOperation
 from .keystore import SessionKey
+
+if TYPE_CHECKING:
+    from ..chain.client import NodeClient
 
 _GET_NONCE = function_signature_to_4byte_selector("getNonce(address,uint192)")
 _OWNER = function_signature_to_4byte_selector("owner()")
@@ -75,12 +78,12 @@ def call_data_for(calls: list[CallSpec]) -> bytes:
     return encode_execute_batch([Call(c.to, c.value, c.data) for c in calls])
 
 
-async def chain_nonce(node, ep: EntryPointVersion, account: str, key: int) -> int:
+async def chain_nonce(node: NodeClient, ep: EntryPointVersion, account: str, key: int) -> int:
     out = await node.eth_call(ep.address, _GET_NONCE + encode(["address", "uint192"], [account, key]))
     return decode(["uint256"], out)[0]
 
 
-async def owner_of(node, account: str) -> str | None:
+async def owner_of(node: NodeClient, account: str) -> str | None:
     try:
         out = await node.eth_call(account, _OWNER)
     except Exception:
@@ -90,7 +93,7 @@ async def owner_of(node, account: str) -> str | None:
     return "0x" + out[12:].hex()
 
 
-async def account_epoch(node, account: str) -> int:
+async def account_epoch(node: NodeClient, account: str) -> int:
     """account.epoch(): enable signatures name it, revokeAllSessions moves it on."""
     return decode(["uint32"], await node.eth_call(account, _EPOCH))[0]
 

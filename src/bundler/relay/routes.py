@@ -13,7 +13,7 @@ from ..errors import InvalidParams
 from .errors import InvalidRequest, RelayError
 from .metrics import RelayMetrics
 from .openapi import openapi_document
-from .service import RelayService
+from .service import Principal, RelayService
 
 log = logging.getLogger(__name__)
 
@@ -68,54 +68,60 @@ def _endpoint(handler: Handler, route: str, metrics: RelayMetrics | None, rate_l
 
 def add_routes(app: web.Application, relay: RelayService | None, metrics: RelayMetrics | None = None,
                rate_limiter=None) -> None:
-    """`rate_limiter`: rpc.ratelimit.ClientRateLimiter (the bundler's), or None."""
-    async def auth(request: web.Request, raw: bytes, **kw):
-        return await relay.authenticate(request.method, request.raw_path, request.headers, raw, **kw)
+    """`rate_limiter`: rpc.ratelimit.ClientRateLimiter (the bundler's), or None. `relay` None builds the
+    route table only (its paths, for the OpenAPI check): every route then answers 503."""
+    def service() -> RelayService:
+        if relay is None:
+            raise RelayError("the relay is not running in this process", code="unavailable", status=503)
+        return relay
 
-    async def register(request, raw):
-        signer = relay.register_signer(request.method, request.raw_path, request.headers, raw)
-        return 201, relay.register(signer, _body(raw))
+    async def auth(request: web.Request, raw: bytes, **kw: bool) -> Principal:
+        return await service().authenticate(request.method, request.raw_path, request.headers, raw, **kw)
 
-    async def me(request, raw):
-        return 200, relay.credential(await auth(request, raw))
+    async def register(request: web.Request, raw: bytes) -> tuple[int, object]:
+        signer = service().register_signer(request.method, request.raw_path, request.headers, raw)
+        return 201, service().register(signer, _body(raw))
 
-    async def retire(request, raw):
-        return 200, relay.retire(await auth(request, raw))
+    async def me(request: web.Request, raw: bytes) -> tuple[int, object]:
+        return 200, service().credential(await auth(request, raw))
 
-    async def prepare(request, raw):
+    async def retire(request: web.Request, raw: bytes) -> tuple[int, object]:
+        return 200, service().retire(await auth(request, raw))
+
+    async def prepare(request: web.Request, raw: bytes) -> tuple[int, object]:
         p = await auth(request, raw, allow_owner=True)
-        return 201, await relay.prepare(p, _body(raw))
+        return 201, await service().prepare(p, _body(raw))
 
-    async def list_grants(request, raw):
-        return 200, relay.grants(await auth(request, raw, allow_owner=True))
+    async def list_grants(request: web.Request, raw: bytes) -> tuple[int, object]:
+        return 200, service().grants(await auth(request, raw, allow_owner=True))
 
-    async def get_grant(request, raw):
-        return 200, relay.grant(await auth(request, raw, allow_owner=True), request.match_info["grant_id"])
+    async def get_grant(request: web.Request, raw: bytes) -> tuple[int, object]:
+        return 200, service().grant(await auth(request, raw, allow_owner=True), request.match_info["grant_id"])
 
-    async def activate(request, raw):
-        return 200, await relay.activate(request.match_info["grant_id"], _body(raw))
+    async def activate(request: web.Request, raw: bytes) -> tuple[int, object]:
+        return 200, await service().activate(request.match_info["grant_id"], _body(raw))
 
-    async def revocation(request, raw):
+    async def revocation(request: web.Request, raw: bytes) -> tuple[int, object]:
         p = await auth(request, raw, allow_owner=True)
-        return 200, await relay.revocation(p, request.match_info["grant_id"])
+        return 200, await service().revocation(p, request.match_info["grant_id"])
 
-    async def revoke(request, raw):
+    async def revoke(request: web.Request, raw: bytes) -> tuple[int, object]:
         p = await auth(request, raw, allow_owner=True)
-        return 200, await relay.revoke(p, request.match_info["grant_id"], _body(raw))
+        return 200, await service().revoke(p, request.match_info["grant_id"], _body(raw))
 
-    async def execute(request, raw):
-        return await relay.execute(await auth(request, raw), _body(raw))
+    async def execute(request: web.Request, raw: bytes) -> tuple[int, object]:
+        return await service().execute(await auth(request, raw), _body(raw))
 
-    async def get_call(request, raw):
-        return 200, relay.call(await auth(request, raw, allow_owner=True), request.match_info["call_id"])
+    async def get_call(request: web.Request, raw: bytes) -> tuple[int, object]:
+        return 200, service().call(await auth(request, raw, allow_owner=True), request.match_info["call_id"])
 
-    async def audit(request, raw):
-        return 200, relay.audit(await auth(request, raw, allow_owner=True))
+    async def audit(request: web.Request, raw: bytes) -> tuple[int, object]:
+        return 200, service().audit(await auth(request, raw, allow_owner=True))
 
-    async def info(request, raw):
-        return 200, relay.info()
+    async def info(request: web.Request, raw: bytes) -> tuple[int, object]:
+        return 200, service().info()
 
-    async def openapi(request, raw):
+    async def openapi(request: web.Request, raw: bytes) -> tuple[int, object]:
         return 200, openapi_document()
 
     r = app.router

@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .metrics import RelayMetrics
@@ -71,6 +71,30 @@ class Principal:
     credential: Credential | None = None
     account: str | None = None
     signer: str = ""
+
+    def own_credential(self) -> Credential:
+        """The credential that signed a request only a credential may make (authenticate() without
+        allow_owner gives no other principal; an owner's request is refused here all the same)."""
+        if self.credential is None:
+            raise Forbidden("only a credential may make this request, not an account owner")
+        return self.credential
+
+
+_Row = TypeVar("_Row")
+
+
+def _grant_entry_point(g: Grant) -> EntryPointVersion:
+    ep = by_address(g.entry_point)
+    if ep is None:  # written by a bundler that knew this EntryPoint
+        raise Conflict(f"grant {g.id} is for EntryPoint {g.entry_point}, which this bundler does not know")
+    return ep
+
+
+def _stored(row: _Row | None, kind: str, key: str) -> _Row:
+    """A row read back (after this service wrote it, or named by a request): gone is NotFound."""
+    if row is None:
+        raise NotFound(f"no {kind} {key}")
+    return row
 
 
 def _new_id(prefix: str) -> str:
@@ -191,10 +215,10 @@ class RelayService:
         return credential_view(cred)
 
     def credential(self, p: Principal) -> dict[str, Any]:
-        return credential_view(p.credential)
+        return credential_view(p.own_credential())
 
     def retire(self, p: Principal) -> dict[str, Any]:
-        cred = p.credential
+        cred = p.own_credential()
         ended = []
         for g in self.store.grants(credential_id=cred.id, statuses=LIVE_GRANT):
             self._end_grant(g, "retired", f"credential {cred.id} was retired")
@@ -202,7 +226,7 @@ class RelayService:
         self.store.update_credential(cred.id, status="retired", retired_at=time.time())
         self.store.audit("credential.retired", credential_id=cred.id, grants=ended)
         log.info("relay: credential %s retired (%d grants ended)", cred.id, len(ended))
-        return credential_view(self.store.get_credential(cred.id))
+        return credential_view(_stored(self.store.get_credential(cred.id), "credential", cred.id))
 
     # ------------------------------------------------------------ grants
 
@@ -220,6 +244,7 @@ class RelayService:
             raise InvalidRequest("body must be a JSON object")
         account = parse_address(body.get("account"), "account")
         cred_id = body.get("credentialId")
+        cred: Credential | None
         if p.credential is not None:
             if cred_id not in (None, p.credential.id):
                 raise Forbidden("a credential may ask access only for itself")
@@ -293,11 +318,13 @@ class RelayService:
             self.store.audit("grant.authorized", credential_id=g.credential_id, account=g.account, grant_id=g.id,
                              mode="enable")
         else:
+            if g.owner_op is None:
+                raise Conflict(f"grant {g.id} is an ownerOp grant without its op")
             stored = json.loads(g.owner_op)
             if owner is None or recover_signer(bytes.fromhex(stored["userOpHash"][2:]), sig) != owner:
                 raise Unauthorized(f"the signature is not the owner's signature of the grant op (owner {owner})")
             op = decode_user_operation({**stored["userOp"], "signature": "0x" + encode_owner_signature(sig).hex()})
-            ep = by_address(g.entry_point)
+            ep = _grant_entry_point(g)
             try:
                 op_hash = await self.bundler.pool.add(op, ep)
             except BundlerError as e:
@@ -306,13 +333,13 @@ class RelayService:
             self.store.audit("grant.authorized", credential_id=g.credential_id, account=g.account, grant_id=g.id,
                              mode="ownerOp", userOpHash=op_hash)
         log.info("relay: grant %s authorized by the owner of %s", g.id, g.account)
-        return grant_view(self.store.get_grant(g.id), self.bundler.chain_id)
+        return grant_view(_stored(self.store.get_grant(g.id), "grant", g.id), self.bundler.chain_id)
 
     async def revocation(self, p: Principal, grant_id: str) -> dict[str, Any]:
         """What the owner sends to revoke on chain: a transaction to the account, or an owner op."""
         g = self._grant_for(p, grant_id)
         data = encode_revoke_session(g.session_address)
-        op, op_hash = await self.builder.owner_op(by_address(g.entry_point), g.account, data)
+        op, op_hash = await self.builder.owner_op(_grant_entry_point(g), g.account, data)
         return {"grantId": g.id, "sessionKey": g.session_address,
                 "transaction": {"to": g.account, "data": "0x" + data.hex(), "value": "0x0"},
                 "ownerOp": {"userOp": format_user_operation(op), "userOpHash": op_hash}}
@@ -340,12 +367,12 @@ class RelayService:
             if op.sender != g.account or op.call_data != encode_revoke_session(g.session_address):
                 raise InvalidRequest("ownerOp.userOp must be the revocation op of this grant")
             try:
-                submitted = await self.bundler.pool.add(op, by_address(g.entry_point))
+                submitted = await self.bundler.pool.add(op, _grant_entry_point(g))
             except BundlerError as e:
                 raise Refused(e.message, e.data, code=e.code) from None
         by = "owner" if p.account is not None else f"credential {g.credential_id}"
         self._end_grant(g, "revoked", f"revoked by the {by}" + (f" (op {submitted})" if submitted else ""))
-        return grant_view(self.store.get_grant(g.id), self.bundler.chain_id) | {"revocationOp": submitted}
+        return grant_view(_stored(self.store.get_grant(g.id), "grant", g.id), self.bundler.chain_id) | {"revocationOp": submitted}
 
     def _end_grant(self, g: Grant, status: str, reason: str) -> None:
         """Destroy the key, drop the grant's queued calls and its ops still waiting in the pool."""
@@ -378,7 +405,7 @@ class RelayService:
         """(HTTP status, call view). A repeated idempotency key answers the first call as it is now."""
         if not isinstance(body, dict):
             raise InvalidRequest("body must be a JSON object")
-        cred = p.credential
+        cred = p.own_credential()
         key = body.get("idempotencyKey")
         if not isinstance(key, str) or not 1 <= len(key) <= 200:
             raise InvalidRequest("idempotencyKey must be a string of 1 to 200 characters")
@@ -404,11 +431,11 @@ class RelayService:
                 self.store.audit("call.accepted", credential_id=cred.id, account=account, grant_id=grant.id,
                                  callId=call.id)
         except DuplicateKey:  # the same key raced in: answer with the first one
-            return 200, call_view(self.store.call_by_idempotency_key(cred.id, key))
+            return 200, call_view(_stored(self.store.call_by_idempotency_key(cred.id, key), "call with key", key))
         if self.metrics is not None:
             self.metrics.call("accepted")
         await self._dispatch_claimed(call)
-        view = call_view(self.store.get_call(call.id))
+        view = call_view(_stored(self.store.get_call(call.id), "call", call.id))
         err = view.get("error")
         if view["status"] == DROPPED and err and isinstance(err.get("code"), int):
             # refused by the pool: the RPC's own code and data (rule, limit, used, pending, ...)
@@ -448,8 +475,10 @@ class RelayService:
         if g.status == "authorized":
             if g.activation_op is not None or g.id in self._enabling:
                 return  # the enable op is in flight: wait for the grant to be on chain
+            if g.owner_signature is None:  # "authorized" is written together with the owner's signature
+                raise Conflict(f"grant {g.id} is authorized without the owner's signature")
             enable = (g.grant_nonce, bytes.fromhex(g.owner_signature[2:]))
-        ep = by_address(g.entry_point)
+        ep = _grant_entry_point(g)
         if self.builder.pending_count(g.account, ep) >= self.config.session_max_ops_per_sender:
             return
         try:
@@ -504,7 +533,8 @@ class RelayService:
             if self.webhooks is not None:
                 cred = self.store.get_credential(call.credential_id)
                 if cred is not None and cred.webhook_url:
-                    self.webhooks.deliver(cred, f"call.{status}", call_view(self.store.get_call(call.id)))
+                    self.webhooks.deliver(cred, f"call.{status}",
+                                          call_view(_stored(self.store.get_call(call.id), "call", call.id)))
 
     # ------------------------------------------------------------ following the chain
 
@@ -584,7 +614,8 @@ class RelayService:
             if entry.get("removed") or len(entry.get("topics", ())) < 2:
                 continue
             g = by_key.get((entry["address"].lower(), "0x" + entry["topics"][1][-40:].lower()))
-            if g is not None and self.store.get_grant(g.id).status in LIVE_GRANT:
+            now = self.store.get_grant(g.id) if g is not None else None
+            if g is not None and now is not None and now.status in LIVE_GRANT:
                 self._end_grant(g, "revoked", f"revoked on chain in block {int(entry['blockNumber'], 16)} "
                                               f"(tx {entry.get('transactionHash')})")
                 by_key.pop((g.account, g.session_address), None)

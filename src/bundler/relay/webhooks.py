@@ -84,6 +84,9 @@ class Webhooks:
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, cred: Credential, event: str, call_id: str | None, body: bytes) -> None:
+        url = cred.webhook_url
+        if not url:  # deliver() is called only for credentials that have a webhook
+            return
         attempts = 0
 
         @backoff.on_exception(backoff.expo, (aiohttp.ClientError, asyncio.TimeoutError, DeliveryFailed),
@@ -92,7 +95,6 @@ class Webhooks:
         async def post() -> int:
             nonlocal attempts
             attempts += 1
-            url = cred.webhook_url
             parts = urlsplit(url)
             path = parts.path or "/"
             if parts.query:
@@ -107,7 +109,7 @@ class Webhooks:
 
         try:
             if not self.private_networks:  # checked once per delivery (DNS may change meanwhile: see docs)
-                await refuse_internal_resolved(cred.webhook_url)
+                await refuse_internal_resolved(url)
             status = await post()
         except Exception as e:
             log.warning("relay: webhook %s of call %s to credential %s failed after %d attempt(s): %s",

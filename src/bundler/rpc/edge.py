@@ -14,11 +14,16 @@ JSON-RPC endpoint, /health, /metrics and the routes other packages add through
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from dataclasses import dataclass, field
 
 import aiohttp_cors
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 JSON_CONTENT_TYPE = "application/json"
 UNSUPPORTED_MEDIA_CODE = -32600
@@ -33,7 +38,7 @@ class EdgePolicy:
     cors_max_age_s: int = 600
 
     @classmethod
-    def from_config(cls, config) -> "EdgePolicy":
+    def from_config(cls, config: Config) -> "EdgePolicy":
         return cls(cors_origins=tuple(config.cors_origins))
 
     def is_private_method(self, method: str) -> bool:

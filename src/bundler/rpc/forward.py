@@ -6,10 +6,13 @@ stay out of reach."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..chain.client import NodeClient
 from ..errors import InvalidParams
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 METHOD_NOT_FOUND = -32601
 
@@ -20,7 +23,7 @@ class ForwardPolicy:
     get_logs_max_blocks: int = 1000
 
     @classmethod
-    def from_config(cls, config) -> "ForwardPolicy":
+    def from_config(cls, config: Config) -> "ForwardPolicy":
         methods = set(config.forward_methods)
         if config.forward_send_raw_transaction:
             methods.add("eth_sendRawTransaction")

@@ -19,7 +19,12 @@ from typing import Any, Sized
 from aiohttp import web
 
 from ..chain.client import NodeRpcError
+from ..builder.executor_key import Executor
+from ..chain.client import NodeClient
+from ..config import Config
 from ..metrics import CONTENT_TYPE_LATEST, Metrics
+from ..pool.mempool import PoolReader
+from ..supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,8 @@ def _describe(exc: BaseException) -> str:
 
 
 class Monitor:
-    def __init__(self, *, node, executors, metrics: Metrics, config, mempool: Sized, tasks=None):
+    def __init__(self, *, node: NodeClient, executors: list[Executor], metrics: Metrics, config: Config,
+                 mempool: Sized, tasks: Supervisor | None = None):
         self.node = node
         self.tasks = tasks  # supervise.Supervisor: its dead or failing tasks are problems
         self.executors = executors
@@ -59,7 +65,8 @@ class Monitor:
         report: dict[str, Any] = {"node": {"reachable": False}, "executors": []}
         minimum = self.config.min_executor_balance
         try:
-            calls = [("eth_blockNumber", [])] + [("eth_getBalance", [e.address, "latest"]) for e in self.executors]
+            calls: list[tuple[str, list]] = [("eth_blockNumber", [])]
+            calls += [("eth_getBalance", [e.address, "latest"]) for e in self.executors]
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
             # arrives as the call completes, and the bundler would then never stop
             async with asyncio.timeout(NODE_CHECK_TIMEOUT):
@@ -118,8 +125,9 @@ class Monitor:
 
     # -- HTTP ---------------------------------------------------------------
     async def handle_health(self, _request: web.Request) -> web.Response:
-        fresh = self.last is not None and time.monotonic() - self._last_at < HEALTH_CACHE_S
-        report = self.last if fresh else await self.check()
+        last = self.last
+        fresh = last is not None and time.monotonic() - self._last_at < HEALTH_CACHE_S
+        report = last if last is not None and fresh else await self.check()
         return web.json_response(report, status=503 if report["status"] == "unhealthy" else 200)
 
     async def handle_metrics(self, _request: web.Request) -> web.Response:

@@ -16,12 +16,18 @@ of the session re-evaluates the pending ops (SessionService._revalidate).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Callable
 
 from session_sdk.events import Consumption
 from session_sdk.types import UINT48_MAX
 from session_sdk.signatures import MODE_ENABLE, MODE_SESSION, EnableSignature
+
+from ..store.base import Store
 from .ledger import LedgerEntry, SessionLedger
 from .policy import PendingUse, decode_session_signature
+
+if TYPE_CHECKING:
+    from ..pool.mempool import PoolEntry
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +42,13 @@ def use_from_activity(activity, op_hash: str, nonce: int, grant) -> PendingUse:
 class LedgerKeeper:
     """Mempool observer (pool.mempool.PoolObserver) owning the ledger's updates."""
 
-    def __init__(self, ledger: SessionLedger, store, enabled=lambda: True):
+    def __init__(self, ledger: SessionLedger, store: Store, enabled: Callable[[], bool] = lambda: True):
         self.ledger = ledger
         self.store = store
         self.enabled = enabled  # no session contracts known: nothing to account
         self.restored = 0  # ops entered again from their activity record (for tests and logs)
 
-    def added(self, entry) -> None:
+    def added(self, entry: PoolEntry) -> None:
         known = self.ledger.get(entry.hash)
         if known is not None:  # admission entered it just before; or mined, and back after a reorg
             self.ledger.unmined(entry.hash)
@@ -67,7 +73,7 @@ class LedgerKeeper:
         self.ledger.add(LedgerEntry(use, account, signer, entry.entry_point.address, entry.valid_after, valid_until))
         self.restored += 1
 
-    def removed(self, entry, mined_block: int | None = None) -> None:
+    def removed(self, entry: PoolEntry, mined_block: int | None = None) -> None:
         self.ledger.removed(entry, mined_block)
 
     def cleared(self) -> None:

@@ -23,9 +23,12 @@ It holds no chain state and never talks to the node.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from .policy import LimitKey, PendingUse
+
+if TYPE_CHECKING:
+    from ..pool.mempool import PoolEntry
 
 
 @dataclass(slots=True)
@@ -86,7 +89,7 @@ class SessionLedger:
             self.version += 1
 
     # what LedgerKeeper passes on from the mempool
-    def removed(self, pool_entry, mined_block: int | None = None) -> None:
+    def removed(self, pool_entry: PoolEntry, mined_block: int | None = None) -> None:
         entry = self._by_hash.get(pool_entry.hash)
         if entry is None:
             return

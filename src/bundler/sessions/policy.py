@@ -28,7 +28,7 @@ requested, as 0x quantities).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from eth_abi import decode
 from eth_hash.auto import keccak
@@ -39,6 +39,9 @@ from session_sdk.rules import bad_arg_type, check_spec, is_canonical, op_max_cos
 from session_sdk.signatures import EnableSignature, OwnerSignature, SessionSignature, decode_signature
 from session_sdk.events import Consumption
 from session_sdk.calldata import CALL_T, MAX_SESSION_CALLS, SEL_DEPOSIT_TO, SEL_EXECUTE, SEL_EXECUTE_BATCH, Call
+
+if TYPE_CHECKING:
+    from ..userop.model import UserOperation
 
 LimitKey = tuple[int, int, int]  # (scope, policy index, constraint index)
 
@@ -101,7 +104,7 @@ class OpFacts:
     delegating: bool = False  # initCode is the EIP-7702 marker
 
     @classmethod
-    def of(cls, op, entry_point: str, implementation: str) -> "OpFacts":
+    def of(cls, op: UserOperation, entry_point: str, implementation: str) -> "OpFacts":
         return cls(entry_point.lower(), implementation.lower(), op_max_cost(
             op.pre_verification_gas, op.verification_gas_limit, op.call_gas_limit,
             op.paymaster_verification_gas_limit, op.paymaster_post_op_gas_limit, op.max_fee_per_gas),
@@ -431,16 +434,20 @@ class _Eval:
 
     __slots__ = ("account", "signer", "base", "spec", "period", "pending_by_key", "in_op", "consumed", "matched",
                  "facts", "index")
+    # set only for a session that has rules; one that is none or revoked only ever fails (fail())
+    spec: SessionSpec
+    index: PolicyIndex
 
     def __init__(self, account: str, signer: str, base: SessionState, period: int, after: Sequence[PendingUse],
                  facts: OpFacts = UNPRICED_OP):
         self.account = account
         self.signer = signer
         self.base = base
-        self.spec = base.spec
+        if base.spec is not None:
+            self.spec = base.spec
+            self.index = policy_index(base.spec)
         self.period = period
         self.facts = facts
-        self.index = policy_index(base.spec) if base.spec is not None else None
         self.pending_by_key: dict[LimitKey, list[tuple[int, int]]] = {}
         for use in after:
             for c in use.consumed:
@@ -610,14 +617,15 @@ def effective_base(state: SessionState, pending: Sequence[PendingUse]) -> tuple[
     """The session as the EntryPoint would find it after the pending ops' validation started
     from the last pending grant (enable-mode op), and the pending ops that count against it."""
     last = None
+    grant = None
     grants = 0
     for i, use in enumerate(pending):
         if use.grant is not None:
-            last = i
+            last, grant = i, use.grant
             grants += 1
-    if last is None:
+    if last is None or grant is None:
         return state, pending
-    return SessionState.fresh(pending[last].grant, state.grant_nonce + grants, state.epoch), pending[last:]
+    return SessionState.fresh(grant, state.grant_nonce + grants, state.epoch), pending[last:]
 
 
 def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSignature, call_data: bytes,
@@ -659,6 +667,8 @@ def evaluate(account: str, state: SessionState, sig: SessionSignature | EnableSi
     if base.status == Status.REVOKED:
         raise ctx.fail("SessionIsRevoked", (signer,), f"was revoked by the owner of account {checksummed(account)}")
     spec = base.spec
+    if spec is None:  # an active status always comes with its spec (getSession); say so if an account breaks that
+        raise ctx.fail("SessionUnknown", (signer,), f"is active on account {checksummed(account)} without a session spec")
     p = sig.period_index
     lo, hi = spec.valid_after, spec.valid_until or UINT48_MAX
     if spec.period == 0:

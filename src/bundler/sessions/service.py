@@ -52,7 +52,13 @@ from session_sdk.events import TOPIC_ALL_SESSIONS_REVOKED, TOPIC_SESSION_GRANTED
 from .. import faults
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams, SignatureInvalid, TimeRangeInvalid, ValidationRejected
+from ..chain.clock import InclusionWindow
+from ..chain.head import HeadTracker
+from ..chain.types import PinnedBlock, StateOverrides
+from ..config import Config
 from ..pool.fates import OpFates
+from ..pool.mempool import Mempool, PoolEntry
+from ..store.base import Store
 from ..store.records import SessionActivity
 from ..userop.model import UserOperation
 from .gas import validation_gas_bound
@@ -113,7 +119,7 @@ class SessionOp:
         return self.sig.signer
 
 
-def chain_now(header) -> int:
+def chain_now(header: PinnedBlock) -> int:
     """The time the next block will (at least) have: wall clock, or the chain's clock when it is
     ahead (dev chains moved with evm_increaseTime). For reports (session_getSession's "now");
     admission judges time ranges against the head tracker's InclusionWindow."""
@@ -121,8 +127,8 @@ def chain_now(header) -> int:
 
 
 class SessionService:
-    def __init__(self, *, contracts: SessionContracts, rpc: NodeClient, head, mempool, store, fates: OpFates,
-                 config, chain_id: int):
+    def __init__(self, *, contracts: SessionContracts, rpc: NodeClient, head: HeadTracker, mempool: Mempool,
+                 store: Store, fates: OpFates, config: Config, chain_id: int):
         self.contracts = contracts
         self.rpc = rpc
         self.reader = SessionStateReader(rpc)
@@ -144,8 +150,8 @@ class SessionService:
         self._last_block: int | None = None
 
     @classmethod
-    async def create(cls, *, config, head, mempool, store, fates: OpFates, chain_id: int,
-                     entry_points) -> "SessionService":
+    async def create(cls, *, config: Config, head: HeadTracker, mempool: Mempool, store: Store, fates: OpFates,
+                     chain_id: int, entry_points: list[EntryPointVersion]) -> "SessionService":
         rpc = NodeClient(config.rpc_url, timeout=10.0)
         contracts = await SessionContracts.discover(
             rpc, list(entry_points), getattr(config, "session_implementations", None),
@@ -160,14 +166,16 @@ class SessionService:
 
     # ------------------------------------------------------------ recognition
 
-    async def prepare(self, op: UserOperation, ep: EntryPointVersion, header, op_hash: str | None
+    async def prepare(self, op: UserOperation, ep: EntryPointVersion, header: PinnedBlock, op_hash: str | None
                       ) -> SessionOp | None:
         """The op as a session op of a SessionAccount, with the account's state read at
         `header`; None when it is not one (the caller validates it the ordinary way)."""
         sig_bytes = op.signature
         if not self.contracts or not sig_bytes or sig_bytes[0] not in (MODE_SESSION, MODE_ENABLE):
             return None
-        kind = impl = owner = None
+        kind: str | None = None
+        impl: str | None = None
+        owner: str | None = None
         code_override = None
         salt = 0
         if op.is_eip7702:
@@ -198,6 +206,8 @@ class SessionService:
                 {"account": op.sender, "rule": "InvalidSignatureFormat"},
             ) from None
         if kind == "deploy":
+            if op.factory is None or owner is None or impl is None:  # set together with kind "deploy" above
+                return None
             address = await self.reader.counterfactual_address(op.factory, owner, salt, header)
             if address != op.sender:
                 return None
@@ -208,6 +218,8 @@ class SessionService:
             if impl is None or self.contracts.entry_point_of(impl) is not ep:
                 return None
             kind = "clone" if len(view.code) == 45 else "eip7702"
+        if impl is None:  # every kind found above comes with its implementation
+            return None
         if view.state_error is not None:
             log.debug("session state of %s unreadable (%s): full simulation", op.sender, view.state_error)
             return None
@@ -237,6 +249,8 @@ class SessionService:
         return ev
 
     def _check_signatures(self, sop: SessionOp) -> None:
+        if sop.op_hash is None:
+            raise ValueError("a session op's signatures are checked against its userOpHash: prepare() was given none")
         digest = bytes.fromhex(sop.op_hash[2:])
         sig = sop.sig
         if isinstance(sig, EnableSignature) and sop.owner is not None:
@@ -296,7 +310,7 @@ class SessionService:
         check_window(ev, window.earliest, self.margin, latest=window.latest, max_wait=self.max_wait,
                      strict=sop.ep.valid_after_strict)
 
-    def precheck(self, sop: SessionOp, replacing: str | None, window) -> FastOutcome | None:
+    def precheck(self, sop: SessionOp, replacing: str | None, window: InclusionWindow) -> FastOutcome | None:
         """Signatures first (a coincurve recovery costs less than evaluating a large batch, and an
         op nobody signed earns no policy work), then the policy (as the contract would revert),
         then the time range (as the EntryPoint would refuse it) against `window`, the bounds of
@@ -314,7 +328,7 @@ class SessionService:
         self.stats["fast" if sop.fast else "full"] += 1
         return sop.fast
 
-    def recheck(self, sop: SessionOp, replaced) -> None:
+    def recheck(self, sop: SessionOp, replaced: PoolEntry | None) -> None:
         """Right before the op enters the pool (no await in between): evaluate again if other
         ops of the session came or went since precheck."""
         replacing = replaced.hash if replaced is not None else None
@@ -325,10 +339,12 @@ class SessionService:
     def max_ops_per_sender(self) -> int:
         return self.sender_cap
 
-    def admitted(self, sop: SessionOp, entry) -> None:
+    def admitted(self, sop: SessionOp, entry: PoolEntry) -> None:
         """Called right before the entry enters the mempool (so the LedgerKeeper finds it
         accounted already)."""
         ev = sop.evaluation
+        if ev is None:
+            raise ValueError(f"session op {entry.hash} is admitted without having been evaluated")
         use = PendingUse(entry.hash, sop.op.nonce, ev.period_index, ev.consumed, ev.grant)
         self.ledger.add(LedgerEntry(use, sop.account, sop.signer, sop.ep.address, ev.valid_after, ev.valid_until))
         self.store.add_session_activity(SessionActivity(
@@ -341,7 +357,8 @@ class SessionService:
 
     # ------------------------------------------------------------ estimation
 
-    async def check_estimate(self, op: UserOperation, ep: EntryPointVersion, header, state_override=None) -> int:
+    async def check_estimate(self, op: UserOperation, ep: EntryPointVersion, header: PinnedBlock,
+                             state_override: StateOverrides | None = None) -> int:
         """eth_estimateUserOperationGas of a session op (dummy signatures welcome): the policy
         and window are checked like at admission (signatures are not). Returns the least
         verificationGasLimit that keeps a session-mode op on the fast path (0 if none)."""
@@ -402,7 +419,7 @@ class SessionService:
         return [e.op_hash for e in self.ledger.entries(account.lower(), signer.lower())
                 if self._drop(e.op_hash, reason, ValidationRejected.code)]
 
-    async def on_block(self, header) -> None:
+    async def on_block(self, header: PinnedBlock) -> None:
         previous = self._last_block
         self.ledger.prune_mined(header.number - 1)
         latest = self.head.window(header).latest  # expired by the time a bundle could include it

@@ -19,7 +19,7 @@ import asyncio
 import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_abi import encode
 from eth_abi.decoding import ContextFramesBytesIO
@@ -31,6 +31,9 @@ from session_sdk.types import SESSION_SPEC_T, Scope, SessionSpec, Status
 from ..chain.client import NodeClient, RpcCallError
 from ..entrypoint import EntryPointVersion
 from .policy import StoredCounter, SessionState
+
+if TYPE_CHECKING:
+    from ..chain.types import PinnedBlock
 
 
 _sel = function_signature_to_4byte_selector
@@ -302,7 +305,7 @@ class SessionStateReader:
         if decoded:
             self.decoded.clear()
 
-    async def read(self, ep: EntryPointVersion, account: str, signer: str, nonce_key: int, header, *,
+    async def read(self, ep: EntryPointVersion, account: str, signer: str, nonce_key: int, header: PinnedBlock, *,
                    code_override: bytes | None = None) -> AccountView:
         """Code, session state of `signer`, owner, EntryPoint nonce/deposit and balance of
         `account` at `header`'s block. code_override: read the views as if the account had
@@ -346,7 +349,7 @@ class SessionStateReader:
         view.deposit = 0 if isinstance(deposit, RpcCallError) else _hex_int(deposit)
         return view
 
-    async def counterfactual_address(self, factory: str, owner: str, salt: int, header) -> str | None:
+    async def counterfactual_address(self, factory: str, owner: str, salt: int, header: PinnedBlock) -> str | None:
         """factory.getAddress(owner, salt) at `header` (None if the call fails)."""
         data = SEL_GET_ADDRESS + encode(["address", "uint256"], [owner, salt])
         cache = self._block_cache(header)

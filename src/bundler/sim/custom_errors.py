@@ -11,9 +11,11 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from eth_abi import decode
 from eth_abi.exceptions import DecodingError
+from eth_typing import ABIError
 from eth_utils.abi import abi_to_signature, function_abi_to_4byte_selector, get_abi_input_types
 
 from .. import artifacts
@@ -54,9 +56,10 @@ def known_errors() -> dict[bytes, CustomError]:
         for item in abi:
             if not isinstance(item, dict) or item.get("type") != "error":
                 continue
-            sel = function_abi_to_4byte_selector(item)
+            error = cast(ABIError, item)  # an ABI entry of type "error", as solc writes it
+            sel = function_abi_to_4byte_selector(error)
             if sel not in table:
-                table[sel] = CustomError(abi_to_signature(item), item["name"], tuple(get_abi_input_types(item)))
+                table[sel] = CustomError(abi_to_signature(error), error["name"], tuple(get_abi_input_types(error)))
     if not table:
         log.warning("no contract ABIs found: custom errors are shown as selectors")
     return table

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 from eth_abi import decode, encode
 from eth_hash.auto import keccak
+from eth.abc import ComputationAPI, MessageAPI
 
 from ..entrypoint import (
     USER_OPERATION_EVENT, USER_OPERATION_REVERT_REASON, EntryPointVersion, handle_ops_calldata,
@@ -208,7 +209,7 @@ class GasFrameTracer:
             return "inner"
         return None
 
-    def on_enter(self, msg, parent) -> None:
+    def on_enter(self, msg: MessageAPI, parent: ComputationAPI | None) -> None:
         before = 0
         if parent is not None:
             stipend = 2300 if (msg.value and msg.should_transfer_value) else 0
@@ -216,7 +217,7 @@ class GasFrameTracer:
             before = parent_used - (msg.gas - stipend)
         self._stack.append([self._classify(msg), before, 0])
 
-    def on_exit(self, msg, computation) -> None:
+    def on_exit(self, msg: MessageAPI, computation: ComputationAPI) -> None:
         kind, before, child_need = self._stack.pop()
         used = computation.get_gas_used()
         need = max(used, child_need)
@@ -227,7 +228,7 @@ class GasFrameTracer:
             error = None if computation.is_success else type(computation.error).__name__
             self.frames[kind] = (used, need, computation.is_success, computation.output, error)
 
-    def on_opcode(self, opcode, computation) -> None:  # pragma: no cover - no opcodes hooked
+    def on_opcode(self, opcode: int, computation: ComputationAPI) -> None:  # pragma: no cover - no opcodes hooked
         pass
 
     def used(self, kind: str) -> int:
@@ -329,7 +330,7 @@ def measure_gas(
     pvgl = max(t.need("paymaster"), pm_used + policy.paymaster_overhead) if has_pm else 0
     exec_frame = t.frames.get("execution")
     exec_success = exec_frame[2] if exec_frame else True
-    exec_revert = b"" if exec_success else exec_frame[3]
+    exec_revert = exec_frame[3] if exec_frame is not None and not exec_success else b""
     cgl = t.need("execution") if op.call_data else 0
     post_op_called = "postop" in t.frames
     limits = {

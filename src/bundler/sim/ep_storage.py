@@ -5,6 +5,7 @@ from __future__ import annotations
 from eth_hash.auto import keccak
 
 from ..entrypoint import EntryPointVersion
+from ..userop import UserOperation
 from .types import AccountOverride
 
 DEPOSITS_SLOT = 0
@@ -33,7 +34,7 @@ def nonce_slot(sender: str, key: int) -> int:
     return mapping_slot(key, inner)
 
 
-def queued_nonce_override(ep: EntryPointVersion, op) -> dict[str, AccountOverride]:
+def queued_nonce_override(ep: EntryPointVersion, op: UserOperation) -> dict[str, AccountOverride]:
     """State override under which the EntryPoint expects `op`'s nonce: how an op queued behind
     a pending op of the same sender is validated, as if that one were mined."""
     return {ep.address.lower(): AccountOverride(state_diff={nonce_slot(op.sender, op.nonce_key): op.nonce_sequence})}

@@ -12,19 +12,19 @@ Measured with every opcode an ERC-7562 tracer needs hooked by a do-nothing trace
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence, cast
 
 from eth._utils.address import generate_contract_address
 from eth.abc import ComputationAPI, MessageAPI
 from eth.constants import CREATE_CONTRACT_ADDRESS
 from eth.exceptions import Halt, OutOfGas
-from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.cancun.transaction_context import CancunTransactionContext
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
 from eth.vm.logic.invalid import InvalidOpcode
 from eth.vm.message import Message
 from eth.vm.opcode import _FastOpcode
+from eth_typing import Address, BlockNumber, Hash32
 from eth.vm.opcode_values import (
     BALANCE, BASEFEE, BLOBBASEFEE, BLOBHASH, BLOCKHASH, CALL, CALLCODE, COINBASE, CREATE, CREATE2,
     DELEGATECALL, DIFFICULTY, EXTCODECOPY, EXTCODEHASH, EXTCODESIZE, GAS, GASLIMIT, GASPRICE,
@@ -81,26 +81,26 @@ class NoopTracer:
     def __init__(self, opcodes: Iterable[int] = ERC7562_OPCODES):
         self.opcodes = frozenset(opcodes)
 
-    def on_enter(self, message, parent) -> None:
+    def on_enter(self, message: MessageAPI, parent: ComputationAPI | None) -> None:
         pass
 
-    def on_exit(self, message, computation) -> None:
+    def on_exit(self, message: MessageAPI, computation: ComputationAPI) -> None:
         pass
 
-    def on_opcode(self, opcode, computation) -> None:
+    def on_opcode(self, opcode: int, computation: ComputationAPI) -> None:
         pass
 
 
 # -- stack/memory helpers for tracers (py-evm keeps ints and bytes mixed on the stack) --
 def stack_peek_int(computation: ComputationAPI, depth: int = 0) -> int:
-    value = computation._stack.values[-1 - depth]
+    value = computation._stack.values[-1 - depth]  # type: ignore[attr-defined]  # py-evm's Stack, not StackAPI
     return value if isinstance(value, int) else int.from_bytes(value, "big")
 
 
 def memory_peek(computation: ComputationAPI, start: int, size: int) -> bytes:
     if size == 0:
         return b""
-    memory = computation._memory._bytes  # bytearray
+    memory = computation._memory._bytes  # type: ignore[attr-defined]  # py-evm's Memory: a bytearray
     return bytes(memory[start:start + size]).ljust(size, b"\x00")
 
 
@@ -175,7 +175,8 @@ class SimComputation(PragueComputation):
                 if len(_JUMP_CACHE) > 2048:
                     _JUMP_CACHE.clear()
                 cached = _JUMP_CACHE[code] = (set(), set())
-            self.code.valid_positions, self.code.invalid_positions = cached
+            # py-evm's CodeStream keeps its jump analysis in these two (CodeStreamAPI does not name them)
+            self.code.valid_positions, self.code.invalid_positions = cached  # type: ignore[attr-defined]
 
     @classmethod
     def apply_computation(cls, state, message, transaction_context, parent_computation=None):
@@ -221,12 +222,12 @@ class _HookedOpcode:
         self.gas_cost = getattr(fn, "gas_cost", None)
 
     def __call__(self, computation: ComputationAPI) -> None:
-        computation.state.tracer.on_opcode(self.opcode, computation)
+        computation.state.tracer.on_opcode(self.opcode, computation)  # type: ignore[attr-defined]  # a SimState
         return self.fn(computation)
 
 
 def _hooked_table(opcodes: frozenset[int]) -> dict[int, Any]:
-    table = dict(SimComputation.opcodes)
+    table: dict[int, Any] = dict(SimComputation.opcodes)
     for op in opcodes:
         if op in table:
             table[op] = _HookedOpcode(op, table[op])
@@ -235,17 +236,17 @@ def _hooked_table(opcodes: frozenset[int]) -> dict[int, Any]:
 
 class _TracedComputationBase(SimComputation):
     def apply_child_computation(self, child_msg: MessageAPI) -> ComputationAPI:
-        tracer = self.state.tracer
+        tracer = self.state.tracer  # type: ignore[attr-defined]  # always a SimState
         tracer.on_enter(child_msg, self)
         child = super().apply_child_computation(child_msg)
         tracer.on_exit(child_msg, child)
         return child
 
 
-_TRACED_CLASSES: dict[frozenset[int], type] = {}
+_TRACED_CLASSES: dict[frozenset[int], type[SimComputation]] = {}
 
 
-def traced_computation_class(opcodes: frozenset[int]) -> type:
+def traced_computation_class(opcodes: frozenset[int]) -> type[SimComputation]:
     cls = _TRACED_CLASSES.get(opcodes)
     if cls is None:
         table = _hooked_table(opcodes)
@@ -262,9 +263,12 @@ def traced_computation_class(opcodes: frozenset[int]) -> type:
 class SimState(PragueState):
     """PragueState over an OverlayAccountDB; no trie, no system-contract setup."""
 
-    def __init__(self, account_db: OverlayAccountDB, execution_context: ExecutionContext,
+    execution_context: WatchedExecutionContext  # notes a read of the block context (sim/readset.py)
+    _account_db: OverlayAccountDB
+
+    def __init__(self, account_db: OverlayAccountDB, execution_context: WatchedExecutionContext,
                  tracer: Tracer | None = None) -> None:
-        self._db = None
+        self._db = None  # type: ignore[assignment]  # no trie database: the overlay answers every read
         self.execution_context = execution_context
         self._account_db = account_db
         self.tracer = tracer
@@ -272,21 +276,21 @@ class SimState(PragueState):
             SimComputation if tracer is None else traced_computation_class(frozenset(tracer.opcodes))
         )
 
-    def delta_balance(self, address, delta: int) -> None:
+    def delta_balance(self, address: Address, delta: int) -> None:
         # not get_balance + set_balance: a value paid in is not an observation of the balance
         self._account_db.delta_balance(address, delta)
 
 
-def execution_context(ctx: BlockContext) -> ExecutionContext:
+def execution_context(ctx: BlockContext) -> WatchedExecutionContext:
     # watched: a validation that read the block context cannot be reused at another block
     return WatchedExecutionContext(
-        coinbase=ctx.coinbase,
+        coinbase=Address(ctx.coinbase),
         timestamp=ctx.timestamp,
-        block_number=ctx.number,
+        block_number=BlockNumber(ctx.number),
         difficulty=0,
-        mix_hash=ctx.prev_randao,
+        mix_hash=Hash32(ctx.prev_randao),
         gas_limit=ctx.gas_limit,
-        prev_hashes=ctx.prev_hashes,
+        prev_hashes=cast(tuple[Hash32, ...], ctx.prev_hashes),
         chain_id=ctx.chain_id,
         base_fee_per_gas=ctx.base_fee,
         excess_blob_gas=0,
@@ -306,12 +310,12 @@ def calldata_floor_gas(data: bytes) -> int:
     return G_TX + FLOOR_PER_TOKEN * (zeros + 4 * (len(data) - zeros))
 
 
-def _addr(address: str | bytes | None) -> bytes:
+def _addr(address: str | bytes | None) -> Address:
     if address is None:
         return CREATE_CONTRACT_ADDRESS
     if isinstance(address, bytes):
-        return address
-    return bytes.fromhex(address[2:])
+        return Address(address)
+    return Address(bytes.fromhex(address[2:]))
 
 
 class EvmSession:
@@ -370,17 +374,18 @@ class EvmSession:
             if state.get_balance(sender_b) < gas * gas_price + value:
                 return CallResult(False, b"", 0, error="InsufficientFundsForGas")
             state.delta_balance(sender_b, -gas * gas_price)
+        # the account the message runs in: the new contract's for a create
+        target = to_b
         if is_create:
             nonce = state.get_nonce(sender_b)
-            create_address = generate_contract_address(sender_b, nonce)
+            target = generate_contract_address(sender_b, nonce)
             code, is_delegation = data, False
             msg_data = b""
         else:
-            create_address = None
             code = state.get_code(to_b)
             is_delegation = code[:3] == DELEGATION_PREFIX and len(code) == 23
             if is_delegation:
-                delegate = code[3:]
+                delegate = Address(code[3:])
                 state.mark_address_warm(delegate)
                 code = state.get_code(delegate)
             msg_data = data
@@ -388,11 +393,11 @@ class EvmSession:
             state.increment_nonce(sender_b)
 
         state.mark_address_warm(sender_b)
-        state.mark_address_warm(create_address if is_create else to_b)
+        state.mark_address_warm(target)
         for address, slots in access_list:
-            state.mark_address_warm(address)
+            state.mark_address_warm(Address(address))
             for slot in slots:
-                state.mark_storage_warm(address, slot)
+                state.mark_storage_warm(Address(address), slot)
 
         message = Message(
             gas=gas - intrinsic,
@@ -401,7 +406,7 @@ class EvmSession:
             value=value,
             data=msg_data,
             code=code,
-            create_address=create_address,
+            create_address=target if is_create else None,  # type: ignore[arg-type]  # py-evm: None is its default
             is_delegation=is_delegation,
         )
         tracer = state.tracer
@@ -409,7 +414,7 @@ class EvmSession:
             tracer.on_enter(message, None)
         comp_cls = state.computation_class
         if is_create:
-            if state.has_code_or_nonce(create_address):
+            if state.has_code_or_nonce(target):
                 return CallResult(False, b"", gas, error="ContractCreationCollision")
             computation = comp_cls.apply_create_message(state, message, tx_ctx)
         else:
@@ -425,14 +430,14 @@ class EvmSession:
         if charge:
             state.delta_balance(sender_b, (gas - used) * gas_price)
             tip = max(gas_price - self.block.base_fee, 0)
-            state.delta_balance(self.block.coinbase, used * tip)
+            state.delta_balance(Address(self.block.coinbase), used * tip)
         for address in computation.get_accounts_for_deletion():
             state.delete_account(address)
         state.clear_transient_storage()
         state.lock_changes()
 
         if computation.is_success:
-            output = create_address if is_create else computation.output
+            output = target if is_create else computation.output
             return CallResult(True, output, used, self._logs(computation), refund=refund)
         error = computation.error
         return CallResult(False, computation.output, used, error=type(error).__name__)

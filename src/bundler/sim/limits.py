@@ -18,6 +18,7 @@ import threading
 
 from ..errors import BundlerError
 from ..lifetime import die_with_parent
+from .config import SimConfig
 
 
 class SimulationDeadline(BaseException):
@@ -79,7 +80,7 @@ def set_memory_limit(limit_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def init_limited_process(node_url: str, config, memory_mb: int, parent_pid: int | None = None) -> None:
+def init_limited_process(node_url: str, config: SimConfig, memory_mb: int, parent_pid: int | None = None) -> None:
     """ProcessPoolExecutor initializer: tied to the life of the bundler (`parent_pid`, given so
     a bundler that died before this ran is noticed too), the memory limit, then the usual
     worker set-up."""
@@ -90,7 +91,7 @@ def init_limited_process(node_url: str, config, memory_mb: int, parent_pid: int 
     init_process(node_url, config)
 
 
-def run_limited(seconds: float, method: str, *args, **kwargs):
+def run_limited(seconds: float, method: str, *args: object, **kwargs: object):
     from .worker import run_in_process
 
     try:

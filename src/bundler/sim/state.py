@@ -16,6 +16,7 @@ from typing import Iterable, Mapping
 from eth.abc import AccountDatabaseAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth.db.journal import get_next_checkpoint
+from eth.typing import JournalDBCheckpoint
 from eth_hash.auto import keccak
 
 from ..chain.sync_reader import NodeReader
@@ -315,8 +316,8 @@ class OverlayAccountDB(AccountDatabaseAPI):
     # -- storage --
     def get_storage(self, address: bytes, slot: int, from_journal: bool = True) -> int:
         if not from_journal:
-            original = self._original.get((address, slot), _MISSING)
-            if original is not _MISSING:
+            original = self._original.get((address, slot))  # ints only: None is "not written yet"
+            if original is not None:
                 return original
         slots = self._storage.get(address)
         if slots is not None:
@@ -362,14 +363,14 @@ class OverlayAccountDB(AccountDatabaseAPI):
             self._journal.append((4, address))
 
     # -- journal --
-    def record(self) -> int:
+    def record(self) -> JournalDBCheckpoint:
         # py-evm's global counter: the transient storage journal gets the same ids and must
         # never see one it already used for its own root checkpoint
         checkpoint = get_next_checkpoint()
         self._checkpoints[checkpoint] = len(self._journal)
         return checkpoint
 
-    def discard(self, checkpoint: int) -> None:
+    def discard(self, checkpoint: JournalDBCheckpoint) -> None:
         target = self._checkpoints.pop(checkpoint)
         journal = self._journal
         accounts, storage = self._accounts, self._storage
@@ -401,7 +402,7 @@ class OverlayAccountDB(AccountDatabaseAPI):
             else:
                 self._warm_addresses.discard(entry[1])
 
-    def commit(self, checkpoint: int) -> None:
+    def commit(self, checkpoint: JournalDBCheckpoint) -> None:
         self._checkpoints.pop(checkpoint, None)
         if not self._checkpoints:
             self._journal.clear()

@@ -10,7 +10,7 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 from ..entrypoint import EntryPointVersion
 from ..userop import UserOperation
@@ -32,9 +32,10 @@ def _overrides_bytes(overrides: Mapping[str, AccountOverride] | None) -> dict[by
 def _make_tracer(spec: TracerSpec) -> Tracer | None:
     if spec is None:
         return None
+    # Tracer is a Protocol (no isinstance): an instance is what has its members and is no class
     if hasattr(spec, "opcodes") and hasattr(spec, "on_enter") and not isinstance(spec, type):
-        return spec  # an instance
-    return spec()  # a class or factory
+        return cast(Tracer, spec)
+    return cast(Callable[[], Tracer], spec)()  # a class or factory
 
 
 def _report(tracer: Tracer | None) -> Any:
@@ -164,7 +165,7 @@ class SimWorker:
         return eps.simulate_handle_ops(
             session, ops, ep, beneficiary=beneficiary, sender=sender,
             gas=gas if gas is not None else block.gas_limit,
-            gas_price=gas_price if charge else session.block.base_fee, charge_fees=charge,
+            gas_price=gas_price if gas_price is not None else session.block.base_fee, charge_fees=charge,
             block_number=block.number,
         )
 

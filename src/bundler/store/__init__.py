@@ -1,14 +1,20 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 from .base import ClaimLost, LeaseLost, SharedStore, Store, as_shared, ops_in_order
 from .memory import MemoryStore
 from .records import (
     Budget, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, Sponsorship, SponsorshipState, TxAttempt,
 )
 
+if TYPE_CHECKING:
+    from ..config import Config
+
 __all__ = ["Budget", "ClaimLost", "InflightTx", "LeaseLost", "MemoryStore", "OpRecord", "OpStatus", "ReputationRow", "SessionActivity", "SharedStore", "Sponsorship", "SponsorshipState", "Store", "TxAttempt",
            "as_shared", "open_store", "ops_in_order"]
 
 
-def open_store(config) -> Store:
+def open_store(config: Config) -> Store:
     """The store named by config.store: 'sqlite' under config.data_dir, 'postgres' at
     config.postgres_dsn, or 'memory'."""
     kind = getattr(config, "store", "sqlite")

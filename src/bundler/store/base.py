@@ -10,7 +10,7 @@ PostgresStore (several instances share one mempool and op index).
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 from .records import (
     Budget, InflightTx, OpRecord, OpStatus, ReputationRow, SessionActivity, SlotVerdict, Sponsorship,
@@ -44,7 +44,7 @@ class Store(Protocol):
     def batch(self):
         """Context manager: the writes issued inside commit together (or not at all)."""
 
-    def update(self, op_hash: str, **fields) -> OpRecord | None:
+    def update(self, op_hash: str, **fields: Any) -> OpRecord | None:
         """Change some fields of a record (None if unknown); returns the updated record."""
 
     def with_status(self, *statuses: OpStatus) -> list[OpRecord]: ...

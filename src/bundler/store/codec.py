@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any, Iterable, Sequence
 
 import msgspec
 import orjson
@@ -34,7 +35,7 @@ def op_row(r: OpRecord, op_json: str) -> tuple:
     )
 
 
-def op_from_row(row) -> OpRecord:
+def op_from_row(row: Sequence[Any]) -> OpRecord:
     (h, entry_point, _sender, _nonce, op_json, status, reason, error_code, tx_hash, block_number,
      block_hash, valid_after, valid_until, prefund, delegate, received_at, updated_at) = row
     return OpRecord(
@@ -50,7 +51,7 @@ def reputation_row(r: ReputationRow) -> tuple:
     return (r.address, r.ops_seen, r.ops_included, r.updated_at)
 
 
-def reputation_from_row(row) -> ReputationRow:
+def reputation_from_row(row: Sequence[Any]) -> ReputationRow:
     return ReputationRow(address=row[0], ops_seen=row[1], ops_included=row[2], updated_at=row[3])
 
 
@@ -61,7 +62,7 @@ def inflight_row(t: InflightTx) -> tuple:
             orjson.dumps(attempts).decode(), t.created_at)
 
 
-def inflight_from_row(row) -> InflightTx:
+def inflight_from_row(row: Sequence[Any]) -> InflightTx:
     executor, nonce, entry_point, op_hashes, attempts, created_at = row
     return InflightTx(
         executor=executor, nonce=int(nonce), entry_point=entry_point, op_hashes=list(orjson.loads(op_hashes)),
@@ -90,7 +91,7 @@ def session_activity_from_body(body: str) -> SessionActivity:
     return SessionActivity(**json.loads(body))
 
 
-def merge_session_activity(bodies, recent) -> list[SessionActivity]:
+def merge_session_activity(bodies: Iterable[Any], recent: Iterable[SessionActivity]) -> list[SessionActivity]:
     """A session's log: rows read back (`bodies`) plus entries not committed yet (`recent`,
     already filtered to that session), one per op hash, oldest first."""
     merged = {a.op_hash: a for a in (session_activity_from_body(b) for b in bodies)}
@@ -109,7 +110,7 @@ def sponsorship_row(s: Sponsorship) -> tuple:
             s.state.value, s.from_block, s.created_at)
 
 
-def sponsorship_from_row(row) -> Sponsorship:
+def sponsorship_from_row(row: Sequence[Any]) -> Sponsorship:
     op_hash, policy_id, sender, entry_point, period_start, amount, valid_until, state, from_block, created_at = row
     return Sponsorship(op_hash=op_hash, policy_id=policy_id, sender=sender, entry_point=entry_point,
                        period_start=int(period_start), amount=int(amount), valid_until=int(valid_until),

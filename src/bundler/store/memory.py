@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 from collections import OrderedDict
 
 from .records import (
@@ -64,10 +65,10 @@ class MemoryStore:
         with self.batch():
             self.put_inflight(inflight)
             for h in inflight.op_hashes:
-                self.update(h, status=OpStatus.SUBMITTED, tx_hash=inflight.latest.tx_hash)
+                self.update(h, status=OpStatus.SUBMITTED, tx_hash=inflight.current.tx_hash)
         await self.flush()
 
-    def update(self, op_hash: str, **fields) -> OpRecord | None:
+    def update(self, op_hash: str, **fields: Any) -> OpRecord | None:
         record = self.get(op_hash)
         if record is None:
             return None

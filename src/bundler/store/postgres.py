@@ -35,6 +35,7 @@ import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 
@@ -400,13 +401,13 @@ class PostgresStore(WriteBehind):
                 self._read.execute("INSERT INTO bundler_meta (key, value) VALUES (%s, %s) "
                                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (k, v))
 
-    def lock_executors(self, addresses) -> None:
+    def lock_executors(self, addresses: list[str]) -> None:
         """Hold each executor key for this instance (session advisory locks, released when the
         connection closes, also if the process is killed)."""
         for a in addresses:
             a = a.lower()
             key = zlib.crc32(a.encode()) - (1 << 31)
-            got = self._read.execute("SELECT pg_try_advisory_lock(%s, %s)", (0x4337, key)).fetchone()[0]
+            got = _one_row(self._read.execute("SELECT pg_try_advisory_lock(%s, %s)", (0x4337, key)))[0]
             if not got:
                 raise ExecutorInUse(f"executor {a} is used by another bundler instance sharing this database; "
                                     f"give every instance its own keys")
@@ -460,9 +461,9 @@ class PostgresStore(WriteBehind):
             hashes = [h for t in adopted for h in t.op_hashes]
             self._read.execute("UPDATE bundler_ops SET claim_owner = %s WHERE claim_owner = ANY(%s) AND hash = ANY(%s)",
                                (self.instance_id, dead, hashes))
-            orphans = self._read.execute(
+            orphans = _one_row(self._read.execute(
                 "SELECT count(*) FROM bundler_ops WHERE claim_owner = ANY(%s) AND status = 'submitted'", (dead,)
-            ).fetchone()[0]
+            ))[0]
             if orphans:
                 log.warning("store: %d op(s) of dead instances carry a transaction hash but no in-flight "
                             "record; left as they are", orphans)
@@ -517,7 +518,7 @@ class PostgresStore(WriteBehind):
         self._op_json.pop(record.hash, None)
         self._write(record, knew_mined=False)
 
-    def update(self, op_hash: str, **fields) -> OpRecord | None:
+    def update(self, op_hash: str, **fields: Any) -> OpRecord | None:
         record = self.get(op_hash)
         if record is None:
             return None
@@ -544,10 +545,10 @@ class PostgresStore(WriteBehind):
         if record.hash in self._dirty or (replacing is not None and replacing in self._dirty):
             await self.flush()  # a queued write of these rows must not land after the decision
         op = record.op
-        outcome, holder, fee, priority = self._read.execute(_ADMIT, (
+        outcome, holder, fee, priority = _one_row(self._read.execute(_ADMIT, (
             record.hash, record.entry_point, op.sender, str(op.nonce), op_to_json(op), record.valid_after,
             record.valid_until, str(record.prefund), record.eip7702_delegate, record.received_at,
-            op.max_fee_per_gas, op.max_priority_fee_per_gas, bump_percent)).fetchone()
+            op.max_fee_per_gas, op.max_priority_fee_per_gas, bump_percent)))
         if outcome == "admitted":
             return SlotVerdict(True, replaced=holder)
         fees = (int(fee), int(priority)) if fee is not None and priority is not None else None
@@ -644,7 +645,7 @@ class PostgresStore(WriteBehind):
                 "UPDATE bundler_ops SET tx_hash = %s, updated_at = bundler_now() WHERE hash = ANY(%s) "
                 "AND status = 'submitted' AND claim_owner = %s AND tx_hash IS NULL AND EXISTS ("
                 "SELECT 1 FROM bundler_instances WHERE id = %s AND lease_until > bundler_now())",
-                (inflight.latest.tx_hash, hashes, me, me))
+                (inflight.current.tx_hash, hashes, me, me))
             if cur.rowcount != len(hashes):
                 raise ClaimLost(f"{len(hashes) - cur.rowcount} of the bundle's {len(hashes)} op(s) are no longer "
                                 f"claimed by this instance; the transaction is not sent")
@@ -691,7 +692,10 @@ class PostgresStore(WriteBehind):
         address = address.lower()
         seq = self._queue("reputation", address, ("add", ops_seen, ops_included), combine=_combine_rep)
         self._rep_pending.setdefault(address, []).append((seq, "add", ops_seen, ops_included))
-        return self.get_reputation(address)
+        row = self.get_reputation(address)
+        if row is None:  # the write is pending or committed: it is in one of the two reads
+            raise StoreError(f"reputation of {address} missing right after adding to it")
+        return row
 
     def reputation_rows(self) -> list[ReputationRow]:
         addresses = {r[0] for r in self._read.execute("SELECT address FROM bundler_reputation")}
@@ -724,7 +728,7 @@ class PostgresStore(WriteBehind):
         if budget.sender is not None:
             query += " AND sender = %s"
             params.append(budget.sender)
-        return int(self._read.execute(query, params).fetchone()[0])
+        return int(_one_row(self._read.execute(query, params))[0])
 
     def sponsorship_spent(self, budget: Budget) -> int:
         return self._spent(budget)
@@ -763,8 +767,8 @@ class PostgresStore(WriteBehind):
         out = {}
         for row in self._read.execute(
                 "SELECT executor, nonce, entry_point, op_hashes, attempts, created_at FROM bundler_inflight"):
-            t = inflight_from_row(row)
-            out[t.key] = t
+            stored = inflight_from_row(row)
+            out[stored.key] = stored
         for k, t in self._inflight_dirty.items():
             if t is None:
                 out.pop(k, None)
@@ -851,7 +855,15 @@ class PostgresStore(WriteBehind):
                 pass
             self._read.close()  # releases the executor locks
         finally:
-            self._read = None
+            del self._read  # closed: close() again does nothing
+
+
+def _one_row(cursor: psycopg.Cursor) -> tuple:
+    """The row of a statement that returns exactly one (an aggregate, a function call, bundler_admit)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise StoreError("a statement that always returns one row returned none")
+    return row
 
 
 def _combine_rep(older, newer):

@@ -86,6 +86,14 @@ class InflightTx:
     def latest(self) -> TxAttempt | None:
         return self.attempts[-1] if self.attempts else None
 
+    @property
+    def current(self) -> TxAttempt:
+        """The attempt sent last, for a bundle known to be signed (one is recorded only with its first
+        attempt; a row without any is corrupt, and saying so beats an AttributeError on None)."""
+        if not self.attempts:
+            raise LookupError(f"bundle of executor {self.executor} nonce {self.nonce} has no signed attempt")
+        return self.attempts[-1]
+
 
 @dataclass
 class SessionActivity:

@@ -17,7 +17,11 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..store.base import Store
 
 _COMMON = """
 CREATE TABLE IF NOT EXISTS relay_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -275,7 +279,10 @@ class RelayStore:
     def add_meta(self, key: str, value: str) -> str:
         """Insert unless present; the value stored (another instance's, if it was first)."""
         self._exec("INSERT INTO relay_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
-        return self.get_meta(key)
+        stored = self.get_meta(key)
+        if stored is None:  # meta rows are never deleted: the row just inserted (or kept) is gone
+            raise LookupError(f"relay meta {key!r} is missing right after it was written")
+        return stored
 
     # -- request nonces (replay protection) ---------------------------------------------------
     def use_request_nonce(self, principal: str, nonce: str, expires_at: float) -> bool:
@@ -299,7 +306,7 @@ class RelayStore:
                           (credential_id,))
         return Credential(*rows[0]) if rows else None
 
-    def update_credential(self, credential_id: str, **changes) -> None:
+    def update_credential(self, credential_id: str, **changes: Any) -> None:
         self._update("relay_credentials", credential_id, changes)
 
     # -- grants -----------------------------------------------------------------------------
@@ -327,7 +334,7 @@ class RelayStore:
             q += " WHERE " + " AND ".join(where)
         return [Grant(*r) for r in self._exec(q + " ORDER BY created_at", params)]
 
-    def update_grant(self, grant_id: str, **changes) -> None:
+    def update_grant(self, grant_id: str, **changes: Any) -> None:
         changes.setdefault("updated_at", time.time())
         self._update("relay_grants", grant_id, changes)
 
@@ -359,11 +366,11 @@ class RelayStore:
             params.append(grant_id)
         return [RelayCall(*r) for r in self._exec(q + " ORDER BY created_at", params)]
 
-    def update_call(self, call_id: str, **changes) -> None:
+    def update_call(self, call_id: str, **changes: Any) -> None:
         changes.setdefault("updated_at", time.time())
         self._update("relay_calls", call_id, changes)
 
-    def transition_call(self, call_id: str, from_statuses: tuple[str, ...], **changes) -> bool:
+    def transition_call(self, call_id: str, from_statuses: tuple[str, ...], **changes: Any) -> bool:
         """Change the call only if its status is one of `from_statuses` (one atomic UPDATE), so
         instances sharing the store never both dispatch or both finish one call."""
         changes.setdefault("updated_at", time.time())
@@ -379,7 +386,7 @@ class RelayStore:
 
     # -- audit ------------------------------------------------------------------------------
     def audit(self, event: str, *, credential_id: str | None = None, account: str | None = None,
-              grant_id: str | None = None, **detail) -> None:
+              grant_id: str | None = None, **detail: Any) -> None:
         self._exec("INSERT INTO relay_audit (at, credential_id, account, grant_id, event, detail) "
                    "VALUES (?, ?, ?, ?, ?, ?)",
                    (time.time(), credential_id, account, grant_id, event, json.dumps(detail, sort_keys=True)))
@@ -403,11 +410,15 @@ def _is_unique_violation(e: Exception) -> bool:
     return sqlstate == "23505"
 
 
-def open_relay_store(config, store) -> RelayStore:
+def open_relay_store(config: Config, store: Store) -> RelayStore:
     """The relay's tables in the same place as the bundler's store."""
     kind = getattr(config, "store", "sqlite")
     if kind == "postgres":
         return RelayStore.postgres(config.postgres_dsn)
     if kind == "sqlite":
+        from .sqlite import SqliteStore
+
+        if not isinstance(store, SqliteStore):  # open_store() opened config.store
+            raise ValueError(f"store = sqlite, but the bundler's store is a {type(store).__name__}")
         return RelayStore.sqlite(str(store.path), getattr(config, "store_sync", "full"))
     return RelayStore.sqlite(":memory:")

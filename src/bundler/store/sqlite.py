@@ -164,7 +164,7 @@ class SqliteStore(WriteBehind, MemoryStore):
             raise ValueError("synchronous must be full, normal or extra")
         self._synchronous = synchronous.upper()
         self._retention_s = retention_s
-        self._lock_fd = self._acquire_lock()
+        self._lock_fd: int | None = self._acquire_lock()
         self._disk_only = DiskOnlyFilter()
         try:
             self._read = self._connect()

@@ -42,16 +42,19 @@ from __future__ import annotations
 import bisect
 import sys
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from eth_hash.auto import keccak
 
 from ...errors import BundlerError, OpcodeViolation, StakeTooLow
-from ..results import NO_STAKE, StakeInfo
+from ..results import NO_STAKE, StakeInfo, ValidationResult
 from .trace import (
     BALANCE, CALL, CREATE, CREATE2, DELEGATECALL, DIFFICULTY, EXTCODESIZE, READ, SELFBALANCE, WRITE, PhaseTrace,
     Trace, opcode_name,
 )
+
+if TYPE_CHECKING:
+    from ...userop.model import UserOperation
 
 SEL_DEPOSIT_TO = keccak(b"depositTo(address)")[:4]
 ASSOCIATED_RANGE = 128
@@ -80,11 +83,11 @@ class RuleContext:
     paymaster_context: bytes = b""
 
     @classmethod
-    def for_op(cls, op, entry_point: str, result=None, *, min_stake: int = 10**18,
-               min_unstake_delay: int = 86_400, mempool_senders: Iterable[str] = (),
+    def for_op(cls, op: UserOperation, entry_point: str, result: ValidationResult | None = None, *,
+               min_stake: int = 10**18, min_unstake_delay: int = 86_400, mempool_senders: Iterable[str] = (),
                mempool_entities: Iterable[str] = ()) -> "RuleContext":
         """From a UserOperation and its ValidationResult (stake infos)."""
-        factory = op.factory.lower() if op.deploys_account else None
+        factory = op.deploying_factory.lower() if op.deploying_factory is not None else None
         sender = op.sender.lower()
         return cls(
             entry_point=entry_point.lower(),
@@ -470,7 +473,7 @@ def _storage_violation(entity: str, address: bytes, slot: int, access: int, tran
 def violation_error(v: Violation, ctx: RuleContext) -> BundlerError:
     """The ERC-7769 error for a violation: -32505 when staking would lift it and the entity has a
     stake that is too low, -32502 otherwise."""
-    data = {"rule": v.rule, "entity": v.entity, **v.data}
+    data: dict[str, object] = {"rule": v.rule, "entity": v.entity, **v.data}
     if v.needs_stake:
         stake = ctx.stake_of(v.needs_stake)
         address = ctx.address_of(v.needs_stake)

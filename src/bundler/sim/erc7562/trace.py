@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ...userop.model import UserOperation
     from .tracer import ValidationTracer
 
 SHA3, BALANCE, ORIGIN, GASPRICE, EXTCODESIZE, EXTCODECOPY, EXTCODEHASH = 0x20, 0x31, 0x32, 0x3A, 0x3B, 0x3C, 0x3F
@@ -122,7 +123,7 @@ class TracerFactory:
         return ValidationTracer(self.entry_point, self.sender, self.factory, self.paymaster)
 
     @classmethod
-    def for_op(cls, op, entry_point: str) -> "TracerFactory":
+    def for_op(cls, op: UserOperation, entry_point: str) -> "TracerFactory":
         factory = op.factory if op.deploys_account else None
         return cls(entry_point.lower(), op.sender.lower(), factory.lower() if factory else None,
                    op.paymaster.lower() if op.paymaster else None)

@@ -21,10 +21,12 @@ plain picklable data; the rules live in rules.py.
 """
 from __future__ import annotations
 
+
 from collections.abc import Callable
 
 from eth.exceptions import InvalidInstruction, OutOfGas
 from eth_hash.auto import keccak
+from eth.abc import ComputationAPI, MessageAPI
 
 from ..executor import ERC7562_OPCODES
 from ..state import code_hash
@@ -35,6 +37,7 @@ from .trace import (  # noqa: F401  (the report's types and the factory, re-expo
     SLOAD, SSTORE, STATICCALL, TIMESTAMP, TLOAD, TSTORE, WRITE, CallRecord, CodeAccess, CreateRecord,
     PhaseTrace, Trace, TracerFactory, opcode_name,
 )
+
 
 # selectors the EntryPoint uses to enter each phase (same in v0.7 and v0.8)
 SEL_CREATE_SENDER = keccak(b"createSender(bytes)")[:4]
@@ -97,7 +100,7 @@ class ValidationTracer:
             phase = self._phases[entity] = PhaseTrace(entity, address)
         return phase
 
-    def on_enter(self, msg, parent) -> None:
+    def on_enter(self, msg: MessageAPI, parent: ComputationAPI | None) -> None:
         pending, self._pending = self._pending, None
         phase = self._phase
         self._stack.append(phase)
@@ -112,7 +115,7 @@ class ValidationTracer:
                     self._phase = self._enter_phase("factory", _factory_of(msg.data))
                 elif sel == SEL_VALIDATE_USER_OP and msg.to == self._sender:
                     self._phase = self._enter_phase("account", self._sender)
-                elif sel == SEL_VALIDATE_PAYMASTER_USER_OP and msg.to == self._paymaster:
+                elif sel == SEL_VALIDATE_PAYMASTER_USER_OP and self._paymaster is not None and msg.to == self._paymaster:
                     self._phase = self._enter_phase("paymaster", self._paymaster)
                 elif sel == SEL_INIT_EIP7702_SENDER:
                     self._phase = self._enter_phase("account", self._sender)
@@ -128,7 +131,7 @@ class ValidationTracer:
         elif msg.code:
             self._remember_code(msg)
 
-    def on_exit(self, msg, computation) -> None:
+    def on_exit(self, msg: MessageAPI, computation: ComputationAPI) -> None:
         phase = self._phase
         if phase is not None and computation.is_error:
             error = computation.error
@@ -137,7 +140,7 @@ class ValidationTracer:
             elif isinstance(error, InvalidInstruction):
                 stream = computation.code
                 pc = stream.program_counter - 1
-                raw = stream._raw_code_bytes
+                raw = stream._raw_code_bytes  # type: ignore[attr-defined]  # py-evm's CodeStream keeps the code here
                 op = raw[pc] if 0 <= pc < len(raw) else 0xFE
                 phase.invalid.append((msg.storage_address, op))
         self._phase = self._stack.pop() if self._stack else None
@@ -149,7 +152,7 @@ class ValidationTracer:
                 self._codes[address] = msg.code
 
     # -- opcodes --
-    def on_opcode(self, opcode: int, computation) -> None:
+    def on_opcode(self, opcode: int, computation: ComputationAPI) -> None:
         phase = self._phase
         if phase is not None:
             self._handlers[opcode](phase, opcode, computation)
@@ -263,7 +266,7 @@ class ValidationTracer:
         return Trace(self._ep, self._sender, dict(self._phases), tuple(sorted(bases)), hashes)
 
 
-def _factory_of(create_sender_data: bytes) -> bytes:
+def _factory_of(create_sender_data: bytes | memoryview) -> bytes:
     """The factory address inside createSender(bytes initCode)'s calldata (initCode[0:20])."""
     data = bytes(create_sender_data)
     # selector | offset (32) | length (32) | initCode...
