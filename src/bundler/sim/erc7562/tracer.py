@@ -21,7 +21,6 @@ plain picklable data; the rules live in rules.py.
 """
 from __future__ import annotations
 
-
 from collections.abc import Callable
 
 from eth.exceptions import InvalidInstruction, OutOfGas
