@@ -63,7 +63,8 @@ def deep_size(obj, seen: set[int]) -> int:
 
 def breakdown(entries, pool, seen: set[int]) -> dict[str, int]:
     parts = {"op (UserOperation)": 0, "pool entry fields": 0, "validation result (no trace)": 0,
-             "ERC-7562 trace": 0, "code hashes (COD-010)": 0, "entities (stake info)": 0}
+             "ERC-7562 trace": 0, "read set (sim/readset.py)": 0, "code hashes (COD-010)": 0,
+             "entities (stake info)": 0}
     for e in entries:
         parts["op (UserOperation)"] += deep_size(e.op, seen)
     for e in entries:
@@ -78,12 +79,18 @@ def breakdown(entries, pool, seen: set[int]) -> dict[str, int]:
             if held is not None:
                 seen.discard(id(held))
         if v is not None:
-            if trace is not None:
-                seen.add(id(trace))
+            reads = getattr(v, "reads", None)
+            for held in (trace, reads):
+                if held is not None:
+                    seen.add(id(held))
             parts["validation result (no trace)"] += deep_size(v, seen)
+            for held in (trace, reads):
+                if held is not None:
+                    seen.discard(id(held))
             if trace is not None:
-                seen.discard(id(trace))
                 parts["ERC-7562 trace"] += deep_size(trace, seen)
+            if reads is not None:
+                parts["read set (sim/readset.py)"] += deep_size(reads, seen)
         if ch is not None:
             parts["code hashes (COD-010)"] += deep_size(ch, seen)
         if ent is not None:
@@ -148,7 +155,9 @@ async def per_op(node_url: str, wl: Workload, args, data_dir: str) -> dict:
         parts = breakdown(new, b.mempool, seen)
         parts.update(store_breakdown(new, b.store, seen))
         n = len(new)
-        return {"ops": n, "heap_bytes": heap1 - heap0, "parts": parts, "failures": failures, "top": top}
+        read_sets = [e.validation.reads for e in new if getattr(e.validation, "reads", None) is not None]
+        keys = (sum(len(r.accounts) // 20 for r in read_sets), sum(len(r.slots) // 52 for r in read_sets))
+        return {"ops": n, "heap_bytes": heap1 - heap0, "read_sets": len(read_sets), "read_keys": keys, "parts": parts, "failures": failures, "top": top}
     finally:
         await b.stop()
 
@@ -229,6 +238,9 @@ def main(argv=None) -> int:
         counted += v
         print(f"  {name:<42} {v / n:>8,.0f} B")
     print(f"  {'other (reputation, ledger, allocator...)':<42} {(rep['heap_bytes'] - counted) / n:>8,.0f} B")
+    if rep["read_sets"]:
+        accounts, slots = (k / rep["read_sets"] for k in rep["read_keys"])
+        print(f"  (a read set holds {accounts:.1f} accounts and {slots:.1f} storage slots on average)")
     if rep["top"]:
         print(f"top {len(rep['top'])} allocation sites by growth (bytes per op):")
         for stat in rep["top"]:

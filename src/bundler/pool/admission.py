@@ -12,7 +12,7 @@ from ..chain.types import PinnedBlock, StateOverrides
 from ..config import Config
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, InvalidParams
-from ..sim.entrypoint_sim import queued_nonce_override
+from ..sim.ep_storage import queued_nonce_override
 from ..sim.protocol import Validator
 from ..sim.results import ValidationResult
 from ..gas.pvg import floor_pre_verification_gas, required_pre_verification_gas

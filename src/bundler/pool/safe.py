@@ -28,7 +28,7 @@ from ..metrics import Metrics, NullMetrics
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, NodeError, OpcodeViolation, TimeRangeInvalid
 from ..sim.erc7562 import CheckedTrace, RuleContext, TracerFactory, check, checked, storage_touched, violation_error
-from ..sim.entrypoint_sim import queued_nonce_override
+from ..sim.ep_storage import queued_nonce_override
 from ..sim.results import SimulationFailure, ValidationResult, failure_error, kept_form, validation_error
 from ..userop.model import UserOperation
 from .mempool import PoolEntry, PoolReader

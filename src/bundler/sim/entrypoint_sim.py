@@ -33,6 +33,10 @@ from .results import (
     ValidationResult, decode_failure, selector,
 )
 from .state import BlockState, OverlayAccountDB, intern_code
+from .config import GasPolicy  # noqa: F401  (re-exported)
+from .ep_storage import (  # noqa: F401  (re-exported)
+    DEPOSITS_SLOT, NONCES_SLOT, _b20, _word, deposit_slot, mapping_slot, nonce_slot, queued_nonce_override,
+)
 from .types import ZERO_ADDRESS, AccountOverride
 
 VALIDATION_RESULT_TYPE = (
@@ -53,37 +57,7 @@ SEL_INNER_HANDLE_OP = selector(f"innerHandleOp(bytes,({MEMORY_USER_OP},bytes32,u
 TOPIC_USER_OPERATION_EVENT = int.from_bytes(keccak(USER_OPERATION_EVENT.encode()), "big")
 TOPIC_USER_OPERATION_REVERT_REASON = int.from_bytes(keccak(USER_OPERATION_REVERT_REASON.encode()), "big")
 
-DEPOSITS_SLOT = 0
-NONCES_SLOT = 1
 ERC1967_IMPLEMENTATION_SLOT = 0x360894A13BA1A3210667C828492DB98DCA3E2076CC3735A920A3CA505D382BBC
-
-
-def _b20(address: str) -> bytes:
-    return bytes.fromhex(address[2:])
-
-
-def _word(n: int) -> bytes:
-    return n.to_bytes(32, "big")
-
-
-def mapping_slot(key: bytes | int, slot: int) -> int:
-    k = key.rjust(32, b"\x00") if isinstance(key, bytes) else _word(key)
-    return int.from_bytes(keccak(k + _word(slot)), "big")
-
-
-def deposit_slot(account: str) -> int:
-    return mapping_slot(_b20(account), DEPOSITS_SLOT)
-
-
-def nonce_slot(sender: str, key: int) -> int:
-    inner = mapping_slot(_b20(sender), NONCES_SLOT)
-    return mapping_slot(key, inner)
-
-
-def queued_nonce_override(ep: EntryPointVersion, op: UserOperation) -> dict[str, AccountOverride]:
-    """State override under which the EntryPoint expects `op`'s nonce: how an op queued behind
-    a pending op of the same sender is validated, as if that one were mined."""
-    return {ep.address.lower(): AccountOverride(state_diff={nonce_slot(op.sender, op.nonce_key): op.nonce_sequence})}
 
 
 @functools.cache
@@ -272,21 +246,6 @@ class GasFrameTracer:
     def error(self, kind: str) -> str | None:
         f = self.frames.get(kind)
         return f[4] if f else None
-
-
-@dataclass(frozen=True)
-class GasPolicy:
-    """Limits for the measuring run and buffers on the proposed limits."""
-
-    measure_verification_gas: int = 5_000_000
-    measure_call_gas: int = 20_000_000
-    measure_paymaster_verification_gas: int = 2_000_000
-    measure_paymaster_post_op_gas: int = 2_000_000
-    buffer_percent: int = 10
-    # EntryPoint work around the paymaster call that AA36 counts: deposit decrement, encoding,
-    # call cost
-    paymaster_overhead: int = 15_000
-    confirm_attempts: int = 3
 
 
 def _with_buffer(gas: int, policy: GasPolicy) -> int:

@@ -18,7 +18,7 @@ import threading
 
 from ..errors import BundlerError
 from ..lifetime import die_with_parent
-from .worker import SimConfig, init_process, run_in_process
+from .config import SimConfig
 
 
 class SimulationDeadline(BaseException):
@@ -84,12 +84,16 @@ def init_limited_process(node_url: str, config: SimConfig, memory_mb: int, paren
     """ProcessPoolExecutor initializer: tied to the life of the bundler (`parent_pid`, given so
     a bundler that died before this ran is noticed too), the memory limit, then the usual
     worker set-up."""
+    from .worker import init_process  # py-evm: imported in the worker process, not the bundler's
+
     die_with_parent(parent_pid)
     set_memory_limit(memory_mb)
     init_process(node_url, config)
 
 
 def run_limited(seconds: float, method: str, *args: object, **kwargs: object):
+    from .worker import run_in_process
+
     try:
         with deadline(seconds):
             return run_in_process(method, *args, **kwargs)

@@ -8,9 +8,8 @@ from typing import Protocol, Sequence
 from ..chain.types import PinnedBlock, StateOverrides
 from ..entrypoint import EntryPointVersion
 from ..userop import UserOperation
-from .entrypoint_sim import GasPolicy
+from .config import GasPolicy, TracerSpec
 from .results import BundleResult, GasEstimate, SimulationFailure, ValidationResult
-from .worker import TracerSpec
 
 
 class Validator(Protocol):

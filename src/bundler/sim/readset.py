@@ -19,12 +19,12 @@ address + 32-byte slot) and one 32-byte digest of the values, not the values the
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Sequence
 
 from eth.vm.execution_context import ExecutionContext
 
 from .state import BALANCE, CODE, NONCE, BlockState, OverlayAccountDB, code_hash
+from .types import ReadSet  # noqa: F401  (defined there: the main process unpickles it without py-evm)
 
 
 class WatchedExecutionContext(ExecutionContext):
@@ -73,28 +73,6 @@ class WatchedExecutionContext(ExecutionContext):
     def excess_blob_gas(self):
         self.block_read = True
         return ExecutionContext.excess_blob_gas.fget(self)  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True, slots=True)
-class ReadSet:
-    accounts: bytes  # concatenated 20-byte addresses
-    fields: bytes  # per account: which of BALANCE | NONCE | CODE (sim/state.py) the validation read
-    slots: bytes  # concatenated 20-byte address + 32-byte slot
-    digest: bytes  # of the values read, in that order
-    block_context: bool  # the validation read the block context: never reusable
-    coinbase: str  # of the block it ran on (warm by EIP-3651, COINBASE): must be the same
-
-    @property
-    def reusable(self) -> bool:
-        return not self.block_context
-
-    def account_keys(self) -> list[bytes]:
-        a = self.accounts
-        return [a[i:i + 20] for i in range(0, len(a), 20)]
-
-    def slot_keys(self) -> list[tuple[bytes, int]]:
-        s = self.slots
-        return [(s[i:i + 20], int.from_bytes(s[i + 20:i + 52], "big")) for i in range(0, len(s), 52)]
 
 
 def _digest(base: BlockState, accounts: Sequence[bytes], fields: bytes,

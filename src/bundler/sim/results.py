@@ -5,6 +5,7 @@ Everything here is pure: revert data in, dataclasses out; dataclasses in, bundle
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -289,7 +290,17 @@ def kept_form(result: ValidationResult, trace: Any) -> ValidationResult:
         result, trace=trace, account=shared(result.account, PLAIN_VALIDATION),
         paymaster=shared(result.paymaster, PLAIN_VALIDATION), sender_info=shared(result.sender_info, NO_STAKE),
         factory_info=shared(result.factory_info, NO_STAKE), paymaster_info=shared(result.paymaster_info, NO_STAKE),
+        reads=_shared_coinbase(result.reads),
     )
+
+
+def _shared_coinbase(reads: Any) -> Any:
+    """A read set with its block's coinbase as the one interned string (a fresh copy per op
+    came out of each pickle)."""
+    coinbase = getattr(reads, "coinbase", None)
+    if not isinstance(coinbase, str):
+        return reads
+    return replace(reads, coinbase=sys.intern(coinbase))
 
 
 def validation_error(

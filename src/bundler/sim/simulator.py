@@ -19,12 +19,12 @@ import os
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..entrypoint import EntryPointVersion
 from ..errors import BundlerError, ExecutionReverted, NodeError
 from ..userop import UserOperation
-from .entrypoint_sim import GasPolicy
+from .config import GasPolicy, SimConfig, TracerSpec
 from .results import (
     BundleResult, GasEstimate, SimulationFailure, ValidationResult, failure_error, validation_error,
 )
@@ -32,7 +32,9 @@ from .types import AccountOverride, PinnedBlock
 from .limits import (
     SimulationDeadline, SimulationOutOfMemory, SimulationTimeout, init_limited_process, run_limited,
 )
-from .worker import SimConfig, SimWorker, TracerSpec
+
+if TYPE_CHECKING:
+    from .worker import SimWorker
 
 # typed state overrides keyed by lower-case address (the RPC edge decodes the wire form:
 # rpc/params.py decode_state_override)
@@ -72,6 +74,8 @@ class Simulator:
     # -- lifecycle --
     def _make_pool(self) -> Executor:
         if self.workers <= 0:
+            from .worker import SimWorker  # py-evm, in this process only when it simulates itself
+
             self._local = SimWorker(self.node_url, self.config)
             return ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim")
         return ProcessPoolExecutor(

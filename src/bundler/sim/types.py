@@ -23,3 +23,27 @@ class CallResult:
     @property
     def reverted(self) -> bool:
         return not self.success and self.error == "Revert"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSet:
+    """What one validation read from the node (sim/readset.py makes and compares it)."""
+
+    accounts: bytes  # concatenated 20-byte addresses
+    fields: bytes  # per account: which of BALANCE | NONCE | CODE (sim/state.py) the validation read
+    slots: bytes  # concatenated 20-byte address + 32-byte slot
+    digest: bytes  # of the values read, in that order
+    block_context: bool  # the validation read the block context: never reusable
+    coinbase: str  # of the block it ran on (warm by EIP-3651, COINBASE): must be the same
+
+    @property
+    def reusable(self) -> bool:
+        return not self.block_context
+
+    def account_keys(self) -> list[bytes]:
+        a = self.accounts
+        return [a[i:i + 20] for i in range(0, len(a), 20)]
+
+    def slot_keys(self) -> list[tuple[bytes, int]]:
+        s = self.slots
+        return [(s[i:i + 20], int.from_bytes(s[i + 20:i + 52], "big")) for i in range(0, len(s), 52)]

@@ -20,23 +20,8 @@ from .executor import EvmSession, Tracer
 from ..chain.sync_reader import NodeReader
 from .results import BundleResult, GasEstimate, SimulationFailure, ValidationResult
 from .state import BlockState, OverlayAccountDB
+from .config import GasPolicy, SimConfig, TracerSpec  # noqa: F401  (re-exported)
 from .types import ZERO_ADDRESS, AccountOverride, BlockContext, PinnedBlock
-
-TracerSpec = Tracer | Callable[[], Tracer] | None
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    chain_id: int
-    # `from` of simulateValidation / simulateHandleOp calls (an eth_call, no fees)
-    caller: str = ZERO_ADDRESS
-    # gas of the simulateValidation call
-    validation_call_gas: int = 30_000_000
-    # blocks whose caches a worker keeps (the current one and the one before)
-    cached_blocks: int = 2
-    gas_policy: eps.GasPolicy = field(default_factory=eps.GasPolicy)
-    node_timeout: float = 10.0
-
 
 def _overrides_bytes(overrides: Mapping[str, AccountOverride] | None) -> dict[bytes, AccountOverride]:
     if not overrides:

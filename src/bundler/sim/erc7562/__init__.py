@@ -7,7 +7,14 @@
     raise violation_error(violations[0], ctx)
 """
 from .rules import CheckedTrace, RuleContext, Violation, check, checked, storage_touched, violation_error
-from .tracer import PhaseTrace, Trace, TracerFactory, ValidationTracer
+from .trace import PhaseTrace, Trace, TracerFactory
+
+
+def __getattr__(name: str):
+    if name == "ValidationTracer":  # py-evm: loaded only where a tracer runs (the workers)
+        from .tracer import ValidationTracer
+        return ValidationTracer
+    raise AttributeError(name)
 
 __all__ = [
     "CheckedTrace", "PhaseTrace", "RuleContext", "checked", "Trace", "TracerFactory", "ValidationTracer", "Violation", "check",

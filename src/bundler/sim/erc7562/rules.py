@@ -44,14 +44,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from eth.vm.opcode_values import (
-    BALANCE, CALL, CREATE, CREATE2, DELEGATECALL, DIFFICULTY, EXTCODESIZE, SELFBALANCE,
-)
 from eth_hash.auto import keccak
 
 from ...errors import BundlerError, OpcodeViolation, StakeTooLow
 from ..results import NO_STAKE, StakeInfo, ValidationResult
-from .tracer import READ, WRITE, PhaseTrace, Trace, opcode_name
+from .trace import (
+    BALANCE, CALL, CREATE, CREATE2, DELEGATECALL, DIFFICULTY, EXTCODESIZE, READ, SELFBALANCE, WRITE, PhaseTrace,
+    Trace, opcode_name,
+)
 
 if TYPE_CHECKING:
     from ...userop.model import UserOperation
