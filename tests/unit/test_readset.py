@@ -1,0 +1,80 @@
+"""Read sets (sim/readset.py) on seeded state, no node: which account fields a computation
+observed, and that a later block's state with a different value in an unobserved field still
+counts as unchanged while one in an observed field does not."""
+from __future__ import annotations
+
+import pytest
+
+from bundler.sim import BlockContext, EvmSession, PinnedBlock
+from bundler.sim import readset
+from bundler.sim.state import BALANCE, CODE, BlockState, OverlayAccountDB
+
+pytestmark = pytest.mark.unit
+
+CALLER = b"\xaa" * 20
+C = b"\xcc" * 20  # the contract called; it CALLs D with a value
+D = b"\xdd" * 20  # code: STOP
+BLOCK = PinnedBlock(number=10, timestamp=1_700_000_000, base_fee=10**9, gas_limit=30_000_000, hash="0x01")
+SELFBALANCE_STOP = bytes([0x47, 0x50, 0x00])
+
+
+def call_with_value(value: int, target: bytes) -> bytes:
+    """CALL(gas, target, value, 0, 0, 0, 0); STOP"""
+    return bytes([0x60, 0, 0x60, 0, 0x60, 0, 0x60, 0, 0x60, value, 0x73]) + target + bytes([0x5A, 0xF1, 0x00])
+
+
+def state(c_code: bytes, c_balance: int = 10**18, d_balance: int = 0) -> BlockState:
+    base = BlockState(None, BLOCK)
+    base.seed_account(CALLER, 10**18, 0, b"")
+    base.seed_account(C, c_balance, 1, c_code)
+    base.seed_account(D, d_balance, 1, b"\x00")
+    return base
+
+
+def run(base: BlockState) -> readset.ReadSet:
+    db = OverlayAccountDB(base)
+    session = EvmSession(db, BlockContext.after(BLOCK, 1337, BLOCK.timestamp + 12))
+    assert session.call(sender=CALLER, to=C, data=b"", gas=1_000_000).success
+    return readset.capture(db, session.state.execution_context.block_read)
+
+
+def fields(rs: readset.ReadSet) -> dict[bytes, int]:
+    return dict(zip(rs.account_keys(), rs.fields))
+
+
+def test_a_call_without_value_does_not_observe_the_callers_balance():
+    rs = run(state(call_with_value(0, D)))
+    assert not fields(rs)[C] & BALANCE and fields(rs)[C] & CODE
+    assert not fields(rs).get(D, 0) & BALANCE  # it has code: being empty is decided by code alone
+    # another balance of the caller and of the callee at a later block: unchanged
+    assert readset.unchanged(state(call_with_value(0, D), c_balance=5, d_balance=9), [rs]) == [True]
+
+
+def test_a_call_with_value_observes_the_callers_balance_not_the_one_paid_into():
+    rs = run(state(call_with_value(1, D)))
+    assert fields(rs)[C] & BALANCE and not fields(rs)[D] & BALANCE
+    assert readset.unchanged(state(call_with_value(1, D), d_balance=9), [rs]) == [True]
+    assert readset.unchanged(state(call_with_value(1, D), c_balance=5), [rs]) == [False]
+
+
+def test_selfbalance_observes_the_balance():
+    rs = run(state(SELFBALANCE_STOP))
+    assert fields(rs)[C] & BALANCE
+    assert readset.unchanged(state(SELFBALANCE_STOP, c_balance=5), [rs]) == [False]
+
+
+def test_other_code_is_a_change():
+    rs = run(state(call_with_value(0, D)))
+    changed = state(call_with_value(0, D))
+    changed.seed_account(D, 0, 1, b"\x00\x00")
+    assert readset.unchanged(changed, [rs]) == [False]
+
+
+def test_an_overridden_field_is_not_the_nodes():
+    base = state(SELFBALANCE_STOP)
+    db = OverlayAccountDB(base)
+    db.override_code(C, SELFBALANCE_STOP + b"\x00")
+    session = EvmSession(db, BlockContext.after(BLOCK, 1337, BLOCK.timestamp + 12))
+    assert session.call(sender=CALLER, to=C, data=b"", gas=1_000_000).success
+    rs = readset.capture(db, False)
+    assert fields(rs)[C] == BALANCE  # its code is the override's, not the node's
