@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import aiohttp
 import pjrpc
@@ -20,6 +20,12 @@ from ..errors import NodeError
 from .types import PinnedBlock
 
 log = logging.getLogger(__name__)
+
+
+class EthCaller(Protocol):
+    """The node's eth_call, all an EntryPoint view read needs (NodeClient satisfies it)."""
+
+    async def eth_call(self, to: str, data: bytes, tag: str = "latest") -> bytes: ...
 
 
 class NodeRpcError(NodeError):

@@ -10,7 +10,7 @@ Two sources of stake information:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from dataclasses import dataclass
 
@@ -21,6 +21,7 @@ from ..entrypoint import EntryPointVersion
 from ..sim.results import StakeInfo
 
 if TYPE_CHECKING:
+    from ..chain.client import EthCaller
     from ..config import Config
 
 SEL_GET_DEPOSIT_INFO = keccak(b"getDepositInfo(address)")[:4]
@@ -54,12 +55,6 @@ class DepositInfo:
     @property
     def stake_info(self) -> StakeInfo:
         return StakeInfo(stake=self.stake, unstake_delay_sec=self.unstake_delay_sec)
-
-
-class EthCaller(Protocol):
-    """The node's eth_call (chain.client.NodeClient)."""
-
-    async def eth_call(self, to: str, data: bytes, tag: str = "latest") -> bytes: ...
 
 
 async def read_deposit_info(node: EthCaller, ep: EntryPointVersion, address: str, tag: str = "latest") -> DepositInfo:

@@ -6,6 +6,7 @@ from typing import Any, Protocol, Sequence
 
 from pjrpc.server import MethodRegistry
 
+from ...chain.client import EthCaller
 from ...entrypoint import EntryPointVersion
 from ...pool.pool import Pool
 from ...pool.reputation import Entry
@@ -27,12 +28,6 @@ class BundlingControl(Protocol):
     def notify_new_op(self) -> None: ...
 
     async def bundle_all(self) -> Sequence[SentBundleView]: ...
-
-
-class EthCaller(Protocol):
-    """The node's eth_call (chain.client.NodeClient), for the EntryPoint's getDepositInfo."""
-
-    async def eth_call(self, to: str, data: bytes, tag: str = "latest") -> bytes: ...
 
 
 @dataclass(frozen=True)
