@@ -151,7 +151,9 @@ class Bundler:
             chain_id=self.chain_id, config=self.config, eip7702=self.eip7702, metrics=self.metrics,
         )
 
-        async def on_chain_update(update: ChainUpdate) -> None:  # the pool first: op status, then our txs
+        async def on_chain_update(update: ChainUpdate) -> None:
+            # executor nonces, then the pool (op status; wakes the builder), then our txs
+            self.builder.forget_lost_nonces(update)
             await self.pool.apply_chain_update(update)
             await self.builder.on_chain_update(update)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 from eth_account.typed_transactions import TypedTransaction
 from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 
 from bundler.builder.executor_key import Executor
@@ -187,3 +188,63 @@ async def test_nonce_too_low_retries_once_with_the_nodes_nonce():
     t, store = tracker(chain)
     inflight = await send(t, chain)
     assert inflight.nonce == 5 and list(store.rows) == [(KEY.address, 5)] and len(chain.sent) == 1
+
+
+class GappedChain(FakeChain):
+    """A node that mines only in nonce order: a transaction above a missing nonce waits
+    (queued) and is not counted by the "pending" nonce, as geth and anvil do."""
+
+    def _nonce_of(self, tx_hash: str) -> int:
+        return TypedTransaction.from_bytes(HexBytes(self.raw[tx_hash])).as_dict()["nonce"]
+
+    async def get_nonce(self, address: str, tag: str = "pending") -> int:
+        if tag != "pending":
+            return self.mined_nonce
+        held = {self._nonce_of(h) for h in self.sent}
+        nonce = self.mined_nonce
+        while nonce in held:
+            nonce += 1
+        return nonce
+
+    async def wait_new_block(self, after: int | None, timeout: float) -> PinnedBlock | None:
+        self.block += 1
+        self.latest = header(self.block)
+        by_nonce = {self._nonce_of(h): h for h in self.sent}  # the last one sent for a nonce wins
+        while self.mined_nonce in by_nonce:
+            tx_hash = by_nonce[self.mined_nonce]
+            self.receipts[tx_hash] = {"transactionHash": tx_hash, "status": "0x1",
+                                      "blockNumber": hex(self.block), "blockHash": "0x" + self.latest.hash.hex()}
+            self.mined_nonce += 1
+        assert self.block < 200, "the tracker never stopped following"
+        return self.latest
+
+
+async def test_a_bundle_behind_a_nonce_gap_gets_the_gap_filled_and_is_mined():
+    """After a reorg dropped the transactions of nonces 0 and 1, a bundle signed with the cached
+    next nonce (2) can never be mined; bumping its fees does nothing. The tracker fills the gap
+    with zero-value transfers to the executor itself, then the bundle is mined as usual."""
+    chain = GappedChain()
+    t, _ = tracker(chain)
+    KEY.forget_nonce()
+    KEY.consumed(1)  # the cache says 2: nonces 0 and 1 went with the reorged-out blocks
+    inflight = await t.send_new(KEY, EP, ["0x01"], b"\x12\x34", 100_000, 1000, 100)
+    assert inflight.nonce == 2 and await chain.get_nonce(KEY.address, "pending") == 0
+    followed = await t.follow(inflight, KEY)
+    assert followed.receipt is not None and followed.receipt["transactionHash"] in inflight.tx_hashes
+    assert t.gap_fills == 2 and chain.mined_nonce == 3
+    fillers = [TypedTransaction.from_bytes(HexBytes(chain.raw[h])).as_dict() for h in chain.sent[1:3]]
+    assert [f["nonce"] for f in fillers] == [0, 1]
+    assert all(to_checksum_address(f["to"]).lower() == KEY.address and f["value"] == 0 and f["gas"] == 21_000
+               and bytes(f["data"]) == b"" for f in fillers)
+
+
+async def test_a_bundle_stuck_without_a_gap_is_bumped_not_filled():
+    chain = GappedChain()
+    chain.mined_nonce = 4
+    t, _ = tracker(chain)
+    KEY.forget_nonce()
+    KEY.consumed(4)  # cache says 5, the node holds nothing at 4: the gap is one nonce
+    inflight = await t.send_new(KEY, EP, ["0x01"], b"\x12\x34", 100_000, 1000, 100)
+    assert await t.fill_gap(inflight, KEY, mined_nonce=4) is True and t.gap_fills == 1
+    # now nothing is missing below nonce 5: not a gap any more
+    assert await t.fill_gap(inflight, KEY, mined_nonce=4) is False and t.gap_fills == 1

@@ -430,9 +430,18 @@ class Builder:
             log.exception("background bundle task failed")
 
     # -- reorgs ----------------------------------------------------------------------------------
+    def forget_lost_nonces(self, update: ChainUpdate) -> None:
+        """Before the pool applies a reorg's update (which wakes us with the ops put back): a
+        transaction of ours is gone, so the executors' cached next nonces may skip it. A bundle
+        signed with one would wait behind the gap (TransactionTracker.fill_gap is the net for a
+        bundle already being signed)."""
+        if update.lost_txs:
+            for ex in self.executors:
+                ex.forget_nonce()
+
     async def on_chain_update(self, update: ChainUpdate) -> None:
         """After the pool applied a reorg's update: follow our own transactions the node holds
-        again, and free the nonces of those gone."""
+        again, and bundle the ops of those gone."""
         for bundle in update.pending:
             inflight = InflightTx(executor=bundle.executor, nonce=bundle.nonce, entry_point=bundle.entry_point,
                                   op_hashes=list(bundle.op_hashes),
@@ -441,8 +450,7 @@ class Builder:
             await self.store.flush()
             self._start_background(self.settlement.follow_again(inflight))
         if update.lost_txs:
-            for ex in self.executors:
-                ex.forget_nonce()
+            self.forget_lost_nonces(update)  # again: a bundle may have consumed a stale one meanwhile
             self.notify_new_op()
 
     def _start_background(self, coro) -> None:

@@ -39,6 +39,8 @@ _NONCE_USED = ("nonce too low", "nonce has already been used", "oldnonce", "old 
 
 # receipt polls (0.2 s apart) after the executor's nonce moved past an in-flight bundle
 FOREIGN_NONCE_GRACE_POLLS = 10
+# gas of a plain value transfer: what fills a nonce gap
+TRANSFER_GAS = 21_000
 
 
 def _kind(e: NodeRpcError) -> str:
@@ -106,6 +108,8 @@ class TransactionTracker:
         # times a stuck bundle was due for replacement (whether or not a new attempt went out):
         # tests wait on it instead of sleeping through replacement periods
         self.replace_rounds = 0
+        # nonces below a stuck bundle that the node had no transaction for, filled by us
+        self.gap_fills = 0
 
     # -- signing ------------------------------------------------------------------------------
     def _sign(self, executor: Executor, tx: dict) -> TxAttempt:
@@ -224,6 +228,35 @@ class TransactionTracker:
             return True
         return False
 
+    # -- nonce gaps ------------------------------------------------------------------------------
+    async def fill_gap(self, inflight: InflightTx, executor: Executor, mined_nonce: int) -> bool:
+        """A bundle can wait behind nonces the node holds no transaction for: a reorg dropped
+        the transaction of a lower nonce while this one was being signed with the cached next
+        nonce. No fee makes it minable then; a zero-value transfer to ourselves at each missing
+        nonce does. Returns True if the gap was there (and filled)."""
+        if mined_nonce >= inflight.nonce:
+            return False
+        try:
+            pending = await self.node.get_nonce(inflight.executor, "pending")
+        except NodeError:
+            return False
+        if pending >= inflight.nonce:  # every lower nonce is held: just stuck, bump it
+            return False
+        fee, prio = inflight.current.max_fee, inflight.current.priority
+        for nonce in range(max(pending, mined_nonce), inflight.nonce):
+            filler = executor.sign({"type": 2, "chainId": self.chain_id, "nonce": nonce,
+                                    "to": to_checksum_address(executor.address), "data": b"", "value": 0,
+                                    "gas": TRANSFER_GAS, "maxFeePerGas": fee, "maxPriorityFeePerGas": prio})
+            try:
+                await self.node.send_raw_transaction(filler)
+            except NodeRpcError as e:  # taken meanwhile (mined, or sent by another process)
+                log.info("nonce gap filler %d of executor %s refused: %s", nonce, inflight.executor, e.message)
+                continue
+            self.gap_fills += 1
+            log.warning("bundle %s (executor %s nonce %d) waited behind a nonce gap: filled nonce %d with a "
+                        "zero-value transfer", inflight.current.tx_hash, inflight.executor, inflight.nonce, nonce)
+        return True
+
     # -- following ---------------------------------------------------------------------------------
     async def _poll(self, inflight: InflightTx) -> tuple[dict | None, int]:
         """(receipt of any attempt, executor's mined nonce) in one batched request."""
@@ -264,7 +297,8 @@ class TransactionTracker:
                             inflight.current.tx_hash)
                 return FollowResult(None, foreign=True)
             if executor is not None and time.monotonic() > deadline:
-                await self.replace(inflight, executor)
+                if not await self.fill_gap(inflight, executor, mined_nonce):
+                    await self.replace(inflight, executor)
                 self.replace_rounds += 1
                 deadline = time.monotonic() + self.config.tx_replace_after_s
             latest = self.head.latest.number if self.head.latest else None
