@@ -286,10 +286,14 @@ def wait_ready(name: str, url: str, proc: subprocess.Popen, log_path: Path, time
     raise RuntimeError(f"{name} did not answer within {timeout:.0f} s (log: {log_path})")
 
 
+SOURCE_TREE = [ROOT]  # whose src/ and sdk/python the bundler under test runs (compare_revisions.py sets it)
+
+
 def bundler_command() -> tuple[list[str], dict]:
     """`bundler` from this checkout's sources (a worktree shares the venv, whose console script
     would import another checkout's package), with the environment that makes it so."""
-    paths = [str(ROOT / "src"), str(ROOT / "sdk" / "python")]
+    tree = SOURCE_TREE[0]
+    paths = [str(tree / "src"), str(tree / "sdk" / "python")]
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
@@ -621,6 +625,7 @@ async def run_load(target_url: str, node_url: str, wl: Workload, args, on_load_s
         "accepted_ops_per_s": n_ok / send_window if send_window > 0 else None,
         "send_window_s": send_window,
         "send_p50_s": pct(ok_lat, 50),
+        "send_p95_s": pct(ok_lat, 95),
         "send_p99_s": pct(ok_lat, 99),
         "send_all_p50_s": pct(lat, 50),
         "failures": dict(failures),

@@ -30,6 +30,7 @@ from .pool.capacity import CapacityGuard
 from .pool.mempool import Mempool
 from .pool.pool import LocalPool
 from .pool.reputation import ReputationRules
+from .pool.safe import SafeMode
 from .rpc.handlers.debug import DebugServices, debug_registry
 from .rpc.handlers.eth import EthServices, eth_registry
 from .rpc.handlers.fees import FeeServices, fee_registry
@@ -41,16 +42,17 @@ from .rpc.ratelimit import ClientRateLimiter
 from .rpc.server import build_app
 from .sessions.service import SessionService
 from .sim import Simulator
-from .chain.reorgs import ChainWatcher, MinedBundle
+from .chain.reorgs import ChainWatcher
 from .chain.types import ChainUpdate
 from .pool.requeue import Requeue
 from .pool.shared import SharedPoolSync
-from .store import OpStatus, Store, as_shared, open_store
+from .store import Store, as_shared, open_store
 from .store.records import InflightTx
 from .supervise import Supervisor
 from .store.sqlite import StoreError
 
 if TYPE_CHECKING:
+    from .paymaster.service import SponsorService
     from .relay import Relay
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ class Bundler:
         self.executors = [Executor(k) for k in keys]
         del keys
         self._paymaster_signer = load_signer(config)  # None: no gas sponsorship
-        self.paymaster = None  # paymaster.service.SponsorService, made by start()
+        self.paymaster: SponsorService | None = None  # made by start() when a signer is configured
         self.chain_id: int = 0
         self.metrics = Metrics()
         self.store: Store | None = None  # opened by start(): it locks the data dir
@@ -131,9 +133,11 @@ class Bundler:
             config=self.config, head=self.head, mempool=self.mempool, store=self.store, fates=self.fates,
             chain_id=self.chain_id, entry_points=self.entry_points,
         )
+        # the ERC-7562 rules, one instance: admission's checks and the builder's second validation
+        self.safe = SafeMode(self.config, self.mempool, metrics=self.metrics)
         self.admission = Admission(
             head=self.head, simulator=self.simulator, mempool=self.mempool, store=self.store,
-            config=self.config, chain_id=self.chain_id,
+            config=self.config, chain_id=self.chain_id, safe=self.safe,
             on_admitted=lambda _entry: self.builder.notify_new_op(),
             reputation=self.reputation, eip7702=self.eip7702, sessions=self.sessions,
             capacity=self.capacity,
@@ -147,7 +151,7 @@ class Bundler:
                               reputation=self.reputation, requeue=self.requeue)
         self.builder: Builder = Builder(
             node=self.node, head=self.head, simulator=self.simulator, pool=self.pool,
-            store=self.store, executors=self.executors, entry_points=self.entry_points,
+            store=self.store, safe=self.safe, executors=self.executors, entry_points=self.entry_points,
             chain_id=self.chain_id, config=self.config, eip7702=self.eip7702, metrics=self.metrics,
         )
 
@@ -175,7 +179,9 @@ class Bundler:
         await self._recover()
         settler = None
         if self._paymaster_signer is not None:
-            self.paymaster, settler, self.monitor.deposits = await paymaster_setup.build(self, self._paymaster_signer)
+            self.paymaster, settler, self.monitor.deposits = await paymaster_setup.build(
+                self._paymaster_signer, config=self.config, node=self.node, store=self._opened_store(), head=self.head,
+                chain_id=self.chain_id, entry_points=self.entry_points, metrics=self.metrics)
             self.mempool.observe(settler)  # an op leaving the pool wakes its sponsorship's settlement
         self.lookup = UserOpLookup(self.node, self.store, self.entry_points, self.chain_id,
                                    self.config.receipt_lookback_blocks)
@@ -256,25 +262,17 @@ class Bundler:
             as_shared(store).adopt_own_inflight()  # ours again: followed (and replaced if stuck) with our keys
         for t in self._own_inflight():  # in the pool, marked in their transaction (resumed once serving)
             in_flight.update(self.pool.adopt_in_flight(t.op_hashes, t.latest.tx_hash if t.latest else None))
+        pending = 0
         if self.pool_sync is not None:  # a shared store: the others' ops come in through the pool sync
-            pending = []  # (and bundle simulation re-checks them)
-            self.pool_sync.sync_once()
+            self.pool_sync.sync_once()  # (and bundle simulation re-checks them)
         else:
-            pending = [r for r in store.with_status(OpStatus.PENDING, OpStatus.SUBMITTED) if r.hash not in in_flight]
-        if pending:
-            await self.requeue.readmit(pending, "re-validated after restart")
+            pending = await self.pool.restore_pending(skip=in_flight)
         head = self.head.latest.number if self.head.latest else 0
-        bundles: dict[str, MinedBundle] = {}
-        for r in store.mined_since(max(0, head - self.config.reorg_depth)):
-            if r.tx_hash and r.block_hash and r.block_number is not None:
-                b = bundles.setdefault(r.tx_hash, MinedBundle(r.tx_hash, r.block_number, r.block_hash,
-                                                                    entry_point=r.entry_point))
-                b.op_hashes.append(r.hash)
-        for b in bundles.values():
+        for b in self.pool.mined_since(max(0, head - self.config.reorg_depth)):
             self.watcher.track(b)
         if in_flight or pending:
             log.info("recovered from the store: %d op(s) in %d in-flight bundle(s), %d pending re-validated",
-                     len(in_flight), len(self._own_inflight()), len(pending))
+                     len(in_flight), len(self._own_inflight()), pending)
 
     def _own_inflight(self) -> list[InflightTx]:
         """In-flight nonces to follow: all of them, except with a shared store, where only those

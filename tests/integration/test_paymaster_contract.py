@@ -15,7 +15,7 @@ from bundler.devchain.anvil import ANVIL_ACCOUNT0
 from bundler.entrypoint import V07, V08, V09
 from bundler.paymaster.data import STUB_SIGNATURE, Terms, encode_paymaster_data, encode_terms, sponsor_hash
 from bundler.paymaster.signer import PaymasterSigner
-from session_sdk.signatures import MODE_SESSION
+from session_sdk.signatures import MODE_SESSION, SECP256K1_N
 from bundler.userop import pack
 from bundler.userop.packing import PACKED_USEROP_TYPE
 
@@ -28,7 +28,6 @@ from helpers.sessions import simulate_failure
 SIGNER = PaymasterSigner("0x" + "a1" * 32)
 BENEFICIARY = "0x" + "be" * 20
 SEL_GET_HASH = selector(f"getHash({PACKED_USEROP_TYPE},uint48,uint48,uint128,bytes)")
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 EPS = [pytest.param(V07, id="v07"), pytest.param(V08, id="v08"), pytest.param(V09, id="v09")]
 
 

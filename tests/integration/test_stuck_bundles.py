@@ -1,7 +1,7 @@
 """Stuck and failed bundles on a chain with automine off: fee escalation up to its cap, a
 replacement the node refuses as underpriced, a nonce taken by another transaction, a bundle
-that reverts on chain because state changed after simulation, and an executor below its
-minimum balance."""
+that reverts on chain because state changed after simulation, an executor below its
+minimum balance, and a bundle waiting behind a nonce gap."""
 from __future__ import annotations
 
 import asyncio
@@ -182,3 +182,31 @@ async def test_executor_below_minimum_balance_sends_nothing(chain):
         await client.call("debug_bundler_sendBundleNow")
         assert (await client.call("eth_getUserOperationReceipt", op_hash))["success"] is True
         assert b.builder.balances.status()[0]["ok"] is True
+
+
+async def test_a_bundle_behind_a_nonce_gap_is_mined_once_the_gap_is_filled(chain):
+    """A bundle signed with a cached nonce above one the node holds nothing for (a reorg took
+    the lower transaction while the next bundle was being signed) is queued by the node and
+    never mined, whatever its fees. The bundler fills the missing nonce with a zero-value
+    transfer to itself, and the bundle is mined."""
+    acct = chain.account(V07)
+    key = new_key(chain.url)
+    async with running_bundler(chain, private_key=[key], tx_replace_after_s=0.3) as (b, client):
+        executor = b.executors[0]
+        mined_nonce = int(rpc(chain.url, "eth_getTransactionCount", [executor.address, "latest"]), 16)
+        executor.consumed(mined_nonce)  # cached next nonce: one above the node's
+        op_hash = await send_op(client, chain, acct)
+        tx_hash = await asyncio.wait_for(client.call("debug_bundler_sendBundleNow"), 60)
+        receipt = await client.call("eth_getUserOperationReceipt", op_hash)
+        assert receipt["success"] is True and receipt["receipt"]["transactionHash"] == tx_hash
+        assert b.builder.sender.gap_fills == 1
+        bundle_tx = rpc(chain.url, "eth_getTransactionByHash", [tx_hash])
+        assert int(bundle_tx["nonce"], 16) == mined_nonce + 1
+        # the filler: nonce mined_nonce, from the executor to itself, no value
+        block = rpc(chain.url, "eth_getBlockByNumber", [receipt["receipt"]["blockNumber"], True])
+        earlier = [rpc(chain.url, "eth_getBlockByNumber", [hex(n), True])
+                   for n in range(int(block["number"], 16) - 3, int(block["number"], 16) + 1)]
+        fillers = [t for blk in earlier for t in blk["transactions"]
+                   if t["from"].lower() == executor.address and int(t["nonce"], 16) == mined_nonce]
+        assert len(fillers) == 1
+        assert fillers[0]["to"].lower() == executor.address and int(fillers[0]["value"], 16) == 0

@@ -20,6 +20,7 @@ from bundler.chain.types import ChainUpdate, MinedOp
 from bundler.pool.pool import BundleOutcome, LocalPool, Pool
 from bundler.pool.reputation import ReputationBook, ReputationParams, ReputationRules, Status
 from bundler.pool.requeue import Requeue
+from bundler.pool.safe import SafeMode
 from bundler.pool.shared import CLAIMED_ELSEWHERE
 from bundler.pool.staking import StakePolicy
 from bundler.sim.results import VALIDITY_BLOCK_RANGE_MASK, StakeInfo
@@ -107,7 +108,8 @@ def world(max_ops: int = 100, max_bundle_reverts: int = 2) -> World:
     capacity = CapacityGuard(mempool, fates, max_ops)
     admitted: list[str] = []
     admission = Admission(head=HeadTracker(node), simulator=simulator, mempool=mempool, store=store,  # type: ignore[arg-type]
-                          config=config(), chain_id=31337, reputation=reputation, capacity=capacity,
+                          config=config(), chain_id=31337, safe=SafeMode(config(), mempool),
+                          reputation=reputation, capacity=capacity,
                           on_admitted=lambda e: admitted.append(e.hash))
     requeue = Requeue(admission, store, fates)
     pool = LocalPool(mempool=mempool, store=store, fates=fates, admission=admission, reputation=reputation,
@@ -387,3 +389,31 @@ async def test_adopt_in_flight_marks_the_ops_it_holds_and_takes_in_the_live_ones
     assert w.pool.get(elsewhere).op == op(2)
     assert w.pool.get(mined) is None and w.pool.get(dropped) is None
     assert {e.hash for e in w.pool.submitted(V07)} == {here, elsewhere}
+
+
+async def test_restore_pending_and_mined_since_rebuild_the_pool_from_the_store_at_start():
+    """What the app's start-up asks of the pool: the store's pending and submitted ops (but not
+    those of transactions in flight) validated again into an empty mempool, and the recently
+    mined ones grouped by bundle for the chain watcher."""
+    w = world()
+    pending, submitted, in_flight, failing = [await w.pool.add(op(i), V07) for i in (1, 2, 3, 4)]
+    w.pool.mark_submitted([w.pool.get(submitted)], TX)
+    old, new = [await w.pool.add(op(i), V07) for i in (5, 6)]
+    w.pool.mark_submitted([w.pool.get(old), w.pool.get(new)], TX)
+    w.pool.apply_bundle_result([old], BundleOutcome(TX, 90, BLOCK_HASH, included={old}))
+    other_tx, other_block = "0x" + "c3" * 32, "0x" + "b3" * 32
+    w.pool.apply_bundle_result([new], BundleOutcome(other_tx, 101, other_block, included={new}))
+    for e in w.pool.entries():  # a restart: the records stay, the mempool is empty
+        w.pool._mempool.remove(e.hash)
+    w.simulator.by_sender[op(4).sender] = ValidationRejected("AA25 invalid account nonce")
+    w.simulator.calls.clear()
+    assert await w.pool.restore_pending(skip={in_flight}) == 3
+    assert sorted(w.simulator.calls) == sorted([op(1).sender, op(2).sender, op(4).sender])
+    assert {e.hash for e in w.pool.entries()} == {pending, submitted}
+    assert all(w.pool.get(h).submitted_in is None for h in (pending, submitted))
+    assert w.store.get(failing).status is OpStatus.DROPPED
+    assert w.pool.get(in_flight) is None and w.store.get(in_flight).status is OpStatus.PENDING
+    bundles = w.pool.mined_since(95)
+    assert [(b.tx_hash, b.block_number, b.block_hash, b.op_hashes, b.entry_point) for b in bundles] == [
+        (other_tx, 101, other_block, [new], V07.address)]
+    assert {b.tx_hash for b in w.pool.mined_since(0)} == {TX, other_tx}

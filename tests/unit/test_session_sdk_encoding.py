@@ -102,3 +102,20 @@ def test_create2_address_is_eip1014s():
     # the account address: the proxy's init code with (implementation, owner) through the factory
     a = account_address("0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20, 7, b"\x60\x00")
     assert a != account_address("0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20, 8, b"\x60\x00")
+
+
+def test_public_key_address_is_ethereums_address_derivation():
+    """session_sdk.signatures.public_key_address (the one home of pubkey -> address: session
+    recovery, the relay keystore and EIP-7702 authorities use it) against eth-account's own
+    derivation, and the curve constants it sits next to."""
+    from coincurve import PrivateKey
+    from eth_account import Account
+
+    from session_sdk.signatures import SECP256K1_HALF_N, SECP256K1_N, public_key_address
+
+    for secret in (b"\x01".rjust(32, b"\x00"), bytes(range(1, 33)), (SECP256K1_N - 1).to_bytes(32, "big")):
+        key = PrivateKey(secret)
+        assert public_key_address(key.public_key.format(compressed=False)) == Account.from_key(secret).address.lower()
+        with pytest.raises(ValueError):
+            public_key_address(key.public_key.format(compressed=True))
+    assert SECP256K1_HALF_N == 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0

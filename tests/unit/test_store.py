@@ -2,11 +2,13 @@
 flushed across a reopen (and across a SIGKILL of the writing process)."""
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -233,3 +235,88 @@ async def test_sqlite_keeps_the_session_audit_log(tmp_path):
     s = SqliteStore(tmp_path)
     assert s.session_activity("0x" + "aa" * 20, "0x" + "bb" * 20) == []
     s.close()
+
+
+class _CommitLog:
+    """Counts the op rows of each commit of a SqliteStore (the writer thread calls self._commit)."""
+
+    def __init__(self, store: SqliteStore):
+        self.ops_per_commit: list[int] = []
+        self.done = threading.Event()
+        self._real = store._commit
+        store._commit = self  # type: ignore[method-assign]
+
+    def __call__(self, conn, flags, tables):
+        self.ops_per_commit.append(len(tables.get("ops", {})))
+        self._real(conn, flags, tables)
+        self.done.set()
+
+
+async def test_admissions_of_one_loop_iteration_share_one_commit(tmp_path):
+    """From the event loop the writer is woken once the loop has run what is ready: 32
+    concurrent admissions queued in one iteration are one commit (one fsync), not one each,
+    and every flush still returns only once its op is durable."""
+    import sqlite3
+
+    from coincurve import PrivateKey
+
+    from bundler.sessions.recover import recover_signer
+
+    key = PrivateKey(b"\x01" * 32)
+    digest = b"\x02" * 32
+    signature = key.sign_recoverable(digest, hasher=None)
+    s = SqliteStore(tmp_path)
+    log = _CommitLog(s)
+    try:
+        async def admit(i: int) -> None:
+            # as on the fast path: a coincurve recovery releases the GIL, the writer could run
+            assert recover_signer(digest, signature) is not None
+            assert (await s.admit(record(i), None, 10)).admitted
+            await s.flush()
+            assert outside.execute("SELECT 1 FROM ops WHERE hash = ?", (record(i).hash,)).fetchone()
+
+        outside = sqlite3.connect(s.path)
+        await asyncio.gather(*(admit(i) for i in range(1, 33)))
+        outside.close()
+        assert log.ops_per_commit == [32]
+    finally:
+        s.close()
+
+
+async def test_a_write_from_another_thread_wakes_the_writer_at_once(tmp_path):
+    s = SqliteStore(tmp_path)
+    log = _CommitLog(s)
+    try:
+        thread = threading.Thread(target=s.put, args=(record(1),))  # no event loop in that thread
+        thread.start()
+        thread.join()
+        assert log.done.wait(timeout=10), "the writer was not woken"
+        assert log.ops_per_commit == [1]
+    finally:
+        s.close()
+
+
+async def test_a_wake_left_in_a_stopped_loop_does_not_hold_up_a_flush_in_another(tmp_path):
+    """A write schedules the writer's wake in its loop; if that loop stops before running it,
+    a flush from another loop still gets the write committed (not after the writer's 60 s nap)."""
+    await asyncio.to_thread(_write_in_a_stopped_loop_then_flush_in_another, tmp_path)
+
+
+def _write_in_a_stopped_loop_then_flush_in_another(tmp_path) -> None:
+    s = SqliteStore(tmp_path)
+    log = _CommitLog(s)
+    try:
+        first = asyncio.new_event_loop()
+
+        async def write_then_stop() -> None:
+            s.put(record(1))
+            asyncio.get_running_loop().stop()  # the wake, queued after this step, never runs
+
+        first.create_task(write_then_stop())
+        first.run_forever()
+        first.close()
+        assert log.ops_per_commit == [] and s._committed < s._seq
+        asyncio.run(asyncio.wait_for(s.flush(), timeout=10))
+        assert log.ops_per_commit == [1]
+    finally:
+        s.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eth_abi import decode, encode
+from eth_hash.auto import keccak
 
 from .types import SESSION_SPEC_T, UINT48_MAX, SessionSpec, lower_address
 
@@ -25,6 +26,7 @@ MODE_ENABLE = 0x02
 OWNER_SIGNATURE_LENGTH = 66
 SESSION_SIGNATURE_LENGTH = 92
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+SECP256K1_HALF_N = SECP256K1_N // 2  # the largest s a low-s signature (EIP-2) may carry
 ENABLE_PAYLOAD_TYPES = [SESSION_SPEC_T, "uint64", "bytes", "uint48", "bytes"]
 
 # A well-formed 65-byte signature for gas estimation: the contract takes the full path
@@ -127,3 +129,11 @@ def sign_digest(private_key: bytes | str, digest: bytes) -> bytes:
         private_key = bytes.fromhex(private_key.removeprefix("0x"))
     raw = PrivateKey(private_key).sign_recoverable(digest, hasher=None)
     return raw[:64] + bytes([raw[64] + 27])
+
+
+def public_key_address(uncompressed: bytes) -> str:
+    """The lower-case 0x address of a secp256k1 public key in its 65-byte uncompressed form
+    (0x04 ‖ x ‖ y): the last 20 bytes of keccak(x ‖ y)."""
+    if len(uncompressed) != 65 or uncompressed[0] != 4:
+        raise ValueError(f"expected a 65-byte uncompressed public key, got {len(uncompressed)} bytes")
+    return "0x" + keccak(uncompressed[1:])[12:].hex()

@@ -54,6 +54,7 @@ class Builder:
         simulator: Simulator,
         pool: Pool,
         store: InflightRows,
+        safe: SafeMode,
         executors: list[Executor],
         entry_points: list[EntryPointVersion],
         chain_id: int,
@@ -75,7 +76,7 @@ class Builder:
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker, or None
         self._wakeup = asyncio.Event()
         self.metrics = metrics if metrics is not None else NullMetrics()
-        self.safe = SafeMode(config, pool, metrics=self.metrics)
+        self.safe = safe  # the ERC-7562 rules' second validation (one SafeMode, shared with admission)
         # select -> second validation -> simulate and drop -> fees: a ProposedBundle value
         self.proposer = BundleProposer(
             simulator=simulator, safe=self.safe, window=head.window, check=self._check,

@@ -1,4 +1,5 @@
-"""Builds the paymaster service of a Bundler from its Config (called by bundler.app)."""
+"""Builds the paymaster services from the Config and the few services they use (called by
+bundler.app; never handed the Bundler)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -17,6 +18,9 @@ from .signer import PaymasterSigner
 
 if TYPE_CHECKING:
     from ..chain.client import NodeClient
+    from ..chain.head import HeadTracker
+    from ..metrics import Metrics
+    from ..store import Store
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +59,22 @@ async def check_contracts(node: NodeClient, signer: PaymasterSigner, contracts: 
                              f"paymaster signer is {signer.address}")
 
 
-async def build(bundler, signer: PaymasterSigner):
-    """(SponsorService, Settler, DepositWatcher) for a started bundler (store, head, node ready)."""
-    config = bundler.config
+async def build(signer: PaymasterSigner, *, config: Config, node: NodeClient, store: Store, head: HeadTracker,
+                chain_id: int, entry_points: list[EntryPointVersion],
+                metrics: Metrics) -> tuple[SponsorService, Settler, DepositWatcher]:
+    """(SponsorService, Settler, DepositWatcher) once the store is open and the head known."""
     settings = settings_from_config(config)
-    by_version = {ep.version: ep for ep in bundler.entry_points}
+    by_version = {ep.version: ep for ep in entry_points}
     contracts = {by_version[v]: a for v, a in settings.contracts.items() if v in by_version}
     if not contracts:
         raise SystemExit("a paymaster signer key is configured but no --paymaster-contracts for the served "
                          "EntryPoints")
-    await check_contracts(bundler.node, signer, contracts)
-    service = SponsorService(settings=settings, signer=signer, store=bundler.store, head=bundler.head,
-                             chain_id=bundler.chain_id, entry_points=bundler.entry_points,
-                             metrics=bundler.metrics)
-    settler = Settler(store=bundler.store, node=bundler.node, head=bundler.head, metrics=bundler.metrics,
+    await check_contracts(node, signer, contracts)
+    service = SponsorService(settings=settings, signer=signer, store=store, head=head,
+                             chain_id=chain_id, entry_points=entry_points, metrics=metrics)
+    settler = Settler(store=store, node=node, head=head, metrics=metrics,
                       interval_s=config.paymaster_settle_interval_s, lookback_blocks=config.receipt_lookback_blocks)
-    deposits = DepositWatcher(node=bundler.node, paymasters=contracts, metrics=bundler.metrics,
+    deposits = DepositWatcher(node=node, paymasters=contracts, metrics=metrics,
                               min_deposit=config.paymaster_min_deposit)
     log.info("paymaster: signer %s, %s; policies: %s (default %s)", signer.address,
              ", ".join(f"v{ep.version} {a}" for ep, a in contracts.items()),

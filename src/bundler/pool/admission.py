@@ -72,7 +72,7 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config: Config, base
 
 class Admission:
     def __init__(self, *, head: HeadTracker, simulator: Validator, mempool: Mempool, store: Store, config: Config,
-                 chain_id: int, on_admitted: Callable[[PoolEntry], None] | None = None,
+                 chain_id: int, safe: SafeMode, on_admitted: Callable[[PoolEntry], None] | None = None,
                  reputation: ReputationRules | None = None, eip7702: Eip7702Checker | None = None,
                  sessions: SessionGate[Any] | None = None, capacity: CapacityGuard | None = None):
         self.head = head
@@ -85,7 +85,7 @@ class Admission:
         self.on_admitted = on_admitted
         self.reputation = reputation  # pool.reputation.ReputationRules (None: no reputation rules)
         self.eip7702 = eip7702  # pool.eip7702.Eip7702Checker (None: authorizations not checked)
-        self.safe = SafeMode(config, mempool)
+        self.safe = safe  # the ERC-7562 rules (off with --unsafe): tracer, enforce, what an entry keeps
         self.capacity = capacity  # CapacityGuard (max_mempool_ops), optional
 
     def timing(self, window: InclusionWindow) -> dict:

@@ -16,13 +16,13 @@ import rlp
 from coincurve import PublicKey
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
+from session_sdk.signatures import SECP256K1_HALF_N, SECP256K1_N, public_key_address
 
 from ..chain.client import NodeClient
 from ..errors import InvalidParams, ValidationRejected
 from ..userop.model import Authorization, UserOperation
 
 DELEGATION_PREFIX = b"\xef\x01\x00"
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 AUTHORIZATION_MAGIC = b"\x05"
 # intrinsic gas charged per authorization tuple (PER_EMPTY_ACCOUNT_COST)
 GAS_PER_AUTHORIZATION = 25_000
@@ -36,7 +36,7 @@ def recover_authority(auth: Authorization) -> str | None:
     """The signer of the tuple, or None when the signature is malformed or not low-s."""
     if auth.y_parity not in (0, 1):
         return None
-    if not (0 < auth.r < SECP256K1_N and 0 < auth.s <= SECP256K1_N // 2):
+    if not (0 < auth.r < SECP256K1_N and 0 < auth.s <= SECP256K1_HALF_N):
         return None
     signature = auth.r.to_bytes(32, "big") + auth.s.to_bytes(32, "big") + bytes([auth.y_parity])
     try:
@@ -45,7 +45,7 @@ def recover_authority(auth: Authorization) -> str | None:
         )
     except Exception:
         return None
-    return "0x" + keccak(public.format(compressed=False)[1:])[-20:].hex()
+    return public_key_address(public.format(compressed=False))
 
 
 def delegate_of(code: bytes) -> str | None:
@@ -83,7 +83,7 @@ class Eip7702Checker:
         if auth.y_parity not in (0, 1):
             raise InvalidParams(f"invalid eip7702Auth.yParity: {auth.y_parity} (must be 0 or 1)",
                                 {"field": "eip7702Auth.yParity"})
-        if not 0 < auth.s <= SECP256K1_N // 2:
+        if not 0 < auth.s <= SECP256K1_HALF_N:
             raise InvalidParams("invalid eip7702Auth.s: not in the lower half of the curve order (EIP-2)",
                                 {"field": "eip7702Auth.s"})
         if not 0 < auth.r < SECP256K1_N:

@@ -8,8 +8,9 @@ every change of an op's status goes through one of these methods (and so through
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterable, Protocol
+from typing import Awaitable, Callable, Collection, Iterable, Protocol
 
+from ..chain.reorgs import MinedBundle
 from ..chain.types import ChainUpdate
 from ..entrypoint import EntryPointVersion
 from ..store.base import Store
@@ -119,6 +120,17 @@ class Pool(PoolReader, Protocol):
         """The ops of a transaction taken over from a dead instance (or found in flight at
         start): marked in it, and those not in this mempool yet (but pending or submitted in the
         store) added to it. Returns the hashes now in the pool marked in `tx_hash`."""
+        ...
+
+    async def restore_pending(self, skip: Collection[str]) -> int:
+        """At start: the ops the store holds as pending or submitted, except `skip` (those of
+        transactions in flight, adopted with `adopt_in_flight`), validated again into the pool
+        (or recorded dropped). Returns how many were re-validated."""
+        ...
+
+    def mined_since(self, block_number: int) -> list[MinedBundle]:
+        """At start: the bundles whose ops the store records mined at or after `block_number`,
+        with those ops (for the chain watcher to follow through reorgs)."""
         ...
 
     def apply_bundle_result(self, op_hashes: list[str], outcome: BundleOutcome) -> list[str]:
@@ -274,6 +286,23 @@ class LocalPool:
                 self._mempool.add(adopted)
                 held.append(h)
         return held
+
+    async def restore_pending(self, skip: Collection[str]) -> int:
+        if self._requeue is None:
+            raise RuntimeError("this pool has no requeue: restoring pending ops needs one")
+        pending = [r for r in self._store.with_status(OpStatus.PENDING, OpStatus.SUBMITTED) if r.hash not in skip]
+        if pending:
+            await self._requeue.readmit(pending, "re-validated after restart")
+        return len(pending)
+
+    def mined_since(self, block_number: int) -> list[MinedBundle]:
+        bundles: dict[str, MinedBundle] = {}
+        for r in self._store.mined_since(block_number):
+            if r.tx_hash and r.block_hash and r.block_number is not None:
+                b = bundles.setdefault(r.tx_hash, MinedBundle(r.tx_hash, r.block_number, r.block_hash,
+                                                              entry_point=r.entry_point))
+                b.op_hashes.append(r.hash)
+        return list(bundles.values())
 
     @property
     def reverts(self) -> dict[str, int]:

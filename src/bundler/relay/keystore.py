@@ -21,7 +21,7 @@ from pathlib import Path
 
 from coincurve import PrivateKey
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from eth_hash.auto import keccak
+from session_sdk.signatures import public_key_address
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -38,8 +38,7 @@ class KeyDecryptError(Exception):
 
 
 def address_of(secret: bytes) -> str:
-    public = PrivateKey(secret).public_key.format(compressed=False)[1:]
-    return "0x" + keccak(public)[12:].hex()
+    return public_key_address(PrivateKey(secret).public_key.format(compressed=False))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import re
 import time
-from typing import Any, Sized
+from typing import TYPE_CHECKING, Any, Sized
 
 from aiohttp import web
 
@@ -25,6 +25,9 @@ from ..config import Config
 from ..metrics import CONTENT_TYPE_LATEST, Metrics
 from ..pool.mempool import PoolReader
 from ..supervise import Supervisor
+
+if TYPE_CHECKING:
+    from ..paymaster.deposit import DepositWatcher
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class Monitor:
         self.metrics = metrics
         self.config = config
         self.mempool = mempool  # only its size is read (the pool's len)
-        self.deposits = None  # paymaster.deposit.DepositWatcher, when the bundler sponsors gas
+        self.deposits: DepositWatcher | None = None  # when the bundler sponsors gas
         self.last: dict[str, Any] | None = None
         self._last_at = 0.0
         metrics.mempool_ops.set_function(lambda: len(self.mempool))

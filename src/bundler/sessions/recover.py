@@ -12,9 +12,7 @@ why the admission fast path uses it.
 from __future__ import annotations
 
 from coincurve import PublicKey
-from eth_hash.auto import keccak
-
-SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+from session_sdk.signatures import SECP256K1_HALF_N, public_key_address
 
 
 def recover_signer(digest: bytes, signature: bytes) -> str | None:
@@ -33,4 +31,4 @@ def recover_signer(digest: bytes, signature: bytes) -> str | None:
         public = PublicKey.from_signature_and_message(signature[:64] + bytes((v - 27,)), digest, hasher=None)
     except Exception:  # r/s zero or >= n, or no curve point: ecrecover returns 0
         return None
-    return "0x" + keccak(public.format(compressed=False)[1:])[12:].hex()
+    return public_key_address(public.format(compressed=False))

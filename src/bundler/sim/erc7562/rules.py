@@ -44,7 +44,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from eth_hash.auto import keccak
+from session_sdk.calldata import SEL_DEPOSIT_TO
 
 from ...errors import BundlerError, OpcodeViolation, StakeTooLow
 from ..results import NO_STAKE, StakeInfo, ValidationResult
@@ -56,7 +56,6 @@ from .trace import (
 if TYPE_CHECKING:
     from ...userop.model import UserOperation
 
-SEL_DEPOSIT_TO = keccak(b"depositTo(address)")[:4]
 ASSOCIATED_RANGE = 128
 ALLOWED_PRECOMPILES = frozenset((i).to_bytes(20, "big") for i in range(1, 10))
 STAKED_ONLY_OPCODES = frozenset({BALANCE, SELFBALANCE})
