@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 
 from .. import entrypoint as eps
 from ..entrypoint import EntryPointVersion
-from ..store.base import SharedStore
+from ..store.records import OpRecord
 from .mempool import Mempool
 from .requeue import entry_from_record
 
@@ -21,8 +21,19 @@ log = logging.getLogger(__name__)
 CLAIMED_ELSEWHERE = "claimed"
 
 
+class ActiveOps(Protocol):
+    """What the sync reads of the shared store (store.base.SharedStore has it): the status, tx
+    hash and owner of every active op, and an op's record."""
+
+    instance_id: str
+
+    def active_summary(self, also: Sequence[str] = ...) -> dict[str, tuple[str, str | None, str | None]]: ...
+
+    def get(self, op_hash: str) -> OpRecord | None: ...
+
+
 class SharedPoolSync:
-    def __init__(self, store: SharedStore, mempool: Mempool, entry_points: list[EntryPointVersion], interval: float = 0.5, on_new: Callable[[], None] | None = None):
+    def __init__(self, store: ActiveOps, mempool: Mempool, entry_points: list[EntryPointVersion], interval: float = 0.5, on_new: Callable[[], None] | None = None):
         self.store = store
         self.mempool = mempool
         self.served = {ep.address for ep in entry_points}

@@ -22,7 +22,7 @@ from session_sdk.events import Consumption
 from session_sdk.types import UINT48_MAX
 from session_sdk.signatures import MODE_ENABLE, MODE_SESSION, EnableSignature
 
-from ..store.base import Store
+from .ports import SessionActivityReader
 from .ledger import LedgerEntry, SessionLedger
 from .policy import PendingUse, decode_session_signature
 
@@ -42,7 +42,7 @@ def use_from_activity(activity, op_hash: str, nonce: int, grant) -> PendingUse:
 class LedgerKeeper:
     """Mempool observer (pool.mempool.PoolObserver) owning the ledger's updates."""
 
-    def __init__(self, ledger: SessionLedger, store: Store, enabled: Callable[[], bool] = lambda: True):
+    def __init__(self, ledger: SessionLedger, store: SessionActivityReader, enabled: Callable[[], bool] = lambda: True):
         self.ledger = ledger
         self.store = store
         self.enabled = enabled  # no session contracts known: nothing to account

@@ -56,9 +56,7 @@ from ..chain.clock import InclusionWindow
 from ..chain.head import HeadTracker
 from ..chain.types import PinnedBlock, StateOverrides
 from ..config import Config
-from ..pool.fates import OpFates
-from ..pool.mempool import Mempool, PoolEntry
-from ..store.base import Store
+from ..pool.mempool import PoolEntry
 from ..store.records import SessionActivity
 from ..userop.model import UserOperation
 from .gas import validation_gas_bound
@@ -68,6 +66,7 @@ from .policy import (
     Evaluation, OpFacts, PendingUse, SessionState, SessionViolation, check_window, checksummed,
     decode_session_signature, evaluate,
 )
+from .ports import SessionActivityStore, SessionOpDropper, SessionPoolView
 from .recover import recover_signer
 from .registry import SessionContracts
 from ..chain.client import NodeClient
@@ -127,8 +126,8 @@ def chain_now(header: PinnedBlock) -> int:
 
 
 class SessionService:
-    def __init__(self, *, contracts: SessionContracts, rpc: NodeClient, head: HeadTracker, mempool: Mempool,
-                 store: Store, fates: OpFates, config: Config, chain_id: int):
+    def __init__(self, *, contracts: SessionContracts, rpc: NodeClient, head: HeadTracker, mempool: SessionPoolView,
+                 store: SessionActivityStore, fates: SessionOpDropper, config: Config, chain_id: int):
         self.contracts = contracts
         self.rpc = rpc
         self.reader = SessionStateReader(rpc)
@@ -150,7 +149,8 @@ class SessionService:
         self._last_block: int | None = None
 
     @classmethod
-    async def create(cls, *, config: Config, head: HeadTracker, mempool: Mempool, store: Store, fates: OpFates,
+    async def create(cls, *, config: Config, head: HeadTracker, mempool: SessionPoolView,
+                     store: SessionActivityStore, fates: SessionOpDropper,
                      chain_id: int, entry_points: list[EntryPointVersion]) -> "SessionService":
         rpc = NodeClient(config.rpc_url, timeout=10.0)
         contracts = await SessionContracts.discover(
