@@ -85,7 +85,7 @@ def test_packed_keys_round_trip_with_a_storage_only_account():
     was read is in the slot table but not among the accounts whose fields are compared."""
     from bundler.sim.types import ReadSet
     accounts, fields = [C, D], bytes([BALANCE, CODE])
-    slots = [(b"\x01" * 20, 0), (b"\x01" * 20, 2**256 - 1), (C, 7)]
+    slots = [(b"\x01" * 20, 0), (b"\x01" * 20, 256), (b"\x01" * 20, 2**256 - 1), (C, 7)]
     rs = ReadSet.pack(accounts, fields, slots, b"\x5a" * 32, False, "0xcb")
     assert rs.account_keys() == accounts and rs.fields == fields
     assert rs.slot_keys() == slots and rs.digest == b"\x5a" * 32 and rs.reusable

@@ -14,7 +14,7 @@ read from the node is the same at a later block, simulating it there gives the s
 the same trace, so the admission result can be reused. Anything else forces a new simulation.
 
 Kept compactly on the pool entry (sim/types.py packs it into one bytes object): the keys (each
-address once with 1 byte naming the fields read, each slot as its address's index + 32 bytes)
+address once with 1 byte naming the fields read, each slot as its address's index + its key's bytes)
 and one 32-byte digest of the values, not the values themselves.
 """
 from __future__ import annotations

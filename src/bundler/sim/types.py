@@ -28,7 +28,6 @@ class CallResult:
 _COUNT = 2  # bytes of the address count and of a slot's address index (a validation within a
 # block's gas touches far fewer than 65,536 cold accounts: 2,600 gas each)
 _ACCOUNT = 21  # 20-byte address + 1 byte of fields read
-_SLOT = _COUNT + 32
 _DIGEST = 32
 
 
@@ -37,10 +36,12 @@ class ReadSet:
     """What one validation read from the node (sim/readset.py makes and compares it).
 
     Kept per pending op, so packed into one bytes object (one object header instead of four,
-    and each slot names its account by a 2-byte index instead of repeating the 20-byte address):
+    and each slot names its account by a 2-byte index instead of repeating the 20-byte address,
+    and its key in as few bytes as it needs: about half the slots a validation reads are small
+    numbers, the EntryPoint's and the account's own variables, not mapping keys):
       count (2 bytes) | count x (address + fields read: BALANCE | NONCE | CODE of sim/state.py,
-      0 for an account only its storage was read of) | per slot (address index + 32-byte slot)
-      | digest of the values read (32 bytes)."""
+      0 for an account only its storage was read of) | per slot (address index, 1-byte length,
+      the slot big-endian in that many bytes) | digest of the values read (32 bytes)."""
 
     packed: bytes
     block_context: bool  # the validation read the block context: never reusable
@@ -55,7 +56,7 @@ class ReadSet:
         index = {address: i for i, address in enumerate(table)}
         parts = [len(table).to_bytes(_COUNT, "big")]
         parts += [address + bytes([read.get(address, 0)]) for address in table]
-        parts += [index[address].to_bytes(_COUNT, "big") + slot.to_bytes(32, "big") for address, slot in slots]
+        parts += [index[address].to_bytes(_COUNT, "big") + _minimal(slot) for address, slot in slots]
         parts.append(digest)
         return cls(b"".join(parts), block_context, coinbase)
 
@@ -82,6 +83,17 @@ class ReadSet:
 
     def slot_keys(self) -> list[tuple[bytes, int]]:
         table, p = self._table(), self.packed
-        start = _COUNT + len(table) * _ACCOUNT
-        return [(table[int.from_bytes(p[i:i + _COUNT], "big")][:20], int.from_bytes(p[i + _COUNT:i + _SLOT], "big"))
-                for i in range(start, len(p) - _DIGEST, _SLOT)]
+        i, end, out = _COUNT + len(table) * _ACCOUNT, len(p) - _DIGEST, []
+        while i < end:
+            address = table[int.from_bytes(p[i:i + _COUNT], "big")][:20]
+            size = p[i + _COUNT]
+            i += _COUNT + 1
+            out.append((address, int.from_bytes(p[i:i + size], "big")))
+            i += size
+        return out
+
+
+def _minimal(slot: int) -> bytes:
+    """A slot key as its length byte and its big-endian bytes without leading zeros."""
+    size = (slot.bit_length() + 7) // 8
+    return bytes([size]) + slot.to_bytes(size, "big")
