@@ -156,7 +156,7 @@ async def per_op(node_url: str, wl: Workload, args, data_dir: str) -> dict:
         parts.update(store_breakdown(new, b.store, seen))
         n = len(new)
         read_sets = [e.validation.reads for e in new if getattr(e.validation, "reads", None) is not None]
-        keys = (sum(len(r.accounts) // 20 for r in read_sets), sum(len(r.slots) // 52 for r in read_sets))
+        keys = (sum(len(r.account_keys()) for r in read_sets), sum(len(r.slot_keys()) for r in read_sets))
         return {"ops": n, "heap_bytes": heap1 - heap0, "read_sets": len(read_sets), "read_keys": keys, "parts": parts, "failures": failures, "top": top}
     finally:
         await b.stop()

@@ -78,3 +78,14 @@ def test_an_overridden_field_is_not_the_nodes():
     assert session.call(sender=CALLER, to=C, data=b"", gas=1_000_000).success
     rs = readset.capture(db, False)
     assert fields(rs)[C] == BALANCE  # its code is the override's, not the node's
+
+
+def test_packed_keys_round_trip_with_a_storage_only_account():
+    """The packed form gives back exactly the keys it was made of: an address whose storage alone
+    was read is in the slot table but not among the accounts whose fields are compared."""
+    from bundler.sim.types import ReadSet
+    accounts, fields = [C, D], bytes([BALANCE, CODE])
+    slots = [(b"\x01" * 20, 0), (b"\x01" * 20, 2**256 - 1), (C, 7)]
+    rs = ReadSet.pack(accounts, fields, slots, b"\x5a" * 32, False, "0xcb")
+    assert rs.account_keys() == accounts and rs.fields == fields
+    assert rs.slot_keys() == slots and rs.digest == b"\x5a" * 32 and rs.reusable

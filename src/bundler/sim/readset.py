@@ -13,8 +13,9 @@ hashes), of the coinbase (warm for every call since EIP-3651) and of the op itse
 read from the node is the same at a later block, simulating it there gives the same result and
 the same trace, so the admission result can be reused. Anything else forces a new simulation.
 
-Kept compactly on the pool entry: the keys (20-byte address + 1 byte naming the fields read,
-address + 32-byte slot) and one 32-byte digest of the values, not the values themselves.
+Kept compactly on the pool entry (sim/types.py packs it into one bytes object): the keys (each
+address once with 1 byte naming the fields read, each slot as its address's index + 32 bytes)
+and one 32-byte digest of the values, not the values themselves.
 """
 from __future__ import annotations
 
@@ -97,14 +98,8 @@ def capture(db: OverlayAccountDB, block_read: bool) -> ReadSet:
     accounts = sorted(a for a in db.base_accounts_read if read.get(a))
     fields = bytes(read[a] for a in accounts)
     slots = sorted(db.base_slots_read)
-    return ReadSet(
-        accounts=b"".join(accounts),
-        fields=fields,
-        slots=b"".join(a + s.to_bytes(32, "big") for a, s in slots),
-        digest=_digest(db.base, accounts, fields, slots),
-        block_context=block_read,
-        coinbase=db.base.block.coinbase,
-    )
+    return ReadSet.pack(accounts, fields, slots, _digest(db.base, accounts, fields, slots),
+                        block_read, db.base.block.coinbase)
 
 
 def unchanged(base: BlockState, read_sets: Sequence[ReadSet]) -> list[bool]:
