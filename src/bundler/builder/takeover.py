@@ -16,15 +16,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..store.base import LeaseLost, SharedStore
+
+if TYPE_CHECKING:
+    from ..pool.pool import Pool
+    from ..store.records import InflightTx
 
 log = logging.getLogger(__name__)
 
 
+class TakeoverBuilder(Protocol):
+    """What a take-over needs of the builder (builder.Builder has it): the pool it bundles
+    from, following an adopted transaction, a wake-up, and the fence set when the lease is lost."""
+
+    pool: Pool
+    fenced: bool
+
+    def start_resume(self, inflight: InflightTx) -> object: ...
+
+    def notify_new_op(self) -> None: ...
+
+
 class Takeover:
-    def __init__(self, store: SharedStore, builder, on_lost: Callable[[str], None] | None = None):
+    def __init__(self, store: SharedStore, builder: TakeoverBuilder, on_lost: Callable[[str], None] | None = None):
         self.store = store
         self.builder = builder
         self.on_lost = on_lost  # called with the reason once the lease is lost
