@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from ..store.relay import RelayStore, open_relay_store
 from .keystore import KeyDecryptError, KeyStore, MasterKeyError, address_of, load_master_keys
@@ -23,6 +24,9 @@ from .ops import BundlerServices
 from .service import RelayService
 from .metrics import RelayMetrics
 from .webhooks import Webhooks
+
+if TYPE_CHECKING:  # the app builds the relay; only the type goes this way
+    from ..app import Bundler
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +36,15 @@ WEBHOOK_KEY_META = "webhook_signing_key"
 class Relay:
     """The relay inside one bundler process: its store, service, webhooks and follower task."""
 
-    def __init__(self, bundler, *, dev_data_dir: str | None = None):
+    def __init__(self, bundler: Bundler, *, dev_data_dir: str | None = None):
+        # the relay's composition root: it takes the app's parts and hands each service only the
+        # typed ones it uses (BundlerServices, the lookup, sessions, its own store)
         config = bundler.config
+        if bundler.store is None:
+            raise RuntimeError("the relay is built after the bundler has opened its store")
+        bundler_store = bundler.store
         self.keys = KeyStore(load_master_keys(config, dev_data_dir))
-        self.store: RelayStore = open_relay_store(config, bundler.store)
+        self.store: RelayStore = open_relay_store(config, bundler_store)
         webhook_secret = self._webhook_key()
         self.webhook_signer = address_of(webhook_secret)
         self.webhooks = Webhooks(self.store, webhook_secret, max_tries=config.relay_webhook_max_tries,
@@ -44,7 +53,7 @@ class Relay:
         services = BundlerServices(
             chain_id=bundler.chain_id, entry_points=bundler.entry_points, node=bundler.node, head=bundler.head,
             pool=bundler.pool, estimator=bundler.estimator, sessions=bundler.sessions,
-            min_priority_fee=config.min_priority_fee, shared_store=bundler.store.shared,
+            min_priority_fee=config.min_priority_fee, shared_store=bundler_store.shared,
             executor_addresses=tuple(e.address for e in bundler.executors))
         self.service = RelayService(bundler=services, lookup=bundler.lookup,
                                     sessions=bundler.sessions, store=self.store, keys=self.keys, config=config,
