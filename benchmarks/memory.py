@@ -70,23 +70,18 @@ def breakdown(entries, pool, seen: set[int]) -> dict[str, int]:
     for e in entries:
         v, ch, ent = e.validation, e.code_hashes, e.entities
         trace = getattr(v, "trace", None)
-        # the entry itself without the parts counted below
-        for held in (v, trace, ch, ent):
-            if held is not None:
-                seen.add(id(held))
+        # the entry itself without the parts counted below (set aside only those not counted
+        # yet: an object shared with an earlier entry, e.g. the one empty CheckedTrace, counts once)
+        aside = [id(h) for h in (v, trace, ch, ent) if h is not None and id(h) not in seen]
+        seen.update(aside)
         parts["pool entry fields"] += deep_size(e, seen)
-        for held in (v, trace, ch, ent):
-            if held is not None:
-                seen.discard(id(held))
+        seen.difference_update(aside)
         if v is not None:
             reads = getattr(v, "reads", None)
-            for held in (trace, reads):
-                if held is not None:
-                    seen.add(id(held))
+            aside = [id(h) for h in (trace, reads) if h is not None and id(h) not in seen]
+            seen.update(aside)
             parts["validation result (no trace)"] += deep_size(v, seen)
-            for held in (trace, reads):
-                if held is not None:
-                    seen.discard(id(held))
+            seen.difference_update(aside)
             if trace is not None:
                 parts["ERC-7562 trace"] += deep_size(trace, seen)
             if reads is not None:

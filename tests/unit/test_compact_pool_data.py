@@ -12,7 +12,7 @@ from bundler.entrypoint import V07, V08
 from bundler.pool.mempool import Mempool, PoolEntry
 from bundler.pool.reputation import AGGREGATOR, FACTORY, PAYMASTER, SENDER, EntityRef, OpEntities
 from bundler.sim.results import UINT48_MAX, VALIDITY_BLOCK_RANGE_MASK
-from bundler.userop import codec
+from bundler.userop import codec, sharing
 from bundler.userop.codec import shared_quantity
 from bundler.userop.model import UINT128_MAX, UINT256_MAX
 from helpers.stores import make_op
@@ -67,11 +67,11 @@ def test_shared_quantity_keeps_the_value(n):
 
 
 def test_shared_quantity_is_bounded(monkeypatch):
-    monkeypatch.setattr(codec, "_SHARED_QUANTITIES", {})
-    monkeypatch.setattr(codec, "_SHARED_QUANTITIES_MAX", 8)
+    monkeypatch.setattr(sharing, "_SHARED_QUANTITIES", {})
+    monkeypatch.setattr(sharing, "_SHARED_QUANTITIES_MAX", 8)
     for i in range(1000, 1020):
         assert shared_quantity(i) == i
-        assert len(codec._SHARED_QUANTITIES) <= 8
+        assert len(sharing._SHARED_QUANTITIES) <= 8
 
 
 def test_decoded_ops_share_gas_values():
@@ -118,3 +118,17 @@ def test_pool_entry_shares_the_no_end_constants():
     assert e.valid_until is UINT48_MAX and e.valid_until_block is VALIDITY_BLOCK_RANGE_MASK
     e2 = PoolEntry(op=make_op(1), entry_point=V07, hash="0x" + "02" * 32, valid_until=12345, valid_until_block=99)
     assert (e2.valid_until, e2.valid_until_block) == (12345, 99)
+
+
+def test_pool_entry_shares_the_block_hash_and_prefund_of_the_previous_entry():
+    block, other = bytes(range(32)), bytes(range(1, 33))
+    prefund = 3 * 10**30
+    a = PoolEntry(op=make_op(1), entry_point=V07, hash="0x" + "01" * 32, validated_block=bytes(block),
+                  prefund=int(str(prefund)))
+    b = PoolEntry(op=make_op(2), entry_point=V07, hash="0x" + "02" * 32, validated_block=bytes(block),
+                  prefund=int(str(prefund)))
+    c = PoolEntry(op=make_op(3), entry_point=V07, hash="0x" + "03" * 32, validated_block=bytes(other), prefund=0)
+    assert a.validated_block == b.validated_block == block and a.validated_block is b.validated_block
+    assert c.validated_block == other and (a.validated_block, b.validated_block) == (block, block)
+    assert a.prefund == b.prefund == prefund and a.prefund is b.prefund and c.prefund == 0
+    assert PoolEntry(op=make_op(4), entry_point=V07, hash="0x" + "04" * 32).validated_block == b""

@@ -11,8 +11,11 @@ from ..entrypoint import EntryPointVersion
 from ..errors import InvalidParams
 from ..sim.results import UINT48_MAX, VALIDITY_BLOCK_RANGE_MASK
 from ..userop.model import UserOperation
+from ..userop.sharing import shared_quantity
 
 REPLACEMENT_BUMP_PERCENT = 10
+# the block hash the last entry was validated on (PoolEntry shares it with the next ones)
+_LAST_BLOCK: list[bytes] = [b""]
 
 
 @dataclass(slots=True)
@@ -44,11 +47,18 @@ class PoolEntry:
     validated_block: bytes = b""
 
     def __post_init__(self) -> None:
-        # "no end" is the usual value: the one constant instead of a fresh int per op (32 bytes)
+        # values many entries hold as one object each instead of a fresh copy per op: "no end"
+        # (32 bytes), the prefund (the kept validation's, sim.results.kept_form), the block
+        # hash of the entries validated on the same block (33 bytes)
         if self.valid_until == UINT48_MAX:
             self.valid_until = UINT48_MAX
         if self.valid_until_block == VALIDITY_BLOCK_RANGE_MASK:
             self.valid_until_block = VALIDITY_BLOCK_RANGE_MASK
+        self.prefund = shared_quantity(self.prefund)
+        if self.validated_block == _LAST_BLOCK[0]:
+            self.validated_block = _LAST_BLOCK[0]
+        else:
+            _LAST_BLOCK[0] = self.validated_block
 
     @property
     def slot(self) -> tuple[str, str, int]:

@@ -14,6 +14,7 @@ from eth_utils import function_signature_to_4byte_selector
 from eth_utils import to_checksum_address
 
 from .custom_errors import describe_custom_error
+from ..userop.sharing import shared_quantity
 from ..errors import (
     AggregatorUnsupported, BundlerError, PaymasterDepositTooLow, PaymasterRejected, SignatureInvalid,
     TimeRangeInvalid, ValidationRejected,
@@ -282,12 +283,14 @@ PLAIN_VALIDATION = ValidationData.unpack(0)  # signature fine, no time range
 def kept_form(result: ValidationResult, trace: Any) -> ValidationResult:
     """`result` as something that stays in memory per pending op: `trace` (what later checks
     read of it) in place of the tracer's report, and the usual values (no stake, validation data
-    0) as one shared object each instead of a fresh copy per op from the worker's pickle."""
+    0) as one shared object each instead of a fresh copy per op from the worker's pickle, and
+    its quantities through userop.sharing (the entry's prefund is the same object)."""
     def shared(value, common):
         return common if value == common else value
 
     return replace(
-        result, trace=trace, account=shared(result.account, PLAIN_VALIDATION),
+        result, trace=trace, pre_op_gas=shared_quantity(result.pre_op_gas), prefund=shared_quantity(result.prefund),
+        gas_used=shared_quantity(result.gas_used), account=shared(result.account, PLAIN_VALIDATION),
         paymaster=shared(result.paymaster, PLAIN_VALIDATION), sender_info=shared(result.sender_info, NO_STAKE),
         factory_info=shared(result.factory_info, NO_STAKE), paymaster_info=shared(result.paymaster_info, NO_STAKE),
         reads=_shared_coinbase(result.reads),

@@ -20,6 +20,7 @@ from ..errors import InvalidParams
 from session_sdk.userop import format_user_operation  # noqa: F401  (the RPC shape: one implementation, in the SDK)
 
 from .model import EIP7702_FACTORY, UINT128_MAX, UINT256_MAX, Authorization, UserOperation
+from .sharing import shared_quantity
 
 MAX_BYTES_FIELD = 64 * 1024
 UINT64_MAX = (1 << 64) - 1
@@ -198,24 +199,6 @@ def _q(value: str | int | None, name: str, maximum: int = UINT128_MAX) -> int:
     if n > maximum:
         raise InvalidParams(f"invalid {name}: value out of range (max {hex(maximum)})")
     return n
-
-
-# Gas limits and fees repeat across ops (one fee suggestion per block, one estimate per kind
-# of op), and every pending op keeps its values: one int object per recent value instead of a
-# fresh 28-32 bytes per field per op. Bounded (cleared when full); ints are immutable, so
-# sharing one changes nothing but memory.
-_SHARED_QUANTITIES: dict[int, int] = {}
-_SHARED_QUANTITIES_MAX = 1024
-
-
-def shared_quantity(n: int) -> int:
-    """`n`, as the one int object the decoder hands out for that value while it is recent."""
-    got = _SHARED_QUANTITIES.get(n)
-    if got is None:
-        if len(_SHARED_QUANTITIES) >= _SHARED_QUANTITIES_MAX:
-            _SHARED_QUANTITIES.clear()
-        got = _SHARED_QUANTITIES[n] = n
-    return got
 
 
 def _gas(value: str | int | None, name: str, maximum: int = UINT128_MAX) -> int:
