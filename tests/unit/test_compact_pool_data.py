@@ -9,7 +9,8 @@ import pickle
 import pytest
 
 from bundler.entrypoint import V07, V08
-from bundler.pool.mempool import Mempool, PoolEntry
+from bundler.pool.mempool import Mempool, MempoolFull, PoolEntry
+from bundler.pool.safe import code_hash_change, code_hash_items, pack_code_hashes
 from bundler.pool.reputation import AGGREGATOR, FACTORY, PAYMASTER, SENDER, EntityRef, OpEntities
 from bundler.sim.results import UINT48_MAX, VALIDITY_BLOCK_RANGE_MASK
 from bundler.userop import codec, sharing
@@ -132,3 +133,47 @@ def test_pool_entry_shares_the_block_hash_and_prefund_of_the_previous_entry():
     assert c.validated_block == other and (a.validated_block, b.validated_block) == (block, block)
     assert a.prefund == b.prefund == prefund and a.prefund is b.prefund and c.prefund == 0
     assert PoolEntry(op=make_op(4), entry_point=V07, hash="0x" + "04" * 32).validated_block == b""
+
+
+@pytest.mark.parametrize("hashes", [
+    {},
+    {"0x" + "00" * 20: "0x" + "00" * 32},
+    {"0x" + "ff" * 20: "0x" + "ff" * 32, "0x" + "12" * 20: "0x" + "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"},
+])
+def test_code_hashes_round_trip(hashes):
+    packed = pack_code_hashes(hashes)
+    assert type(packed) is bytes and len(packed) == 52 * len(hashes)
+    assert dict(code_hash_items(packed)) == hashes
+    assert code_hash_change(packed, hashes) is None and code_hash_change(hashes, packed) is None
+
+
+def test_code_hash_change_between_packed_forms():
+    a, b = "0x" + "aa" * 20, "0x" + "bb" * 20
+    before = pack_code_hashes({a: "0x" + "01" * 32, b: "0x" + "02" * 32})
+    assert code_hash_change(before, pack_code_hashes({b: "0x" + "02" * 32})) is None  # a not seen again
+    err = code_hash_change(before, pack_code_hashes({a: "0x" + "03" * 32, b: "0x" + "02" * 32}))
+    assert err is not None and err.data["rule"] == "COD-010" and err.data["address"] == a
+    assert err.data["codeHash"] == "0x" + "01" * 32 and err.data["newCodeHash"] == "0x" + "03" * 32
+    assert code_hash_change(None, before) is None and code_hash_change(before, b"") is None
+
+
+def test_for_sender_and_the_sender_cap_without_a_sender_index():
+    pool = Mempool(max_ops_per_sender=2)
+    op = make_op(5)
+    # another op whose paymaster is op's sender: filed under that address, but not op's sender's op
+    sponsored = make_op(6, paymaster=op.sender, paymaster_verification_gas_limit=1)
+    pool.add(PoolEntry(op=sponsored, entry_point=V07, hash="0x" + "06" * 32))
+    assert pool.for_sender(op.sender) == [] and pool.count_using(V07, op.sender) == 1
+    a = PoolEntry(op=op, entry_point=V07, hash="0x" + "05" * 32)
+    b = PoolEntry(op=op.with_changes(nonce=op.nonce + 1), entry_point=V08, hash="0x" + "15" * 32)
+    pool.add(a)
+    assert pool.check_admissible(op.with_changes(nonce=op.nonce + 1), V08) is None  # one pending: room
+    pool.add(b)
+    assert {e.hash for e in pool.for_sender(op.sender)} == {a.hash, b.hash}
+    with pytest.raises(MempoolFull):
+        pool.check_admissible(op.with_changes(nonce=op.nonce + 2), V07)
+    assert pool.check_admissible(op.with_changes(nonce=op.nonce + 2), V07, sender_staked=True) is None
+    pool.remove(a.hash)
+    assert pool.for_sender(op.sender) == [b] and pool.at_slot(V07.address, op.sender, op.nonce) is None
+    pool.clear()
+    assert pool.for_sender(op.sender) == [] and len(pool) == 0

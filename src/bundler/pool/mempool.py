@@ -38,7 +38,7 @@ class PoolEntry:
     # the op's entities and their stake as admission saw them (pool.reputation.OpEntities)
     entities: Any = None
     # code hashes of the contracts its validation ran or inspected, at admission (ERC-7562 COD-010;
-    # pool.safe.CodeHashes)
+    # pool.safe.pack_code_hashes)
     code_hashes: Any = None
     # the last validation's result, its trace reduced to what later checks read (pool.safe
     # SafeMode.kept: sim.erc7562.CheckedTrace), and the hash of the block it read: on the same
@@ -189,12 +189,12 @@ class Mempool:
     def __init__(self, max_ops_per_sender: int = 4):
         self.max_ops_per_sender = max_ops_per_sender
         self._by_hash: dict[str, PoolEntry] = {}
-        # sender -> hashes of its ops (any EntryPoint); also finds the op in a (entry point,
-        # sender, nonce) slot (at_slot): a sender has few ops, and a slot dict with its tuple
-        # keys cost about 100 bytes per pending op
-        self._by_sender = HashIndex()
         # entry point -> address -> hashes of ops using that address as sender/factory/paymaster
-        # (nested: a (entry point, address) tuple key cost 64 bytes per op)
+        # (nested: a (entry point, address) tuple key cost 64 bytes per op). It also answers
+        # by sender (for_sender: the entries whose op.sender it is) and finds the op in a (entry
+        # point, sender, nonce) slot (at_slot): a sender has few ops, and a slot dict with its
+        # tuple keys (about 100 bytes per pending op) and a sender index of its own (about 25)
+        # held nothing this one does not
         self._by_address: dict[str, HashIndex] = {}
         # lower-case address -> hashes of ops (any EntryPoint) with it as factory or paymaster:
         # admission asks it once per op (STO-041) instead of a pass over the whole pool
@@ -218,14 +218,23 @@ class Mempool:
     def at_slot(self, entry_point_address: str, sender: str, nonce: int) -> PoolEntry | None:
         """The pending op of `sender` with `nonce` for that EntryPoint, if any (at most one:
         add() replaces the slot's op)."""
-        for h in self._by_sender.get(sender):
-            e = self._by_hash[h]
-            if e.op.nonce == nonce and e.entry_point.address == entry_point_address:
-                return e
+        index = self._by_address.get(entry_point_address)
+        if index is not None:
+            for h in index.get(sender):
+                e = self._by_hash[h]
+                if e.op.nonce == nonce and e.op.sender == sender:
+                    return e
         return None
 
     def for_sender(self, sender: str) -> list[PoolEntry]:
-        return [self._by_hash[h] for h in self._by_sender.get(sender)]
+        """The pending ops of `sender`, any EntryPoint."""
+        out = []
+        for index in self._by_address.values():
+            for h in index.get(sender):
+                e = self._by_hash[h]
+                if e.op.sender == sender:
+                    out.append(e)
+        return out
 
     def entity_users(self, address: str) -> list[PoolEntry]:
         """Pending ops of any EntryPoint with `address` as their factory or paymaster."""
@@ -254,7 +263,7 @@ class Mempool:
                 raise underpriced_error(old.max_fee_per_gas, old.max_priority_fee_per_gas)
             return existing
         cap = self.max_ops_per_sender if max_ops is None else max_ops
-        if not sender_staked and self._by_sender.count(op.sender) >= cap:
+        if not sender_staked and len(self.for_sender(op.sender)) >= cap:
             raise MempoolFull(
                 f"sender {op.sender} already has {cap} UserOperations pending "
                 f"(the limit for an unstaked sender); wait for them to be mined"
@@ -266,7 +275,6 @@ class Mempool:
         if replaced is not None:
             self.remove(replaced.hash)
         self._by_hash[entry.hash] = entry
-        self._by_sender.add(entry.op.sender, entry.hash)
         by_address = self._by_address.get(entry.entry_point.address)
         if by_address is None:
             by_address = self._by_address[entry.entry_point.address] = HashIndex()
@@ -283,7 +291,6 @@ class Mempool:
         entry = self._by_hash.pop(op_hash, None)
         if entry is None:
             return None
-        self._by_sender.discard(entry.op.sender, op_hash)
         by_address = self._by_address.get(entry.entry_point.address)
         if by_address is not None:
             for address in entry.addresses():
@@ -296,7 +303,6 @@ class Mempool:
 
     def clear(self) -> None:
         self._by_hash.clear()
-        self._by_sender.clear()
         self._by_address.clear()
         self._by_entity.clear()
         for observer in self._observers:

@@ -117,13 +117,13 @@ class SafeMode:
         return result if isinstance(trace, CheckedTrace) else kept_form(result, checked(trace, op.sender))
 
     @staticmethod
-    def code_hashes(result) -> "CodeHashes | None":
+    def code_hashes(result) -> bytes | None:
         """The code hashes a traced validation saw (None for a kept result: its code is the one
         the entry's hashes were taken from)."""
         trace = getattr(result, "trace", None)
         if trace is None or isinstance(trace, CheckedTrace):
             return None
-        return CodeHashes.of(trace.code_hashes)
+        return pack_code_hashes(trace.code_hashes)
 
     # -- second validation (builder) --
     async def revalidate(self, simulator, ep: EntryPointVersion, block: PinnedBlock, entries: Sequence[PoolEntry],
@@ -233,32 +233,34 @@ class SafeMode:
         return changed
 
 
-class CodeHashes(bytes):
-    """COD-010's reference, per contract whose code a validation ran or inspected: its 20-byte
-    address and 32-byte code hash, all in one bytes object (a dict of hex strings was about
-    800 bytes per pending op)."""
-
-    __slots__ = ()
-    _ROW = 52
-
-    @classmethod
-    def of(cls, hashes: Mapping[str, str]) -> "CodeHashes":
-        """From {"0x<address>": "0x<code hash>"} (the tracer's report)."""
-        return cls(b"".join(bytes.fromhex(a[2:]) + bytes.fromhex(h[2:]) for a, h in hashes.items()))
-
-    def items(self) -> Iterator[tuple[str, str]]:  # type: ignore[override]
-        row = self._ROW
-        for i in range(0, len(self), row):
-            yield "0x" + self[i:i + 20].hex(), "0x" + self[i + 20:i + row].hex()
+def pack_code_hashes(hashes: Mapping[str, str]) -> bytes:
+    """COD-010's reference, per contract whose code a validation ran or inspected, from
+    {"0x<address>": "0x<code hash>"} (the tracer's report): its 20-byte address and 32-byte code
+    hash, all in one plain bytes object (a dict of hex strings was about 800 bytes per pending
+    op; a bytes subclass adds a 16-byte GC header)."""
+    return b"".join(bytes.fromhex(a[2:]) + bytes.fromhex(h[2:]) for a, h in hashes.items())
 
 
-def code_hash_change(before: Mapping[str, str] | CodeHashes | None,
-                     after: Mapping[str, str] | CodeHashes | None) -> BundlerError | None:
+_CODE_HASH_ROW = 52
+
+
+def code_hash_items(packed: bytes) -> Iterator[tuple[str, str]]:
+    """(address, code hash) per contract of pack_code_hashes' form, as "0x..." hex."""
+    for i in range(0, len(packed), _CODE_HASH_ROW):
+        yield "0x" + packed[i:i + 20].hex(), "0x" + packed[i + 20:i + _CODE_HASH_ROW].hex()
+
+
+def _code_hash_pairs(hashes: Mapping[str, str] | bytes) -> Iterator[tuple[str, str]]:
+    return code_hash_items(hashes) if isinstance(hashes, (bytes, bytearray)) else iter(hashes.items())
+
+
+def code_hash_change(before: Mapping[str, str] | bytes | None,
+                     after: Mapping[str, str] | bytes | None) -> BundlerError | None:
     """COD-010: a contract whose code the first validation ran or inspected has other code now."""
     if not before or not after:
         return None
-    after = dict(after.items())
-    for address, old in before.items():
+    after = dict(_code_hash_pairs(after))
+    for address, old in _code_hash_pairs(before):
         new = after.get(address)
         if new is not None and new != old:
             return OpcodeViolation(
