@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from ..entrypoint import EntryPointVersion
 from ..errors import InvalidParams
-from ..sim.results import VALIDITY_BLOCK_RANGE_MASK
+from ..sim.results import UINT48_MAX, VALIDITY_BLOCK_RANGE_MASK
 from ..userop.model import UserOperation
 
 REPLACEMENT_BUMP_PERCENT = 10
@@ -42,6 +42,13 @@ class PoolEntry:
     # block a second validation only applies the mempool rules again
     validation: Any = None
     validated_block: bytes = b""
+
+    def __post_init__(self) -> None:
+        # "no end" is the usual value: the one constant instead of a fresh int per op (32 bytes)
+        if self.valid_until == UINT48_MAX:
+            self.valid_until = UINT48_MAX
+        if self.valid_until_block == VALIDITY_BLOCK_RANGE_MASK:
+            self.valid_until_block = VALIDITY_BLOCK_RANGE_MASK
 
     @property
     def slot(self) -> tuple[str, str, int]:
@@ -172,7 +179,9 @@ class Mempool:
     def __init__(self, max_ops_per_sender: int = 4):
         self.max_ops_per_sender = max_ops_per_sender
         self._by_hash: dict[str, PoolEntry] = {}
-        self._by_slot: dict[tuple[str, str, int], PoolEntry] = {}
+        # sender -> hashes of its ops (any EntryPoint); also finds the op in a (entry point,
+        # sender, nonce) slot (at_slot): a sender has few ops, and a slot dict with its tuple
+        # keys cost about 100 bytes per pending op
         self._by_sender = HashIndex()
         # entry point -> address -> hashes of ops using that address as sender/factory/paymaster
         # (nested: a (entry point, address) tuple key cost 64 bytes per op)
@@ -196,6 +205,15 @@ class Mempool:
     def entries(self, entry_point: EntryPointVersion | None = None) -> list[PoolEntry]:
         return [e for e in self._by_hash.values() if entry_point is None or e.entry_point == entry_point]
 
+    def at_slot(self, entry_point_address: str, sender: str, nonce: int) -> PoolEntry | None:
+        """The pending op of `sender` with `nonce` for that EntryPoint, if any (at most one:
+        add() replaces the slot's op)."""
+        for h in self._by_sender.get(sender):
+            e = self._by_hash[h]
+            if e.op.nonce == nonce and e.entry_point.address == entry_point_address:
+                return e
+        return None
+
     def for_sender(self, sender: str) -> list[PoolEntry]:
         return [self._by_hash[h] for h in self._by_sender.get(sender)]
 
@@ -216,7 +234,7 @@ class Mempool:
                          max_ops: int | None = None) -> PoolEntry | None:
         """Raise if `op` may not enter; return the entry it would replace, if any. `max_ops`
         overrides the per-sender cap for this op (session ops whose policy the bundler verified)."""
-        existing = self._by_slot.get((entry_point.address, op.sender, op.nonce))
+        existing = self.at_slot(entry_point.address, op.sender, op.nonce)
         if existing is not None:
             if existing.submitted_in is not None:
                 raise in_bundle_error()
@@ -234,11 +252,10 @@ class Mempool:
         return None
 
     def add(self, entry: PoolEntry) -> PoolEntry | None:
-        replaced = self._by_slot.get(entry.slot)
+        replaced = self.at_slot(*entry.slot)
         if replaced is not None:
             self.remove(replaced.hash)
         self._by_hash[entry.hash] = entry
-        self._by_slot[entry.slot] = entry
         self._by_sender.add(entry.op.sender, entry.hash)
         by_address = self._by_address.get(entry.entry_point.address)
         if by_address is None:
@@ -256,8 +273,6 @@ class Mempool:
         entry = self._by_hash.pop(op_hash, None)
         if entry is None:
             return None
-        if self._by_slot.get(entry.slot) is entry:
-            del self._by_slot[entry.slot]
         self._by_sender.discard(entry.op.sender, op_hash)
         by_address = self._by_address.get(entry.entry_point.address)
         if by_address is not None:
@@ -271,7 +286,6 @@ class Mempool:
 
     def clear(self) -> None:
         self._by_hash.clear()
-        self._by_slot.clear()
         self._by_sender.clear()
         self._by_address.clear()
         self._by_entity.clear()

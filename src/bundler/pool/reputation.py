@@ -221,13 +221,49 @@ class EntityRef:
         return f"{'' if self.staked or self.role == SENDER else 'unstaked '}{self.role} {to_checksum_address(self.address)}"
 
 
-@dataclass(frozen=True, slots=True)
 class OpEntities:
-    refs: tuple[EntityRef, ...]
-    block_number: int = 0  # the block admission validated against (THROTTLED_ENTITY_LIVE_BLOCKS)
+    """An op's entities (its sender first, then the deploying factory, the paymaster, the
+    aggregator) and whether each was staked, as admission saw them; immutable. Every pending op
+    holds one, so it is kept compact: the sender as its address and staked flag, the other refs
+    as a tuple (the shared empty tuple for most ops, refs shared between ops, see _shared_ref),
+    and `refs` built on demand (a refs tuple and the sender's EntityRef were about 100 of the
+    152 bytes per pending op)."""
+
+    __slots__ = ("_sender", "_sender_staked", "_others", "block_number")
+    _sender: str | None
+    _sender_staked: bool
+    _others: tuple[EntityRef, ...]
+    block_number: int  # the block admission validated against (THROTTLED_ENTITY_LIVE_BLOCKS)
+
+    def __init__(self, refs: Iterable[EntityRef], block_number: int = 0) -> None:
+        refs = tuple(refs)
+        if refs and refs[0].role == SENDER:
+            self._sender, self._sender_staked, self._others = refs[0].address, refs[0].staked, refs[1:]
+        else:  # built by hand without the sender first: kept as given
+            self._sender, self._sender_staked, self._others = None, False, refs
+        self.block_number = block_number
+
+    @property
+    def refs(self) -> tuple[EntityRef, ...]:
+        if self._sender is None:
+            return self._others
+        return (EntityRef(SENDER, self._sender, self._sender_staked), *self._others)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OpEntities):
+            return NotImplemented
+        return self.refs == other.refs and self.block_number == other.block_number
+
+    def __hash__(self) -> int:
+        return hash((self.refs, self.block_number))
+
+    def __repr__(self) -> str:
+        return f"OpEntities(refs={self.refs!r}, block_number={self.block_number!r})"
 
     def get(self, role: str) -> EntityRef | None:
-        return next((r for r in self.refs if r.role == role), None)
+        if role == SENDER and self._sender is not None:
+            return EntityRef(SENDER, self._sender, self._sender_staked)
+        return next((r for r in self._others if r.role == role), None)
 
     @property
     def sender(self) -> EntityRef:
@@ -249,12 +285,28 @@ class OpEntities:
 
         refs = [EntityRef(SENDER, op.sender, staked(getattr(result, "sender_info", None)))]
         if op.deploying_factory is not None:
-            refs.append(EntityRef(FACTORY, op.deploying_factory, staked(getattr(result, "factory_info", None))))
+            refs.append(_shared_ref(FACTORY, op.deploying_factory, staked(getattr(result, "factory_info", None))))
         if op.paymaster is not None:
-            refs.append(EntityRef(PAYMASTER, op.paymaster, staked(getattr(result, "paymaster_info", None))))
+            refs.append(_shared_ref(PAYMASTER, op.paymaster, staked(getattr(result, "paymaster_info", None))))
         if result is not None and result.aggregator:
-            refs.append(EntityRef(AGGREGATOR, result.aggregator, staked(getattr(result, "aggregator_info", None))))
-        return cls(tuple(refs), block_number)
+            refs.append(_shared_ref(AGGREGATOR, result.aggregator, staked(getattr(result, "aggregator_info", None))))
+        return cls(refs, block_number)
+
+
+# factories, paymasters and aggregators serve many ops: one EntityRef each (bounded: cleared
+# when full; a ref is immutable, so sharing it changes nothing but memory)
+_SHARED_REFS: dict[tuple[str, str, bool], EntityRef] = {}
+_SHARED_REFS_MAX = 1024
+
+
+def _shared_ref(role: str, address: str, staked: bool) -> EntityRef:
+    key = (role, address, staked)
+    ref = _SHARED_REFS.get(key)
+    if ref is None:
+        if len(_SHARED_REFS) >= _SHARED_REFS_MAX:
+            _SHARED_REFS.clear()
+        ref = _SHARED_REFS[key] = EntityRef(role, address, staked)
+    return ref
 
 
 def blame(entities: OpEntities, code: str | None) -> EntityRef | None:

@@ -81,7 +81,7 @@ class Requeue:
             log.info("%s: op %s no longer valid: %s", context, record.hash, e.message)
             self.fates.recorded_dropped(record.hash, f"{context}, no longer valid: {e.message}", e.code)
             return False
-        clash = mempool._by_slot.get(entry.slot)
+        clash = mempool.at_slot(*entry.slot)
         if clash is not None and clash.hash != entry.hash:
             if clash.submitted_in is not None or clash.op.max_fee_per_gas >= entry.op.max_fee_per_gas:
                 self.fates.recorded_dropped(record.hash, f"{context}: replaced by {clash.hash}", -32602)

@@ -75,7 +75,7 @@ class SharedPoolSync:
             if record is None or record.entry_point not in self.served:
                 continue
             new = entry_from_record(record, submitted_in=CLAIMED_ELSEWHERE if status == "submitted" else None)
-            if new is None or self.mempool._by_slot.get(new.slot) is not None:
+            if new is None or self.mempool.at_slot(*new.slot) is not None:
                 continue
             self.mempool.add(new)
             added += 1

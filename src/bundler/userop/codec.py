@@ -200,6 +200,29 @@ def _q(value: str | int | None, name: str, maximum: int = UINT128_MAX) -> int:
     return n
 
 
+# Gas limits and fees repeat across ops (one fee suggestion per block, one estimate per kind
+# of op), and every pending op keeps its values: one int object per recent value instead of a
+# fresh 28-32 bytes per field per op. Bounded (cleared when full); ints are immutable, so
+# sharing one changes nothing but memory.
+_SHARED_QUANTITIES: dict[int, int] = {}
+_SHARED_QUANTITIES_MAX = 1024
+
+
+def shared_quantity(n: int) -> int:
+    """`n`, as the one int object the decoder hands out for that value while it is recent."""
+    got = _SHARED_QUANTITIES.get(n)
+    if got is None:
+        if len(_SHARED_QUANTITIES) >= _SHARED_QUANTITIES_MAX:
+            _SHARED_QUANTITIES.clear()
+        got = _SHARED_QUANTITIES[n] = n
+    return got
+
+
+def _gas(value: str | int | None, name: str, maximum: int = UINT128_MAX) -> int:
+    """A gas limit or fee field: _q, shared (shared_quantity)."""
+    return shared_quantity(_q(value, name, maximum))
+
+
 def _b(value: str | None, name: str) -> bytes:
     """An optional data field (absent: empty)."""
     return b"" if value is None else _bytes(value, name)
@@ -228,17 +251,17 @@ def to_user_operation(p: UserOperationParam, *, for_estimation: bool = False) ->
         sender=p.sender.lower(),  # type: ignore[union-attr]  # required: checked above
         nonce=_q(p.nonce, "nonce", UINT256_MAX),
         call_data=_b(p.call_data, "callData"),
-        call_gas_limit=_q(p.call_gas_limit, "callGasLimit"),
-        verification_gas_limit=_q(p.verification_gas_limit, "verificationGasLimit"),
-        pre_verification_gas=_q(p.pre_verification_gas, "preVerificationGas", UINT256_MAX),
-        max_fee_per_gas=_q(p.max_fee_per_gas, "maxFeePerGas"),
-        max_priority_fee_per_gas=_q(p.max_priority_fee_per_gas, "maxPriorityFeePerGas"),
+        call_gas_limit=_gas(p.call_gas_limit, "callGasLimit"),
+        verification_gas_limit=_gas(p.verification_gas_limit, "verificationGasLimit"),
+        pre_verification_gas=_gas(p.pre_verification_gas, "preVerificationGas", UINT256_MAX),
+        max_fee_per_gas=_gas(p.max_fee_per_gas, "maxFeePerGas"),
+        max_priority_fee_per_gas=_gas(p.max_priority_fee_per_gas, "maxPriorityFeePerGas"),
         signature=_b(p.signature, "signature"),
         factory=factory,
         factory_data=_b(p.factory_data, "factoryData"),
         paymaster=paymaster,
-        paymaster_verification_gas_limit=_q(p.paymaster_verification_gas_limit, "paymasterVerificationGasLimit"),
-        paymaster_post_op_gas_limit=_q(p.paymaster_post_op_gas_limit, "paymasterPostOpGasLimit"),
+        paymaster_verification_gas_limit=_gas(p.paymaster_verification_gas_limit, "paymasterVerificationGasLimit"),
+        paymaster_post_op_gas_limit=_gas(p.paymaster_post_op_gas_limit, "paymasterPostOpGasLimit"),
         paymaster_data=_b(p.paymaster_data, "paymasterData"),
         paymaster_signature=_b(p.paymaster_signature, "paymasterSignature"),
         eip7702_auth=None if p.eip7702_auth is None else _authorization(p.eip7702_auth),
