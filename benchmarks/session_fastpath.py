@@ -4,6 +4,7 @@ then simulateValidation in py-evm), in one run, on one core.
 
     .venv/bin/python benchmarks/session_fastpath.py [--accounts 100] [--ops-per-account 10]
                                                      [--full-ops 100] [--concurrency 64] [--repeat 3]
+                                                     [--loop uvloop|asyncio]
 
 Starts its own anvil on a free port, deploys the EntryPoints and the SessionAccount contracts,
 creates SessionAccount clones (half v0.7, half v0.8) with a one-click-trading session each
@@ -306,6 +307,9 @@ def main() -> None:
                     "the median by CPU per op is printed (the machine is shared)")
     ap.add_argument("--profile", metavar="FILE", help="cProfile the fast-path Python API run into FILE and the RPC run into FILE.rpc "
                          "(the figures then include the profiler's overhead)")
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                    help="the bundler's event loop: uvloop, as `bundler run` installs it (default), or asyncio's own "
+                         "(the loop this benchmark used before the eighth session, for comparison with older figures)")
     args = ap.parse_args()
     node = start_anvil()
     try:
@@ -314,6 +318,10 @@ def main() -> None:
         t0 = time.perf_counter()
         jobs = setup(node.url, node.chain_id, args.accounts, args.ops_per_account)
         print(f"anvil at {node.url}; {len(jobs)} signed session ops ready in {time.perf_counter() - t0:.1f} s")
+        print(f"event loop: {args.loop}")
+        if args.loop == "uvloop":
+            import uvloop
+            uvloop.install()  # as bundler/cli.py does
         asyncio.run(bench(node.url, node.chain_id, jobs, args.full_ops, args.concurrency, args.profile,
                           args.repeat))
     finally:

@@ -29,6 +29,8 @@ def tokens(data: bytes) -> int:
 
 
 def _word_zeros(n: int) -> int:
+    if n < 256:  # offsets, lengths, most nonces: one byte at most
+        return 32 if n == 0 else 31
     return n.to_bytes(32, "big").count(0)
 
 

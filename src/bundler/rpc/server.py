@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import logging
 import secrets
@@ -14,6 +15,7 @@ import pjrpc
 from aiohttp import web
 from pjrpc.server import AsyncDispatcher, MethodRegistry
 from pjrpc.server.exceptions import InvalidParamsError, JsonRpcError
+from pjrpc.server.validators import BaseValidator
 
 from ..chain.client import NodeClient, NodeRpcError
 from ..config import DEFAULT_FORWARD_METHODS
@@ -39,6 +41,16 @@ def _load_json(text: str, cls=None):
     # stack, and py-evm raises the interpreter's recursion limit on import, so a deeply
     # nested body would crash the process instead of raising.
     return orjson.loads(text)
+
+
+def _dump_json(obj: Any, cls: Any = None) -> str:
+    """pjrpc's response dumper: orjson (several times json.dumps's speed on the answers this
+    server sends), json.dumps with pjrpc's encoder for what orjson refuses (integers beyond 64
+    bits, pjrpc's own objects). Either way the same JSON value, orjson's without spaces."""
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(obj, cls=cls)
 
 
 _BAD_MEMBER = _error_body(-32600, "invalid request: a batch member must be a JSON object")
@@ -86,6 +98,28 @@ def _make_middleware(registry: MethodRegistry, node: NodeClient | None, forward:
     return middleware
 
 
+class _PositionalValidator(BaseValidator):
+    """pjrpc's parameter check (inspect.Signature.bind, a tenth of the edge's CPU per request)
+    with a shortcut for the usual call: params an array no longer than the method's parameter
+    list and covering its required ones, all plain parameters, binds as the same names in
+    order. Any other params (an object, too few, too many, null) go to pjrpc's own check
+    unchanged, with its errors. For methods without an injected context (pjrpc's validator
+    then sees every parameter of the function)."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        super().__init__(func)
+        params = list(self._signature.parameters.values())
+        plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        self._names = tuple(p.name for p in params) if plain else None
+        self._required = sum(1 for p in params if p.default is inspect.Parameter.empty)
+
+    def validate_params(self, params: Any) -> dict[str, Any]:
+        names = self._names
+        if names is not None and type(params) is list and self._required <= len(params) <= len(names):
+            return dict(zip(names, params))
+        return super().validate_params(params)
+
+
 def _as_rpc_errors(func, method: str):
     """pjrpc turns any exception other than its own into a bare -32000; ours carry codes."""
     @functools.wraps(func)
@@ -116,18 +150,18 @@ async def _forward(request: pjrpc.common.Request, node: NodeClient, policy: Forw
     return pjrpc.common.Response(id=request.id, result=result)
 
 
-def _parse_body(raw: bytes) -> tuple[Any, str | None]:
-    """(parsed JSON, None) or (None, the JSON-RPC error body to answer)."""
+def _parse_body(raw: bytes) -> tuple[Any, str | None, str]:
+    """(parsed JSON, None, the body as text) or (None, the JSON-RPC error body to answer, "")."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return None, _error_body(-32700, "parse error: body is not UTF-8")
+        return None, _error_body(-32700, "parse error: body is not UTF-8"), ""
     if not text.strip():
-        return None, _error_body(-32700, "parse error: empty body")
+        return None, _error_body(-32700, "parse error: empty body"), ""
     try:
-        return orjson.loads(raw), None
+        return orjson.loads(raw), None, text
     except orjson.JSONDecodeError as e:
-        return None, _error_body(-32700, f"parse error: {str(e)[:200]}")
+        return None, _error_body(-32700, f"parse error: {str(e)[:200]}"), ""
 
 
 def build_app(
@@ -146,9 +180,11 @@ def build_app(
     edge = edge or EdgePolicy()
     dispatcher = AsyncDispatcher(
         middlewares=[_make_middleware(registry, node, forward, edge)], max_batch_size=max_batch,
-        json_loader=_load_json,
+        json_loader=_load_json, json_dumper=_dump_json,
     )
     for method in registry.values():
+        if method.pass_context is False:  # the validator sees every parameter of func
+            method.validator = _PositionalValidator(method.func)
         method.func = _as_rpc_errors(method.func, method.name)
     dispatcher.add_methods(registry)
 
@@ -160,7 +196,7 @@ def build_app(
                 status=413, content_type="application/json",
                 text=_error_body(-32600, f"request body larger than {max_body_bytes} bytes"),
             )
-        body, parse_error = _parse_body(raw)
+        body, parse_error, text = _parse_body(raw)
         if rate_limiter is not None:
             wait = await rate_limiter.allow(http_request, len(body) if isinstance(body, list) and body else 1)
             if wait is not None:
@@ -172,7 +208,7 @@ def build_app(
         if parse_error is not None:
             return web.json_response(text=parse_error)
         if isinstance(body, dict):
-            answer = await _dispatch_member(dispatcher, body, http_request, raw.decode("utf-8"))
+            answer = await _dispatch_member(dispatcher, body, http_request, text)
             return web.Response(status=204) if answer is None else web.json_response(text=answer)
         if not isinstance(body, list):
             return web.json_response(text=_error_body(-32600, "invalid request: expected a JSON object or array"))
