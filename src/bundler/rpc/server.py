@@ -36,10 +36,12 @@ def _error_body(code: int, message: str) -> str:
     return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
 
 
-def _load_json(text: str, cls=None):
+def _load_json(text: Any, cls=None):
     # orjson refuses nesting deeper than 1024 by itself. The stdlib parser recurses on the C
     # stack, and py-evm raises the interpreter's recursion limit on import, so a deeply
     # nested body would crash the process instead of raising.
+    if isinstance(text, dict):  # a request handle() parsed already: not dumped and parsed again
+        return text
     return orjson.loads(text)
 
 
@@ -62,15 +64,16 @@ def _is_null_id(member: dict) -> bool:
     return "id" in member and member["id"] is None
 
 
-async def _dispatch_member(dispatcher: AsyncDispatcher, member: Any, context, text: str | None = None) -> str | None:
+async def _dispatch_member(dispatcher: AsyncDispatcher, member: Any, context) -> str | None:
     """One request's answer (JSON text), None for a notification. `"id": null` is a request
     (JSON-RPC 2.0): it is answered, with "id": null."""
     if not isinstance(member, dict):
         return _BAD_MEMBER
     null_id = _is_null_id(member)
     if null_id:
-        member, text = {**member, "id": _NULL_ID}, None
-    answer = await dispatcher.dispatch(text if text is not None else orjson.dumps(member).decode(), context=context)
+        member = {**member, "id": _NULL_ID}
+    # the parsed object itself: _load_json hands it to pjrpc as it is (no JSON text again)
+    answer = await dispatcher.dispatch(member, context=context)  # type: ignore[arg-type]
     if answer is None:
         return None
     if not null_id:
@@ -150,18 +153,18 @@ async def _forward(request: pjrpc.common.Request, node: NodeClient, policy: Forw
     return pjrpc.common.Response(id=request.id, result=result)
 
 
-def _parse_body(raw: bytes) -> tuple[Any, str | None, str]:
-    """(parsed JSON, None, the body as text) or (None, the JSON-RPC error body to answer, "")."""
+def _parse_body(raw: bytes) -> tuple[Any, str | None]:
+    """(parsed JSON, None) or (None, the JSON-RPC error body to answer)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return None, _error_body(-32700, "parse error: body is not UTF-8"), ""
+        return None, _error_body(-32700, "parse error: body is not UTF-8")
     if not text.strip():
-        return None, _error_body(-32700, "parse error: empty body"), ""
+        return None, _error_body(-32700, "parse error: empty body")
     try:
-        return orjson.loads(raw), None, text
+        return orjson.loads(raw), None
     except orjson.JSONDecodeError as e:
-        return None, _error_body(-32700, f"parse error: {str(e)[:200]}"), ""
+        return None, _error_body(-32700, f"parse error: {str(e)[:200]}")
 
 
 def build_app(
@@ -196,7 +199,7 @@ def build_app(
                 status=413, content_type="application/json",
                 text=_error_body(-32600, f"request body larger than {max_body_bytes} bytes"),
             )
-        body, parse_error, text = _parse_body(raw)
+        body, parse_error = _parse_body(raw)
         if rate_limiter is not None:
             wait = await rate_limiter.allow(http_request, len(body) if isinstance(body, list) and body else 1)
             if wait is not None:
@@ -208,7 +211,7 @@ def build_app(
         if parse_error is not None:
             return web.json_response(text=parse_error)
         if isinstance(body, dict):
-            answer = await _dispatch_member(dispatcher, body, http_request, text)
+            answer = await _dispatch_member(dispatcher, body, http_request)
             return web.Response(status=204) if answer is None else web.json_response(text=answer)
         if not isinstance(body, list):
             return web.json_response(text=_error_body(-32600, "invalid request: expected a JSON object or array"))
