@@ -73,9 +73,9 @@ async def _dispatch_member(dispatcher: AsyncDispatcher, member: Any, context,
     if not isinstance(member, dict):
         return _BAD_MEMBER
     if direct is not None:
-        answer = await direct(member, context)
-        if answer is not None:
-            return answer
+        direct_answer = await direct(member, context)
+        if direct_answer is not None:
+            return direct_answer
     null_id = _is_null_id(member)
     if null_id:
         member = {**member, "id": _NULL_ID}
