@@ -202,3 +202,12 @@ def test_random_bytecode_behaves_the_same(monkeypatch, code, callee, data, gas):
 def test_edge_cases_behave_the_same(monkeypatch, code):
     for gas in (21_010, 21_050, 100_000):
         assert_same(monkeypatch, {C: code}, [dict(to=C, data=b"\x01" * 40, gas=gas)])
+
+
+def test_memory_expansion_gas_boundary(monkeypatch):
+    # MSTORE at 0x400 then MLOAD at 0x800: 3 + 3 + 3 + 101 (33 words) and 3 + 3 + 101 more; every
+    # gas limit around where the expansions stop being affordable
+    code = bytes([ov.PUSH1, 1, ov.PUSH2, 0x04, 0x00, ov.MSTORE, ov.PUSH2, 0x08, 0x00, ov.MLOAD, ov.STOP])
+    results = [assert_same(monkeypatch, {C: code}, [dict(to=C, gas=21_000 + extra)])[0]
+               for extra in range(100, 230)]
+    assert {r[0] for r in results} == {True, False}
