@@ -13,6 +13,11 @@ Starts its own anvil on a free port, deploys the EntryPoints, creates real Simpl
                    carried from block to block as in a sim worker
   anvil eth_call   eth_call of simulateValidation with EntryPointSimulations as code override
   pool             Simulator(workers=N) throughput with 8 validations in flight (warm)
+
+With --opcodes-ab only this: py-evm's own opcode implementations (BUNDLER_SIM_STOCK_OPCODES)
+against sim/fastops.py's, warm, with the ERC-7562 tracer as in safe mode and without a tracer,
+interleaved per op (the order alternating by round): CPU of this thread per op, the ratio per
+round, the load average.
 """
 from __future__ import annotations
 
@@ -36,6 +41,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from bundler.entrypoint import V07, V08  # noqa: E402
 from bundler.sim import NoopTracer, SimConfig, Simulator, SimWorker, ValidationResult  # noqa: E402
 from bundler.sim import entrypoint_sim as eps  # noqa: E402
+from bundler.sim import executor  # noqa: E402
+from bundler.sim.erc7562.trace import TracerFactory  # noqa: E402
 from helpers.accounts import DevChain, mine  # noqa: E402
 
 
@@ -61,6 +68,49 @@ def bench_pyevm(worker: SimWorker, ops, ep, block, rounds: int) -> tuple[float, 
             off.append(t1 - t0)
             on.append(t2 - t1)
     return statistics.mean(off), statistics.mean(on), statistics.mean(cpu)
+
+
+def bench_opcodes_ab(worker: SimWorker, ops, ep, block, rounds: int, traced: bool) -> tuple[float, float, list]:
+    """Mean CPU seconds per op with stock and with fast opcodes, and each round's stock/fast."""
+    tracers = [TracerFactory.for_op(op, ep.address) if traced else None for op in ops]
+
+    def one(op, tracer, stock: bool) -> float:
+        executor.STOCK_OPCODES = stock
+        c0 = time.thread_time()
+        result = worker.simulate_validation(op, ep, block, tracer=tracer)
+        elapsed = time.thread_time() - c0
+        assert isinstance(result, ValidationResult), result
+        return elapsed
+
+    for op, tracer in zip(ops, tracers):  # warm both
+        one(op, tracer, True), one(op, tracer, False)
+    stock_all, fast_all, ratios = [], [], []
+    for r in range(rounds):
+        stock_t = fast_t = 0.0
+        for op, tracer in zip(ops, tracers):
+            order = (True, False) if r % 2 == 0 else (False, True)
+            for stock in order:
+                t = one(op, tracer, stock)
+                if stock:
+                    stock_t += t
+                else:
+                    fast_t += t
+        stock_all.append(stock_t / len(ops))
+        fast_all.append(fast_t / len(ops))
+        ratios.append(stock_t / fast_t)
+    executor.STOCK_OPCODES = False
+    return statistics.mean(stock_all), statistics.mean(fast_all), ratios
+
+
+def opcodes_ab(worker: SimWorker, ops: dict, block, rounds: int) -> None:
+    print()
+    print("version | tracer | stock opcodes | fastops | stock/fast (per-round range)")
+    for ep in (V07, V08):
+        for traced in (True, False):
+            stock, fast, ratios = bench_opcodes_ab(worker, ops[ep.version], ep, block, rounds, traced)
+            print(f"  v{ep.version} | {'ERC-7562' if traced else 'none    '} | {ms(stock)} | {ms(fast)} | "
+                  f"{stock / fast:5.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
+    print(f"  load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def bench_cold(worker: SimWorker, chain: DevChain, ops, ep) -> tuple[float, int]:
@@ -129,6 +179,8 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=20, help="accounts (= ops) per EntryPoint version")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--opcodes-ab", action="store_true",
+                    help="only py-evm's stock opcodes against sim/fastops.py, interleaved")
     args = ap.parse_args()
 
     chain = DevChain.start()
@@ -142,6 +194,10 @@ def main() -> None:
         block = chain.pinned()
         worker = SimWorker(chain.url, SimConfig(chain_id=chain.chain_id))
         gc.collect()
+        if args.opcodes_ab:
+            opcodes_ab(worker, ops, block, args.rounds)
+            worker.close()
+            return
 
         rows = []
         each: list[tuple[str, float, float]] = []

@@ -40,9 +40,10 @@ def static_checks(op: UserOperation, ep: EntryPointVersion, config: Config, base
         )
     if op.call_gas_limit < MIN_CALL_GAS_LIMIT and op.call_data:
         raise InvalidParams(f"callGasLimit {op.call_gas_limit} is below the minimum {MIN_CALL_GAS_LIMIT}")
-    if op.total_gas_limit() > config.max_bundle_gas:
+    total_gas = op.total_gas_limit()
+    if total_gas > config.max_bundle_gas:
         raise InvalidParams(
-            f"the op's total gas ({op.total_gas_limit()}) exceeds the bundle gas limit {config.max_bundle_gas}"
+            f"the op's total gas ({total_gas}) exceeds the bundle gas limit {config.max_bundle_gas}"
         )
     if op.max_priority_fee_per_gas > op.max_fee_per_gas:
         raise InvalidParams("maxPriorityFeePerGas is higher than maxFeePerGas")

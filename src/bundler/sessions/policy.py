@@ -428,6 +428,9 @@ def _compare(condition: int, a: int, b: int) -> bool:
 # ---------------------------------------------------------------- evaluation
 
 
+_NO_PENDING: dict[int, int] = {}
+
+
 class _Eval:
     """One op's evaluation: the base session, the pending ops before it, and what earlier calls
     of this op consumed."""
@@ -448,10 +451,13 @@ class _Eval:
             self.index = policy_index(base.spec)
         self.period = period
         self.facts = facts
-        self.pending_by_key: dict[LimitKey, list[tuple[int, int]]] = {}
+        # per limit, the pending ops' amounts summed per allowance period (one pass here instead
+        # of a scan of every pending op in each consume())
+        self.pending_by_key: dict[LimitKey, dict[int, int]] = {}
         for use in after:
             for c in use.consumed:
-                self.pending_by_key.setdefault(c.key, []).append((use.period_index, c.amount))
+                per_period = self.pending_by_key.setdefault(c.key, {})
+                per_period[use.period_index] = per_period.get(use.period_index, 0) + c.amount
         self.in_op: dict[LimitKey, int] = {}
         self.consumed: list[Consumption] = []
         self.matched: list[tuple[str, int] | None] = []
@@ -466,10 +472,10 @@ class _Eval:
         p = self.period
         counter = self.base.counters.get(key)
         chain_period, chain_used = (counter.period_index, counter.used) if counter else (0, 0)
-        pending = self.pending_by_key.get(key, ())
+        pending = self.pending_by_key.get(key, _NO_PENDING)
         scope, pi, ci = key
         if kind == LimitKind.ALLOWANCE:
-            latest = max([chain_period] + [pp for pp, _ in pending])
+            latest = max(chain_period, max(pending, default=chain_period))
             if p < latest:
                 where = "on chain" if latest == chain_period else "by a pending op"
                 raise self.fail(
@@ -479,10 +485,10 @@ class _Eval:
                     callIndex=call_index, periodIndex=p, counterPeriodIndex=latest,
                 )
             used_chain = chain_used if chain_period == p else 0
-            used_pending = sum(a for pp, a in pending if pp == p)
+            used_pending = pending.get(p, 0)
         else:
             used_chain = chain_used
-            used_pending = sum(a for _, a in pending)
+            used_pending = sum(pending.values())
         earlier = self.in_op.get(key, 0)
         used = used_chain + used_pending + earlier
         if amount > cap - used:
@@ -724,6 +730,9 @@ def check_window(ev: Evaluation, now: int, margin: int = 0, *, latest: int | Non
     `margin` s of validity after `latest` are required (the bundler's valid_until_margin);
     `strict`: the EntryPoint wants timestamp > validAfter (v0.8+)."""
     latest = now if latest is None else latest
+    too_early = ev.valid_after + (1 if strict else 0) - now > max_wait
+    if not too_early and not (ev.valid_until and ev.valid_until < latest + margin):
+        return  # the usual case: no message to build
     data = {"account": ev.account, "sessionKey": ev.signer, "periodIndex": ev.period_index,
             "validAfter": ev.valid_after, "validUntil": ev.valid_until, "now": now}
     spec = ev.spec
@@ -735,7 +744,7 @@ def check_window(ev: Evaluation, now: int, margin: int = 0, *, latest: int | Non
         if current != ev.period_index:
             hint = f"; the current period is {current}: sign the op for it"
             data["currentPeriod"] = current
-    if ev.valid_after + (1 if strict else 0) - now > max_wait:
+    if too_early:
         held = f" (this bundler holds ops that become valid within {max_wait} s)" if max_wait else ""
         raise SessionViolation(
             "SessionNotYetValid", (),

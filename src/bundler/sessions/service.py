@@ -274,12 +274,14 @@ class SessionService:
                 {"account": sop.account, "sessionKey": sop.signer, "recovered": recovered},
             )
 
-    def _nonce_follows(self, op: UserOperation, ep: EntryPointVersion, chain_nonce: int) -> bool:
+    @staticmethod
+    def _nonce_follows(op: UserOperation, ep: EntryPointVersion, chain_nonce: int, pool_ops: list[PoolEntry]) -> bool:
+        """`pool_ops`: the sender's pending ops (mempool.for_sender)."""
         if op.nonce == chain_nonce:
             return True
         if op.nonce < chain_nonce or op.nonce - chain_nonce > MAX_NONCE_LOOKAHEAD:
             return False
-        pending = {e.op.nonce for e in self.mempool.for_sender(op.sender) if e.entry_point == ep}
+        pending = {e.op.nonce for e in pool_ops if e.entry_point == ep}
         return all(n in pending for n in range(chain_nonce, op.nonce))
 
     def _fast_outcome(self, sop: SessionOp, ev: Evaluation, replacing: str | None) -> FastOutcome | None:
@@ -287,15 +289,19 @@ class SessionService:
         if (not self.fast_path or view is None or sop.kind == "deploy" or ev.mode != MODE_SESSION
                 or op.paymaster is not None or op.factory is not None or op.eip7702_auth is not None):
             return None
-        if view.nonce is None or not self._nonce_follows(op, sop.ep, view.nonce):
+        if view.nonce is None:
             return None
-        others = [e for e in self.mempool.for_sender(op.sender) if e.hash != replacing]
-        need = op.max_cost() + sum(e.prefund for e in others)
+        pool_ops = self.mempool.for_sender(op.sender)  # once for both checks (no await between them)
+        if not self._nonce_follows(op, sop.ep, view.nonce, pool_ops):
+            return None
+        others = [e for e in pool_ops if e.hash != replacing]
+        max_cost = op.max_cost()
+        need = max_cost + sum(e.prefund for e in others)
         if view.balance + view.deposit < need:
             return None
         if op.verification_gas_limit < self._gas_bound(sop, ev, bool(others)):
             return None
-        return FastOutcome(ev.valid_after, ev.valid_until or UINT48_MAX, op.max_cost())
+        return FastOutcome(ev.valid_after, ev.valid_until or UINT48_MAX, max_cost)
 
     @staticmethod
     def _gas_bound(sop: SessionOp, ev: Evaluation, others_pending: bool) -> int:

@@ -12,6 +12,7 @@ Measured with every opcode an ERC-7562 tracer needs hooked by a do-nothing trace
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable, Protocol, Sequence, cast
 
 from eth._utils.address import generate_contract_address
@@ -32,6 +33,7 @@ from eth.vm.opcode_values import (
     TLOAD, TSTORE,
 )
 
+from .fastops import fast_opcodes
 from .readset import WatchedExecutionContext
 from .state import OverlayAccountDB
 from .types import BlockContext, CallResult
@@ -105,7 +107,13 @@ def memory_peek(computation: ComputationAPI, start: int, size: int) -> bytes:
 
 
 # -- computations --
-_JUMP_CACHE: dict[bytes, tuple[set, set]] = {}
+# code -> (valid jump positions, invalid ones, PUSH immediates by position): analysis shared by
+# every frame running the same code
+_JUMP_CACHE: dict[bytes, tuple[set, set, dict]] = {}
+
+# BUNDLER_SIM_STOCK_OPCODES=1: py-evm's own implementations of the opcodes sim/fastops.py
+# replaces (for A/B measurements and the differential test, which also flips this at run time)
+STOCK_OPCODES = os.environ.get("BUNDLER_SIM_STOCK_OPCODES", "") == "1"
 
 
 def _fast_opcode(op: Any) -> Any:
@@ -158,13 +166,20 @@ def _dispatch_table(opcodes: dict[int, Any]) -> list:
     return [opcodes[i] if i in opcodes else InvalidOpcode(i) for i in range(256)]
 
 
-class SimComputation(PragueComputation):
-    """Prague computation with a leaner interpreter loop (same semantics) and jump-destination
-    analysis shared per code object."""
+def _sim_opcodes(stock: bool) -> dict[int, Any]:
+    base = dict(PragueComputation.opcodes) if stock else fast_opcodes(PragueComputation.opcodes)
+    return {op: _value_blind(fn, _VALUE_AT[op]) if op in _VALUE_AT else _fast_opcode(fn)
+            for op, fn in base.items()}
 
-    opcodes = {op: _value_blind(fn, _VALUE_AT[op]) if op in _VALUE_AT else _fast_opcode(fn)
-               for op, fn in PragueComputation.opcodes.items()}
+
+class SimComputation(PragueComputation):
+    """Prague computation with a leaner interpreter loop (same semantics), the hottest opcodes
+    specialised (sim/fastops.py) and code analysis shared per code object."""
+
+    opcodes = _sim_opcodes(stock=False)
     _dispatch: list = _dispatch_table(opcodes)
+
+    _push_values: dict[int, int]  # PUSH immediates by position (read by sim/fastops.py's PUSHes)
 
     def __init__(self, state, message, transaction_context) -> None:
         super().__init__(state, message, transaction_context)
@@ -174,9 +189,11 @@ class SimComputation(PragueComputation):
             if cached is None:
                 if len(_JUMP_CACHE) > 2048:
                     _JUMP_CACHE.clear()
-                cached = _JUMP_CACHE[code] = (set(), set())
+                cached = _JUMP_CACHE[code] = (set(), set(), {})
             # py-evm's CodeStream keeps its jump analysis in these two (CodeStreamAPI does not name them)
-            self.code.valid_positions, self.code.invalid_positions = cached  # type: ignore[attr-defined]
+            self.code.valid_positions, self.code.invalid_positions, self._push_values = cached  # type: ignore[attr-defined]
+        else:
+            self._push_values = {}
 
     @classmethod
     def apply_computation(cls, state, message, transaction_context, parent_computation=None):
@@ -212,6 +229,13 @@ class SimComputation(PragueComputation):
         return computation
 
 
+class StockSimComputation(SimComputation):
+    """SimComputation with py-evm's own opcode implementations (the A/B and differential baseline)."""
+
+    opcodes = _sim_opcodes(stock=True)
+    _dispatch: list = _dispatch_table(opcodes)
+
+
 class _HookedOpcode:
     __slots__ = ("opcode", "fn", "mnemonic", "gas_cost")
 
@@ -226,37 +250,45 @@ class _HookedOpcode:
         return self.fn(computation)
 
 
-def _hooked_table(opcodes: frozenset[int]) -> dict[int, Any]:
-    table: dict[int, Any] = dict(SimComputation.opcodes)
+def _hooked_table(opcodes: frozenset[int], base: type[SimComputation]) -> dict[int, Any]:
+    table: dict[int, Any] = dict(base.opcodes)
     for op in opcodes:
         if op in table:
             table[op] = _HookedOpcode(op, table[op])
     return table
 
 
-class _TracedComputationBase(SimComputation):
+class _Traced:
+    """Mixed in before a SimComputation class: reports call frames to the tracer."""
+
     def apply_child_computation(self, child_msg: MessageAPI) -> ComputationAPI:
         tracer = self.state.tracer  # type: ignore[attr-defined]  # always a SimState
         tracer.on_enter(child_msg, self)
-        child = super().apply_child_computation(child_msg)
+        child = super().apply_child_computation(child_msg)  # type: ignore[misc]  # a SimComputation's
         tracer.on_exit(child_msg, child)
         return child
 
 
-_TRACED_CLASSES: dict[frozenset[int], type[SimComputation]] = {}
+_TRACED_CLASSES: dict[tuple[frozenset[int], type], type[SimComputation]] = {}
 
 
-def traced_computation_class(opcodes: frozenset[int]) -> type[SimComputation]:
-    cls = _TRACED_CLASSES.get(opcodes)
+def traced_computation_class(opcodes: frozenset[int],
+                             base: type[SimComputation] = SimComputation) -> type[SimComputation]:
+    cls = _TRACED_CLASSES.get((opcodes, base))
     if cls is None:
-        table = _hooked_table(opcodes)
+        table = _hooked_table(opcodes, base)
         cls = type(
-            f"TracedComputation{len(_TRACED_CLASSES)}",
-            (_TracedComputationBase,),
+            f"Traced{base.__name__}{len(_TRACED_CLASSES)}",
+            (_Traced, base),
             {"opcodes": table, "_dispatch": _dispatch_table(table)},
         )
-        _TRACED_CLASSES[opcodes] = cls
+        _TRACED_CLASSES[(opcodes, base)] = cls
     return cls
+
+
+def computation_class(tracer: Tracer | None) -> type[SimComputation]:
+    base = StockSimComputation if STOCK_OPCODES else SimComputation
+    return base if tracer is None else traced_computation_class(frozenset(tracer.opcodes), base)
 
 
 # -- state --
@@ -272,9 +304,7 @@ class SimState(PragueState):
         self.execution_context = execution_context
         self._account_db = account_db
         self.tracer = tracer
-        self.computation_class = (
-            SimComputation if tracer is None else traced_computation_class(frozenset(tracer.opcodes))
-        )
+        self.computation_class = computation_class(tracer)
 
     def delta_balance(self, address: Address, delta: int) -> None:
         # not get_balance + set_balance: a value paid in is not an observation of the balance
@@ -336,9 +366,7 @@ class EvmSession:
 
     def set_tracer(self, tracer: Tracer | None) -> None:
         self.state.tracer = tracer
-        self.state.computation_class = (
-            SimComputation if tracer is None else traced_computation_class(frozenset(tracer.opcodes))
-        )
+        self.state.computation_class = computation_class(tracer)
 
     def call(
         self,
