@@ -1,7 +1,8 @@
 """What a pending op costs in memory, part by part, and what an idle bundler's RSS is made of
 (issue 15: "at most 2 KB per pending op", "an idle RSS a small node operator accepts").
 
-    .venv/bin/python benchmarks/memory.py [--ops 500] [--ep 0.7|0.8] [--skip-idle]
+    .venv/bin/python benchmarks/memory.py [--ops 500] [--ep 0.7|0.8] [--values both|repeated|distinct]
+                                          [--skip-idle] [--top N]
 
   per op   a fresh anvil (127.0.0.1, free port), --ops + 20 SimpleAccounts (load.py helpers), one
            signed op each; an in-process bundler (safe mode, manual bundling, SQLite store in a
@@ -12,6 +13,11 @@
            once (in this order: op, pool entry fields, validation result without its trace, the
            ERC-7562 trace, COD-010 code hashes, entities), then the mempool's indices per entry;
            the rest of the growth (store caches, reputation, session ledger, ...) is "other".
+  values   "repeated": every op has the same gas limits and fees (as one wallet's estimate for one
+           kind of op); "distinct": op j adds j to each gas limit and j wei to each fee, so no
+           two ops share a value (what userop/sharing.py saves on the first it cannot save on
+           this one). "both" (the default) runs each in its own interpreter and fresh anvil, and
+           the goal is met only when both are within it.
   idle     RSS of `bundler run` (2 sim workers) per process after start, and the RSS a fresh
            interpreter reaches importing each heavy package alone (what each import costs).
 """
@@ -199,10 +205,40 @@ def idle(node_url: str, args, logdir: Path) -> dict:
         kill_hard(t)
 
 
+RESULT_TAG = "per-op-bytes:"
+
+
+def both(argv: list[str], args) -> int:
+    """Each workload in its own interpreter (no cache or shared-value table carries from one to
+    the other), then both figures side by side; idle RSS once, with the second."""
+    figures = {}
+    rest = [a for i, a in enumerate(argv) if a != "--values" and (i == 0 or argv[i - 1] != "--values")
+            and not a.startswith("--values=")]
+    for i, kind in enumerate(("repeated", "distinct")):
+        cmd = [sys.executable, __file__, *rest, "--values", kind]
+        if i == 0 and "--skip-idle" not in cmd:
+            cmd.append("--skip-idle")
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        sys.stderr.write(r.stderr)
+        out = [line for line in r.stdout.splitlines() if not line.startswith(RESULT_TAG)]
+        print("\n".join(out))
+        got = [line.split()[2] for line in r.stdout.splitlines() if line.startswith(RESULT_TAG)]
+        if r.returncode != 0 or not got:
+            print(f"{kind} workload failed (exit {r.returncode})")
+            return 1
+        figures[kind] = float(got[0])
+    print("per pending op: " + ", ".join(f"{k} values {v:,.0f} B" for k, v in figures.items())
+          + f" (distinct / repeated {figures['distinct'] / figures['repeated']:.3f}); goal (at most "
+          f"{GOAL_BYTES} B in both): {'MET' if max(figures.values()) <= GOAL_BYTES else 'NOT MET'}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ops", type=int, default=500)
     p.add_argument("--ep", choices=("0.7", "0.8"), default="0.7")
+    p.add_argument("--values", choices=("both", "repeated", "distinct"), default="both",
+                   help="gas/fee values the same for every op, all different, or both workloads (default)")
     p.add_argument("--skip-idle", action="store_true")
     p.add_argument("--top", type=int, default=0, help="also print the N source lines whose allocations grew most")
     p.add_argument("--seed", default="memory-bench")
@@ -212,6 +248,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-fee-gwei", type=int, default=10)
     p.add_argument("--priority-fee-gwei", type=int, default=2)
     args = p.parse_args(argv)
+    if args.values == "both":
+        return both(sys.argv[1:] if argv is None else list(argv), args)
     logdir = Path(tempfile.mkdtemp(prefix="memory-bench-"))
     ep = V07 if args.ep == "0.7" else V08
     owners = make_owner_keys(args.ops + WARMUP, args.seed)
@@ -219,14 +257,14 @@ def main(argv=None) -> int:
     log(f"fresh anvil, EntryPoints, {args.ops + WARMUP} accounts ...")
     chain = start_chain(wl, [owner_address(k) for k in owners])
     try:
-        build_sequenced_ops(wl, args.ops + WARMUP, args)
+        build_sequenced_ops(wl, args.ops + WARMUP, args, distinct=args.values == "distinct")
         rep = asyncio.run(per_op(chain.url, wl, args, tempfile.mkdtemp(prefix="mem-data-", dir=logdir)))
         idle_rss = None if args.skip_idle else idle(chain.url, args, logdir)
     finally:
         chain.node.stop()
     n = max(1, rep["ops"])
     per = rep["heap_bytes"] / n
-    print(f"memory per pending op (EntryPoint {args.ep}, safe mode, {rep['ops']} ops added to {WARMUP} pending, "
+    print(f"memory per pending op ({args.values} gas/fee values, EntryPoint {args.ep}, safe mode, {rep['ops']} ops added to {WARMUP} pending, "
           f"main process Python heap by tracemalloc): {per:,.0f} bytes ({per / 1024:.2f} KiB)")
     counted = 0
     for name, v in rep["parts"].items():
@@ -244,6 +282,7 @@ def main(argv=None) -> int:
     for e, c in rep["failures"].items():
         print(f"  send failure x{c}: {e}")
     print(f"goal (at most {GOAL_BYTES} bytes per pending op): {'MET' if per <= GOAL_BYTES else 'NOT MET'}")
+    print(f"{RESULT_TAG} {args.values} {per:.1f}")
     if idle_rss is not None:
         print("idle RSS of `bundler run` (2 sim workers), per process:")
         for name, v in sorted(idle_rss.items()):

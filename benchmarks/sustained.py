@@ -69,18 +69,21 @@ WINDOW_S = 10.0
 
 # ---------------------------------------------------------------------------------------------
 # workload: op j = account j % A, nonce j // A (an account's consecutive nonces are A / rate s apart)
-def build_sequenced_ops(wl: Workload, n_ops: int, args) -> list[tuple[int, int]]:
-    """Sign n_ops ops over the deployed accounts; returns (account, nonce) per op."""
+def build_sequenced_ops(wl: Workload, n_ops: int, args, distinct: bool = False) -> list[tuple[int, int]]:
+    """Sign n_ops ops over the deployed accounts; returns (account, nonce) per op. With
+    `distinct`, op j adds j to each gas limit and j wei to each fee, so no two ops share a
+    gas or fee value (as real traffic, where wallets estimate per op; benchmarks/memory.py)."""
     call_data = SimpleAccountHelper.execute(RECIPIENT, TRANSFER_WEI, b"")
     a = len(wl.accounts)
     slots = []
     for j in range(n_ops):
         acct, nonce = j % a, j // a
+        d = j if distinct else 0
         op = UserOperation(
             sender=wl.accounts[acct], nonce=nonce, call_data=call_data,
-            call_gas_limit=args.call_gas, verification_gas_limit=args.verification_gas,
-            pre_verification_gas=args.pre_verification_gas,
-            max_fee_per_gas=args.max_fee_gwei * 10**9, max_priority_fee_per_gas=args.priority_fee_gwei * 10**9,
+            call_gas_limit=args.call_gas + d, verification_gas_limit=args.verification_gas + d,
+            pre_verification_gas=args.pre_verification_gas + d,
+            max_fee_per_gas=args.max_fee_gwei * 10**9 + d, max_priority_fee_per_gas=args.priority_fee_gwei * 10**9 + d,
             signature=DUMMY_SIGNATURE,
         )
         signed = op.with_changes(signature=sign_user_op(op, wl.ep, CHAIN_ID, wl.owners[acct]))

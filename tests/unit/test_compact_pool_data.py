@@ -177,3 +177,32 @@ def test_for_sender_and_the_sender_cap_without_a_sender_index():
     assert pool.for_sender(op.sender) == [b] and pool.at_slot(V07.address, op.sender, op.nonce) is None
     pool.clear()
     assert pool.for_sender(op.sender) == [] and len(pool) == 0
+
+
+def _validation(account: int, paymaster: int, context: bytes = b"") -> "ValidationResult":
+    from bundler.sim.results import StakeInfo, ValidationData, ValidationResult
+    return ValidationResult(128_763 + account % 7, 2_053_570_024_437_483, ValidationData.unpack(account),
+                            ValidationData.unpack(paymaster), context, StakeInfo(0, 0), StakeInfo(10**18, 86_400),
+                            StakeInfo(0, 0), None, None, 121_193, 11)
+
+
+@pytest.mark.parametrize("account,paymaster", [
+    (0, 0), (1, 0),  # plain; signature failed
+    ((1_000 << 208) | (2_000 << 160), 0),  # a time range
+    (0, (5 << 208) | (9 << 160)),  # the paymaster's range
+])
+def test_kept_validation_answers_the_later_checks_as_the_full_one(account, paymaster):
+    """The kept form (sim.results.kept_form) drops what nothing reads after admission (pre_op_gas,
+    gas_used: 0) and keeps every field the second validation and the rules read."""
+    from bundler.sim.erc7562 import CheckedTrace
+    from bundler.sim.results import kept_form, validation_error
+    full = _validation(account, paymaster, b"\x01\x02")
+    kept = kept_form(full, CheckedTrace(others_storage=()))
+    assert kept.pre_op_gas == 0 and kept.gas_used == 0
+    for name in ("prefund", "account", "paymaster", "paymaster_context", "sender_info", "factory_info",
+                 "paymaster_info", "aggregator", "aggregator_info", "block_number", "reads",
+                 "valid_after", "valid_until", "valid_after_block", "valid_until_block"):
+        assert getattr(kept, name) == getattr(full, name), name
+    for now in (0, 1_500, 10**9):
+        want, got = (validation_error(r, now=now, paymaster="0x" + "9a" * 20) for r in (full, kept))
+        assert type(got) is type(want) and getattr(got, "message", None) == getattr(want, "message", None)

@@ -3,6 +3,9 @@ observed, and that a later block's state with a different value in an unobserved
 counts as unchanged while one in an observed field does not."""
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
 import pytest
 
 from bundler.sim import BlockContext, EvmSession, PinnedBlock
@@ -86,6 +89,30 @@ def test_packed_keys_round_trip_with_a_storage_only_account():
     from bundler.sim.types import ReadSet
     accounts, fields = [C, D], bytes([BALANCE, CODE])
     slots = [(b"\x01" * 20, 0), (b"\x01" * 20, 256), (b"\x01" * 20, 2**256 - 1), (C, 7)]
-    rs = ReadSet.pack(accounts, fields, slots, b"\x5a" * 32, False, "0xcb")
+    rs = ReadSet.pack(accounts, fields, slots, b"\x5a" * 32, False)
     assert rs.account_keys() == accounts and rs.fields == fields
-    assert rs.slot_keys() == slots and rs.digest == b"\x5a" * 32 and rs.reusable
+    assert rs.slot_keys() == slots and rs.digest == b"\x5a" * 32 and rs.reusable and not rs.block_context
+    # the main process gets it through a pickle: the same keys, equal, still a ReadSet
+    back = pickle.loads(pickle.dumps(rs, protocol=pickle.HIGHEST_PROTOCOL))
+    assert type(back) is ReadSet and back == rs and back.slot_keys() == slots and back.reusable
+    flagged = ReadSet.pack(accounts, fields, slots, b"\x5a" * 32, True)
+    assert flagged.block_context and not flagged.reusable and flagged != rs
+    assert flagged.account_keys() == accounts and flagged.slot_keys() == slots
+
+
+def test_no_keys_round_trip():
+    from bundler.sim.types import ReadSet
+    rs = ReadSet.pack([], b"", [], b"\x01" * 32, False)
+    assert rs.account_keys() == [] and rs.slot_keys() == [] and rs.fields == b"" and rs.digest == b"\x01" * 32
+
+
+def test_another_coinbase_is_a_change():
+    """The coinbase is warm for every call (EIP-3651): the digest covers it, so the same values
+    under another coinbase are not "unchanged"."""
+    rs = run(state(call_with_value(0, D)))
+    assert readset.unchanged(state(call_with_value(0, D)), [rs]) == [True]
+    other = BlockState(None, dataclasses.replace(BLOCK, coinbase="0x" + "c0" * 20))
+    for address, balance, nonce, code in ((CALLER, 10**18, 0, b""), (C, 10**18, 1, call_with_value(0, D)),
+                                          (D, 0, 1, b"\x00")):
+        other.seed_account(address, balance, nonce, code)
+    assert readset.unchanged(other, [rs]) == [False]

@@ -15,7 +15,7 @@ the same trace, so the admission result can be reused. Anything else forces a ne
 
 Kept compactly on the pool entry (sim/types.py packs it into one bytes object): the keys (each
 address once with 1 byte naming the fields read, each slot as its address's index + its key's bytes)
-and one 32-byte digest of the values, not the values themselves.
+and one 32-byte digest of the values and of the block's coinbase, not the values themselves.
 """
 from __future__ import annotations
 
@@ -79,6 +79,10 @@ class WatchedExecutionContext(ExecutionContext):
 def _digest(base: BlockState, accounts: Sequence[bytes], fields: bytes,
             slots: Sequence[tuple[bytes, int]]) -> bytes:
     h = hashlib.blake2b(digest_size=32)
+    # the coinbase is warm for every call (EIP-3651): another one can change the gas a validation
+    # uses, so it must be the same, as every value read must
+    coinbase = base.block.coinbase.encode()
+    h.update(bytes([len(coinbase)]) + coinbase)
     for address, read in zip(accounts, fields):
         balance, nonce, code = base.account(address)
         if read & BALANCE:
@@ -98,8 +102,7 @@ def capture(db: OverlayAccountDB, block_read: bool) -> ReadSet:
     accounts = sorted(a for a in db.base_accounts_read if read.get(a))
     fields = bytes(read[a] for a in accounts)
     slots = sorted(db.base_slots_read)
-    return ReadSet.pack(accounts, fields, slots, _digest(db.base, accounts, fields, slots),
-                        block_read, db.base.block.coinbase)
+    return ReadSet.pack(accounts, fields, slots, _digest(db.base, accounts, fields, slots), block_read)
 
 
 def unchanged(base: BlockState, read_sets: Sequence[ReadSet]) -> list[bool]:
@@ -107,6 +110,5 @@ def unchanged(base: BlockState, read_sets: Sequence[ReadSet]) -> list[bool]:
     there yet is fetched in one node batch first."""
     keys = [(rs.account_keys(), rs.slot_keys()) for rs in read_sets]
     base.prefetch((a for accounts, _ in keys for a in accounts), (s for _, slots in keys for s in slots))
-    return [rs.reusable and rs.coinbase == base.block.coinbase
-            and _digest(base, accounts, rs.fields, slots) == rs.digest
+    return [rs.reusable and _digest(base, accounts, rs.fields, slots) == rs.digest
             for rs, (accounts, slots) in zip(read_sets, keys)]
